@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# make demo: seed a demo database, create an API account with a fresh random password,
+# serve on 127.0.0.1, walk through login -> get_random -> download once, keep serving.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+PORT=${DEMO_PORT:-8088}
+BASE="http://127.0.0.1:${PORT}"
+mkdir -p demo
+export CDRGATE_DATABASE="sqlite:///${PWD}/demo/cdrgate.db"
+
+if [ ! -f demo/cdrgate.db ]; then
+  echo "== seeding 200000 demo CDRs (2026) into demo/cdrgate.db"
+  "$BIN/cdrgate" seed --count 200000 --seed 7 --start 2026-01-01 --days 365
+fi
+PASSWORD=$("$BIN/cdrgate" api-user set api --generate)
+MD5=$(printf '%s' "$PASSWORD" | "$BIN/python" -c 'import hashlib,sys; print(hashlib.md5(sys.stdin.buffer.read()).hexdigest())')
+
+"$BIN/cdrgate" serve --host 127.0.0.1 --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 100); do
+  curl -fs "$BASE/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+cat <<TXT
+
+== cdrgate is serving the Yeastar CDR API on $BASE
+   API user: api    password: $PASSWORD    (md5: $MD5)
+
+The whole flow with curl (copy and paste into another terminal):
+
+  TOKEN=\$(curl -s -X POST $BASE/api/v1.1.0/login \\
+      -d '{"username":"api","password":"$MD5","port":"8260"}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+  RANDOM_KEY=\$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=\$TOKEN" \\
+      -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+
+  curl -s "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=\$TOKEN&random=\$RANDOM_KEY"
+
+== running it once now:
+TXT
+TOKEN=$(curl -s -X POST "$BASE/api/v1.1.0/login" \
+  -d "{\"username\":\"api\",\"password\":\"$MD5\",\"port\":\"8260\"}" \
+  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+RANDOM_KEY=$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=$TOKEN" \
+  -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \
+  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+curl -s "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=$TOKEN&random=$RANDOM_KEY" | head -n 6
+echo "   ..."
+echo
+echo "== serving until Ctrl-C"
+wait $SERVER

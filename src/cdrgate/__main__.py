@@ -1,0 +1,3 @@
+from cdrgate.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The Yeastar-compatible HTTP API: one thin module per resource."""

@@ -1,0 +1,129 @@
+"""``create_app(settings)``: wires storage and services into the ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cdrgate import __version__
+from cdrgate.api.context import Services
+from cdrgate.api.envelope import ProxyPolicy
+from cdrgate.api.routes import dispatch
+from cdrgate.clock import Clock, system_clock
+from cdrgate.logredact import redact
+from cdrgate.services.auth import AuthService
+from cdrgate.services.downloads import DownloadService
+from cdrgate.settings import Settings
+from cdrgate.storage.db import Database
+
+log = logging.getLogger("cdrgate")
+access_log = logging.getLogger("cdrgate.access")
+
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+PURGE_INTERVAL_S = 60.0
+
+
+def build_services(settings: Settings, db: Database, clock: Clock = system_clock) -> Services:
+    auth = AuthService(db, settings, clock)
+    return Services(
+        settings=settings,
+        auth=auth,
+        downloads=DownloadService(db, settings, clock, auth),
+        proxies=ProxyPolicy.parse(settings.trusted_proxies),
+    )
+
+
+async def index(_request: Request) -> Response:
+    return JSONResponse({"service": "cdrgate", "version": __version__, "api": ["v1.1.0", "v2.0.0"]})
+
+
+def create_app(
+    settings: Settings, *, database: Database | None = None, clock: Clock = system_clock
+) -> Starlette:
+    db = database if database is not None else Database(settings.database)
+    services = build_services(settings, db, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        purger = asyncio.create_task(_purge_forever(services))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            if database is None:
+                db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
+        ],
+        middleware=[Middleware(AccessLog)] if settings.access_log else [],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.database = db
+    return app
+
+
+async def _purge_forever(services: Services) -> None:
+    """Expired tokens, spent randoms and lapsed lockouts must not pile up."""
+    while True:
+        try:
+            await run_in_threadpool(services.auth.purge_expired)
+            await run_in_threadpool(services.downloads.purge_spent)
+        except Exception:  # a locked or absent database must not kill the loop
+            log.warning("purge of expired state failed", exc_info=True)
+        await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+class AccessLog:
+    """One line per request, with tokens and randoms redacted from the query string."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        sent = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = scope["path"] + (f"?{query}" if query else "")
+            access_log.info(
+                '%s "%s %s" %s %d %.1fms',
+                client[0],
+                scope["method"],
+                redact(target),
+                status,
+                sent,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,123 @@
+"""The call detail record as the Yeastar CSV file carries it, and its CSV rendering.
+
+``CSV_COLUMNS`` (14 columns, Yeastar's spellings on purpose) is the one definition of the file
+layout; the server's writer, the importer and the client's parser all use it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple, TextIO
+
+from cdrgate.timefmt import parse_pbx_time
+
+
+class CdrRecord(NamedTuple):
+    """One CDR in its canonical server form: text fields as stored, durations as seconds."""
+
+    callid: str
+    timestart: str
+    callfrom: str
+    callto: str
+    callduraction: int
+    talkduraction: int
+    srctrunkname: str
+    dsttrunkname: str
+    status: str
+    type: str
+    pincode: str
+    recording: str
+    didnumber: str
+    sn: str
+
+    def csv_fields(self) -> list[str]:
+        return [str(value) for value in self]
+
+    def csv_line(self) -> str:
+        return render_csv_line(self.csv_fields())
+
+
+CSV_COLUMNS: tuple[str, ...] = CdrRecord._fields
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+# Bare LF: naive clients split on "\n"; CRLF would leave "\r" in the last column (sn).
+LINE_TERMINATOR = "\n"
+_NEEDS_QUOTING = frozenset(',"\r\n')
+
+
+def _needs_quoting(value: str) -> bool:
+    return not _NEEDS_QUOTING.isdisjoint(value)
+
+
+def render_csv_line(fields: Sequence[str]) -> str:
+    """One CSV row with RFC 4180 quoting only where a field needs it, so plain rows match the
+    device byte for byte."""
+    if not any(_needs_quoting(field) for field in fields):
+        return ",".join(fields) + LINE_TERMINATOR
+    return ",".join(_quote(field) for field in fields) + LINE_TERMINATOR
+
+
+def _quote(field: str) -> str:
+    if _needs_quoting(field):
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def record_from_fields(fields: Sequence[str]) -> CdrRecord:
+    """Validate one 14-field CSV row; ValueError says what is wrong."""
+    if len(fields) != len(CSV_COLUMNS):
+        raise ValueError(f"expected {len(CSV_COLUMNS)} columns, found {len(fields)}")
+    values = [_clean(field) for field in fields]
+    callid, timestart = values[0], values[1].strip()
+    if not callid:
+        raise ValueError("callid is empty")
+    parse_pbx_time(timestart)
+    call = _duration("callduraction", values[4])
+    talk = _duration("talkduraction", values[5])
+    return CdrRecord(callid, timestart, values[2], values[3], call, talk, *values[6:])
+
+
+def _clean(value: str) -> str:
+    # NUL cannot be stored in PostgreSQL text and means nothing in a CDR field.
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _duration(name: str, text: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"{name} is not a whole number of seconds: {text!r}")
+    return int(text)
+
+
+def iter_csv_rows(stream: TextIO) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_number, fields)`` for each data row of a Yeastar CDR CSV.
+
+    The header row is optional (recognised by its first cell); a UTF-8 BOM is ignored and
+    both LF and CRLF line ends are accepted. ``line_number`` is where the row starts.
+    """
+    reader = csv.reader(stream, strict=True)
+    start_line = 1
+    for index, row in enumerate(reader):
+        line = start_line
+        start_line = reader.line_num + 1
+        if index == 0 and row and row[0].lstrip("\ufeff").strip().lower() == "callid":
+            continue
+        if not row:
+            continue
+        yield line, row
+
+
+def write_csv(records: Iterable[CdrRecord], out: TextIO) -> int:
+    """Write a whole file (header and rows); returns the number of rows."""
+    out.write(CSV_HEADER)
+    count = 0
+    for record in records:
+        out.write(record.csv_line())
+        count += 1
+    return count
+
+
+def parse_csv_text(text: str) -> list[CdrRecord]:
+    """Parse a whole CSV document held in memory (small files and tests)."""
+    return [record_from_fields(row) for _, row in iter_csv_rows(io.StringIO(text, newline=""))]

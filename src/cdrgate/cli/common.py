@@ -1,0 +1,96 @@
+"""Shared CLI pieces: the --database option, consoles, and the error edge."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cdrgate.errors import (
+    CdrgateError,
+    ImportFailed,
+    SchemaError,
+    StorageUnavailable,
+    UsageError,
+)
+from cdrgate.settings import DEFAULT_DATABASE
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
+
+out = Console()
+err = Console(stderr=True)
+
+DatabaseOption = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        envvar="CDRGATE_DATABASE",
+        help="Database URL: sqlite:///FILE or postgresql://USER@HOST/DB.",
+        show_default=True,
+    ),
+]
+DEFAULT_DB = DEFAULT_DATABASE
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Exit codes: 1 = the work failed (bad data, refused), 2 = usage, 3 = storage unavailable.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STORAGE = 3
+
+
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn cdrgate's own errors into one line on stderr and an exit code: no tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except StorageUnavailable as exc:
+            err.print(f"[red]error:[/] database unavailable: {exc}", highlight=False)
+            raise typer.Exit(EXIT_STORAGE) from None
+        except UsageError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_USAGE) from None
+        except (ImportFailed, SchemaError, CdrgateError) as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    db = Database(url)
+    if migrate:
+        schema.upgrade(db)
+    return db
+
+
+def read_secret_stdin() -> str:
+    """One line from stdin, without its line ending."""
+    value = sys.stdin.readline().rstrip("\r\n")
+    return value
+
+
+@contextmanager
+def row_progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar on a terminal; silent when stderr is piped."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

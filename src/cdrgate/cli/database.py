@@ -1,0 +1,30 @@
+"""cdrgate db: schema status and upgrades."""
+
+from __future__ import annotations
+
+import typer
+
+from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, out
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
+
+app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+
+
+@app.command()
+@cli_errors
+def upgrade(database: DatabaseOption = DEFAULT_DB) -> None:
+    """Create or upgrade the schema to this version's newest revision."""
+    revision = schema.upgrade(Database(database))
+    out.print(f"schema at revision {revision}")
+
+
+@app.command()
+@cli_errors
+def status(database: DatabaseOption = DEFAULT_DB) -> None:
+    """Show the schema revision of the database and of this code."""
+    current = schema.check(Database(database))
+    head = schema.head_revision()
+    out.print(f"database: {current or 'empty'}  code: {head}")
+    if current != head:
+        raise typer.Exit(1)

@@ -1,0 +1,95 @@
+"""cdrgate api-user: the accounts applications log in with."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cdrgate import passwords
+from cdrgate.cli.common import (
+    DEFAULT_DB,
+    DatabaseOption,
+    cli_errors,
+    err,
+    open_database,
+    out,
+    read_secret_stdin,
+)
+from cdrgate.clock import system_clock
+from cdrgate.errors import UsageError
+from cdrgate.services.auth import set_api_user
+from cdrgate.storage import accounts, login_guard
+
+app = typer.Typer(
+    help="Manage API accounts (the PBX's API username and password).", no_args_is_help=True
+)
+MIN_PASSWORD = 8
+
+
+@app.command("set")
+@cli_errors
+def set_user(
+    name: Annotated[str, typer.Argument(help="API username.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a random password and print it once.")
+    ] = False,
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Create an API account or change its password."""
+    if password_stdin == generate:
+        raise UsageError("give exactly one of --password-stdin or --generate")
+    if not name.strip():
+        raise UsageError("the username must not be empty")
+    password = passwords.new_password() if generate else read_secret_stdin()
+    if len(password) < MIN_PASSWORD:
+        raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
+    db = open_database(database)
+    set_api_user(db, name, password, int(system_clock() * 1000))
+    if generate:
+        out.print(password, highlight=False)
+        if sys.stdout.isatty():
+            err.print("[dim]shown once: it is stored only as a salted scrypt hash[/]")
+    else:
+        err.print(f"API user {name!r} saved")
+
+
+@app.command("list")
+@cli_errors
+def list_users(database: DatabaseOption = DEFAULT_DB) -> None:
+    """List API accounts."""
+    db = open_database(database)
+    with db.read() as conn:
+        for name in accounts.names(conn):
+            out.print(name, highlight=False)
+
+
+@app.command("delete")
+@cli_errors
+def delete_user(
+    name: Annotated[str, typer.Argument(help="API username.")],
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Delete an API account."""
+    db = open_database(database)
+    with db.write() as conn:
+        if not accounts.remove(conn, name):
+            raise UsageError(f"no API user {name!r}")
+    err.print(f"API user {name!r} deleted")
+
+
+@app.command("unlock")
+@cli_errors
+def unlock(
+    ip: Annotated[str | None, typer.Argument(help="Client IP to unlock; all when omitted.")] = None,
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Lift a login lockout (as the device's "blocked API IP" list does)."""
+    db = open_database(database)
+    with db.write() as conn:
+        count = login_guard.unlock(conn, ip)
+    err.print(f"cleared {count} lockout record(s)")

@@ -1,0 +1,72 @@
+"""Error codes and the server-side exception tree.
+
+The Yeastar API reports every failure as HTTP 200 with ``{"status":"Failed","errno":"NNNNN"}``.
+:class:`Errno` is the one list of those codes; everything else imports it.
+
+    CdrgateError
+    ├── ApiError            an API request failed with a documented errno
+    ├── StorageUnavailable  the database could not be reached or stayed locked
+    ├── SchemaError         the database schema is missing or newer than this code
+    ├── ImportFailed        a CDR file had a bad row (carries file and line)
+    └── UsageError          a command was given something it cannot use
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Errno(StrEnum):
+    """The S-Series API error codes cdrgate emits (spec section 9)."""
+
+    XML_NOT_SUPPORTED = "10002"
+    UNSUPPORTED_REQUEST = "10003"
+    PARAMETER_EMPTY = "10004"
+    JSON_ONLY = "20000"
+    POST_ONLY = "20001"
+    LOCKED_OUT = "20002"
+    BAD_CREDENTIALS = "20003"
+    TOKEN_UNKNOWN = "20004"
+    TOKEN_EMPTY = "20005"
+    TOKEN_EXPIRED = "20006"
+    HEARTBEAT_FAILED = "20011"
+    ALLOWEDIP_ERROR = "20015"
+    CDR_TIME_FORMAT = "20019"
+    CDR_RANDOM_INVALID = "20020"
+    CDR_NOT_FOUND = "20021"
+    APISRV_DOWN = "30003"
+
+
+class CdrgateError(Exception):
+    """Base of every error cdrgate raises on purpose."""
+
+
+class ApiError(CdrgateError):
+    """A request failed; ``errno`` is what the client sees."""
+
+    def __init__(self, errno: Errno, detail: str = "") -> None:
+        super().__init__(f"{errno.value} {errno.name}" + (f": {detail}" if detail else ""))
+        self.errno = errno
+        self.detail = detail
+
+
+class StorageUnavailable(CdrgateError):
+    """The database is down, unreachable or locked for too long."""
+
+
+class SchemaError(CdrgateError):
+    """The database schema does not match this version of cdrgate."""
+
+
+class ImportFailed(CdrgateError):
+    """A CDR file could not be imported; nothing from it was stored."""
+
+    def __init__(self, source: str, line: int, reason: str) -> None:
+        super().__init__(f"{source}:{line}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason
+
+
+class UsageError(CdrgateError):
+    """Bad input to a command (not to the HTTP API)."""

@@ -1,0 +1,30 @@
+"""Keep secrets out of logs: tokens and randoms travel in query strings."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRET_PARAM = re.compile(r"(?i)\b(token|random|refreshtoken|password)=([^&\s\"']*)")
+
+
+def redact(text: str) -> str:
+    return _SECRET_PARAM.sub(r"\1=<redacted>", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites every record's message so no handler can print a live secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install(*logger_names: str) -> None:
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "cdrgate", *logger_names):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

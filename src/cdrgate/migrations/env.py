@@ -1,0 +1,16 @@
+"""Alembic environment: cdrgate always passes a live connection (see storage/schema.py)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from cdrgate.storage.tables import metadata
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

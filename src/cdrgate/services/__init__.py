@@ -1,0 +1,1 @@
+"""Rules without HTTP: sessions, download links, import, seeding."""

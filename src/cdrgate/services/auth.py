@@ -1,0 +1,112 @@
+"""Logins, sessions (tokens) and the per-IP lockout, as the S-Series API defines them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cdrgate import passwords
+from cdrgate.clock import Clock
+from cdrgate.errors import ApiError, Errno
+from cdrgate.settings import Settings
+from cdrgate.storage import accounts, login_guard, tokens
+from cdrgate.storage.db import Database
+
+# Event-push fields a client may send on login/heartbeat, mapped to their columns.
+# The English v1 heartbeat table spells urltag "urlflag"; both are accepted.
+EVENT_FIELDS: Mapping[str, str] = {
+    "ipaddr": "event_ip",
+    "port": "event_port",
+    "url": "event_url",
+    "urltag": "event_urltag",
+    "urlflag": "event_urltag",
+    "version": "event_version",
+}
+
+
+@dataclass(frozen=True)
+class Session:
+    account: str
+    token_hash: str
+
+
+class AuthService:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def login(
+        self, username: str, password_md5: str, client_ip: str, event: Mapping[str, str]
+    ) -> str:
+        """Check credentials and open a session; returns the new token."""
+        now = self.now_ms()
+        with self.db.read() as conn:
+            if login_guard.locked_until(conn, client_ip) > now:
+                raise ApiError(Errno.LOCKED_OUT)
+            stored = accounts.password_hash(conn, username)
+        if not passwords.verify_md5(password_md5, stored):
+            self._fail(client_ip)
+        token = secrets.token_hex(16)
+        with self.db.write() as conn:
+            if not login_guard.reset(conn, client_ip, now):
+                raise ApiError(Errno.LOCKED_OUT)
+            tokens.create(
+                conn, passwords.secret_hash(token), username, client_ip, now, event_columns(event)
+            )
+        return token
+
+    def _fail(self, client_ip: str) -> None:
+        now = self.now_ms()
+        limit = self.settings.lockout_failures
+        with self.db.write() as conn:
+            failures = login_guard.record_failure(conn, client_ip, now)
+            if failures >= limit:
+                login_guard.lock(conn, client_ip, now + self.settings.lockout_seconds * 1000)
+        # Failures beyond the limit raced past the lock check: they are answered as locked.
+        raise ApiError(Errno.LOCKED_OUT if failures > limit else Errno.BAD_CREDENTIALS)
+
+    def authenticate(self, token: str | None) -> Session:
+        """Validate a token and slide its idle lifetime (every authenticated request does)."""
+        if token is None or not token.strip():
+            raise ApiError(Errno.TOKEN_EMPTY)
+        token_hash = passwords.secret_hash(token.strip())
+        idle_ms = self.settings.token_idle_seconds * 1000
+        with self.db.write() as conn:
+            account = tokens.touch(conn, token_hash, self.now_ms(), idle_ms)
+            if account is None:
+                expired = tokens.exists(conn, token_hash)
+                raise ApiError(Errno.TOKEN_EXPIRED if expired else Errno.TOKEN_UNKNOWN)
+        return Session(account, token_hash)
+
+    def heartbeat(self, token: str | None, event: Mapping[str, str]) -> None:
+        session = self.authenticate(token)
+        with self.db.write() as conn:
+            tokens.set_event_target(conn, session.token_hash, event_columns(event))
+
+    def logout(self, token: str | None) -> None:
+        session = self.authenticate(token)
+        with self.db.write() as conn:
+            tokens.remove(conn, session.token_hash)
+
+    def purge_expired(self) -> int:
+        now = self.now_ms()
+        idle_ms = self.settings.token_idle_seconds * 1000
+        with self.db.write() as conn:
+            removed = tokens.purge(conn, now, idle_ms)
+            removed += login_guard.purge(conn, now, 24 * 3600 * 1000)
+        return removed
+
+
+def event_columns(event: Mapping[str, str]) -> dict[str, str]:
+    return {EVENT_FIELDS[key]: value for key, value in event.items() if key in EVENT_FIELDS}
+
+
+def set_api_user(db: Database, name: str, password: str, now_ms: int) -> None:
+    """Create or update an API account from its plain password (hashed before storage)."""
+    with db.write() as conn:
+        accounts.upsert(conn, name, passwords.hash_md5(passwords.md5_hex(password)), now_ms)

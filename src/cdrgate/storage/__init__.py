@@ -1,0 +1,1 @@
+"""SQLAlchemy Core storage: one module per table over the tables in ``tables.py``."""

@@ -1,0 +1,113 @@
+"""The ``cdr`` table: bulk insert without duplicates, and the ordered export query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Select, func, select, union
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.storage.db import Database
+from cdrgate.storage.tables import cdr
+from cdrgate.timefmt import format_pbx_time, parse_pbx_time
+
+INSERT_BATCH = 5000
+_COLUMNS = (
+    "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
+    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
+)  # fmt: skip
+
+
+def row_values(record: CdrRecord, line: str | None = None) -> tuple[object, ...]:
+    """The insert tuple for ``record``, in ``_COLUMNS`` order."""
+    r = record
+    return (
+        r.sn, r.callid, parse_pbx_time(r.timestart), r.callfrom, r.callto, r.callduraction,
+        r.talkduraction, r.srctrunkname, r.dsttrunkname, r.status, r.type, r.pincode,
+        r.recording, r.didnumber, line if line is not None else r.csv_line(),
+    )  # fmt: skip
+
+
+def insert_sql(db: Database) -> str:
+    marks = ", ".join([db.placeholder()] * len(_COLUMNS))
+    return (
+        f"INSERT INTO cdr ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+        "ON CONFLICT (sn, callid) DO NOTHING"
+    )
+
+
+def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
+    """Insert prepared tuples; returns how many were new (duplicates are skipped)."""
+    if not rows:
+        return 0
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+        return max(cursor.rowcount, 0)
+    finally:
+        cursor.close()
+
+
+def insert_records(db: Database, conn: Connection, records: Iterable[CdrRecord]) -> int:
+    sql = insert_sql(db)
+    inserted = 0
+    batch: list[tuple[object, ...]] = []
+    for record in records:
+        batch.append(row_values(record))
+        if len(batch) >= INSERT_BATCH:
+            inserted += insert_rows(conn, sql, batch)
+            batch.clear()
+    return inserted + insert_rows(conn, sql, batch)
+
+
+@dataclass(frozen=True)
+class CdrQuery:
+    """Which CDRs a download covers: ``timestart`` in [start, end], by extension unless None."""
+
+    start_ts: int
+    end_ts: int
+    extensions: tuple[str, ...] | None = None
+
+
+def export_select(query: CdrQuery) -> Select[tuple[str]]:
+    """Rows' CSV lines in download order: timestart, then callid (then sn, for a total order).
+
+    A CDR matches an extension when it is the caller or the callee. Each side is its own
+    index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
+    """
+    in_range = cdr.c.ts.between(query.start_ts, query.end_ts)
+    order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
+    if query.extensions is None:
+        return select(cdr.c.line).where(in_range).order_by(*order)
+    exts = list(query.extensions)
+    parts = [
+        select(cdr.c.line, *order).where(in_range, column.in_(exts))
+        for column in (cdr.c.callfrom, cdr.c.callto)
+    ]
+    merged = union(*parts).subquery()
+    return select(merged.c.line).order_by(merged.c.ts, merged.c.callid, merged.c.sn)
+
+
+def iter_lines(conn: Connection, query: CdrQuery, batch: int = 2000) -> Iterator[list[str]]:
+    """Batches of CSV lines, streamed from the database (server-side cursor on PostgreSQL)."""
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+        export_select(query)
+    )
+    try:
+        for partition in result.scalars().partitions(batch):
+            yield list(partition)
+    finally:
+        result.close()
+
+
+def count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(cdr)).scalar_one())
+
+
+def time_bounds(conn: Connection) -> tuple[str, str] | None:
+    """First and last timestart in the store, or None when empty."""
+    low, high = conn.execute(select(func.min(cdr.c.ts), func.max(cdr.c.ts))).one()
+    if low is None:
+        return None
+    return format_pbx_time(low), format_pbx_time(high)

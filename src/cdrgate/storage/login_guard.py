@@ -1,0 +1,72 @@
+"""The ``login_guard`` table: consecutive failed logins and lockouts, per client IP.
+
+Failures are counted with one atomic upsert each, so concurrent wrong guesses cannot slip
+more than the allowed number of attempts past the lock, in one process or many.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, case, delete, select, update
+
+from cdrgate.storage.dialect import insert
+from cdrgate.storage.tables import login_guard
+
+
+def locked_until(conn: Connection, client_ip: str) -> int:
+    """Epoch ms until which the IP is locked (0 if never locked)."""
+    value = conn.execute(
+        select(login_guard.c.locked_until_ms).where(login_guard.c.client_ip == client_ip)
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+def record_failure(conn: Connection, client_ip: str, now_ms: int) -> int:
+    """Count one failure and return the consecutive count (a lapsed lock starts afresh)."""
+    g = login_guard.c
+    lapsed = (g.locked_until_ms > 0) & (g.locked_until_ms <= now_ms)
+    stmt = insert(conn, login_guard).values(
+        client_ip=client_ip, failures=1, locked_until_ms=0, last_failure_ms=now_ms
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[g.client_ip],
+        set_={
+            "failures": case((lapsed, 1), else_=g.failures + 1),
+            "locked_until_ms": case((lapsed, 0), else_=g.locked_until_ms),
+            "last_failure_ms": now_ms,
+        },
+    ).returning(login_guard.c.failures)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def lock(conn: Connection, client_ip: str, until_ms: int) -> None:
+    """Lock the IP unless a lock is already running (a racing failure must not extend it)."""
+    conn.execute(
+        update(login_guard)
+        .where(login_guard.c.client_ip == client_ip, login_guard.c.locked_until_ms == 0)
+        .values(locked_until_ms=until_ms)
+    )
+
+
+def reset(conn: Connection, client_ip: str, now_ms: int) -> bool:
+    """Clear the count after a good login; False if the IP got locked meanwhile."""
+    g = login_guard.c
+    if locked_until(conn, client_ip) > now_ms:
+        return False
+    conn.execute(delete(login_guard).where(g.client_ip == client_ip))
+    return True
+
+
+def unlock(conn: Connection, client_ip: str | None = None) -> int:
+    """Administrative unlock of one IP, or of all."""
+    stmt = delete(login_guard)
+    if client_ip is not None:
+        stmt = stmt.where(login_guard.c.client_ip == client_ip)
+    return conn.execute(stmt).rowcount
+
+
+def purge(conn: Connection, now_ms: int, keep_ms: int) -> int:
+    """Forget lapsed locks and failure counts idle for ``keep_ms``."""
+    g = login_guard.c
+    return conn.execute(
+        delete(login_guard).where(g.locked_until_ms <= now_ms, g.last_failure_ms < now_ms - keep_ms)
+    ).rowcount

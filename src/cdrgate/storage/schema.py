@@ -1,0 +1,66 @@
+"""Schema creation and upgrades through Alembic, run in-process on a live connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from cdrgate.errors import SchemaError
+from cdrgate.storage.db import Database
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _config(conn: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if conn is not None:
+        config.attributes["connection"] = conn
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def check(db: Database) -> str | None:
+    """The database's revision; SchemaError if it is newer than (unknown to) this code."""
+    current = current_revision(db)
+    if current is None:
+        return None
+    script = ScriptDirectory.from_config(_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current not in known:
+        raise SchemaError(
+            f"the database schema ({current}) is newer than this cdrgate "
+            f"(knows up to {head_revision()}): upgrade cdrgate"
+        )
+    return current
+
+
+def upgrade(db: Database) -> str:
+    """Bring the schema to the newest revision; returns it. Safe to run repeatedly."""
+    check(db)
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            # Migrations run outside our BEGIN IMMEDIATE hook; SQLite DDL is transactional.
+            conn.execution_options(cdrgate_write=True)
+        command.upgrade(_config(conn), "head")
+        conn.commit()
+    return head_revision()
+
+
+def is_current(db: Database) -> bool:
+    return check(db) == head_revision()

@@ -1,0 +1,107 @@
+"""Every table, defined once. Migrations in ``cdrgate/migrations`` create and evolve them.
+
+Times of day are stored as wall-clock seconds (see ``timefmt``) and expiries as epoch
+milliseconds, both as integers, so the same queries are index range scans on SQLite and
+PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only aliases rowid for INTEGER PRIMARY KEY, not BIGINT.
+_row_id = BigInteger().with_variant(Integer(), "sqlite")
+
+cdr = Table(
+    "cdr",
+    metadata,
+    Column("id", _row_id, primary_key=True, autoincrement=True),
+    Column("sn", String, nullable=False),
+    Column("callid", String, nullable=False),
+    Column("ts", BigInteger, nullable=False),  # timestart as wall-clock seconds
+    Column("callfrom", String, nullable=False),
+    Column("callto", String, nullable=False),
+    Column("callduraction", Integer, nullable=False),
+    Column("talkduraction", Integer, nullable=False),
+    Column("srctrunkname", String, nullable=False),
+    Column("dsttrunkname", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("pincode", String, nullable=False),
+    Column("recording", String, nullable=False),
+    Column("didnumber", String, nullable=False),
+    # The row as the download writes it, rendered once at insert time: exports then copy
+    # text instead of formatting 14 columns per row (see docs/storage.md).
+    Column("line", Text, nullable=False),
+    # The uniqueness key: a PBX (serial number) never reuses a call id.
+    UniqueConstraint("sn", "callid"),
+    Index(None, "ts", "callid", "sn"),
+    Index(None, "callfrom", "ts"),
+    Index(None, "callto", "ts"),
+)
+
+api_account = Table(
+    "api_account",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("password_hash", String, nullable=False),  # scrypt of the md5 the client sends
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the token, never the token
+    Column("account", String, nullable=False),
+    Column("client_ip", String, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False, index=True),
+    # Where the application wants events pushed (login/heartbeat fields), kept as given.
+    Column("event_ip", String),
+    Column("event_port", String),
+    Column("event_url", String),
+    Column("event_urltag", String),
+    Column("event_version", String),
+)
+
+cdr_random = Table(
+    "cdr_random",
+    metadata,
+    Column("random_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("selector", String, nullable=False),  # normalised extid/number
+    Column("start_ts", BigInteger, nullable=False),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("client_ip", String, nullable=False),
+    Column("allowed_ip", String),
+    Column("expires_ms", BigInteger, nullable=False, index=True),
+    Column("used_ms", BigInteger),
+)
+
+login_guard = Table(
+    "login_guard",
+    metadata,
+    Column("client_ip", String, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("locked_until_ms", BigInteger, nullable=False),
+    Column("last_failure_ms", BigInteger, nullable=False),
+)

@@ -1,0 +1,62 @@
+"""The ``api_token`` table: login sessions with a sliding idle lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, delete, select, update
+
+from cdrgate.storage.tables import api_token
+
+# Expired sessions are kept this long so a late request still hears "expired" (20006)
+# rather than "unknown" (20004); after that they are purged.
+EXPIRED_KEEP_MS = 24 * 3600 * 1000
+
+
+def create(
+    conn: Connection,
+    token_hash: str,
+    account: str,
+    client_ip: str,
+    now_ms: int,
+    event_target: Mapping[str, str | None],
+) -> None:
+    conn.execute(
+        api_token.insert().values(
+            token_hash=token_hash,
+            account=account,
+            client_ip=client_ip,
+            created_ms=now_ms,
+            last_seen_ms=now_ms,
+            **event_target,
+        )
+    )
+
+
+def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str | None:
+    """Refresh a live session and return its account; None if unknown or expired."""
+    return conn.execute(
+        update(api_token)
+        .where(api_token.c.token_hash == token_hash, api_token.c.last_seen_ms > now_ms - idle_ms)
+        .values(last_seen_ms=now_ms)
+        .returning(api_token.c.account)
+    ).scalar_one_or_none()
+
+
+def exists(conn: Connection, token_hash: str) -> bool:
+    found = conn.execute(select(api_token.c.token_hash).where(api_token.c.token_hash == token_hash))
+    return found.first() is not None
+
+
+def set_event_target(conn: Connection, token_hash: str, fields: Mapping[str, str]) -> None:
+    if fields:
+        conn.execute(update(api_token).where(api_token.c.token_hash == token_hash).values(**fields))
+
+
+def remove(conn: Connection, token_hash: str) -> bool:
+    return conn.execute(delete(api_token).where(api_token.c.token_hash == token_hash)).rowcount > 0
+
+
+def purge(conn: Connection, now_ms: int, idle_ms: int) -> int:
+    cutoff = now_ms - idle_ms - EXPIRED_KEEP_MS
+    return conn.execute(delete(api_token).where(api_token.c.last_seen_ms < cutoff)).rowcount

@@ -1,0 +1,42 @@
+"""The PBX time format, ``yyyy-mm-dd hh:mm:ss``, in PBX local wall-clock time.
+
+Times have no zone on the wire. cdrgate stores them as *wall-clock seconds*: the number of
+seconds from 1970-01-01 00:00:00 to the wall-clock reading, computed as if it were UTC. That
+keeps ordering and range filters exact and index friendly, with no time-zone guesswork.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from datetime import UTC, datetime
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
+
+
+def parse_pbx_time(text: str) -> int:
+    """Parse ``yyyy-mm-dd hh:mm:ss`` into wall-clock seconds; ValueError if not a real time."""
+    match = _TIME_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a yyyy-mm-dd hh:mm:ss time: {text!r}")
+    year, month, day, hour, minute, second = map(int, match.groups())
+    # datetime() rejects impossible values (month 13, Feb 30, hour 24, second 60).
+    datetime(year, month, day, hour, minute, second)
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
+def format_pbx_time(seconds: int) -> str:
+    """Render wall-clock seconds as ``yyyy-mm-dd hh:mm:ss``."""
+    return time.strftime(TIME_FORMAT, time.gmtime(seconds))
+
+
+def to_datetime(seconds: int) -> datetime:
+    """Wall-clock seconds as a naive datetime (the PBX's local time, zone unknown)."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def from_datetime(value: datetime) -> int:
+    """A naive (wall-clock) datetime as wall-clock seconds; aware values keep their wall time."""
+    return calendar.timegm(value.replace(tzinfo=None).timetuple())
