@@ -23,8 +23,9 @@ from cdrgate.settings import DEFAULT_DATABASE
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: never break lines that scripts and tests read.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DatabaseOption = Annotated[
     str,

@@ -31,7 +31,7 @@ def head_revision() -> str:
 
 
 def current_revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
+    with db.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -53,7 +53,7 @@ def check(db: Database) -> str | None:
 def upgrade(db: Database) -> str:
     """Bring the schema to the newest revision; returns it. Safe to run repeatedly."""
     check(db)
-    with db.engine.connect() as conn:
+    with db.connect() as conn:
         if db.is_sqlite:
             # Migrations run outside our BEGIN IMMEDIATE hook; SQLite DDL is transactional.
             conn.execution_options(cdrgate_write=True)

@@ -1,0 +1,90 @@
+"""The rules every endpoint shares: HTTP 200 envelopes, CORS, methods, paths, bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import API_MD5, API_USER
+
+CORS = {
+    "access-control-allow-origin": "*",
+    "access-control-allow-methods": "GET, POST, OPTIONS, PUT, DELETE",
+}
+
+
+def test_success_and_failure_carry_the_cors_headers(client):
+    for body in ({"username": API_USER, "password": API_MD5}, {"username": "x", "password": "y"}):
+        response = client.post("/api/v1.1.0/login", json=body)
+        assert response.status_code == 200
+        assert {k: response.headers[k] for k in CORS} == CORS
+        assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("body", ["not json", "[1,2]", '"text"', "{bad", "\xff\xfe"])
+def test_body_that_is_not_a_json_object_is_20000(client, body):
+    response = client.post(
+        "/api/v1.1.0/login",
+        content=body.encode("latin-1"),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"status": "Failed", "errno": "20000"}
+
+
+def test_xml_body_is_10002(client):
+    answer = client.post("/api/v1.1.0/login", content=b"<xml><username>a</username></xml>").json()
+    assert answer["errno"] == "10002"
+
+
+def test_body_over_64_kib_is_refused(client):
+    body = '{"username":"' + "a" * 70000 + '","password":"x"}'
+    assert client.post("/api/v1.1.0/login", content=body).json()["errno"] == "20000"
+
+
+@pytest.mark.parametrize("endpoint", ["login", "heartbeat", "logout", "cdr/get_random"])
+def test_get_on_a_post_endpoint_is_20001(client, endpoint):
+    response = client.get(f"/api/v1.1.0/{endpoint}")
+    assert response.status_code == 200
+    assert response.json() == {"status": "Failed", "errno": "20001"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1.1.0/nothing", "/api/v1.1.0/cdr/delete", "/api/v9.9.9/login", "/api/v1.1.0/"]
+)
+def test_unknown_request_is_10003(client, path):
+    response = client.post(path, json={})
+    assert response.status_code == 200
+    assert response.json() == {"status": "Failed", "errno": "10003"}
+
+
+def test_doc_typo_path_v1_10_works(client):
+    body = {"username": API_USER, "password": API_MD5}
+    assert client.post("/api/v1.10/login", json=body).json()["status"] == "Success"
+
+
+def test_browser_preflight_is_answered(client):
+    response = client.options(
+        "/api/v1.1.0/login",
+        headers={
+            "Origin": "http://crm.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert response.headers["access-control-allow-headers"] == "content-type"
+
+
+def test_null_and_nested_values_count_as_missing(client):
+    body = {"username": None, "password": {"md5": API_MD5}}
+    assert client.post("/api/v1.1.0/login", json=body).json()["errno"] == "10004"
+
+
+def test_storage_failure_is_an_envelope_not_a_500(client, db, flow):
+    token = flow.token()
+    with db.write() as conn:
+        conn.exec_driver_sql("DROP TABLE cdr_random")
+    answer = flow.get_random(token)
+    assert answer == {"status": "Failed", "errno": "30003"}

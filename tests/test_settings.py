@@ -1,0 +1,36 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cdrgate.errors import UsageError
+from cdrgate.settings import SETTINGS, Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_settings_table_matches_the_dataclass():
+    fields = dataclasses.fields(Settings)
+    assert [s.name for s in SETTINGS] == [f.name for f in fields]
+    assert [s.default for s in SETTINGS] == [f.default for f in fields]
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    missing = [s.env for s in SETTINGS if s.env not in text]
+    assert not missing, f"README lacks {missing}"
+
+
+def test_environment_then_overrides():
+    env = {"CDRGATE_PORT": "9000", "CDRGATE_EMPTY_DOWNLOAD": "header", "CDRGATE_HOST": "::1"}
+    settings = Settings.from_env(env, host=None, port=9100)
+    assert (settings.port, settings.empty_download, settings.host) == (9100, "header", "::1")
+
+
+def test_default_bind_is_loopback():
+    assert Settings.from_env({}).host == "127.0.0.1"
+
+
+def test_bad_environment_value_is_a_clear_error():
+    with pytest.raises(UsageError, match="CDRGATE_PORT"):
+        Settings.from_env({"CDRGATE_PORT": "eighty"})

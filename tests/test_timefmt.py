@@ -1,0 +1,27 @@
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdrgate.timefmt import format_pbx_time, from_datetime, parse_pbx_time, to_datetime
+
+
+def test_parse_and_format_are_inverse_on_a_known_value():
+    assert parse_pbx_time("2020-05-12 17:05:28") == 1589303128
+    assert format_pbx_time(1589303128) == "2020-05-12 17:05:28"
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_round_trip_for_any_wall_clock_time(moment):
+    moment = moment.replace(microsecond=0)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    seconds = parse_pbx_time(text)
+    assert format_pbx_time(seconds) == text
+    assert to_datetime(seconds) == moment and from_datetime(moment) == seconds
+
+
+@pytest.mark.parametrize("bad", ["2021-02-29 00:00:00", "2020-04-31 10:00:00", "", " ", "1e9"])
+def test_impossible_times_are_rejected(bad):
+    with pytest.raises(ValueError):
+        parse_pbx_time(bad)
