@@ -11,6 +11,7 @@ import uvicorn
 from cdrgate import logredact
 from cdrgate.app import create_app
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database
+from cdrgate.http_lenient import LenientHttpToolsProtocol
 from cdrgate.settings import Settings
 from cdrgate.storage import accounts
 
@@ -40,6 +41,7 @@ def serve(
         access_log=False,  # cdrgate's own access log redacts tokens
         log_config=None,
         server_header=False,
+        http=LenientHttpToolsProtocol,  # raw spaces in links, as the device accepts
     )
 
 
