@@ -1,0 +1,437 @@
+"""``CdrClient``: log in, keep the session alive, and stream CDRs out of an S-Series PBX.
+
+Everything the device makes hard is handled here once: lazy login, heartbeat before the idle
+limit, one re-login on a dead token, no retry at all on a lockout, a fresh random when the
+30-second one expired, and long ranges cut into windows that stitch without gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from cdrgate import __version__
+from cdrgate.api.context import SELECTOR_FIELD
+from cdrgate.cdr import CSV_HEADER
+from cdrgate.client._errors import (
+    AuthenticationFailed,
+    ClientError,
+    ConnectError,
+    LockedOut,
+    PbxError,
+    ProtocolError,
+    TlsError,
+)
+from cdrgate.client._records import Cdr, cdr_from_fields
+from cdrgate.client._stream import CsvStream
+from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
+from cdrgate.errors import Errno
+from cdrgate.passwords import md5_hex
+from cdrgate.timefmt import format_pbx_time, to_datetime
+
+API_VERSIONS = ("v1.1.0", "v2.0.0")
+DEFAULT_TIMEOUT = 30.0
+# The PBX drops a token after 30 idle minutes; refresh well before, whatever the device counts.
+DEFAULT_HEARTBEAT_AFTER = timedelta(minutes=20)
+# The device locks an address for 10 minutes and does not say when it started.
+LOCKOUT = timedelta(minutes=10)
+RANDOM_ATTEMPTS = 3
+MAX_ERROR_BODY = 64 * 1024
+TOKEN_ERRNOS = frozenset({Errno.TOKEN_UNKNOWN, Errno.TOKEN_EMPTY, Errno.TOKEN_EXPIRED})
+
+T = TypeVar("T")
+Verify = bool | str | os.PathLike[str]
+
+
+@dataclass
+class DownloadStats:
+    """Running totals, passed to a progress callback after each window and row batch."""
+
+    windows_total: int
+    windows_done: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    rows: int
+    bytes: int
+    windows: int
+
+
+ProgressCallback = Callable[[DownloadStats], None]
+PROGRESS_EVERY_ROWS = 1000
+
+
+class CdrClient:
+    """A client of one PBX (or cdrgate) CDR API. Use as a context manager to log out at the end.
+
+    ``verify`` is True (system CAs), False (no check: only on a trusted network) or the path
+    of a CA/certificate file, which is how a PBX's self-signed certificate is trusted properly.
+    ``transport`` replaces the network (tests, proxies); ``clock`` is a monotonic seconds source.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        api_version: str = "v1.1.0",
+        verify: Verify = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        window: timedelta = DEFAULT_WINDOW,
+        heartbeat_after: timedelta = DEFAULT_HEARTBEAT_AFTER,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if api_version not in API_VERSIONS:
+            raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("the PBX URL must start with https:// or http://")
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.selector = SELECTOR_FIELD[api_version]
+        self.window = window
+        self._username = username
+        self._password_md5 = md5_hex(password)
+        self._heartbeat_after = heartbeat_after.total_seconds()
+        self._clock = clock
+        self._token: str | None = None
+        self._alive_at = 0.0
+        self._locked: LockedOut | None = None
+        self._locked_until = 0.0
+        self._http = httpx.Client(
+            transport=transport,
+            verify=_ssl_context(verify),
+            timeout=timeout,
+            headers={"User-Agent": f"cdrgate/{__version__}"},
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> CdrClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Log out (best effort) and release the connection pool."""
+        if self._token is not None:
+            try:
+                self._call("logout", {}, self._token)
+            except ClientError:
+                pass  # the token dies by itself after 30 minutes
+            self._token = None
+        self._http.close()
+
+    # -- session --------------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Log in now (otherwise the first request does). Never retried: see LockedOut."""
+        if self._locked is not None:
+            if self._clock() < self._locked_until:
+                raise self._locked
+            self._locked = None
+        body = {"username": self._username, "password": self._password_md5, "port": "8260"}
+        try:
+            answer = self._call("login", body, None)
+        except PbxError as exc:
+            if exc.errno == Errno.LOCKED_OUT:
+                self._locked = LockedOut(exc.errno, "login", datetime.now() + LOCKOUT)
+                self._locked_until = self._clock() + LOCKOUT.total_seconds()
+                raise self._locked from None
+            if exc.errno == Errno.BAD_CREDENTIALS:
+                raise AuthenticationFailed(exc.errno, "login") from None
+            raise
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("login answered Success without a token")
+        self._token = token
+        self._alive_at = self._clock()
+
+    def heartbeat(self) -> None:
+        """Reset the token's idle timer (logs in if there is no session yet)."""
+        if self._token is None:
+            self.login()
+            return
+        try:
+            self._call("heartbeat", {}, self._token)
+        except PbxError as exc:
+            if exc.errno not in TOKEN_ERRNOS:
+                raise
+            self._token = None
+            self.login()
+            return
+        self._alive_at = self._clock()
+
+    def _session_token(self) -> str:
+        if self._token is None:
+            self.login()
+        elif self._clock() - self._alive_at >= self._heartbeat_after:
+            self.heartbeat()
+        assert self._token is not None
+        return self._token
+
+    def _authenticated(self, call: Callable[[str], T]) -> T:
+        """Run ``call(token)``; on a dead token log in again once and retry once."""
+        token = self._session_token()
+        try:
+            return call(token)
+        except PbxError as exc:
+            if exc.errno not in TOKEN_ERRNOS:
+                raise
+        self._token = None
+        return call(self._session_token())
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _url(self, endpoint: str) -> str:
+        return f"{self.base_url}/api/{self.api_version}/{endpoint}"
+
+    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        try:
+            return self._http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.base_url) from None
+
+    def _call(self, endpoint: str, body: dict[str, str], token: str | None) -> dict[str, Any]:
+        params = {"token": token} if token is not None else None
+        request = self._http.build_request("POST", self._url(endpoint), json=body, params=params)
+        response = self._send(request)
+        return _envelope(response.status_code, response.content, endpoint)
+
+    # -- downloads ------------------------------------------------------------------------
+
+    def _open_download(self, token: str, extid: str, start: int, end: int) -> Iterator[bytes]:
+        """get_random, then the link; returns the CSV's byte chunks or raises PbxError."""
+        answer = self._call(
+            "cdr/get_random",
+            {self.selector: extid, "starttime": format_pbx_time(start),
+             "endtime": format_pbx_time(end)},
+            token,
+        )  # fmt: skip
+        random = answer.get("random")
+        if not isinstance(random, str) or not random:
+            raise ProtocolError("cdr/get_random answered Success without a random")
+        # Build the link from the echoed values, as the device expects; %20 for spaces.
+        query = "&".join(
+            f"{name}={quote(str(value), safe=':,')}"
+            for name, value in (
+                (self.selector, answer.get(self.selector, extid)),
+                ("starttime", answer.get("starttime", format_pbx_time(start))),
+                ("endtime", answer.get("endtime", format_pbx_time(end))),
+                ("token", token),
+                ("random", random),
+            )
+        )
+        request = self._http.build_request("GET", f"{self._url('cdr/download')}?{query}")
+        response = self._send(request, stream=True)
+        try:
+            chunks = response.iter_bytes()
+            first = b""
+            for chunk in chunks:
+                first += chunk
+                if first.strip():
+                    break
+            if response.status_code != 200 or first.lstrip().startswith(b"{"):
+                body = first + _read_capped(chunks, MAX_ERROR_BODY)
+                _envelope(response.status_code, body, "cdr/download")
+                raise ProtocolError("cdr/download answered Success without a file")
+        except BaseException:
+            response.close()
+            raise
+        return _guarded(first, chunks, response, self.base_url)
+
+    def _window_stream(self, extid: str, start: int, end: int) -> CsvStream | None:
+        """One window's CSV, or None when the PBX has no CDR in it (20021)."""
+        for attempt in range(1, RANDOM_ATTEMPTS + 1):
+            try:
+                chunks = self._authenticated(
+                    lambda token: self._open_download(token, extid, start, end)
+                )
+            except PbxError as exc:
+                if exc.errno == Errno.CDR_NOT_FOUND:
+                    return None
+                # The random lives 30 s; a slow link or a busy PBX can outlive it.
+                if exc.errno == Errno.CDR_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
+                    continue
+                raise
+            return CsvStream(chunks)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def windows(self, start: TimeArg, end: TimeArg) -> list[tuple[datetime, datetime]]:
+        """The inclusive windows a range is downloaded in (``self.window`` each)."""
+        return [
+            (to_datetime(low), to_datetime(high))
+            for low, high in split(to_seconds(start), to_seconds(end), self.window)
+        ]
+
+    def iter_window(self, extid: str, start: TimeArg, end: TimeArg) -> Iterator[Cdr]:
+        """The CDRs of one range in one request (no splitting): the building block of sync."""
+        stream = self._window_stream(extid, to_seconds(start), to_seconds(end))
+        if stream is None:
+            return
+        for fields, _raw in stream:
+            yield _typed(fields)
+
+    def iter_cdrs(self, extid: str, start: TimeArg, end: TimeArg) -> Iterator[Cdr]:
+        """Typed records for ``extid`` ("all", "1000" or "1000,1001") in [start, end]."""
+        for low, high in split(to_seconds(start), to_seconds(end), self.window):
+            stream = self._window_stream(extid, low, high)
+            if stream is not None:
+                for fields, _raw in stream:
+                    yield _typed(fields)
+
+    def download(
+        self,
+        extid: str,
+        start: TimeArg,
+        end: TimeArg,
+        dest: str | os.PathLike[str] | BinaryIO,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Stream the CSV (one header, then every row of every window) to a path or stream.
+
+        A path is written through ``<path>.part`` and renamed at the end, so a failed
+        download never leaves a file that looks complete.
+        """
+        if isinstance(dest, str | os.PathLike):
+            path = Path(dest)
+            partial = path.with_name(path.name + ".part")
+            try:
+                with partial.open("wb") as out:
+                    result = self._write_csv(extid, start, end, out, progress)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            shutil.move(partial, path)
+            return result
+        return self._write_csv(extid, start, end, dest, progress)
+
+    def _write_csv(
+        self,
+        extid: str,
+        start: TimeArg,
+        end: TimeArg,
+        out: BinaryIO,
+        progress: ProgressCallback | None,
+    ) -> DownloadResult:
+        spans = split(to_seconds(start), to_seconds(end), self.window)
+        stats = DownloadStats(windows_total=len(spans))
+        header: bytes | None = None
+        for low, high in spans:
+            stream = self._window_stream(extid, low, high)
+            for _fields, raw in stream or ():
+                if header is None:
+                    header = stream.header or CSV_HEADER.encode()  # type: ignore[union-attr]
+                    out.write(header)
+                    stats.bytes += len(header)
+                elif stream.header not in (None, header):  # type: ignore[union-attr]
+                    raise ProtocolError("the PBX changed its CSV columns between windows")
+                out.write(raw)
+                stats.rows += 1
+                stats.bytes += len(raw)
+                if progress and stats.rows % PROGRESS_EVERY_ROWS == 0:
+                    progress(stats)
+            stats.windows_done += 1
+            if progress:
+                progress(stats)
+        if header is None:  # nothing anywhere: still a valid, header-only CSV
+            out.write(CSV_HEADER.encode())
+            stats.bytes += len(CSV_HEADER)
+        out.flush()
+        return DownloadResult(rows=stats.rows, bytes=stats.bytes, windows=len(spans))
+
+
+def _typed(fields: list[str]) -> Cdr:
+    try:
+        return cdr_from_fields(fields)
+    except ValueError as exc:
+        raise ProtocolError(f"bad CDR in the download: {exc}") from None
+
+
+def _ssl_context(verify: Verify) -> ssl.SSLContext | bool:
+    if verify is True:
+        return ssl.create_default_context()
+    if verify is False:
+        return False
+    try:
+        return ssl.create_default_context(cafile=os.fspath(verify))
+    except (OSError, ssl.SSLError) as exc:
+        raise ClientError(f"cannot use CA file {os.fspath(verify)}: {exc}") from None
+
+
+def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            reason = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+            return TlsError(
+                f"TLS with {base_url} failed: {reason} "
+                "(trust its certificate with a CA file, or disable verification)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.TimeoutException):
+        return ConnectError(f"{base_url} did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(f"cannot connect to {base_url}: {_first_line(exc)}")
+    return ConnectError(f"connection to {base_url} failed: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _envelope(status_code: int, body: bytes, action: str) -> dict[str, Any]:
+    """The JSON answer if it is Success; PbxError if Failed; ProtocolError if neither."""
+    if status_code != 200:
+        raise ProtocolError(f"{action}: HTTP {status_code} (is this an S-Series API URL?)")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ProtocolError(f"{action}: the answer is not JSON (is this a PBX API URL?)") from None
+    if not isinstance(data, dict) or data.get("status") not in ("Success", "Failed"):
+        raise ProtocolError(f"{action}: not an S-Series API answer")
+    if data["status"] == "Failed":
+        raise PbxError(str(data.get("errno", "")), action)
+    return data
+
+
+def _read_capped(chunks: Iterator[bytes], limit: int) -> bytes:
+    body = b""
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            break
+    return body
+
+
+def _guarded(
+    first: bytes, rest: Iterator[bytes], response: httpx.Response, base_url: str
+) -> Iterator[bytes]:
+    """The body's chunks; a broken connection becomes ConnectError; always closes."""
+    try:
+        yield first
+        yield from rest
+    except httpx.HTTPError as exc:
+        raise ConnectError(
+            f"the connection to {base_url} broke during a download: {_first_line(exc)}"
+        ) from None
+    finally:
+        response.close()

@@ -1,0 +1,86 @@
+"""What the SDK raises. Nothing from the HTTP library escapes; catch at the level you need.
+
+ClientError                 anything the SDK raises on purpose (a CdrgateError)
+├── ConnectError            the PBX could not be reached, or the connection broke
+│   └── TlsError            the PBX's certificate was refused (use a CA file or opt out)
+├── ProtocolError           the PBX answered something that is not the S-Series API
+└── PbxError                the PBX answered {"status":"Failed","errno":...}; .errno
+    ├── AuthenticationFailed  20003: wrong username or password
+    └── LockedOut             20002: this address is locked out; .retry_at says when
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cdrgate.errors import CdrgateError, Errno
+
+# What each errno means, for messages; codes the SDK does not know are shown bare.
+_MEANING: dict[str, str] = {
+    Errno.XML_NOT_SUPPORTED: "XML is not supported",
+    Errno.UNSUPPORTED_REQUEST: "request not supported (wrong API version?)",
+    Errno.PARAMETER_EMPTY: "a required parameter is empty",
+    Errno.JSON_ONLY: "only JSON is supported",
+    Errno.POST_ONLY: "only POST is supported",
+    Errno.LOCKED_OUT: "locked out after repeated failed logins",
+    Errno.BAD_CREDENTIALS: "invalid username or password",
+    Errno.TOKEN_UNKNOWN: "no such token",
+    Errno.TOKEN_EMPTY: "token is empty",
+    Errno.TOKEN_EXPIRED: "token timed out",
+    Errno.HEARTBEAT_FAILED: "heartbeat failed",
+    Errno.ALLOWEDIP_ERROR: "this address may not use the download link",
+    Errno.CDR_TIME_FORMAT: "bad CDR time format",
+    Errno.CDR_RANDOM_INVALID: "download random invalid or expired",
+    Errno.CDR_NOT_FOUND: "no CDR matches",
+    Errno.APISRV_DOWN: "the PBX's API service is not running",
+}
+
+
+class ClientError(CdrgateError):
+    """Base of everything the SDK raises."""
+
+
+class ConnectError(ClientError):
+    """The PBX could not be reached, timed out, or the connection broke mid-answer."""
+
+
+class TlsError(ConnectError):
+    """TLS failed, usually an untrusted (self-signed) certificate."""
+
+
+class ProtocolError(ClientError):
+    """The answer is not what the S-Series API sends (HTML page, bad JSON, broken CSV)."""
+
+
+class PbxError(ClientError):
+    """The PBX refused a request; ``errno`` is its code as sent (a string)."""
+
+    def __init__(self, errno: str, action: str) -> None:
+        meaning = _MEANING.get(errno, "unknown error")
+        super().__init__(f"{action} failed: {meaning} (errno {errno})")
+        self.errno = errno
+        self.action = action
+
+    @property
+    def known(self) -> Errno | None:
+        """The errno as an :class:`Errno`, or None for codes cdrgate does not list."""
+        try:
+            return Errno(self.errno)
+        except ValueError:
+            return None
+
+
+class AuthenticationFailed(PbxError):
+    """20003. Not retried: every attempt counts towards the PBX's lockout."""
+
+
+class LockedOut(PbxError):
+    """20002. The SDK will not contact this PBX again before ``retry_at`` (local time)."""
+
+    def __init__(self, errno: str, action: str, retry_at: datetime) -> None:
+        super().__init__(errno, action)
+        self.retry_at = retry_at
+        self.args = (
+            f"{self.args[0]}; retry after {retry_at:%Y-%m-%d %H:%M:%S} "
+            "(or ask the PBX admin to unblock this address)",
+        )
