@@ -1,0 +1,58 @@
+"""cdr/push: NewCdr events pushed by a PBX or a CDR hook, authorised by an ingest key.
+
+HTTP status tells a retrying sender what to do (a Yeastar PBX re-sends until it gets 200):
+200 = stored, or refused for good (bad JSON or event, see ``errno``); 401 = missing or
+unknown key, re-send once fixed; 503 = store unavailable, re-send later.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cdrgate.api.context import ApiVersion, Services
+from cdrgate.api.envelope import CORS_HEADERS, success
+from cdrgate.errors import ApiError, Errno, StorageUnavailable
+from cdrgate.ingest.push import BadEvent, PushReceiver, parse_events
+
+KEY_ERRORS = frozenset({Errno.TOKEN_EMPTY, Errno.TOKEN_UNKNOWN})
+
+
+async def push(request: Request, services: Services, _version: ApiVersion) -> Response:
+    receiver = PushReceiver(request.app.state.database, services.auth.clock)
+    try:
+        key = _bearer(request)
+        events = parse_events(await _body(request, services.settings.ingest_max_body_bytes))
+        result = await run_in_threadpool(receiver.receive, key, events)
+    except BadEvent as exc:
+        return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
+    except ApiError as exc:
+        return _failed(exc.errno, 401 if exc.errno in KEY_ERRORS else 200, reason=exc.detail)
+    except StorageUnavailable:
+        return _failed(Errno.APISRV_DOWN, 503, reason="store unavailable, send again later")
+    return success(
+        received=str(result.received),
+        inserted=str(result.inserted),
+        duplicates=str(result.duplicates),
+        ignored=str(result.ignored),
+    )
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(Errno.JSON_ONLY, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+def _failed(errno: Errno, status: int, **extra: str) -> Response:
+    content = {"status": "Failed", "errno": errno.value, **extra}
+    return JSONResponse(content, status_code=status, headers=dict(CORS_HEADERS))

@@ -1,0 +1,237 @@
+"""``import --follow``: read a growing CDR file like ``tail -F`` and store each new line.
+
+* Only whole lines are consumed; a line still being written waits for its line end.
+* Each batch of rows is committed together with the checkpoint (device, inode, byte offset,
+  line number) of the file it came from, so a restart neither loses nor repeats a line.
+* Rotation (the path now names another file): the rest of the old file is read first,
+  then the new file from its start. If the rotation happened while cdrgate was stopped, the
+  old file is looked for next to the path by its inode and finished first.
+* Truncation (the file got shorter than the checkpoint): reading starts again at 0.
+* Malformed lines are reported with their line number and skipped (see ``ingest.lines``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.clock import Clock, system_clock
+from cdrgate.errors import StorageUnavailable
+from cdrgate.ingest.files import Report
+from cdrgate.ingest.lines import Rejected, RowMapper, parse_line
+from cdrgate.storage import cdrs, checkpoints
+from cdrgate.storage.checkpoints import Checkpoint
+from cdrgate.storage.db import Database
+
+log = logging.getLogger("cdrgate.follow")
+
+POLL_INTERVAL_S = 0.2  # well inside the promise that a line is stored within a second
+CHUNK_BYTES = 1 << 20
+OnStore = Callable[[int, int], None]  # (rows stored in the batch, of which new)
+
+
+@dataclass
+class _OpenFile:
+    path: Path
+    handle: BinaryIO
+    device: int
+    inode: int
+    offset: int
+    line: int
+
+
+class Follower:
+    def __init__(
+        self,
+        db: Database,
+        path: Path,
+        mapper: RowMapper,
+        report: Report,
+        *,
+        clock: Clock = system_clock,
+        on_store: OnStore | None = None,
+    ) -> None:
+        self.db = db
+        self.path = path
+        self.source = str(path.absolute())
+        self.mapper = mapper
+        self.report = report
+        self.clock = clock
+        self.on_store = on_store
+        self.current: _OpenFile | None = None
+        self.rows = self.inserted = self.rejected = 0
+        self._resumed = False
+
+    def run(self, stop: threading.Event, interval: float = POLL_INTERVAL_S) -> None:
+        """Poll until ``stop`` is set; a database outage is logged and retried."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.poll()
+                except StorageUnavailable as exc:
+                    log.warning("database unavailable, will retry: %s", exc)
+                stop.wait(interval)
+        finally:
+            self.close()
+
+    def poll(self) -> int:
+        """Consume what is new; returns the number of lines read."""
+        if not self._resumed:
+            self._resume()
+            self._resumed = True
+        if self.current is None and not self._open_path():
+            return 0
+        assert self.current is not None
+        count = self._read(final=False)
+        stat = _stat(self.path)
+        current = self.current
+        if stat is None or (stat.st_dev, stat.st_ino) != (current.device, current.inode):
+            count += self._read(final=True)  # rotated: finish the old file
+            self.close()
+            if stat is not None and self._open_path():
+                count += self._read(final=False)
+        elif stat.st_size < current.offset:
+            log.warning("%s was truncated; reading it again from the start", self.path)
+            self._store([], 0, 0)
+            count += self._read(final=False)
+        return count
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.handle.close()
+            self.current = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        with self.db.read() as conn:
+            saved = checkpoints.load(conn, self.source)
+        if saved is None:
+            return
+        if self._open_path(saved):
+            return
+        # The checkpointed file was rotated away while we were stopped: finish it first.
+        old = _find_by_identity(self.path.parent, saved.device, saved.inode)
+        if old is None:
+            log.warning(
+                "%s: the file read up to line %d is gone; any lines after it are lost",
+                self.path,
+                saved.line,
+            )
+            return
+        self.current = _open(old, saved)
+        if self.current is not None:
+            self._read(final=True)
+            self.close()
+
+    def _open_path(self, saved: Checkpoint | None = None) -> bool:
+        """Open the followed path: at the checkpoint if it is the same file, else at 0.
+
+        With ``saved`` given, only the checkpointed file is accepted (False otherwise).
+        """
+        try:
+            handle = open(self.path, "rb")  # kept open while following
+        except FileNotFoundError:
+            return False
+        stat = os.fstat(handle.fileno())
+        same = saved is not None and (stat.st_dev, stat.st_ino) == (saved.device, saved.inode)
+        if saved is not None and not same:
+            handle.close()
+            return False
+        offset, line = (saved.offset, saved.line) if saved is not None else (0, 0)
+        if stat.st_size < offset:
+            log.warning("%s is shorter than its checkpoint; reading it from the start", self.path)
+            offset = line = 0
+        self.current = _OpenFile(self.path, handle, stat.st_dev, stat.st_ino, offset, line)
+        if saved is None or offset == 0:
+            self._store([], offset, line)
+        return True
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self, *, final: bool) -> int:
+        """Consume the complete lines after the offset (and a trailing partial one if final)."""
+        current = self.current
+        assert current is not None
+        consumed = 0
+        while True:
+            current.handle.seek(current.offset)
+            data = current.handle.read(CHUNK_BYTES)
+            if not data:
+                return consumed
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                if not final and len(data) < CHUNK_BYTES:
+                    return consumed  # a line still being written
+                end = len(data)
+            lines = data[:end].split(b"\n")
+            if data[end - 1 : end] == b"\n":
+                lines.pop()  # split() leaves an empty piece after the last line end
+            records = self._parse(lines, current.line)
+            self._store(records, current.offset + end, current.line + len(lines))
+            consumed += len(lines)
+
+    def _parse(self, lines: list[bytes], first_line: int) -> list[CdrRecord]:
+        records: list[CdrRecord] = []
+        for number, raw in enumerate(lines, start=first_line + 1):
+            try:
+                record = parse_line(raw, self.mapper)
+            except ValueError as exc:
+                # Reported before the commit: a crash may repeat a report, never lose one.
+                self.rejected += 1
+                self.report(Rejected(str(self.current_path), number, str(exc)))
+                continue
+            if record is not None:
+                records.append(record)
+        return records
+
+    @property
+    def current_path(self) -> Path:
+        return self.current.path if self.current is not None else self.path
+
+    def _store(self, records: list[CdrRecord], offset: int, line: int) -> None:
+        current = self.current
+        assert current is not None
+        checkpoint = Checkpoint(current.device, current.inode, offset, line)
+        with self.db.write() as conn:
+            inserted = cdrs.insert_records(self.db, conn, records)
+            checkpoints.save(conn, self.source, checkpoint, int(self.clock() * 1000))
+        current.offset, current.line = offset, line
+        self.rows += len(records)
+        self.inserted += inserted
+        if records and self.on_store is not None:
+            self.on_store(len(records), inserted)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _open(path: Path, saved: Checkpoint) -> _OpenFile | None:
+    try:
+        handle = open(path, "rb")  # closed by Follower.close
+    except FileNotFoundError:
+        return None
+    return _OpenFile(path, handle, saved.device, saved.inode, saved.offset, saved.line)
+
+
+def _find_by_identity(directory: Path, device: int, inode: int) -> Path | None:
+    """The file in ``directory`` with this device and inode (a rotated log keeps both)."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        stat = _stat(entry)
+        if stat is not None and (stat.st_dev, stat.st_ino) == (device, inode):
+            return entry
+    return None

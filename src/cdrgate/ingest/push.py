@@ -1,0 +1,106 @@
+"""Receiving pushed NewCdr events: the ingest keys that authorise a source, and the
+all-or-nothing store of one request's events.
+
+A push is authorised by an *ingest key*, not by an API login token: tokens idle out after
+30 minutes and need a login/heartbeat loop a dialplan hook cannot run, and an API account
+may download every CDR while a pushing source should only be able to add them. Each key
+names one source and carries the serial (``sn``) given to its events that have none.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.clock import Clock
+from cdrgate.errors import ApiError, Errno, UsageError
+from cdrgate.ingest.newcdr import BadTime, is_newcdr, record_from_event
+from cdrgate.passwords import secret_hash
+from cdrgate.storage import cdrs, ingest_keys
+from cdrgate.storage.db import Database
+from cdrgate.storage.durable import durable_write
+
+
+class BadEvent(ApiError):
+    """Event number ``index`` (0-based, in request order) cannot be stored."""
+
+    def __init__(self, errno: Errno, index: int, reason: str) -> None:
+        super().__init__(errno, f"event {index}: {reason}")
+        self.index = index
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PushResult:
+    received: int  # NewCdr events in the request
+    inserted: int  # of which new (the rest were already stored)
+    ignored: int  # other events (ExtensionStatus, ...), acknowledged but not stored
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+def parse_events(body: bytes) -> list[Mapping[str, Any]]:
+    """One event object, or a JSON array of them; anything else is 20000."""
+    try:
+        data = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(Errno.JSON_ONLY, "body is not JSON") from None
+    events = data if isinstance(data, list) else [data]
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise BadEvent(Errno.JSON_ONLY, index, "not a JSON object")
+    return events
+
+
+def map_events(events: Sequence[Mapping[str, Any]], default_sn: str) -> tuple[list[CdrRecord], int]:
+    """The NewCdr events as records, and how many other events were ignored."""
+    records: list[CdrRecord] = []
+    ignored = 0
+    for index, event in enumerate(events):
+        if not is_newcdr(event):
+            if not any(key in event for key in ("event", "action")):
+                raise BadEvent(Errno.PARAMETER_EMPTY, index, "no 'event' or 'action' key")
+            ignored += 1
+            continue
+        try:
+            records.append(record_from_event(event, default_sn))
+        except BadTime as exc:
+            raise BadEvent(Errno.CDR_TIME_FORMAT, index, str(exc)) from None
+        except ValueError as exc:
+            raise BadEvent(Errno.PARAMETER_EMPTY, index, str(exc)) from None
+    return records, ignored
+
+
+class PushReceiver:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def receive(self, key: str | None, events: Sequence[Mapping[str, Any]]) -> PushResult:
+        """Store the request's events, all or none; returns once the commit is on disk."""
+        if not key:
+            raise ApiError(Errno.TOKEN_EMPTY, "no ingest key")
+        with durable_write(self.db) as conn:
+            source = ingest_keys.use(conn, secret_hash(key), int(self.clock() * 1000))
+            if source is None:
+                raise ApiError(Errno.TOKEN_UNKNOWN, "unknown ingest key")
+            records, ignored = map_events(events, source.sn)
+            inserted = cdrs.insert_records(self.db, conn, records)
+        return PushResult(len(records), inserted, ignored)
+
+
+def create_key(db: Database, name: str, sn: str, now_ms: int) -> str:
+    """Add an ingest key for source ``name``; returns the key (shown once, stored hashed)."""
+    if not name.strip():
+        raise UsageError("the key name must not be empty")
+    key = "cdrk_" + secrets.token_urlsafe(32)
+    with db.write() as conn:
+        if not ingest_keys.create(conn, name, secret_hash(key), sn, now_ms):
+            raise UsageError(f"an ingest key named {name!r} exists; delete it first")
+    return key
