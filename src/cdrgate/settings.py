@@ -73,6 +73,17 @@ SETTINGS: tuple[Setting, ...] = (
         _networks,
     ),
     Setting("access_log", True, "Write an access log line per request (tokens redacted).", _bool),
+    Setting("ingest_max_body_bytes", 1048576, "Largest accepted NewCdr push body.", int),
+    Setting(
+        "retention_max_records", 0, "Keep at most this many CDRs, newest first (0 = no limit).", int
+    ),
+    Setting("retention_max_age_days", 0, "Remove CDRs older than this (0 = no limit).", int),
+    Setting(
+        "retention_interval_seconds",
+        3600,
+        "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
+        int,
+    ),
 )
 
 
@@ -89,6 +100,10 @@ class Settings:
     max_body_bytes: int = 65536
     trusted_proxies: tuple[str, ...] = ()
     access_log: bool = True
+    ingest_max_body_bytes: int = 1048576
+    retention_max_records: int = 0
+    retention_max_age_days: int = 0
+    retention_interval_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

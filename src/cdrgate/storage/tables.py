@@ -105,3 +105,39 @@ login_guard = Table(
     Column("locked_until_ms", BigInteger, nullable=False),
     Column("last_failure_ms", BigInteger, nullable=False),
 )
+
+# Credentials for the NewCdr push endpoint: write-only, long-lived, one per pushing source.
+ingest_key = Table(
+    "ingest_key",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256, never the key
+    Column("sn", String, nullable=False),  # serial given to events that carry none
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+)
+
+# Where `import --follow` stopped in a file: committed with the rows it covers, so a
+# restart neither loses nor repeats a line.
+follow_checkpoint = Table(
+    "follow_checkpoint",
+    metadata,
+    Column("source", String, primary_key=True),  # the followed path, as given
+    Column("device", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),  # bytes consumed (whole lines only)
+    Column("line", BigInteger, nullable=False),  # lines consumed, for error reports
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    # Where `cdrgate sync` got to, per PBX: its base URL, checked against its serial number.
+    Column("pbx_url", String, primary_key=True),
+    Column("sn", String),  # learnt from the first CDR seen; None until then
+    Column("since_ts", BigInteger, nullable=False),  # where the first sync started
+    Column("mark_ts", BigInteger),  # newest timestart stored from completed windows
+    Column("last_sync_ms", BigInteger, nullable=False),
+    Column("added_total", BigInteger, nullable=False),
+)
