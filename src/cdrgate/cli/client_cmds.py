@@ -1,0 +1,241 @@
+"""cdrgate download and cdrgate sync: the SDK at the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cdrgate.cli.common import cli_errors, err, open_database, out, read_secret_stdin
+from cdrgate.client import CdrClient, DownloadStats
+from cdrgate.errors import UsageError
+from cdrgate.services.sync import DEFAULT_OVERLAP, sync_pbx
+from cdrgate.timefmt import parse_pbx_time
+
+PASSWORD_ENV = "CDRGATE_PBX_PASSWORD"  # noqa: S105 - a variable name, not a secret
+
+
+class ApiVersionChoice(StrEnum):
+    v1 = "v1.1.0"
+    v2 = "v2.0.0"
+
+
+class OutputFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+PbxOption = Annotated[
+    str, typer.Option("--pbx", help="PBX base URL, e.g. https://192.168.5.150:8088.")
+]
+UsernameOption = Annotated[str, typer.Option("--username", help="API username.")]
+PasswordStdinOption = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help=f"Read the API password from stdin (else ${PASSWORD_ENV})."
+    ),
+]
+ApiVersionOption = Annotated[
+    ApiVersionChoice, typer.Option("--api-version", help="API version of the PBX.")
+]
+InsecureOption = Annotated[
+    bool, typer.Option("--insecure", help="Do not verify the PBX's TLS certificate.")
+]
+CaFileOption = Annotated[
+    Path | None,
+    typer.Option("--ca-file", help="Trust this CA/certificate file (the PBX's self-signed one)."),
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Seconds per request.")]
+WindowOption = Annotated[
+    int, typer.Option("--window-hours", min=1, help="Hours per download request.")
+]
+
+
+def _password(from_stdin: bool) -> str:
+    password = read_secret_stdin() if from_stdin else os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise UsageError(f"give the API password on stdin (--password-stdin) or in ${PASSWORD_ENV}")
+    return password
+
+
+def _time(option: str, text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        parse_pbx_time(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    return text.strip()
+
+
+def _client(
+    pbx: str,
+    username: str,
+    password_stdin: bool,
+    api_version: ApiVersionChoice,
+    insecure: bool,
+    ca_file: Path | None,
+    timeout: float,
+    window_hours: int,
+) -> CdrClient:
+    if insecure and ca_file is not None:
+        raise UsageError("give --insecure or --ca-file, not both")
+    try:
+        return CdrClient(
+            pbx,
+            username,
+            _password(password_stdin),
+            api_version=api_version.value,
+            verify=False if insecure else (ca_file if ca_file is not None else True),
+            timeout=timeout,
+            window=timedelta(hours=window_hours),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int, int, int], None]]:
+    """Windows, rows and bytes on a terminal; nothing when stderr is piped."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("windows {task.completed}/{task.total}"),
+        TextColumn("{task.fields[rows]} rows"),
+        TextColumn("{task.fields[size]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(description, total=None, rows=0, size="")
+
+        def update(done: int, total: int, rows: int, size: int) -> None:
+            label = f"{size / 1e6:.1f} MB" if size else ""
+            progress.update(task, completed=done, total=total, rows=rows, size=label)
+
+        yield update
+
+
+@contextmanager
+def _output(target: str) -> Iterator[BinaryIO]:
+    """stdout for "-", else the file, written as FILE.part and renamed when complete."""
+    if target == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    path = Path(target)
+    partial = path.with_name(path.name + ".part")
+    try:
+        with partial.open("wb") as stream:
+            yield stream
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    shutil.move(partial, path)
+
+
+@cli_errors
+def download(
+    pbx: PbxOption,
+    username: UsernameOption,
+    start: Annotated[str, typer.Option("--start", help="First call start, yyyy-mm-dd hh:mm:ss.")],
+    end: Annotated[str, typer.Option("--end", help="Last call start, yyyy-mm-dd hh:mm:ss.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write; '-' = stdout.")],
+    password_stdin: PasswordStdinOption = False,
+    extid: Annotated[
+        str, typer.Option("--extid", help="'all', an extension, or a comma list.")
+    ] = "all",
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="csv (as the PBX sends) or jsonl (typed).")
+    ] = OutputFormat.csv,
+    api_version: ApiVersionOption = ApiVersionChoice.v1,
+    insecure: InsecureOption = False,
+    ca_file: CaFileOption = None,
+    timeout: TimeoutOption = 30.0,
+    window_hours: WindowOption = 24,
+) -> None:
+    """Download CDRs from a PBX (or cdrgate) to a CSV or JSON-lines file."""
+    start_text, end_text = _time("--start", start), _time("--end", end)
+    assert start_text is not None and end_text is not None
+    if parse_pbx_time(start_text) > parse_pbx_time(end_text):
+        raise UsageError("--start is after --end")
+    client = _client(
+        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
+    )
+    with client, _progress("downloading") as update, _output(output) as stream:
+
+        def report(stats: DownloadStats) -> None:
+            update(stats.windows_done, stats.windows_total, stats.rows, stats.bytes)
+
+        if format is OutputFormat.csv:
+            result = client.download(extid, start_text, end_text, stream, progress=report)
+            rows, size = result.rows, result.bytes
+        else:
+            rows = size = 0
+            for cdr in client.iter_cdrs(extid, start_text, end_text):
+                line = (json.dumps(cdr.to_json(), ensure_ascii=False) + "\n").encode()
+                stream.write(line)
+                rows, size = rows + 1, size + len(line)
+    where = "stdout" if output == "-" else output
+    err.print(f"{rows} CDRs, {size} bytes -> {where}", highlight=False)
+
+
+@cli_errors
+def sync(
+    pbx: PbxOption,
+    username: UsernameOption,
+    into: Annotated[
+        str, typer.Option("--into", help="cdrgate database URL to copy into (created if new).")
+    ],
+    password_stdin: PasswordStdinOption = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start here (required the first time); else resume."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Stop here [default: a day past now].")
+    ] = None,
+    overlap_minutes: Annotated[
+        int, typer.Option("--overlap-minutes", min=0, help="Re-read this much before the mark.")
+    ] = int(DEFAULT_OVERLAP.total_seconds() // 60),
+    api_version: ApiVersionOption = ApiVersionChoice.v1,
+    insecure: InsecureOption = False,
+    ca_file: CaFileOption = None,
+    timeout: TimeoutOption = 30.0,
+    window_hours: WindowOption = 24,
+) -> None:
+    """Copy a PBX's CDRs into a cdrgate database, incrementally (safe to rerun)."""
+    since_text, until_text = _time("--since", since), _time("--until", until)
+    client = _client(
+        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
+    )
+    db = open_database(into)
+    try:
+        with client, _progress("syncing") as update:
+            result = sync_pbx(
+                client,
+                db,
+                since=since_text,
+                until=until_text,
+                overlap=timedelta(minutes=overlap_minutes),
+                progress=lambda done, total, rows: update(done, total, rows, 0),
+            )
+    finally:
+        db.dispose()
+    out.print(
+        f"{result.pbx_url} (serial {result.sn or 'unknown'}): {result.start} .. {result.end}, "
+        f"{result.windows} windows, {result.rows} CDRs read, {result.added} new",
+        highlight=False,
+    )
