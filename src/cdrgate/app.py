@@ -19,11 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdrgate import __version__
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import ProxyPolicy
+from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
+from cdrgate.api.permit import PermittedNetworks, parse_networks
 from cdrgate.api.routes import dispatch
 from cdrgate.clock import Clock, system_clock
+from cdrgate.http_lenient import Http10Compat
 from cdrgate.logredact import redact
+from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.retention import prune_forever
 from cdrgate.settings import Settings
 from cdrgate.storage.db import Database
 
@@ -41,6 +46,7 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
         auth=auth,
         downloads=DownloadService(db, settings, clock, auth),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
+        audit=DownloadAudit(db, settings, clock),
     )
 
 
@@ -57,12 +63,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge_forever(services))
+        pruner = asyncio.create_task(prune_forever(db, settings, clock))
         try:
             yield
         finally:
             purger.cancel()
+            pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
             if database is None:
                 db.dispose()
 
@@ -70,13 +80,25 @@ def create_app(
         routes=[
             Route("/", index, methods=["GET"]),
             Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
+            Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
         ],
-        middleware=[Middleware(AccessLog)] if settings.access_log else [],
+        middleware=[
+            *([Middleware(AccessLog)] if settings.access_log else []),
+            Middleware(Http10Compat),
+            *_permit_middleware(settings, services),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services
     app.state.database = db
     return app
+
+
+def _permit_middleware(settings: Settings, services: Services) -> list[Middleware]:
+    if not settings.permitted_networks:
+        return []
+    networks = parse_networks(settings.permitted_networks)
+    return [Middleware(PermittedNetworks, networks=networks, proxies=services.proxies)]
 
 
 async def _purge_forever(services: Services) -> None:
@@ -85,6 +107,7 @@ async def _purge_forever(services: Services) -> None:
         try:
             await run_in_threadpool(services.auth.purge_expired)
             await run_in_threadpool(services.downloads.purge_spent)
+            await run_in_threadpool(services.audit.purge_old)
         except Exception:  # a locked or absent database must not kill the loop
             log.warning("purge of expired state failed", exc_info=True)
         await asyncio.sleep(PURGE_INTERVAL_S)

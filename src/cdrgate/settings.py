@@ -73,6 +73,27 @@ SETTINGS: tuple[Setting, ...] = (
         _networks,
     ),
     Setting("access_log", True, "Write an access log line per request (tokens redacted).", _bool),
+    Setting(
+        "csv_safe",
+        False,
+        "Neutralise CSV cells starting with = + - @ (formula injection); off = device bytes.",
+        _bool,
+    ),
+    Setting(
+        "permitted_networks",
+        (),
+        "Comma list of client IPs/networks allowed to use the API; empty = everyone.",
+        _networks,
+    ),
+    Setting("tls_cert", "", "PEM certificate file: `serve` speaks HTTPS when set.", str),
+    Setting("tls_key", "", "PEM private key file for `tls_cert`.", str),
+    Setting(
+        "self_signed",
+        False,
+        "Serve HTTPS with a self-signed certificate created once next to the database.",
+        _bool,
+    ),
+    Setting("audit_days", 365, "Days download audit records are kept (0 = forever).", int),
     Setting("ingest_max_body_bytes", 1048576, "Largest accepted NewCdr push body.", int),
     Setting(
         "retention_max_records", 0, "Keep at most this many CDRs, newest first (0 = no limit).", int
@@ -100,6 +121,12 @@ class Settings:
     max_body_bytes: int = 65536
     trusted_proxies: tuple[str, ...] = ()
     access_log: bool = True
+    csv_safe: bool = False
+    permitted_networks: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    self_signed: bool = False
+    audit_days: int = 365
     ingest_max_body_bytes: int = 1048576
     retention_max_records: int = 0
     retention_max_age_days: int = 0

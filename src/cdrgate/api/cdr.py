@@ -48,12 +48,25 @@ async def download(request: Request, services: Services, version: ApiVersion) ->
     # Any request body (axios/Guzzle POST the link) is ignored; parameters are in the query.
     params = request.query_params
     client_ip = services.proxies.client_ip(request)
+    selector = _selector(params, version)
+    attempt = services.audit.begin(
+        client_ip, version.path, selector, params.get("starttime"), params.get("endtime")
+    )
 
     def work() -> tuple[Export, str]:
+        try:
+            return open_download()
+        except ApiError as exc:
+            services.audit.failed(attempt, exc.errno)
+            raise
+        except Exception:
+            services.audit.failed(attempt, Errno.APISRV_DOWN)
+            raise
+
+    def open_download() -> tuple[Export, str]:
         session = services.auth.authenticate(params.get("token"))
-        flt = parse_filter(
-            _selector(params, version), params.get("starttime"), params.get("endtime")
-        )
+        attempt.account = session.account
+        flt = parse_filter(selector, params.get("starttime"), params.get("endtime"))
         services.downloads.redeem(session, flt, params.get("random"), client_ip)
         export = services.downloads.open_export(flt)
         name = "cdr-{}-{}.csv".format(
@@ -69,4 +82,5 @@ async def download(request: Request, services: Services, version: ApiVersion) ->
         "Access-Control-Expose-Headers": "Content-Disposition",
         "Cache-Control": "no-store",
     }
-    return StreamingResponse(iter(export), media_type="text/csv; charset=utf-8", headers=headers)
+    body = services.audit.streamed(attempt, export)
+    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)

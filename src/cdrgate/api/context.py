@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdrgate.api.envelope import ProxyPolicy
+from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
 from cdrgate.settings import Settings
@@ -20,6 +21,7 @@ class Services:
     auth: AuthService
     downloads: DownloadService
     proxies: ProxyPolicy
+    audit: DownloadAudit
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cdrgate.cli import data, database, serve, users
+from cdrgate.cli import audit, client_cmds, data, database, ingest, serve, users
 
 app = typer.Typer(
     name="cdrgate",
@@ -16,8 +16,13 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.command("import")(data.import_files)
 app.command("seed")(data.seed)
+app.command("audit")(audit.audit_log)
+app.command("download")(client_cmds.download)
+app.command("sync")(client_cmds.sync)
 app.add_typer(users.app, name="api-user")
 app.add_typer(database.app, name="db")
+app.command("prune")(ingest.prune_command)
+app.add_typer(ingest.keys_app, name="ingest-key")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
+from cdrgate.csvsafe import safe_batches
 from cdrgate.errors import ApiError, Errno
 from cdrgate.passwords import secret_hash
 from cdrgate.services.auth import AuthService, Session
@@ -163,6 +164,8 @@ class DownloadService:
         conn = conn_cm.__enter__()
         try:
             batches = cdrs.iter_lines(conn, flt.query(), EXPORT_BATCH)
+            if self.settings.csv_safe:
+                batches = safe_batches(batches)
             first = next(batches, [])
         except BaseException as exc:
             conn_cm.__exit__(type(exc), exc, exc.__traceback__)

@@ -106,6 +106,24 @@ login_guard = Table(
     Column("last_failure_ms", BigInteger, nullable=False),
 )
 
+download_audit = Table(
+    "download_audit",
+    metadata,
+    Column("id", _row_id, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False, index=True),  # epoch ms of the attempt
+    Column("account", String),  # None when the token did not authenticate
+    Column("client_ip", String, nullable=False),
+    Column("api_version", String, nullable=False),
+    # The filter as the client sent it (truncated), so refused attempts are readable too.
+    Column("selector", String, nullable=False),
+    Column("starttime", String, nullable=False),
+    Column("endtime", String, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("outcome", String, nullable=False),  # "ok", "failed" or "aborted"
+    Column("errno", String),  # the errno of a failed attempt
+)
+
 # Credentials for the NewCdr push endpoint: write-only, long-lived, one per pushing source.
 ingest_key = Table(
     "ingest_key",

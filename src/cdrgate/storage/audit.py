@@ -1,0 +1,44 @@
+"""The ``download_audit`` table: one row per download attempt, successful or not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, select
+
+from cdrgate.storage.tables import download_audit
+
+
+def insert(conn: Connection, values: Mapping[str, Any]) -> None:
+    conn.execute(download_audit.insert().values(**values))
+
+
+def query(
+    conn: Connection,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    account: str | None = None,
+    client_ip: str | None = None,
+    outcome: str | None = None,
+    limit: int = 100,
+) -> list[Row[Any]]:
+    """The newest matching records first, at most ``limit``."""
+    a = download_audit.c
+    stmt = select(download_audit)
+    if since_ms is not None:
+        stmt = stmt.where(a.at_ms >= since_ms)
+    if until_ms is not None:
+        stmt = stmt.where(a.at_ms <= until_ms)
+    if account is not None:
+        stmt = stmt.where(a.account == account)
+    if client_ip is not None:
+        stmt = stmt.where(a.client_ip == client_ip)
+    if outcome is not None:
+        stmt = stmt.where(a.outcome == outcome)
+    return list(conn.execute(stmt.order_by(a.at_ms.desc(), a.id.desc()).limit(limit)))
+
+
+def purge(conn: Connection, before_ms: int) -> int:
+    return conn.execute(delete(download_audit).where(download_audit.c.at_ms < before_ms)).rowcount
