@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cdrgate.cli import ingest
 from cdrgate.cli.common import (
     DEFAULT_DB,
     EXIT_FAILED,
@@ -20,6 +21,8 @@ from cdrgate.cli.common import (
     row_progress,
 )
 from cdrgate.errors import ImportFailed
+from cdrgate.ingest.lines import Format
+from cdrgate.ingest.profile import DEFAULT_EXTENSIONS
 from cdrgate.seed import SeedPlan
 from cdrgate.services.importing import import_yeastar_csv, seed_database
 from cdrgate.timefmt import parse_pbx_time
@@ -27,6 +30,8 @@ from cdrgate.timefmt import parse_pbx_time
 
 class ImportFormat(StrEnum):
     yeastar = "yeastar"
+    asterisk = "asterisk"  # cdr_csv Master.csv
+    freeswitch = "freeswitch"  # mod_cdr_csv, default template
 
 
 @cli_errors
@@ -36,8 +41,20 @@ def import_files(
         ImportFormat, typer.Option("--format", help="Layout of the files.")
     ] = ImportFormat.yeastar,
     database: DatabaseOption = DEFAULT_DB,
+    follow: ingest.FollowOption = False,
+    sn: ingest.SnOption = None,
+    extensions: ingest.ExtensionsOption = DEFAULT_EXTENSIONS,
+    trunks: ingest.TrunksOption = None,
+    trunk_name: ingest.TrunkNameOption = "",
+    strict: ingest.StrictOption = False,
 ) -> None:
-    """Import CDR files; each file all or nothing, rows already stored are skipped."""
+    """Import Yeastar, Asterisk or FreeSWITCH CDR files; rows already stored are skipped."""
+    if follow or format is not ImportFormat.yeastar:
+        ingest.import_line_files(
+            files, Format(format.value), database, follow=follow, sn=sn,
+            extensions=extensions, trunks=trunks, trunk_name=trunk_name, strict=strict,
+        )  # fmt: skip
+        return
     db = open_database(database)
     failed = 0
     for path in files:

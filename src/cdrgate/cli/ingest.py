@@ -1,0 +1,230 @@
+"""cdrgate import for Asterisk/FreeSWITCH files and --follow, cdrgate ingest-key, cdrgate prune."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdrgate.cli.common import (
+    DEFAULT_DB,
+    EXIT_FAILED,
+    DatabaseOption,
+    cli_errors,
+    err,
+    open_database,
+    out,
+    row_progress,
+)
+from cdrgate.clock import system_clock
+from cdrgate.errors import ImportFailed, UsageError
+from cdrgate.ingest.files import import_lines
+from cdrgate.ingest.follow import Follower
+from cdrgate.ingest.lines import Format, Rejected, RowMapper, row_mapper
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.ingest.push import create_key
+from cdrgate.services.retention import PruneReport, RetentionPolicy, prune, wall_clock_now
+from cdrgate.settings import Settings
+from cdrgate.storage import ingest_keys
+from cdrgate.timefmt import format_pbx_time
+
+# Options `cdrgate import` adds for Asterisk and FreeSWITCH files (see cli/data.py).
+FollowOption = Annotated[
+    bool, typer.Option("--follow", help="Keep reading FILE as it grows, like tail -F.")
+]
+SnOption = Annotated[
+    str | None,
+    typer.Option("--sn", help="Serial (sn) for the CDRs; default: the format name."),
+]
+ExtensionsOption = Annotated[
+    str, typer.Option("--extensions", help="Regex matching our extension numbers.")
+]
+TrunksOption = Annotated[
+    str | None,
+    typer.Option("--trunks", help="Regex matching Asterisk trunk peer names (e.g. 'sip-.*')."),
+]
+TrunkNameOption = Annotated[
+    str, typer.Option("--trunk-name", help="Trunk name when the file names none (FreeSWITCH).")
+]
+StrictOption = Annotated[
+    bool, typer.Option("--strict", help="A malformed line aborts the file (nothing stored).")
+]
+
+
+def import_line_files(
+    files: list[Path],
+    fmt: Format,
+    database: str,
+    *,
+    follow: bool,
+    sn: str | None,
+    extensions: str,
+    trunks: str | None,
+    trunk_name: str,
+    strict: bool,
+) -> None:
+    """The work of `cdrgate import` for line-based formats and for --follow."""
+    try:
+        profile = SourceProfile.build(sn or fmt.value, extensions, trunks, trunk_name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    mapper = row_mapper(fmt, profile)
+    if follow:
+        if len(files) != 1 or str(files[0]) == "-":
+            raise UsageError("--follow takes exactly one FILE (not stdin)")
+        _follow(files[0], mapper, database)
+        return
+    db = open_database(database)
+    failed = rejected = 0
+    for path in files:
+        try:
+            with row_progress(f"importing {path}") as progress:
+                if str(path) == "-":
+                    result = import_lines(
+                        db, "<stdin>", sys.stdin.buffer, mapper, _report, strict=strict,
+                        progress=progress,
+                    )  # fmt: skip
+                else:
+                    if not path.is_file():
+                        raise ImportFailed(str(path), 0, "no such file")
+                    with path.open("rb") as stream:
+                        result = import_lines(
+                            db, str(path), stream, mapper, _report, strict=strict,
+                            progress=progress,
+                        )  # fmt: skip
+        except ImportFailed as exc:
+            failed += 1
+            err.print(f"[red]error:[/] {exc} (nothing imported from this file)", highlight=False)
+            continue
+        rejected += result.rejected
+        out.print(
+            f"{result.source}: {result.rows} rows, {result.inserted} new, "
+            f"{result.duplicates} already present, {result.rejected} malformed lines skipped",
+            highlight=False,
+        )
+    if failed or rejected:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report(rejected: Rejected) -> None:
+    err.print(f"[yellow]skipped:[/] {rejected}", highlight=False)
+
+
+def _follow(path: Path, mapper: RowMapper, database: str) -> None:
+    db = open_database(database)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def stored(rows: int, inserted: int) -> None:
+        out.print(f"{path}: {rows} rows, {inserted} new", highlight=False)
+
+    follower = Follower(db, path, mapper, _report, on_store=stored)
+    err.print(f"following {path} (Ctrl-C to stop)", highlight=False)
+    follower.run(stop)
+    err.print(
+        f"stopped: {follower.rows} rows, {follower.inserted} new, "
+        f"{follower.rejected} malformed lines skipped",
+        highlight=False,
+    )
+
+
+# -- cdrgate ingest-key ------------------------------------------------------------------
+
+keys_app = typer.Typer(
+    help="Manage the keys that authorise NewCdr pushes (POST /api/v2.0.0/cdr/push).",
+    no_args_is_help=True,
+)
+
+
+@keys_app.command("add")
+@cli_errors
+def add_key(
+    name: Annotated[str, typer.Argument(help="Name of the pushing source.")],
+    sn: Annotated[
+        str, typer.Option("--sn", help="Serial for pushed CDRs that carry none; default: NAME.")
+    ] = "",
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Create an ingest key and print it once."""
+    db = open_database(database)
+    key = create_key(db, name, sn or name, int(system_clock() * 1000))
+    out.print(key, highlight=False)
+    if sys.stdout.isatty():
+        err.print("[dim]shown once: it is stored only as a hash[/]")
+
+
+@keys_app.command("list")
+@cli_errors
+def list_keys(database: DatabaseOption = DEFAULT_DB) -> None:
+    """List ingest keys (names, serials, last use; never the keys)."""
+    db = open_database(database)
+    with db.read() as conn:
+        for key in ingest_keys.all_keys(conn):
+            used = _local(key.last_used_ms) if key.last_used_ms else "never used"
+            out.print(f"{key.name}\tsn={key.sn}\t{used}", highlight=False)
+
+
+@keys_app.command("delete")
+@cli_errors
+def delete_key(
+    name: Annotated[str, typer.Argument(help="Name of the pushing source.")],
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Delete an ingest key; pushes with it are refused at once."""
+    db = open_database(database)
+    with db.write() as conn:
+        if not ingest_keys.remove(conn, name):
+            raise UsageError(f"no ingest key {name!r}")
+    err.print(f"ingest key {name!r} deleted")
+
+
+def _local(epoch_ms: int) -> str:
+    return "last used " + format_pbx_time(wall_clock_now(lambda: epoch_ms / 1000))
+
+
+# -- cdrgate prune -----------------------------------------------------------------------
+
+
+@cli_errors
+def prune_command(
+    max_records: Annotated[
+        int | None,
+        typer.Option(
+            "--max-records", min=0, help="Keep the newest N CDRs [default: retention setting]."
+        ),
+    ] = None,
+    max_age_days: Annotated[
+        int | None,
+        typer.Option(
+            "--max-age-days", min=0, help="Remove CDRs older than D days [default: setting]."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
+    ] = False,
+    database: DatabaseOption = DEFAULT_DB,
+) -> None:
+    """Remove old CDRs by count and/or age (0 = no limit)."""
+    settings = Settings.from_env(
+        retention_max_records=max_records, retention_max_age_days=max_age_days
+    )
+    policy = RetentionPolicy.from_settings(settings)
+    if not policy.active:
+        raise UsageError(
+            "no limit given: use --max-records and/or --max-age-days "
+            "(or CDRGATE_RETENTION_MAX_RECORDS / CDRGATE_RETENTION_MAX_AGE_DAYS)"
+        )
+    db = open_database(database)
+    out.print(_describe(prune(db, policy, wall_clock_now(system_clock), dry_run)), highlight=False)
+
+
+def _describe(report: PruneReport) -> str:
+    verb = "would remove" if report.dry_run else "removed"
+    if not report.removed:
+        return f"{verb} 0 CDRs"
+    return f"{verb} {report.removed} CDRs (timestart {report.oldest} .. {report.newest})"
