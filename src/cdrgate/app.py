@@ -29,7 +29,6 @@ from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
 from cdrgate.services.retention import prune_forever
-from cdrgate.services.retention import prune_forever
 from cdrgate.settings import Settings
 from cdrgate.storage.db import Database
 
@@ -65,17 +64,13 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge_forever(services))
         pruner = asyncio.create_task(prune_forever(db, settings, clock))
-        pruner = asyncio.create_task(prune_forever(db, settings, clock))
         try:
             yield
         finally:
             purger.cancel()
             pruner.cancel()
-            pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
             if database is None:
