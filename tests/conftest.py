@@ -4,10 +4,15 @@ clock, an app factory and a tiny Yeastar client speaking the wire protocol like 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from cdrgate.app import create_app
@@ -17,16 +22,53 @@ from cdrgate.services.auth import set_api_user
 from cdrgate.services.importing import store_records
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
-from cdrgate.storage.db import Database
+from cdrgate.storage.db import Database, normalise_url
 
 API_USER = "api"
 API_PASSWORD = "correct horse battery"
 API_MD5 = hashlib.md5(API_PASSWORD.encode()).hexdigest()
 
 
-@pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'cdrgate.db'}"
+# A PostgreSQL server URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) makes every
+# database test run on both engines, each PostgreSQL test in a fresh schema of its own.
+POSTGRES_ENV = "CDRGATE_TEST_POSTGRES"
+ENGINES = ["sqlite", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["sqlite"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("CI") and not os.environ.get(POSTGRES_ENV):
+        raise pytest.UsageError(
+            f"CI is set but {POSTGRES_ENV} is not: the PostgreSQL tests must not be skipped "
+            "in CI (run .ci/run, or scripts/with-postgres.sh make test)"
+        )
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh, empty schema on the test server; yields a URL whose search_path is it."""
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"needs PostgreSQL: set {POSTGRES_ENV}")
+    name = f"t_{secrets.token_hex(6)}"
+    admin = make_url(normalise_url(server)).set(drivername="postgresql")
+    dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    try:
+        url = make_url(server).update_query_dict({"options": f"-csearch_path={name}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cdrgate.db'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Select, func, select, union
 
 from cdrgate.cdr import CdrRecord
+from cdrgate.storage import pg_bulk
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
@@ -19,13 +20,16 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-def row_values(record: CdrRecord, line: str | None = None) -> tuple[object, ...]:
-    """The insert tuple for ``record``, in ``_COLUMNS`` order."""
+def row_values(
+    record: CdrRecord, line: str | None = None, ts: int | None = None
+) -> tuple[object, ...]:
+    """The insert tuple for ``record``, in ``_COLUMNS`` order (``ts``: timestart, if known)."""
     r = record
     return (
-        r.sn, r.callid, parse_pbx_time(r.timestart), r.callfrom, r.callto, r.callduraction,
-        r.talkduraction, r.srctrunkname, r.dsttrunkname, r.status, r.type, r.pincode,
-        r.recording, r.didnumber, line if line is not None else r.csv_line(),
+        r.sn, r.callid, parse_pbx_time(r.timestart) if ts is None else ts, r.callfrom,
+        r.callto, r.callduraction, r.talkduraction, r.srctrunkname, r.dsttrunkname, r.status,
+        r.type, r.pincode, r.recording, r.didnumber,
+        line if line is not None else r.csv_line(),
     )  # fmt: skip
 
 
@@ -41,6 +45,9 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
     """Insert prepared tuples; returns how many were new (duplicates are skipped)."""
     if not rows:
         return 0
+    if conn.dialect.name == "postgresql":
+        # COPY + one set-wise INSERT (``sql`` is the SQLite spelling); see pg_bulk.
+        return pg_bulk.copy_rows(conn, _COLUMNS, rows)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)

@@ -3,6 +3,9 @@
 SQLite runs in WAL mode with a busy timeout. Its write transactions start with
 ``BEGIN IMMEDIATE`` so two writers queue on the lock instead of failing half-way with
 "database is locked" when a read transaction tries to upgrade.
+
+PostgreSQL runs at READ COMMITTED through psycopg 3 with a small pool per process (many
+worker processes share one server); exports stream through server-side cursors (``cdrs``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from cdrgate.errors import StorageUnavailable, UsageError
 
 SQLITE_BUSY_TIMEOUT_S = 30
+POSTGRES_POOL_SIZE = 5
+POSTGRES_MAX_OVERFLOW = 10
 
 
 def normalise_url(url: str) -> str:
@@ -37,11 +42,25 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
     if backend == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
-        return create_engine(parsed, **kwargs)
+        return _postgresql_engine(parsed, **kwargs)
     raise UsageError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _postgresql_engine(url: Any, **kwargs: Any) -> Engine:
+    # Every worker process has its own pool: workers x (pool_size + max_overflow) must stay
+    # below the server's max_connections (100 by default); requests beyond wait for a slot.
+    kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+    kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
+    kwargs.setdefault("pool_pre_ping", True)  # survive a database restart or failover
+    kwargs.setdefault("pool_recycle", 1800)
+    # JIT compiles any plan costing over 100000, which a large export does: that is tens to
+    # hundreds of ms before the first row, for a streamed index scan that gains nothing.
+    options = " ".join(filter(None, [url.query.get("options"), "-c jit=off"]))
+    connect_args = {"application_name": "cdrgate", "connect_timeout": 10, "options": options}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    return create_engine(
+        url.difference_update_query(["options"]), connect_args=connect_args, **kwargs
+    )
 
 
 def _sqlite_engine(url: Any, **kwargs: Any) -> Engine:
@@ -98,6 +117,12 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A read transaction (one consistent snapshot on both engines)."""
         with _translate_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A bare connection (caller manages transactions), with storage errors translated."""
+        with _translate_errors(), self.engine.connect() as conn:
             yield conn
 
     def placeholder(self) -> str:

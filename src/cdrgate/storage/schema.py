@@ -8,12 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from cdrgate.errors import SchemaError
 from cdrgate.storage.db import Database
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATION_LOCK_KEY = 0x63647267  # pg_advisory_xact_lock key ("cdrg")
 
 
 def _config(conn: Connection | None = None) -> Config:
@@ -57,6 +58,10 @@ def upgrade(db: Database) -> str:
         if db.is_sqlite:
             # Migrations run outside our BEGIN IMMEDIATE hook; SQLite DDL is transactional.
             conn.execution_options(cdrgate_write=True)
+        else:
+            # Workers or hosts starting together: one migrates, the others wait for it (the
+            # lock ends with the transaction) and then find nothing left to do.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         command.upgrade(_config(conn), "head")
         conn.commit()
     return head_revision()

@@ -1,0 +1,123 @@
+"""Monthly partitions of the ``cdr`` table on PostgreSQL (SQLite keeps one plain table).
+
+Partition ``cdr_pYYYYMM`` holds the CDRs whose ``ts`` falls in that calendar month; retention
+then drops whole months instead of deleting millions of rows. ``cdr_default`` catches rows of
+months that have no partition yet, so an insert never fails. Writers call :func:`ensure` before
+inserting; it creates missing months in its own short transaction (``ATTACH PARTITION`` only
+takes a SHARE UPDATE EXCLUSIVE lock on ``cdr``, so downloads keep running), and moves any rows
+of that month out of the default partition. See docs/storage.md for the reasoning.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Engine, delete, text
+from sqlalchemy.exc import OperationalError
+
+from cdrgate.storage.tables import cdr
+
+log = logging.getLogger("cdrgate.storage")
+
+DEFAULT_PARTITION = "cdr_default"
+# pg_advisory_xact_lock key serialising partition DDL across processes ("cdrp").
+DDL_LOCK_KEY = 0x63647270
+# Attaching waits for a lock on the default partition; a long download holds one. Rather than
+# queue (and make every later query queue behind us), give up quickly: rows then land in the
+# default partition and move to their month the next time it is ensured.
+DDL_LOCK_TIMEOUT = "2s"
+LOCK_NOT_AVAILABLE = "55P03"
+_NAME_RE = re.compile(r"cdr_p(\d{4})(\d{2})")
+
+
+def month_start(ts: int) -> int:
+    """The first second of the calendar month containing wall-clock second ``ts``."""
+    t = time.gmtime(ts)
+    return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0, 0, 0, 0))
+
+
+def next_month(start: int) -> int:
+    t = time.gmtime(start)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
+
+
+def partition_name(start: int) -> str:
+    return time.strftime("cdr_p%Y%m", time.gmtime(start))
+
+
+def existing(conn: Connection) -> dict[str, int]:
+    """The monthly partitions of ``cdr``: name -> first second of the month."""
+    names = conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'cdr'::regclass"
+    ).scalars()
+    found = {}
+    for name in names:
+        if match := _NAME_RE.fullmatch(name):
+            year, month = int(match[1]), int(match[2])
+            found[name] = calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
+    return found
+
+
+def ensure(engine: Engine, ts_values: Iterable[int]) -> None:
+    """Create the monthly partitions the given times need (PostgreSQL; no-op elsewhere).
+
+    Runs on its own connection and commits at once, so the caller's (possibly long) import
+    transaction never holds partition DDL locks.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    months = {month_start(int(ts)) for ts in ts_values}
+    with engine.begin() as conn:
+        if not months - set(existing(conn).values()):
+            return
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK_KEY})
+        # Another process may have created some while we waited for the lock.
+        for start in sorted(months - set(existing(conn).values())):
+            create_month(conn, start)
+
+
+def create_month(conn: Connection, start: int) -> None:
+    name, end = partition_name(start), next_month(start)
+    in_month = f"ts >= {start} AND ts < {end}"
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE cdr INCLUDING DEFAULTS)")
+        conn.exec_driver_sql(
+            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {in_month} RETURNING *) "
+            f"INSERT INTO {name} SELECT * FROM moved"
+        )
+        conn.exec_driver_sql(
+            f"ALTER TABLE cdr ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
+        )
+        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+        savepoint.commit()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        savepoint.rollback()
+        log.info(
+            "partition %s not created now (table busy); rows go to %s", name, DEFAULT_PARTITION
+        )
+
+
+def drop_before(conn: Connection, cutoff_ts: int) -> int:
+    """Retention: remove every CDR with ``ts < cutoff_ts``; returns whole months dropped.
+
+    On PostgreSQL, months entirely before the cutoff are dropped as tables (no row-by-row
+    delete, no vacuum debt); the rest is an indexed DELETE. On SQLite it is only the DELETE.
+    """
+    dropped = 0
+    if conn.dialect.name == "postgresql":
+        for name, start in sorted(existing(conn).items(), key=lambda item: item[1]):
+            if next_month(start) <= cutoff_ts:
+                conn.exec_driver_sql(f"DROP TABLE {name}")
+                dropped += 1
+    conn.execute(delete(cdr).where(cdr.c.ts < cutoff_ts))
+    return dropped
