@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 from typing import Annotated
 
 import typer
 import uvicorn
+from starlette.applications import Starlette
 
 from cdrgate import logredact, tls
 from cdrgate.app import create_app
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database
+from cdrgate.errors import UsageError
 from cdrgate.http_lenient import LenientHttpToolsProtocol
-from cdrgate.settings import Settings
+from cdrgate.settings import SETTINGS, Settings
 from cdrgate.storage import accounts
+
+# How `--workers N` hands the log level to its worker processes (settings go as CDRGATE_*).
+LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
 
 
 @cli_errors
@@ -35,13 +42,25 @@ def serve(
         list[str] | None,
         typer.Option(metavar="NETWORK", help="Allow only these client IPs/networks (repeat)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes; they share state through the database.")
+    ] = 1,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NETWORK",
+            help="Reverse proxy whose X-Forwarded-For names the client (repeat); none by default.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
     settings = Settings.from_env(
         database=database, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
         self_signed=self_signed or None, csv_safe=csv_safe or None,
         permitted_networks=tuple(permit) if permit else None,
+        trusted_proxies=tuple(trusted_proxy) if trusted_proxy else None,
     )  # fmt: skip
+    check_networks(settings.trusted_proxies, "--trusted-proxy")
     configure_logging(log_level)
     certificate = tls.server_files(settings)
     if certificate is not None:
@@ -58,9 +77,18 @@ def serve(
                 "[yellow]warning:[/] no API user yet; create one with "
                 "'cdrgate api-user set NAME --password-stdin'"
             )
-    app = create_app(settings, database=db)
+    if workers > 1:
+        # Each worker process builds its own app (and pool) from the environment.
+        db.dispose()
+        os.environ.update(settings_environ(settings))
+        os.environ[LOG_LEVEL_ENV] = log_level
+        app: Starlette | str = f"{__name__}:app_from_env"
+    else:
+        app = create_app(settings, database=db)
     uvicorn.run(
         app,
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         access_log=False,  # cdrgate's own access log redacts tokens
@@ -70,6 +98,33 @@ def serve(
         ssl_keyfile=certificate.key if certificate else None,
         http=LenientHttpToolsProtocol,  # raw spaces in links, as the device accepts
     )
+
+
+def app_from_env() -> Starlette:
+    """The app of one `--workers N` process: settings from the CDRGATE_* its parent set."""
+    configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
+    return create_app(Settings.from_env())
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """``settings`` as the CDRGATE_* variables that ``Settings.from_env`` reads back."""
+    environ = {}
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name)
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        environ[setting.env] = str(value)
+    return environ
+
+
+def check_networks(specs: tuple[str, ...], option: str) -> None:
+    for spec in specs:
+        try:
+            ipaddress.ip_network(spec, strict=False)
+        except ValueError:
+            raise UsageError(f"{option}: not an IP address or network: {spec!r}") from None
 
 
 def configure_logging(level: str) -> None:

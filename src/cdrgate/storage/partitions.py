@@ -16,10 +16,8 @@ import re
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Engine, delete, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
-
-from cdrgate.storage.tables import cdr
 
 log = logging.getLogger("cdrgate.storage")
 
@@ -107,17 +105,18 @@ def create_month(conn: Connection, start: int) -> None:
         )
 
 
-def drop_before(conn: Connection, cutoff_ts: int) -> int:
-    """Retention: remove every CDR with ``ts < cutoff_ts``; returns whole months dropped.
+def drop_months_before(conn: Connection, cutoff_ts: int) -> int:
+    """Retention fast path: drop the monthly partitions wholly before ``cutoff_ts``.
 
-    On PostgreSQL, months entirely before the cutoff are dropped as tables (no row-by-row
-    delete, no vacuum debt); the rest is an indexed DELETE. On SQLite it is only the DELETE.
+    Dropping a month is a catalog change (no row-by-row DELETE, no WAL per row, no vacuum
+    debt). Rows of the partial month and of ``cdr_default`` are left to the ordinary
+    ``DELETE ... WHERE ts < cutoff``. Returns the number of months dropped; 0 on SQLite.
     """
+    if conn.dialect.name != "postgresql":
+        return 0
     dropped = 0
-    if conn.dialect.name == "postgresql":
-        for name, start in sorted(existing(conn).items(), key=lambda item: item[1]):
-            if next_month(start) <= cutoff_ts:
-                conn.exec_driver_sql(f"DROP TABLE {name}")
-                dropped += 1
-    conn.execute(delete(cdr).where(cdr.c.ts < cutoff_ts))
+    for name, start in sorted(existing(conn).items(), key=lambda item: item[1]):
+        if next_month(start) <= cutoff_ts:
+            conn.exec_driver_sql(f"DROP TABLE {name}")
+            dropped += 1
     return dropped
