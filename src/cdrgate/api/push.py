@@ -7,6 +7,8 @@ unknown key, re-send once fixed; 503 = store unavailable, re-send later.
 
 from __future__ import annotations
 
+import logging
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +18,7 @@ from cdrgate.api.envelope import CORS_HEADERS, success
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.ingest.push import BadEvent, PushReceiver, parse_events
 
+log = logging.getLogger("cdrgate.push")
 KEY_ERRORS = frozenset({Errno.TOKEN_EMPTY, Errno.TOKEN_UNKNOWN})
 
 
@@ -29,8 +32,12 @@ async def push(request: Request, services: Services, _version: ApiVersion) -> Re
         return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
     except ApiError as exc:
         return _failed(exc.errno, 401 if exc.errno in KEY_ERRORS else 200, reason=exc.detail)
-    except StorageUnavailable:
+    except StorageUnavailable as exc:
+        log.error("push not stored: %s", exc)
         return _failed(Errno.APISRV_DOWN, 503, reason="store unavailable, send again later")
+    except Exception:  # e.g. a raw driver error from the bulk insert: not stored, so retry
+        log.exception("push not stored")
+        return _failed(Errno.APISRV_DOWN, 503, reason="not stored, send again later")
     return success(
         received=str(result.received),
         inserted=str(result.inserted),

@@ -1,0 +1,120 @@
+"""POST /api/{version}/cdr/push: NewCdr events in over HTTP, authorised by an ingest key."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdrgate.storage.db import Database
+from tests.ingest.conftest import stored_lines
+from tests.ingest.test_newcdr import V1_EVENT, V2_EVENT
+
+PUSH = "/api/v2.0.0/cdr/push"
+
+
+@pytest.fixture
+def pusher(make_client, ingest_key):
+    key = ingest_key()
+    http = make_client()
+
+    def push(body, *, key: str | None = key, path: str = PUSH, **kwargs):
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        return http.post(path, json=body, headers=headers, **kwargs)
+
+    return push
+
+
+def test_a_single_v1_event_is_stored_and_downloadable(pusher, flow, db):
+    response = pusher(V1_EVENT, path="/api/v1.1.0/cdr/push")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "Success", "received": "1", "inserted": "1", "duplicates": "0", "ignored": "0",
+    }  # fmt: skip
+    download = flow.download(flow.token(), start="2019-01-01 00:00:00", end="2019-12-31 23:59:59")
+    assert download.text.splitlines()[1].startswith("1547392142.330,2019-01-13 23:09:02,1005,")
+
+
+def test_a_batch_is_stored_and_a_resent_event_is_a_duplicate(pusher, db):
+    second = {**V2_EVENT, "callid": "1571897930.6"}
+    assert pusher([V2_EVENT, second]).json()["inserted"] == "2"
+    answer = pusher([second]).json()
+    assert (answer["status"], answer["inserted"], answer["duplicates"]) == ("Success", "0", "1")
+    assert len(stored_lines(db)) == 2
+
+
+def test_events_without_sn_get_the_serial_of_their_key(pusher, db):
+    event = {k: v for k, v in V2_EVENT.items() if k != "sn"}
+    assert pusher(event).json()["status"] == "Success"
+    assert stored_lines(db)[0].endswith(",freepbx-1")
+
+
+def test_other_events_are_acknowledged_and_not_stored(pusher, db):
+    answer = pusher([{"event": "ExtensionStatus", "extension": "1000"}, V2_EVENT]).json()
+    assert (answer["received"], answer["ignored"]) == ("1", "1")
+    assert len(stored_lines(db)) == 1
+
+
+@pytest.mark.parametrize("key", [None, "", "cdrk_not-a-key"])
+def test_a_missing_or_unknown_key_is_401_and_nothing_is_stored(pusher, db, key):
+    response = pusher(V2_EVENT, key=key)
+    assert response.status_code == 401
+    assert response.json()["errno"] == ("20004" if key else "20005")
+    assert stored_lines(db) == []
+
+
+def test_an_api_login_token_is_not_an_ingest_key(pusher, flow, db):
+    response = pusher(V2_EVENT, key=flow.token())
+    assert (response.status_code, response.json()["errno"]) == (401, "20004")
+
+
+def test_one_bad_event_refuses_the_whole_batch_and_says_which(pusher, db):
+    bad = {**V2_EVENT, "callid": "2.2", "timestart": "2019-13-01 00:00:00"}
+    response = pusher([V2_EVENT, bad])
+    assert response.status_code == 200  # re-sending it would not help
+    answer = response.json()
+    assert (answer["status"], answer["errno"], answer["index"]) == ("Failed", "20019", "1")
+    assert "timestart" in answer["reason"]
+    assert stored_lines(db) == []
+
+
+def test_an_event_without_event_or_action_is_refused(pusher, db):
+    answer = pusher({"callid": "1.1", "timestart": "2026-05-28 10:00:00"}).json()
+    assert (answer["errno"], answer["index"]) == ("10004", "0")
+
+
+def test_a_body_that_is_not_json_is_20000(pusher, make_client, ingest_key):
+    http = make_client()
+    response = http.post(
+        PUSH, content=b"action=NewCdr", headers={"Authorization": f"Bearer {ingest_key('x')}"}
+    )
+    assert (response.status_code, response.json()["errno"]) == (200, "20000")
+
+
+def test_a_body_over_the_limit_is_refused(make_client, ingest_key):
+    http = make_client(ingest_max_body_bytes=1000)
+    events = [{**V2_EVENT, "callid": f"1.{n}"} for n in range(20)]
+    response = http.post(PUSH, json=events, headers={"Authorization": f"Bearer {ingest_key()}"})
+    assert response.json()["errno"] == "20000" and "larger than 1000" in response.json()["reason"]
+
+
+def test_a_failing_store_answers_503_so_the_sender_retries(pusher, db: Database):
+    if not db.is_sqlite:
+        pytest.skip("breaks the SQLite file's schema on purpose")
+    with db.write() as conn:
+        conn.exec_driver_sql("DROP TABLE cdr")
+    response = pusher(V2_EVENT)
+    assert (response.status_code, response.json()["errno"]) == (503, "30003")
+
+
+def test_push_is_post_only(pusher, make_client):
+    assert make_client().get(PUSH).json()["errno"] == "20001"
+
+
+def test_the_commit_is_fsynced_and_the_pool_keeps_its_normal_level(db: Database):
+    if not db.is_sqlite:
+        pytest.skip("SQLite synchronous levels")
+    from cdrgate.storage.durable import durable_write
+
+    with durable_write(db) as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with db.write() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
