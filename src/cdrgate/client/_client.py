@@ -380,7 +380,9 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLError):
-            reason = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+            reason = cause.reason or str(cause)
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                reason = f"certificate verify failed: {cause.verify_message}"
             return TlsError(
                 f"TLS with {base_url} failed: {reason} "
                 "(trust its certificate with a CA file, or disable verification)"
