@@ -105,3 +105,12 @@ def test_a_different_device_at_the_same_url_is_refused(sdk, add_cdrs, mirror):
 
 def test_pbx_key_ignores_case_and_trailing_slash():
     assert pbx_key("HTTPS://PBX.example:8088/") == "https://pbx.example:8088"
+
+
+def test_the_migration_creates_the_table_as_declared(mirror):
+    from sqlalchemy import inspect
+
+    from cdrgate.storage.tables import sync_state as table
+
+    migrated = {c["name"]: c["nullable"] for c in inspect(mirror.engine).get_columns("sync_state")}
+    assert migrated == {c.name: c.nullable for c in table.columns}
