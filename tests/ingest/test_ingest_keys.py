@@ -1,0 +1,39 @@
+"""cdrgate ingest-key: keys are shown once, stored hashed, and deleting one stops its pushes."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cdrgate.cli import app
+from tests.ingest.test_newcdr import V2_EVENT
+
+runner = CliRunner()
+
+
+def invoke(db, *args: str):
+    return runner.invoke(app, [*args, "--database", db.url])
+
+
+def test_a_key_from_the_command_authorises_pushes_until_deleted(db, make_client):
+    added = invoke(db, "ingest-key", "add", "asterisk-1", "--sn", "pbx-a")
+    assert added.exit_code == 0, added.output
+    key = added.stdout.strip()
+    http = make_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    assert http.post("/api/v2.0.0/cdr/push", json=V2_EVENT, headers=headers).status_code == 200
+
+    listed = invoke(db, "ingest-key", "list")
+    assert "asterisk-1\tsn=pbx-a\tlast used " in listed.stdout and key not in listed.stdout
+    raw = open(db.url.removeprefix("sqlite:///"), "rb").read() if db.is_sqlite else b""
+    assert key.encode() not in raw
+
+    assert invoke(db, "ingest-key", "delete", "asterisk-1").exit_code == 0
+    refused = http.post("/api/v2.0.0/cdr/push", json=V2_EVENT, headers=headers)
+    assert refused.status_code == 401
+
+
+def test_names_are_unique_and_unknown_names_are_usage_errors(db):
+    assert invoke(db, "ingest-key", "add", "a").exit_code == 0
+    again = invoke(db, "ingest-key", "add", "a")
+    assert again.exit_code == 2 and "exists" in again.stderr
+    assert invoke(db, "ingest-key", "delete", "nope").exit_code == 2
