@@ -166,7 +166,7 @@ def list_keys(database: DatabaseOption = DEFAULT_DB) -> None:
     with db.read() as conn:
         for key in ingest_keys.all_keys(conn):
             used = _local(key.last_used_ms) if key.last_used_ms else "never used"
-            out.print(f"{key.name}\tsn={key.sn}\t{used}", highlight=False)
+            out.print(f"{key.name}  sn={key.sn}  {used}", highlight=False)
 
 
 @keys_app.command("delete")
