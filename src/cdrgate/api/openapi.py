@@ -147,7 +147,44 @@ def _operations(version: str, selector: str) -> dict[str, Any]:
             }
         },
         f"{base}/cdr/download": {"get": download("get"), "post": download("post")},
+        f"{base}/cdr/push": {
+            "post": {
+                "operationId": f"{v}_cdr_push",
+                "summary": "cdrgate's own: store pushed NewCdr events (all or nothing).",
+                "description": "Authorised by an ingest key (`cdrgate ingest-key`), not a token. "
+                "The HTTP status tells a retrying sender what to do.",
+                "tags": [version],
+                "security": [{"IngestKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    _ref("NewCdrEvent"),
+                                    {"type": "array", "items": _ref("NewCdrEvent")},
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _push_answer(
+                        "Stored, or refused for good (see errno).",
+                        {"oneOf": [_ref("PushSuccess"), _ref("PushFailure")]},
+                    ),
+                    "401": _push_answer("Missing or unknown ingest key.", _ref("PushFailure")),
+                    "503": _push_answer(
+                        "Store unavailable: send again later.", _ref("PushFailure")
+                    ),
+                },
+            }
+        },
     }
+
+
+def _push_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _schemas() -> dict[str, Any]:
@@ -162,6 +199,41 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
         },
         "Success": _success(),
+        "PushSuccess": _success(
+            received={"type": "string"},
+            inserted={"type": "string"},
+            duplicates={"type": "string"},
+            ignored={"type": "string"},
+        ),
+        "PushFailure": {
+            "type": "object",
+            "required": ["status", "errno"],
+            "properties": {
+                "status": {"type": "string", "enum": ["Failed"]},
+                "errno": {"type": "string", "enum": [e.value for e in Errno]},
+                "index": {"type": "string", "description": "0-based index of the bad event."},
+                "reason": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+        "NewCdrEvent": {
+            "type": "object",
+            "description": "A Yeastar NewCdr event (v1 `action` or v2 `event` key); other "
+            "events are acknowledged and ignored.",
+            "properties": {
+                "event": {"type": "string"},
+                "action": {"type": "string"},
+                "callid": {"type": "string"},
+                "timestart": _PBX_TIME,
+                "callfrom": {"type": "string"},
+                "callto": {"type": "string"},
+                "callduraction": _STRING_OR_NUMBER,
+                "talkduraction": _STRING_OR_NUMBER,
+                "status": {"type": "string"},
+                "type": {"type": "string"},
+                "sn": {"type": "string"},
+            },
+        },
         "LoginSuccess": _success(token=_HEX32),
         "LoginRequest": {
             "type": "object",
@@ -268,7 +340,10 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"IngestKey": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
