@@ -335,13 +335,13 @@ class CdrClient:
         stats = DownloadStats(windows_total=len(spans))
         header: bytes | None = None
         for low, high in spans:
-            stream = self._window_stream(extid, low, high)
-            for _fields, raw in stream or ():
+            stream = self._window_stream(extid, low, high) or CsvStream(())
+            for _fields, raw in stream:
                 if header is None:
-                    header = stream.header or CSV_HEADER.encode()  # type: ignore[union-attr]
+                    header = stream.header or CSV_HEADER.encode()
                     out.write(header)
                     stats.bytes += len(header)
-                elif stream.header not in (None, header):  # type: ignore[union-attr]
+                elif stream.header not in (None, header):
                     raise ProtocolError("the PBX changed its CSV columns between windows")
                 out.write(raw)
                 stats.rows += 1
