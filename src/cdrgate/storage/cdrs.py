@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sqlalchemy import Connection, Select, func, select, union
 
@@ -98,6 +99,38 @@ def export_select(query: CdrQuery) -> Select[tuple[str]]:
 
 def iter_lines(conn: Connection, query: CdrQuery, batch: int = 2000) -> Iterator[list[str]]:
     """Batches of CSV lines, streamed from the database (server-side cursor on PostgreSQL)."""
+    if conn.dialect.name == "sqlite":
+        return _iter_lines_sqlite(conn, query, batch)
+    return _iter_lines(conn, query, batch)
+
+
+# Page cache of an export connection. A download reads each page once, so a big cache buys
+# nothing and would only grow the server (64 MB, the engine's setting, per connection).
+EXPORT_CACHE_KIB = 4096
+
+
+def _iter_lines_sqlite(conn: Connection, query: CdrQuery, batch: int) -> Iterator[list[str]]:
+    """The export hot path on SQLite: the driver cursor straight, without SQLAlchemy's
+    per-row result processing (half the server's CPU on a full export)."""
+    compiled = export_select(query).compile(
+        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
+    cursor.execute(f"PRAGMA cache_size = -{EXPORT_CACHE_KIB}")
+    try:
+        cursor.execute(str(compiled), params)
+        first = itemgetter(0)
+        while rows := cursor.fetchmany(batch):
+            yield list(map(first, rows))
+    finally:
+        cursor.close()
+        driver.execute(f"PRAGMA cache_size = {int(cache_size)}")  # type: ignore[union-attr]
+
+
+def _iter_lines(conn: Connection, query: CdrQuery, batch: int) -> Iterator[list[str]]:
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(
         export_select(query)
     )

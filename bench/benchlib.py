@@ -1,0 +1,257 @@
+"""Shared helpers for the bench scripts: seeded databases, a real `cdrgate serve` on loopback,
+the login/get_random/download flow, and min/median/percentile reporting.
+
+Every script seeds its own data under bench/data/ (gitignored) with `cdrgate seed`, measures
+several runs and reports each figure beside a reference measured in the same run, so the
+ratio survives a noisy, shared machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+BIN = Path(sys.executable).parent
+CDRGATE = str(BIN / "cdrgate")
+SQLITE3 = "/usr/bin/sqlite3"
+API = "/api/v1.1.0"
+BENCH_USER = "bench"
+READY_TIMEOUT_S = 30.0
+
+# The 14 Yeastar columns rebuilt from the stored columns, for the sqlite3 shell references.
+SHELL_COLUMNS = (
+    "callid, strftime('%Y-%m-%d %H:%M:%S', ts, 'unixepoch') AS timestart, callfrom, callto, "
+    "callduraction, talkduraction, srctrunkname, dsttrunkname, status, type, pincode, "
+    "recording, didnumber, sn"
+)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def machine() -> str:
+    cpu = "?"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()
+    return (
+        f"{platform.node()} | {os.cpu_count()} cpu ({cpu}) | Python {platform.python_version()} "
+        f"| SQLite {sqlite_version()} | load avg {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+
+
+def sqlite_version() -> str:
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+def sqlite_cli() -> str:
+    """The Debian sqlite3 shell (installed on demand when running as root)."""
+    if not Path(SQLITE3).exists():
+        if os.geteuid() != 0:
+            sys.exit("bench needs /usr/bin/sqlite3: apt-get install sqlite3")
+        subprocess.run(["apt-get", "install", "-y", "-q", "sqlite3"], check=True)
+    return SQLITE3
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+def timed(func: Callable[[], object], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def spread(times: list[float]) -> str:
+    """min / median, plus the max-min spread as the noise of this run."""
+    low, mid = min(times), statistics.median(times)
+    noise = (max(times) - low) / low * 100 if low else 0.0
+    return f"min {low:.3f}s median {mid:.3f}s (n={len(times)}, spread {noise:.0f}%)"
+
+
+def report(name: str, times: list[float], ref_name: str, ref_times: list[float]) -> float:
+    ratio = min(times) / min(ref_times)
+    say(f"  {ref_name:<34} {spread(ref_times)}")
+    say(f"  {name:<34} {spread(times)}")
+    say(f"  ratio {name} / {ref_name} (min/min): {ratio:.2f}x")
+    return ratio
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=True, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def seeded_db(count: int, seed: int = 1) -> Path:
+    """bench/data/seed-COUNT.db made by `cdrgate seed` (kept between runs; a marker file says
+    the seed finished)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"seed-{count}-{seed}.db"
+    done = path.with_suffix(".done")
+    if path.exists() and done.exists():
+        return path
+    for stale in DATA.glob(path.name + "*"):
+        stale.unlink()
+    say(f"  seeding {count} CDRs into {path.relative_to(ROOT)} ...")
+    started = time.perf_counter()
+    run([CDRGATE, "seed", "--count", str(count), "--seed", str(seed), "--database", url(path)])
+    checkpoint(path)
+    say(f"  seeded in {time.perf_counter() - started:.1f}s")
+    done.write_text("ok\n")
+    return path
+
+
+def url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def checkpoint(path: Path) -> None:
+    """Fold the WAL into the main file so the shell and the server read the same thing."""
+    run([sqlite_cli(), str(path), "PRAGMA wal_checkpoint(TRUNCATE);"], stdout=subprocess.DEVNULL)
+
+
+def set_bench_user(database_url: str) -> str:
+    """A fresh random password for the bench API user; returns its md5 (what clients send)."""
+    password = secrets.token_urlsafe(16)
+    run(
+        [CDRGATE, "api-user", "set", BENCH_USER, "--password-stdin", "--database", database_url],
+        input=password + "\n",
+        stderr=subprocess.DEVNULL,
+    )
+    return hashlib.md5(password.encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- server -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base: str
+    md5: str
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM: the process's peak resident set since it started."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def client(self, timeout: float = 120.0) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=timeout)
+
+
+@contextmanager
+def serve(database_url: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`cdrgate serve` on 127.0.0.1 and a free port; stopped (and waited for) on exit."""
+    md5 = set_bench_user(database_url)
+    port = free_port()
+    command = [CDRGATE, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--database", database_url, "--log-level", "warning", *extra]
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"cdrgate serve exited with {process.returncode}")
+            try:
+                httpx.get(base + "/", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("cdrgate serve did not start") from None
+                time.sleep(0.1)
+        yield Server(process, base, md5)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- the API flow -----------------------------------------------------------------------------
+
+
+def login(client: httpx.Client, server: Server) -> str:
+    body = {"username": BENCH_USER, "password": server.md5, "port": "8260"}
+    answer = client.post(f"{API}/login", json=body).json()
+    if answer.get("status") != "Success":
+        raise RuntimeError(f"login failed: {answer}")
+    return str(answer["token"])
+
+
+def get_random(client: httpx.Client, token: str, extid: str, start: str, end: str) -> str:
+    body = {"extid": extid, "starttime": start, "endtime": end}
+    answer = client.post(f"{API}/cdr/get_random", params={"token": token}, json=body).json()
+    if answer.get("status") != "Success":
+        raise RuntimeError(f"get_random failed: {answer}")
+    return str(answer["random"])
+
+
+def download_params(token: str, random: str, extid: str, start: str, end: str) -> dict[str, str]:
+    return {"extid": extid, "starttime": start, "endtime": end, "token": token, "random": random}
+
+
+def curl_download(server: Server, params: dict[str, str], out: Path) -> None:
+    """The download with curl (a C client), so the client side does not limit the figure."""
+    query = str(httpx.QueryParams(params))
+    run(["curl", "-sSf", "-o", str(out), f"{server.base}{API}/cdr/download?{query}"])
+
+
+def require_tools(*names: str) -> None:
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        sys.exit(f"missing tools: {', '.join(missing)}")
