@@ -13,7 +13,8 @@ import time
 from datetime import UTC, datetime
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
+# ASCII only: \d alone also matches other scripts' digits, which int() would accept.
+_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})", re.ASCII)
 
 
 def parse_pbx_time(text: str) -> int:
@@ -29,7 +30,12 @@ def parse_pbx_time(text: str) -> int:
 
 def format_pbx_time(seconds: int) -> str:
     """Render wall-clock seconds as ``yyyy-mm-dd hh:mm:ss``."""
-    return time.strftime(TIME_FORMAT, time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Not strftime: its %Y does not zero-pad years before 1000 on glibc.
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
 
 
 def to_datetime(seconds: int) -> datetime:
