@@ -9,10 +9,7 @@ from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
 from cdrgate.settings import Settings
-
-# API path versions and the name each gives the extension selector.
-# "v1.10" is the English docs' typo for v1.1.0; clients copied from those docs send it.
-SELECTOR_FIELD = {"v1.1.0": "extid", "v1.10": "extid", "v2.0.0": "number"}
+from cdrgate.versions import SELECTOR_FIELD
 
 
 @dataclass(frozen=True)

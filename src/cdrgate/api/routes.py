@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api import cdr, push, session
-from cdrgate.api.context import SELECTOR_FIELD, ApiVersion, Services
+from cdrgate.api.context import ApiVersion, Services
 from cdrgate.api.envelope import failure, preflight
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.logredact import redact
+from cdrgate.versions import SELECTOR_FIELD
 
 log = logging.getLogger("cdrgate.api")
 

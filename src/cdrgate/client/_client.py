@@ -22,7 +22,6 @@ from urllib.parse import quote
 import httpx
 
 from cdrgate import __version__
-from cdrgate.api.context import SELECTOR_FIELD
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.client._errors import (
     AuthenticationFailed,
@@ -39,6 +38,7 @@ from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
 from cdrgate.errors import Errno
 from cdrgate.passwords import md5_hex
 from cdrgate.timefmt import format_pbx_time, to_datetime
+from cdrgate.versions import SELECTOR_FIELD
 
 API_VERSIONS = ("v1.1.0", "v2.0.0")
 DEFAULT_TIMEOUT = 30.0
