@@ -1,0 +1,81 @@
+"""Monthly partitions on PostgreSQL: where rows land, duplicates, and cheap retention."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from cdrgate.services.importing import store_records
+from cdrgate.storage import cdrs, partitions
+from cdrgate.storage.cdrs import CdrQuery
+from cdrgate.storage.db import Database
+from cdrgate.storage.tables import cdr
+from cdrgate.timefmt import parse_pbx_time
+from tests.conftest import make_cdr
+
+THREE_MONTHS = [
+    make_cdr(callid="1.1", timestart="2026-01-31 23:59:59"),
+    make_cdr(callid="1.2", timestart="2026-02-01 00:00:00"),
+    make_cdr(callid="1.3", timestart="2026-02-15 12:00:00"),
+    make_cdr(callid="1.4", timestart="2026-03-01 08:00:00"),
+]
+
+
+def _where(db: Database) -> dict[str, str]:
+    with db.read() as conn:
+        rows = conn.execute(text("SELECT callid, tableoid::regclass::text FROM cdr"))
+        return {callid: table for callid, table in rows}
+
+
+def _export(db: Database) -> list[str]:
+    query = CdrQuery(parse_pbx_time("2026-01-01 00:00:00"), parse_pbx_time("2026-12-31 23:59:59"))
+    with db.read() as conn:
+        return [line.split(",")[0] for batch in cdrs.iter_lines(conn, query) for line in batch]
+
+
+def test_cdrs_land_in_the_partition_of_their_month(pg_db: Database):
+    assert store_records(pg_db, THREE_MONTHS) == 4
+    assert _where(pg_db) == {
+        "1.1": "cdr_p202601",
+        "1.2": "cdr_p202602",
+        "1.3": "cdr_p202602",
+        "1.4": "cdr_p202603",
+    }
+
+
+def test_a_cdr_stored_twice_is_kept_once(pg_db: Database):
+    store_records(pg_db, THREE_MONTHS[:2])
+    assert store_records(pg_db, THREE_MONTHS) == 2
+    assert store_records(pg_db, [THREE_MONTHS[0], THREE_MONTHS[0]]) == 0
+    assert _export(pg_db) == ["1.1", "1.2", "1.3", "1.4"]
+
+
+def test_rows_caught_by_the_default_partition_move_to_their_month_when_it_is_created(
+    pg_db: Database,
+):
+    # A writer that bypasses the bulk path: the row has no month partition to go to.
+    row = dict(zip(cdrs._COLUMNS, cdrs.row_values(THREE_MONTHS[3]), strict=True))
+    with pg_db.write() as conn:
+        conn.execute(cdr.insert().values(**row))
+    assert _where(pg_db) == {"1.4": "cdr_default"}
+    store_records(pg_db, THREE_MONTHS)
+    assert _where(pg_db)["1.4"] == "cdr_p202603"
+    assert _export(pg_db) == ["1.1", "1.2", "1.3", "1.4"]
+
+
+def test_retention_drops_whole_months_and_leaves_the_rest(pg_db: Database):
+    store_records(pg_db, THREE_MONTHS)
+    with pg_db.write() as conn:
+        dropped = partitions.drop_months_before(conn, parse_pbx_time("2026-02-20 00:00:00"))
+        remaining = set(partitions.existing(conn))
+    assert dropped == 1
+    assert remaining == {"cdr_p202602", "cdr_p202603"}
+    assert _export(pg_db) == ["1.2", "1.3", "1.4"]
+
+
+def test_month_boundaries_are_calendar_months():
+    start = partitions.month_start(parse_pbx_time("2024-02-29 23:59:59"))
+    assert start == parse_pbx_time("2024-02-01 00:00:00")
+    assert partitions.next_month(start) == parse_pbx_time("2024-03-01 00:00:00")
+    december = parse_pbx_time("2025-12-01 00:00:00")
+    assert partitions.next_month(december) == parse_pbx_time("2026-01-01 00:00:00")
+    assert partitions.partition_name(december) == "cdr_p202512"

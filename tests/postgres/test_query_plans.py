@@ -1,0 +1,70 @@
+"""The download queries use the indexes on a large table, on both engines (EXPLAIN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from cdrgate.seed import SeedPlan
+from cdrgate.services.importing import seed_database
+from cdrgate.storage.cdrs import CdrQuery, export_select
+from cdrgate.storage.db import Database
+from cdrgate.timefmt import parse_pbx_time
+
+ONE_DAY = CdrQuery(
+    parse_pbx_time("2026-02-10 00:00:00"), parse_pbx_time("2026-02-10 23:59:59"), ("1007",)
+)
+WHOLE_DAY = CdrQuery(
+    parse_pbx_time("2026-02-10 00:00:00"), parse_pbx_time("2026-02-10 23:59:59"), None
+)
+
+
+def _large_table(db: Database) -> None:
+    # 80 000 CDRs over three months: one extension's day is ~0.05% of the table.
+    seed_database(db, SeedPlan(count=80_000, seed=3, start="2026-01-01 00:00:00", days=90))
+    with db.write() as conn:
+        conn.exec_driver_sql("ANALYZE cdr")
+
+
+def _sql(conn: Connection, query: CdrQuery) -> str:
+    compiled = export_select(query).compile(
+        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+    )
+    return str(compiled)
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [node]
+    for child in node.get("Plans", []):
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+def _postgres_plan(conn: Connection, query: CdrQuery) -> list[dict[str, Any]]:
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + _sql(conn, query)).scalar_one()
+    return _plan_nodes(plan[0]["Plan"])
+
+
+def _sqlite_plan(conn: Connection, query: CdrQuery) -> list[str]:
+    return [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(conn, query))]
+
+
+def test_one_day_queries_are_index_range_scans_in_one_partition_on_a_large_table(db: Database):
+    _large_table(db)
+    with db.read() as conn:
+        if db.is_sqlite:
+            one_ext, all_exts = _sqlite_plan(conn, ONE_DAY), _sqlite_plan(conn, WHOLE_DAY)
+            for index in ("ix_cdr_callfrom_ts (callfrom=?", "ix_cdr_callto_ts (callto=?"):
+                assert any(f"USING INDEX {index} AND ts>? AND ts<?)" in d for d in one_ext), one_ext
+            assert not any(d.startswith("SCAN cdr") for d in one_ext), one_ext
+            assert any("USING INDEX ix_cdr_ts_callid_sn (ts>? AND ts<?)" in d for d in all_exts)
+            return
+        one_ext, all_exts = _postgres_plan(conn, ONE_DAY), _postgres_plan(conn, WHOLE_DAY)
+    for nodes in (one_ext, all_exts):
+        tables = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+        assert tables == {"cdr_p202602"}, nodes  # the other months are pruned
+        assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes
+    used = " ".join(n.get("Index Name", "") for n in one_ext)
+    assert "callfrom_ts" in used and "callto_ts" in used, one_ext
+    assert any("ts_callid_sn" in n.get("Index Name", "") for n in all_exts), all_exts
