@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_PORT ?= 8088
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-pg lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/python -m pytest
+
+# The same tests against SQLite and a throwaway PostgreSQL on loopback (what CI runs).
+test-pg: $(STAMP)
+	scripts/with-postgres.sh $(MAKE) test
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
