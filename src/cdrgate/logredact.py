@@ -8,8 +8,13 @@ import re
 _SECRET_PARAM = re.compile(r"(?i)\b(token|random|refreshtoken|password)=([^&\s\"']*)")
 
 
+# Tokens and randoms are 32 hex digits; one misplaced by a client (a path segment, another
+# parameter name) is masked too. Longer hex runs (sha256 digests) are left alone.
+_BARE_SECRET = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32}(?![0-9A-Za-z])")
+
+
 def redact(text: str) -> str:
-    return _SECRET_PARAM.sub(r"\1=<redacted>", text)
+    return _BARE_SECRET.sub("<redacted>", _SECRET_PARAM.sub(r"\1=<redacted>", text))
 
 
 class RedactingFilter(logging.Filter):
