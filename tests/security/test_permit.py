@@ -1,0 +1,71 @@
+"""The permitted-networks allow-list (the device's "permitted IP" setting)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from cdrgate.app import create_app
+from cdrgate.errors import Errno, UsageError
+from cdrgate.settings import Settings
+from tests.conftest import API_MD5, API_USER, Flow
+from tests.security.conftest import CLI
+
+REFUSED = {"status": "Failed", "errno": Errno.ALLOWEDIP_ERROR.value}
+
+
+def test_without_a_list_every_client_is_served(make_client, api_account):
+    assert Flow(make_client(ip="203.0.113.7")).login()["status"] == "Success"
+
+
+def test_clients_outside_the_permitted_networks_are_refused_before_anything_else(
+    make_client, api_account
+):
+    outsider = make_client(ip="203.0.113.7", permitted_networks=("10.0.0.0/8", "192.0.2.1"))
+    assert Flow(outsider).login() == REFUSED
+    assert outsider.get("/").json() == REFUSED
+    assert outsider.get("/api/v1.1.0/cdr/download?token=x&random=y").json() == REFUSED
+
+
+def test_clients_inside_a_permitted_network_or_address_are_served(make_client, api_account):
+    permitted = ("10.0.0.0/8", "192.0.2.1", "::1")
+    for ip in ("10.200.1.2", "192.0.2.1", "::1"):
+        assert Flow(make_client(ip=ip, permitted_networks=permitted)).login()["status"] == (
+            "Success"
+        ), ip
+    assert Flow(make_client(ip="192.0.2.2", permitted_networks=permitted)).login() == REFUSED
+
+
+def test_refused_wrong_passwords_do_not_count_towards_a_lockout(make_client, api_account):
+    outsider = Flow(make_client(ip="203.0.113.7", permitted_networks=("10.0.0.0/8",)))
+    for _ in range(10):
+        assert outsider.login(password="0" * 32) == REFUSED
+    assert Flow(make_client(ip="203.0.113.7")).login()["status"] == "Success"
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(make_client, api_account):
+    proxied = make_client(
+        ip="127.0.0.1", trusted_proxies=("127.0.0.1",), permitted_networks=("10.0.0.0/8",)
+    )
+    body = {"username": API_USER, "password": API_MD5}
+    inside = proxied.post("/api/v1.1.0/login", json=body, headers={"X-Forwarded-For": "10.1.1.1"})
+    outside = proxied.post("/api/v1.1.0/login", json=body, headers={"X-Forwarded-For": "8.8.8.8"})
+    assert inside.json()["status"] == "Success"
+    assert outside.json() == REFUSED
+
+
+def test_a_bad_network_is_a_usage_error(db):
+    with pytest.raises(UsageError, match="not an IP address or network"):
+        create_app(Settings(database=db.url, permitted_networks=("10.0.0.300/8",)), database=db)
+
+
+def test_serve_refuses_a_bad_permit_option_in_one_line(tmp_path):
+    done = subprocess.run(
+        [*CLI, "serve", "--permit", "office", "--database", f"sqlite:///{tmp_path / 'x.db'}",
+         "--port", "1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "not an IP address or network" in done.stderr
+    assert "Traceback" not in done.stderr
