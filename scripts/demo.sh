@@ -16,12 +16,13 @@ fi
 PASSWORD=$("$BIN/cdrgate" api-user set api --generate)
 MD5=$(printf '%s' "$PASSWORD" | "$BIN/python" -c 'import hashlib,sys; print(hashlib.md5(sys.stdin.buffer.read()).hexdigest())')
 
-"$BIN/cdrgate" serve --host 127.0.0.1 --port "$PORT" &
+"$BIN/cdrgate" serve --host 127.0.0.1 --port "$PORT" >demo/serve.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT INT TERM
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
   curl -fs "$BASE/" >/dev/null 2>&1 && break
-  sleep 0.1
+  if ! kill -0 $SERVER 2>/dev/null; then cat demo/serve.log; exit 1; fi
+  sleep 0.2
 done
 
 cat <<TXT
@@ -49,8 +50,12 @@ TOKEN=$(curl -s -X POST "$BASE/api/v1.1.0/login" \
 RANDOM_KEY=$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=$TOKEN" \
   -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \
   | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["random"])')
-curl -s "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=$TOKEN&random=$RANDOM_KEY" | head -n 6
-echo "   ..."
+curl -s -o demo/download.csv "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=$TOKEN&random=$RANDOM_KEY"
+head -n 6 demo/download.csv
+echo "   ... $(($(wc -l <demo/download.csv) - 1)) CDRs in demo/download.csv"
 echo
-echo "== serving until Ctrl-C"
+echo "== serving until Ctrl-C; the server log (tokens redacted) follows"
+tail -n 3 -f demo/serve.log &
+TAIL=$!
+trap 'kill $SERVER $TAIL 2>/dev/null || true' EXIT INT TERM
 wait $SERVER
