@@ -1,0 +1,81 @@
+"""Sustained load, bounded: mixed flows against a real server for a short while, then the
+state it leaves behind. The 2-minute version is bench/soak.py; purging is proven with an
+injected clock (waiting an hour for real expiry has no place in a test suite)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from sqlalchemy import func, select
+
+from cdrgate.storage.tables import api_token, cdr_random, login_guard
+from tests.conftest import Flow
+from tests.security.conftest import PASSWORD_MD5, StartServer
+from tests.security.soak_flows import run_soak
+
+SOAK_SECONDS = 20
+WORKERS = 4
+RSS_GROWTH_LIMIT_KIB = 24 * 1024
+
+
+def test_a_short_soak_has_no_errors_flat_memory_and_no_leftover_sessions(
+    start_server: StartServer,
+):
+    server = start_server()
+    report = run_soak(server.base_url, PASSWORD_MD5, SOAK_SECONDS, WORKERS, server.process.pid)
+    assert report.errors == [] and report.error_count == 0
+    assert report.flows >= WORKERS  # every worker completed at least one whole flow
+    assert report.rss_growth_kib() < RSS_GROWTH_LIMIT_KIB, report.rss_kib
+    conn = sqlite3.connect(server.directory / "cdrgate.db")
+    try:
+        tokens = conn.execute("SELECT count(*) FROM api_token").fetchone()[0]
+        guards = conn.execute("SELECT count(*) FROM login_guard").fetchone()[0]
+        audited = conn.execute("SELECT outcome, count(*) FROM download_audit GROUP BY 1").fetchall()
+    finally:
+        conn.close()
+    assert tokens == 0  # every session was logged out and removed
+    assert guards <= 1  # only the guessing address
+    assert dict(audited) == {"ok": 2 * report.flows, "failed": 2 * report.flows}
+
+
+def _count(db, table) -> int:
+    with db.read() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def _leave_state_behind(make_client, sessions: int = 5) -> None:
+    """Sessions never logged out, randoms never redeemed, wrong guesses from many addresses."""
+    flow = Flow(make_client())
+    for _ in range(sessions):
+        flow.get_random(flow.token())
+    for last in range(10):
+        Flow(make_client(ip=f"198.51.100.{last}")).login(password="0" * 32)
+
+
+def test_expired_tokens_spent_randoms_and_lapsed_lockouts_are_purged(
+    make_client, api_account, db, clock
+):
+    _leave_state_behind(make_client)
+    services = make_client().app.state.services
+    counts = [_count(db, t) for t in (api_token, cdr_random, login_guard)]
+    assert counts == [5, 5, 10]
+    clock.advance(1800 + 3600)  # tokens idle out; randoms past their diagnosis window
+    services.auth.purge_expired()
+    services.downloads.purge_spent()
+    assert _count(db, cdr_random) == 0
+    assert _count(db, api_token) == 5  # expired ones still answer 20006 for a day
+    clock.advance(24 * 3600)
+    services.auth.purge_expired()
+    assert (_count(db, api_token), _count(db, login_guard)) == (0, 0)
+
+
+def test_the_server_runs_the_purge_by_itself(make_client, api_account, db, clock):
+    _leave_state_behind(make_client)
+    clock.advance(2 * 24 * 3600)
+    make_client()  # a starting app purges at once, then every minute
+    for _ in range(200):  # bounded wait for the background task, not a timing assertion
+        if [_count(db, t) for t in (api_token, cdr_random, login_guard)] == [0, 0, 0]:
+            break
+        time.sleep(0.05)
+    assert [_count(db, t) for t in (api_token, cdr_random, login_guard)] == [0, 0, 0]
