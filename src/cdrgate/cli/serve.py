@@ -61,6 +61,7 @@ def serve(
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else None,
     )  # fmt: skip
     check_networks(settings.trusted_proxies, "--trusted-proxy")
+    check_networks(settings.permitted_networks, "--permit")
     configure_logging(log_level)
     certificate = tls.server_files(settings)
     if certificate is not None:
