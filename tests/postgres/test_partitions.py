@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from cdrgate.services.importing import store_records
@@ -79,3 +80,9 @@ def test_month_boundaries_are_calendar_months():
     december = parse_pbx_time("2025-12-01 00:00:00")
     assert partitions.next_month(december) == parse_pbx_time("2026-01-01 00:00:00")
     assert partitions.partition_name(december) == "cdr_p202512"
+
+
+def test_a_nul_byte_is_refused_with_a_clear_error_and_nothing_is_stored(pg_db: Database):
+    with pytest.raises(ValueError, match="NUL byte"):
+        store_records(pg_db, [THREE_MONTHS[0], make_cdr(callid="1.9", callto="02\x0015")])
+    assert _export(pg_db) == []
