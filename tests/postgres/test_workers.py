@@ -160,3 +160,15 @@ def test_worker_processes_get_the_same_settings_through_the_environment():
         empty_download="header",
     )
     assert Settings.from_env(settings_environ(settings)) == settings
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from cdrgate.cli import app
+
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["serve", "--trusted-proxy", "proxy.example", "--database", database]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--trusted-proxy: not an IP address or network: 'proxy.example'" in result.output
