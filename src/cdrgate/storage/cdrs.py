@@ -25,12 +25,20 @@ def row_values(
     record: CdrRecord, line: str | None = None, ts: int | None = None
 ) -> tuple[object, ...]:
     """The insert tuple for ``record``, in ``_COLUMNS`` order (``ts``: timestart, if known)."""
+    if line is None:
+        line = record.csv_line()
+    if "\x00" in line:
+        # NUL means nothing in a CDR and PostgreSQL text cannot hold it: both engines drop it.
+        record = record._replace(
+            **{k: v.replace("\x00", "") for k, v in record._asdict().items() if isinstance(v, str)}
+        )
+        line = record.csv_line()
     r = record
     return (
         r.sn, r.callid, parse_pbx_time(r.timestart) if ts is None else ts, r.callfrom,
         r.callto, r.callduraction, r.talkduraction, r.srctrunkname, r.dsttrunkname, r.status,
         r.type, r.pincode, r.recording, r.didnumber,
-        line if line is not None else r.csv_line(),
+        line,
     )  # fmt: skip
 
 
