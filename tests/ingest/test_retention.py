@@ -47,6 +47,15 @@ def test_max_age_removes_older_calls_only(db, add_cdrs):
     assert callids(db) == ["2026-04-29.1"]
 
 
+def test_max_age_across_months_removes_whole_and_partial_months(db, add_cdrs):
+    # On PostgreSQL whole months go as dropped partitions, the partial month row by row.
+    add_cdrs(*(days_ago(d, n) for d in (130, 100, 75, 60, 45, 20) for n in (1, 2)))
+    report = prune(db, RetentionPolicy(max_age_days=50), NOW)
+    assert (report.removed, report.oldest) == (8, "2026-01-18 12:00:00")
+    assert callids(db) == ["2026-04-13.1", "2026-04-13.2", "2026-05-08.1", "2026-05-08.2"]
+    assert prune(db, RetentionPolicy(max_age_days=50), NOW).removed == 0
+
+
 def test_both_limits_remove_what_either_would(db, add_cdrs):
     add_cdrs(days_ago(40, 1), days_ago(2, 1), days_ago(1, 1), days_ago(0, 1))
     assert prune(db, RetentionPolicy(max_records=2, max_age_days=30), NOW).removed == 2

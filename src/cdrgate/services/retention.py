@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from cdrgate.clock import Clock
 from cdrgate.errors import UsageError
 from cdrgate.settings import Settings
-from cdrgate.storage import retention
+from cdrgate.storage import partitions, retention
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time
 
@@ -71,6 +71,12 @@ def prune(
     removed = count
     if not dry_run and count:
         removed = 0
+        if cutoff is not None and db.dialect == "postgresql":
+            # Whole months go as a catalog change; only the rest is deleted row by row.
+            with db.write() as conn:
+                if partitions.drop_months_before(conn, cutoff):
+                    remaining = retention.summary(conn, where)[0]
+                    removed, count = count - remaining, remaining
         # Bounded by the count taken above: rows arriving meanwhile wait for the next run.
         for _batch in range(count // DELETE_BATCH + 1):
             with db.write() as conn:
