@@ -19,8 +19,8 @@ from cdrgate.storage.db import Database
 from tests.security.conftest import CLI
 
 KILL_SEED = 6
-KILLS = 4
-ROWS_FIRST, ROWS_BIG = 500, 30_000
+KILLS = 3
+ROWS_FIRST, ROWS_BIG = 500, 20_000
 
 
 def _write_csv(path, plan: SeedPlan) -> int:

@@ -23,7 +23,7 @@ from cdrgate.settings import Settings
 from tests.conftest import API_MD5, API_USER, make_cdr
 
 FUZZ_SEED = 20261128
-CASES_PER_OPERATION = 25
+CASES_PER_OPERATION = 20
 # The HTTP-200 envelope is the device's contract, so the checks that expect REST status codes
 # (4xx for bad input, 401 without auth, 405 for other methods) do not apply.
 ENVELOPE_CHECKS = [
