@@ -13,7 +13,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, BinaryIO
 
-from cdrgate.cdr import CdrRecord, iter_csv_rows, record_from_fields
+from cdrgate.cdr import CdrRecord, iter_csv_rows, parse_fields
 from cdrgate.errors import ImportFailed
 from cdrgate.seed import SeedPlan, generate_timed
 from cdrgate.storage import cdrs
@@ -59,7 +59,8 @@ def import_yeastar_csv(
         with db.write() as conn:
             try:
                 for line, fields in iter_csv_rows(text):  # noqa: B007 - read in handlers
-                    batch.append(cdrs.row_values(record_from_fields(fields)))
+                    record, ts = parse_fields(fields)
+                    batch.append(cdrs.row_values(record, ts=ts))
                     rows += 1
                     if len(batch) >= cdrs.INSERT_BATCH:
                         inserted += cdrs.insert_rows(conn, sql, batch)

@@ -10,6 +10,7 @@ worker processes share one server); exports stream through server-side cursors (
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -100,6 +101,10 @@ class Database:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+        # the busy handler (up to 100 ms a try) instead of queueing: under concurrent requests
+        # that made flows take seconds. Threads of this process queue here instead.
+        self._sqlite_writer = threading.RLock() if self.dialect == "sqlite" else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -108,10 +113,23 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        with _translate_errors(), self.engine.connect() as conn:
+        with self._writer_turn(), _translate_errors(), self.engine.connect() as conn:
             conn.execution_options(cdrgate_write=True)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Queue behind this process's other SQLite writers, as long as SQLite itself would."""
+        if self._sqlite_writer is None:
+            yield
+            return
+        if not self._sqlite_writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise StorageUnavailable("database is locked")
+        try:
+            yield
+        finally:
+            self._sqlite_writer.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
