@@ -255,3 +255,52 @@ def require_tools(*names: str) -> None:
     missing = [name for name in names if shutil.which(name) is None]
     if missing:
         sys.exit(f"missing tools: {', '.join(missing)}")
+
+
+# -- loading references -----------------------------------------------------------------------
+
+
+def yeastar_csv(db: Path) -> Path:
+    """The store of ``db`` as a Yeastar CDR file (header + the stored lines, download order)."""
+    import sqlite3
+
+    out = db.with_suffix(".csv")
+    if out.exists():
+        return out
+    partial = out.with_suffix(".partial")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn, open(partial, "w") as handle:
+        from cdrgate.cdr import CSV_HEADER
+
+        handle.write(CSV_HEADER)
+        cursor = conn.execute("SELECT line FROM cdr ORDER BY ts, callid, sn")
+        while rows := cursor.fetchmany(10000):
+            handle.write("".join(row[0] for row in rows))
+    partial.rename(out)
+    return out
+
+
+def shell_import(csv_file: Path, target: Path) -> None:
+    """Reference: the sqlite3 shell's `.import` into a plain 14-column table (no index)."""
+    from cdrgate.cdr import CSV_COLUMNS
+
+    fresh(target)
+    columns = ", ".join(f"{name} TEXT" for name in CSV_COLUMNS)
+    script = f"CREATE TABLE plain ({columns});\n.import --csv --skip 1 {csv_file} plain\n"
+    run([sqlite_cli(), str(target)], input=script)
+
+
+def fresh(path: Path) -> None:
+    for stale in path.parent.glob(path.name + "*"):
+        stale.unlink()
+
+
+def migrated_copy(target: Path) -> str:
+    """An empty, migrated cdrgate database at ``target`` (copied from a template, so timing a
+    command does not include the migrations); returns its URL."""
+    template = DATA / "empty-migrated.db"
+    if not template.exists():
+        run([CDRGATE, "db", "upgrade", "--database", url(template)], stdout=subprocess.DEVNULL)
+        checkpoint(template)
+    fresh(target)
+    shutil.copyfile(template, target)
+    return url(target)

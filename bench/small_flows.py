@@ -1,0 +1,180 @@
+"""Target 3: many small flows (get_random + download of one extension over one day) from 16 and
+64 concurrent clients, against the same server's throughput on a trivial endpoint (GET /).
+
+    .venv/bin/python bench/small_flows.py [--rows 1000000] [--seconds 8] [--repeat 2]
+                                          [--database URL] [--workers N]
+
+The load generator is a minimal asyncio HTTP/1.1 keep-alive client (one connection per
+client), so the client side costs little of the two cores it shares with the server. Every
+client logs in once before the clock starts. Each scenario runs for a fixed time (bounded),
+repeated and interleaved; errors are counted (any non-200 answer, errno envelope or exception).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from urllib.parse import urlencode, urlsplit
+
+import benchlib as b
+
+SEED_START = date(2026, 1, 1)
+_LENGTH = re.compile(rb"content-length:\s*(\d+)")
+
+
+class Connection:
+    """Just enough HTTP/1.1: keep-alive, Content-Length and chunked bodies."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (
+            f"{method} {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        answer = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(answer[9:12])
+        lower = answer.lower()
+        if b"transfer-encoding: chunked" in lower:
+            parts = []
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)
+            await self.reader.readuntil(b"\r\n")
+            return status, b"".join(parts)
+        match = _LENGTH.search(lower)
+        return status, await self.reader.readexactly(int(match.group(1))) if match else b""
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+
+
+async def login(conn: Connection, md5: str) -> str:
+    body = json.dumps({"username": b.BENCH_USER, "password": md5, "port": "8260"}).encode()
+    _status, answer = await conn.request("POST", f"{b.API}/login", body)
+    return str(json.loads(answer)["token"])
+
+
+async def one_flow(conn: Connection, token: str, picker: random.Random) -> bool:
+    ext = str(1000 + picker.randrange(50))
+    day = SEED_START + timedelta(days=picker.randrange(365))
+    start, end = f"{day} 00:00:00", f"{day} 23:59:59"
+    body = json.dumps({"extid": ext, "starttime": start, "endtime": end}).encode()
+    status, answer = await conn.request("POST", f"{b.API}/cdr/get_random?token={token}", body)
+    if status != 200 or b'"Success"' not in answer:
+        return False
+    random_key = json.loads(answer)["random"]
+    query = urlencode(b.download_params(token, random_key, ext, start, end))
+    status, csv = await conn.request("GET", f"{b.API}/cdr/download?{query}")
+    # A day with no call for this extension is a valid 20021 answer, not an error.
+    return status == 200 and (csv.startswith(b"callid,") or b'"20021"' in csv)
+
+
+async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool:
+    status, answer = await conn.request("GET", "/")
+    return status == 200 and answer.startswith(b"{")
+
+
+async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str) -> Tally:
+    parts = urlsplit(base)
+    conns = [Connection(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
+    for conn in conns:
+        await conn.open()
+    tokens = [await login(conn, md5) for conn in conns] if kind == "flow" else [""] * clients
+    action = one_flow if kind == "flow" else trivial
+    tally = Tally()
+    deadline = time.perf_counter() + seconds
+
+    async def client(index: int) -> None:
+        picker = random.Random(index)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                ok = await asyncio.wait_for(action(conns[index], tokens[index], picker), 30)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+            if ok:
+                tally.latencies.append(time.perf_counter() - started)
+            else:
+                tally.errors += 1
+                await conns[index].close()
+                await conns[index].open()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    tally.elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    return tally
+
+
+def summarise(tally: Tally) -> tuple[float, float, int]:
+    p99 = b.percentile(tally.latencies, 99) * 1000 if tally.latencies else float("nan")
+    return len(tally.latencies) / tally.elapsed, p99, tally.errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--database", help="use this database instead of a seeded SQLite file")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    b.say(f"== small_flows | workers {args.workers} | {b.machine()}")
+    database_url = args.database or b.url(b.seeded_db(args.rows))
+    extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+    summary = []
+    with b.serve(database_url, *extra) as server:
+        for clients in (16, 64):
+            rates: dict[str, list[float]] = {"trivial": [], "flow": []}
+            p99s: dict[str, list[float]] = {"trivial": [], "flow": []}
+            errors = 0
+            for _ in range(args.repeat):
+                for kind in ("trivial", "flow"):
+                    tally = asyncio.run(
+                        scenario(server.base, server.md5, clients, args.seconds, kind)
+                    )
+                    rate, p99, errs = summarise(tally)
+                    rates[kind].append(rate)
+                    p99s[kind].append(p99)
+                    errors += errs if kind == "flow" else 0
+                    b.say(
+                        f"  {clients:>2} clients {kind:<7} {rate:8.0f}/s  p99 {p99:7.1f} ms  "
+                        f"errors {errs}"
+                    )
+            ratio = statistics.median(rates["flow"]) / statistics.median(rates["trivial"])
+            summary.append(
+                f"{clients} clients: {statistics.median(rates['flow']):.0f} flows/s = "
+                f"{ratio:.2f}x GET / ({statistics.median(rates['trivial']):.0f}/s), "
+                f"flow p99 {statistics.median(p99s['flow']):.0f} ms, {errors} errors"
+            )
+    b.say(
+        f"RESULT small_flows (workers {args.workers}): "
+        + "; ".join(summary)
+        + " (target >= 0.5x, 0 errors)"
+    )
+
+
+if __name__ == "__main__":
+    main()
