@@ -169,9 +169,7 @@ def test_unknown_random_is_20020_and_missing_one_is_10004(flow, client):
 def test_download_token_errors(flow, client, clock):
     token = flow.token()
     random = flow.get_random(token)["random"]
-    base = "/api/v1.1.0/cdr/download?extid=all&starttime={START}&endtime={END}".format(
-        START=START, END=END
-    )
+    base = f"/api/v1.1.0/cdr/download?extid=all&starttime={START}&endtime={END}"
     assert client.get(f"{base}&random={random}").json()["errno"] == "20005"
     assert client.get(f"{base}&token={'1' * 32}&random={random}").json()["errno"] == "20004"
     clock.advance(1800)
@@ -265,7 +263,9 @@ def test_fifty_concurrent_downloads_of_one_random_give_one_csv(flow, add_cdrs, c
 
 def test_fields_that_need_quoting_are_quoted_and_others_are_not(flow, add_cdrs):
     tricky = make_cdr(
-        callfrom='"Boss, Big" <1000>', srctrunkname="line1\nline2", recording="Zürich–Genève ☎.wav"
+        callfrom='"Boss, Big" <1000>',
+        srctrunkname="line1\nline2",
+        recording="Zürich\u2013Genève ☎.wav",
     )
     add_cdrs(tricky)
     text = flow.download(flow.token()).text
@@ -273,7 +273,7 @@ def test_fields_that_need_quoting_are_quoted_and_others_are_not(flow, add_cdrs):
     assert line.startswith(
         '1780000000.1,2026-05-28 10:00:00,"""Boss, Big"" <1000>",0215550100,42,34,'
     )
-    assert '"line1\nline2"' in line and ",Zürich–Genève ☎.wav," in line
+    assert '"line1\nline2"' in line and ",Zürich\u2013Genève ☎.wav," in line
     assert rows(flow.download(flow.token()))[1] == tricky.csv_fields()
 
 
