@@ -25,8 +25,8 @@ LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
 
 @cli_errors
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 8088].")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1, or CDRGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8088, or CDRGATE_PORT).")] = None,
     database: DatabaseOption = DEFAULT_DB,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
