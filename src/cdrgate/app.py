@@ -20,11 +20,12 @@ from cdrgate import __version__
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import ProxyPolicy
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
-from cdrgate.api.permit import PermittedNetworks, parse_networks
+from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import dispatch
 from cdrgate.clock import Clock, system_clock
 from cdrgate.http_lenient import Http10Compat
 from cdrgate.logredact import redact
+from cdrgate.netaddr import parse_networks
 from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate.errors import ApiError, Errno
-from cdrgate.services.downloads import normalise_ip
+from cdrgate.netaddr import in_networks, normalise_ip, parse_networks
 
 CORS_HEADERS: Mapping[str, str] = {
     "Access-Control-Allow-Origin": "*",
@@ -98,14 +98,10 @@ class ProxyPolicy:
 
     @classmethod
     def parse(cls, specs: tuple[str, ...]) -> ProxyPolicy:
-        return cls(tuple(ipaddress.ip_network(spec, strict=False) for spec in specs))
+        return cls(parse_networks(specs, "trusted proxies"))
 
     def trusts(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        return in_networks(address, self.networks)
 
     def client_ip(self, request: Request) -> str:
         peer = normalise_ip(request.client.host) if request.client else "0.0.0.0"  # noqa: S104

@@ -7,26 +7,12 @@ The client address honours ``trusted_proxies`` exactly as the handlers do.
 
 from __future__ import annotations
 
-import ipaddress
-
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdrgate.api.envelope import ProxyPolicy, failure
-from cdrgate.errors import Errno, UsageError
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(specs: tuple[str, ...]) -> tuple[Network, ...]:
-    """``10.0.0.0/8``, ``192.0.2.7`` or ``::1``; a bad entry is a usage error, not a crash."""
-    networks = []
-    for spec in specs:
-        try:
-            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
-        except ValueError:
-            raise UsageError(f"not an IP address or network: {spec!r}") from None
-    return tuple(networks)
+from cdrgate.errors import Errno
+from cdrgate.netaddr import Network, in_networks
 
 
 class PermittedNetworks:
@@ -38,11 +24,7 @@ class PermittedNetworks:
         self.proxies = proxies
 
     def permits(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.networks)
+        return in_networks(address, self.networks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.permits(self.proxies.client_ip(Request(scope))):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from typing import Annotated
@@ -14,8 +13,8 @@ from starlette.applications import Starlette
 from cdrgate import logredact, tls
 from cdrgate.app import create_app
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database
-from cdrgate.errors import UsageError
 from cdrgate.http_lenient import LenientHttpToolsProtocol
+from cdrgate.netaddr import parse_networks
 from cdrgate.settings import SETTINGS, Settings
 from cdrgate.storage import accounts
 
@@ -25,8 +24,12 @@ LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
 
 @cli_errors
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1, or CDRGATE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 8088, or CDRGATE_PORT).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default 127.0.0.1, or CDRGATE_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port (default 8088, or CDRGATE_PORT).")
+    ] = None,
     database: DatabaseOption = DEFAULT_DB,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
@@ -121,11 +124,7 @@ def settings_environ(settings: Settings) -> dict[str, str]:
 
 
 def check_networks(specs: tuple[str, ...], option: str) -> None:
-    for spec in specs:
-        try:
-            ipaddress.ip_network(spec, strict=False)
-        except ValueError:
-            raise UsageError(f"{option}: not an IP address or network: {spec!r}") from None
+    parse_networks(specs, option)
 
 
 def configure_logging(level: str) -> None:

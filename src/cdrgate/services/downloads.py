@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
 from cdrgate.csvsafe import safe_batches
 from cdrgate.errors import ApiError, Errno
+from cdrgate.netaddr import normalise_ip
 from cdrgate.passwords import secret_hash
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.settings import Settings
@@ -60,14 +60,6 @@ def normalise_selector(raw: str) -> str:
     if len(exts) > MAX_EXTENSIONS:
         raise ApiError(Errno.PARAMETER_EMPTY, f"more than {MAX_EXTENSIONS} extensions")
     return ",".join(dict.fromkeys(exts))
-
-
-def normalise_ip(text: str) -> str:
-    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); ValueError if not one."""
-    address = ipaddress.ip_address(text.strip().strip("[]"))
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 def parse_allowed_ip(raw: str | None) -> str | None:
@@ -180,6 +172,12 @@ class DownloadService:
             if self.settings.empty_download == "errno":
                 raise ApiError(Errno.CDR_NOT_FOUND)
             return Export([], iter(()), lambda: None)
+        if len(first) < EXPORT_BATCH:
+            # A short first batch is the whole result: give the connection back now, not when
+            # the response has streamed. Many small downloads holding connections emptied the
+            # PostgreSQL pool while the threads waiting for it starved the streams (bench/).
+            close()
+            return Export(first, iter(()), lambda: None)
         return Export(first, batches, _once(close))
 
     def purge_spent(self) -> int:

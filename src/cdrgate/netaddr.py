@@ -1,0 +1,38 @@
+"""IP addresses and networks: canonical forms and membership, for every IP rule in cdrgate
+(allowedip, IP binding of randoms, lockouts, trusted proxies, permitted networks)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from cdrgate.errors import UsageError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def normalise_ip(text: str) -> str:
+    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); ValueError if not one."""
+    address = ipaddress.ip_address(text.strip().strip("[]"))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def parse_networks(specs: tuple[str, ...], what: str = "") -> tuple[Network, ...]:
+    """``10.0.0.0/8``, ``192.0.2.7`` or ``::1``; a bad entry is a usage error, not a crash."""
+    networks = []
+    for spec in specs:
+        try:
+            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            prefix = f"{what}: " if what else ""
+            raise UsageError(f"{prefix}not an IP address or network: {spec!r}") from None
+    return tuple(networks)
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
