@@ -67,6 +67,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     elapsed: float = 0.0
+    first_error: str = ""
 
 
 async def login(conn: Connection, md5: str) -> str:
@@ -75,24 +76,26 @@ async def login(conn: Connection, md5: str) -> str:
     return str(json.loads(answer)["token"])
 
 
-async def one_flow(conn: Connection, token: str, picker: random.Random) -> bool:
+async def one_flow(conn: Connection, token: str, picker: random.Random) -> bool | str:
     ext = str(1000 + picker.randrange(50))
     day = SEED_START + timedelta(days=picker.randrange(365))
     start, end = f"{day} 00:00:00", f"{day} 23:59:59"
     body = json.dumps({"extid": ext, "starttime": start, "endtime": end}).encode()
     status, answer = await conn.request("POST", f"{b.API}/cdr/get_random?token={token}", body)
     if status != 200 or b'"Success"' not in answer:
-        return False
+        return f"get_random: {status} {answer[:120]!r}"
     random_key = json.loads(answer)["random"]
     query = urlencode(b.download_params(token, random_key, ext, start, end))
     status, csv = await conn.request("GET", f"{b.API}/cdr/download?{query}")
     # A day with no call for this extension is a valid 20021 answer, not an error.
-    return status == 200 and (csv.startswith(b"callid,") or b'"20021"' in csv)
+    if status == 200 and (csv.startswith(b"callid,") or b'"20021"' in csv):
+        return True
+    return f"download: {status} {csv[:120]!r}"
 
 
-async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool:
+async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool | str:
     status, answer = await conn.request("GET", "/")
-    return status == 200 and answer.startswith(b"{")
+    return (status == 200 and answer.startswith(b"{")) or f"GET /: {status} {answer[:120]!r}"
 
 
 async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str) -> Tally:
@@ -101,6 +104,11 @@ async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str)
     for conn in conns:
         await conn.open()
     tokens = [await login(conn, md5) for conn in conns] if kind == "flow" else [""] * clients
+    # Logins (scrypt) take seconds: fresh connections, or the server's keep-alive timeout
+    # (5 s) closes the first ones before the clock starts.
+    for conn in conns:
+        await conn.close()
+        await conn.open()
     action = one_flow if kind == "flow" else trivial
     tally = Tally()
     deadline = time.perf_counter() + seconds
@@ -111,12 +119,13 @@ async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str)
             started = time.perf_counter()
             try:
                 ok = await asyncio.wait_for(action(conns[index], tokens[index], picker), 30)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-                ok = False
-            if ok:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                ok = f"{type(exc).__name__}: {exc}"
+            if ok is True:
                 tally.latencies.append(time.perf_counter() - started)
             else:
                 tally.errors += 1
+                tally.first_error = tally.first_error or str(ok)
                 await conns[index].close()
                 await conns[index].open()
 
@@ -161,7 +170,7 @@ def main() -> None:
                     errors += errs if kind == "flow" else 0
                     b.say(
                         f"  {clients:>2} clients {kind:<7} {rate:8.0f}/s  p99 {p99:7.1f} ms  "
-                        f"errors {errs}"
+                        f"errors {errs}" + (f" (first: {tally.first_error})" if errs else "")
                     )
             ratio = statistics.median(rates["flow"]) / statistics.median(rates["trivial"])
             summary.append(
