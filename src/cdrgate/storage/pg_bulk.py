@@ -17,11 +17,8 @@ STAGE = "cdr_stage"
 
 def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> int:
     """Insert ``rows`` (tuples in ``columns`` order) into ``cdr``; returns how many were new."""
-    ts_at, line_at = list(columns).index("ts"), list(columns).index("line")
-    for row in rows:
-        # ``line`` holds every text field; PostgreSQL text cannot store NUL (SQLite can).
-        if "\x00" in str(row[line_at]):
-            raise ValueError("a CDR field contains a NUL byte, which PostgreSQL cannot store")
+    # Rows come from cdrs.row_values, which has already dropped NUL (PostgreSQL text can't).
+    ts_at = list(columns).index("ts")
     partitions.ensure(conn.engine, (int(row[ts_at]) for row in rows))  # type: ignore[call-overload]
     names = ", ".join(columns)
     # Dropped at commit, so pooled connections never carry it over; emptied per batch.
