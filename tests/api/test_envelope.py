@@ -88,3 +88,10 @@ def test_storage_failure_is_an_envelope_not_a_500(client, db, flow):
         conn.exec_driver_sql("DROP TABLE cdr_random")
     answer = flow.get_random(token)
     assert answer == {"status": "Failed", "errno": "30003"}
+
+
+def test_a_peer_that_is_not_an_ip_address_still_works(make_client, api_account):
+    # Behind a Unix-socket proxy or in-process, the peer has no IP; the API must not fail.
+    http = make_client(ip="unix-socket")
+    body = {"username": API_USER, "password": API_MD5}
+    assert http.post("/api/v1.1.0/login", json=body).json()["status"] == "Success"

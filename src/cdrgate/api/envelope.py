@@ -104,7 +104,7 @@ class ProxyPolicy:
         return in_networks(address, self.networks)
 
     def client_ip(self, request: Request) -> str:
-        peer = normalise_ip(request.client.host) if request.client else "0.0.0.0"  # noqa: S104
+        peer = _peer(request)
         if not self.networks or not self.trusts(peer):
             return peer
         forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
@@ -117,3 +117,12 @@ class ProxyPolicy:
             if not self.trusts(hop_ip):
                 return hop_ip
         return peer
+
+
+def _peer(request: Request) -> str:
+    """The socket peer; a non-IP peer (a Unix socket, an in-process client) is kept as named."""
+    host = request.client.host if request.client else ""
+    try:
+        return normalise_ip(host)
+    except ValueError:
+        return host or "unknown"
