@@ -64,3 +64,17 @@ def test_tokens_are_stored_hashed(flow, db):
     with db.read() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT token_hash FROM api_token")]
     assert stored and token not in stored
+
+
+def test_a_token_lives_30_minutes_after_its_last_request_give_or_take_5_seconds(flow, clock):
+    # The sliding mark is written at most every 5 s (one write per request would serialise
+    # every call on the database's write lock); the lifetime is exact to within that.
+    token = flow.token()
+    clock.advance(600)
+    assert flow.get_random(token)["status"] == "Success"  # refreshes: mark older than 5 s
+    clock.advance(3)
+    assert flow.get_random(token)["status"] == "Success"  # within 5 s: mark not rewritten
+    clock.advance(30 * 60 - 5 - 3)
+    assert flow.get_random(token)["status"] == "Success"  # 30 min - 5 s after the last request
+    clock.advance(30 * 60)
+    assert flow.get_random(token)["errno"] == "20006"

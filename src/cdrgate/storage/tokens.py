@@ -43,6 +43,16 @@ def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str |
     ).scalar_one_or_none()
 
 
+def last_seen(conn: Connection, token_hash: str) -> tuple[str, int] | None:
+    """``(account, last_seen_ms)`` of a session, expired or not; None if unknown."""
+    row = conn.execute(
+        select(api_token.c.account, api_token.c.last_seen_ms).where(
+            api_token.c.token_hash == token_hash
+        )
+    ).first()
+    return None if row is None else (row.account, int(row.last_seen_ms))
+
+
 def exists(conn: Connection, token_hash: str) -> bool:
     found = conn.execute(select(api_token.c.token_hash).where(api_token.c.token_hash == token_hash))
     return found.first() is not None
