@@ -94,3 +94,13 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
     result = runner.invoke(app, ["api-user", "list", "--database", url])
     assert result.exit_code == 3 and "database unavailable" in result.output
+
+
+def test_error_messages_print_user_data_verbatim(database_url, tmp_path):
+    # A file name or CSV cell that looks like console markup or an emoji code must neither
+    # crash the CLI nor be rewritten.
+    bad = tmp_path / "[bold]calls :ab:.csv"
+    bad.write_text(make_cdr().csv_line().replace(",42,34,", ",42,[/x] :ab:,"))
+    result = invoke(database_url, "import", str(bad))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{bad}:1: talkduraction is not a whole number of seconds: '[/x] :ab:'" in result.stderr

@@ -11,6 +11,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cdrgate.errors import (
     CdrgateError,
@@ -23,9 +24,18 @@ from cdrgate.settings import DEFAULT_DATABASE
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 
-# soft_wrap: never break lines that scripts and tests read.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Messages carry user data (file names, CSV cells, URLs): no markup, emoji codes or
+# highlighting may be read into them ("[/x]" would raise, ":ab:" would become an emoji), and
+# soft_wrap never breaks the lines that scripts read.
+_PLAIN = {"soft_wrap": True, "markup": False, "emoji": False, "highlight": False}
+out = Console(**_PLAIN)  # type: ignore[arg-type]
+err = Console(stderr=True, **_PLAIN)  # type: ignore[arg-type]
+
+
+def say(label: str, message: str, style: str = "red") -> None:
+    """One stderr line: a coloured label (on a terminal) and the message, printed verbatim."""
+    err.print(Text.assemble((label, style), " ", message))
+
 
 DatabaseOption = Annotated[
     str,
@@ -55,13 +65,13 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except StorageUnavailable as exc:
-            err.print(f"[red]error:[/] database unavailable: {exc}", highlight=False)
+            say("error:", f"database unavailable: {exc}")
             raise typer.Exit(EXIT_STORAGE) from None
         except UsageError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            say("error:", str(exc))
             raise typer.Exit(EXIT_USAGE) from None
         except (ImportFailed, SchemaError, CdrgateError) as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            say("error:", str(exc))
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper

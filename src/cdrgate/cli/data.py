@@ -15,10 +15,10 @@ from cdrgate.cli.common import (
     EXIT_FAILED,
     DatabaseOption,
     cli_errors,
-    err,
     open_database,
     out,
     row_progress,
+    say,
 )
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest.lines import Format
@@ -68,7 +68,7 @@ def import_files(
                     result = import_yeastar_csv(db, path, progress=progress)
         except ImportFailed as exc:
             failed += 1
-            err.print(f"[red]error:[/] {exc} (nothing imported from this file)", highlight=False)
+            say("error:", f"{exc} (nothing imported from this file)")
             continue
         out.print(
             f"{result.source}: {result.rows} rows, {result.inserted} new, "

@@ -19,6 +19,7 @@ from cdrgate.cli.common import (
     open_database,
     out,
     row_progress,
+    say,
 )
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
@@ -98,7 +99,7 @@ def import_line_files(
                         )  # fmt: skip
         except ImportFailed as exc:
             failed += 1
-            err.print(f"[red]error:[/] {exc} (nothing imported from this file)", highlight=False)
+            say("error:", f"{exc} (nothing imported from this file)")
             continue
         rejected += result.rejected
         out.print(
@@ -111,7 +112,7 @@ def import_line_files(
 
 
 def _report(rejected: Rejected) -> None:
-    err.print(f"[yellow]skipped:[/] {rejected}", highlight=False)
+    say("skipped:", str(rejected), "yellow")
 
 
 def _follow(path: Path, mapper: RowMapper, database: str) -> None:
@@ -155,7 +156,7 @@ def add_key(
     key = create_key(db, name, sn or name, int(system_clock() * 1000))
     out.print(key, highlight=False)
     if sys.stdout.isatty():
-        err.print("[dim]shown once: it is stored only as a hash[/]")
+        err.print("shown once: it is stored only as a hash", style="dim")
 
 
 @keys_app.command("list")

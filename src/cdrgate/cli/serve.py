@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from cdrgate import logredact, tls
 from cdrgate.app import create_app
-from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database
+from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database, say
 from cdrgate.http_lenient import LenientHttpToolsProtocol
 from cdrgate.netaddr import parse_networks
 from cdrgate.settings import SETTINGS, Settings
@@ -77,9 +77,10 @@ def serve(
     db = open_database(settings.database)
     with db.read() as conn:
         if not accounts.names(conn):
-            err.print(
-                "[yellow]warning:[/] no API user yet; create one with "
-                "'cdrgate api-user set NAME --password-stdin'"
+            say(
+                "warning:",
+                "no API user yet; create one with 'cdrgate api-user set NAME --password-stdin'",
+                "yellow",
             )
     if workers > 1:
         # Each worker process builds its own app (and pool) from the environment.

@@ -53,7 +53,7 @@ def set_user(
     if generate:
         out.print(password, highlight=False)
         if sys.stdout.isatty():
-            err.print("[dim]shown once: it is stored only as a salted scrypt hash[/]")
+            err.print("shown once: it is stored only as a salted scrypt hash", style="dim")
     else:
         err.print(f"API user {name!r} saved")
 
