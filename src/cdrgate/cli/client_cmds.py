@@ -108,7 +108,7 @@ def _client(
 def _progress(description: str) -> Iterator[Callable[[int, int, int, int], None]]:
     """Windows, rows and bytes on a terminal; nothing when stderr is piped."""
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("windows {task.completed}/{task.total}"),
         TextColumn("{task.fields[rows]} rows"),

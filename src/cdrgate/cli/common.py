@@ -94,7 +94,7 @@ def read_secret_stdin() -> str:
 def row_progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
     """A Rich progress bar on a terminal; silent when stderr is piped."""
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
