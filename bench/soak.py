@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.security.conftest import PASSWORD_MD5, ServerFactory
 from tests.security.soak_flows import run_soak
+from tests.servers import PASSWORD_MD5, ServerFactory
 
 
 def main() -> int:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,13 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-CLI = [sys.executable, "-m", "cdrgate"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import CLI, free_port, run_cli
 
 
 @dataclass
@@ -30,14 +22,6 @@ class Served:
     log: Path
     database_url: str
     password: str
-
-
-def run_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture

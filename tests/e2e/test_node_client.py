@@ -13,7 +13,7 @@ from cdrgate.cdr import CSV_COLUMNS
 from cdrgate.services.downloads import parse_filter
 from cdrgate.storage import cdrs
 from cdrgate.storage.db import Database
-from tests.security.conftest import PASSWORD_MD5, Server, ServerFactory
+from tests.servers import PASSWORD_MD5, Server, ServerFactory
 
 SCRIPT = Path(__file__).parent / "clients" / "yeastar_node.js"
 START, END = "2026-05-04 00:00:00", "2026-05-08 23:59:59"

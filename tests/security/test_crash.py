@@ -16,7 +16,7 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.seed import SeedPlan, generate
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
-from tests.security.conftest import CLI
+from tests.servers import CLI
 
 KILL_SEED = 6
 KILLS = 3

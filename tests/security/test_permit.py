@@ -10,7 +10,7 @@ from cdrgate.app import create_app
 from cdrgate.errors import Errno, UsageError
 from cdrgate.settings import Settings
 from tests.conftest import API_MD5, API_USER, Flow
-from tests.security.conftest import CLI
+from tests.servers import CLI
 
 REFUSED = {"status": "Failed", "errno": Errno.ALLOWEDIP_ERROR.value}
 

@@ -11,7 +11,7 @@ import pytest
 
 from cdrgate.errors import Errno
 from tests.conftest import Flow
-from tests.security.conftest import PASSWORD_MD5, Server, ServerFactory
+from tests.servers import PASSWORD_MD5, Server, ServerFactory
 
 RACERS = 100
 GUESSERS = 20

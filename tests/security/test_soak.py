@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from cdrgate.storage.tables import api_token, cdr_random, login_guard
 from tests.conftest import Flow
-from tests.security.conftest import PASSWORD_MD5, StartServer
 from tests.security.soak_flows import run_soak
+from tests.servers import PASSWORD_MD5, StartServer
 
 SOAK_SECONDS = 20
 WORKERS = 4

@@ -14,7 +14,7 @@ from cdrgate import tls
 from cdrgate.errors import UsageError
 from cdrgate.settings import Settings
 from tests.conftest import Flow
-from tests.security.conftest import CLI, PASSWORD_MD5, Server, ServerFactory, StartServer
+from tests.servers import CLI, PASSWORD_MD5, Server, ServerFactory, StartServer
 
 
 @pytest.fixture(scope="module")
