@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterator
@@ -151,34 +152,29 @@ class DownloadService:
                 raise ApiError(Errno.CDR_RANDOM_INVALID)
 
     def open_export(self, flt: CdrFilter) -> Export:
-        """Start the CSV; 20021 (or a header-only file, per settings) when nothing matches."""
-        conn_cm = self.db.read()
-        conn = conn_cm.__enter__()
-        try:
+        """Start the CSV; 20021 (or a header-only file, per settings) when nothing matches.
+
+        The read transaction stays open while the response streams and is closed by the
+        Export, unless the first batch already holds the whole result.
+        """
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(self.db.read())
             batches = cdrs.iter_lines(conn, flt.query(), EXPORT_BATCH)
+            stack.callback(batches.close)
             if self.settings.csv_safe:
                 batches = safe_batches(batches)
             first = next(batches, [])
-        except BaseException as exc:
-            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-
-        def close() -> None:
-            batches.close()
-            conn_cm.__exit__(None, None, None)
-
-        if not first:
-            close()
-            if self.settings.empty_download == "errno":
-                raise ApiError(Errno.CDR_NOT_FOUND)
-            return Export([], iter(()), lambda: None)
-        if len(first) < EXPORT_BATCH:
-            # A short first batch is the whole result: give the connection back now, not when
-            # the response has streamed. Many small downloads holding connections emptied the
-            # PostgreSQL pool while the threads waiting for it starved the streams (bench/).
-            close()
-            return Export(first, iter(()), lambda: None)
-        return Export(first, batches, _once(close))
+            if not first:
+                if self.settings.empty_download == "errno":
+                    raise ApiError(Errno.CDR_NOT_FOUND)
+                return Export([], iter(()), lambda: None)
+            if len(first) < EXPORT_BATCH:
+                # A short first batch is the whole result: give the connection back now, not
+                # when the response has streamed. Many small downloads holding connections
+                # emptied the PostgreSQL pool while threads waiting for it starved the streams.
+                return Export(first, iter(()), lambda: None)
+            return Export(first, batches, _once(stack.pop_all().close))
+        raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:
