@@ -21,6 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # The same tests against SQLite and a throwaway PostgreSQL on loopback (what CI runs).
@@ -29,6 +30,7 @@ test-pg: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench scripts

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from cdrgate.cdr import render_csv_line
 
@@ -35,7 +35,9 @@ def safe_line(line: str) -> str:
     return render_csv_line([neutralise(cell) for cell in row])
 
 
-def safe_batches(batches: Iterator[list[str]]) -> Iterator[list[str]]:
+def safe_batches(
+    batches: Iterator[list[str]],
+) -> Generator[list[str], None, None]:
     try:
         for batch in batches:
             yield [safe_line(line) for line in batch]

@@ -53,7 +53,7 @@ def _weighted(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]
 
 
 def _slot_weights(plan: SeedPlan, start_ts: int) -> list[float]:
-    weights = []
+    weights: list[float] = []
     for day in range(plan.days):
         weekday = (start_ts // 86400 + day + 3) % 7  # 1970-01-01 was a Thursday (3)
         factor = WEEKEND_FACTOR if weekday >= 5 else 1.0

@@ -70,7 +70,9 @@ async def read_json_fields(request: Request, limit: int) -> dict[str, str]:
         raise ApiError(Errno.JSON_ONLY) from None
     if not isinstance(data, dict):
         raise ApiError(Errno.JSON_ONLY)
-    return {str(key): text for key, value in data.items() if (text := _scalar(value)) is not None}
+    return {
+        str(key): scalar for key, value in data.items() if (scalar := _scalar(value)) is not None
+    }
 
 
 def _scalar(value: Any) -> str | None:

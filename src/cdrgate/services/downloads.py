@@ -174,7 +174,6 @@ class DownloadService:
                 # emptied the PostgreSQL pool while threads waiting for it starved the streams.
                 return Export(first, iter(()), lambda: None)
             return Export(first, batches, _once(stack.pop_all().close))
-        raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:

@@ -6,7 +6,7 @@ import contextlib
 import csv
 import io
 import multiprocessing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -116,7 +116,7 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                         progress(len(batch))
 
 
-def _seed_batches(plan: SeedPlan) -> Iterator[list[tuple[object, ...]]]:
+def _seed_batches(plan: SeedPlan) -> Generator[list[tuple[object, ...]], None, None]:
     batch: list[tuple[object, ...]] = []
     for ts, record, line in generate_timed(plan):
         batch.append(cdrs.row_values(record, line, ts))
@@ -134,7 +134,7 @@ def _produce_batches(plan: SeedPlan, queue: Any) -> None:
     queue.put(None)
 
 
-def _batches_from_helper(plan: SeedPlan) -> Iterator[list[tuple[object, ...]]]:
+def _batches_from_helper(plan: SeedPlan) -> Generator[list[tuple[object, ...]], None, None]:
     # spawn, not fork: the parent may run threads (progress bar) and holds database handles.
     context = multiprocessing.get_context("spawn")
     queue = context.Queue(maxsize=4)  # bounds memory to a few batches

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import cast
 
 from sqlalchemy import Connection, Select, func, select, union
 
@@ -29,9 +30,7 @@ def row_values(
         line = record.csv_line()
     if "\x00" in line:
         # NUL means nothing in a CDR and PostgreSQL text cannot hold it: both engines drop it.
-        record = record._replace(
-            **{k: v.replace("\x00", "") for k, v in record._asdict().items() if isinstance(v, str)}
-        )
+        record = CdrRecord._make(v.replace("\x00", "") if isinstance(v, str) else v for v in record)
         line = record.csv_line()
     r = record
     return (
@@ -60,7 +59,7 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)
-        return max(cursor.rowcount, 0)
+        return max(int(cursor.rowcount), 0)
     finally:
         cursor.close()
 
@@ -105,7 +104,9 @@ def export_select(query: CdrQuery) -> Select[tuple[str]]:
     return select(merged.c.line).order_by(merged.c.ts, merged.c.callid, merged.c.sn)
 
 
-def iter_lines(conn: Connection, query: CdrQuery, batch: int = 2000) -> Iterator[list[str]]:
+def iter_lines(
+    conn: Connection, query: CdrQuery, batch: int = 2000
+) -> Generator[list[str], None, None]:
     """Batches of CSV lines, streamed from the database (server-side cursor on PostgreSQL)."""
     if conn.dialect.name == "sqlite":
         return _iter_lines_sqlite(conn, query, batch)
@@ -117,7 +118,9 @@ def iter_lines(conn: Connection, query: CdrQuery, batch: int = 2000) -> Iterator
 EXPORT_CACHE_KIB = 4096
 
 
-def _iter_lines_sqlite(conn: Connection, query: CdrQuery, batch: int) -> Iterator[list[str]]:
+def _iter_lines_sqlite(
+    conn: Connection, query: CdrQuery, batch: int
+) -> Generator[list[str], None, None]:
     """The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
     then rows come straight from the driver cursor, without per-row result processing (half
     the server's CPU on a full export)."""
@@ -134,13 +137,13 @@ def _iter_lines_sqlite(conn: Connection, query: CdrQuery, batch: int) -> Iterato
         driver.execute(f"PRAGMA cache_size = {int(cache_size)}")  # type: ignore[union-attr]
 
 
-def _iter_lines(conn: Connection, query: CdrQuery, batch: int) -> Iterator[list[str]]:
+def _iter_lines(conn: Connection, query: CdrQuery, batch: int) -> Generator[list[str], None, None]:
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(
         export_select(query)
     )
     try:
         for partition in result.scalars().partitions(batch):
-            yield list(partition)
+            yield cast(list[str], list(partition))
     finally:
         result.close()
 

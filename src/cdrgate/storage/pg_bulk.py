@@ -35,6 +35,6 @@ def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[obj
         cursor.execute(
             f"INSERT INTO cdr ({names}) SELECT {names} FROM {STAGE} ON CONFLICT DO NOTHING"
         )
-        return max(cursor.rowcount, 0)
+        return max(int(cursor.rowcount), 0)
     finally:
         cursor.close()
