@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def run_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
     done = subprocess.run(
-        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+        [*CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -92,26 +92,34 @@ class ServerFactory:
     def __call__(self, *args: str, scheme: str = "http", **env_extra: str) -> Server:
         database_url = prepare_database(self.directory)
         env = {**os.environ, "CDRGATE_DATABASE": database_url, **env_extra}
-        port = free_port()
         log = self.directory / f"serve-{len(self.servers)}.log"
-        with open(log, "wb") as log_file:
-            process = subprocess.Popen(
-                [*CLI, "serve", "--port", str(port), *args],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-            )
-        server = Server(
-            f"{scheme}://127.0.0.1:{port}", port, process, log, self.directory, database_url, env
-        )
+        server = launch(args, env, log, self.directory, scheme)
         self.servers.append(server)
-        _wait_until_up(server)
         return server
 
     def close(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def launch(
+    args: tuple[str, ...], env: dict[str, str], log: Path, directory: Path, scheme: str = "http"
+) -> Server:
+    """Start ``cdrgate serve`` on a free loopback port and wait until it answers."""
+    port = free_port()
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port), *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+        )
+    server = Server(
+        f"{scheme}://127.0.0.1:{port}", port, process, log, directory, env["CDRGATE_DATABASE"], env
+    )
+    _wait_until_up(server)
+    return server
 
 
 def _wait_until_up(server: Server) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.servers import CLI, free_port, run_cli
+from tests.servers import launch, run_cli
 
 
 @dataclass
@@ -30,28 +27,8 @@ def served(tmp_path) -> Iterator[Served]:
     env = {**os.environ, "CDRGATE_DATABASE": database_url}
     run_cli("seed", "--count", "3000", "--seed", "11", "--days", "30", env=env)
     password = run_cli("api-user", "set", "api", "--generate", env=env).strip()
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port)], env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(base_url + "/", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("cdrgate serve did not start:\n" + log.read_text())
-            time.sleep(0.1)
+    server = launch((), env, tmp_path / "serve.log", tmp_path)
     try:
-        yield Served(base_url, port, log, database_url, password)
+        yield Served(server.base_url, server.port, server.log, database_url, password)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ import pytest
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from tests.conftest import postgres_schema
+from tests.servers import CLI, free_port, run_cli
 
-CLI = [sys.executable, "-m", "cdrgate"]
 # The streamed export must be much larger than the memory bound the test allows.
 FLEET_CDRS = 120_000
 FLEET_START = "2026-03-01"
@@ -32,20 +31,6 @@ def pg_db() -> Iterator[Database]:
         schema.upgrade(database)
         yield database
         database.dispose()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run_cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @dataclass

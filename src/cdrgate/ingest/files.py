@@ -14,6 +14,7 @@ from typing import BinaryIO
 from cdrgate.cdr import CdrRecord
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest.lines import Rejected, RowMapper, parse_line
+from cdrgate.services.importing import ImportResult
 from cdrgate.storage import cdrs
 from cdrgate.storage.db import Database
 
@@ -21,15 +22,10 @@ Report = Callable[[Rejected], None]
 
 
 @dataclass(frozen=True)
-class LineImportResult:
-    source: str
-    rows: int  # lines that mapped to a CDR
-    inserted: int
-    rejected: int
+class LineImportResult(ImportResult):
+    """``rows`` counts the lines that mapped to a CDR; ``rejected`` the malformed ones."""
 
-    @property
-    def duplicates(self) -> int:
-        return self.rows - self.inserted
+    rejected: int = 0
 
 
 def import_lines(
@@ -66,4 +62,4 @@ def import_lines(
         inserted += cdrs.insert_records(db, conn, batch)
     if progress:
         progress(len(batch))
-    return LineImportResult(source, rows, inserted, rejected)
+    return LineImportResult(source, rows, inserted, rejected=rejected)
