@@ -24,8 +24,8 @@ from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import dispatch
 from cdrgate.clock import Clock, system_clock
 from cdrgate.http_lenient import Http10Compat
+from cdrgate.iprules import parse_networks
 from cdrgate.logredact import redact
-from cdrgate.netaddr import parse_networks
 from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService

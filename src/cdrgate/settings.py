@@ -1,16 +1,16 @@
 """All configuration in one typed object; every default and environment variable lives here.
 
-``SETTINGS`` is the single table of settings: ``Settings.from_env`` reads it, the README lists
-it (a test keeps the two in step) and the CLI maps its options onto it.
+Each setting is declared once, as a field of :class:`Settings` with its default, help text and
+parser. ``SETTINGS`` is the table derived from those fields: ``Settings.from_env`` reads it, the
+README lists it (a test keeps the two in step) and the CLI maps its options onto it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 from cdrgate.errors import UsageError
 
@@ -49,88 +49,65 @@ def _networks(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "database", DEFAULT_DATABASE, "SQLAlchemy URL of the CDR store (sqlite or postgresql)."
-    ),
-    Setting("host", "127.0.0.1", "Address `serve` binds to.", str),
-    Setting("port", 8088, "Port `serve` listens on (the device's HTTPS port).", int),
-    Setting("token_idle_seconds", 1800, "Idle lifetime of a login token.", int),
-    Setting("random_ttl_seconds", 30, "Lifetime of a download random.", int),
-    Setting("lockout_failures", 5, "Consecutive failed logins that lock a client IP.", int),
-    Setting("lockout_seconds", 600, "How long a locked client IP stays locked.", int),
-    Setting(
-        "empty_download",
-        "errno",
-        "What a download matching no CDR returns: `errno` (20021) or `header` (header-only CSV).",
-        _empty_download,
-    ),
-    Setting("max_body_bytes", 65536, "Largest accepted API request body.", int),
-    Setting(
-        "trusted_proxies",
-        (),
-        "Comma list of proxy IPs/networks whose X-Forwarded-For is believed.",
-        _networks,
-    ),
-    Setting("access_log", True, "Write an access log line per request (tokens redacted).", _bool),
-    Setting(
-        "csv_safe",
-        False,
-        "Neutralise CSV cells starting with = + - @ (formula injection); off = device bytes.",
-        _bool,
-    ),
-    Setting(
-        "permitted_networks",
-        (),
-        "Comma list of client IPs/networks allowed to use the API; empty = everyone.",
-        _networks,
-    ),
-    Setting("tls_cert", "", "PEM certificate file: `serve` speaks HTTPS when set.", str),
-    Setting("tls_key", "", "PEM private key file for `tls_cert`.", str),
-    Setting(
-        "self_signed",
-        False,
-        "Serve HTTPS with a self-signed certificate created once next to the database.",
-        _bool,
-    ),
-    Setting("audit_days", 365, "Days download audit records are kept (0 = forever).", int),
-    Setting("ingest_max_body_bytes", 1048576, "Largest accepted NewCdr push body.", int),
-    Setting(
-        "retention_max_records", 0, "Keep at most this many CDRs, newest first (0 = no limit).", int
-    ),
-    Setting("retention_max_age_days", 0, "Remove CDRs older than this (0 = no limit).", int),
-    Setting(
-        "retention_interval_seconds",
-        3600,
-        "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
-        int,
-    ),
-)
+_T = TypeVar("_T")
+
+
+def _setting(default: _T, help: str, parse: Callable[[str], Any] = str) -> _T:
+    """A field of :class:`Settings` with its help text and parser, declared in one place."""
+    return field(default=default, metadata={"help": help, "parse": parse})
 
 
 @dataclass(frozen=True)
 class Settings:
-    database: str = DEFAULT_DATABASE
-    host: str = "127.0.0.1"
-    port: int = 8088
-    token_idle_seconds: int = 1800
-    random_ttl_seconds: int = 30
-    lockout_failures: int = 5
-    lockout_seconds: int = 600
-    empty_download: EmptyDownload = "errno"
-    max_body_bytes: int = 65536
-    trusted_proxies: tuple[str, ...] = ()
-    access_log: bool = True
-    csv_safe: bool = False
-    permitted_networks: tuple[str, ...] = ()
-    tls_cert: str = ""
-    tls_key: str = ""
-    self_signed: bool = False
-    audit_days: int = 365
-    ingest_max_body_bytes: int = 1048576
-    retention_max_records: int = 0
-    retention_max_age_days: int = 0
-    retention_interval_seconds: int = 3600
+    database: str = _setting(
+        DEFAULT_DATABASE, "SQLAlchemy URL of the CDR store (sqlite or postgresql)."
+    )
+    host: str = _setting("127.0.0.1", "Address `serve` binds to.")
+    port: int = _setting(8088, "Port `serve` listens on (the device's HTTPS port).", int)
+    token_idle_seconds: int = _setting(1800, "Idle lifetime of a login token.", int)
+    random_ttl_seconds: int = _setting(30, "Lifetime of a download random.", int)
+    lockout_failures: int = _setting(5, "Consecutive failed logins that lock a client IP.", int)
+    lockout_seconds: int = _setting(600, "How long a locked client IP stays locked.", int)
+    empty_download: EmptyDownload = _setting(
+        "errno",
+        "What a download matching no CDR returns: `errno` (20021) or `header` (header-only CSV).",
+        _empty_download,
+    )
+    max_body_bytes: int = _setting(65536, "Largest accepted API request body.", int)
+    trusted_proxies: tuple[str, ...] = _setting(
+        (), "Comma list of proxy IPs/networks whose X-Forwarded-For is believed.", _networks
+    )
+    access_log: bool = _setting(
+        True, "Write an access log line per request (tokens redacted).", _bool
+    )
+    csv_safe: bool = _setting(
+        False,
+        "Neutralise CSV cells a spreadsheet would evaluate (formula injection); off = device bytes.",
+        _bool,
+    )
+    permitted_networks: tuple[str, ...] = _setting(
+        (),
+        "Comma list of client IPs/networks allowed to use the API; empty = everyone.",
+        _networks,
+    )
+    tls_cert: str = _setting("", "PEM certificate file: `serve` speaks HTTPS when set.")
+    tls_key: str = _setting("", "PEM private key file for `tls_cert`.")
+    self_signed: bool = _setting(
+        False,
+        "Serve HTTPS with a self-signed certificate created once next to the database.",
+        _bool,
+    )
+    audit_days: int = _setting(365, "Days download audit records are kept (0 = forever).", int)
+    ingest_max_body_bytes: int = _setting(1048576, "Largest accepted NewCdr push body.", int)
+    retention_max_records: int = _setting(
+        0, "Keep at most this many CDRs, newest first (0 = no limit).", int
+    )
+    retention_max_age_days: int = _setting(0, "Remove CDRs older than this (0 = no limit).", int)
+    retention_interval_seconds: int = _setting(
+        3600,
+        "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
+        int,
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -148,5 +125,7 @@ class Settings:
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, f.metadata["help"], f.metadata["parse"]) for f in fields(Settings)
+)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate.errors import ApiError, Errno
-from cdrgate.netaddr import in_networks, normalise_ip, parse_networks
+from cdrgate.iprules import in_networks, normalise_ip, parse_networks
 
 CORS_HEADERS: Mapping[str, str] = {
     "Access-Control-Allow-Origin": "*",

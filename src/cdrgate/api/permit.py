@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdrgate.api.envelope import ProxyPolicy, failure
 from cdrgate.errors import Errno
-from cdrgate.netaddr import Network, in_networks
+from cdrgate.iprules import Network, in_networks
 
 
 class PermittedNetworks:

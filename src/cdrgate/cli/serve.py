@@ -14,7 +14,7 @@ from cdrgate import logredact, tls
 from cdrgate.app import create_app
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database, say
 from cdrgate.http_lenient import LenientHttpToolsProtocol
-from cdrgate.netaddr import parse_networks
+from cdrgate.iprules import parse_networks
 from cdrgate.settings import SETTINGS, Settings
 from cdrgate.storage import accounts
 

@@ -12,7 +12,7 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
 from cdrgate.csvsafe import safe_batches
 from cdrgate.errors import ApiError, Errno
-from cdrgate.netaddr import normalise_ip
+from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.settings import Settings
