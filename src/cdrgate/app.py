@@ -18,12 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdrgate import __version__
 from cdrgate.api.context import Services
-from cdrgate.api.envelope import ProxyPolicy
+from cdrgate.api.envelope import ClientAddress, ProxyPolicy
+from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import dispatch
 from cdrgate.clock import Clock, system_clock
-from cdrgate.http_lenient import Http10Compat
+from cdrgate.ingest.push import PushReceiver
 from cdrgate.iprules import parse_networks
 from cdrgate.logredact import redact
 from cdrgate.services.audit import DownloadAudit
@@ -42,12 +43,13 @@ PURGE_INTERVAL_S = 60.0
 
 def build_services(settings: Settings, db: Database, clock: Clock = system_clock) -> Services:
     auth = AuthService(db, settings, clock)
+    audit = DownloadAudit(db, settings, clock)
     return Services(
         settings=settings,
         auth=auth,
-        downloads=DownloadService(db, settings, clock, auth),
+        downloads=DownloadService(db, settings, clock, auth, audit),
+        push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
-        audit=DownloadAudit(db, settings, clock),
     )
 
 
@@ -85,8 +87,9 @@ def create_app(
         ],
         middleware=[
             *([Middleware(AccessLog)] if settings.access_log else []),
-            Middleware(Http10Compat),
-            *_permit_middleware(settings, services),
+            Middleware(Http10Compat, max_bytes=settings.http10_spool_max_bytes),
+            Middleware(ClientAddress, proxies=services.proxies),
+            *_permit_middleware(settings),
         ],
         lifespan=lifespan,
     )
@@ -95,11 +98,10 @@ def create_app(
     return app
 
 
-def _permit_middleware(settings: Settings, services: Services) -> list[Middleware]:
+def _permit_middleware(settings: Settings) -> list[Middleware]:
     if not settings.permitted_networks:
         return []
-    networks = parse_networks(settings.permitted_networks)
-    return [Middleware(PermittedNetworks, networks=networks, proxies=services.proxies)]
+    return [Middleware(PermittedNetworks, networks=parse_networks(settings.permitted_networks))]
 
 
 async def _purge_forever(services: Services) -> None:
@@ -108,7 +110,7 @@ async def _purge_forever(services: Services) -> None:
         try:
             await run_in_threadpool(services.auth.purge_expired)
             await run_in_threadpool(services.downloads.purge_spent)
-            await run_in_threadpool(services.audit.purge_old)
+            await run_in_threadpool(services.downloads.audit.purge_old)
         except Exception:  # a locked or absent database must not kill the loop
             log.warning("purge of expired state failed", exc_info=True)
         await asyncio.sleep(PURGE_INTERVAL_S)

@@ -29,6 +29,9 @@ class Errno(StrEnum):
     TOKEN_UNKNOWN = "20004"
     TOKEN_EMPTY = "20005"
     TOKEN_EXPIRED = "20006"
+    # The device's "failed to hand the request to apisrv": cdrgate answers it when the
+    # download limits are reached (retry shortly with a new random).
+    SERVER_BUSY = "20010"
     HEARTBEAT_FAILED = "20011"
     ALLOWEDIP_ERROR = "20015"
     CDR_TIME_FORMAT = "20019"

@@ -97,6 +97,27 @@ class Settings:
         "Serve HTTPS with a self-signed certificate created once next to the database.",
         _bool,
     )
+    export_max_concurrent: int = _setting(
+        32,
+        "Downloads streaming at once per server process (0 = no limit); beyond: errno 20010.",
+        int,
+    )
+    export_max_per_account: int = _setting(
+        8, "Downloads streaming at once per API account and process (0 = no limit).", int
+    )
+    download_min_rate: int = _setting(
+        1024,
+        "A download reading slower than this many bytes/s over `download_rate_window` is cut.",
+        int,
+    )
+    download_rate_window: int = _setting(
+        60, "Seconds over which `download_min_rate` is measured (0 = never cut).", int
+    )
+    http10_spool_max_bytes: int = _setting(
+        268435456,
+        "Largest download an HTTP/1.0 client gets (spooled to learn its length); beyond: 20010.",
+        int,
+    )
     audit_days: int = _setting(365, "Days download audit records are kept (0 = forever).", int)
     ingest_max_body_bytes: int = _setting(1048576, "Largest accepted NewCdr push body.", int)
     retention_max_records: int = _setting(

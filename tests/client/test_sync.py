@@ -30,7 +30,7 @@ def mirror(tmp_path):
 
 def lines(db: Database) -> list[str]:
     with db.read() as conn:
-        return [line for batch in cdrs.iter_lines(conn, CdrQuery(0, 2**40)) for line in batch]
+        return cdrs.read_lines(conn, CdrQuery(0, 2**40))
 
 
 def calls(*specs: tuple[str, str]):

@@ -31,11 +31,7 @@ def https_server(tmp_path_factory) -> Server:
 def stored(server: Server, ext: str) -> list[str]:
     db = Database(server.database_url)
     with db.read() as conn:
-        lines = [
-            line
-            for batch in cdrs.iter_lines(conn, parse_filter(ext, START, END).query())
-            for line in batch
-        ]
+        lines = cdrs.read_lines(conn, parse_filter(ext, START, END).query())
     db.dispose()
     return lines
 

@@ -47,7 +47,7 @@ def expected_csv(served, ext: str = "all") -> str:
     db = Database(served.database_url)
     flt = CdrFilter(ext, parse_pbx_time(START), parse_pbx_time(END))
     with db.read() as conn:
-        body = "".join(line for batch in cdrs.iter_lines(conn, flt.query()) for line in batch)
+        body = "".join(cdrs.read_lines(conn, flt.query()))
     db.dispose()
     return CSV_HEADER + body
 

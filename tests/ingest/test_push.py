@@ -112,9 +112,8 @@ def test_push_is_post_only(pusher, make_client):
 def test_the_commit_is_fsynced_and_the_pool_keeps_its_normal_level(db: Database):
     if not db.is_sqlite:
         pytest.skip("SQLite synchronous levels")
-    from cdrgate.storage.durable import durable_write
 
-    with durable_write(db) as conn:
+    with db.write(durable=True) as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     with db.write() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from cdrgate.services.importing import store_records
+from cdrgate.services.retention import RetentionPolicy, prune
 from cdrgate.storage import cdrs, partitions
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
@@ -29,7 +30,7 @@ def _where(db: Database) -> dict[str, str]:
 def _export(db: Database) -> list[str]:
     query = CdrQuery(parse_pbx_time("2026-01-01 00:00:00"), parse_pbx_time("2026-12-31 23:59:59"))
     with db.read() as conn:
-        return [line.split(",")[0] for batch in cdrs.iter_lines(conn, query) for line in batch]
+        return [line.split(",")[0] for line in cdrs.read_lines(conn, query)]
 
 
 def test_cdrs_land_in_the_partition_of_their_month(pg_db: Database):
@@ -65,7 +66,7 @@ def test_rows_caught_by_the_default_partition_move_to_their_month_when_it_is_cre
 def test_retention_drops_whole_months_and_leaves_the_rest(pg_db: Database):
     store_records(pg_db, THREE_MONTHS)
     with pg_db.write() as conn:
-        dropped = partitions.drop_months_before(conn, parse_pbx_time("2026-02-20 00:00:00"))
+        dropped, _busy = partitions.drop_months_before(conn, parse_pbx_time("2026-02-20 00:00:00"))
         remaining = set(partitions.existing(conn))
     assert dropped == 1
     assert remaining == {"cdr_p202602", "cdr_p202603"}
@@ -87,3 +88,24 @@ def test_a_nul_byte_is_dropped_on_both_engines_and_the_row_stored(pg_db: Databas
     with pg_db.read() as conn:
         callto = conn.exec_driver_sql("SELECT callto FROM cdr WHERE callid = '1.9'").scalar_one()
     assert callto == "0215"
+
+
+def test_a_busy_month_is_left_for_the_next_run_and_blocks_nobody_for_long(pg_db: Database):
+    """DROP of a partition waits for every open reader of ``cdr``, and every later query
+    would queue behind it: retention gives up after the lock timeout instead."""
+    store_records(pg_db, THREE_MONTHS)
+    policy = RetentionPolicy(max_age_days=1)
+    now = parse_pbx_time("2026-02-20 00:00:00") + 86400
+    with pg_db.read() as reader:  # a download's snapshot on January's rows
+        reader.exec_driver_sql("SELECT count(*) FROM cdr_p202601").scalar_one()
+        report = prune(pg_db, policy, now)
+        assert report.removed == 0
+        with pg_db.read() as conn:  # still served while the reader lives
+            assert _export_in(conn) == ["1.1", "1.2", "1.3", "1.4"]
+    report = prune(pg_db, policy, now)
+    assert report.removed == 3  # January dropped, then February's rows before the cutoff
+    assert _export(pg_db) == ["1.4"]
+
+
+def _export_in(conn) -> list[str]:
+    return [line.split(",")[0] for line in cdrs.read_lines(conn, cdrs.CdrQuery(0, 2**40))]

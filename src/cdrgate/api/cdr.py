@@ -1,4 +1,4 @@
-"""cdr/get_random and cdr/download."""
+"""cdr/get_random and cdr/download: parse the request, call the download service, answer."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from collections.abc import Mapping
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from cdrgate.api.context import ApiVersion, Services
-from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, required, success
-from cdrgate.errors import ApiError, Errno
-from cdrgate.services.downloads import Export, parse_allowed_ip, parse_filter
-from cdrgate.timefmt import format_pbx_time
+from cdrgate.api.context import ApiCall, ApiVersion
+from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
+from cdrgate.api.streaming import ExportResponse
+from cdrgate.services.downloads import DownloadRequest, RandomRequest
 
 
 def _selector(params: Mapping[str, str], version: ApiVersion) -> str | None:
@@ -20,67 +19,47 @@ def _selector(params: Mapping[str, str], version: ApiVersion) -> str | None:
     return value if value is not None else params.get(version.other_selector)
 
 
-async def get_random(request: Request, services: Services, version: ApiVersion) -> Response:
-    fields = await read_json_fields(request, services.settings.max_body_bytes)
-    token = request.query_params.get("token")
-    client_ip = services.proxies.client_ip(request)
-
-    def work() -> str:
-        session = services.auth.authenticate(token)
-        selector = _selector(fields, version)
-        if selector is None or not selector.strip():
-            raise ApiError(Errno.PARAMETER_EMPTY)
-        flt = parse_filter(selector, required(fields, "starttime"), required(fields, "endtime"))
-        allowed = parse_allowed_ip(fields.get("allowedip"))
-        return services.downloads.issue_random(session, flt, client_ip, allowed)
-
-    random = await run_in_threadpool(work)
+async def get_random(request: Request, call: ApiCall) -> Response:
+    fields = await read_json_fields(request, call.settings.max_body_bytes)
+    ask = RandomRequest(
+        token=request.query_params.get("token"),
+        selector=_selector(fields, call.version),
+        starttime=fields.get("starttime"),
+        endtime=fields.get("endtime"),
+        allowedip=fields.get("allowedip"),
+        client_ip=call.client_ip,
+    )
+    random = await run_in_threadpool(call.services.downloads.issue_random, ask)
     # Echo the inputs exactly as sent: some clients build the link from the echo.
     return success(
-        **{version.selector: _selector(fields, version) or ""},
-        starttime=fields["starttime"],
-        endtime=fields["endtime"],
+        **{call.version.selector: ask.selector or ""},
+        starttime=ask.starttime or "",
+        endtime=ask.endtime or "",
         random=random,
     )
 
 
-async def download(request: Request, services: Services, version: ApiVersion) -> Response:
+async def download(request: Request, call: ApiCall) -> Response:
     # Any request body (axios/Guzzle POST the link) is ignored; parameters are in the query.
     params = request.query_params
-    client_ip = services.proxies.client_ip(request)
-    selector = _selector(params, version)
-    attempt = services.audit.begin(
-        client_ip, version.path, selector, params.get("starttime"), params.get("endtime")
+    ask = DownloadRequest(
+        token=params.get("token"),
+        selector=_selector(params, call.version),
+        starttime=params.get("starttime"),
+        endtime=params.get("endtime"),
+        random=params.get("random"),
+        client_ip=call.client_ip,
+        api_version=call.version.path,
     )
-
-    def work() -> tuple[Export, str]:
-        try:
-            return open_download()
-        except ApiError as exc:
-            services.audit.failed(attempt, exc.errno)
-            raise
-        except Exception:
-            services.audit.failed(attempt, Errno.APISRV_DOWN)
-            raise
-
-    def open_download() -> tuple[Export, str]:
-        session = services.auth.authenticate(params.get("token"))
-        attempt.account = session.account
-        flt = parse_filter(selector, params.get("starttime"), params.get("endtime"))
-        services.downloads.redeem(session, flt, params.get("random"), client_ip)
-        export = services.downloads.open_export(flt)
-        name = "cdr-{}-{}.csv".format(
-            format_pbx_time(flt.start_ts).replace(" ", "_").replace(":", ""),
-            format_pbx_time(flt.end_ts).replace(" ", "_").replace(":", ""),
-        )
-        return export, name
-
-    export, filename = await run_in_threadpool(work)
+    export = await run_in_threadpool(call.services.downloads.open_download, ask)
     headers = {
         **CORS_HEADERS,
-        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{export.filename}"',
         "Access-Control-Expose-Headers": "Content-Disposition",
         "Cache-Control": "no-store",
     }
-    body = services.audit.streamed(attempt, export)
-    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+    settings = call.settings
+    return ExportResponse(
+        export, headers, settings.download_min_rate, settings.download_rate_window
+    )

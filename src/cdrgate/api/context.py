@@ -1,11 +1,11 @@
-"""What every API handler receives: the services, settings and the version's field names."""
+"""What every API handler receives: the services and what the dispatcher learnt of the call."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from cdrgate.api.envelope import ProxyPolicy
-from cdrgate.services.audit import DownloadAudit
+from cdrgate.ingest.push import PushReceiver
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
 from cdrgate.settings import Settings
@@ -17,8 +17,8 @@ class Services:
     settings: Settings
     auth: AuthService
     downloads: DownloadService
+    push: PushReceiver
     proxies: ProxyPolicy
-    audit: DownloadAudit
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,17 @@ class ApiVersion:
     @property
     def other_selector(self) -> str:
         return "number" if self.selector == "extid" else "extid"
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One API request as the dispatcher resolved it: which version, and from which client
+    (the socket peer, or the X-Forwarded-For of a trusted proxy), worked out once."""
+
+    services: Services
+    version: ApiVersion
+    client_ip: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdrgate.errors import ApiError, Errno
 from cdrgate.iprules import in_networks, normalise_ip, parse_networks
@@ -128,3 +129,26 @@ def _peer(request: Request) -> str:
         return normalise_ip(host)
     except ValueError:
         return host or "unknown"
+
+
+class ClientAddress:
+    """ASGI middleware: work out the client's address once per request, for every rule that
+    needs it (permitted networks, lockouts, random binding, audit): ``client_ip(request)``."""
+
+    def __init__(self, app: ASGIApp, proxies: ProxyPolicy) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[_CLIENT_IP] = self.proxies.client_ip(Request(scope))
+        await self.app(scope, receive, send)
+
+
+_CLIENT_IP = "cdrgate_client_ip"
+
+
+def client_ip(request: Request) -> str:
+    """The address ``ClientAddress`` resolved (the socket peer in an app built without it)."""
+    resolved: str | None = request.scope.get("state", {}).get(_CLIENT_IP)
+    return resolved if resolved is not None else _peer(request)

@@ -13,21 +13,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from cdrgate.api.context import ApiVersion, Services
+from cdrgate.api.context import ApiCall
 from cdrgate.api.envelope import CORS_HEADERS, success
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
-from cdrgate.ingest.push import BadEvent, PushReceiver, parse_events
+from cdrgate.ingest.push import BadEvent, parse_events
 
 log = logging.getLogger("cdrgate.push")
 KEY_ERRORS = frozenset({Errno.TOKEN_EMPTY, Errno.TOKEN_UNKNOWN})
 
 
-async def push(request: Request, services: Services, _version: ApiVersion) -> Response:
-    receiver = PushReceiver(request.app.state.database, services.auth.clock)
+async def push(request: Request, call: ApiCall) -> Response:
     try:
         key = _bearer(request)
-        events = parse_events(await _body(request, services.settings.ingest_max_body_bytes))
-        result = await run_in_threadpool(receiver.receive, key, events)
+        events = parse_events(await _body(request, call.settings.ingest_max_body_bytes))
+        result = await run_in_threadpool(call.services.push.receive, key, events)
     except BadEvent as exc:
         return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
     except ApiError as exc:

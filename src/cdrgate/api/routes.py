@@ -11,15 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api import cdr, push, session
-from cdrgate.api.context import ApiVersion, Services
-from cdrgate.api.envelope import failure, preflight
+from cdrgate.api.context import ApiCall, ApiVersion, Services
+from cdrgate.api.envelope import client_ip, failure, preflight
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.logredact import redact
 from cdrgate.versions import SELECTOR_FIELD
 
 log = logging.getLogger("cdrgate.api")
 
-Handler = Callable[[Request, Services, ApiVersion], Awaitable[Response]]
+Handler = Callable[[Request, ApiCall], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ async def dispatch(request: Request) -> Response:
     if request.method not in endpoint.methods:
         return failure(Errno.POST_ONLY)
     try:
-        return await endpoint.handler(request, services, ApiVersion(version_path))
+        call = ApiCall(services, ApiVersion(version_path), client_ip(request))
+        return await endpoint.handler(request, call)
     except ApiError as exc:
         return failure(exc.errno)
     except StorageUnavailable as exc:

@@ -22,7 +22,6 @@ from cdrgate.ingest.newcdr import BadTime, is_newcdr, record_from_event
 from cdrgate.passwords import secret_hash
 from cdrgate.storage import cdrs, ingest_keys
 from cdrgate.storage.db import Database
-from cdrgate.storage.durable import durable_write
 
 
 class BadEvent(ApiError):
@@ -86,7 +85,7 @@ class PushReceiver:
         """Store the request's events, all or none; returns once the commit is on disk."""
         if not key:
             raise ApiError(Errno.TOKEN_EMPTY, "no ingest key")
-        with durable_write(self.db) as conn:
+        with self.db.write(durable=True) as conn:
             source = ingest_keys.use(conn, secret_hash(key), int(self.clock() * 1000))
             if source is None:
                 raise ApiError(Errno.TOKEN_UNKNOWN, "unknown ingest key")

@@ -8,25 +8,25 @@ download costs one extra small write and nothing per row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from cdrgate.clock import Clock
 from cdrgate.errors import Errno
-from cdrgate.services.downloads import Export
 from cdrgate.settings import Settings
 from cdrgate.storage import audit
 from cdrgate.storage.db import Database
 
 log = logging.getLogger("cdrgate.audit")
 
-Outcome = Literal["ok", "failed", "aborted"]
+# ok: sent whole; failed: refused (errno); aborted: the client went away mid-stream;
+# cut: the server ended it (a client reading too slowly, or shutdown at the drain deadline).
+Outcome = Literal["ok", "failed", "aborted", "cut"]
 FIELD_LIMIT = 256  # filters come from the network: keep hostile ones from bloating the log
 DAY_MS = 24 * 3600 * 1000
 
 
-@dataclass
+@dataclass(frozen=True)
 class DownloadAttempt:
     at_ms: int
     client_ip: str
@@ -39,6 +39,12 @@ class DownloadAttempt:
     bytes: int = 0
     outcome: Outcome = "failed"
     errno: str | None = None
+
+    def by(self, account: str) -> DownloadAttempt:
+        return replace(self, account=account)
+
+    def ended(self, outcome: Outcome, rows: int, size: int) -> DownloadAttempt:
+        return replace(self, outcome=outcome, rows=rows, bytes=size)
 
 
 class DownloadAudit:
@@ -61,21 +67,9 @@ class DownloadAudit:
         )
 
     def failed(self, attempt: DownloadAttempt, errno: Errno) -> None:
-        attempt.outcome, attempt.errno = "failed", errno.value
-        self._record(attempt)
+        self.record(replace(attempt, outcome="failed", errno=errno.value))
 
-    def streamed(self, attempt: DownloadAttempt, export: Export) -> Iterator[bytes]:
-        """Pass the CSV through and record the download once it ended, fully or not."""
-        completed = False
-        try:
-            yield from export
-            completed = True
-        finally:
-            attempt.rows, attempt.bytes = export.rows, export.bytes
-            attempt.outcome = "ok" if completed else "aborted"
-            self._record(attempt)
-
-    def _record(self, attempt: DownloadAttempt) -> None:
+    def record(self, attempt: DownloadAttempt) -> None:
         try:
             with self.db.write() as conn:
                 audit.insert(conn, asdict(attempt))

@@ -1,29 +1,31 @@
-"""One-time CDR download links: issuing randoms and redeeming them into a streamed CSV."""
+"""One-time CDR download links: issuing randoms and redeeming them into a paged CSV export.
+
+The service owns the whole sequence of both calls (authenticate, validate, issue or redeem,
+open the export) and the download's audit record, so an API handler only parses the request,
+calls one method and answers.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
-from cdrgate.csvsafe import safe_batches
-from cdrgate.errors import ApiError, Errno
+from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
+from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session
+from cdrgate.services.export import Export, ExportSlots, Outcome, first_page
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms
+from cdrgate.storage import randoms
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
-from cdrgate.timefmt import parse_pbx_time
+from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 ALL = "all"
 MAX_EXTENSIONS = 1000
-EXPORT_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,43 @@ class CdrFilter:
     def query(self) -> CdrQuery:
         return CdrQuery(self.start_ts, self.end_ts, self.extensions)
 
+    def filename(self) -> str:
+        start, end = (
+            format_pbx_time(ts).replace(" ", "_").replace(":", "")
+            for ts in (self.start_ts, self.end_ts)
+        )
+        return f"cdr-{start}-{end}.csv"
+
+
+@dataclass(frozen=True)
+class RandomRequest:
+    """``cdr/get_random`` as the client sent it (fields unvalidated)."""
+
+    token: str | None
+    selector: str | None
+    starttime: str | None
+    endtime: str | None
+    allowedip: str | None
+    client_ip: str
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """``cdr/download`` as the client sent it (fields unvalidated)."""
+
+    token: str | None
+    selector: str | None
+    starttime: str | None
+    endtime: str | None
+    random: str | None
+    client_ip: str
+    api_version: str
+
 
 def parse_filter(selector: str | None, starttime: str | None, endtime: str | None) -> CdrFilter:
     if not selector or not selector.strip() or not starttime or not endtime:
+        raise ApiError(Errno.PARAMETER_EMPTY)
+    if not starttime.strip() or not endtime.strip():
         raise ApiError(Errno.PARAMETER_EMPTY)
     try:
         start, end = parse_pbx_time(starttime), parse_pbx_time(endtime)
@@ -73,46 +109,31 @@ def parse_allowed_ip(raw: str | None) -> str | None:
         raise ApiError(Errno.ALLOWEDIP_ERROR) from None
 
 
-class Export:
-    """A redeemed download: the CSV as byte chunks, streamed straight from the database."""
-
-    def __init__(
-        self, first: list[str], rest: Iterator[list[str]], close: Callable[[], None]
-    ) -> None:
-        self._first = first
-        self._rest = rest
-        self._close = close
-        self.rows = 0
-        self.bytes = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            chunk = (CSV_HEADER + "".join(self._first)).encode()
-            self.rows += len(self._first)
-            self.bytes += len(chunk)
-            yield chunk
-            for batch in self._rest:
-                chunk = "".join(batch).encode()
-                self.rows += len(batch)
-                self.bytes += len(chunk)
-                yield chunk
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self._close()
-
-
 class DownloadService:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, auth: AuthService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        auth: AuthService,
+        audit: DownloadAudit,
+    ) -> None:
         self.db = db
         self.settings = settings
-        self.clock = clock
         self.auth = auth
+        self.audit = audit
+        self.slots = ExportSlots(settings.export_max_concurrent, settings.export_max_per_account)
 
-    def issue_random(
-        self, session: Session, flt: CdrFilter, client_ip: str, allowed_ip: str | None
-    ) -> str:
+    def issue_random(self, ask: RandomRequest) -> str:
+        """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""
+        session = self.auth.authenticate(ask.token)
+        if ask.selector is None or not ask.selector.strip():
+            raise ApiError(Errno.PARAMETER_EMPTY)
+        for field in (ask.starttime, ask.endtime):
+            if field is None or not field.strip():
+                raise ApiError(Errno.PARAMETER_EMPTY)
+        flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+        allowed = parse_allowed_ip(ask.allowedip)
         random = secrets.token_hex(16)
         now = self.auth.now_ms()
         with self.db.write() as conn:
@@ -123,13 +144,58 @@ class DownloadService:
                 selector=flt.selector,
                 start_ts=flt.start_ts,
                 end_ts=flt.end_ts,
-                client_ip=client_ip,
-                allowed_ip=allowed_ip,
+                client_ip=ask.client_ip,
+                allowed_ip=allowed,
                 expires_ms=now + self.settings.random_ttl_seconds * 1000,
             )
         return random
 
-    def redeem(self, session: Session, flt: CdrFilter, random: str | None, client_ip: str) -> None:
+    def open_download(self, ask: DownloadRequest) -> Export:
+        """``cdr/download``: spend the random and start the export, or raise its errno.
+
+        Every attempt is audited: a refused one here, a started one by ``Export.finish``.
+        The caller must call ``finish`` on the returned export, however the response ends.
+        """
+        attempt = self.audit.begin(
+            ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
+        )
+        try:
+            session = self.auth.authenticate(ask.token)
+            attempt = attempt.by(session.account)
+            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+            self._redeem(session, flt, ask.random, ask.client_ip)
+            # After the redeem, so that in a race on one random the losers hear 20020.
+            slot = self.slots.acquire(session.account)
+            try:
+                page = first_page(self.db, flt.query(), self.settings.csv_safe)
+                if page.empty and self.settings.empty_download == "errno":
+                    raise ApiError(Errno.CDR_NOT_FOUND)
+            except BaseException:
+                slot.release()
+                raise
+        except ApiError as exc:
+            self.audit.failed(attempt, exc.errno)
+            raise
+        except StorageUnavailable:
+            self.audit.failed(attempt, Errno.APISRV_DOWN)
+            raise
+        return Export(
+            self.db, page, flt.filename(), self.settings.csv_safe,
+            on_finish=lambda outcome, rows, size: self._finished(slot, attempt, outcome, rows, size),
+        )  # fmt: skip
+
+    def _finished(
+        self, slot: ExportSlots.Slot, attempt: DownloadAttempt, outcome: Outcome, rows: int,
+        size: int,
+    ) -> None:  # fmt: skip
+        slot.release()
+        ended = attempt.ended(outcome, rows, size)
+        if outcome == "failed":
+            self.audit.failed(ended, Errno.APISRV_DOWN)
+        else:
+            self.audit.record(ended)
+
+    def _redeem(self, session: Session, flt: CdrFilter, random: str | None, client_ip: str) -> None:
         """Spend the random for this exact request, or raise the errno that explains why not."""
         if random is None or not random.strip():
             raise ApiError(Errno.PARAMETER_EMPTY)
@@ -151,42 +217,6 @@ class DownloadService:
             if not randoms.redeem(conn, random_hash, now):
                 raise ApiError(Errno.CDR_RANDOM_INVALID)
 
-    def open_export(self, flt: CdrFilter) -> Export:
-        """Start the CSV; 20021 (or a header-only file, per settings) when nothing matches.
-
-        The read transaction stays open while the response streams and is closed by the
-        Export, unless the first batch already holds the whole result.
-        """
-        with contextlib.ExitStack() as stack:
-            conn = stack.enter_context(self.db.read())
-            batches = cdrs.iter_lines(conn, flt.query(), EXPORT_BATCH)
-            stack.callback(batches.close)
-            if self.settings.csv_safe:
-                batches = safe_batches(batches)
-            first = next(batches, [])
-            if not first:
-                if self.settings.empty_download == "errno":
-                    raise ApiError(Errno.CDR_NOT_FOUND)
-                return Export([], iter(()), lambda: None)
-            if len(first) < EXPORT_BATCH:
-                # A short first batch is the whole result: give the connection back now, not
-                # when the response has streamed. Many small downloads holding connections
-                # emptied the PostgreSQL pool while threads waiting for it starved the streams.
-                return Export(first, iter(()), lambda: None)
-            return Export(first, batches, _once(stack.pop_all().close))
-
     def purge_spent(self) -> int:
         with self.db.write() as conn:
             return randoms.purge(conn, self.auth.now_ms())
-
-
-def _once(func: Callable[[], None]) -> Callable[[], None]:
-    done = False
-
-    def wrapper() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            func()
-
-    return wrapper

@@ -74,11 +74,14 @@ def prune(
         if cutoff is not None and db.dialect == "postgresql":
             # Whole months go as a catalog change; only the rest is deleted row by row.
             with db.write() as conn:
-                if partitions.drop_months_before(conn, cutoff):
+                dropped, busy = partitions.drop_months_before(conn, cutoff)
+                if dropped or busy:
                     remaining = retention.summary(conn, where)[0]
-                    removed, count = count - remaining, remaining
+                    # Deleting a busy month row by row is what partitions exist to avoid:
+                    # the rest of the run waits for the next interval instead.
+                    removed, count = count - remaining, 0 if busy else remaining
         # Bounded by the count taken above: rows arriving meanwhile wait for the next run.
-        for _batch in range(count // DELETE_BATCH + 1):
+        for _batch in range(count // DELETE_BATCH + 1 if count else 0):
             with db.write() as conn:
                 done = retention.delete_batch(conn, where, DELETE_BATCH)
             removed += done

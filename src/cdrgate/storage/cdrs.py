@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import cast
+from typing import Any
 
-from sqlalchemy import Connection, Select, func, select, union
+from sqlalchemy import ColumnElement, Connection, Select, func, select, tuple_, union
 
 from cdrgate.cdr import CdrRecord
 from cdrgate.storage import pg_bulk
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
-from cdrgate.timefmt import format_pbx_time, parse_pbx_time
+from cdrgate.timefmt import parse_pbx_time
 
 INSERT_BATCH = 5000
 _COLUMNS = (
@@ -85,76 +84,64 @@ class CdrQuery:
     extensions: tuple[str, ...] | None = None
 
 
-def export_select(query: CdrQuery) -> Select[tuple[str]]:
+Key = tuple[str, str]  # (callid, sn): the order of CDRs within one second
+
+
+def export_select(
+    query: CdrQuery, *, after: Key | None = None, limit: int | None = None, keyed: bool = False
+) -> Select[Any]:
     """Rows' CSV lines in download order: timestart, then callid (then sn, for a total order).
 
     A CDR matches an extension when it is the caller or the callee. Each side is its own
     index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
+    ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn.
     """
-    in_range = cdr.c.ts.between(query.start_ts, query.end_ts)
+    where: list[ColumnElement[bool]] = [cdr.c.ts.between(query.start_ts, query.end_ts)]
+    if after is not None:
+        where.append(tuple_(cdr.c.callid, cdr.c.sn) > tuple_(*after))
     order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
     if query.extensions is None:
-        return select(cdr.c.line).where(in_range).order_by(*order)
-    exts = list(query.extensions)
-    parts = [
-        select(cdr.c.line, *order).where(in_range, column.in_(exts))
-        for column in (cdr.c.callfrom, cdr.c.callto)
-    ]
-    merged = union(*parts).subquery()
-    return select(merged.c.line).order_by(merged.c.ts, merged.c.callid, merged.c.sn)
+        source: Any = cdr.c
+        stmt = select(cdr.c.line, *(order[1:] if keyed else ())).where(*where)
+    else:
+        exts = list(query.extensions)
+        parts = [
+            select(cdr.c.line, *order).where(*where, column.in_(exts))
+            for column in (cdr.c.callfrom, cdr.c.callto)
+        ]
+        source = union(*parts).subquery().c
+        stmt = select(source.line, *((source.callid, source.sn) if keyed else ()))
+    stmt = stmt.order_by(source.ts, source.callid, source.sn)
+    return stmt.limit(limit) if limit is not None else stmt
 
 
-def iter_lines(
-    conn: Connection, query: CdrQuery, batch: int = 2000
-) -> Generator[list[str], None, None]:
-    """Batches of CSV lines, streamed from the database (server-side cursor on PostgreSQL)."""
-    if conn.dialect.name == "sqlite":
-        return _iter_lines_sqlite(conn, query, batch)
-    return _iter_lines(conn, query, batch)
+def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> list[str]:
+    """The CSV lines of ``query`` in download order. Callers bound the range (a page)."""
+    return [row[0] for row in _fetch(conn, export_select(query, limit=limit))]
 
 
-# Page cache of an export connection. A download reads each page once, so a big cache buys
-# nothing and would only grow the server (64 MB, the engine's setting, per connection).
-EXPORT_CACHE_KIB = 4096
+def read_keyed_lines(
+    conn: Connection, query: CdrQuery, after: Key | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """(line, callid, sn) of one second's CDRs after ``after``, for a second too full for
+    one page."""
+    assert query.start_ts == query.end_ts, "keys order CDRs within one second only"
+    stmt = export_select(query, after=after, limit=limit, keyed=True)
+    return [(row[0], row[1], row[2]) for row in _fetch(conn, stmt)]
 
 
-def _iter_lines_sqlite(
-    conn: Connection, query: CdrQuery, batch: int
-) -> Generator[list[str], None, None]:
-    """The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
-    then rows come straight from the driver cursor, without per-row result processing (half
-    the server's CPU on a full export)."""
-    driver = conn.connection.driver_connection
-    (cache_size,) = driver.execute("PRAGMA cache_size").fetchone()  # type: ignore[union-attr]
-    driver.execute(f"PRAGMA cache_size = -{EXPORT_CACHE_KIB}")  # type: ignore[union-attr]
-    result = conn.execute(export_select(query))
+def _fetch(conn: Connection, stmt: Select[Any]) -> Sequence[Sequence[Any]]:
+    if conn.dialect.name != "sqlite":
+        return conn.execute(stmt).all()
+    # The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
+    # then rows come straight from the driver cursor, without per-row result processing
+    # (half the server's CPU on a full export).
+    result = conn.execute(stmt)
     try:
-        cursor, first = result.cursor, itemgetter(0)
-        while rows := cursor.fetchmany(batch):
-            yield list(map(first, rows))
-    finally:
-        result.close()
-        driver.execute(f"PRAGMA cache_size = {int(cache_size)}")  # type: ignore[union-attr]
-
-
-def _iter_lines(conn: Connection, query: CdrQuery, batch: int) -> Generator[list[str], None, None]:
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
-        export_select(query)
-    )
-    try:
-        for partition in result.scalars().partitions(batch):
-            yield cast(list[str], list(partition))
+        return result.cursor.fetchall()
     finally:
         result.close()
 
 
 def count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(cdr)).scalar_one())
-
-
-def time_bounds(conn: Connection) -> tuple[str, str] | None:
-    """First and last timestart in the store, or None when empty."""
-    low, high = conn.execute(select(func.min(cdr.c.ts), func.max(cdr.c.ts))).one()
-    if low is None:
-        return None
-    return format_pbx_time(low), format_pbx_time(high)

@@ -10,6 +10,8 @@ worker processes share one server); exports stream through server-side cursors (
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +20,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdrgate.errors import StorageUnavailable, UsageError
+
+log = logging.getLogger("cdrgate.storage")
 
 SQLITE_BUSY_TIMEOUT_S = 30
 POSTGRES_POOL_SIZE = 5
 POSTGRES_MAX_OVERFLOW = 10
+# Downloads read their pages through a pool of their own, so exports can never take the
+# connections logins, randoms, audit and ingest need; and since a download reads each page
+# once, its connections keep a small page cache (the others' is 64 MB each).
+EXPORT_POOL_SIZE = 4
+EXPORT_CACHE_KIB = 4096
 
 
 def normalise_url(url: str) -> str:
@@ -47,7 +57,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     raise UsageError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _postgresql_engine(url: Any, **kwargs: Any) -> Engine:
+def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
     # Every worker process has its own pool: workers x (pool_size + max_overflow) must stay
     # below the server's max_connections (100 by default); requests beyond wait for a slot.
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
@@ -64,7 +74,7 @@ def _postgresql_engine(url: Any, **kwargs: Any) -> Engine:
     )
 
 
-def _sqlite_engine(url: Any, **kwargs: Any) -> Engine:
+def _sqlite_engine(url: Any, cache_kib: int = 65536, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
@@ -81,7 +91,7 @@ def _sqlite_engine(url: Any, **kwargs: Any) -> Engine:
             f"busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",
             "foreign_keys=ON",
             "temp_store=MEMORY",
-            "cache_size=-65536",
+            f"cache_size=-{cache_kib}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -100,23 +110,40 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
+        self._engine_kwargs = engine_kwargs
+        self._export_engine: Engine | None = None
         self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
         # the busy handler (up to 100 ms a try) instead of queueing: under concurrent requests
         # that made flows take seconds. Threads of this process queue here instead.
         self._sqlite_writer = threading.RLock() if self.dialect == "sqlite" else None
+        self._file = _sqlite_file(self.engine)
+        self._file_identity = _identity(self._file) if self._file else None
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on any exception."""
-        with self._writer_turn(), _translate_errors(), self.engine.connect() as conn:
+    def write(self, *, durable: bool = False) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any exception.
+
+        ``durable``: the commit has reached the disk when the block ends. SQLite runs with
+        ``synchronous=NORMAL`` (a commit survives a crash of cdrgate, not a power cut); a
+        durable write is committed with ``synchronous=FULL``, for data acknowledged to a
+        sender that then forgets it. PostgreSQL commits are durable anyway.
+        """
+        self.check_file()
+        # The pool first, then the writer lock: a thread waiting for a pooled connection must
+        # not hold the lock every other writer of this process queues on.
+        with _translate_errors(), self.engine.connect() as conn, self._writer_turn():
             conn.execution_options(cdrgate_write=True)
-            with conn.begin():
-                yield conn
+            if durable and self.is_sqlite:
+                with _synchronous_full(conn), conn.begin():
+                    yield conn
+            else:
+                with conn.begin():
+                    yield conn
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -138,10 +165,46 @@ class Database:
             yield conn
 
     @contextmanager
+    def read_export(self) -> Iterator[Connection]:
+        """A short read transaction on the downloads' own pool (see ``EXPORT_POOL_SIZE``)."""
+        if self._export_engine is None:
+            options = {
+                "pool_size": EXPORT_POOL_SIZE,
+                "max_overflow": EXPORT_POOL_SIZE,
+                **self._engine_kwargs,
+                "cache_kib": EXPORT_CACHE_KIB,
+            }
+            self._export_engine = make_engine(self.url, **options)
+        with _translate_errors(), self._export_engine.connect() as conn, conn.begin():
+            yield conn
+
+    def connections_in_use(self) -> int:
+        """Pooled connections checked out now, downloads' pool included."""
+        engines = [e for e in (self.engine, self._export_engine) if e is not None]
+        return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
+
+    @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A bare connection (caller manages transactions), with storage errors translated."""
         with _translate_errors(), self.engine.connect() as conn:
             yield conn
+
+    def check_file(self) -> None:
+        """Refuse to go on when the SQLite file was deleted or replaced under this process.
+
+        Open connections keep writing into the unlinked (or old) inode: every write would be
+        lost on restart. Raises StorageUnavailable (30003, readyz fails) until a restart.
+        """
+        if self._file is None:
+            return
+        current = _identity(self._file)
+        if self._file_identity is None:  # created by the first connection after start-up
+            self._file_identity = current
+            return
+        if current != self._file_identity:
+            what = "deleted" if current is None else "replaced"
+            log.error("database file %s was %s while in use: restart cdrgate", self._file, what)
+            raise StorageUnavailable(f"database file {self._file} was {what} while in use")
 
     def placeholder(self) -> str:
         """The driver's positional placeholder, for raw executemany on hot paths."""
@@ -149,12 +212,46 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._export_engine is not None:
+            self._export_engine.dispose()
+
+
+@contextmanager
+def _synchronous_full(conn: Connection) -> Iterator[None]:
+    # SQLite refuses to change the level inside a transaction: set it on the raw
+    # (autocommit) connection before BEGIN, and restore it before the pool gets it back.
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    previous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+    raw.execute("PRAGMA synchronous=FULL")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA synchronous={previous}")
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @contextmanager
 def _translate_errors() -> Iterator[None]:
     try:
         yield
+    except PoolTimeout as exc:
+        # Every pooled connection is busy: the same answer as a database that is down.
+        raise StorageUnavailable("no database connection free (pool exhausted)") from exc
     except OperationalError as exc:
         raise StorageUnavailable(_short(exc)) from exc
     except DBAPIError as exc:

@@ -27,7 +27,7 @@ DDL_LOCK_KEY = 0x63647270
 # Attaching waits for a lock on the default partition; a long download holds one. Rather than
 # queue (and make every later query queue behind us), give up quickly: rows then land in the
 # default partition and move to their month the next time it is ensured.
-DDL_LOCK_TIMEOUT = "2s"
+DDL_LOCK_TIMEOUT = "1s"
 LOCK_NOT_AVAILABLE = "55P03"
 _NAME_RE = re.compile(r"cdr_p(\d{4})(\d{2})")
 
@@ -105,18 +105,34 @@ def create_month(conn: Connection, start: int) -> None:
         )
 
 
-def drop_months_before(conn: Connection, cutoff_ts: int) -> int:
+def drop_months_before(conn: Connection, cutoff_ts: int) -> tuple[int, int]:
     """Retention fast path: drop the monthly partitions wholly before ``cutoff_ts``.
 
     Dropping a month is a catalog change (no row-by-row DELETE, no WAL per row, no vacuum
     debt). Rows of the partial month and of ``cdr_default`` are left to the ordinary
-    ``DELETE ... WHERE ts < cutoff``. Returns the number of months dropped; 0 on SQLite.
+    ``DELETE ... WHERE ts < cutoff``. Returns (months dropped, months busy); (0, 0) on SQLite.
+
+    ``DROP TABLE`` of a partition needs an ACCESS EXCLUSIVE lock on ``cdr`` itself, and while
+    it waits for one, every later query of ``cdr`` (downloads, pushes) queues behind it. So
+    each drop waits at most ``DDL_LOCK_TIMEOUT``; a busy month is left for the next run.
     """
     if conn.dialect.name != "postgresql":
-        return 0
-    dropped = 0
+        return 0, 0
+    dropped = busy = 0
     for name, start in sorted(existing(conn).items(), key=lambda item: item[1]):
-        if next_month(start) <= cutoff_ts:
+        if next_month(start) > cutoff_ts:
+            continue
+        savepoint = conn.begin_nested()
+        try:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
             conn.exec_driver_sql(f"DROP TABLE {name}")
+            conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+            savepoint.commit()
             dropped += 1
-    return dropped
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            savepoint.rollback()
+            busy += 1
+            log.info("partition %s not dropped now (table busy); next retention run", name)
+    return dropped, busy

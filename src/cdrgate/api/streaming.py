@@ -1,0 +1,123 @@
+"""Sending a download to a client that may vanish, stall or read slowly.
+
+Starlette's ``StreamingResponse`` over a sync iterator leaves the iterator's cleanup to the
+garbage collector when the client disconnects, at an unknown time and sometimes on the event
+loop thread. Here the response drives the export itself:
+
+- each page is read in a worker thread, at most ``PAGE_THREADS`` at a time for all
+  downloads, so exports never take the threads (and pooled connections) that logins,
+  randoms, audit and ingest need;
+- a task watches ``receive()`` for the disconnect, and cancels the stream at once;
+- a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
+  seconds is cut (a send blocked that long counts as no progress);
+- a page that cannot be read (the database went away) ends the transfer unterminated;
+- however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from
+  cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import anyio
+from anyio.to_thread import run_sync
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from cdrgate.errors import StorageUnavailable
+from cdrgate.services.export import Export, Outcome
+
+log = logging.getLogger("cdrgate.downloads")
+
+# Concurrent page reads of all downloads together. Each holds a thread and a pooled
+# connection for one short query; 2 cores gain nothing from more.
+PAGE_THREADS = anyio.CapacityLimiter(4)
+
+
+class TooSlow(Exception):
+    """The client read less than the minimum rate over a whole window."""
+
+
+class RateGuard:
+    """Bytes delivered per window of ``window`` seconds must reach ``min_rate * window``."""
+
+    def __init__(self, min_rate: int, window: int) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self._started = time.monotonic()
+        self._sent = 0
+
+    @property
+    def active(self) -> bool:
+        return self.min_rate > 0 and self.window > 0
+
+    def sent(self, size: int) -> None:
+        if not self.active:
+            return
+        self._sent += size
+        elapsed = time.monotonic() - self._started
+        if elapsed >= self.window:
+            if self._sent < self.min_rate * elapsed:
+                raise TooSlow(f"{self._sent} bytes in {elapsed:.0f} s")
+            self._started, self._sent = time.monotonic(), 0
+
+    def deadline(self) -> float:
+        """How long one send may block before the window is certainly missed."""
+        return self.window if self.active else float("inf")
+
+
+class ExportResponse(Response):
+    """Streams an :class:`Export` (chunked; HTTP/1.0 clients: see ``Http10Compat``)."""
+
+    def __init__(
+        self, export: Export, headers: Mapping[str, str], min_rate: int, window: int
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.export = export
+        self.init_headers(headers)
+        self.min_rate = min_rate
+        self.window = window
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome: Outcome = "aborted"
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                outcome = await self._stream(send)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_sync(self.export.finish, outcome)
+
+    async def _stream(self, send: Send) -> Outcome:
+        guard = RateGuard(self.min_rate, self.window)
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        try:
+            while True:
+                chunk = await run_sync(self.export.next_chunk, limiter=PAGE_THREADS)
+                if chunk is None:
+                    break
+                with anyio.fail_after(guard.deadline()):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                guard.sent(len(chunk))
+        except (TooSlow, TimeoutError) as exc:
+            log.warning("download cut: client reads too slowly (%s)", exc or "send blocked")
+            # Returning without the final chunk makes the server close the connection: the
+            # client sees a truncated transfer, never a short file that looks complete.
+            return "cut"
+        except StorageUnavailable as exc:
+            log.error("download broken off: storage unavailable: %s", exc)
+            return "failed"
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return "ok"
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

@@ -1,0 +1,204 @@
+"""A redeemed CDR download, read in short pages, and the limits on how many run at once.
+
+A download used to hold one read transaction (and a pooled connection) for as long as the
+client took to read it: a day for a full export at 1 KB/s, and a few dozen slow readers
+emptied the pool for every other request. An export now reads its range in consecutive time
+slices, each in its own short read transaction, and holds nothing in the database between
+them. A slice is whole seconds ``[lo, hi]``, so no key tie-break is needed and each query is
+one range scan of the ``(ts, callid, sn)`` or ``(callfrom|callto, ts)`` index; its width adapts
+so a page holds about ``PAGE_ROWS`` rows. A single second holding more than a page (hundreds
+of PBXs aggregated, or a bulk import with one timestart) is read in (callid, sn) key order.
+
+Between pages the export sees new commits: a CDR stored meanwhile in a slice not read yet is
+included, one stored in a slice already sent is not (as if the download had started a
+moment earlier). No row is sent twice and none that existed throughout is missed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from cdrgate.cdr import CSV_HEADER
+from cdrgate.csvsafe import safe_line
+from cdrgate.errors import ApiError, Errno
+from cdrgate.storage import cdrs
+from cdrgate.storage.cdrs import CdrQuery, Key
+from cdrgate.storage.db import Database
+
+Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid-stream
+
+PAGE_ROWS = 4000
+MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond, a slice is read again narrower
+FIRST_SPAN_S = 3600
+MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: second ``ts``, a slice ``span`` seconds wide.
+
+    ``dense``: second ``ts`` alone holds more than a page, so it is read in key order
+    (callid, sn) a page at a time, from after ``after``.
+    """
+
+    ts: int
+    span: int
+    dense: bool = False
+    after: Key | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    query: CdrQuery
+    lines: list[str]
+    next: Cursor
+
+    @property
+    def empty(self) -> bool:
+        return not self.lines
+
+    @property
+    def last(self) -> bool:
+        return self.next.ts > self.query.end_ts
+
+
+def _next_span(span: int, rows: int) -> int:
+    if rows == 0:
+        return span * MAX_GROWTH
+    wanted = span * PAGE_ROWS // rows
+    return max(1, min(span * MAX_GROWTH, max(span // MAX_GROWTH, wanted)))
+
+
+def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
+    """The next non-empty page from ``at`` on (or an empty page at the end of the range).
+
+    Each query is its own short read transaction; empty slices widen quickly, so a sparse
+    range costs a handful of queries.
+    """
+    while at.ts <= query.end_ts:
+        if at.dense:
+            second = replace(query, start_ts=at.ts, end_ts=at.ts)
+            with db.read_export() as conn:
+                rows = cdrs.read_keyed_lines(conn, second, at.after, PAGE_ROWS)
+            lines = [line for line, _, _ in rows]
+            if len(rows) < PAGE_ROWS:
+                at = Cursor(at.ts + 1, 1)
+            else:
+                at = Cursor(at.ts, 1, dense=True, after=(rows[-1][1], rows[-1][2]))
+        else:
+            hi = min(query.end_ts, at.ts + at.span - 1)
+            with db.read_export() as conn:
+                lines = cdrs.read_lines(
+                    conn, replace(query, start_ts=at.ts, end_ts=hi), limit=MAX_PAGE_ROWS + 1
+                )
+            if len(lines) > MAX_PAGE_ROWS:
+                narrower = (hi - at.ts + 1) // MAX_GROWTH
+                at = Cursor(at.ts, narrower) if narrower >= 1 else Cursor(at.ts, 1, dense=True)
+                continue
+            at = Cursor(hi + 1, _next_span(at.span, len(lines)))
+        if lines:
+            if safe:
+                lines = [safe_line(line) for line in lines]
+            return Page(query, lines, at)
+    return Page(query, [], at)
+
+
+def first_page(db: Database, query: CdrQuery, safe: bool) -> Page:
+    return read_page(db, query, Cursor(query.start_ts, FIRST_SPAN_S), safe)
+
+
+Finish = Callable[[Outcome, int, int], None]
+
+
+class Export:
+    """The CSV of one download as byte chunks: the header and first page, then a page a call.
+
+    ``next_chunk`` and ``finish`` do database work: call them off the event loop. ``finish``
+    must be called once however the response ends (later calls do nothing); it releases the
+    download's slot and writes its audit record.
+    """
+
+    def __init__(
+        self, db: Database, first: Page, filename: str, safe: bool, on_finish: Finish
+    ) -> None:
+        self.db = db
+        self.filename = filename
+        self._first: Page | None = first
+        self._cursor = first  # where the next page starts
+        self._safe = safe
+        self._on_finish: Finish | None = on_finish
+        self.rows = 0
+        self.bytes = 0
+
+    def next_chunk(self) -> bytes | None:
+        """The next bytes of the CSV, or None at the end."""
+        if self._first is not None:
+            page, self._first = self._first, None
+            text = CSV_HEADER + "".join(page.lines)
+        else:
+            if self._cursor.last:
+                return None
+            page = read_page(self.db, self._cursor.query, self._cursor.next, self._safe)
+            if not page.lines:
+                return None
+            text = "".join(page.lines)
+        self._cursor = page
+        chunk = text.encode()
+        self.rows += len(page.lines)
+        self.bytes += len(chunk)
+        return chunk
+
+    def finish(self, outcome: Outcome) -> None:
+        on_finish, self._on_finish = self._on_finish, None
+        if on_finish is not None:
+            on_finish(outcome, self.rows, self.bytes)
+
+
+class ExportSlots:
+    """How many exports may run at once in this process: overall and per account.
+
+    Exports no longer pin database connections, but each still costs a thread hop per page,
+    a page of memory and a socket; the limits keep one account (or a crowd of slow readers)
+    from taking the capacity every other client needs. Refused: errno 20010 (ask a new random).
+    """
+
+    class Slot:
+        def __init__(self, release: Callable[[], None]) -> None:
+            self._release: Callable[[], None] | None = release
+
+        def release(self) -> None:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+    def __init__(self, overall: int, per_account: int) -> None:
+        self.overall = overall
+        self.per_account = per_account
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return sum(self._running.values())
+
+    def acquire(self, account: str) -> ExportSlots.Slot:
+        with self._lock:
+            mine = self._running.get(account, 0)
+            if (self.overall and sum(self._running.values()) >= self.overall) or (
+                self.per_account and mine >= self.per_account
+            ):
+                raise ApiError(Errno.SERVER_BUSY, "too many downloads in progress")
+            self._running[account] = mine + 1
+        return ExportSlots.Slot(lambda: self._release(account))
+
+    def _release(self, account: str) -> None:
+        with self._lock:
+            left = self._running.get(account, 0) - 1
+            if left > 0:
+                self._running[account] = left
+            else:
+                self._running.pop(account, None)
