@@ -13,7 +13,7 @@ from cdrgate.cdr import CdrRecord
 from cdrgate.storage import pg_bulk
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
-from cdrgate.timefmt import format_pbx_time, parse_pbx_time
+from cdrgate.timefmt import parse_pbx_time
 
 INSERT_BATCH = 5000
 _COLUMNS = (
@@ -150,11 +150,3 @@ def _iter_lines(conn: Connection, query: CdrQuery, batch: int) -> Generator[list
 
 def count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(cdr)).scalar_one())
-
-
-def time_bounds(conn: Connection) -> tuple[str, str] | None:
-    """First and last timestart in the store, or None when empty."""
-    low, high = conn.execute(select(func.min(cdr.c.ts), func.max(cdr.c.ts))).one()
-    if low is None:
-        return None
-    return format_pbx_time(low), format_pbx_time(high)
