@@ -90,7 +90,9 @@ class Settings:
         _positive_int,
     )
     max_connections: int = _setting(
-        1000, "Open connections `serve` accepts; requests past it are answered 503.", _positive_int
+        1000,
+        "Open connections a `serve` process accepts; requests past it are answered 503.",
+        _positive_int,
     )
     access_log: bool = _setting(
         True, "Write an access log line per request (tokens redacted).", _bool

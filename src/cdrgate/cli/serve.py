@@ -71,12 +71,21 @@ def serve(
         typer.Option(
             min=1,
             metavar="SECONDS",
-            help="Close connections silent this long before a request (default 10).",
+            help=(
+                "Close connections silent this long before a request "
+                f"(default {Settings.idle_timeout_seconds}, or CDRGATE_IDLE_TIMEOUT_SECONDS)."
+            ),
         ),
     ] = None,
     max_connections: Annotated[
         int | None,
-        typer.Option(min=1, help="Answer 503 past this many open connections (default 1000)."),
+        typer.Option(
+            min=1,
+            help=(
+                "Answer 503 past this many open connections per process "
+                f"(default {Settings.max_connections}, or CDRGATE_MAX_CONNECTIONS)."
+            ),
+        ),
     ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
