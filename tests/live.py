@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-from cdrgate.http_lenient import LenientHttpToolsProtocol
+from cdrgate.http_protocol import LenientHttpToolsProtocol
 
 
 @contextmanager

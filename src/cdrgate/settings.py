@@ -45,6 +45,13 @@ def _empty_download(text: str) -> EmptyDownload:
     return text  # type: ignore[return-value]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
 def _networks(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -76,6 +83,16 @@ class Settings:
     max_body_bytes: int = _setting(65536, "Largest accepted API request body.", int)
     trusted_proxies: tuple[str, ...] = _setting(
         (), "Comma list of proxy IPs/networks whose X-Forwarded-For is believed.", _networks
+    )
+    idle_timeout_seconds: int = _setting(
+        10,
+        "Seconds `serve` waits for a request head (first or kept-alive) before closing a connection.",
+        _positive_int,
+    )
+    max_connections: int = _setting(
+        1000,
+        "Open connections a `serve` process accepts; requests past it are answered 503.",
+        _positive_int,
     )
     access_log: bool = _setting(
         True, "Write an access log line per request (tokens redacted).", _bool

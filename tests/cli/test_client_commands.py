@@ -152,3 +152,49 @@ def test_sync_twice_adds_nothing_the_second_time(pbx, add_cdrs, tmp_path):
 def test_the_first_sync_without_since_is_one_clear_line(pbx, tmp_path):
     mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
     assert "--since" in one_error_line(cdrgate("sync", "--pbx", pbx, "--into", mirror))
+
+
+def test_an_output_file_in_a_missing_directory_is_one_line(pbx, tmp_path):
+    target = tmp_path / "nonexistent" / "x.csv"
+    line = one_error_line(cdrgate("download", "--pbx", pbx, *RANGE, "-o", str(target)))
+    assert line == f"error: cannot write {target}: No such file or directory"
+
+
+@pytest.mark.parametrize("path", ["/api/v1.1.0/", "/api/v1.1.0", "/api/v2.0.0/login"])
+def test_a_pasted_api_url_is_understood_as_its_base_and_version(pbx, path):
+    result = cdrgate("download", "--pbx", pbx + path, *RANGE, "-o", "-", "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_an_api_url_naming_another_version_than_the_option_says_give_the_base_url(pbx):
+    args = ("download", "--pbx", pbx + "/api/v2.0.0/", "--api-version", "v1.1.0", *RANGE)
+    line = one_error_line(cdrgate(*args, "-o", "-"))
+    assert f"give the PBX base URL ({pbx})" in line
+
+
+def test_an_api_url_of_an_unknown_version_is_explained(pbx):
+    line = one_error_line(cdrgate("download", "--pbx", pbx + "/api/v3/", *RANGE, "-o", "-"))
+    assert f"give the PBX base URL, e.g. {pbx}" in line
+
+
+def test_one_sync_window_is_one_window(pbx, tmp_path):
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    result = cdrgate(
+        "sync", "--pbx", pbx, "--into", mirror,
+        "--since", "2026-05-28 00:00:00", "--until", "2026-05-28 12:00:00",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "1 window, 1 CDR read, 1 new" in result.stdout
+
+
+def test_http_against_an_https_server_suggests_https(db, api_account, tmp_path):
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    app = create_app(Settings(database=db.url, access_log=False), database=db)
+    with live_server(app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as port:
+        url = f"http://127.0.0.1:{port}"
+        line = one_error_line(cdrgate("download", "--pbx", url, *RANGE, "-o", "-"))
+    assert f"try https://127.0.0.1:{port}" in line

@@ -8,7 +8,6 @@ from cdrgate.cli import app
 from cdrgate.passwords import md5_hex
 from cdrgate.services.auth import AuthService
 from cdrgate.settings import Settings
-from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 
 runner = CliRunner()
@@ -18,12 +17,11 @@ def invoke(database_url: str, *args: str, stdin: str | None = None):
     return runner.invoke(app, [*args, "--database", database_url], input=stdin)
 
 
-def test_api_user_from_stdin_can_log_in_and_is_stored_hashed(database_url, clock):
+def test_api_user_from_stdin_can_log_in_and_is_stored_hashed(db, database_url, clock):
     result = invoke(
         database_url, "api-user", "set", "crm", "--password-stdin", stdin="s3cret-pass\n"
     )
     assert result.exit_code == 0, result.output
-    db = Database(database_url)
     token = AuthService(db, Settings(), clock).login("crm", md5_hex("s3cret-pass"), "127.0.0.1", {})
     assert len(token) == 32
     with db.read() as conn:
@@ -34,11 +32,10 @@ def test_api_user_from_stdin_can_log_in_and_is_stored_hashed(database_url, clock
     assert "s3cret-pass" not in stored and md5_hex("s3cret-pass") not in stored
 
 
-def test_generated_password_is_printed_once_and_works(database_url, clock):
+def test_generated_password_is_printed_once_and_works(db, database_url, clock):
     result = invoke(database_url, "api-user", "set", "crm", "--generate")
     password = result.stdout.strip()
     assert result.exit_code == 0 and len(password) >= 16
-    db = Database(database_url)
     assert AuthService(db, Settings(), clock).login("crm", md5_hex(password), "127.0.0.1", {})
 
 
@@ -53,7 +50,7 @@ def test_no_password_source_is_a_usage_error(database_url):
     assert result.exit_code == 2 and "--password-stdin" in result.output
 
 
-def test_list_and_delete_users(database_url):
+def test_list_and_delete_users(db, database_url):
     invoke(database_url, "api-user", "set", "b-user", "--generate")
     invoke(database_url, "api-user", "set", "a-user", "--generate")
     assert invoke(database_url, "api-user", "list").stdout.split() == ["a-user", "b-user"]
@@ -90,8 +87,8 @@ def test_unsupported_database_url_is_a_clear_error():
     assert result.exit_code == 2 and "unsupported database" in result.output
 
 
-def test_unreachable_database_is_a_clear_error(tmp_path):
-    url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}"
+def test_unreachable_database_is_a_clear_error():
+    url = "postgresql://nobody@127.0.0.1:1/nothing"  # nothing listens on port 1
     result = runner.invoke(app, ["api-user", "list", "--database", url])
     assert result.exit_code == 3 and "database unavailable" in result.output
 

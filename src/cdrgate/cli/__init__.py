@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from cdrgate.cli import audit, client_cmds, data, database, ingest, serve, users
+from cdrgate import __version__
+from cdrgate.cli import audit, client_cmds, data, database, help_format, ingest, serve, users
+
+help_format.install()
 
 app = typer.Typer(
     name="cdrgate",
@@ -12,7 +17,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdrgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Yeastar S-Series compatible CDR download server, importer and client."""
+
+
 app.command("serve")(serve.serve)
 app.command("import")(data.import_files)
 app.command("seed")(data.seed)

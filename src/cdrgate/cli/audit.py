@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_database
+from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_existing
 from cdrgate.errors import UsageError
-from cdrgate.storage import audit
+from cdrgate.services.audit_log import AuditQuery, attempts
 
 COLUMNS = ("when", "account", "client_ip", "api", "filter", "rows", "bytes", "outcome")
 
@@ -20,6 +20,7 @@ class Outcome(StrEnum):
     ok = "ok"
     failed = "failed"
     aborted = "aborted"
+    cut = "cut"
 
 
 def _instant_ms(text: str | None, option: str) -> int | None:
@@ -82,17 +83,15 @@ def audit_log(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Show download attempts (when, account, IP, filter, rows, bytes, outcome)."""
-    db = open_database(database)
-    with db.read() as conn:
-        rows = audit.query(
-            conn,
-            since_ms=_instant_ms(since, "--since"),
-            until_ms=_instant_ms(until, "--until"),
-            account=account,
-            client_ip=ip,
-            outcome=outcome.value if outcome else None,
-            limit=limit,
-        )
+    query = AuditQuery(
+        since_ms=_instant_ms(since, "--since"),
+        until_ms=_instant_ms(until, "--until"),
+        account=account,
+        client_ip=ip,
+        outcome=outcome.value if outcome else None,
+        limit=limit,
+    )
+    rows = attempts(open_existing(database, write=False), query)
     records = [_record(row) for row in rows]
     if as_json:
         for record in records:

@@ -16,9 +16,10 @@ from typing import Annotated, BinaryIO
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cdrgate.cli.common import cli_errors, err, open_database, out, read_secret_stdin
-from cdrgate.client import CdrClient, DownloadStats
+from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin
+from cdrgate.client import CdrClient, DownloadStats, split_api_url
 from cdrgate.errors import UsageError
+from cdrgate.services import stores
 from cdrgate.services.sync import DEFAULT_OVERLAP, sync_pbx
 from cdrgate.timefmt import parse_pbx_time
 
@@ -46,7 +47,12 @@ PasswordStdinOption = Annotated[
     ),
 ]
 ApiVersionOption = Annotated[
-    ApiVersionChoice, typer.Option("--api-version", help="API version of the PBX.")
+    ApiVersionChoice | None,
+    typer.Option(
+        "--api-version",
+        help="API version of the PBX (else the one in --pbx's path).",
+        show_default=ApiVersionChoice.v1.value,
+    ),
 ]
 InsecureOption = Annotated[
     bool, typer.Option("--insecure", help="Do not verify the PBX's TLS certificate.")
@@ -78,11 +84,15 @@ def _time(option: str, text: str | None) -> str | None:
     return text.strip()
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _client(
     pbx: str,
     username: str,
     password_stdin: bool,
-    api_version: ApiVersionChoice,
+    api_version: ApiVersionChoice | None,
     insecure: bool,
     ca_file: Path | None,
     timeout: float,
@@ -91,11 +101,13 @@ def _client(
     if insecure and ca_file is not None:
         raise UsageError("give --insecure or --ca-file, not both")
     try:
+        # A pasted API URL (http://pbx:8088/api/v2.0.0/) also says which version to speak.
+        url_version = split_api_url(pbx)[1]
         return CdrClient(
             pbx,
             username,
             _password(password_stdin),
-            api_version=api_version.value,
+            api_version=api_version.value if api_version else url_version or "v1.1.0",
             verify=False if insecure else (ca_file if ca_file is not None else True),
             timeout=timeout,
             window=timedelta(hours=window_hours),
@@ -138,7 +150,11 @@ def _output(target: str) -> Iterator[BinaryIO]:
     path = Path(target)
     partial = path.with_name(path.name + ".part")
     try:
-        with partial.open("wb") as stream:
+        stream = partial.open("wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with stream:
             yield stream
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -160,7 +176,7 @@ def download(
     format: Annotated[
         OutputFormat, typer.Option("--format", help="csv (as the PBX sends) or jsonl (typed).")
     ] = OutputFormat.csv,
-    api_version: ApiVersionOption = ApiVersionChoice.v1,
+    api_version: ApiVersionOption = None,
     insecure: InsecureOption = False,
     ca_file: CaFileOption = None,
     timeout: TimeoutOption = 30.0,
@@ -189,7 +205,7 @@ def download(
                 stream.write(line)
                 rows, size = rows + 1, size + len(line)
     where = "stdout" if output == "-" else output
-    err.print(f"{rows} CDRs, {size} bytes -> {where}", highlight=False)
+    err.print(f"{_plural(rows, 'CDR')}, {_plural(size, 'byte')} -> {where}", highlight=False)
 
 
 @cli_errors
@@ -205,12 +221,13 @@ def sync(
         typer.Option("--since", help="Start here (required the first time); else resume."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Stop here [default: a day past now].")
+        str | None,
+        typer.Option("--until", help="Stop here.", show_default="a day past now"),
     ] = None,
     overlap_minutes: Annotated[
         int, typer.Option("--overlap-minutes", min=0, help="Re-read this much before the mark.")
     ] = int(DEFAULT_OVERLAP.total_seconds() // 60),
-    api_version: ApiVersionOption = ApiVersionChoice.v1,
+    api_version: ApiVersionOption = None,
     insecure: InsecureOption = False,
     ca_file: CaFileOption = None,
     timeout: TimeoutOption = 30.0,
@@ -221,7 +238,7 @@ def sync(
     client = _client(
         pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
     )
-    db = open_database(into)
+    db = stores.open_or_create(into).db  # --into says it is created if new
     try:
         with client, _progress("syncing") as update:
             result = sync_pbx(
@@ -236,6 +253,7 @@ def sync(
         db.dispose()
     out.print(
         f"{result.pbx_url} (serial {result.sn or 'unknown'}): {result.start} .. {result.end}, "
-        f"{result.windows} windows, {result.rows} CDRs read, {result.added} new",
+        f"{_plural(result.windows, 'window')}, {_plural(result.rows, 'CDR')} read, "
+        f"{result.added} new",
         highlight=False,
     )

@@ -20,8 +20,8 @@ from cdrgate.errors import (
     StorageUnavailable,
     UsageError,
 )
+from cdrgate.services import stores
 from cdrgate.settings import DEFAULT_DATABASE
-from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 
 # Messages carry user data (file names, CSV cells, URLs): no markup, emoji codes or
@@ -51,10 +51,12 @@ DEFAULT_DB = DEFAULT_DATABASE
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Exit codes: 1 = the work failed (bad data, refused), 2 = usage, 3 = storage unavailable.
+# Exit codes (the README's table): 1 = the work failed (bad data, refused), 2 = usage,
+# 3 = storage unavailable, 4 = `serve` cannot listen (the port is taken).
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
+EXIT_PORT = 4
 
 
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -77,11 +79,17 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
-    db = Database(url)
-    if migrate:
-        schema.upgrade(db)
-    return db
+def open_database(url: str) -> Database:
+    """The store for a command that fills it (import, seed, sync, serve): created if new."""
+    opened = stores.open_or_create(url)
+    if opened.created is not None:
+        say("note:", f"created a new database at {opened.created}", "yellow")
+    return opened.db
+
+
+def open_existing(url: str, *, write: bool) -> Database:
+    """The store for a command that reads it or administers it: it must exist already."""
+    return stores.open_existing(url, write=write)
 
 
 def read_secret_stdin() -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, out
+from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_database, out
+from cdrgate.services import stores
 from cdrgate.storage import schema
-from cdrgate.storage.db import Database
 
 app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
@@ -15,7 +15,8 @@ app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 @cli_errors
 def upgrade(database: DatabaseOption = DEFAULT_DB) -> None:
     """Create or upgrade the schema to this version's newest revision."""
-    revision = schema.upgrade(Database(database))
+    open_database(database).dispose()
+    revision = schema.head_revision()
     out.print(f"schema at revision {revision}")
 
 
@@ -23,7 +24,7 @@ def upgrade(database: DatabaseOption = DEFAULT_DB) -> None:
 @cli_errors
 def status(database: DatabaseOption = DEFAULT_DB) -> None:
     """Show the schema revision of the database and of this code."""
-    current = schema.check(Database(database))
+    current = stores.revision(database)
     head = schema.head_revision()
     out.print(f"database: {current or 'empty'}  code: {head}")
     if current != head:

@@ -196,13 +196,19 @@ def prune_command(
     max_records: Annotated[
         int | None,
         typer.Option(
-            "--max-records", min=0, help="Keep the newest N CDRs [default: retention setting]."
+            "--max-records",
+            min=0,
+            help="Keep the newest N CDRs.",
+            show_default="the retention setting",
         ),
     ] = None,
     max_age_days: Annotated[
         int | None,
         typer.Option(
-            "--max-age-days", min=0, help="Remove CDRs older than D days [default: setting]."
+            "--max-age-days",
+            min=0,
+            help="Remove CDRs older than D days.",
+            show_default="the retention setting",
         ),
     ] = None,
     dry_run: Annotated[

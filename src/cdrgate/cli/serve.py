@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 from typing import Annotated
 
 import typer
@@ -12,11 +14,20 @@ from starlette.applications import Starlette
 
 from cdrgate import logredact, tls
 from cdrgate.app import create_app
-from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database, say
-from cdrgate.http_lenient import LenientHttpToolsProtocol
+from cdrgate.cli.common import (
+    DEFAULT_DB,
+    EXIT_PORT,
+    DatabaseOption,
+    cli_errors,
+    err,
+    open_database,
+    say,
+)
+from cdrgate.errors import UsageError
+from cdrgate.http_protocol import LenientHttpToolsProtocol
 from cdrgate.iprules import parse_networks
+from cdrgate.services import accounts
 from cdrgate.settings import SETTINGS, Settings
-from cdrgate.storage import accounts
 
 # How `--workers N` hands the log level to its worker processes (settings go as CDRGATE_*).
 LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
@@ -55,6 +66,27 @@ def serve(
             help="Reverse proxy whose X-Forwarded-For names the client (repeat); none by default.",
         ),
     ] = None,
+    idle_timeout: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="SECONDS",
+            help=(
+                "Close connections silent this long before a request "
+                f"(default {Settings.idle_timeout_seconds}, or CDRGATE_IDLE_TIMEOUT_SECONDS)."
+            ),
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Answer 503 past this many open connections per process "
+                f"(default {Settings.max_connections}, or CDRGATE_MAX_CONNECTIONS)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
     settings = Settings.from_env(
@@ -62,9 +94,11 @@ def serve(
         self_signed=self_signed or None, csv_safe=csv_safe or None,
         permitted_networks=tuple(permit) if permit else None,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else None,
+        idle_timeout_seconds=idle_timeout, max_connections=max_connections,
     )  # fmt: skip
     check_networks(settings.trusted_proxies, "--trusted-proxy")
     check_networks(settings.permitted_networks, "--permit")
+    check_port_free(settings.host, settings.port)
     configure_logging(log_level)
     certificate = tls.server_files(settings)
     if certificate is not None:
@@ -75,13 +109,12 @@ def serve(
             soft_wrap=True,
         )
     db = open_database(settings.database)
-    with db.read() as conn:
-        if not accounts.names(conn):
-            say(
-                "warning:",
-                "no API user yet; create one with 'cdrgate api-user set NAME --password-stdin'",
-                "yellow",
-            )
+    if not accounts.names(db):
+        say(
+            "warning:",
+            "no API user yet; create one with 'cdrgate api-user set NAME --password-stdin'",
+            "yellow",
+        )
     if workers > 1:
         # Each worker process builds its own app (and pool) from the environment.
         db.dispose()
@@ -101,7 +134,14 @@ def serve(
         server_header=False,
         ssl_certfile=certificate.cert if certificate else None,
         ssl_keyfile=certificate.key if certificate else None,
-        http=LenientHttpToolsProtocol,  # raw spaces in links, as the device accepts
+        http=LenientHttpToolsProtocol,  # raw spaces in links; the request-head timeout
+        # Only --trusted-proxy decides whose X-Forwarded-For is believed (services.proxies);
+        # uvicorn's own handling would trust any loopback client's header.
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        # The protocol uses this as its request-head timeout too: one bound on silence.
+        timeout_keep_alive=settings.idle_timeout_seconds,
+        limit_concurrency=settings.max_connections,  # past it uvicorn answers 503
     )
 
 
@@ -124,6 +164,27 @@ def settings_environ(settings: Settings) -> dict[str, str]:
     return environ
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Exit with one line (and EXIT_PORT) when the port is taken, before anything is touched.
+
+    uvicorn would log a multi-line startup failure and exit 3, which the README's table says
+    means "database unavailable"."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port in TIME_WAIT after a restart counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            say(
+                "error:",
+                f"port {port} on {host} is in use: choose another with --port or CDRGATE_PORT",
+            )
+            raise typer.Exit(EXIT_PORT) from None
+
+
 def check_networks(specs: tuple[str, ...], option: str) -> None:
     parse_networks(specs, option)
 
@@ -133,3 +194,7 @@ def configure_logging(level: str) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logredact.install()
+    # Alembic reports every start's schema check at INFO (four lines of no news).
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    )

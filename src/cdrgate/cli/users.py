@@ -13,14 +13,14 @@ from cdrgate.cli.common import (
     DatabaseOption,
     cli_errors,
     err,
-    open_database,
+    open_existing,
     out,
     read_secret_stdin,
 )
 from cdrgate.clock import system_clock
 from cdrgate.errors import UsageError
+from cdrgate.services import accounts
 from cdrgate.services.auth import set_api_user
-from cdrgate.storage import accounts, login_guard
 
 app = typer.Typer(
     help="Manage API accounts (the PBX's API username and password).", no_args_is_help=True
@@ -48,7 +48,7 @@ def set_user(
     password = passwords.new_password() if generate else read_secret_stdin()
     if len(password) < MIN_PASSWORD:
         raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
-    db = open_database(database)
+    db = open_existing(database, write=True)
     set_api_user(db, name, password, int(system_clock() * 1000))
     if generate:
         out.print(password, highlight=False)
@@ -62,10 +62,8 @@ def set_user(
 @cli_errors
 def list_users(database: DatabaseOption = DEFAULT_DB) -> None:
     """List API accounts."""
-    db = open_database(database)
-    with db.read() as conn:
-        for name in accounts.names(conn):
-            out.print(name, highlight=False)
+    for name in accounts.names(open_existing(database, write=False)):
+        out.print(name, highlight=False)
 
 
 @app.command("delete")
@@ -75,10 +73,8 @@ def delete_user(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Delete an API account."""
-    db = open_database(database)
-    with db.write() as conn:
-        if not accounts.remove(conn, name):
-            raise UsageError(f"no API user {name!r}")
+    if not accounts.delete(open_existing(database, write=True), name):
+        raise UsageError(f"no API user {name!r}")
     err.print(f"API user {name!r} deleted")
 
 
@@ -89,7 +85,5 @@ def unlock(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Lift a login lockout (as the device's "blocked API IP" list does)."""
-    db = open_database(database)
-    with db.write() as conn:
-        count = login_guard.unlock(conn, ip)
+    count = accounts.unlock(open_existing(database, write=True), ip)
     err.print(f"cleared {count} lockout record(s)")

@@ -12,6 +12,7 @@ from cdrgate.client._client import (
     CdrClient,
     DownloadResult,
     DownloadStats,
+    split_api_url,
 )
 from cdrgate.client._errors import (
     AuthenticationFailed,
@@ -37,4 +38,5 @@ __all__ = [
     "PbxError",
     "ProtocolError",
     "TlsError",
+    "split_api_url",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import ssl
 import time
@@ -49,6 +50,11 @@ LOCKOUT = timedelta(minutes=10)
 RANDOM_ATTEMPTS = 3
 MAX_ERROR_BODY = 64 * 1024
 TOKEN_ERRNOS = frozenset({Errno.TOKEN_UNKNOWN, Errno.TOKEN_EMPTY, Errno.TOKEN_EXPIRED})
+
+# An API URL pasted where the base URL belongs: .../api/v1.1.0/ (or .../api/v1.1.0/login).
+_API_PATH = re.compile(r"(?P<base>.*?)/api/(?P<version>v[0-9][0-9.]*)(?:/.*)?")
+# What OpenSSL says when the other side answers a ClientHello in plain text.
+_PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"})
 
 T = TypeVar("T")
 Verify = bool | str | os.PathLike[str]
@@ -101,7 +107,13 @@ class CdrClient:
             raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("the PBX URL must start with https:// or http://")
-        self.base_url = base_url.rstrip("/")
+        base_url, url_version = split_api_url(base_url)
+        if url_version is not None and url_version != api_version:
+            raise ValueError(
+                f"the URL names API {url_version} but the API version is {api_version}: "
+                f"give the PBX base URL ({base_url}) and the API version separately"
+            )
+        self.base_url = base_url
         self.api_version = api_version
         self.selector = SELECTOR_FIELD[api_version]
         self.window = window
@@ -365,6 +377,23 @@ def _typed(fields: list[str]) -> Cdr:
         raise ProtocolError(f"bad CDR in the download: {exc}") from None
 
 
+def split_api_url(url: str) -> tuple[str, str | None]:
+    """``http://pbx:8088/api/v2.0.0/`` -> (``http://pbx:8088``, ``v2.0.0``); a base URL -> (it, None).
+
+    A URL naming a version the SDK does not speak is refused with what to give instead."""
+    url = url.strip().rstrip("/")
+    match = _API_PATH.fullmatch(url)
+    if match is None:
+        return url, None
+    base, version = match["base"], match["version"]
+    if version not in API_VERSIONS:
+        raise ValueError(
+            f"{url} names API {version}, which this client does not speak "
+            f"({', '.join(API_VERSIONS)}): give the PBX base URL, e.g. {base}"
+        )
+    return base, version
+
+
 def _ssl_context(verify: Verify) -> ssl.SSLContext | bool:
     if verify is True:
         return ssl.create_default_context()
@@ -380,6 +409,11 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLError):
+            if cause.reason in _PLAIN_HTTP_REASONS:
+                return TlsError(
+                    f"{base_url} answered in plain HTTP, not HTTPS: "
+                    f"use {_swap_scheme(base_url, 'http')}"
+                )
             reason = cause.reason or str(cause)
             if isinstance(cause, ssl.SSLCertVerificationError):
                 reason = f"certificate verify failed: {cause.verify_message}"
@@ -392,7 +426,17 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"cannot connect to {base_url}: {_first_line(exc)}")
+    if isinstance(exc, httpx.RemoteProtocolError) and base_url.startswith("http://"):
+        # An HTTPS server drops a plain-text request without an answer.
+        return ConnectError(
+            f"{base_url} closed the connection without answering "
+            f"(does it speak HTTPS? try {_swap_scheme(base_url, 'https')})"
+        )
     return ConnectError(f"connection to {base_url} failed: {_first_line(exc)}")
+
+
+def _swap_scheme(url: str, scheme: str) -> str:
+    return scheme + url[url.index(":") :]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,104 @@
+"""The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient and with a head timeout.
+
+Two differences from uvicorn's own, both at the socket edge where no ASGI middleware can reach:
+
+- Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
+  The Yeastar docs print download links with literal spaces in the times
+  (``...&starttime=2018-11-07 00:00:00&...``), and clients that paste such a link into a
+  request line unencoded (PHP's ``file_get_contents``, raw sockets) work against the device.
+  Strict parsers answer 400, so spaces in the target are percent-encoded before the parser runs.
+- A connection that does not complete a request head within ``timeout_keep_alive`` seconds is
+  closed. uvicorn only times out the idle gap *after* a response; a client that connects and
+  sends nothing (or a byte a minute) would otherwise hold its socket forever, and a thousand of
+  them exhaust the file limit. One value bounds both waits, so ``serve`` passes the
+  ``idle_timeout_seconds`` setting as uvicorn's keep-alive timeout.
+
+This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
+release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_REQUEST_LINE = re.compile(rb"([A-Z]{3,10}) (.+) (HTTP/\d\.\d)")
+MAX_REQUEST_LINE = 64 * 1024
+# What the start of a request line can look like while it is still arriving ("GE", "GET ").
+# Anything else (a TLS ClientHello from an https:// client, binary junk) goes to the parser at
+# once, which refuses it, instead of waiting for a line end that will never come.
+_REQUEST_START = re.compile(rb"[A-Z]{0,10}(?: |$)")
+
+
+def fix_request_line(line: bytes) -> bytes:
+    """``GET /a?t=1 2 HTTP/1.1`` -> ``GET /a?t=1%202 HTTP/1.1``; other lines are left alone."""
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None or b" " not in match[2]:
+        return line
+    return b" ".join((match[1], match[2].replace(b" ", b"%20"), match[3]))
+
+
+class LenientHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at_request_start = True
+        self._pending = b""
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # -- the head timeout -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request may already be running; it has its head.
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.logger.debug("closing a connection that sent no complete request head in time")
+            self.transport.close()
+
+    # -- raw spaces in the request target ---------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._at_request_start:
+            data = self._pending + data
+            end = data.find(b"\r\n")
+            if end == -1 and len(data) < MAX_REQUEST_LINE and _REQUEST_START.match(data):
+                self._pending = data  # wait for the whole request line
+                return
+            self._pending = b""
+            self._at_request_start = False
+            if end != -1:
+                data = fix_request_line(data[:end]) + data[end:]
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        # The next bytes on this connection (no pipelining) start a new request line.
+        self._at_request_start = True
+        super().on_message_complete()

@@ -1,0 +1,102 @@
+"""Opening the store for a command: which commands may create it, and which may migrate it.
+
+A mistyped or forgotten ``--database`` must not leave an empty ``./cdrgate.db`` behind (and
+then answer "0 records" against it), and a read must never change a schema. So:
+
+- ``open_or_create``: ``serve``, ``import``, ``seed``, ``sync`` and ``db upgrade`` may create a
+  store and migrate it; the caller is told where a new one was made.
+- ``open_existing(write=True)``: admin commands that write migrate an existing store only.
+- ``open_existing(write=False)``: read-only commands refuse a missing or out-of-date schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from cdrgate.errors import SchemaError, UsageError
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database, normalise_url
+
+SQLITE_URL_HELP = "a SQLite URL is sqlite:///relative/file.db or sqlite:////absolute/file.db"
+_CREATORS = "cdrgate db upgrade, import, seed or serve"
+
+
+@dataclass(frozen=True)
+class Opened:
+    db: Database
+    created: str | None  # where a new store was made; None if it existed
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite).
+
+    ``sqlite://x.db`` (two slashes) reads as a host named x.db and would silently open an
+    in-memory database: it is refused with what the URL should look like."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception:  # sqlalchemy raises ArgumentError for junk; Database says it better
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if parsed.host or parsed.port or parsed.username:
+        raise UsageError(f"not a SQLite URL: {url!r}: {SQLITE_URL_HELP}")
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def open_or_create(url: str) -> Opened:
+    """The store at ``url``, created and migrated to the newest schema as needed."""
+    path = sqlite_file(url)
+    new = path is not None and not path.exists()
+    if path is not None and new and not path.parent.is_dir():
+        raise UsageError(
+            f"cannot create the database {path.absolute()}: "
+            f"the directory {path.parent.absolute()} does not exist"
+        )
+    db = Database(url)
+    new = new or (path is None and schema.current_revision(db) is None)
+    schema.upgrade(db)
+    where = str(path.absolute()) if path is not None else _shown(db)
+    return Opened(db, where if new else None)
+
+
+def open_existing(url: str, *, write: bool) -> Database:
+    """The store at ``url`` if it exists; a writer migrates it, a reader needs it current."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise UsageError(f"no database at {path.absolute()} (create it with {_CREATORS})")
+    db = Database(url)
+    current = schema.check(db)
+    if current is None:
+        db.dispose()
+        raise UsageError(f"no cdrgate schema in {_shown(db)} yet (create it with {_CREATORS})")
+    if write:
+        schema.upgrade(db)
+    elif current != schema.head_revision():
+        db.dispose()
+        raise SchemaError(
+            f"the database schema ({current}) is older than this cdrgate "
+            f"({schema.head_revision()}): run cdrgate db upgrade"
+        )
+    return db
+
+
+def _shown(db: Database) -> str:
+    """The URL without its password."""
+    return db.engine.url.render_as_string(hide_password=True)
+
+
+def revision(url: str) -> str | None:
+    """The schema revision of the store at ``url``; None if there is no store or no schema."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        return None
+    db = Database(url)
+    try:
+        return schema.check(db)
+    finally:
+        db.dispose()

@@ -1,0 +1,114 @@
+"""Which commands may create or migrate a store, and what a bad ``--database`` says."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from typer.testing import CliRunner
+
+from cdrgate.cli import app
+from cdrgate.services import stores
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
+
+runner = CliRunner()
+READ_ONLY = [["api-user", "list"], ["audit"]]
+ADMIN = [
+    ["api-user", "unlock"],
+    ["api-user", "delete", "x"],
+    ["api-user", "set", "x", "--generate"],
+]
+
+
+def run(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("command_args", READ_ONLY + ADMIN, ids=" ".join)
+def test_read_only_and_admin_commands_refuse_a_store_that_does_not_exist(
+    command_args, database_url
+):
+    result = run(*command_args, "--database", database_url)
+    assert result.exit_code == 2
+    assert "cdrgate db upgrade" in result.stderr
+    assert stores.revision(database_url) is None  # nothing was created
+    if database_url.startswith("sqlite"):
+        assert "no database at" in result.stderr
+
+
+def test_without_database_option_no_cdrgate_db_appears_in_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CDRGATE_DATABASE", raising=False)
+    result = run("api-user", "unlock")
+    assert result.exit_code == 2 and str(tmp_path / "cdrgate.db") in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("creator", [["db", "upgrade"], ["seed", "--count", "3"]], ids=" ".join)
+def test_creating_commands_say_where_they_created_the_store(creator, tmp_path):
+    path = tmp_path / "new.db"
+    result = run(*creator, "--database", f"sqlite:///{path}")
+    assert result.exit_code == 0, result.output
+    assert f"created a new database at {path}" in result.stderr
+    again = run(*creator, "--database", f"sqlite:///{path}")
+    assert "created" not in again.stderr
+
+
+def test_a_store_in_a_missing_directory_names_the_path_and_the_cause(tmp_path):
+    path = tmp_path / "no-such-dir" / "x.db"
+    result = run("db", "upgrade", "--database", f"sqlite:///{path}")
+    assert result.exit_code == 2
+    assert f"cannot create the database {path}" in result.stderr
+    assert f"the directory {path.parent} does not exist" in result.stderr
+
+
+def test_a_sqlite_url_with_two_slashes_says_what_a_sqlite_url_looks_like(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("db", "upgrade", "--database", "sqlite://x.db")
+    assert result.exit_code == 2
+    assert "sqlite:///relative/file.db or sqlite:////absolute/file.db" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_commands_do_not_touch_a_file_without_a_schema(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    result = run("api-user", "list", "--database", f"sqlite:///{path}")
+    assert result.exit_code == 2 and "no cdrgate schema" in result.stderr
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"unrelated"}
+
+
+def _migrate_to_the_revision_before_head(url: str) -> str:
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    previous = ScriptDirectory.from_config(config).get_revision(schema.head_revision())
+    assert previous is not None and isinstance(previous.down_revision, str)
+    db = Database(url)
+    with db.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, previous.down_revision)
+        conn.commit()
+    db.dispose()
+    return previous.down_revision
+
+
+def test_only_commands_that_write_migrate_an_old_schema(database_url):
+    old = _migrate_to_the_revision_before_head(database_url)
+    for read_only in READ_ONLY:
+        result = run(*read_only, "--database", database_url)
+        assert result.exit_code == 1 and "run cdrgate db upgrade" in result.stderr
+    assert stores.revision(database_url) == old
+    assert run("api-user", "unlock", "--database", database_url).exit_code == 0
+    assert stores.revision(database_url) == schema.head_revision()
+    assert run("api-user", "list", "--database", database_url).exit_code == 0

@@ -1,0 +1,114 @@
+"""A real ``cdrgate serve`` at the socket edge: silent connections, the connection cap, a
+taken port, https:// against plain HTTP, and a quiet start."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cdrgate.client import CdrClient, TlsError
+from tests.servers import CLI, PASSWORD, Server, ServerFactory
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    factory = ServerFactory(tmp_path_factory.mktemp("edge"))
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def edge_server(servers: ServerFactory) -> Server:
+    return servers("--idle-timeout", "1")
+
+
+@pytest.fixture(scope="module")
+def capped_server(servers: ServerFactory) -> Server:
+    # Held connections must outlive the test, so the idle timeout is long here.
+    return servers("--idle-timeout", "120", "--max-connections", "4")
+
+
+def connect(server: Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True once the server closes; the 30 s socket timeout only guards against a hang."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def request(sock: socket.socket) -> bytes:
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock.recv(65536)
+
+
+def test_a_socket_that_sends_nothing_is_closed(edge_server):
+    with connect(edge_server) as sock:
+        assert closed_by_server(sock)
+
+
+def test_a_request_head_that_never_completes_is_closed(edge_server):
+    with connect(edge_server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        assert closed_by_server(sock)
+
+
+def test_a_kept_alive_connection_that_falls_silent_is_closed(edge_server):
+    with connect(edge_server) as sock:
+        assert request(sock).startswith(b"HTTP/1.1 200")
+        assert closed_by_server(sock)
+
+
+def test_past_the_connection_cap_a_client_gets_503_and_later_clients_are_served(capped_server):
+    held = [connect(capped_server) for _ in range(3)]
+    try:
+        with connect(capped_server) as sock:
+            assert request(sock).startswith(b"HTTP/1.1 503")
+    finally:
+        for sock in held:
+            sock.close()
+    # The server notices the closed sockets asynchronously: ask again until it has.
+    for _ in range(100):
+        with connect(capped_server) as sock:
+            if request(sock).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.1)
+    pytest.fail("the server did not serve again after the held connections closed")
+
+
+def test_https_against_the_plain_http_server_is_said_at_once(edge_server):
+    url = f"https://127.0.0.1:{edge_server.port}"
+    with CdrClient(url, "api", PASSWORD, verify=False, timeout=60) as pbx:
+        with pytest.raises(TlsError, match="answered in plain HTTP, not HTTPS: use http://"):
+            pbx.login()
+
+
+def test_serve_on_a_taken_port_is_one_line_and_its_own_exit_code(edge_server, tmp_path):
+    database = tmp_path / "never.db"
+    env = {**os.environ, "CDRGATE_DATABASE": f"sqlite:///{database}"}
+    done = subprocess.run(
+        [*CLI, "serve", "--port", str(edge_server.port)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 4
+    assert done.stderr.strip().splitlines() == [
+        f"error: port {edge_server.port} on 127.0.0.1 is in use: "
+        "choose another with --port or CDRGATE_PORT"
+    ]
+    assert not database.exists()
+
+
+def test_a_start_logs_no_alembic_chatter(edge_server):
+    assert "alembic" not in edge_server.output()
+    assert "Application startup complete" in edge_server.output()

@@ -1,0 +1,58 @@
+"""A real ``cdrgate serve``: forwarding headers from a client that is not a --trusted-proxy
+change nothing. uvicorn's own proxy handling (on by default, trusting loopback) is off."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from cdrgate.services.audit_log import AuditQuery, attempts
+from cdrgate.storage.db import Database
+from tests.servers import PASSWORD_MD5
+
+START, END = "2026-05-02 00:00:00", "2026-05-02 23:59:59"
+SPOOF = {
+    "X-Forwarded-For": "203.0.113.9",
+    "Forwarded": "for=203.0.113.9",
+    "X-Real-IP": "203.0.113.9",
+}
+
+
+def client(server, ip: str = "127.0.0.1") -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=ip)
+    return httpx.Client(base_url=server.base_url, transport=transport, headers=SPOOF, timeout=30)
+
+
+def login(http: httpx.Client, md5: str = PASSWORD_MD5, spoof: str = "203.0.113.9") -> dict:
+    body = {"username": "api", "password": md5, "port": "8260"}
+    headers = {"X-Forwarded-For": spoof, "Forwarded": f"for={spoof}"}
+    return http.post("/api/v1.1.0/login", json=body, headers=headers).json()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_spoofed_forwarded_address_does_not_get_past_permit(start_server, workers):
+    server = start_server("--permit", "127.0.0.2", "--workers", workers)
+    with client(server) as http:
+        assert login(http, spoof="127.0.0.2") == {"status": "Failed", "errno": "20015"}
+
+
+def test_the_audit_and_the_lockout_see_the_socket_address_not_the_headers(start_server):
+    server = start_server(CDRGATE_LOCKOUT_FAILURES="2")
+    with client(server) as http:
+        token = login(http)["token"]
+        body = {"extid": "all", "starttime": START, "endtime": END}
+        random = http.post(f"/api/v1.1.0/cdr/get_random?token={token}", json=body).json()
+        params = {**body, "token": token, "random": random["random"]}
+        assert http.get("/api/v1.1.0/cdr/download", params=params).status_code == 200
+
+        # Each failure claims another origin; all of them count against 127.0.0.1.
+        for n in range(2):
+            assert login(http, "0" * 32, spoof=f"198.51.100.{n}")["errno"] == "20003"
+        assert login(http, spoof="198.51.100.99") == {"status": "Failed", "errno": "20002"}
+
+    db = Database(server.database_url)
+    try:
+        audited = attempts(db, AuditQuery())
+    finally:
+        db.dispose()
+    assert [row.client_ip for row in audited] == ["127.0.0.1"]

@@ -1,0 +1,54 @@
+import asyncio
+import logging
+
+import pytest
+from uvicorn import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from cdrgate.http_protocol import LenientHttpToolsProtocol, fix_request_line
+
+
+@pytest.mark.parametrize(
+    ("line", "fixed"),
+    [
+        (
+            b"GET /api/v1.1.0/cdr/download?starttime=2018-11-07 00:00:00&x=1 HTTP/1.1",
+            b"GET /api/v1.1.0/cdr/download?starttime=2018-11-07%2000:00:00&x=1 HTTP/1.1",
+        ),
+        (b"POST /a?b=c d e HTTP/1.0", b"POST /a?b=c%20d%20e HTTP/1.0"),
+        (b"GET /plain HTTP/1.1", b"GET /plain HTTP/1.1"),
+        (b"garbage without version", b"garbage without version"),
+    ],
+)
+def test_spaces_in_the_target_are_encoded_and_nothing_else_changes(line, fixed):
+    assert fix_request_line(line) == fixed
+
+
+def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
+    """LenientHttpToolsProtocol subclasses uvicorn's private httptools protocol: the hooks it
+    overrides and the attributes it reads must exist, or the pin in pyproject.toml is wrong."""
+    for hook in (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_headers_complete",
+        "on_message_complete",
+        "on_response_complete",
+    ):
+        assert callable(getattr(HttpToolsProtocol, hook)), hook
+
+    async def app(scope, receive, send):  # pragma: no cover - never called
+        raise AssertionError
+
+    loop = asyncio.new_event_loop()
+    try:
+        config = Config(app, timeout_keep_alive=7, log_config=None)
+        protocol = LenientHttpToolsProtocol(
+            config=config, server_state=ServerState(), app_state={}, _loop=loop
+        )
+        assert protocol.timeout_keep_alive == 7
+        assert protocol.loop is loop and protocol.cycle is None
+        assert isinstance(protocol.logger, logging.Logger)
+    finally:
+        loop.close()
