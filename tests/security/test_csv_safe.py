@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cdrgate.cdr import CSV_HEADER, parse_csv_text
+from cdrgate.csvsafe import neutralise, safe_line
 from tests.conftest import Flow, make_cdr
 
 HOSTILE = make_cdr(
@@ -44,3 +47,29 @@ def test_csv_safe_neutralises_formula_cells_and_nothing_else(make_client, api_ac
     )
     assert plain == PLAIN
     assert response.text.endswith(PLAIN.csv_line())  # clean rows keep their exact bytes
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        " =1+1",  # spreadsheets skip leading spaces before a formula
+        "\n=1+1",
+        "\u00a0@SUM(A1)",
+        '\uff1dHYPERLINK("http://evil.example")',  # full-width =
+        "\uff0b1",
+        "\t-2",
+        "\r+3",
+        "\u3000=1",
+    ],
+)
+def test_csv_safe_neutralises_formulas_behind_white_space_and_full_width_signs(cell):
+    assert neutralise(cell) == "'" + cell
+    line = make_cdr(callto=cell).csv_line()
+    [row] = parse_csv_text(CSV_HEADER + safe_line(line))
+    assert row.callto == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["1000", "Zürich", "a=b", "rec-1.wav", " 1000", ""])
+def test_csv_safe_leaves_harmless_cells_alone(cell):
+    line = make_cdr(callto=cell).csv_line()
+    assert safe_line(line) == line
