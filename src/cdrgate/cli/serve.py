@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -100,6 +101,7 @@ def serve(
     check_networks(settings.permitted_networks, "--permit")
     check_port_free(settings.host, settings.port)
     configure_logging(log_level)
+    limit_malloc_arenas()
     certificate = tls.server_files(settings)
     if certificate is not None:
         err.print(
@@ -148,6 +150,7 @@ def serve(
 def app_from_env() -> Starlette:
     """The app of one `--workers N` process: settings from the CDRGATE_* its parent set."""
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
+    limit_malloc_arenas()
     return create_app(Settings.from_env())
 
 
@@ -187,6 +190,26 @@ def check_port_free(host: str, port: int) -> None:
 
 def check_networks(specs: tuple[str, ...], option: str) -> None:
     parse_networks(specs, option)
+
+
+def limit_malloc_arenas() -> None:
+    """Two glibc malloc arenas instead of one per thread (up to 8 per core).
+
+    Downloads build their pages in worker threads; with an arena per thread, freed page
+    memory stays scattered over many arenas. Measured with 60 concurrent slow downloads
+    (bench/slow_readers.py): +252 MB RSS with the default, +123 MB with two. The same as
+    MALLOC_ARENA_MAX=2, which the environment still overrides. No-op off glibc.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
 def configure_logging(level: str) -> None:

@@ -30,7 +30,7 @@ from cdrgate.storage.db import Database
 
 Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid-stream
 
-PAGE_ROWS = 4000
+PAGE_ROWS = 1000
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond, a slice is read again narrower
 FIRST_SPAN_S = 3600
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page

@@ -1,0 +1,82 @@
+"""The database handle under stress: an exhausted pool, a writer waiting for a connection, and
+a SQLite file pulled from under the process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from cdrgate.errors import StorageUnavailable
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
+
+
+@pytest.fixture
+def tight_db(database_url):
+    """One pooled connection, and a short wait for it."""
+    db = Database(database_url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+    schema.upgrade(db)
+    yield db
+    db.dispose()
+
+
+def test_an_exhausted_pool_is_storage_unavailable_not_a_traceback(tight_db):
+    with tight_db.read(), pytest.raises(StorageUnavailable, match="pool"):
+        with tight_db.write():
+            pass
+
+
+def test_a_writer_waiting_for_a_connection_does_not_hold_the_write_lock(tight_db):
+    if not tight_db.is_sqlite:
+        pytest.skip("the process write lock is SQLite's")
+    waiting = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def writer() -> None:
+        waiting.set()
+        try:
+            with tight_db.write():
+                pass
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    slow_pool = Database(tight_db.url, pool_size=1, max_overflow=0, pool_timeout=3)
+    tight_db = slow_pool
+    with tight_db.read():  # holds the only connection
+        thread = threading.Thread(target=writer)
+        thread.start()
+        waiting.wait()
+        time.sleep(0.3)  # let the writer reach the pool's queue
+        lock = tight_db._sqlite_writer
+        assert lock is not None
+        assert lock.acquire(timeout=1), "a writer queued on the pool held the write lock"
+        lock.release()
+        thread.join()
+    assert isinstance(outcome[0], StorageUnavailable)
+    slow_pool.dispose()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_writes_to_a_sqlite_file_deleted_or_replaced_under_the_server_are_refused(
+    tmp_path, how, caplog
+):
+    path = tmp_path / "live.db"
+    db = Database(f"sqlite:///{path}")
+    schema.upgrade(db)
+    with db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+    if how == "deleted":
+        os.remove(path)
+    else:
+        shutil.copy(path, tmp_path / "other.db")
+        os.replace(tmp_path / "other.db", path)
+    with pytest.raises(StorageUnavailable, match=how):
+        with db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+    assert f"was {how} while in use" in caplog.text
+    db.dispose()
