@@ -63,9 +63,10 @@ class RateGuard:
                 raise TooSlow(f"{self._sent} bytes in {elapsed:.0f} s")
             self._started, self._sent = time.monotonic(), 0
 
-    def deadline(self) -> float:
-        """How long one send may block before the window is certainly missed."""
-        return self.window if self.active else float("inf")
+    def deadline(self, size: int) -> float:
+        """How long sending ``size`` bytes may block: a window, plus the time a client at the
+        minimum rate needs to drain it and the chunk still buffered before it."""
+        return self.window + 2 * size / self.min_rate if self.active else float("inf")
 
 
 class ExportResponse(Response):
@@ -100,11 +101,12 @@ class ExportResponse(Response):
                 chunk = await run_sync(self.export.next_chunk, limiter=PAGE_THREADS)
                 if chunk is None:
                     break
-                with anyio.fail_after(guard.deadline()):
+                with anyio.fail_after(guard.deadline(len(chunk))):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 guard.sent(len(chunk))
         except (TooSlow, TimeoutError) as exc:
-            log.warning("download cut: client reads too slowly (%s)", exc or "send blocked")
+            why = str(exc) if isinstance(exc, TooSlow) else "no progress"
+            log.warning("download cut, connection closed: client reads too slowly (%s)", why)
             # Returning without the final chunk makes the server close the connection: the
             # client sees a truncated transfer, never a short file that looks complete.
             return "cut"

@@ -212,11 +212,22 @@ def limit_malloc_arenas() -> None:
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
+def _deliberate_cuts_are_not_errors(record: logging.LogRecord) -> bool:
+    """Returning without the final chunk is ASGI's only way to abort a transfer, which cdrgate
+    does on purpose (a download cut, already logged as a warning with its reason); uvicorn
+    logs that as an error, so its line is demoted to debug."""
+    if record.getMessage() == "ASGI callable returned without completing response.":
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
+    return True
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logredact.install()
+    logging.getLogger("uvicorn.error").addFilter(_deliberate_cuts_are_not_errors)
     # Alembic reports every start's schema check at INFO (four lines of no news).
     logging.getLogger("alembic").setLevel(
         logging.DEBUG if level.lower() == "debug" else logging.WARNING
