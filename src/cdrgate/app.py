@@ -94,7 +94,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.database = db
     return app
 
 
