@@ -37,7 +37,6 @@ def tiny_pages(monkeypatch):
     """Pages of 3 rows, so a handful of CDRs exercises widening, narrowing and dense seconds."""
     monkeypatch.setattr(export, "PAGE_ROWS", 3)
     monkeypatch.setattr(export, "MAX_PAGE_ROWS", 5)
-    monkeypatch.setattr(export, "FIRST_SPAN_S", 2)
 
 
 offsets = st.lists(

@@ -98,7 +98,10 @@ class ExportResponse(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         try:
             while True:
-                chunk = await run_sync(self.export.next_chunk, limiter=PAGE_THREADS)
+                if self.export.ready:  # in memory already: no thread hop
+                    chunk = self.export.next_chunk()
+                else:
+                    chunk = await run_sync(self.export.next_chunk, limiter=PAGE_THREADS)
                 if chunk is None:
                     break
                 with anyio.fail_after(guard.deadline(len(chunk))):

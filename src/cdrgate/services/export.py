@@ -32,7 +32,6 @@ Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid
 
 PAGE_ROWS = 1000
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond, a slice is read again narrower
-FIRST_SPAN_S = 3600
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
 
 
@@ -107,7 +106,9 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
 
 
 def first_page(db: Database, query: CdrQuery, safe: bool) -> Page:
-    return read_page(db, query, Cursor(query.start_ts, FIRST_SPAN_S), safe)
+    """The first page, trying the whole range at once: most downloads (one extension, a day)
+    fit in one page, and a range that does not is narrowed by ``MAX_GROWTH`` a try."""
+    return read_page(db, query, Cursor(query.start_ts, query.end_ts - query.start_ts + 1), safe)
 
 
 Finish = Callable[[Outcome, int, int], None]
@@ -132,6 +133,11 @@ class Export:
         self._on_finish: Finish | None = on_finish
         self.rows = 0
         self.bytes = 0
+
+    @property
+    def ready(self) -> bool:
+        """The next chunk needs no database work (the first page, or the end)."""
+        return self._first is not None or self._cursor.last
 
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end."""
