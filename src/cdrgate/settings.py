@@ -116,11 +116,11 @@ class Settings:
     )
     export_max_concurrent: int = _setting(
         32,
-        "Downloads streaming at once per server process (0 = no limit); beyond: errno 20010.",
+        "Multi-page downloads streaming at once per server process (0 = no limit); beyond: 20010.",
         int,
     )
     export_max_per_account: int = _setting(
-        8, "Downloads streaming at once per API account and process (0 = no limit).", int
+        8, "Multi-page downloads streaming at once per API account and process (0 = no limit).", int
     )
     download_min_rate: int = _setting(
         1024,

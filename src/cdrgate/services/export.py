@@ -164,11 +164,12 @@ class Export:
 
 
 class ExportSlots:
-    """How many exports may run at once in this process: overall and per account.
+    """How many multi-page exports may run at once in this process: overall and per account.
 
-    Exports no longer pin database connections, but each still costs a thread hop per page,
-    a page of memory and a socket; the limits keep one account (or a crowd of slow readers)
-    from taking the capacity every other client needs. Refused: errno 20010 (ask a new random).
+    Exports pin no database connection between pages, but each still reads page after page
+    and holds a page of memory for as long as its client takes; the limits keep one account
+    (or a crowd of slow readers) from taking the capacity every other client needs. A download
+    whose whole result fits in its first page needs no slot. Refused: errno 20010.
     """
 
     class Slot:
