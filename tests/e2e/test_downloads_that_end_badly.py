@@ -92,7 +92,7 @@ def _nothing_pinned(db: Database) -> bool:
         return busy == 0
     with db.connect() as conn:
         idle = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%%'"
         ).scalar_one()
     return idle == 0
 
