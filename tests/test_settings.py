@@ -22,6 +22,7 @@ def test_readme_settings_table_is_generated_from_the_settings():
     spec = importlib.util.spec_from_file_location(
         "settings_table", README.parent / "scripts" / "settings_table.py"
     )
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     text = README.read_text()

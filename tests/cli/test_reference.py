@@ -13,6 +13,7 @@ def reference() -> str:
     spec = importlib.util.spec_from_file_location(
         "cli_reference", ROOT / "scripts" / "cli_reference.py"
     )
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.reference()

@@ -23,7 +23,7 @@ class FakeMonotonic:
 
 def test_an_expired_random_is_retried_with_a_fresh_one(make_sdk, add_cdrs, clock):
     add_cdrs(make_cdr())
-    expired = []
+    expired: list[bool] = []
 
     def expire_first_random(request, _response):
         # The server's clock jumps past the 30 s random lifetime once, right after issuing it.

@@ -88,7 +88,7 @@ def test_an_import_killed_at_random_points_loses_nothing_committed(tmp_path, fil
     assert not list(tmp_path.glob("*.db-journal"))  # WAL mode: no rollback journal left behind
 
 
-def _wait_for_read_offset(process: subprocess.Popen, path, offset: int) -> bool:
+def _wait_for_read_offset(process: subprocess.Popen[bytes], path, offset: int) -> bool:
     """Poll the importer's file position (Linux /proc); False if it exited first."""
     target = str(path)
     for _ in range(60_000):  # about a minute at most

@@ -8,6 +8,7 @@ import io
 import itertools
 import string
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -132,9 +133,12 @@ def records(draw, callid=None):
 
 def stored_form(record: CdrRecord) -> CdrRecord:
     # NUL is dropped on ingest by design (PostgreSQL text cannot hold it); nothing else changes.
-    return CdrRecord(
-        *(value.replace("\x00", "") if isinstance(value, str) else value for value in record)
-    )
+    stripped: dict[str, Any] = {
+        name: value.replace("\x00", "")
+        for name, value in record._asdict().items()
+        if isinstance(value, str)
+    }
+    return record._replace(**stripped)
 
 
 @given(st.lists(records(), max_size=5))

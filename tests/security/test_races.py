@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ def _client(server: Server, source_ip: str = "127.0.0.1") -> httpx.Client:
     return httpx.Client(base_url=server.base_url, transport=transport, timeout=60)
 
 
-def _race(count: int, call) -> list:
+def _race(count: int, call) -> list[Any]:
     start = threading.Barrier(count)
 
     def one(index: int):
