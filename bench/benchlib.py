@@ -13,7 +13,6 @@ import os
 import platform
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from cdrgate.testing import servers
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 BIN = Path(sys.executable).parent
@@ -32,7 +33,6 @@ CDRGATE = str(BIN / "cdrgate")
 SQLITE3 = "/usr/bin/sqlite3"
 API = "/api/v1.1.0"
 BENCH_USER = "bench"
-READY_TIMEOUT_S = 30.0
 
 # The 14 Yeastar columns rebuilt from the stored columns, for the sqlite3 shell references.
 SHELL_COLUMNS = (
@@ -165,61 +165,36 @@ def file_digest(path: Path) -> str:
 # -- server -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
-    base: str
+    """A running server (from the one launcher, cdrgate.testing.servers) and the md5 of the
+    bench user's password."""
+
+    served: servers.Server
     md5: str
 
+    @property
+    def base(self) -> str:
+        return self.served.base_url
+
     def peak_rss_mb(self) -> float:
-        """VmHWM: the process's peak resident set since it started."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        return self.served.peak_rss_mib()
 
     def client(self, timeout: float = 120.0) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=timeout)
+        return httpx.Client(base_url=self.base, timeout=timeout, verify=False)
 
 
 @contextmanager
-def serve(database_url: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+def serve(
+    database_url: str, *extra: str, env: dict[str, str] | None = None, scheme: str = "http"
+) -> Iterator[Server]:
     """`cdrgate serve` on 127.0.0.1 and a free port; stopped (and waited for) on exit."""
     md5 = set_bench_user(database_url)
-    port = free_port()
-    command = [CDRGATE, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--database", database_url, "--log-level", "warning", *extra]
-    process = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"cdrgate serve exited with {process.returncode}")
-            try:
-                httpx.get(base + "/", timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("cdrgate serve did not start") from None
-                time.sleep(0.1)
-        yield Server(process, base, md5)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    DATA.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, **(env or {}), "CDRGATE_DATABASE": database_url}
+    args = ["--log-level", "warning", *extra]
+    with servers.running_server(args, environment, DATA / "serve.log", scheme=scheme) as served:
+        yield Server(served, md5)
 
 
 # -- the API flow -----------------------------------------------------------------------------

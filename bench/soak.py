@@ -3,9 +3,10 @@
     .venv/bin/python bench/soak.py [--seconds 120] [--workers 4] [--self-signed]
 
 Passes (exit 0) with zero unexpected answers and the server's memory flat (RSS growth after
-warm-up under --rss-limit-mib). Prints the state tables at the end: sessions are logged out,
-randoms wait for the purge, only the guessing address holds a lockout. The short version of
-the same flows runs in the test suite (tests/security/test_soak.py).
+the first quarter of the flows under --rss-limit-mib). Prints the state tables at the end:
+sessions are logged out, randoms wait for the purge, only the guessing address holds a
+lockout. A short, fixed-size version of the same flows (cdrgate.testing.soak) runs in the
+test suite (tests/security/test_soak.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchlib as b
 
-from tests.security.soak_flows import run_soak
-from tests.servers import PASSWORD_MD5, ServerFactory
+from cdrgate.testing.soak import run_soak
 
 
 def main() -> int:
@@ -30,17 +30,19 @@ def main() -> int:
     parser.add_argument("--rss-limit-mib", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdrgate-soak-") as directory:
-        factory = ServerFactory(Path(directory))
-        try:
-            serve_args = ("--self-signed",) if args.self_signed else ()
-            server = factory(*serve_args, scheme="https" if args.self_signed else "http")
-            print(f"soaking {server.base_url} for {args.seconds:.0f} s, {args.workers} workers")
+        path = Path(directory) / "cdrgate.db"
+        # The flows download May 2026, so the seeded calls fall there.
+        seed = ["seed", "--count", "300", "--seed", "7", "--start", "2026-05-01", "--days", "30"]
+        b.run([b.CDRGATE, *seed, "--database", b.url(path)])
+        serve_args = ("--self-signed",) if args.self_signed else ()
+        scheme = "https" if args.self_signed else "http"
+        with b.serve(b.url(path), *serve_args, scheme=scheme) as server:
+            print(f"soaking {server.base} for {args.seconds:.0f} s, {args.workers} workers")
             report = run_soak(
-                server.base_url, PASSWORD_MD5, args.seconds, args.workers, server.process.pid
-            )
-        finally:
-            factory.close()
-        conn = sqlite3.connect(Path(directory) / "cdrgate.db")
+                server.base, server.md5, seconds=args.seconds, workers=args.workers,
+                pid=server.served.process.pid, username=b.BENCH_USER,
+            )  # fmt: skip
+        conn = sqlite3.connect(path)
         tables = {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("api_token", "cdr_random", "login_guard", "download_audit")
@@ -52,11 +54,10 @@ def main() -> int:
     print(f"errors       {report.error_count}")
     for error in report.errors:
         print(f"  {error}")
-    if report.rss_kib:
-        print(
-            f"rss          {report.rss_kib[0] / 1024:.1f} -> {report.rss_kib[-1] / 1024:.1f} MiB"
-            f" (growth after warm-up {growth_mib:+.1f} MiB)"
-        )
+    print(
+        f"rss          {report.rss_kib[0] / 1024:.1f} -> {report.rss_kib[-1] / 1024:.1f} MiB"
+        f" (growth after warm-up {growth_mib:+.1f} MiB)"
+    )
     print("tables       " + ", ".join(f"{name}={count}" for name, count in tables.items()))
     ok = report.error_count == 0 and growth_mib < args.rss_limit_mib
     print("PASS" if ok else "FAIL")

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import trustme
 
@@ -22,6 +18,7 @@ from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from tests.client.helpers import free_socket, live_server
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
+from tests.servers import serving
 
 DAYS = ("2026-05-27 00:00:00", "2026-05-29 23:59:59")
 
@@ -45,31 +42,11 @@ def served_db(tmp_path) -> str:
 
 
 @pytest.fixture
-def cdrgate_serve(served_db: str) -> Iterator[str]:
+def cdrgate_serve(served_db: str, tmp_path) -> Iterator[str]:
     """`cdrgate serve` as a child process on a free loopback port; yields its base URL."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # the child binds it; a clash would fail loudly below, not silently
     env = {**os.environ, "CDRGATE_DATABASE": served_db}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cdrgate", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # bounded: about 30 s
-            try:
-                httpx.get(base_url + "/", timeout=0.5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with serving(["--log-level", "warning"], env, tmp_path / "serve.log") as server:
+        yield server.base_url
 
 
 @pytest.mark.e2e

@@ -3,7 +3,8 @@
 Each worker repeats what real integrations do (login, heartbeat, get_random, download in
 both API versions, logout) plus the mistakes they make (replayed random, stale token, wrong
 password from another address), and checks every answer. Memory of the server process is
-sampled from /proc while it runs.
+sampled from /proc after every finished flow, so "once warm" means a share of the work done,
+not of the time spent: the same soak means the same thing on a fast or a loaded machine.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ class SoakReport:
     requests: int = 0
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
-    rss_kib: list[int] = field(default_factory=list)  # one sample per second
+    rss_kib: list[int] = field(default_factory=list)  # one sample per finished flow
 
     def rss_growth_kib(self) -> int:
-        """RSS at the end minus RSS once warm (a quarter of the way in)."""
+        """RSS at the end minus RSS once warm (after the first quarter of the flows)."""
         if len(self.rss_kib) < 4:
-            return 0
+            raise ValueError(f"too few flows to judge memory: {len(self.rss_kib)}")
         return self.rss_kib[-1] - self.rss_kib[len(self.rss_kib) // 4]
 
 
@@ -50,10 +51,18 @@ def rss_kib(pid: int) -> int | None:
 
 
 class _Worker:
-    def __init__(self, base_url: str, password_md5: str, report: SoakReport, lock: threading.Lock):
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password_md5: str,
+        report: SoakReport,
+        lock: threading.Lock,
+    ) -> None:
         self.http = httpx.Client(base_url=base_url, verify=False, timeout=60)
         guesser = httpx.HTTPTransport(local_address=GUESSER_IP, verify=False)
         self.guesser = httpx.Client(base_url=base_url, transport=guesser, timeout=60)
+        self.username = username
         self.password_md5 = password_md5
         self.report = report
         self.lock = lock
@@ -62,7 +71,9 @@ class _Worker:
         self.http.close()
         self.guesser.close()
 
-    def expect(self, what: str, ok: Callable[[httpx.Response], bool], response: httpx.Response):
+    def expect(
+        self, what: str, ok: Callable[[httpx.Response], bool], response: httpx.Response
+    ) -> None:
         with self.lock:
             self.report.requests += 1
             if not ok(response):
@@ -72,13 +83,17 @@ class _Worker:
                         f"{what}: {response.status_code} {response.text[:200]}"
                     )
 
-    def api(self, version: str, endpoint: str, token: str | None = None, **body: Any):
+    def api(
+        self, version: str, endpoint: str, token: str | None = None, **body: Any
+    ) -> httpx.Response:
         params = {"token": token} if token is not None else None
         return self.http.post(f"/api/{version}/{endpoint}", params=params, json=body)
 
     def flow(self, index: int) -> None:
         success = _envelope("Success")
-        login = self.api("v1.1.0", "login", username="api", password=self.password_md5, port="8260")
+        login = self.api(
+            "v1.1.0", "login", username=self.username, password=self.password_md5, port="8260"
+        )
         self.expect("login", success, login)
         token = login.json().get("token", "")
         self.expect(
@@ -98,7 +113,7 @@ class _Worker:
         )
         if index % 5 == 0:
             wrong = self.guesser.post(
-                "/api/v1.1.0/login", json={"username": "api", "password": "0" * 32}
+                "/api/v1.1.0/login", json={"username": self.username, "password": "0" * 32}
             )
             self.expect("wrong login", _failed_login, wrong)
 
@@ -128,37 +143,50 @@ def _failed_login(response: httpx.Response) -> bool:
 
 
 def run_soak(
-    base_url: str, password_md5: str, seconds: float, workers: int = 4, pid: int | None = None
+    base_url: str,
+    password_md5: str,
+    *,
+    seconds: float | None = None,
+    flows: int | None = None,
+    workers: int = 4,
+    pid: int | None = None,
+    username: str = "api",
 ) -> SoakReport:
+    """Run flows on ``workers`` threads for ``seconds`` (the bench) or exactly ``flows`` in all
+    (the tests: a fixed amount of work, whatever the machine's speed)."""
+    if (seconds is None) == (flows is None):
+        raise ValueError("give seconds or flows, not both")
     report = SoakReport()
     lock = threading.Lock()
     started = time.monotonic()
-    deadline = started + seconds
-    done = threading.Event()
+    deadline = started + seconds if seconds is not None else None
+    claimed = 0
 
-    def sample() -> None:
-        while not done.wait(1.0):
-            if pid is not None and (value := rss_kib(pid)) is not None:
-                report.rss_kib.append(value)
+    def claim() -> int | None:
+        nonlocal claimed
+        with lock:
+            if flows is not None and claimed >= flows:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            claimed += 1
+            return claimed - 1
 
     def work() -> None:
-        worker = _Worker(base_url, password_md5, report, lock)
+        worker = _Worker(base_url, username, password_md5, report, lock)
         try:
-            index = 0
-            while time.monotonic() < deadline:
+            while (index := claim()) is not None:
                 worker.flow(index)
-                index += 1
+                sample = rss_kib(pid) if pid is not None else None
                 with lock:
                     report.flows += 1
+                    if sample is not None:
+                        report.rss_kib.append(sample)
         finally:
             worker.close()
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(work) for _ in range(workers)]:
             future.result()
-    done.set()
-    sampler.join()
     report.seconds = time.monotonic() - started
     return report
