@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import Connection, event
 
 from cdrgate.storage.db import Database
 from tests.ingest.conftest import stored_lines
@@ -109,11 +110,32 @@ def test_push_is_post_only(pusher, make_client):
     assert make_client().get(PUSH).json()["errno"] == "20001"
 
 
-def test_the_commit_is_fsynced_and_the_pool_keeps_its_normal_level(db: Database):
+def test_the_commit_that_stores_a_push_runs_at_synchronous_full_and_the_pool_stays_normal(
+    pusher, db: Database
+):
+    """Proves, on the very connection that commits each transaction, at the moment it commits:
+    the commit holding the pushed row runs with synchronous=FULL (SQLite fsyncs the WAL before
+    that commit returns, so the 200 is sent after the fsync), later commits are back at NORMAL,
+    and a second connection sees the row. Cannot prove that the disk honours the fsync: that
+    would take a power cut."""
     if not db.is_sqlite:
-        pytest.skip("SQLite synchronous levels")
+        pytest.skip("SQLite synchronous levels (PostgreSQL commits are durable by default)")
+    commits: list[tuple[int, int]] = []  # (synchronous level, cdr rows) at each commit
 
-    with db.write(durable=True) as conn:
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-    with db.write() as conn:
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    def on_commit(conn: Connection) -> None:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        level = raw.execute("PRAGMA synchronous").fetchone()[0]
+        commits.append((level, raw.execute("SELECT count(*) FROM cdr").fetchone()[0]))
+
+    event.listen(db.engine, "commit", on_commit)
+    try:
+        assert pusher(V2_EVENT).json()["inserted"] == "1"
+        with db.write() as conn:
+            conn.exec_driver_sql("DELETE FROM cdr WHERE 0")
+    finally:
+        event.remove(db.engine, "commit", on_commit)
+    storing = next(level for level, rows in commits if rows == 1)
+    assert storing == 2  # FULL
+    assert commits[-1][0] == 1  # NORMAL again for the pool's next writer
+    assert len(stored_lines(db)) == 1
