@@ -80,6 +80,20 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
+def make_db() -> Iterator[Callable[[str], Database]]:
+    """``make_db(url)``: one more handle on a database, disposed after the test."""
+    opened: list[Database] = []
+
+    def factory(url: str) -> Database:
+        opened.append(Database(url))
+        return opened[-1]
+
+    yield factory
+    for database in opened:
+        database.dispose()
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=1_780_000_000.0)
 
@@ -194,3 +208,5 @@ class Flow:
 @pytest.fixture
 def flow(client: TestClient) -> Flow:
     return Flow(client)
+
+

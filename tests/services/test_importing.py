@@ -8,13 +8,12 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.errors import ImportFailed
 from cdrgate.services.importing import import_yeastar_csv
 from cdrgate.storage import cdrs, schema
-from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 
 START, END = "2026-05-01 00:00:00", "2026-05-31 23:59:59"
 
 
-def test_a_download_reimports_identically(flow, add_cdrs, tmp_path):
+def test_a_download_reimports_identically(flow, add_cdrs, tmp_path, make_db):
     add_cdrs(
         make_cdr(callid="1", callfrom='Q "quoted", comma'),
         make_cdr(callid="2", timestart="2026-05-28 11:00:00", recording="multi\r\nline"),
@@ -24,7 +23,7 @@ def test_a_download_reimports_identically(flow, add_cdrs, tmp_path):
     path = tmp_path / "export.csv"
     path.write_bytes(original)
 
-    other = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    other = make_db(f"sqlite:///{tmp_path / 'other.db'}")
     schema.upgrade(other)
     result = import_yeastar_csv(other, path)
     assert (result.rows, result.inserted) == (3, 3)
