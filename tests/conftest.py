@@ -208,5 +208,3 @@ class Flow:
 @pytest.fixture
 def flow(client: TestClient) -> Flow:
     return Flow(client)
-
-

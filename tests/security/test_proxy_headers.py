@@ -3,6 +3,8 @@ change nothing. uvicorn's own proxy handling (on by default, trusting loopback) 
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -23,7 +25,9 @@ def client(server, ip: str = "127.0.0.1") -> httpx.Client:
     return httpx.Client(base_url=server.base_url, transport=transport, headers=SPOOF, timeout=30)
 
 
-def login(http: httpx.Client, md5: str = PASSWORD_MD5, spoof: str = "203.0.113.9") -> dict:
+def login(
+    http: httpx.Client, md5: str = PASSWORD_MD5, spoof: str = "203.0.113.9"
+) -> dict[str, Any]:
     body = {"username": "api", "password": md5, "port": "8260"}
     headers = {"X-Forwarded-For": spoof, "Forwarded": f"for={spoof}"}
     return http.post("/api/v1.1.0/login", json=body, headers=headers).json()

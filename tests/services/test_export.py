@@ -3,6 +3,8 @@ and nothing held in the database between pages."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,8 +27,8 @@ def _drain(exp: Export) -> str:
     return b"".join(chunks).decode()
 
 
-def _export(db, query: CdrQuery) -> tuple[Export, list[tuple]]:
-    finished: list[tuple] = []
+def _export(db, query: CdrQuery) -> tuple[Export, list[tuple[Any, ...]]]:
+    finished: list[tuple[Any, ...]] = []
     page = first_page(db, query, safe=False)
     exp = Export(db, page, "x.csv", False, lambda *args: finished.append(args))
     return exp, finished
@@ -86,7 +88,9 @@ def test_an_export_holds_no_transaction_between_pages(db, tiny_pages):
             [make_cdr(callid=f"c{i}", timestart=format_pbx_time(BASE + i)) for i in range(20)],
         )
     exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
-    begun = exp.next_chunk() + exp.next_chunk()
+    first, second = exp.next_chunk(), exp.next_chunk()
+    assert first is not None and second is not None
+    begun = first + second
     assert db.connections_in_use() == 0
     if db.is_sqlite:
         with db.connect() as conn:
