@@ -75,8 +75,25 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         except (ImportFailed, SchemaError, CdrgateError) as exc:
             say("error:", str(exc))
             raise typer.Exit(EXIT_FAILED) from None
+        finally:
+            _dispose_opened()
 
     return wrapper
+
+
+# The stores a command opened, closed when it ends (pooled connections must not be left to
+# the garbage collector: on PostgreSQL each is a server session).
+_opened: list[Database] = []
+
+
+def _remember(db: Database) -> Database:
+    _opened.append(db)
+    return db
+
+
+def _dispose_opened() -> None:
+    while _opened:
+        _opened.pop().dispose()
 
 
 def open_database(url: str) -> Database:
@@ -84,12 +101,12 @@ def open_database(url: str) -> Database:
     opened = stores.open_or_create(url)
     if opened.created is not None:
         say("note:", f"created a new database at {opened.created}", "yellow")
-    return opened.db
+    return _remember(opened.db)
 
 
 def open_existing(url: str, *, write: bool) -> Database:
     """The store for a command that reads it or administers it: it must exist already."""
-    return stores.open_existing(url, write=write)
+    return _remember(stores.open_existing(url, write=write))
 
 
 def read_secret_stdin() -> str:
