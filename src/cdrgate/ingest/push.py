@@ -20,7 +20,8 @@ from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, UsageError
 from cdrgate.ingest.newcdr import BadTime, is_newcdr, record_from_event
 from cdrgate.passwords import secret_hash
-from cdrgate.storage import cdrs, ingest_keys
+from cdrgate.storage import ingest_keys
+from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.db import Database
 
 
@@ -90,7 +91,9 @@ class PushReceiver:
             if source is None:
                 raise ApiError(Errno.TOKEN_UNKNOWN, "unknown ingest key")
             records, ignored = map_events(events, source.sn)
-            inserted = cdrs.insert_records(self.db, conn, records)
+            inserter = Inserter(self.db, conn)
+            inserter.add_all(records)
+            inserted = inserter.flush()
         return PushResult(len(records), inserted, ignored)
 
 
@@ -103,3 +106,15 @@ def create_key(db: Database, name: str, sn: str, now_ms: int) -> str:
         if not ingest_keys.create(conn, name, secret_hash(key), sn, now_ms):
             raise UsageError(f"an ingest key named {name!r} exists; delete it first")
     return key
+
+
+def list_keys(db: Database) -> list[ingest_keys.IngestKey]:
+    with db.read() as conn:
+        return list(ingest_keys.all_keys(conn))
+
+
+def delete_key(db: Database, name: str) -> None:
+    """UsageError when there is no such key."""
+    with db.write() as conn:
+        if not ingest_keys.remove(conn, name):
+            raise UsageError(f"no ingest key {name!r}")
