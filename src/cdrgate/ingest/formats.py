@@ -26,7 +26,7 @@ class Format(StrEnum):
 
 @dataclass(frozen=True)
 class FormatSpec:
-    title: str
+    title: str  # "an Asterisk cdr_csv file", for hints
     columns: tuple[str, ...]
     widths: tuple[int, ...]  # column counts a row may have (a header of another is a bad row)
     parse: Callable[[Sequence[str], SourceProfile], Parsed]
@@ -51,7 +51,7 @@ def _yeastar_looks_like(fields: Sequence[str]) -> bool:
 
 FORMATS: dict[Format, FormatSpec] = {
     Format.yeastar: FormatSpec(
-        "Yeastar CDR",
+        "a Yeastar CDR file",
         cdr.CSV_COLUMNS,
         (len(cdr.CSV_COLUMNS),),
         _yeastar_parse,
@@ -60,14 +60,14 @@ FORMATS: dict[Format, FormatSpec] = {
         always_strict=True,
     ),
     Format.asterisk: FormatSpec(
-        "Asterisk cdr_csv",
+        "an Asterisk cdr_csv file",
         asterisk.COLUMNS,
         asterisk.WIDTHS,
         asterisk.record_from_fields,
         asterisk.looks_like_row,
     ),
     Format.freeswitch: FormatSpec(
-        "FreeSWITCH mod_cdr_csv",
+        "a FreeSWITCH mod_cdr_csv file",
         freeswitch.COLUMNS,
         (len(freeswitch.COLUMNS),),
         freeswitch.record_from_fields,
@@ -92,10 +92,10 @@ def row_mapper(fmt: Format, profile: SourceProfile) -> RowMapper:
 
 
 def format_hint(fmt: Format, fields: Sequence[str]) -> str:
-    """ " (...: try --format X)" when a row that ``fmt`` refused looks like another format."""
+    """A hint such as " (...: try --format X)" when a row ``fmt`` refused fits another format."""
     for other, spec in FORMATS.items():
         if other is fmt:
             continue
         if is_header(spec, fields) or spec.looks_like_row(fields):
-            return f" (this looks like a {spec.title} file: try --format {other.value})"
+            return f" (this looks like {spec.title}: try --format {other.value})"
     return ""
