@@ -75,15 +75,21 @@ def _quote(field: str) -> str:
 # The valid range of a duration, decided once: what both engines' INTEGER column holds
 # (PostgreSQL's is 32-bit), and 68 years of call, far beyond any real one.
 MAX_SECONDS = 2**31 - 1
+_MAX_DIGITS = len(str(MAX_SECONDS))
 
 
 def parse_seconds(name: str, text: str) -> int:
     """A duration in whole seconds, 0..``MAX_SECONDS``; ValueError names the field."""
     text = text.strip()
+    # The common case first, in few steps: every imported row has two durations.
+    if text.isdigit() and text.isascii() and len(text) <= _MAX_DIGITS:
+        value = int(text)
+        if value <= MAX_SECONDS:
+            return value
     if not text.isascii() or not text.isdigit():
         raise ValueError(f"{name} is not a whole number of seconds: {text!r}")
     # Checked on the text: int() of a hostile digit string is itself costly.
-    if len(text.lstrip("0")) > len(str(MAX_SECONDS)) or int(text) > MAX_SECONDS:
+    if len(text.lstrip("0")) > _MAX_DIGITS or int(text) > MAX_SECONDS:
         raise ValueError(f"{name} is out of range (0 to {MAX_SECONDS} seconds): {_short(text)}")
     return int(text)
 
@@ -135,20 +141,36 @@ def parse_fields(fields: Sequence[str]) -> tuple[CdrRecord, int]:
     return CdrRecord(callid, timestart, values[2], values[3], call, talk, *values[6:]), ts
 
 
-def iter_csv_rows(stream: TextIO) -> Iterator[tuple[int, list[str]]]:
+class CsvRowError(ValueError):
+    """A CSV file cannot be read past ``line`` (a reader split across lines lost its place)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+def iter_csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for each data row of a Yeastar CDR CSV.
 
-    The header row is optional (recognised by its first cell); a UTF-8 BOM is ignored and
-    both LF and CRLF line ends are accepted. ``line_number`` is where the row starts.
+    ``lines`` are the file's lines with their line ends (a text file opened with
+    ``newline=""``); quoted fields may span lines, and ``line_number`` is where a row starts.
+    The header row is optional (recognised by its first cells); a UTF-8 BOM is ignored and
+    both LF and CRLF line ends are accepted. Unreadable CSV raises :class:`CsvRowError`.
     """
-    reader = csv.reader(stream, strict=True)
+    reader = csv.reader(lines, strict=True)
     start_line = 1
-    for index, row in enumerate(reader):
-        line = start_line
-        start_line = reader.line_num + 1
-        if index == 0 and is_header(row, CSV_COLUMNS):
-            continue
-        if not row:
+    index = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvRowError(reader.line_num, f"malformed CSV: {exc}") from None
+        line, start_line = start_line, reader.line_num + 1
+        index += 1
+        if not row or (index == 1 and is_header(row, CSV_COLUMNS)):
             continue
         yield line, row
 

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
-from cdrgate.ingest.lines import BadRow, Rejected, multiline_rows, split_line
+from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.db import Database
@@ -81,7 +82,7 @@ def _rows(
                 number, fields = next(rows)
             except StopIteration:
                 return
-            except BadRow as exc:
+            except CsvRowError as exc:
                 yield exc.line, exc.reason
                 return  # the reader has lost its place in the file
             yield from _mapped(number, fields, fmt, mapper)

@@ -84,9 +84,14 @@ def row_mapper(fmt: Format, profile: SourceProfile) -> RowMapper:
     spec = FORMATS[fmt]
 
     def mapper(fields: Sequence[str]) -> Parsed | None:
-        if is_header(spec, fields):
-            return None  # a header holds no call (and may recur in concatenated files)
-        return spec.parse(fields, profile)
+        try:
+            return spec.parse(fields, profile)
+        except ValueError:
+            # Asked only now, as a header never parses (its time column holds a name): a
+            # header holds no call, and may recur in files joined together.
+            if is_header(spec, fields):
+                return None
+            raise
 
     return mapper
 

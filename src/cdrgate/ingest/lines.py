@@ -11,6 +11,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from cdrgate.cdr import CsvRowError, iter_csv_rows
 from cdrgate.ingest.formats import Parsed, RowMapper
 
 
@@ -21,15 +22,6 @@ class Rejected(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}: {self.reason}"
-
-
-class BadRow(ValueError):
-    """Row reading cannot go on past ``line`` (a multi-line reader has lost its place)."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(reason)
-        self.line = line
-        self.reason = reason
 
 
 def decode(raw: bytes) -> str:
@@ -65,20 +57,8 @@ def parse_line(raw: bytes, mapper: RowMapper) -> Parsed | None:
 
 def multiline_rows(stream: Iterable[bytes]) -> Iterator[tuple[int, list[str]]]:
     """``(line where the row starts, fields)`` for a CSV whose quoted fields may hold line
-    breaks; a UTF-8 BOM is ignored. Raises :class:`BadRow` for text that cannot be read."""
-    lines = _decoded(stream)
-    reader = csv.reader(lines, strict=True)
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise BadRow(reader.line_num, f"malformed CSV: {exc}") from None
-        line, start = start, reader.line_num + 1
-        if row:
-            yield line, row
+    breaks (Yeastar). Raises :class:`CsvRowError` for text that cannot be read."""
+    return iter_csv_rows(_decoded(stream))
 
 
 def _decoded(stream: Iterable[bytes]) -> Iterator[str]:
@@ -86,5 +66,5 @@ def _decoded(stream: Iterable[bytes]) -> Iterator[str]:
         try:
             text = decode(raw)
         except ValueError as exc:
-            raise BadRow(number, str(exc)) from None
+            raise CsvRowError(number, str(exc)) from None
         yield text.removeprefix("\ufeff") if number == 1 else text
