@@ -1,4 +1,4 @@
-"""cdrgate import for Asterisk/FreeSWITCH files and --follow, cdrgate ingest-key, cdrgate prune."""
+"""cdrgate import (every format, and --follow), cdrgate ingest-key, cdrgate prune."""
 
 from __future__ import annotations
 
