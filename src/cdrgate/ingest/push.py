@@ -20,8 +20,7 @@ from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, UsageError
 from cdrgate.ingest.newcdr import BadTime, is_newcdr, record_from_event
 from cdrgate.passwords import secret_hash
-from cdrgate.storage import ingest_keys
-from cdrgate.storage.cdrs import Inserter
+from cdrgate.storage import cdrs, ingest_keys
 from cdrgate.storage.db import Database
 
 
@@ -91,9 +90,7 @@ class PushReceiver:
             if source is None:
                 raise ApiError(Errno.TOKEN_UNKNOWN, "unknown ingest key")
             records, ignored = map_events(events, source.sn)
-            inserter = Inserter(self.db, conn)
-            inserter.add_all(records)
-            inserted = inserter.flush()
+            inserted = cdrs.insert_records(self.db, conn, records)
         return PushResult(len(records), inserted, ignored)
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cdrgate.cdr import CdrRecord
-from cdrgate.storage.cdrs import Inserter
+from cdrgate.storage import cdrs
 from cdrgate.storage.db import Database
 
 
 def store_records(db: Database, records: Iterable[CdrRecord]) -> int:
     """Insert records (duplicates skipped) in one transaction; returns how many were new."""
     with db.write() as conn:
-        inserter = Inserter(db, conn)
-        inserter.add_all(records)
-        return inserter.flush()
+        return cdrs.insert_records(db, conn, records)

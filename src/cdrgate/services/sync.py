@@ -21,8 +21,7 @@ from cdrgate.client import CdrClient
 from cdrgate.client._windows import TimeArg, split, to_seconds
 from cdrgate.errors import CdrgateError, UsageError
 from cdrgate.ingest.store import store_records
-from cdrgate.storage import sync_state
-from cdrgate.storage.cdrs import Inserter
+from cdrgate.storage import cdrs, sync_state
 from cdrgate.storage.db import Database
 from cdrgate.storage.sync_state import SyncState
 from cdrgate.timefmt import format_pbx_time, from_datetime, parse_pbx_time
@@ -108,9 +107,7 @@ def sync_pbx(
         # The mark moves only with a completed window, in the same transaction as its last
         # rows: an interruption anywhere leaves a mark that is safe to resume from.
         with db.write() as conn:
-            inserter = Inserter(db, conn)
-            inserter.add_all(batch)
-            window_added += inserter.flush()
+            window_added += cdrs.insert_records(db, conn, batch)
             state = _replace(
                 state,
                 mark_ts=newest,

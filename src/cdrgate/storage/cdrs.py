@@ -109,6 +109,13 @@ class Inserter:
             self.progress(len(rows))
 
 
+def insert_records(db: Database, conn: Connection, records: Iterable[CdrRecord]) -> int:
+    """Insert records on ``conn`` (duplicates skipped); returns how many were new."""
+    inserter = Inserter(db, conn)
+    inserter.add_all(records)
+    return inserter.flush()
+
+
 @dataclass(frozen=True)
 class CdrQuery:
     """Which CDRs a download covers: ``timestart`` in [start, end], by extension unless None."""
