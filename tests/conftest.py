@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from cdrgate.app import create_app
 from cdrgate.cdr import CdrRecord
 from cdrgate.clock import ManualClock
+from cdrgate.ingest.store import store_records
 from cdrgate.services.auth import set_api_user
-from cdrgate.services.importing import store_records
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database, normalise_url

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.services.auth import set_api_user
-from cdrgate.services.importing import seed_database
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from cdrgate.testing.servers import CLI, Server, ServerStartError, start_server, wait_until_up

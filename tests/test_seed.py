@@ -2,8 +2,8 @@
 
 from collections import Counter
 
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate
-from cdrgate.services.importing import seed_database
 from cdrgate.storage import cdrs
 from cdrgate.timefmt import parse_pbx_time
 

@@ -72,6 +72,55 @@ def _quote(field: str) -> str:
     return field
 
 
+# The valid range of a duration, decided once: what both engines' INTEGER column holds
+# (PostgreSQL's is 32-bit), and 68 years of call, far beyond any real one.
+MAX_SECONDS = 2**31 - 1
+_MAX_DIGITS = len(str(MAX_SECONDS))
+
+
+def parse_seconds(name: str, text: str) -> int:
+    """A duration in whole seconds, 0..``MAX_SECONDS``; ValueError names the field."""
+    text = text.strip()
+    # The common case first, in few steps: every imported row has two durations.
+    if text.isdigit() and text.isascii() and len(text) <= _MAX_DIGITS:
+        value = int(text)
+        if value <= MAX_SECONDS:
+            return value
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(f"{name} is not a whole number of seconds: {text!r}")
+    # Checked on the text: int() of a hostile digit string is itself costly.
+    if len(text.lstrip("0")) > _MAX_DIGITS or int(text) > MAX_SECONDS:
+        raise ValueError(f"{name} is out of range (0 to {MAX_SECONDS} seconds): {_short(text)}")
+    return int(text)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def without_nul(text: str) -> str:
+    """The NUL rule for every source: NUL means nothing in a CDR and PostgreSQL text cannot
+    hold it, so it is dropped wherever text comes in."""
+    return text.replace("\x00", "")
+
+
+def row_without_nul(fields: Sequence[str]) -> list[str]:
+    """``without_nul`` for each field of a row."""
+    # One scan of the whole row instead of one per field: NUL is rare.
+    if "\x00" not in "".join(fields):
+        return list(fields)
+    return [without_nul(field) for field in fields]
+
+
+def is_header(fields: Sequence[str], columns: Sequence[str]) -> bool:
+    """True when a row is a header of a file laid out as ``columns`` (its first two names;
+    a UTF-8 BOM and case are ignored)."""
+    if len(fields) < 2:
+        return False
+    first, second = fields[0].lstrip("\ufeff").strip(), fields[1].strip()
+    return first.lower() == columns[0] and second.lower() == columns[1]
+
+
 def record_from_fields(fields: Sequence[str]) -> CdrRecord:
     """Validate one 14-field CSV row; ValueError says what is wrong."""
     return parse_fields(fields)[0]
@@ -82,43 +131,46 @@ def parse_fields(fields: Sequence[str]) -> tuple[CdrRecord, int]:
     store both)."""
     if len(fields) != len(CSV_COLUMNS):
         raise ValueError(f"expected {len(CSV_COLUMNS)} columns, found {len(fields)}")
-    # One scan of the whole row instead of one per field: NUL is rare.
-    values = [_clean(field) for field in fields] if "\x00" in "".join(fields) else fields
+    values = row_without_nul(fields)
     callid, timestart = values[0], values[1].strip()
     if not callid:
         raise ValueError("callid is empty")
     ts = parse_pbx_time(timestart)
-    call = _duration("callduraction", values[4])
-    talk = _duration("talkduraction", values[5])
+    call = parse_seconds("callduraction", values[4])
+    talk = parse_seconds("talkduraction", values[5])
     return CdrRecord(callid, timestart, values[2], values[3], call, talk, *values[6:]), ts
 
 
-def _clean(value: str) -> str:
-    # NUL cannot be stored in PostgreSQL text and means nothing in a CDR field.
-    return value.replace("\x00", "") if "\x00" in value else value
+class CsvRowError(ValueError):
+    """A CSV file cannot be read past ``line`` (a reader split across lines lost its place)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
 
 
-def _duration(name: str, text: str) -> int:
-    text = text.strip()
-    if not text.isdigit() or not text.isascii():
-        raise ValueError(f"{name} is not a whole number of seconds: {text!r}")
-    return int(text)
-
-
-def iter_csv_rows(stream: TextIO) -> Iterator[tuple[int, list[str]]]:
+def iter_csv_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for each data row of a Yeastar CDR CSV.
 
-    The header row is optional (recognised by its first cell); a UTF-8 BOM is ignored and
-    both LF and CRLF line ends are accepted. ``line_number`` is where the row starts.
+    ``lines`` are the file's lines with their line ends (a text file opened with
+    ``newline=""``); quoted fields may span lines, and ``line_number`` is where a row starts.
+    The header row is optional (recognised by its first cells); a UTF-8 BOM is ignored and
+    both LF and CRLF line ends are accepted. Unreadable CSV raises :class:`CsvRowError`.
     """
-    reader = csv.reader(stream, strict=True)
+    reader = csv.reader(lines, strict=True)
     start_line = 1
-    for index, row in enumerate(reader):
-        line = start_line
-        start_line = reader.line_num + 1
-        if index == 0 and row and row[0].lstrip("\ufeff").strip().lower() == "callid":
-            continue
-        if not row:
+    index = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvRowError(reader.line_num, f"malformed CSV: {exc}") from None
+        line, start_line = start_line, reader.line_num + 1
+        index += 1
+        if not row or (index == 1 and is_header(row, CSV_COLUMNS)):
             continue
         yield line, row
 

@@ -64,8 +64,9 @@ class SchemaError(CdrgateError):
 class ImportFailed(CdrgateError):
     """A CDR file could not be imported; nothing from it was stored."""
 
-    def __init__(self, source: str, line: int, reason: str) -> None:
-        super().__init__(f"{source}:{line}: {reason}")
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        # No line for what concerns the whole file (it does not exist, say).
+        super().__init__(f"{source}: {reason}" if line is None else f"{source}:{line}: {reason}")
         self.source = source
         self.line = line
         self.reason = reason

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right as bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cdrgate.cdr import CdrRecord, render_csv_line
@@ -72,11 +72,11 @@ def generate_timed(plan: SeedPlan) -> Iterator[tuple[int, CdrRecord, str]]:
     seconds, so bulk loaders need not parse it back.
 
     This is the hot loop of ``cdrgate seed`` (a million rows should take seconds), hence the
-    inlined draws: they consume the generator exactly as ``choices(cum_weights=...)`` and
-    ``randrange`` would, so a seed keeps giving the same rows.
+    inlined weighted draws: they consume the generator exactly as ``choices(cum_weights=...)``
+    would, so a seed keeps giving the same rows.
     """
     rng = random.Random(plan.seed)
-    below = _below(rng)
+    below = rng.randrange
     start_ts = parse_pbx_time(plan.start)
     slots = rng.choices(range(plan.days * 24), weights=_slot_weights(plan, start_ts), k=plan.count)
     times = sorted(start_ts + slot * 3600 + below(3600) for slot in slots)
@@ -142,18 +142,3 @@ def generate_timed(plan: SeedPlan) -> Iterator[tuple[int, CdrRecord, str]]:
 
 # "hh:mm:ss" for every second of a day: a lookup is far cheaper than strftime per row.
 _CLOCK = tuple(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
-
-
-def _below(rng: random.Random) -> Callable[[int], int]:
-    """``rng.randrange(n)`` minus its argument checks: the same rejection sampling on
-    ``getrandbits``, so the same draws, at a fraction of the cost."""
-    getrandbits = rng.getrandbits
-
-    def below(n: int) -> int:
-        bits = n.bit_length()
-        value = getrandbits(bits)
-        while value >= n:
-            value = getrandbits(bits)
-        return value
-
-    return below

@@ -71,9 +71,26 @@ def test_import_reports_counts_and_bad_files(database_url, tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_import_of_a_missing_file_is_an_error(database_url, tmp_path):
+def test_import_of_a_missing_file_says_no_such_file_without_a_line_number(database_url, tmp_path):
     result = invoke(database_url, "import", str(tmp_path / "nope.csv"))
-    assert result.exit_code == 1 and "no such file" in result.stderr
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'nope.csv'}: no such file" in result.stderr
+    assert "nope.csv:0:" not in result.stderr
+
+
+def test_a_hostile_duration_is_a_clear_refusal_and_the_other_files_are_imported(
+    database_url, tmp_path
+):
+    first, last = tmp_path / "first.csv", tmp_path / "last.csv"
+    first.write_text(make_cdr(callid="1").csv_line())
+    last.write_text(make_cdr(callid="2").csv_line())
+    hostile = tmp_path / "hostile.csv"
+    hostile.write_text(make_cdr(callid="3").csv_line().replace(",42,", f",{2**63},", 1))
+    result = invoke(database_url, "import", str(first), str(hostile), str(last))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{hostile}:1: callduraction is out of range" in result.stderr
+    assert "first.csv: 1 rows, 1 new" in result.stdout
+    assert "last.csv: 1 rows, 1 new" in result.stdout
 
 
 def test_seed_then_db_status(database_url):

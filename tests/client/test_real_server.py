@@ -11,8 +11,8 @@ import trustme
 
 from cdrgate.app import create_app
 from cdrgate.client import CdrClient, ConnectError, TlsError
+from cdrgate.ingest.store import store_records
 from cdrgate.services.auth import set_api_user
-from cdrgate.services.importing import store_records
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database

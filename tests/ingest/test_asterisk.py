@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
 from cdrgate.ingest.asterisk import channel_peer, record_from_fields
-from cdrgate.ingest.lines import Format, parse_line, row_mapper
-from cdrgate.ingest.profile import SourceProfile
+from cdrgate.ingest.formats import Format, row_mapper
+from cdrgate.ingest.lines import parse_line
+from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from tests.ingest.conftest import asterisk_line, stored_lines
 
 runner = CliRunner()
@@ -53,10 +56,10 @@ def test_inbound_outbound_and_internal_calls_map_to_yeastar_rows(db, tmp_path):
      ("FAILED", "FAILED"), ("CONGESTION", "FAILED")],
 )  # fmt: skip
 def test_disposition_becomes_status(disposition, status):
-    record = parse_line(
+    parsed = parse_line(
         asterisk_line(disposition=disposition).encode(), row_mapper(Format.asterisk, PROFILE)
     )
-    assert record is not None and record.status == status
+    assert parsed is not None and parsed[0].status == status
 
 
 def test_without_uniqueid_a_stable_callid_makes_reimport_a_no_op(db, tmp_path):
@@ -67,12 +70,94 @@ def test_without_uniqueid_a_stable_callid_makes_reimport_a_no_op(db, tmp_path):
     assert lines == lines_again and lines[0].startswith("csv-")
 
 
-def test_a_trunk_pattern_decides_direction_by_channel_not_number():
+def fields_of(line: str) -> list[str]:
+    return next(csv.reader([line]))
+
+
+def test_the_channel_decides_direction_not_the_number():
     # A 4-digit external number would look like an extension; the channel says trunk.
-    profile = SourceProfile.build("pbx-a", trunks=r"provider|telco-.*")
-    fields = next(iter(__import__("csv").reader([asterisk_line(src="5550")])))
-    record = record_from_fields(fields, profile)
+    record, _ = record_from_fields(fields_of(asterisk_line(src="5550")), PROFILE)
     assert (record.type, record.srctrunkname) == ("Inbound", "provider")
+
+
+def test_a_short_number_dialled_out_through_a_trunk_is_outbound():
+    line = asterisk_line(
+        src="1000", dst="911", channel="PJSIP/1000-0000001c", dstchannel="PJSIP/telco-0000001d"
+    )
+    record, _ = record_from_fields(fields_of(line), PROFILE)
+    assert (record.type, record.dsttrunkname) == ("Outbound", "telco")
+
+
+def test_a_feature_code_without_a_dialled_channel_is_internal():
+    line = asterisk_line(
+        src="1000", dst="*97", channel="PJSIP/1000-0000001c", dstchannel="", lastapp="VoiceMailMain"
+    )
+    record, _ = record_from_fields(fields_of(line), PROFILE)
+    assert (record.type, record.srctrunkname, record.dsttrunkname) == ("Internal", "", "")
+
+
+def test_trunks_option_names_trunks_whose_peer_looks_like_an_extension():
+    line = asterisk_line(src="0215550100", channel="SIP/5551-0000001a")
+    plain, _ = record_from_fields(fields_of(line), PROFILE)
+    named, _ = record_from_fields(fields_of(line), SourceProfile.build("pbx-a", trunks="gw1, 5551"))
+    assert plain.type == "Internal"
+    assert (named.type, named.srctrunkname) == ("Inbound", "5551")
+
+
+def test_a_call_to_a_did_keeps_the_did_and_the_extension_reached():
+    line = asterisk_line(dst="0215550150", dstchannel="PJSIP/1000-0000001b")
+    record, _ = record_from_fields(fields_of(line), PROFILE)
+    assert (record.type, record.callto, record.didnumber) == ("Inbound", "1000", "0215550150")
+
+
+def test_accountcode_goes_to_pincode_only_when_asked():
+    line = asterisk_line(
+        accountcode="4711", src="1000", dst="0215550199", channel="PJSIP/1000-0000001c",
+        dstchannel="PJSIP/provider-0000001d",
+    )  # fmt: skip
+    asked = SourceProfile.build("pbx-a", accountcode_as=AccountcodeAs.pincode)
+    assert record_from_fields(fields_of(line), PROFILE)[0].pincode == ""
+    assert record_from_fields(fields_of(line), asked)[0].pincode == "4711"
+
+
+def test_import_prints_a_count_per_type_and_status(db, tmp_path):
+    result, _ = imported(
+        db, tmp_path,
+        asterisk_line(),
+        asterisk_line(uniqueid="2.2"),
+        asterisk_line(uniqueid="3.3", src="1000", dst="1001", channel="PJSIP/1000-0000001e",
+                      dstchannel="PJSIP/1001-0000001f", disposition="BUSY"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "by type and status: Inbound ANSWERED 2, Internal BUSY 1" in result.stdout
+
+
+def test_accountcode_as_and_trunks_options_reach_the_mapping(db, tmp_path):
+    line = asterisk_line(accountcode="77", channel="SIP/5551-0000001a")
+    result, lines = imported(
+        db, tmp_path, line, args=("--trunks", "5551", "--accountcode-as", "pincode")
+    )
+    assert result.exit_code == 0, result.output
+    assert lines == [
+        "1779962400.26,2026-05-28 10:00:00,0215550100,1000,60,55,5551,,ANSWERED,Inbound,77,,,pbx-a"
+    ]
+
+
+def test_a_yeastar_import_of_a_master_csv_suggests_the_format(db, tmp_path):
+    path = tmp_path / "Master.csv"
+    path.write_text(asterisk_line() + "\n")
+    result = runner.invoke(app, ["import", str(path), "--database", db.url])
+    assert result.exit_code == 1
+    assert "found 18" in result.stderr and "try --format asterisk" in result.stderr
+
+
+def test_a_duration_too_large_to_store_is_a_skipped_line(db, tmp_path):
+    result, lines = imported(
+        db, tmp_path, asterisk_line(duration=2**63), asterisk_line(uniqueid="2.2")
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ":1: duration is out of range" in result.stderr
+    assert [line.split(",")[0] for line in lines] == ["2.2"]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from cdrgate.ingest.follow import Follower
-from cdrgate.ingest.lines import Format, Rejected, row_mapper
+from cdrgate.ingest.formats import Format, row_mapper
+from cdrgate.ingest.lines import Rejected
 from cdrgate.ingest.profile import SourceProfile
 from tests.ingest.conftest import asterisk_line, stored_lines
 

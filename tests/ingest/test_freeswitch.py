@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
+from cdrgate.ingest.freeswitch import COLUMNS as FS_COLUMNS
 from cdrgate.ingest.freeswitch import status_from
 from tests.ingest.conftest import freeswitch_line, stored_lines
 
@@ -71,3 +72,19 @@ def test_malformed_lines_are_reported_and_skipped(db, tmp_path):
     assert ":2: billsec is not a whole number" in result.stderr
     assert ":3: not UTF-8 text" in result.stderr
     assert [line.split(",")[0] for line in lines] == ["ok"]
+
+
+def test_a_freeswitch_file_imported_as_asterisk_suggests_the_format(db, tmp_path):
+    path = tmp_path / "Master.csv"
+    path.write_text(freeswitch_line() + "\n")
+    result = runner.invoke(app, ["import", "--format", "asterisk", str(path), "--database", db.url])
+    assert result.exit_code == 1
+    assert ":1: expected 16 to 18 columns, found 15" in result.stderr
+    assert "try --format freeswitch" in result.stderr
+
+
+def test_a_header_row_of_another_format_is_named_in_the_hint(db, tmp_path):
+    path = tmp_path / "cdr.csv"
+    path.write_text(",".join(f'"{name}"' for name in FS_COLUMNS) + "\n")
+    result = runner.invoke(app, ["import", str(path), "--database", db.url])
+    assert result.exit_code == 1 and "try --format freeswitch" in result.stderr

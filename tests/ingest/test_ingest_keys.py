@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
 from tests.ingest.test_newcdr import V2_EVENT
 
 runner = CliRunner()
@@ -42,3 +45,16 @@ def test_names_are_unique_and_unknown_names_are_usage_errors(db):
     again = invoke(db, "ingest-key", "add", "a")
     assert again.exit_code == 2 and "exists" in again.stderr
     assert invoke(db, "ingest-key", "delete", "nope").exit_code == 2
+
+
+def test_listing_keys_does_not_migrate_the_database(tmp_path):
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()  # a file, but no schema yet
+    url = f"sqlite:///{path}"
+    result = runner.invoke(app, ["ingest-key", "list", "--database", url])
+    assert result.exit_code == 2 and "cdrgate db upgrade" in result.stderr
+    db = Database(url)
+    try:
+        assert schema.current_revision(db) is None
+    finally:
+        db.dispose()

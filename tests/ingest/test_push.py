@@ -139,3 +139,17 @@ def test_the_commit_that_stores_a_push_runs_at_synchronous_full_and_the_pool_sta
     assert storing == 2  # FULL
     assert commits[-1][0] == 1  # NORMAL again for the pool's next writer
     assert len(stored_lines(db)) == 1
+
+
+@pytest.mark.parametrize(
+    "duration", [2**63, 2**31, str(2**63), "9" * 400], ids=["int-2^63", "int-2^31", "text", "long"]
+)
+def test_a_duration_the_store_cannot_hold_is_refused_per_event_for_good(pusher, db, duration):
+    hostile = {**V2_EVENT, "callid": "1571897930.9", "callduraction": duration}
+    response = pusher([V2_EVENT, hostile])
+    assert response.status_code == 200  # a 503 would make the PBX re-send it forever
+    answer = response.json()
+    assert (answer["errno"], answer["index"]) == ("10004", "1")
+    assert "callduraction is out of range" in answer["reason"]
+    assert stored_lines(db) == []  # all or nothing
+    assert pusher([V2_EVENT]).json()["inserted"] == "1"  # other batches are unaffected

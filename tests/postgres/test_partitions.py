@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from cdrgate.services.importing import store_records
+from cdrgate.ingest.store import store_records
 from cdrgate.services.retention import RetentionPolicy, prune
 from cdrgate.storage import cdrs, partitions
 from cdrgate.storage.cdrs import CdrQuery

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,71 +10,43 @@ import typer
 from cdrgate.cli import ingest
 from cdrgate.cli.common import (
     DEFAULT_DB,
-    EXIT_FAILED,
     DatabaseOption,
     cli_errors,
     open_database,
     out,
     row_progress,
-    say,
 )
-from cdrgate.errors import ImportFailed
-from cdrgate.ingest.lines import Format
-from cdrgate.ingest.profile import DEFAULT_EXTENSIONS
+from cdrgate.errors import UsageError
+from cdrgate.ingest.formats import Format
+from cdrgate.ingest.profile import DEFAULT_EXTENSIONS, AccountcodeAs, SourceProfile
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
-from cdrgate.services.importing import import_yeastar_csv, seed_database
 from cdrgate.timefmt import parse_pbx_time
-
-
-class ImportFormat(StrEnum):
-    yeastar = "yeastar"
-    asterisk = "asterisk"  # cdr_csv Master.csv
-    freeswitch = "freeswitch"  # mod_cdr_csv, default template
 
 
 @cli_errors
 def import_files(
     files: Annotated[list[Path], typer.Argument(help="CSV files to import; '-' reads stdin.")],
-    format: Annotated[
-        ImportFormat, typer.Option("--format", help="Layout of the files.")
-    ] = ImportFormat.yeastar,
+    format: Annotated[Format, typer.Option("--format", help="Layout of the files.")] = (
+        Format.yeastar
+    ),
     database: DatabaseOption = DEFAULT_DB,
     follow: ingest.FollowOption = False,
     sn: ingest.SnOption = None,
     extensions: ingest.ExtensionsOption = DEFAULT_EXTENSIONS,
     trunks: ingest.TrunksOption = None,
     trunk_name: ingest.TrunkNameOption = "",
+    accountcode_as: ingest.AccountcodeOption = AccountcodeAs.none,
     strict: ingest.StrictOption = False,
 ) -> None:
     """Import Yeastar, Asterisk or FreeSWITCH CDR files; rows already stored are skipped."""
-    if follow or format is not ImportFormat.yeastar:
-        ingest.import_line_files(
-            files, Format(format.value), database, follow=follow, sn=sn,
-            extensions=extensions, trunks=trunks, trunk_name=trunk_name, strict=strict,
-        )  # fmt: skip
-        return
-    db = open_database(database)
-    failed = 0
-    for path in files:
-        try:
-            with row_progress(f"importing {path}") as progress:
-                if str(path) == "-":
-                    result = import_yeastar_csv(db, "<stdin>", sys.stdin.buffer, progress)
-                else:
-                    if not path.is_file():
-                        raise ImportFailed(str(path), 0, "no such file")
-                    result = import_yeastar_csv(db, path, progress=progress)
-        except ImportFailed as exc:
-            failed += 1
-            say("error:", f"{exc} (nothing imported from this file)")
-            continue
-        out.print(
-            f"{result.source}: {result.rows} rows, {result.inserted} new, "
-            f"{result.duplicates} already present",
-            highlight=False,
+    try:
+        profile = SourceProfile.build(
+            sn or format.value, extensions, trunks, trunk_name, accountcode_as
         )
-    if failed:
-        raise typer.Exit(EXIT_FAILED)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    ingest.import_files(files, format, database, follow=follow, profile=profile, strict=strict)
 
 
 @cli_errors

@@ -1,4 +1,4 @@
-"""cdrgate import for Asterisk/FreeSWITCH files and --follow, cdrgate ingest-key, cdrgate prune."""
+"""cdrgate import (every format, and --follow), cdrgate ingest-key, cdrgate prune."""
 
 from __future__ import annotations
 
@@ -17,20 +17,21 @@ from cdrgate.cli.common import (
     cli_errors,
     err,
     open_database,
+    open_existing,
     out,
     row_progress,
     say,
 )
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
-from cdrgate.ingest.files import import_lines
+from cdrgate.ingest import push
+from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.follow import Follower
-from cdrgate.ingest.lines import Format, Rejected, RowMapper, row_mapper
-from cdrgate.ingest.profile import SourceProfile
-from cdrgate.ingest.push import create_key
+from cdrgate.ingest.formats import Format, RowMapper, row_mapper
+from cdrgate.ingest.lines import Rejected
+from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from cdrgate.services.retention import PruneReport, RetentionPolicy, prune, wall_clock_now
 from cdrgate.settings import Settings
-from cdrgate.storage import ingest_keys
 from cdrgate.timefmt import format_pbx_time
 
 # Options `cdrgate import` adds for Asterisk and FreeSWITCH files (see cli/data.py).
@@ -46,38 +47,37 @@ ExtensionsOption = Annotated[
 ]
 TrunksOption = Annotated[
     str | None,
-    typer.Option("--trunks", help="Regex matching Asterisk trunk peer names (e.g. 'sip-.*')."),
+    typer.Option(
+        "--trunks",
+        help="Asterisk channel peers that are trunks, comma-separated (e.g. 'telco,gw1').",
+    ),
 ]
 TrunkNameOption = Annotated[
     str, typer.Option("--trunk-name", help="Trunk name when the file names none (FreeSWITCH).")
+]
+AccountcodeOption = Annotated[
+    AccountcodeAs,
+    typer.Option("--accountcode-as", help="Asterisk: the Yeastar field accountcode goes to."),
 ]
 StrictOption = Annotated[
     bool, typer.Option("--strict", help="A malformed line aborts the file (nothing stored).")
 ]
 
 
-def import_line_files(
+def import_files(
     files: list[Path],
     fmt: Format,
     database: str,
     *,
     follow: bool,
-    sn: str | None,
-    extensions: str,
-    trunks: str | None,
-    trunk_name: str,
+    profile: SourceProfile,
     strict: bool,
 ) -> None:
-    """The work of `cdrgate import` for line-based formats and for --follow."""
-    try:
-        profile = SourceProfile.build(sn or fmt.value, extensions, trunks, trunk_name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    mapper = row_mapper(fmt, profile)
+    """The work of `cdrgate import`: each file in turn, or --follow one."""
     if follow:
         if len(files) != 1 or str(files[0]) == "-":
             raise UsageError("--follow takes exactly one FILE (not stdin)")
-        _follow(files[0], mapper, database)
+        _follow(files[0], row_mapper(fmt, profile), database)
         return
     db = open_database(database)
     failed = rejected = 0
@@ -85,16 +85,16 @@ def import_line_files(
         try:
             with row_progress(f"importing {path}") as progress:
                 if str(path) == "-":
-                    result = import_lines(
-                        db, "<stdin>", sys.stdin.buffer, mapper, _report, strict=strict,
+                    result = import_file(
+                        db, "<stdin>", sys.stdin.buffer, fmt, profile, _report, strict=strict,
                         progress=progress,
                     )  # fmt: skip
                 else:
                     if not path.is_file():
-                        raise ImportFailed(str(path), 0, "no such file")
+                        raise ImportFailed(str(path), None, "no such file")
                     with path.open("rb") as stream:
-                        result = import_lines(
-                            db, str(path), stream, mapper, _report, strict=strict,
+                        result = import_file(
+                            db, str(path), stream, fmt, profile, _report, strict=strict,
                             progress=progress,
                         )  # fmt: skip
         except ImportFailed as exc:
@@ -102,13 +102,22 @@ def import_line_files(
             say("error:", f"{exc} (nothing imported from this file)")
             continue
         rejected += result.rejected
-        out.print(
-            f"{result.source}: {result.rows} rows, {result.inserted} new, "
-            f"{result.duplicates} already present, {result.rejected} malformed lines skipped",
-            highlight=False,
-        )
+        _summary(result)
     if failed or rejected:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _summary(result: ImportResult) -> None:
+    skipped = f", {result.rejected} malformed lines skipped" if result.rejected else ""
+    out.print(
+        f"{result.source}: {result.rows} rows, {result.inserted} new, "
+        f"{result.duplicates} already present{skipped}",
+        highlight=False,
+    )
+    if result.kinds:
+        kinds = sorted(result.kinds.items(), key=lambda item: (-item[1], item[0]))
+        counts = ", ".join(f"{kind} {status} {count}" for (kind, status), count in kinds)
+        out.print(f"  by type and status: {counts}", highlight=False)
 
 
 def _report(rejected: Rejected) -> None:
@@ -152,8 +161,8 @@ def add_key(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Create an ingest key and print it once."""
-    db = open_database(database)
-    key = create_key(db, name, sn or name, int(system_clock() * 1000))
+    db = open_existing(database, write=True)
+    key = push.create_key(db, name, sn or name, int(system_clock() * 1000))
     out.print(key, highlight=False)
     if sys.stdout.isatty():
         err.print("shown once: it is stored only as a hash", style="dim")
@@ -163,11 +172,9 @@ def add_key(
 @cli_errors
 def list_keys(database: DatabaseOption = DEFAULT_DB) -> None:
     """List ingest keys (names, serials, last use; never the keys)."""
-    db = open_database(database)
-    with db.read() as conn:
-        for key in ingest_keys.all_keys(conn):
-            used = _local(key.last_used_ms) if key.last_used_ms else "never used"
-            out.print(f"{key.name}  sn={key.sn}  {used}", highlight=False)
+    for key in push.list_keys(open_existing(database, write=False)):
+        used = _local(key.last_used_ms) if key.last_used_ms else "never used"
+        out.print(f"{key.name}  sn={key.sn}  {used}", highlight=False)
 
 
 @keys_app.command("delete")
@@ -177,10 +184,7 @@ def delete_key(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Delete an ingest key; pushes with it are refused at once."""
-    db = open_database(database)
-    with db.write() as conn:
-        if not ingest_keys.remove(conn, name):
-            raise UsageError(f"no ingest key {name!r}")
+    push.delete_key(open_existing(database, write=True), name)
     err.print(f"ingest key {name!r} deleted")
 
 
@@ -226,7 +230,7 @@ def prune_command(
             "no limit given: use --max-records and/or --max-age-days "
             "(or CDRGATE_RETENTION_MAX_RECORDS / CDRGATE_RETENTION_MAX_AGE_DAYS)"
         )
-    db = open_database(database)
+    db = open_existing(database, write=True)
     out.print(_describe(prune(db, policy, wall_clock_now(system_clock), dry_run)), highlight=False)
 
 

@@ -11,9 +11,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from cdrgate.cdr import CdrRecord
-from cdrgate.ingest.lines import seconds
-from cdrgate.ingest.profile import SourceProfile
+from cdrgate.cdr import CdrRecord, parse_seconds, row_without_nul
+from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from cdrgate.timefmt import parse_pbx_time
 
 COLUMNS = (
@@ -22,6 +21,7 @@ COLUMNS = (
     "uniqueid", "userfield",
 )  # fmt: skip
 BASE_WIDTH = 16
+WIDTHS = (BASE_WIDTH, BASE_WIDTH + 1, BASE_WIDTH + 2)
 STATUS = {
     "ANSWERED": "ANSWERED",
     "NO ANSWER": "NO ANSWER",
@@ -41,40 +41,58 @@ def channel_peer(channel: str) -> str:
     return _CHANNEL_SUFFIX.sub("", rest)
 
 
-def is_header(fields: Sequence[str]) -> bool:
-    return len(fields) > 2 and fields[0].strip() == "accountcode" and fields[1].strip() == "src"
+def _party_peer(channel: str) -> str:
+    # A Local channel is dialplan plumbing between two legs, not a party's own endpoint.
+    if channel.strip().lower().startswith("local/"):
+        return ""
+    return channel_peer(channel.strip())
 
 
-def record_from_fields(fields: Sequence[str], profile: SourceProfile) -> CdrRecord:
-    """Map one Master.csv row; ValueError says what is wrong with it."""
-    if len(fields) not in (BASE_WIDTH, BASE_WIDTH + 1, BASE_WIDTH + 2):
+def record_from_fields(fields: Sequence[str], profile: SourceProfile) -> tuple[CdrRecord, int]:
+    """Map one Master.csv row (and its start as wall-clock seconds); ValueError says what is
+    wrong with it."""
+    if len(fields) not in WIDTHS:
         raise ValueError(f"expected 16 to 18 columns, found {len(fields)}")
-    row = dict(zip(COLUMNS, (field.replace("\x00", "") for field in fields), strict=False))
+    row = dict(zip(COLUMNS, row_without_nul(fields), strict=False))
     start = row["start"].strip()
-    parse_pbx_time(start)
+    ts = parse_pbx_time(start)
     disposition = row["disposition"].strip().upper()
     status = STATUS.get(disposition)
     if status is None:
         raise ValueError(f"unknown disposition {row['disposition']!r}")
+    callee_peer = _party_peer(row["dstchannel"])
     call_type, src_trunk, dst_trunk = profile.direction(
-        row["src"], row["dst"], channel_peer(row["channel"]), channel_peer(row["dstchannel"])
+        row["src"], row["dst"], _party_peer(row["channel"]), callee_peer
     )
-    return CdrRecord(
+    callto, did = row["dst"], ""
+    if call_type == "Inbound" and not profile.is_extension(callto):
+        # The caller dialled a DID; the dialplan routed it to the extension that answered.
+        did = callto
+        if callee_peer and profile.is_extension(callee_peer):
+            callto = callee_peer
+    pincode = row["accountcode"] if profile.accountcode_as is AccountcodeAs.pincode else ""
+    record = CdrRecord(
         callid=row.get("uniqueid", "").strip() or derived_callid(fields),
         timestart=start,
         callfrom=row["src"],
-        callto=row["dst"],
-        callduraction=seconds("duration", row["duration"]),
-        talkduraction=seconds("billsec", row["billsec"]),
+        callto=callto,
+        callduraction=parse_seconds("duration", row["duration"]),
+        talkduraction=parse_seconds("billsec", row["billsec"]),
         srctrunkname=src_trunk,
         dsttrunkname=dst_trunk,
         status=status,
         type=call_type,
-        pincode="",
+        pincode=pincode,
         recording="",
-        didnumber="",
+        didnumber=did,
         sn=profile.sn,
     )
+    return record, ts
+
+
+def looks_like_row(fields: Sequence[str]) -> bool:
+    """A headerless Master.csv row, recognised for ``import`` hints."""
+    return len(fields) in WIDTHS and fields[14].strip().upper() in STATUS
 
 
 def derived_callid(fields: Sequence[str]) -> str:

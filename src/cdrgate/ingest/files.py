@@ -1,65 +1,109 @@
-"""Import a whole Asterisk / FreeSWITCH / Yeastar CSV file line by line.
+"""Import a whole CDR file, whatever its format, in one transaction.
 
-Malformed lines are reported (file and line number) and skipped; the good lines of the file
-are stored in one transaction. With ``strict`` the first malformed line aborts the file and
-nothing from it is stored, which is the rule of the Yeastar importer.
+Asterisk and FreeSWITCH lines that cannot be mapped are reported (file and line number) and
+skipped; the good lines are stored. With ``strict``, and always for Yeastar files (a device
+export is all or nothing), the first bad row aborts the file and nothing from it is stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from cdrgate.cdr import CdrRecord
+from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
-from cdrgate.ingest.lines import Rejected, RowMapper, parse_line
-from cdrgate.services.importing import ImportResult
-from cdrgate.storage import cdrs
+from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
+from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.db import Database
 
 Report = Callable[[Rejected], None]
+Progress = Callable[[int], None]  # called with the number of rows just stored
 
 
 @dataclass(frozen=True)
-class LineImportResult(ImportResult):
-    """``rows`` counts the lines that mapped to a CDR; ``rejected`` the malformed ones."""
+class ImportResult:
+    """``rows`` counts the rows that mapped to a CDR; ``rejected`` the malformed ones;
+    ``kinds`` how many rows of each (type, status), so a wrong mapping shows at once."""
 
+    source: str
+    rows: int
+    inserted: int
     rejected: int = 0
+    kinds: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        return self.rows - self.inserted
 
 
-def import_lines(
+def import_file(
     db: Database,
     source: str,
     stream: BinaryIO,
-    mapper: RowMapper,
+    fmt: Format,
+    profile: SourceProfile,
     report: Report,
     *,
     strict: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> LineImportResult:
-    rows = inserted = rejected = 0
-    batch: list[CdrRecord] = []
+    progress: Progress | None = None,
+) -> ImportResult:
+    strict = strict or FORMATS[fmt].always_strict
+    rejected = 0
+    kinds: Counter[tuple[str, str]] = Counter()
     with db.write() as conn:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                record = parse_line(raw.removesuffix(b"\n"), mapper)
-            except ValueError as exc:
+        inserter = Inserter(db, conn, progress)
+        for number, parsed in _rows(stream, fmt, profile):
+            if isinstance(parsed, str):
                 if strict:
-                    raise ImportFailed(source, number, str(exc)) from None
+                    raise ImportFailed(source, number, parsed)
                 rejected += 1
-                report(Rejected(source, number, str(exc)))
+                report(Rejected(source, number, parsed))
                 continue
-            if record is None:
-                continue
-            batch.append(record)
-            rows += 1
-            if len(batch) >= cdrs.INSERT_BATCH:
-                inserted += cdrs.insert_records(db, conn, batch)
-                if progress:
-                    progress(len(batch))
-                batch.clear()
-        inserted += cdrs.insert_records(db, conn, batch)
-    if progress:
-        progress(len(batch))
-    return LineImportResult(source, rows, inserted, rejected=rejected)
+            record, ts = parsed
+            inserter.add(record, ts)
+            kinds[record.type, record.status] += 1
+        inserter.flush()
+    return ImportResult(source, inserter.rows, inserter.inserted, rejected, dict(kinds))
+
+
+def _rows(
+    stream: BinaryIO, fmt: Format, profile: SourceProfile
+) -> Iterator[tuple[int, Parsed | str]]:
+    """``(line, parsed row or the reason it is refused)``; headers and blank lines skipped."""
+    mapper = row_mapper(fmt, profile)
+    if FORMATS[fmt].multiline:
+        rows = multiline_rows(stream)
+        while True:
+            try:
+                number, fields = next(rows)
+            except StopIteration:
+                return
+            except CsvRowError as exc:
+                yield exc.line, exc.reason
+                return  # the reader has lost its place in the file
+            yield from _mapped(number, fields, fmt, mapper)
+        return
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line_fields = split_line(raw.removesuffix(b"\n"))
+        except ValueError as exc:
+            yield number, str(exc)
+            continue
+        if line_fields is not None:
+            yield from _mapped(number, line_fields, fmt, mapper)
+
+
+def _mapped(
+    number: int, fields: list[str], fmt: Format, mapper: RowMapper
+) -> Iterator[tuple[int, Parsed | str]]:
+    try:
+        parsed = mapper(fields)
+    except ValueError as exc:
+        yield number, str(exc) + format_hint(fmt, fields)
+        return
+    if parsed is not None:
+        yield number, parsed

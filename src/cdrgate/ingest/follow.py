@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from cdrgate.cdr import CdrRecord
 from cdrgate.clock import Clock, system_clock
 from cdrgate.errors import StorageUnavailable
 from cdrgate.ingest.files import Report
-from cdrgate.ingest.lines import Rejected, RowMapper, parse_line
-from cdrgate.storage import cdrs, checkpoints
+from cdrgate.ingest.formats import Parsed, RowMapper
+from cdrgate.ingest.lines import Rejected, parse_line
+from cdrgate.storage import checkpoints
+from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.checkpoints import Checkpoint
 from cdrgate.storage.db import Database
 
@@ -177,8 +178,8 @@ class Follower:
             self._store(records, current.offset + end, current.line + len(lines))
             consumed += len(lines)
 
-    def _parse(self, lines: list[bytes], first_line: int) -> list[CdrRecord]:
-        records: list[CdrRecord] = []
+    def _parse(self, lines: list[bytes], first_line: int) -> list[Parsed]:
+        records: list[Parsed] = []
         for number, raw in enumerate(lines, start=first_line + 1):
             try:
                 record = parse_line(raw, self.mapper)
@@ -195,12 +196,15 @@ class Follower:
     def current_path(self) -> Path:
         return self.current.path if self.current is not None else self.path
 
-    def _store(self, records: list[CdrRecord], offset: int, line: int) -> None:
+    def _store(self, records: list[Parsed], offset: int, line: int) -> None:
         current = self.current
         assert current is not None
         checkpoint = Checkpoint(current.device, current.inode, offset, line)
         with self.db.write() as conn:
-            inserted = cdrs.insert_records(self.db, conn, records)
+            inserter = Inserter(self.db, conn)
+            for record, ts in records:
+                inserter.add(record, ts)
+            inserted = inserter.flush()
             checkpoints.save(conn, self.source, checkpoint, int(self.clock() * 1000))
         current.offset, current.line = offset, line
         self.rows += len(records)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdrgate.cdr import CdrRecord
+from cdrgate.cdr import CdrRecord, parse_seconds, row_without_nul
 from cdrgate.ingest.asterisk import derived_callid
-from cdrgate.ingest.lines import seconds
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.timefmt import parse_pbx_time
 
@@ -25,10 +24,6 @@ NO_ANSWER_CAUSES = frozenset(
 )
 
 
-def is_header(fields: Sequence[str]) -> bool:
-    return len(fields) > 2 and fields[0].strip() == "caller_id_name"
-
-
 def status_from(billsec: int, answer_stamp: str, hangup_cause: str) -> str:
     if billsec > 0 or answer_stamp.strip():
         return "ANSWERED"
@@ -40,22 +35,23 @@ def status_from(billsec: int, answer_stamp: str, hangup_cause: str) -> str:
     return "FAILED"
 
 
-def record_from_fields(fields: Sequence[str], profile: SourceProfile) -> CdrRecord:
-    """Map one mod_cdr_csv row; ValueError says what is wrong with it."""
+def record_from_fields(fields: Sequence[str], profile: SourceProfile) -> tuple[CdrRecord, int]:
+    """Map one mod_cdr_csv row (and its start as wall-clock seconds); ValueError says what
+    is wrong with it."""
     if len(fields) != len(COLUMNS):
         raise ValueError(f"expected {len(COLUMNS)} columns, found {len(fields)}")
-    row = dict(zip(COLUMNS, (field.replace("\x00", "") for field in fields), strict=True))
+    row = dict(zip(COLUMNS, row_without_nul(fields), strict=True))
     start = row["start_stamp"].strip()
-    parse_pbx_time(start)
-    billsec = seconds("billsec", row["billsec"])
+    ts = parse_pbx_time(start)
+    billsec = parse_seconds("billsec", row["billsec"])
     caller, callee = row["caller_id_number"], row["destination_number"]
     call_type, src_trunk, dst_trunk = profile.direction(caller, callee)
-    return CdrRecord(
+    record = CdrRecord(
         callid=row["uuid"].strip() or derived_callid(fields),
         timestart=start,
         callfrom=caller,
         callto=callee,
-        callduraction=seconds("duration", row["duration"]),
+        callduraction=parse_seconds("duration", row["duration"]),
         talkduraction=billsec,
         srctrunkname=src_trunk,
         dsttrunkname=dst_trunk,
@@ -66,3 +62,15 @@ def record_from_fields(fields: Sequence[str], profile: SourceProfile) -> CdrReco
         didnumber="",
         sn=profile.sn,
     )
+    return record, ts
+
+
+def looks_like_row(fields: Sequence[str]) -> bool:
+    """A headerless mod_cdr_csv row, recognised for ``import`` hints."""
+    if len(fields) != len(COLUMNS):
+        return False
+    try:
+        parse_pbx_time(fields[4])
+    except ValueError:
+        return False
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdrgate.cdr import CdrRecord
+from cdrgate.cdr import CdrRecord, parse_seconds, without_nul
 from cdrgate.timefmt import parse_pbx_time
 
 EVENT_NAME = "NewCdr"
@@ -86,13 +86,9 @@ def _text(event: Mapping[str, Any], key: str) -> str:
     # v2 tables type some fields as integers (callto, pincode, didnumber); examples send text.
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"{key} must be a string, not {type(value).__name__}")
-    return str(value).replace("\x00", "")
+    return without_nul(str(value))
 
 
 def _seconds(event: Mapping[str, Any], key: str) -> int:
-    text = _text(event, key).strip()
-    if not text:
-        return 0
-    if not text.isascii() or not text.isdigit():
-        raise ValueError(f"{key} is not a whole number of seconds: {text!r}")
-    return int(text)
+    text = _text(event, key)
+    return parse_seconds(key, text) if text.strip() else 0

@@ -1,43 +1,65 @@
-"""What a CSV source does not say itself: its serial (``sn``) and which numbers are ours.
+"""What a CSV source does not say itself: its serial (``sn``), which numbers are ours, and
+which channel peers are trunks.
 
-Asterisk and FreeSWITCH records carry no call direction. It is derived as follows: a party
-is *external* when its channel's peer matches the trunk pattern (when one is given), or
-otherwise when its number does not match the extension pattern. External caller = Inbound,
-external callee = Outbound, neither = Internal.
+Asterisk and FreeSWITCH records carry no call direction; it is derived per party:
+
+* a party whose channel names a peer is *external* when the peer is a trunk: listed in
+  ``trunks`` (``--trunks``), or a peer whose name is not an extension number (phones are
+  named by their extension, trunks by their provider). ``Local/`` channels name no peer.
+* a party without a peer is external when its number does not match the extension pattern
+  and could be dialled out (feature codes such as ``*97`` stay inside the PBX).
+
+External caller = Inbound, else external callee = Outbound, neither = Internal.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 DEFAULT_EXTENSIONS = r"\d{2,6}"
+# What a number dialled out through a trunk may hold; anything else is a feature code.
+_DIALLABLE = re.compile(r"\+?[0-9]+")
+
+
+class AccountcodeAs(StrEnum):
+    """Where an Asterisk ``accountcode`` goes (``--accountcode-as``)."""
+
+    none = "none"
+    pincode = "pincode"
 
 
 @dataclass(frozen=True)
 class SourceProfile:
     sn: str
     extensions: re.Pattern[str] = re.compile(DEFAULT_EXTENSIONS)
-    trunks: re.Pattern[str] | None = None
+    trunks: frozenset[str] = field(default_factory=frozenset)
     trunk_name: str = ""  # used when a trunk party's channel does not name its trunk
+    accountcode_as: AccountcodeAs = AccountcodeAs.none
 
     @classmethod
     def build(
         cls, sn: str, extensions: str = DEFAULT_EXTENSIONS, trunks: str | None = None,
-        trunk_name: str = "",
+        trunk_name: str = "", accountcode_as: AccountcodeAs = AccountcodeAs.none,
     ) -> SourceProfile:  # fmt: skip
-        """From the command-line strings; ValueError for a bad regular expression."""
+        """From the command-line strings (``trunks``: comma-separated peer names);
+        ValueError for a bad regular expression."""
         try:
             ext = re.compile(extensions)
-            trk = re.compile(trunks) if trunks else None
         except re.error as exc:
             raise ValueError(f"bad pattern: {exc}") from None
-        return cls(sn=sn, extensions=ext, trunks=trk, trunk_name=trunk_name)
+        names = frozenset(name.strip() for name in (trunks or "").split(",") if name.strip())
+        return cls(sn, ext, names, trunk_name, accountcode_as)
+
+    def is_extension(self, number: str) -> bool:
+        return self.extensions.fullmatch(number.strip()) is not None
 
     def is_external(self, number: str, peer: str = "") -> bool:
-        if self.trunks is not None and peer:
-            return self.trunks.fullmatch(peer) is not None
-        return self.extensions.fullmatch(number.strip()) is None
+        if peer:
+            return peer in self.trunks or not self.is_extension(peer)
+        number = number.strip()
+        return not self.is_extension(number) and _DIALLABLE.fullmatch(number) is not None
 
     def direction(
         self, caller: str, callee: str, caller_peer: str = "", callee_peer: str = ""

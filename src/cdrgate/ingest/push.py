@@ -103,3 +103,15 @@ def create_key(db: Database, name: str, sn: str, now_ms: int) -> str:
         if not ingest_keys.create(conn, name, secret_hash(key), sn, now_ms):
             raise UsageError(f"an ingest key named {name!r} exists; delete it first")
     return key
+
+
+def list_keys(db: Database) -> list[ingest_keys.IngestKey]:
+    with db.read() as conn:
+        return list(ingest_keys.all_keys(conn))
+
+
+def delete_key(db: Database, name: str) -> None:
+    """UsageError when there is no such key."""
+    with db.write() as conn:
+        if not ingest_keys.remove(conn, name):
+            raise UsageError(f"no ingest key {name!r}")

@@ -20,6 +20,7 @@ from cdrgate.cdr import CdrRecord, record_from_fields
 from cdrgate.client import CdrClient
 from cdrgate.client._windows import TimeArg, split, to_seconds
 from cdrgate.errors import CdrgateError, UsageError
+from cdrgate.ingest.store import store_records
 from cdrgate.storage import cdrs, sync_state
 from cdrgate.storage.db import Database
 from cdrgate.storage.sync_state import SyncState
@@ -101,7 +102,7 @@ def sync_pbx(
             batch.append(record)
             rows += 1
             if len(batch) >= BATCH:
-                window_added += _store(db, batch)
+                window_added += store_records(db, batch)
                 batch.clear()
         # The mark moves only with a completed window, in the same transaction as its last
         # rows: an interruption anywhere leaves a mark that is safe to resume from.
@@ -130,11 +131,6 @@ def _start(key: str, state: SyncState | None, since: TimeArg | None, overlap: ti
     if state.mark_ts is None:
         return state.since_ts
     return max(0, state.mark_ts - int(overlap.total_seconds()))
-
-
-def _store(db: Database, batch: list[CdrRecord]) -> int:
-    with db.write() as conn:
-        return cdrs.insert_records(db, conn, batch)
 
 
 def _replace(state: SyncState, **changes: object) -> SyncState:

@@ -1,14 +1,15 @@
-"""The ``cdr`` table: bulk insert without duplicates, and the ordered export query."""
+"""The ``cdr`` table: bulk insert without duplicates (``Inserter``, the one way rows go in),
+and the ordered export query."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, func, select, tuple_, union
 
-from cdrgate.cdr import CdrRecord
+from cdrgate.cdr import CdrRecord, row_without_nul
 from cdrgate.storage import pg_bulk
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
@@ -28,8 +29,11 @@ def row_values(
     if line is None:
         line = record.csv_line()
     if "\x00" in line:
-        # NUL means nothing in a CDR and PostgreSQL text cannot hold it: both engines drop it.
-        record = CdrRecord._make(v.replace("\x00", "") if isinstance(v, str) else v for v in record)
+        # Every insert comes through here, so the NUL rule holds for stored rows whatever the
+        # source (and PostgreSQL text cannot hold NUL).
+        record = CdrRecord._make(
+            (*row_without_nul(record[:4]), *record[4:6], *row_without_nul(record[6:]))
+        )
         line = record.csv_line()
     r = record
     return (
@@ -63,16 +67,53 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
         cursor.close()
 
 
+class Inserter:
+    """Adds CDRs on one connection (inside the caller's transaction) in batches of
+    ``INSERT_BATCH``; duplicates are skipped. ``flush`` before the transaction ends."""
+
+    def __init__(
+        self, db: Database, conn: Connection, progress: Callable[[int], None] | None = None
+    ) -> None:
+        self.conn = conn
+        self.sql = insert_sql(db)
+        self.progress = progress
+        self.batch: list[tuple[object, ...]] = []
+        self.rows = self.inserted = 0
+
+    def add(self, record: CdrRecord, ts: int | None = None, line: str | None = None) -> None:
+        self.batch.append(row_values(record, line, ts))
+        self.rows += 1
+        if len(self.batch) >= INSERT_BATCH:
+            self.flush()
+
+    def add_all(self, records: Iterable[CdrRecord]) -> None:
+        for record in records:
+            self.add(record)
+
+    def add_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Tuples already built by ``row_values`` (elsewhere, e.g. in a helper process)."""
+        self.flush()
+        self.rows += len(rows)
+        self._insert(rows)
+
+    def flush(self) -> int:
+        """Insert what is pending; returns the number of new rows so far."""
+        if self.batch:
+            self._insert(self.batch)
+            self.batch = []
+        return self.inserted
+
+    def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
+        self.inserted += insert_rows(self.conn, self.sql, rows)
+        if self.progress is not None:
+            self.progress(len(rows))
+
+
 def insert_records(db: Database, conn: Connection, records: Iterable[CdrRecord]) -> int:
-    sql = insert_sql(db)
-    inserted = 0
-    batch: list[tuple[object, ...]] = []
-    for record in records:
-        batch.append(row_values(record))
-        if len(batch) >= INSERT_BATCH:
-            inserted += insert_rows(conn, sql, batch)
-            batch.clear()
-    return inserted + insert_rows(conn, sql, batch)
+    """Insert records on ``conn`` (duplicates skipped); returns how many were new."""
+    inserter = Inserter(db, conn)
+    inserter.add_all(records)
+    return inserter.flush()
 
 
 @dataclass(frozen=True)
