@@ -146,6 +146,10 @@ class Settings:
         "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
         int,
     )
+    recordings: str = _setting(
+        "",
+        "Folder of call recordings served by recording/download (sub-folders too; empty = none).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
