@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -135,6 +136,30 @@ class RecordingFolder:
         self.refresh()
         with self.db.read() as conn:
             return {row.name: row.path for row in recordings.indexed(conn)}
+
+
+def walk(root: str | Path) -> Iterator[tuple[str, str]]:
+    """(name, relative path) of every file under ``root``, without following folder links."""
+    pending = [""]
+    base = Path(root)
+    while pending:
+        folder = pending.pop()
+        files, subfolders = _list(base / folder if folder else base, folder)
+        yield from files.items()
+        pending.extend(reversed(subfolders))
+
+
+def remove(root: str | Path, rel: str) -> bool:
+    """Delete one file (a link itself, never its target) if it lies inside ``root``."""
+    base = Path(root).resolve()
+    path = base / rel
+    if not path.parent.resolve().is_relative_to(base):
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _parent(folder: str) -> str:

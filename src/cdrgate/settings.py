@@ -150,6 +150,9 @@ class Settings:
         "",
         "Folder of call recordings served by recording/download (sub-folders too; empty = none).",
     )
+    recordings_max_age_days: int = _setting(
+        0, "`cdrgate prune`: remove recordings whose newest CDR is older (0 = no limit).", int
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

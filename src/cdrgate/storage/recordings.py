@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, exists, select, update
+from sqlalchemy import ColumnElement, Connection, Row, delete, exists, func, select, update
 
 from cdrgate.storage.tables import cdr, recording_file, recording_folder, recording_random
 
@@ -40,9 +40,60 @@ def referenced_names(conn: Connection, batch: int = 5000) -> Iterator[str]:
         after = names[-1]
 
 
+def newest_id(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(cdr.c.id), 0))).scalar_one())
+
+
+def names_after(conn: Connection, after_id: int, sn: str | None = None) -> list[str]:
+    """Distinct names carried by CDRs stored after row ``after_id`` (of serial ``sn``)."""
+    stmt = select(cdr.c.recording).where(cdr.c.id > after_id, cdr.c.recording != "")
+    if sn is not None:
+        stmt = stmt.where(cdr.c.sn == sn)
+    return list(conn.execute(stmt.distinct().order_by(cdr.c.recording)).scalars())
+
+
 def unreferenced(conn: Connection, names: Iterable[str]) -> list[str]:
     """Those of ``names`` that no stored CDR carries any more."""
     return [name for name in dict.fromkeys(names) if name and not is_referenced(conn, name)]
+
+
+def names_older_than(conn: Connection, cutoff_ts: int) -> list[str]:
+    """Names whose newest CDR started before ``cutoff_ts``."""
+    return list(
+        conn.execute(
+            select(cdr.c.recording)
+            .where(cdr.c.recording != "")
+            .group_by(cdr.c.recording)
+            .having(func.max(cdr.c.ts) < cutoff_ts)
+            .order_by(cdr.c.recording)
+        ).scalars()
+    )
+
+
+def names_where(conn: Connection, where: ColumnElement[bool]) -> list[str]:
+    """Distinct names carried by the CDRs matching ``where``."""
+    return list(
+        conn.execute(
+            select(cdr.c.recording).where(where, cdr.c.recording != "").distinct()
+        ).scalars()
+    )
+
+
+def kept_by_others(conn: Connection, names: Iterable[str], where: ColumnElement[bool]) -> set[str]:
+    """Those of ``names`` that a CDR outside ``where`` also carries."""
+    kept: set[str] = set()
+    chunk: list[str] = []
+    for name in [*names, None]:
+        if name is not None:
+            chunk.append(name)
+        if chunk and (name is None or len(chunk) >= 500):
+            kept.update(
+                conn.execute(
+                    select(cdr.c.recording).where(cdr.c.recording.in_(chunk), ~where).distinct()
+                ).scalars()
+            )
+            chunk = []
+    return kept
 
 
 # --- the file index ---------------------------------------------------------------------
