@@ -37,9 +37,9 @@ def scan_command(
     db = open_database(database)
     report = scan(db, folder)
     for name in report.unreferenced:
-        out.print(f"unreferenced\t{name}", highlight=False)
+        out.print(f"unreferenced {name}", highlight=False)
     for name in report.missing:
-        out.print(f"missing\t{name}", highlight=False)
+        out.print(f"missing {name}", highlight=False)
     err.print(
         f"{report.files} files, {report.referenced} names in CDRs: "
         f"{len(report.unreferenced)} files no CDR names, {len(report.missing)} CDR names "
