@@ -33,8 +33,9 @@ def safe_name(name: str) -> bool:
     return bool(
         name
         and name.strip() == name
-        and not any(bad in name for bad in ("/", "\\", "\x00", ".."))
-        and name not in (".",)
+        and not any(bad in name for bad in ("/", "\\", ".."))
+        and not any(ord(char) < 32 or ord(char) == 127 for char in name)
+        and name != "."
     )
 
 
@@ -117,14 +118,16 @@ class RecordingFolder:
                     mtime = path.stat(follow_symlinks=False).st_mtime_ns
                 except OSError:
                     continue
+                # Reversed onto the stack: folders are visited in name order, so when two
+                # folders hold one name, the earliest (dated) folder is its home.
                 if known.get(folder) == mtime:
-                    pending.extend(children.get(folder, []))
+                    pending.extend(sorted(children.get(folder, []), reverse=True))
                     continue
                 files, subfolders = _list(path, folder)
                 stored = mtime if now_ns - mtime > SETTLE_NS else -1
                 with self.db.write() as conn:
                     recordings.replace_folder(conn, folder, stored, files)
-                pending.extend(subfolders)
+                pending.extend(reversed(subfolders))
             gone = [folder for folder in known if folder not in seen]
             if gone:
                 with self.db.write() as conn:

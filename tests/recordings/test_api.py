@@ -310,3 +310,23 @@ def test_downloads_are_audited_as_recordings(rec, store_recording, db):
 def errno_of(answer) -> str:
     assert answer["status"] == "Failed", answer
     return answer["errno"]
+
+
+def test_a_non_ascii_name_is_served_with_an_rfc_6266_filename(rec, store_recording):
+    name = 'appel-é "vip".wav'
+    store_recording(name)
+    token = rec.token()
+    random = rec.random(token, name)
+    response = rec.http.get(
+        rec.url("recording/download"), params={"recording": name, "token": token, "random": random}
+    )
+    assert response.content == WAV
+    assert response.headers["content-disposition"] == (
+        "attachment; filename=\"appel-_ _vip_.wav\"; filename*=UTF-8''appel-%C3%A9%20%22vip%22.wav"
+    )
+
+
+def test_a_name_with_a_control_character_is_20014(rec, add_cdrs, folder):
+    (folder / "a\rb.wav").write_bytes(WAV)
+    add_cdrs(make_cdr(recording="a\rb.wav"))
+    assert errno_of(rec.get_random(rec.token(), "a\rb.wav")) == "20014"

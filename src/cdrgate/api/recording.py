@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -50,7 +52,7 @@ async def download(request: Request, services: Services, version: ApiVersion) ->
 def _file_response(body: RecordingBody) -> Response:
     headers = {
         **CORS_HEADERS,
-        "Content-Disposition": f'attachment; filename="{body.name}"',
+        "Content-Disposition": _disposition(body.name),
         "Content-Length": str(body.length),
         "Accept-Ranges": "bytes",
         "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range",
@@ -64,3 +66,12 @@ def _file_response(body: RecordingBody) -> Response:
         media_type=body.content_type,
         headers=headers,
     )
+
+
+def _disposition(name: str) -> str:
+    """``attachment; filename="NAME"``; a name a quoted ASCII string cannot carry gets an
+    ASCII stand-in plus the exact name in RFC 6266's ``filename*``."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    if plain == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"

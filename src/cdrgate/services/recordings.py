@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cdrgate.clock import Clock
-from cdrgate.errors import ApiError, Errno
+from cdrgate.errors import ApiError, CdrgateError, Errno
 from cdrgate.passwords import secret_hash
 from cdrgate.recfolder import OpenFile, RecordingFolder, content_type
 from cdrgate.services.auth import AuthService, Session
@@ -66,11 +66,11 @@ class RecordingBody:
         return max(0, self.last - self.first + 1)
 
 
-class UnsatisfiableRange(ApiError):
+class UnsatisfiableRange(CdrgateError):
     """The Range lies past the end of the file (HTTP 416); the random is spent."""
 
     def __init__(self, size: int) -> None:
-        super().__init__(Errno.RECORDING_NOT_FOUND, "range not satisfiable")
+        super().__init__(f"range not satisfiable (file of {size} bytes)")
         self.size = size
 
 
@@ -120,6 +120,9 @@ class RecordingService:
             body = self._body(opened, request.range)
         except ApiError as exc:
             self._audit(record, "failed", exc.errno, 0)
+            raise
+        except UnsatisfiableRange:
+            self._audit(record, "failed", None, 0)
             raise
         except Exception:
             self._audit(record, "failed", Errno.APISRV_DOWN, 0)

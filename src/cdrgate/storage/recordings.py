@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, delete, exists, func, select, update
 
+from cdrgate.storage import dialect
 from cdrgate.storage.tables import cdr, recording_file, recording_folder, recording_random
 
 SPENT_KEEP_MS = 3600 * 1000  # spent randoms are kept a little while for diagnosis
@@ -118,23 +119,21 @@ def folder_mtimes(conn: Connection) -> dict[str, int]:
 
 
 def replace_folder(conn: Connection, folder: str, mtime_ns: int, files: dict[str, str]) -> None:
-    """The folder's files are now ``files`` (name -> relative path); a name already indexed in
-    another folder keeps its first home."""
+    """The folder's files are now ``files`` (name -> relative path). A name already indexed in
+    another folder keeps its first home. Two processes refreshing at once both succeed: the
+    inserts skip rows the other one wrote first."""
     conn.execute(delete(recording_file).where(recording_file.c.folder == folder))
-    taken = set(
+    rows = [{"name": name, "path": path, "folder": folder} for name, path in files.items()]
+    for start in range(0, len(rows), 500):
         conn.execute(
-            select(recording_file.c.name).where(recording_file.c.name.in_(list(files)))
-        ).scalars()
-    ) if files else set()  # fmt: skip
-    rows = [
-        {"name": name, "path": path, "folder": folder}
-        for name, path in files.items()
-        if name not in taken
-    ]
-    if rows:
-        conn.execute(recording_file.insert(), rows)
-    conn.execute(delete(recording_folder).where(recording_folder.c.path == folder))
-    conn.execute(recording_folder.insert().values(path=folder, mtime_ns=mtime_ns))
+            dialect.insert(conn, recording_file).on_conflict_do_nothing(),
+            rows[start : start + 500],
+        )
+    conn.execute(
+        dialect.insert(conn, recording_folder)
+        .values(path=folder, mtime_ns=mtime_ns)
+        .on_conflict_do_update(index_elements=["path"], set_={"mtime_ns": mtime_ns})
+    )
 
 
 def forget_folder(conn: Connection, folder: str) -> None:
