@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, CdrgateError, Errno
 from cdrgate.passwords import secret_hash
-from cdrgate.recfolder import OpenFile, RecordingFolder, content_type
+from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.downloads import parse_allowed_ip
 from cdrgate.settings import Settings
@@ -107,7 +107,8 @@ class RecordingService:
             "at_ms": int(self.clock() * 1000),
             "client_ip": request.client_ip,
             "api_version": request.api_version,
-            "selector": (request.recording or "")[:NAME_AUDIT_LIMIT],
+            # NUL cannot be stored in PostgreSQL text; a hostile name must still be audited.
+            "selector": (request.recording or "")[:NAME_AUDIT_LIMIT].replace("\x00", "\\0"),
             "starttime": "",
             "endtime": "",
             "kind": "recording",
@@ -165,6 +166,9 @@ class RecordingService:
     def _find(self, name: str) -> OpenFile:
         if self.folder is None:
             raise ApiError(Errno.RECORDING_NOT_FOUND, "no recordings folder configured")
+        # Refused before any query: a path is never a name, and PostgreSQL rejects NUL.
+        if not safe_name(name):
+            raise ApiError(Errno.RECORDING_NOT_FOUND, "not a plain file name")
         with self.db.read() as conn:
             referenced = recordings.is_referenced(conn, name)
         opened = self.folder.open(name) if referenced else None
