@@ -6,52 +6,45 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from cdrgate.api.context import ApiVersion, Services
+from cdrgate.api.context import ApiCall
 from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
-from cdrgate.services.recordings import (
-    DownloadRequest,
-    RandomRequest,
-    RecordingBody,
-    UnsatisfiableRange,
-)
+from cdrgate.api.streaming import ExportResponse
+from cdrgate.services.recordings import DownloadRequest, RandomRequest, UnsatisfiableRange
 
 
-async def get_random(request: Request, services: Services, _version: ApiVersion) -> Response:
-    fields = await read_json_fields(request, services.settings.max_body_bytes)
-    parsed = RandomRequest(
+async def get_random(request: Request, call: ApiCall) -> Response:
+    fields = await read_json_fields(request, call.settings.max_body_bytes)
+    ask = RandomRequest(
         token=request.query_params.get("token"),
         recording=fields.get("recording"),
         allowed_ip=fields.get("allowedip"),
-        client_ip=services.proxies.client_ip(request),
+        client_ip=call.client_ip,
     )
-    random = await run_in_threadpool(services.recordings.issue_random, parsed)
-    return success(recording=fields.get("recording", ""), random=random)
+    random = await run_in_threadpool(call.services.recordings.issue_random, ask)
+    return success(recording=ask.recording or "", random=random)
 
 
-async def download(request: Request, services: Services, version: ApiVersion) -> Response:
+async def download(request: Request, call: ApiCall) -> Response:
     # Any request body is ignored (some clients POST the link); parameters are in the query.
     params = request.query_params
-    parsed = DownloadRequest(
+    ask = DownloadRequest(
         token=params.get("token"),
         recording=params.get("recording"),
         random=params.get("random"),
-        client_ip=services.proxies.client_ip(request),
-        api_version=version.path,
+        client_ip=call.client_ip,
+        api_version=call.version.path,
         range=request.headers.get("range"),
     )
     try:
-        body = await run_in_threadpool(services.recordings.download, parsed)
+        body = await run_in_threadpool(call.services.recordings.download, ask)
     except UnsatisfiableRange as exc:
         headers = {**CORS_HEADERS, "Content-Range": f"bytes */{exc.size}"}
         return Response(status_code=416, headers=headers)
-    return _file_response(body)
-
-
-def _file_response(body: RecordingBody) -> Response:
     headers = {
         **CORS_HEADERS,
+        "Content-Type": body.content_type,
         "Content-Disposition": _disposition(body.name),
         "Content-Length": str(body.length),
         "Accept-Ranges": "bytes",
@@ -60,12 +53,11 @@ def _file_response(body: RecordingBody) -> Response:
     }
     if body.partial:
         headers["Content-Range"] = f"bytes {body.first}-{body.last}/{body.size}"
-    return StreamingResponse(
-        body.chunks,
+    settings = call.settings
+    return ExportResponse(
+        body, headers, settings.download_min_rate, settings.download_rate_window,
         status_code=206 if body.partial else 200,
-        media_type=body.content_type,
-        headers=headers,
-    )
+    )  # fmt: skip
 
 
 def _disposition(name: str) -> str:

@@ -223,7 +223,7 @@ def prune_command(
     recordings: Annotated[
         str | None,
         typer.Option(
-            "--recordings", metavar="DIR", help="Recordings folder [default: CDRGATE_RECORDINGS]."
+            "--recordings", metavar="DIR", help="Recordings folder (else $CDRGATE_RECORDINGS)."
         ),
     ] = None,
     dry_run: Annotated[

@@ -55,7 +55,9 @@ def download_recording(
     name: Annotated[str, typer.Argument(help="Recording file name, as a CDR carries it.")],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File or folder to write [default: ./NAME]."),
+        typer.Option(
+            "--output", "-o", help="File or folder to write (default: NAME in the current folder)."
+        ),
     ] = None,
     password_stdin: PasswordStdinOption = False,
     api_version: ApiVersionOption = ApiVersionChoice.v1,

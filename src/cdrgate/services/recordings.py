@@ -11,7 +11,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdrgate.clock import Clock
@@ -20,6 +20,7 @@ from cdrgate.passwords import secret_hash
 from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.downloads import parse_allowed_ip
+from cdrgate.services.export import Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import audit, recordings
 from cdrgate.storage.db import Database
@@ -49,21 +50,51 @@ class DownloadRequest:
     range: str | None  # the Range header, as sent
 
 
-@dataclass
 class RecordingBody:
-    """A redeemed download: what to answer and the bytes, streamed from the open file."""
+    """A redeemed download: what to answer, and the file's bytes, read on demand.
 
-    name: str
-    content_type: str
-    size: int  # of the whole file
-    first: int  # first byte sent
-    last: int  # last byte sent (inclusive); first > last for an empty file
-    partial: bool  # True: answer 206 with Content-Range
-    chunks: Iterator[bytes]
+    Sent by ``api.streaming.ExportResponse``, which calls :meth:`finish` exactly once however
+    the transfer ends; that closes the file and writes the audit record.
+    """
+
+    def __init__(
+        self, opened: OpenFile, first: int, last: int, partial: bool,
+        on_finish: Callable[[Outcome, int], None],
+    ) -> None:  # fmt: skip
+        self.name = opened.name
+        self.content_type = content_type(opened.name)
+        self.size = opened.size  # of the whole file
+        self.first = first  # first byte sent
+        self.last = last  # last byte sent (inclusive); first > last for an empty file
+        self.partial = partial  # True: answer 206 with Content-Range
+        self.sent = 0
+        self._stream = opened.stream
+        self._remaining = self.length
+        self._on_finish = on_finish
+        self._stream.seek(first)
 
     @property
     def length(self) -> int:
         return max(0, self.last - self.first + 1)
+
+    def next_chunk(self) -> bytes | None:
+        if self._remaining <= 0:
+            return None
+        chunk = self._stream.read(min(CHUNK, self._remaining))
+        if not chunk:
+            # The file shrank while streaming: stop short (the client sees a transfer shorter
+            # than its Content-Length) rather than pad it.
+            self._remaining = 0
+            return None
+        self._remaining -= len(chunk)
+        self.sent += len(chunk)
+        return chunk
+
+    def finish(self, outcome: Outcome) -> None:
+        self._stream.close()
+        if outcome == "ok" and self.sent < self.length:
+            outcome = "failed"
+        self._on_finish(outcome, self.sent)
 
 
 class UnsatisfiableRange(CdrgateError):
@@ -118,7 +149,7 @@ class RecordingService:
             session = self.auth.authenticate(request.token)
             record["account"] = session.account
             opened = self._redeem(session, request)
-            body = self._body(opened, request.range)
+            return self._body(opened, request.range, record)
         except ApiError as exc:
             self._audit(record, "failed", exc.errno, 0)
             raise
@@ -128,8 +159,6 @@ class RecordingService:
         except Exception:
             self._audit(record, "failed", Errno.APISRV_DOWN, 0)
             raise
-        body.chunks = self._audited(record, body.chunks)
-        return body
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:
@@ -176,7 +205,9 @@ class RecordingService:
             raise ApiError(Errno.RECORDING_NOT_FOUND)
         return opened
 
-    def _body(self, opened: OpenFile, range_header: str | None) -> RecordingBody:
+    def _body(
+        self, opened: OpenFile, range_header: str | None, record: dict[str, object]
+    ) -> RecordingBody:
         size = opened.size
         span = _parse_range(range_header, size)
         if span is None:
@@ -188,25 +219,12 @@ class RecordingService:
                 opened.stream.close()
                 raise UnsatisfiableRange(size)
         return RecordingBody(
-            name=opened.name,
-            content_type=content_type(opened.name),
-            size=size,
-            first=first,
-            last=last,
-            partial=partial,
-            chunks=_read(opened, first, last),
+            opened,
+            first,
+            last,
+            partial,
+            lambda outcome, sent: self._audit(record, outcome, None, sent),
         )
-
-    def _audited(self, record: dict[str, object], chunks: Iterator[bytes]) -> Iterator[bytes]:
-        sent = 0
-        completed = False
-        try:
-            for chunk in chunks:
-                sent += len(chunk)
-                yield chunk
-            completed = True
-        finally:
-            self._audit(record, "ok" if completed else "aborted", None, sent)
 
     def _audit(
         self, record: dict[str, object], outcome: str, errno: Errno | None, sent: int
@@ -250,17 +268,3 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if last < first:
         return None
     return first, min(last, size - 1)
-
-
-def _read(opened: OpenFile, first: int, last: int) -> Iterator[bytes]:
-    try:
-        opened.stream.seek(first)
-        remaining = last - first + 1
-        while remaining > 0:
-            chunk = opened.stream.read(min(CHUNK, remaining))
-            if not chunk:
-                break  # the file shrank while streaming: stop short rather than pad
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        opened.stream.close()
