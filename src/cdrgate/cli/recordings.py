@@ -18,7 +18,7 @@ from cdrgate.cli.client_cmds import (
     UsernameOption,
     _client,
 )
-from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_database, out
+from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_existing, out
 from cdrgate.errors import UsageError
 from cdrgate.services.recording_files import scan
 
@@ -34,7 +34,7 @@ def scan_command(
     """List files no CDR names and CDRs whose file is missing."""
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
-    db = open_database(database)
+    db = open_existing(database, write=False)  # a report: never creates or migrates a store
     report = scan(db, folder)
     for name in report.unreferenced:
         out.print(f"unreferenced {name}", highlight=False)
