@@ -73,6 +73,9 @@ class RateGuard:
 class Streamed(Protocol):
     """What ExportResponse sends: a CDR :class:`Export`, or a recording file."""
 
+    @property
+    def ready(self) -> bool: ...
+
     def next_chunk(self) -> bytes | None: ...
 
     def finish(self, outcome: Outcome) -> None: ...

@@ -77,6 +77,11 @@ class RecordingBody:
     def length(self) -> int:
         return max(0, self.last - self.first + 1)
 
+    @property
+    def ready(self) -> bool:
+        """Only the end is: every read goes to a worker thread (the disk may be slow)."""
+        return self._remaining <= 0
+
     def next_chunk(self) -> bytes | None:
         if self._remaining <= 0:
             return None
