@@ -30,6 +30,7 @@ from cdrgate.logredact import redact
 from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.recordings import RecordingService
 from cdrgate.services.retention import prune_forever
 from cdrgate.settings import Settings
 from cdrgate.storage.db import Database
@@ -50,6 +51,7 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
         downloads=DownloadService(db, settings, clock, auth, audit),
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
+        recordings=RecordingService(db, settings, clock, auth),
     )
 
 
@@ -109,6 +111,7 @@ async def _purge_forever(services: Services) -> None:
         try:
             await run_in_threadpool(services.auth.purge_expired)
             await run_in_threadpool(services.downloads.purge_spent)
+            await run_in_threadpool(services.recordings.purge_spent)
             await run_in_threadpool(services.downloads.audit.purge_old)
         except Exception:  # a locked or absent database must not kill the loop
             log.warning("purge of expired state failed", exc_info=True)

@@ -33,6 +33,8 @@ class Errno(StrEnum):
     # download limits are reached (retry shortly with a new random).
     SERVER_BUSY = "20010"
     HEARTBEAT_FAILED = "20011"
+    RECORDING_RANDOM_INVALID = "20012"
+    RECORDING_NOT_FOUND = "20014"
     ALLOWEDIP_ERROR = "20015"
     CDR_TIME_FORMAT = "20019"
     CDR_RANDOM_INVALID = "20020"

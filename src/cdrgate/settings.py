@@ -146,6 +146,13 @@ class Settings:
         "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
         int,
     )
+    recordings: str = _setting(
+        "",
+        "Folder of call recordings served by recording/download (sub-folders too; empty = none).",
+    )
+    recordings_max_age_days: int = _setting(
+        0, "`cdrgate prune`: remove recordings whose newest CDR is older (0 = no limit).", int
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

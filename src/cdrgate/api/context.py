@@ -8,6 +8,7 @@ from cdrgate.api.envelope import ProxyPolicy
 from cdrgate.ingest.push import PushReceiver
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.recordings import RecordingService
 from cdrgate.settings import Settings
 from cdrgate.versions import SELECTOR_FIELD
 
@@ -19,6 +20,7 @@ class Services:
     downloads: DownloadService
     push: PushReceiver
     proxies: ProxyPolicy
+    recordings: RecordingService
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate import __version__
+from cdrgate.api.openapi_recording import recording_operations, recording_schemas
 from cdrgate.errors import Errno
 
 OPENAPI_PATH = "/openapi.json"
@@ -328,6 +329,7 @@ def openapi_document() -> dict[str, Any]:
     }
     for version, selector in DOCUMENTED_VERSIONS.items():
         paths.update(_operations(version, selector))
+        paths.update(recording_operations(version, _TOKEN))
     return {
         "openapi": "3.0.3",
         "info": {
@@ -341,7 +343,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **recording_schemas()},
             "securitySchemes": {"IngestKey": {"type": "http", "scheme": "bearer"}},
         },
     }

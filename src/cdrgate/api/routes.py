@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cdrgate.api import cdr, push, session
+from cdrgate.api import cdr, push, recording, session
 from cdrgate.api.context import ApiCall, ApiVersion, Services
 from cdrgate.api.envelope import client_ip, failure, preflight
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
@@ -35,6 +35,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "cdr/get_random": Endpoint(cdr.get_random),
     # Download links are fetched with GET by most clients and POST by some (Guzzle, axios).
     "cdr/download": Endpoint(cdr.download, frozenset({"GET", "POST"})),
+    "recording/get_random": Endpoint(recording.get_random),
+    "recording/download": Endpoint(recording.download, frozenset({"GET", "POST"})),
     # cdrgate's own: NewCdr events in, authorised by an ingest key (docs/ingest.md).
     "cdr/push": Endpoint(push.push),
 }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 import anyio
 from anyio.to_thread import run_sync
@@ -69,13 +70,26 @@ class RateGuard:
         return self.window + 2 * size / self.min_rate if self.active else float("inf")
 
 
+class Streamed(Protocol):
+    """What ExportResponse sends: a CDR :class:`Export`, or a recording file."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def next_chunk(self) -> bytes | None: ...
+
+    def finish(self, outcome: Outcome) -> None: ...
+
+
 class ExportResponse(Response):
-    """Streams an :class:`Export` (chunked; HTTP/1.0 clients: see ``Http10Compat``)."""
+    """Streams an :class:`Export` (chunked; HTTP/1.0 clients: see ``Http10Compat``), or any
+    :class:`Streamed` body (a recording: Content-Length given, status 200 or 206)."""
 
     def __init__(
-        self, export: Export, headers: Mapping[str, str], min_rate: int, window: int
-    ) -> None:
-        self.status_code = 200
+        self, export: Export | Streamed, headers: Mapping[str, str], min_rate: int, window: int,
+        status_code: int = 200,
+    ) -> None:  # fmt: skip
+        self.status_code = status_code
         self.background = None
         self.export = export
         self.init_headers(headers)
@@ -95,7 +109,9 @@ class ExportResponse(Response):
 
     async def _stream(self, send: Send) -> Outcome:
         guard = RateGuard(self.min_rate, self.window)
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         try:
             while True:
                 if self.export.ready:  # in memory already: no thread hop

@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from cdrgate import __version__
-from cdrgate.cli import audit, client_cmds, data, database, help_format, ingest, serve, users
+from cdrgate.cli import (
+    audit,
+    client_cmds,
+    data,
+    database,
+    help_format,
+    ingest,
+    recordings,
+    serve,
+    users,
+)
 
 help_format.install()
 
@@ -48,6 +58,8 @@ app.command("seed")(data.seed)
 app.command("audit")(audit.audit_log)
 app.command("download")(client_cmds.download)
 app.command("sync")(client_cmds.sync)
+app.command("download-recording")(recordings.download_recording)
+app.add_typer(recordings.app, name="recordings")
 app.add_typer(users.app, name="api-user")
 app.add_typer(database.app, name="db")
 app.command("prune")(ingest.prune_command)

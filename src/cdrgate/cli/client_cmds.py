@@ -16,11 +16,12 @@ from typing import Annotated, BinaryIO
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin
+from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
 from cdrgate.client import CdrClient, DownloadStats, split_api_url
 from cdrgate.errors import UsageError
 from cdrgate.services import stores
-from cdrgate.services.sync import DEFAULT_OVERLAP, sync_pbx
+from cdrgate.services.recording_mirror import MirrorResult, RecordingMirror, after_each_window
+from cdrgate.services.sync import DEFAULT_OVERLAP, pbx_key, sync_pbx
 from cdrgate.timefmt import parse_pbx_time
 
 PASSWORD_ENV = "CDRGATE_PBX_PASSWORD"  # noqa: S105 - a variable name, not a secret
@@ -232,6 +233,12 @@ def sync(
     ca_file: CaFileOption = None,
     timeout: TimeoutOption = 30.0,
     window_hours: WindowOption = 24,
+    recordings: Annotated[
+        Path | None,
+        typer.Option(
+            "--recordings", metavar="DIR", help="Also fetch the CDRs' recordings into DIR (flat)."
+        ),
+    ] = None,
 ) -> None:
     """Copy a PBX's CDRs into a cdrgate database, incrementally (safe to rerun)."""
     since_text, until_text = _time("--since", since), _time("--until", until)
@@ -239,15 +246,24 @@ def sync(
         pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
     )
     db = stores.open_or_create(into).db  # --into says it is created if new
+    mirror = (
+        RecordingMirror(client, db, recordings, pbx_key(client.base_url)) if recordings else None
+    )
     try:
         with client, _progress("syncing") as update:
+
+            def progress(done: int, total: int, rows: int) -> None:
+                update(done, total, rows, 0)
+
+            if mirror is not None:
+                mirror.prepare()
             result = sync_pbx(
                 client,
                 db,
                 since=since_text,
                 until=until_text,
                 overlap=timedelta(minutes=overlap_minutes),
-                progress=lambda done, total, rows: update(done, total, rows, 0),
+                progress=after_each_window(mirror, progress) if mirror else progress,
             )
     finally:
         db.dispose()
@@ -255,5 +271,19 @@ def sync(
         f"{result.pbx_url} (serial {result.sn or 'unknown'}): {result.start} .. {result.end}, "
         f"{_plural(result.windows, 'window')}, {_plural(result.rows, 'CDR')} read, "
         f"{result.added} new",
+        highlight=False,
+    )
+    if mirror is not None:
+        _report_mirror(mirror.result, recordings)
+
+
+def _report_mirror(result: MirrorResult, folder: Path | None) -> None:
+    for name in result.missing:
+        say("missing:", f"{name} (the PBX has no such recording: 20014)", "yellow")
+    for name in result.refused:
+        say("skipped:", f"{name!r} is not a plain file name", "yellow")
+    out.print(
+        f"recordings -> {folder}: {result.fetched} fetched ({result.bytes} bytes), "
+        f"{result.skipped} already there, {len(result.missing)} missing on the PBX",
         highlight=False,
     )

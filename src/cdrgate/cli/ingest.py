@@ -30,7 +30,8 @@ from cdrgate.ingest.follow import Follower
 from cdrgate.ingest.formats import Format, RowMapper, row_mapper
 from cdrgate.ingest.lines import Rejected
 from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
-from cdrgate.services.retention import PruneReport, RetentionPolicy, prune, wall_clock_now
+from cdrgate.services.recording_files import prune_with_recordings
+from cdrgate.services.retention import PruneReport, RetentionPolicy, wall_clock_now
 from cdrgate.settings import Settings
 from cdrgate.timefmt import format_pbx_time
 
@@ -215,23 +216,50 @@ def prune_command(
             show_default="the retention setting",
         ),
     ] = None,
+    recordings_max_age_days: Annotated[
+        int | None,
+        typer.Option(
+            "--recordings-max-age-days",
+            min=0,
+            help="Remove recording files whose newest CDR is older than D days.",
+        ),
+    ] = None,
+    recordings: Annotated[
+        str | None,
+        typer.Option(
+            "--recordings", metavar="DIR", help="Recordings folder (else $CDRGATE_RECORDINGS)."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be removed; remove nothing.")
     ] = False,
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
-    """Remove old CDRs by count and/or age (0 = no limit)."""
+    """Remove old CDRs by count and/or age (0 = no limit), and the recordings they name."""
     settings = Settings.from_env(
-        retention_max_records=max_records, retention_max_age_days=max_age_days
-    )
+        retention_max_records=max_records, retention_max_age_days=max_age_days,
+        recordings=recordings, recordings_max_age_days=recordings_max_age_days,
+    )  # fmt: skip
     policy = RetentionPolicy.from_settings(settings)
-    if not policy.active:
+    if not policy.active and not settings.recordings_max_age_days:
         raise UsageError(
-            "no limit given: use --max-records and/or --max-age-days "
+            "no limit given: use --max-records, --max-age-days and/or --recordings-max-age-days "
             "(or CDRGATE_RETENTION_MAX_RECORDS / CDRGATE_RETENTION_MAX_AGE_DAYS)"
         )
+    if settings.recordings_max_age_days and not settings.recordings:
+        raise UsageError("--recordings-max-age-days needs the folder: --recordings DIR")
     db = open_existing(database, write=True)
-    out.print(_describe(prune(db, policy, wall_clock_now(system_clock), dry_run)), highlight=False)
+    report, files = prune_with_recordings(
+        db, policy, wall_clock_now(system_clock), root=settings.recordings or None,
+        recordings_max_age_days=settings.recordings_max_age_days, dry_run=dry_run,
+    )  # fmt: skip
+    if report is not None:
+        out.print(_describe(report), highlight=False)
+    verb = "would remove" if dry_run else "removed"
+    for name in files.files:
+        out.print(f"{verb} recording {name}", highlight=False)
+    if settings.recordings:
+        out.print(f"{verb} {len(files.files)} recording files", highlight=False)
 
 
 def _describe(report: PruneReport) -> str:

@@ -88,6 +88,10 @@ def serve(
             ),
         ),
     ] = None,
+    recordings: Annotated[
+        str | None,
+        typer.Option(metavar="DIR", help="Serve call recordings from DIR (sub-folders too)."),
+    ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
     settings = Settings.from_env(
@@ -96,6 +100,7 @@ def serve(
         permitted_networks=tuple(permit) if permit else None,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else None,
         idle_timeout_seconds=idle_timeout, max_connections=max_connections,
+        recordings=recordings,
     )  # fmt: skip
     check_networks(settings.trusted_proxies, "--trusted-proxy")
     check_networks(settings.permitted_networks, "--permit")

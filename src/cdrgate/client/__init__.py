@@ -23,6 +23,7 @@ from cdrgate.client._errors import (
     ProtocolError,
     TlsError,
 )
+from cdrgate.client._recordings import RecordingResult
 from cdrgate.client._records import Cdr
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "LockedOut",
     "PbxError",
     "ProtocolError",
+    "RecordingResult",
     "TlsError",
     "split_api_url",
 ]

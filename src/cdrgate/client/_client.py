@@ -33,6 +33,7 @@ from cdrgate.client._errors import (
     ProtocolError,
     TlsError,
 )
+from cdrgate.client._recordings import RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
 from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
@@ -307,6 +308,10 @@ class CdrClient:
             if stream is not None:
                 for fields, _raw in stream:
                     yield _typed(fields)
+
+    def download_recording(self, name: str, dest: str | os.PathLike[str]) -> RecordingResult:
+        """Fetch one call recording to ``dest`` (a file, or a folder to put ``name`` in)."""
+        return download_recording(self, name, dest)
 
     def download(
         self,

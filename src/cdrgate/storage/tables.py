@@ -56,6 +56,7 @@ cdr = Table(
     Index(None, "ts", "callid", "sn"),
     Index(None, "callfrom", "ts"),
     Index(None, "callto", "ts"),
+    Index(None, "recording"),
 )
 
 api_account = Table(
@@ -122,6 +123,8 @@ download_audit = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("outcome", String, nullable=False),  # "ok", "failed" or "aborted"
     Column("errno", String),  # the errno of a failed attempt
+    # "cdr" or "recording"; a recording download keeps its file name in ``selector``.
+    Column("kind", String, nullable=False, server_default="cdr"),
 )
 
 # Credentials for the NewCdr push endpoint: write-only, long-lived, one per pushing source.
@@ -158,4 +161,38 @@ sync_state = Table(
     Column("mark_ts", BigInteger),  # newest timestart stored from completed windows
     Column("last_sync_ms", BigInteger, nullable=False),
     Column("added_total", BigInteger, nullable=False),
+)
+
+# Where each recording file lives under the recordings folder, by file name. A cache of the
+# folder, not the truth: every hit is checked on disk and a miss refreshes the folders that
+# changed (services/recordings.py).
+recording_file = Table(
+    "recording_file",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("path", String, nullable=False),  # relative to the recordings folder, "/"-separated
+    Column("folder", String, nullable=False, index=True),  # the sub-folder path ("" = top)
+)
+
+# Sub-folders of the recordings folder and their mtime when last listed: a refresh lists only
+# the folders whose mtime moved (a file added or removed changes its folder's mtime).
+recording_folder = Table(
+    "recording_folder",
+    metadata,
+    Column("path", String, primary_key=True),
+    Column("mtime_ns", BigInteger, nullable=False),
+)
+
+# One-time keys of recording/download: a sibling of cdr_random, so neither kind of random
+# opens the other's door.
+recording_random = Table(
+    "recording_random",
+    metadata,
+    Column("random_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("recording", String, nullable=False),
+    Column("client_ip", String, nullable=False),
+    Column("allowed_ip", String),
+    Column("expires_ms", BigInteger, nullable=False, index=True),
+    Column("used_ms", BigInteger),
 )

@@ -1,0 +1,69 @@
+"""recording/get_random and recording/download: parse, call the RecordingService, answer."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cdrgate.api.context import ApiCall
+from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
+from cdrgate.api.streaming import ExportResponse
+from cdrgate.services.recordings import DownloadRequest, RandomRequest, UnsatisfiableRange
+
+
+async def get_random(request: Request, call: ApiCall) -> Response:
+    fields = await read_json_fields(request, call.settings.max_body_bytes)
+    ask = RandomRequest(
+        token=request.query_params.get("token"),
+        recording=fields.get("recording"),
+        allowed_ip=fields.get("allowedip"),
+        client_ip=call.client_ip,
+    )
+    random = await run_in_threadpool(call.services.recordings.issue_random, ask)
+    return success(recording=ask.recording or "", random=random)
+
+
+async def download(request: Request, call: ApiCall) -> Response:
+    # Any request body is ignored (some clients POST the link); parameters are in the query.
+    params = request.query_params
+    ask = DownloadRequest(
+        token=params.get("token"),
+        recording=params.get("recording"),
+        random=params.get("random"),
+        client_ip=call.client_ip,
+        api_version=call.version.path,
+        range=request.headers.get("range"),
+    )
+    try:
+        body = await run_in_threadpool(call.services.recordings.download, ask)
+    except UnsatisfiableRange as exc:
+        headers = {**CORS_HEADERS, "Content-Range": f"bytes */{exc.size}"}
+        return Response(status_code=416, headers=headers)
+    headers = {
+        **CORS_HEADERS,
+        "Content-Type": body.content_type,
+        "Content-Disposition": _disposition(body.name),
+        "Content-Length": str(body.length),
+        "Accept-Ranges": "bytes",
+        "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range",
+        "Cache-Control": "no-store",
+    }
+    if body.partial:
+        headers["Content-Range"] = f"bytes {body.first}-{body.last}/{body.size}"
+    settings = call.settings
+    return ExportResponse(
+        body, headers, settings.download_min_rate, settings.download_rate_window,
+        status_code=206 if body.partial else 200,
+    )  # fmt: skip
+
+
+def _disposition(name: str) -> str:
+    """``attachment; filename="NAME"``; a name a quoted ASCII string cannot carry gets an
+    ASCII stand-in plus the exact name in RFC 6266's ``filename*``."""
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    if plain == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -1,0 +1,115 @@
+"""Fetching one call recording: recording/get_random, then recording/download, into a file.
+
+The file is written to a temporary name in the destination folder and renamed only once its
+size matches the Content-Length, so a file under its final name is always complete (which is
+what lets a mirror skip files it already has).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import httpx
+
+from cdrgate.client._errors import ConnectError, PbxError, ProtocolError
+from cdrgate.errors import Errno
+
+if TYPE_CHECKING:
+    from cdrgate.client._client import CdrClient
+
+MAX_ERROR_BODY = 64 * 1024
+RANDOM_ATTEMPTS = 2  # the first try and one retry on 20012 (a random that aged in transit)
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    name: str
+    path: Path
+    bytes: int
+
+
+def target_path(name: str, dest: str | os.PathLike[str]) -> Path:
+    """``dest`` itself, or ``dest/name`` when ``dest`` is an existing folder."""
+    if not name or any(bad in name for bad in ("/", "\\", "\x00")) or name in (".", ".."):
+        raise ValueError(f"not a recording file name: {name!r}")
+    path = Path(dest)
+    return path / name if path.is_dir() else path
+
+
+def download_recording(
+    client: CdrClient, name: str, dest: str | os.PathLike[str]
+) -> RecordingResult:
+    path = target_path(name, dest)
+    for attempt in range(1, RANDOM_ATTEMPTS + 1):
+        try:
+            size = client._authenticated(lambda token: _fetch(client, token, name, path))
+        except PbxError as exc:
+            if exc.errno == Errno.RECORDING_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
+                continue
+            raise
+        return RecordingResult(name, path, size)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
+    answer = client._call("recording/get_random", {"recording": name}, token)
+    random = answer.get("random")
+    if not isinstance(random, str) or not random:
+        raise ProtocolError("recording/get_random answered Success without a random")
+    query = f"recording={quote(name, safe='')}&token={token}&random={random}"
+    request = client._http.build_request("GET", f"{client._url('recording/download')}?{query}")
+    response = client._send(request, stream=True)
+    try:
+        kind = response.headers.get("content-type", "")
+        if response.status_code != 200 or kind.startswith(("application/json", "text/")):
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ERROR_BODY:
+                    break
+            _raise_envelope(response.status_code, body)
+        return _write(response, path, client.base_url)
+    finally:
+        response.close()
+
+
+def _raise_envelope(status_code: int, body: bytes) -> None:
+    from cdrgate.client._client import _envelope
+
+    _envelope(status_code, body, "recording/download")
+    raise ProtocolError("recording/download answered Success without a file")
+
+
+def _write(response: httpx.Response, path: Path, base_url: str) -> int:
+    expected = response.headers.get("content-length")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    written += len(chunk)
+            except httpx.HTTPError as exc:
+                raise ConnectError(
+                    f"the connection to {base_url} broke during a recording download: {exc}"
+                ) from None
+            out.flush()
+            os.fsync(out.fileno())
+        if expected is not None and expected.isdigit() and int(expected) != written:
+            raise ProtocolError(
+                f"recording/download sent {written} bytes of the {expected} announced"
+            )
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return written

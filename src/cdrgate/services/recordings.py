@@ -1,0 +1,275 @@
+"""Call recordings over the S-Series API: recording/get_random and recording/download.
+
+The service owns the whole sequence of each call: authentication, validation, issuing and
+redeeming the one-time random, opening the file, and the audit record of every download
+attempt (refused ones too). Handlers in api/recording.py only parse and answer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdrgate.clock import Clock
+from cdrgate.errors import ApiError, CdrgateError, Errno
+from cdrgate.passwords import secret_hash
+from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
+from cdrgate.services.auth import AuthService, Session
+from cdrgate.services.downloads import parse_allowed_ip
+from cdrgate.services.export import Outcome
+from cdrgate.settings import Settings
+from cdrgate.storage import audit, recordings
+from cdrgate.storage.db import Database
+
+log = logging.getLogger("cdrgate.recordings")
+
+CHUNK = 256 * 1024
+NAME_AUDIT_LIMIT = 256
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@dataclass(frozen=True)
+class RandomRequest:
+    token: str | None
+    recording: str | None
+    allowed_ip: str | None
+    client_ip: str
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    token: str | None
+    recording: str | None
+    random: str | None
+    client_ip: str
+    api_version: str
+    range: str | None  # the Range header, as sent
+
+
+class RecordingBody:
+    """A redeemed download: what to answer, and the file's bytes, read on demand.
+
+    Sent by ``api.streaming.ExportResponse``, which calls :meth:`finish` exactly once however
+    the transfer ends; that closes the file and writes the audit record.
+    """
+
+    def __init__(
+        self, opened: OpenFile, first: int, last: int, partial: bool,
+        on_finish: Callable[[Outcome, int], None],
+    ) -> None:  # fmt: skip
+        self.name = opened.name
+        self.content_type = content_type(opened.name)
+        self.size = opened.size  # of the whole file
+        self.first = first  # first byte sent
+        self.last = last  # last byte sent (inclusive); first > last for an empty file
+        self.partial = partial  # True: answer 206 with Content-Range
+        self.sent = 0
+        self._stream = opened.stream
+        self._remaining = self.length
+        self._on_finish = on_finish
+        self._stream.seek(first)
+
+    @property
+    def length(self) -> int:
+        return max(0, self.last - self.first + 1)
+
+    @property
+    def ready(self) -> bool:
+        """Only the end is: every read goes to a worker thread (the disk may be slow)."""
+        return self._remaining <= 0
+
+    def next_chunk(self) -> bytes | None:
+        if self._remaining <= 0:
+            return None
+        chunk = self._stream.read(min(CHUNK, self._remaining))
+        if not chunk:
+            # The file shrank while streaming: stop short (the client sees a transfer shorter
+            # than its Content-Length) rather than pad it.
+            self._remaining = 0
+            return None
+        self._remaining -= len(chunk)
+        self.sent += len(chunk)
+        return chunk
+
+    def finish(self, outcome: Outcome) -> None:
+        self._stream.close()
+        if outcome == "ok" and self.sent < self.length:
+            outcome = "failed"
+        self._on_finish(outcome, self.sent)
+
+
+class UnsatisfiableRange(CdrgateError):
+    """The Range lies past the end of the file (HTTP 416); the random is spent."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable (file of {size} bytes)")
+        self.size = size
+
+
+class RecordingService:
+    def __init__(self, db: Database, settings: Settings, clock: Clock, auth: AuthService) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.auth = auth
+        self.folder = RecordingFolder(settings.recordings, db) if settings.recordings else None
+
+    def issue_random(self, request: RandomRequest) -> str:
+        session = self.auth.authenticate(request.token)
+        name = _required(request.recording)
+        allowed_ip = parse_allowed_ip(request.allowed_ip)
+        self._find(name).stream.close()
+        random = secrets.token_hex(16)
+        now = self.auth.now_ms()
+        with self.db.write() as conn:
+            recordings.create_random(
+                conn,
+                random_hash=secret_hash(random),
+                token_hash=session.token_hash,
+                recording=name,
+                client_ip=request.client_ip,
+                allowed_ip=allowed_ip,
+                expires_ms=now + self.settings.random_ttl_seconds * 1000,
+            )
+        return random
+
+    def download(self, request: DownloadRequest) -> RecordingBody:
+        """Redeem the random and open the file; every outcome is audited."""
+        record = {
+            "at_ms": int(self.clock() * 1000),
+            "client_ip": request.client_ip,
+            "api_version": request.api_version,
+            # NUL cannot be stored in PostgreSQL text; a hostile name must still be audited.
+            "selector": (request.recording or "")[:NAME_AUDIT_LIMIT].replace("\x00", "\\0"),
+            "starttime": "",
+            "endtime": "",
+            "kind": "recording",
+            "account": None,
+        }
+        try:
+            session = self.auth.authenticate(request.token)
+            record["account"] = session.account
+            opened = self._redeem(session, request)
+            return self._body(opened, request.range, record)
+        except ApiError as exc:
+            self._audit(record, "failed", exc.errno, 0)
+            raise
+        except UnsatisfiableRange:
+            self._audit(record, "failed", None, 0)
+            raise
+        except Exception:
+            self._audit(record, "failed", Errno.APISRV_DOWN, 0)
+            raise
+
+    def purge_spent(self) -> int:
+        with self.db.write() as conn:
+            return recordings.purge_randoms(conn, self.auth.now_ms())
+
+    def _redeem(self, session: Session, request: DownloadRequest) -> OpenFile:
+        name = _required(request.recording)
+        random = request.random
+        if random is None or not random.strip():
+            raise ApiError(Errno.PARAMETER_EMPTY, "random is required")
+        random_hash = secret_hash(random.strip().lower())
+        now = self.auth.now_ms()
+        with self.db.read() as conn:
+            row = recordings.find_random(conn, random_hash)
+        if (
+            row is None
+            or not hmac.compare_digest(row.token_hash, session.token_hash)
+            or row.recording != name
+            or row.used_ms is not None
+            or row.expires_ms <= now
+        ):
+            raise ApiError(Errno.RECORDING_RANDOM_INVALID)
+        if request.client_ip not in (row.client_ip, row.allowed_ip):
+            raise ApiError(Errno.ALLOWEDIP_ERROR)
+        # Open before spending: a file that vanished since get_random leaves the random unused.
+        opened = self._find(name)
+        with self.db.write() as conn:
+            won = recordings.redeem_random(conn, random_hash, now)
+        if not won:
+            opened.stream.close()
+            raise ApiError(Errno.RECORDING_RANDOM_INVALID)
+        return opened
+
+    def _find(self, name: str) -> OpenFile:
+        if self.folder is None:
+            raise ApiError(Errno.RECORDING_NOT_FOUND, "no recordings folder configured")
+        # Refused before any query: a path is never a name, and PostgreSQL rejects NUL.
+        if not safe_name(name):
+            raise ApiError(Errno.RECORDING_NOT_FOUND, "not a plain file name")
+        with self.db.read() as conn:
+            referenced = recordings.is_referenced(conn, name)
+        opened = self.folder.open(name) if referenced else None
+        if opened is None:
+            raise ApiError(Errno.RECORDING_NOT_FOUND)
+        return opened
+
+    def _body(
+        self, opened: OpenFile, range_header: str | None, record: dict[str, object]
+    ) -> RecordingBody:
+        size = opened.size
+        span = _parse_range(range_header, size)
+        if span is None:
+            first, last, partial = 0, size - 1, False
+        else:
+            first, last = span
+            partial = True
+            if first >= size:
+                opened.stream.close()
+                raise UnsatisfiableRange(size)
+        return RecordingBody(
+            opened,
+            first,
+            last,
+            partial,
+            lambda outcome, sent: self._audit(record, outcome, None, sent),
+        )
+
+    def _audit(
+        self, record: dict[str, object], outcome: str, errno: Errno | None, sent: int
+    ) -> None:
+        values = {**record, "outcome": outcome, "errno": errno.value if errno else None}
+        values.update(rows=1 if outcome == "ok" else 0, bytes=sent)
+        try:
+            with self.db.write() as conn:
+                audit.insert(conn, values)
+        except Exception:
+            # The answer to the client must not depend on the audit write; the log keeps it.
+            log.exception("could not record recording download audit (%s)", outcome)
+
+
+def _required(value: str | None) -> str:
+    if value is None or not value.strip():
+        raise ApiError(Errno.PARAMETER_EMPTY, "recording is required")
+    return value
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as (first, last), clamped to the file; None = send it whole.
+
+    Several ranges, or a header that is not a byte range, are ignored (RFC 9110 allows a full
+    200 answer instead); the random is spent either way.
+    """
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:  # the last N bytes
+        suffix = int(match[2])
+        if suffix == 0:
+            return size, size
+        return max(0, size - suffix), size - 1
+    first = int(match[1])
+    if first >= size:
+        return first, first  # unsatisfiable: answered 416
+    last = int(match[2]) if match[2] else size - 1
+    if last < first:
+        return None
+    return first, min(last, size - 1)
