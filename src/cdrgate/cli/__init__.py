@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdrgate import __version__
-from cdrgate.cli import audit, client_cmds, data, database, help_format, ingest, serve, users
+from cdrgate.cli import audit, client_cmds, data, database, help_format, ingest, ops, serve, users
 
 help_format.install()
 
@@ -52,6 +52,9 @@ app.add_typer(users.app, name="api-user")
 app.add_typer(database.app, name="db")
 app.command("prune")(ingest.prune_command)
 app.add_typer(ingest.keys_app, name="ingest-key")
+app.command("backup")(ops.backup)
+app.command("restore")(ops.restore)
+app.add_typer(ops.config_app, name="config")
 
 
 def main() -> None:
