@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdrgate import __version__
+from cdrgate import __version__, opswiring
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import ClientAddress, ProxyPolicy
 from cdrgate.api.http10 import Http10Compat
@@ -86,9 +86,12 @@ def create_app(
             Route("/", index, methods=["GET"]),
             Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
+            *opswiring.routes(settings, db, clock),
         ],
         middleware=[
+            *opswiring.outer_middleware(db),
             *([Middleware(AccessLog)] if settings.access_log else []),
+            *opswiring.metrics_middleware(settings),
             Middleware(Http10Compat, max_bytes=settings.http10_spool_max_bytes),
             Middleware(ClientAddress, proxies=services.proxies),
             *_permit_middleware(settings),

@@ -16,6 +16,7 @@ from cdrgate.errors import UsageError
 
 DEFAULT_DATABASE = "sqlite:///cdrgate.db"
 EmptyDownload = Literal["errno", "header"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
     return value
+
+
+def _log_format(text: str) -> LogFormat:
+    if text not in ("text", "json"):
+        raise ValueError("must be 'text' or 'json'")
+    return text  # type: ignore[return-value]
 
 
 def _networks(text: str) -> tuple[str, ...]:
@@ -153,12 +160,28 @@ class Settings:
     recordings_max_age_days: int = _setting(
         0, "`cdrgate prune`: remove recordings whose newest CDR is older (0 = no limit).", int
     )
+    metrics: bool = _setting(
+        True, "Serve Prometheus metrics at `/metrics` (same permit rules as the API).", _bool
+    )
+    drain_seconds: int = _setting(
+        30, "On SIGTERM, how long running downloads and pushes may finish before exit.", int
+    )
+    log_format: LogFormat = _setting(
+        "text", "`serve` log lines: `text` or `json` (one object per line).", _log_format
+    )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``CDRGATE_*`` variables, then explicit overrides (None = not given)."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        file: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Defaults, then a config ``file``'s values (already parsed), then ``CDRGATE_*``
+        variables, then explicit overrides (None = not given)."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(file or {})
         for setting in SETTINGS:
             raw = environ.get(setting.env)
             if raw is None:

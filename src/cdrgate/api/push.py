@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from cdrgate import metrics
 from cdrgate.api.context import ApiCall
 from cdrgate.api.envelope import CORS_HEADERS, success
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
@@ -27,6 +28,7 @@ async def push(request: Request, call: ApiCall) -> Response:
         key = _bearer(request)
         events = parse_events(await _body(request, call.settings.ingest_max_body_bytes))
         result = await run_in_threadpool(call.services.push.receive, key, events)
+        metrics.record_ingested("push", result.inserted)  # ops metrics hook
     except BadEvent as exc:
         return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
     except ApiError as exc:

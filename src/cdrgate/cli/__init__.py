@@ -14,6 +14,7 @@ from cdrgate.cli import (
     database,
     help_format,
     ingest,
+    ops,
     recordings,
     serve,
     users,
@@ -64,6 +65,9 @@ app.add_typer(users.app, name="api-user")
 app.add_typer(database.app, name="db")
 app.command("prune")(ingest.prune_command)
 app.add_typer(ingest.keys_app, name="ingest-key")
+app.command("backup")(ops.backup)
+app.command("restore")(ops.restore)
+app.add_typer(ops.config_app, name="config")
 
 
 def main() -> None:

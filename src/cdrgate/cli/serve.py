@@ -13,20 +13,17 @@ import typer
 import uvicorn
 from starlette.applications import Starlette
 
-from cdrgate import logredact, tls
+from cdrgate import tls
 from cdrgate.app import create_app
-from cdrgate.cli.common import (
-    DEFAULT_DB,
-    EXIT_PORT,
-    DatabaseOption,
-    cli_errors,
-    err,
-    open_database,
-    say,
-)
+from cdrgate.cli.common import EXIT_PORT, cli_errors, err, open_database, say
+from cdrgate.cli.ops import ConfigOption
+from cdrgate.config import load_settings, parse_option
+from cdrgate.drain import exit_zero_on_sigterm
 from cdrgate.errors import UsageError
 from cdrgate.http_protocol import LenientHttpToolsProtocol
 from cdrgate.iprules import parse_networks
+from cdrgate.logsetup import configure_logging, startup_line
+from cdrgate.metrics import worker_metrics
 from cdrgate.services import accounts
 from cdrgate.settings import SETTINGS, Settings
 
@@ -42,7 +39,10 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="TCP port (default 8088, or CDRGATE_PORT).")
     ] = None,
-    database: DatabaseOption = DEFAULT_DB,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default sqlite:///cdrgate.db, or CDRGATE_DATABASE)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
@@ -92,20 +92,34 @@ def serve(
         str | None,
         typer.Option(metavar="DIR", help="Serve call recordings from DIR (sub-folders too)."),
     ] = None,
+    config: ConfigOption = None,
+    metrics: Annotated[
+        str | None, typer.Option(metavar="on|off", help="Serve /metrics (default on).")
+    ] = None,
+    drain_seconds: Annotated[
+        int | None,
+        typer.Option(min=0, help="On SIGTERM, let running requests finish this long (30)."),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(metavar="text|json", help="Log lines as text or JSON.")
+    ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
-    settings = Settings.from_env(
+    settings = load_settings(
+        config,
         database=database, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
         self_signed=self_signed or None, csv_safe=csv_safe or None,
         permitted_networks=tuple(permit) if permit else None,
         trusted_proxies=tuple(trusted_proxy) if trusted_proxy else None,
         idle_timeout_seconds=idle_timeout, max_connections=max_connections,
         recordings=recordings,
+        metrics=parse_option("--metrics", metrics), drain_seconds=drain_seconds,
+        log_format=parse_option("--log-format", log_format),
     )  # fmt: skip
     check_networks(settings.trusted_proxies, "--trusted-proxy")
     check_networks(settings.permitted_networks, "--permit")
     check_port_free(settings.host, settings.port)
-    configure_logging(log_level)
+    configure_logging(log_level, settings.log_format)
     limit_malloc_arenas()
     certificate = tls.server_files(settings)
     if certificate is not None:
@@ -122,41 +136,48 @@ def serve(
             "no API user yet; create one with 'cdrgate api-user set NAME --password-stdin'",
             "yellow",
         )
-    if workers > 1:
-        # Each worker process builds its own app (and pool) from the environment.
-        db.dispose()
-        os.environ.update(settings_environ(settings))
-        os.environ[LOG_LEVEL_ENV] = log_level
-        app: Starlette | str = f"{__name__}:app_from_env"
-    else:
-        app = create_app(settings, database=db)
-    uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers,
-        host=settings.host,
-        port=settings.port,
-        access_log=False,  # cdrgate's own access log redacts tokens
-        log_config=None,
-        server_header=False,
-        ssl_certfile=certificate.cert if certificate else None,
-        ssl_keyfile=certificate.key if certificate else None,
-        http=LenientHttpToolsProtocol,  # raw spaces in links; the request-head timeout
-        # Only --trusted-proxy decides whose X-Forwarded-For is believed (services.proxies);
-        # uvicorn's own handling would trust any loopback client's header.
-        proxy_headers=False,
-        forwarded_allow_ips="",
-        # The protocol uses this as its request-head timeout too: one bound on silence.
-        timeout_keep_alive=settings.idle_timeout_seconds,
-        limit_concurrency=settings.max_connections,  # past it uvicorn answers 503
+    logging.getLogger("cdrgate").info(
+        startup_line(settings, workers, str(certificate.cert) if certificate else "off")
     )
+    with worker_metrics(workers, settings.metrics):
+        if workers > 1:
+            # Each worker process builds its own app (and pool) from the environment.
+            db.dispose()
+            os.environ.update(settings_environ(settings))
+            os.environ[LOG_LEVEL_ENV] = log_level
+            app: Starlette | str = f"{__name__}:app_from_env"
+        else:
+            app = create_app(settings, database=db)
+        exit_zero_on_sigterm()
+        uvicorn.run(
+            app,
+            factory=workers > 1,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,  # cdrgate's own access log redacts tokens
+            log_config=None,
+            server_header=False,
+            ssl_certfile=certificate.cert if certificate else None,
+            ssl_keyfile=certificate.key if certificate else None,
+            http=LenientHttpToolsProtocol,  # raw spaces in links; the request-head timeout
+            # Only --trusted-proxy decides whose X-Forwarded-For is believed (services.proxies);
+            # uvicorn's own handling would trust any loopback client's header.
+            proxy_headers=False,
+            forwarded_allow_ips="",
+            # The protocol uses this as its request-head timeout too: one bound on silence.
+            timeout_keep_alive=settings.idle_timeout_seconds,
+            limit_concurrency=settings.max_connections,  # past it uvicorn answers 503
+            timeout_graceful_shutdown=settings.drain_seconds,
+        )
 
 
 def app_from_env() -> Starlette:
     """The app of one `--workers N` process: settings from the CDRGATE_* its parent set."""
-    configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"))
+    settings = Settings.from_env()
+    configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"), settings.log_format)
     limit_malloc_arenas()
-    return create_app(Settings.from_env())
+    return create_app(settings)
 
 
 def settings_environ(settings: Settings) -> dict[str, str]:
@@ -215,25 +236,3 @@ def limit_malloc_arenas() -> None:
 
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def _deliberate_cuts_are_not_errors(record: logging.LogRecord) -> bool:
-    """Returning without the final chunk is ASGI's only way to abort a transfer, which cdrgate
-    does on purpose (a download cut, already logged as a warning with its reason); uvicorn
-    logs that as an error, so its line is demoted to debug."""
-    if record.getMessage() == "ASGI callable returned without completing response.":
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
-    return True
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logredact.install()
-    logging.getLogger("uvicorn.error").addFilter(_deliberate_cuts_are_not_errors)
-    # Alembic reports every start's schema check at INFO (four lines of no news).
-    logging.getLogger("alembic").setLevel(
-        logging.DEBUG if level.lower() == "debug" else logging.WARNING
-    )

@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from cdrgate import metrics
 from cdrgate.clock import Clock
 from cdrgate.errors import Errno
 from cdrgate.settings import Settings
@@ -70,6 +71,7 @@ class DownloadAudit:
         self.record(replace(attempt, outcome="failed", errno=errno.value))
 
     def record(self, attempt: DownloadAttempt) -> None:
+        metrics.record_download("cdr", attempt.outcome, attempt.rows, attempt.bytes)  # ops hook
         try:
             with self.db.write() as conn:
                 audit.insert(conn, asdict(attempt))

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cdrgate import passwords
+from cdrgate import metrics, passwords
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno
 from cdrgate.settings import Settings
@@ -52,6 +52,7 @@ class AuthService:
         now = self.now_ms()
         with self.db.read() as conn:
             if login_guard.locked_until(conn, client_ip) > now:
+                metrics.record_login("locked_out")  # ops metrics hook
                 raise ApiError(Errno.LOCKED_OUT)
             stored = accounts.password_hash(conn, username)
         if not passwords.verify_md5(password_md5, stored):
@@ -59,10 +60,12 @@ class AuthService:
         token = secrets.token_hex(16)
         with self.db.write() as conn:
             if not login_guard.reset(conn, client_ip, now):
+                metrics.record_login("locked_out")  # ops metrics hook
                 raise ApiError(Errno.LOCKED_OUT)
             tokens.create(
                 conn, passwords.secret_hash(token), username, client_ip, now, event_columns(event)
             )
+        metrics.record_login("ok")  # ops metrics hook
         return token
 
     def _fail(self, client_ip: str) -> None:
@@ -73,6 +76,7 @@ class AuthService:
             if failures >= limit:
                 login_guard.lock(conn, client_ip, now + self.settings.lockout_seconds * 1000)
         # Failures beyond the limit raced past the lock check: they are answered as locked.
+        metrics.record_login("locked_out" if failures > limit else "bad_credentials")  # ops hook
         raise ApiError(Errno.LOCKED_OUT if failures > limit else Errno.BAD_CREDENTIALS)
 
     def authenticate(self, token: str | None) -> Session:

@@ -6,7 +6,7 @@ more than the allowed number of attempts past the lock, in one process or many.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, case, delete, select, update
+from sqlalchemy import Connection, case, delete, func, select, update
 
 from cdrgate.storage.dialect import insert
 from cdrgate.storage.tables import login_guard
@@ -70,3 +70,11 @@ def purge(conn: Connection, now_ms: int, keep_ms: int) -> int:
     return conn.execute(
         delete(login_guard).where(g.locked_until_ms <= now_ms, g.last_failure_ms < now_ms - keep_ms)
     ).rowcount
+
+
+def count_locked(conn: Connection, now_ms: int) -> int:
+    """Client IPs whose lock has not lapsed yet (the lockouts gauge)."""
+    stmt = (
+        select(func.count()).select_from(login_guard).where(login_guard.c.locked_until_ms > now_ms)
+    )
+    return int(conn.execute(stmt).scalar_one())

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from cdrgate.errors import SchemaError
 from cdrgate.storage.db import Database
@@ -49,6 +49,16 @@ def check(db: Database) -> str | None:
             f"(knows up to {head_revision()}): upgrade cdrgate"
         )
     return current
+
+
+def stored_revision(db: Database) -> str | None:
+    """The database's revision, read with one query: cheap enough for a readiness probe, and
+    without the log lines Alembic writes for each migration context it configures."""
+    with db.read() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(value) if value is not None else None
 
 
 def upgrade(db: Database) -> str:

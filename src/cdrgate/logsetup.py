@@ -1,0 +1,75 @@
+"""Logging for ``serve``: plain lines or one JSON object per line, and the start-up line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import make_url
+
+from cdrgate import __version__, logredact
+from cdrgate.settings import LogFormat, Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("cdrgate")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers; the message is already redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Log to stderr in ``log_format``; like ``logging.basicConfig``, nothing changes when the
+    root logger already has handlers (an embedding program or a test runner owns them)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    logredact.install()
+    logging.getLogger("uvicorn.error").addFilter(_deliberate_cuts_are_not_errors)
+    # Alembic reports every start's schema check at INFO (four lines of no news).
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    )
+
+
+def _deliberate_cuts_are_not_errors(record: logging.LogRecord) -> bool:
+    """Returning without the final chunk is ASGI's only way to abort a transfer, which cdrgate
+    does on purpose (a download cut, already logged as a warning with its reason); uvicorn
+    logs that as an error, so its line is demoted to debug."""
+    if record.getMessage() == "ASGI callable returned without completing response.":
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
+    return True
+
+
+def redacted_url(url: str) -> str:
+    """A database URL fit for a log line: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is refused later; never echo it whole
+        return "<unparseable database URL>"
+
+
+def startup_line(settings: Settings, workers: int, tls: str) -> str:
+    permit = ",".join(settings.permitted_networks) or "everyone"
+    proxies = ",".join(settings.trusted_proxies) or "none"
+    return (
+        f"cdrgate {__version__} starting: database={redacted_url(settings.database)} "
+        f"workers={workers} tls={tls} permit={permit} trusted_proxies={proxies} "
+        f"metrics={'on' if settings.metrics else 'off'} drain_seconds={settings.drain_seconds} "
+        f"recordings={settings.recordings or 'none'}"
+    )

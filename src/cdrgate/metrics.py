@@ -1,0 +1,220 @@
+"""Prometheus metrics: every metric object lives here, and the rest of cdrgate records through
+the small ``record_*`` functions below.
+
+Under ``serve --workers N`` each worker process writes its samples to files in the directory
+named by ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode), which ``serve``
+creates afresh at each start (:func:`prepare_multiprocess_dir`); a scrape of any worker then
+adds up all of them. Labels are small closed sets only: no paths, extensions, files or IPs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client import multiprocess as mp
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from cdrgate.clock import Clock
+from cdrgate.errors import Errno, StorageUnavailable
+from cdrgate.storage import login_guard
+from cdrgate.storage.db import Database
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+DownloadKind = Literal["cdr", "recording"]
+DownloadOutcome = Literal["ok", "failed", "aborted", "cut"]
+LoginOutcome = Literal["ok", "bad_credentials", "locked_out"]
+IngestSource = Literal["import", "push", "follow", "sync"]
+
+# The *_created series double every counter for no use in dashboards or alerts.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Our own registry: the process/platform collectors of the default one are per process and
+# meaningless once samples from several workers are summed.
+REGISTRY = CollectorRegistry()
+
+HTTP_REQUESTS = Counter(
+    "cdrgate_http_requests_total",
+    "HTTP requests answered, by endpoint template, method and status code.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "cdrgate_http_request_duration_seconds",
+    "Time from request to the last byte of the answer (a whole download for cdr/download).",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+API_ERRORS = Counter(
+    "cdrgate_api_errors_total",
+    "API answers carrying an S-Series errno (status Failed), by endpoint and errno.",
+    ["route", "errno"],
+    registry=REGISTRY,
+)
+LOGINS = Counter(
+    "cdrgate_logins_total", "Login attempts by outcome.", ["outcome"], registry=REGISTRY
+)
+DOWNLOADS = Counter(
+    "cdrgate_downloads_total",
+    "Download attempts by kind and outcome (ok; failed; aborted by the client; cut by the server).",
+    ["kind", "outcome"],
+    registry=REGISTRY,
+)
+EXPORT_ROWS = Counter("cdrgate_export_rows_total", "CDR rows sent in downloads.", registry=REGISTRY)
+EXPORT_BYTES = Counter(
+    "cdrgate_export_bytes_total", "CSV bytes sent in downloads.", registry=REGISTRY
+)
+INGESTED = Counter(
+    "cdrgate_ingested_cdrs_total",
+    "New CDRs stored (duplicates not counted), by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+EXPORTS_IN_PROGRESS = Gauge(
+    "cdrgate_exports_in_progress",
+    "Downloads currently streaming.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",  # a dead worker's streams are gone with it
+)
+LOCKOUTS_NAME = "cdrgate_lockouts_active"
+LOCKOUTS_HELP = "Client IPs locked out of login right now (read from the database at scrape)."
+
+# Every label value known up front, so a series exists at 0 before its first event and
+# rate() and absent() behave from the first scrape.
+for _outcome in ("ok", "bad_credentials", "locked_out"):
+    LOGINS.labels(_outcome)
+for _kind in ("cdr", "recording"):
+    for _result in ("ok", "failed", "aborted", "cut"):
+        DOWNLOADS.labels(_kind, _result)
+for _source in ("import", "push", "follow", "sync"):
+    INGESTED.labels(_source)
+
+KNOWN_ERRNOS = frozenset(e.value for e in Errno)
+
+
+def record_login(outcome: LoginOutcome) -> None:
+    LOGINS.labels(outcome).inc()
+
+
+def record_download(kind: DownloadKind, outcome: DownloadOutcome, rows: int, size: int) -> None:
+    DOWNLOADS.labels(kind, outcome).inc()
+    if rows:
+        EXPORT_ROWS.inc(rows)
+    if size:
+        EXPORT_BYTES.inc(size)
+
+
+def record_ingested(source: IngestSource, count: int) -> None:
+    if count > 0:
+        INGESTED.labels(source).inc(count)
+
+
+def record_request(route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_DURATION.labels(route).observe(seconds)
+
+
+def record_api_error(route: str, errno: str) -> None:
+    API_ERRORS.labels(route, errno if errno in KNOWN_ERRNOS else "other").inc()
+
+
+class _LockoutsCollector(Collector):
+    """Lockouts are database state shared by all workers: counted once, at scrape."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with self.db.read() as conn:
+                count = login_guard.count_locked(conn, int(self.clock() * 1000))
+        except StorageUnavailable:
+            return  # the rest of the scrape (error counters above all) matters most then
+        yield GaugeMetricFamily(LOCKOUTS_NAME, LOCKOUTS_HELP, value=count)
+
+
+def exposition(db: Database, clock: Clock) -> bytes:
+    """The text a scrape gets: this process's metrics, or all workers' in multiprocess mode."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    registry = CollectorRegistry()
+    if directory:
+        mark_dead_workers(Path(directory))
+        mp.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Forward(REGISTRY))
+    registry.register(_LockoutsCollector(db, clock))
+    return generate_latest(registry)
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
+
+
+def mark_dead_workers(directory: Path) -> None:
+    """Drop the live-gauge files of worker processes that have exited (crashed or replaced).
+
+    Counters of a dead worker stay (they are history); its in-progress gauge must not."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            mp.mark_process_dead(int(pid_text), str(directory))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def worker_metrics(workers: int, enabled: bool) -> Iterator[Path | None]:
+    """Multiprocess mode for ``serve --workers N``: a directory for this start only, emptied
+    of an earlier run's samples (they would add to this run's counters) and removed at exit
+    if we made it. One worker keeps its samples in memory unless the operator named one."""
+    configured = os.environ.get(MULTIPROC_ENV)
+    if not enabled or (workers == 1 and not configured):
+        yield None
+        return
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        own = f"_{os.getpid()}.db"  # this process may have opened its files already
+        for stale in directory.glob("*.db"):
+            if not stale.name.endswith(own):
+                stale.unlink()
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="cdrgate-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(directory)  # the worker processes inherit it
+    try:
+        yield directory
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
