@@ -103,6 +103,11 @@ class ExportResponse(Response):
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 outcome = await self._stream(send)
                 group.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            # Not the client leaving (that cancel stays inside the group): the server is
+            # stopping and its drain deadline has passed.
+            outcome = "cut"
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await run_sync(self.export.finish, outcome)
