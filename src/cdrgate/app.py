@@ -51,7 +51,7 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
         downloads=DownloadService(db, settings, clock, auth, audit),
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
-        recordings=RecordingService(db, settings, clock, auth),
+        recordings=RecordingService(db, settings, auth, audit),
     )
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger("cdrgate.audit")
 # ok: sent whole; failed: refused (errno); aborted: the client went away mid-stream;
 # cut: the server ended it (a client reading too slowly, or shutdown at the drain deadline).
 Outcome = Literal["ok", "failed", "aborted", "cut"]
+Kind = Literal["cdr", "recording"]
 FIELD_LIMIT = 256  # filters come from the network: keep hostile ones from bloating the log
 DAY_MS = 24 * 3600 * 1000
 
@@ -40,6 +41,7 @@ class DownloadAttempt:
     bytes: int = 0
     outcome: Outcome = "failed"
     errno: str | None = None
+    kind: Kind = "cdr"
 
     def by(self, account: str) -> DownloadAttempt:
         return replace(self, account=account)
@@ -55,8 +57,8 @@ class DownloadAudit:
         self.clock = clock
 
     def begin(
-        self, client_ip: str, api_version: str, selector: str | None, start: str | None,
-        end: str | None,
+        self, client_ip: str, api_version: str, selector: str | None, start: str | None = None,
+        end: str | None = None, kind: Kind = "cdr",
     ) -> DownloadAttempt:  # fmt: skip
         return DownloadAttempt(
             at_ms=int(self.clock() * 1000),
@@ -65,13 +67,14 @@ class DownloadAudit:
             selector=_clip(selector),
             starttime=_clip(start),
             endtime=_clip(end),
+            kind=kind,
         )
 
     def failed(self, attempt: DownloadAttempt, errno: Errno) -> None:
         self.record(replace(attempt, outcome="failed", errno=errno.value))
 
     def record(self, attempt: DownloadAttempt) -> None:
-        metrics.record_download("cdr", attempt.outcome, attempt.rows, attempt.bytes)  # ops hook
+        metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
         try:
             with self.db.write() as conn:
                 audit.insert(conn, asdict(attempt))
@@ -90,6 +93,8 @@ class DownloadAudit:
 def _clip(value: str | None) -> str:
     if value is None:
         return ""
+    # PostgreSQL text cannot hold NUL, and a hostile value must still be audited, readably.
+    value = value.replace("\x00", "\\0")
     return value if len(value) <= FIELD_LIMIT else value[: FIELD_LIMIT - 1] + "…"
 
 

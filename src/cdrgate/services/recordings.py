@@ -8,27 +8,24 @@ attempt (refused ones too). Handlers in api/recording.py only parse and answer.
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, CdrgateError, Errno
 from cdrgate.passwords import secret_hash
 from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
+from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.downloads import parse_allowed_ip
 from cdrgate.services.export import Outcome
 from cdrgate.settings import Settings
-from cdrgate.storage import audit, recordings
+from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
 
-log = logging.getLogger("cdrgate.recordings")
 
 CHUNK = 256 * 1024
-NAME_AUDIT_LIMIT = 256
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -111,11 +108,13 @@ class UnsatisfiableRange(CdrgateError):
 
 
 class RecordingService:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, auth: AuthService) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, auth: AuthService, audit: DownloadAudit
+    ) -> None:
         self.db = db
         self.settings = settings
-        self.clock = clock
         self.auth = auth
+        self.audit = audit
         self.folder = RecordingFolder(settings.recordings, db) if settings.recordings else None
 
     def issue_random(self, request: RandomRequest) -> str:
@@ -139,30 +138,22 @@ class RecordingService:
 
     def download(self, request: DownloadRequest) -> RecordingBody:
         """Redeem the random and open the file; every outcome is audited."""
-        record = {
-            "at_ms": int(self.clock() * 1000),
-            "client_ip": request.client_ip,
-            "api_version": request.api_version,
-            # NUL cannot be stored in PostgreSQL text; a hostile name must still be audited.
-            "selector": (request.recording or "")[:NAME_AUDIT_LIMIT].replace("\x00", "\\0"),
-            "starttime": "",
-            "endtime": "",
-            "kind": "recording",
-            "account": None,
-        }
+        attempt = self.audit.begin(
+            request.client_ip, request.api_version, request.recording, kind="recording"
+        )
         try:
             session = self.auth.authenticate(request.token)
-            record["account"] = session.account
+            attempt = attempt.by(session.account)
             opened = self._redeem(session, request)
-            return self._body(opened, request.range, record)
+            return self._body(opened, request.range, attempt)
         except ApiError as exc:
-            self._audit(record, "failed", exc.errno, 0)
+            self.audit.failed(attempt, exc.errno)
             raise
         except UnsatisfiableRange:
-            self._audit(record, "failed", None, 0)
+            self.audit.record(attempt)
             raise
         except Exception:
-            self._audit(record, "failed", Errno.APISRV_DOWN, 0)
+            self.audit.failed(attempt, Errno.APISRV_DOWN)
             raise
 
     def purge_spent(self) -> int:
@@ -211,7 +202,7 @@ class RecordingService:
         return opened
 
     def _body(
-        self, opened: OpenFile, range_header: str | None, record: dict[str, object]
+        self, opened: OpenFile, range_header: str | None, attempt: DownloadAttempt
     ) -> RecordingBody:
         size = opened.size
         span = _parse_range(range_header, size)
@@ -228,20 +219,10 @@ class RecordingService:
             first,
             last,
             partial,
-            lambda outcome, sent: self._audit(record, outcome, None, sent),
+            lambda outcome, sent: self.audit.record(
+                attempt.ended(outcome, 1 if outcome == "ok" else 0, sent)
+            ),
         )
-
-    def _audit(
-        self, record: dict[str, object], outcome: str, errno: Errno | None, sent: int
-    ) -> None:
-        values = {**record, "outcome": outcome, "errno": errno.value if errno else None}
-        values.update(rows=1 if outcome == "ok" else 0, bytes=sent)
-        try:
-            with self.db.write() as conn:
-                audit.insert(conn, values)
-        except Exception:
-            # The answer to the client must not depend on the audit write; the log keeps it.
-            log.exception("could not record recording download audit (%s)", outcome)
 
 
 def _required(value: str | None) -> str:
