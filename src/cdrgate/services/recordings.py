@@ -24,7 +24,6 @@ from cdrgate.settings import Settings
 from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
 
-
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
