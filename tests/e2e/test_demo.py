@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.services.auth import set_api_user
-from cdrgate.services.importing import seed_database
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
-from tests.servers import free_port
+from cdrgate.testing.servers import free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.sh"
 READY = "== serving until Ctrl-C"

@@ -16,6 +16,7 @@ from cdrgate.cli import (
     ingest,
     recordings,
     serve,
+    stats,
     users,
 )
 
@@ -56,6 +57,7 @@ app.command("serve")(serve.serve)
 app.command("import")(data.import_files)
 app.command("seed")(data.seed)
 app.command("audit")(audit.audit_log)
+app.command("stats")(stats.stats_command)
 app.command("download")(client_cmds.download)
 app.command("sync")(client_cmds.sync)
 app.command("download-recording")(recordings.download_recording)
