@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.services.auth import set_api_user
-from cdrgate.services.importing import seed_database
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from tests.servers import Server, launch
