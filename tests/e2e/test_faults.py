@@ -125,3 +125,17 @@ def test_a_bad_fault_file_is_one_clear_line(tmp_path, faults, said):
     result = serve_cli(tmp_path, faults)
     assert result.exit_code == 2, result.output
     assert said in result.stderr
+
+
+def test_every_recipe_in_the_docs_is_a_valid_fault_file(tmp_path):
+    import re
+
+    from cdrgate.faults import load
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "faults.md"
+    recipes = re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S)
+    assert len(recipes) >= 5
+    for number, recipe in enumerate(recipes):
+        path = tmp_path / f"recipe-{number}.toml"
+        path.write_text(recipe)
+        assert load(path).faults
