@@ -56,6 +56,8 @@ MEANINGS: dict[str, str] = {
     Errno.TOKEN_EXPIRED: "token timed out",
     Errno.SERVER_BUSY: "server busy (download limits reached)",
     Errno.HEARTBEAT_FAILED: "heartbeat failed",
+    Errno.RECORDING_RANDOM_INVALID: "recording random invalid or expired",
+    Errno.RECORDING_NOT_FOUND: "no such recording",
     Errno.ALLOWEDIP_ERROR: "this address may not use the download link",
     Errno.CDR_TIME_FORMAT: "bad CDR time format",
     Errno.CDR_RANDOM_INVALID: "download random invalid or expired",

@@ -88,10 +88,13 @@ def test_import_summaries_in_json_for_yeastar_and_asterisk_files(db, database_ur
     header = ",".join(row._fields)
     yeastar.write_text(header + "\n" + ",".join(str(v) for v in row) + "\n")
     out = run("import", "--json", "--database", database_url, str(yeastar), str(yeastar))
+    outbound = [{"type": "Outbound", "status": "ANSWERED", "rows": 1}]
     assert json_lines(out) == [
-        {"source": str(yeastar), "rows": 1, "inserted": 1, "duplicates": 0},
-        {"source": str(yeastar), "rows": 1, "inserted": 0, "duplicates": 1},
-    ]
+        {"source": str(yeastar), "rows": 1, "inserted": 1, "duplicates": 0, "rejected": 0,
+         "kinds": outbound},
+        {"source": str(yeastar), "rows": 1, "inserted": 0, "duplicates": 1, "rejected": 0,
+         "kinds": outbound},
+    ]  # fmt: skip
     master = tmp_path / "Master.csv"
     master.write_text(
         '"","1000","2001","from-internal","""Alice"" <1000>","PJSIP/1000-00000001",'
@@ -99,6 +102,7 @@ def test_import_summaries_in_json_for_yeastar_and_asterisk_files(db, database_ur
         '"2026-05-01 10:00:02","2026-05-01 10:00:30",30,28,"ANSWERED","DOCUMENTATION"\n'
     )
     out = run("import", "--format", "asterisk", "--json", "--database", database_url, str(master))
-    assert json_lines(out) == [
-        {"source": str(master), "rows": 1, "inserted": 1, "duplicates": 0, "rejected": 0}
-    ]
+    [summary] = json_lines(out)
+    assert summary["source"] == str(master)
+    assert (summary["rows"], summary["inserted"], summary["rejected"]) == (1, 1, 0)
+    assert summary["kinds"] == [{"type": "Internal", "status": "ANSWERED", "rows": 1}]

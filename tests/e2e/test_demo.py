@@ -49,6 +49,7 @@ def run_demo(root: Path, port: int, **env: str) -> str:
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=60)
+        process.stdout.close()
     return "".join(printed)
 
 

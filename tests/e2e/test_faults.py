@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ def server_factory(tmp_path):
         server.stop()
 
 
-def login(http: httpx.Client, password: str = PASSWORD_MD5) -> dict:
+def login(http: httpx.Client, password: str = PASSWORD_MD5) -> dict[str, Any]:
     body = {"username": "api", "password": password, "port": "8260"}
     return http.post("/api/v1.1.0/login", json=body).json()
 
