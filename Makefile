@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_PORT ?= 8088
+ROTATE ?= 0
 
 .PHONY: install demo test test-pg lint format bench clean
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	DEMO_PORT=$(DEMO_PORT) bash scripts/demo.sh
+	DEMO_PORT=$(DEMO_PORT) ROTATE=$(ROTATE) bash scripts/demo.sh
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

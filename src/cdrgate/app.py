@@ -24,6 +24,7 @@ from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import dispatch
 from cdrgate.clock import Clock, system_clock
+from cdrgate.faults import FaultInjector, FaultPlan
 from cdrgate.ingest.push import PushReceiver
 from cdrgate.iprules import parse_networks
 from cdrgate.logredact import redact
@@ -60,7 +61,11 @@ async def index(_request: Request) -> Response:
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, clock: Clock = system_clock
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    clock: Clock = system_clock,
+    faults: FaultPlan | None = None,
 ) -> Starlette:
     db = database if database is not None else Database(settings.database)
     services = build_services(settings, db, clock)
@@ -95,6 +100,7 @@ def create_app(
             Middleware(Http10Compat, max_bytes=settings.http10_spool_max_bytes),
             Middleware(ClientAddress, proxies=services.proxies),
             *_permit_middleware(settings),
+            *([Middleware(FaultInjector, plan=faults)] if faults is not None else []),
         ],
         lifespan=lifespan,
     )

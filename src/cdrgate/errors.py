@@ -42,6 +42,35 @@ class Errno(StrEnum):
     APISRV_DOWN = "30003"
 
 
+# What each errno means, in words: for the server log, the SDK's messages and the docs.
+MEANINGS: dict[str, str] = {
+    Errno.XML_NOT_SUPPORTED: "XML is not supported",
+    Errno.UNSUPPORTED_REQUEST: "request not supported (wrong API version?)",
+    Errno.PARAMETER_EMPTY: "a required parameter is empty",
+    Errno.JSON_ONLY: "only JSON is supported",
+    Errno.POST_ONLY: "only POST is supported",
+    Errno.LOCKED_OUT: "locked out after repeated failed logins",
+    Errno.BAD_CREDENTIALS: "invalid username or password",
+    Errno.TOKEN_UNKNOWN: "no such token",
+    Errno.TOKEN_EMPTY: "token is empty",
+    Errno.TOKEN_EXPIRED: "token timed out",
+    Errno.SERVER_BUSY: "server busy (download limits reached)",
+    Errno.HEARTBEAT_FAILED: "heartbeat failed",
+    Errno.RECORDING_RANDOM_INVALID: "recording random invalid or expired",
+    Errno.RECORDING_NOT_FOUND: "no such recording",
+    Errno.ALLOWEDIP_ERROR: "this address may not use the download link",
+    Errno.CDR_TIME_FORMAT: "bad CDR time format",
+    Errno.CDR_RANDOM_INVALID: "download random invalid or expired",
+    Errno.CDR_NOT_FOUND: "no CDR matches",
+    Errno.APISRV_DOWN: "the PBX's API service is not running",
+}
+
+
+def meaning(errno: str) -> str:
+    """The errno in words; codes cdrgate does not list (a real PBX may send more) are unknown."""
+    return MEANINGS.get(errno, "unknown error")
+
+
 class CdrgateError(Exception):
     """Base of every error cdrgate raises on purpose."""
 

@@ -188,6 +188,19 @@ def test_one_sync_window_is_one_window(pbx, tmp_path):
     assert "1 window, 1 CDR read, 1 new" in result.stdout
 
 
+def test_sync_summary_in_json(pbx, tmp_path):
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    result = cdrgate(
+        "sync", "--pbx", pbx, "--into", mirror, "--json",
+        "--since", "2026-05-28 00:00:00", "--until", "2026-05-28 12:00:00",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "pbx_url": pbx, "sn": "369392534749", "start": "2026-05-28 00:00:00",
+        "end": "2026-05-28 12:00:00", "windows": 1, "rows": 1, "added": 1,
+    }  # fmt: skip
+
+
 def test_http_against_an_https_server_suggests_https(db, api_account, tmp_path):
     cert = trustme.CA().issue_cert("127.0.0.1")
     cert_file, key_file = tmp_path / "c.pem", tmp_path / "k.pem"

@@ -16,7 +16,7 @@ from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 
 runner = CliRunner()
-READ_ONLY = [["api-user", "list"], ["audit"]]
+READ_ONLY = [["api-user", "list"], ["audit"], ["stats"]]
 ADMIN = [
     ["api-user", "unlock"],
     ["api-user", "delete", "x"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,6 @@ import pytest
 from tests.servers import PASSWORD, Server, ServerFactory
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-PLACEHOLDER = "the-api-password"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("md5sum") is None, reason="needs curl, md5sum"
@@ -34,21 +34,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     factory.close()
 
 
-def paste(server: Server, script: str) -> subprocess.CompletedProcess[str]:
+def paste(
+    server: Server, script: str, password: str = "not the api password"
+) -> subprocess.CompletedProcess[str]:
     script = script.replace("BASE=http://127.0.0.1:8088", f"BASE={server.base_url}")
+    env = {**os.environ, "CDRGATE_PBX_PASSWORD": password}
     return subprocess.run(
-        ["bash"], input=script, capture_output=True, text=True, timeout=120, check=False
+        ["bash"], input=script, env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
-def test_with_the_placeholder_password_the_snippet_says_which_errno_and_why(server):
+def test_with_a_wrong_password_the_snippet_says_which_errno_and_why(server):
     done = paste(server, curl_block())
     assert "failed: errno 20003" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_with_the_real_password_the_snippet_reaches_the_download(server):
-    done = paste(server, curl_block().replace(PLACEHOLDER, PASSWORD))
+    done = paste(server, curl_block(), PASSWORD)
     assert "failed:" not in done.stderr, done.stderr
     # The seeded CDRs are in May: the March range of the README matches none (20021).
     assert done.stdout.strip() == '{"status":"Failed","errno":"20021"}'

@@ -28,7 +28,7 @@ async def push(request: Request, call: ApiCall) -> Response:
         key = _bearer(request)
         events = parse_events(await _body(request, call.settings.ingest_max_body_bytes))
         result = await run_in_threadpool(call.services.push.receive, key, events)
-        metrics.record_ingested("push", result.inserted)  # ops metrics hook
+        metrics.record_ingested("push", result.inserted)
     except BadEvent as exc:
         return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
     except ApiError as exc:

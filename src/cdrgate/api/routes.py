@@ -13,7 +13,7 @@ from starlette.responses import Response
 from cdrgate.api import cdr, push, recording, session
 from cdrgate.api.context import ApiCall, ApiVersion, Services
 from cdrgate.api.envelope import client_ip, failure, preflight
-from cdrgate.errors import ApiError, Errno, StorageUnavailable
+from cdrgate.errors import ApiError, Errno, StorageUnavailable, meaning
 from cdrgate.logredact import redact
 from cdrgate.versions import SELECTOR_FIELD
 
@@ -43,24 +43,51 @@ ENDPOINTS: dict[str, Endpoint] = {
 
 
 async def dispatch(request: Request) -> Response:
-    services: Services = request.app.state.services
-    version_path = request.path_params["version"]
     name = request.path_params["endpoint"].strip("/")
     if request.method == "OPTIONS":
         return preflight(request)
+    try:
+        response = await _call(request, name)
+    except ApiError as exc:
+        _log_refusal(request, name, exc)
+        return failure(exc.errno)
+    log.info("%s %s from %s: Success", request.method, redact(name), client_ip(request))
+    return response
+
+
+async def _call(request: Request, name: str) -> Response:
+    """The endpoint's answer; every failure leaves as an ApiError so it is logged once."""
+    services: Services = request.app.state.services
+    version_path = request.path_params["version"]
     endpoint = ENDPOINTS.get(name)
     if version_path not in SELECTOR_FIELD or endpoint is None:
-        return failure(Errno.UNSUPPORTED_REQUEST)
+        raise ApiError(Errno.UNSUPPORTED_REQUEST, "no such version or endpoint")
     if request.method not in endpoint.methods:
-        return failure(Errno.POST_ONLY)
+        raise ApiError(Errno.POST_ONLY, f"{request.method} is not accepted here")
     try:
         call = ApiCall(services, ApiVersion(version_path), client_ip(request))
         return await endpoint.handler(request, call)
-    except ApiError as exc:
-        return failure(exc.errno)
+    except ApiError:
+        raise
     except StorageUnavailable as exc:
         log.error("storage unavailable: %s", exc)
-        return failure(Errno.APISRV_DOWN)
+        raise ApiError(Errno.APISRV_DOWN, "storage unavailable") from None
     except Exception:
         log.exception("unexpected error on %s %s", request.method, redact(str(request.url.path)))
-        return failure(Errno.APISRV_DOWN)
+        raise ApiError(Errno.APISRV_DOWN, "unexpected error") from None
+
+
+def _log_refusal(request: Request, name: str, exc: ApiError) -> None:
+    """The errno and its meaning at INFO; the rule that refused (the detail) at DEBUG.
+
+    Details are written by cdrgate and never carry request values, so no secret can leak;
+    the endpoint name comes from the path and is redacted like any other client text.
+    """
+    endpoint, client = redact(name), client_ip(request)
+    errno = exc.errno.value
+    log.info(
+        "%s %s from %s: Failed errno %s (%s)",
+        request.method, endpoint, client, errno, meaning(errno),
+    )  # fmt: skip
+    if exc.detail:
+        log.debug("%s %s from %s refused: %s", request.method, endpoint, client, exc.detail)

@@ -17,6 +17,7 @@ from cdrgate.cli import (
     ops,
     recordings,
     serve,
+    stats,
     users,
 )
 
@@ -57,6 +58,7 @@ app.command("serve")(serve.serve)
 app.command("import")(data.import_files)
 app.command("seed")(data.seed)
 app.command("audit")(audit.audit_log)
+app.command("stats")(stats.stats_command)
 app.command("download")(client_cmds.download)
 app.command("sync")(client_cmds.sync)
 app.command("download-recording")(recordings.download_recording)

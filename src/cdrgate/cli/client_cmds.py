@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
+from cdrgate.cli.jsonout import JsonOption, emit
 from cdrgate.client import CdrClient, DownloadStats, split_api_url
 from cdrgate.errors import UsageError
 from cdrgate.services import stores
@@ -239,6 +241,7 @@ def sync(
             "--recordings", metavar="DIR", help="Also fetch the CDRs' recordings into DIR (flat)."
         ),
     ] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Copy a PBX's CDRs into a cdrgate database, incrementally (safe to rerun)."""
     since_text, until_text = _time("--since", since), _time("--until", until)
@@ -267,6 +270,9 @@ def sync(
             )
     finally:
         db.dispose()
+    if json_output:
+        emit(dataclasses.asdict(result))
+        return
     out.print(
         f"{result.pbx_url} (serial {result.sn or 'unknown'}): {result.start} .. {result.end}, "
         f"{_plural(result.windows, 'window')}, {_plural(result.rows, 'CDR')} read, "

@@ -16,6 +16,7 @@ from cdrgate.cli.common import (
     out,
     row_progress,
 )
+from cdrgate.cli.jsonout import JsonOption
 from cdrgate.errors import UsageError
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import DEFAULT_EXTENSIONS, AccountcodeAs, SourceProfile
@@ -38,6 +39,7 @@ def import_files(
     trunk_name: ingest.TrunkNameOption = "",
     accountcode_as: ingest.AccountcodeOption = AccountcodeAs.none,
     strict: ingest.StrictOption = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Import Yeastar, Asterisk or FreeSWITCH CDR files; rows already stored are skipped."""
     try:
@@ -46,7 +48,10 @@ def import_files(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    ingest.import_files(files, format, database, follow=follow, profile=profile, strict=strict)
+    ingest.import_files(
+        files, format, database, follow=follow, profile=profile, strict=strict,
+        json_output=json_output,
+    )  # fmt: skip
 
 
 @cli_errors

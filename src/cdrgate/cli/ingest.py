@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from cdrgate.cli.common import (
     row_progress,
     say,
 )
+from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
 from cdrgate.ingest import push
@@ -73,6 +74,7 @@ def import_files(
     follow: bool,
     profile: SourceProfile,
     strict: bool,
+    json_output: bool = False,
 ) -> None:
     """The work of `cdrgate import`: each file in turn, or --follow one."""
     if follow:
@@ -103,6 +105,9 @@ def import_files(
             say("error:", f"{exc} (nothing imported from this file)")
             continue
         rejected += result.rejected
+        if json_output:
+            emit(import_record(result))
+            continue
         _summary(result)
     if failed or rejected:
         raise typer.Exit(EXIT_FAILED)
@@ -171,9 +176,12 @@ def add_key(
 
 @keys_app.command("list")
 @cli_errors
-def list_keys(database: DatabaseOption = DEFAULT_DB) -> None:
+def list_keys(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
     """List ingest keys (names, serials, last use; never the keys)."""
     for key in push.list_keys(open_existing(database, write=False)):
+        if json_output:
+            emit(_key_record(key.name, key.sn, key.last_used_ms))
+            continue
         used = _local(key.last_used_ms) if key.last_used_ms else "never used"
         out.print(f"{key.name}  sn={key.sn}  {used}", highlight=False)
 
@@ -187,6 +195,11 @@ def delete_key(
     """Delete an ingest key; pushes with it are refused at once."""
     push.delete_key(open_existing(database, write=True), name)
     err.print(f"ingest key {name!r} deleted")
+
+
+def _key_record(name: str, sn: str, used_ms: int | None) -> dict[str, Any]:
+    last = format_pbx_time(wall_clock_now(lambda: used_ms / 1000)) if used_ms else None
+    return {"name": name, "sn": sn, "last_used": last}
 
 
 def _local(epoch_ms: int) -> str:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import ipaddress
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 from starlette.applications import Starlette
 
+from cdrgate import faults as fault_files
 from cdrgate import tls
 from cdrgate.app import create_app
 from cdrgate.cli.common import EXIT_PORT, cli_errors, err, open_database, say
@@ -103,6 +106,16 @@ def serve(
     log_format: Annotated[
         str | None, typer.Option(metavar="text|json", help="Log lines as text or JSON.")
     ] = None,
+    faults: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Inject the failures scripted in FILE (a test bench; docs/faults.md).",
+        ),
+    ] = None,
+    i_know: Annotated[
+        bool, typer.Option("--i-know", help="Allow --faults on an address other than loopback.")
+    ] = False,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
     settings = load_settings(
@@ -116,6 +129,10 @@ def serve(
         metrics=parse_option("--metrics", metrics), drain_seconds=drain_seconds,
         log_format=parse_option("--log-format", log_format),
     )  # fmt: skip
+    plan = None
+    if faults is not None:
+        plan = load_faults(faults, settings.host, workers, i_know)
+        settings = plan.tighten(settings)
     check_networks(settings.trusted_proxies, "--trusted-proxy")
     check_networks(settings.permitted_networks, "--permit")
     check_port_free(settings.host, settings.port)
@@ -130,6 +147,12 @@ def serve(
             soft_wrap=True,
         )
     db = open_database(settings.database)
+    if plan is not None:
+        say(
+            "warning:",
+            f"{len(plan.faults)} fault(s) from {plan.source} will fail requests on purpose",
+            "yellow",
+        )
     if not accounts.names(db):
         say(
             "warning:",
@@ -147,7 +170,7 @@ def serve(
             os.environ[LOG_LEVEL_ENV] = log_level
             app: Starlette | str = f"{__name__}:app_from_env"
         else:
-            app = create_app(settings, database=db)
+            app = create_app(settings, database=db, faults=plan)
         exit_zero_on_sigterm()
         uvicorn.run(
             app,
@@ -170,6 +193,27 @@ def serve(
             limit_concurrency=settings.max_connections,  # past it uvicorn answers 503
             timeout_graceful_shutdown=settings.drain_seconds,
         )
+
+
+def load_faults(path: Path, host: str, workers: int, i_know: bool) -> fault_files.FaultPlan:
+    """The fault plan, refused where it could reach real clients by accident."""
+    if not _loopback(host) and not i_know:
+        raise UsageError(
+            f"--faults fails requests on purpose: refused on --host {host} (not loopback) "
+            "unless --i-know is given too"
+        )
+    if workers > 1:
+        raise UsageError("--faults counts calls in one process: use it without --workers")
+    return fault_files.load(path)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def app_from_env() -> Starlette:

@@ -17,6 +17,7 @@ from cdrgate.cli.common import (
     out,
     read_secret_stdin,
 )
+from cdrgate.cli.jsonout import JsonOption, emit
 from cdrgate.clock import system_clock
 from cdrgate.errors import UsageError
 from cdrgate.services import accounts
@@ -60,10 +61,13 @@ def set_user(
 
 @app.command("list")
 @cli_errors
-def list_users(database: DatabaseOption = DEFAULT_DB) -> None:
+def list_users(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
     """List API accounts."""
     for name in accounts.names(open_existing(database, write=False)):
-        out.print(name, highlight=False)
+        if json_output:
+            emit({"name": name})
+        else:
+            out.print(name, highlight=False)
 
 
 @app.command("delete")

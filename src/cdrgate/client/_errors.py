@@ -13,27 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cdrgate.errors import CdrgateError, Errno
-
-# What each errno means, for messages; codes the SDK does not know are shown bare.
-_MEANING: dict[str, str] = {
-    Errno.XML_NOT_SUPPORTED: "XML is not supported",
-    Errno.UNSUPPORTED_REQUEST: "request not supported (wrong API version?)",
-    Errno.PARAMETER_EMPTY: "a required parameter is empty",
-    Errno.JSON_ONLY: "only JSON is supported",
-    Errno.POST_ONLY: "only POST is supported",
-    Errno.LOCKED_OUT: "locked out after repeated failed logins",
-    Errno.BAD_CREDENTIALS: "invalid username or password",
-    Errno.TOKEN_UNKNOWN: "no such token",
-    Errno.TOKEN_EMPTY: "token is empty",
-    Errno.TOKEN_EXPIRED: "token timed out",
-    Errno.HEARTBEAT_FAILED: "heartbeat failed",
-    Errno.ALLOWEDIP_ERROR: "this address may not use the download link",
-    Errno.CDR_TIME_FORMAT: "bad CDR time format",
-    Errno.CDR_RANDOM_INVALID: "download random invalid or expired",
-    Errno.CDR_NOT_FOUND: "no CDR matches",
-    Errno.APISRV_DOWN: "the PBX's API service is not running",
-}
+from cdrgate.errors import CdrgateError, Errno, meaning
 
 
 class ClientError(CdrgateError):
@@ -56,8 +36,7 @@ class PbxError(ClientError):
     """The PBX refused a request; ``errno`` is its code as sent (a string)."""
 
     def __init__(self, errno: str, action: str) -> None:
-        meaning = _MEANING.get(errno, "unknown error")
-        super().__init__(f"{action} failed: {meaning} (errno {errno})")
+        super().__init__(f"{action} failed: {meaning(errno)} (errno {errno})")
         self.errno = errno
         self.action = action
 

@@ -52,23 +52,23 @@ class AuthService:
         now = self.now_ms()
         with self.db.read() as conn:
             if login_guard.locked_until(conn, client_ip) > now:
-                metrics.record_login("locked_out")  # ops metrics hook
-                raise ApiError(Errno.LOCKED_OUT)
+                metrics.record_login("locked_out")
+                raise ApiError(Errno.LOCKED_OUT, "this address is locked out (api-user unlock)")
             stored = accounts.password_hash(conn, username)
         if not passwords.verify_md5(password_md5, stored):
-            self._fail(client_ip)
+            self._fail(client_ip, "no such API user" if stored is None else "wrong password")
         token = secrets.token_hex(16)
         with self.db.write() as conn:
             if not login_guard.reset(conn, client_ip, now):
-                metrics.record_login("locked_out")  # ops metrics hook
-                raise ApiError(Errno.LOCKED_OUT)
+                metrics.record_login("locked_out")
+                raise ApiError(Errno.LOCKED_OUT, "locked out by a concurrent failed login")
             tokens.create(
                 conn, passwords.secret_hash(token), username, client_ip, now, event_columns(event)
             )
-        metrics.record_login("ok")  # ops metrics hook
+        metrics.record_login("ok")
         return token
 
-    def _fail(self, client_ip: str) -> None:
+    def _fail(self, client_ip: str, why: str) -> None:
         now = self.now_ms()
         limit = self.settings.lockout_failures
         with self.db.write() as conn:
@@ -76,30 +76,32 @@ class AuthService:
             if failures >= limit:
                 login_guard.lock(conn, client_ip, now + self.settings.lockout_seconds * 1000)
         # Failures beyond the limit raced past the lock check: they are answered as locked.
-        metrics.record_login("locked_out" if failures > limit else "bad_credentials")  # ops hook
-        raise ApiError(Errno.LOCKED_OUT if failures > limit else Errno.BAD_CREDENTIALS)
+        metrics.record_login("locked_out" if failures > limit else "bad_credentials")
+        errno = Errno.LOCKED_OUT if failures > limit else Errno.BAD_CREDENTIALS
+        raise ApiError(errno, f"{why} (failure {failures} of {limit} before a lockout)")
 
     def authenticate(self, token: str | None) -> Session:
         """Validate a token and slide its idle lifetime (every authenticated request does)."""
         if token is None or not token.strip():
-            raise ApiError(Errno.TOKEN_EMPTY)
+            raise ApiError(Errno.TOKEN_EMPTY, "no token= in the query string")
         token_hash = passwords.secret_hash(token.strip())
         idle_ms = self.settings.token_idle_seconds * 1000
         now = self.now_ms()
         with self.db.read() as conn:
             seen = tokens.last_seen(conn, token_hash)
         if seen is None:
-            raise ApiError(Errno.TOKEN_UNKNOWN)
+            raise ApiError(Errno.TOKEN_UNKNOWN, "token never issued, logged out or purged")
         account, last_seen_ms = seen
         if last_seen_ms <= now - idle_ms:
-            raise ApiError(Errno.TOKEN_EXPIRED)
+            raise ApiError(Errno.TOKEN_EXPIRED, f"token idle for over {idle_ms // 1000} s")
         if now - last_seen_ms >= TOUCH_EVERY_MS:
             # A write per request would serialise every API call on the database's write
             # lock; the sliding mark only needs to move every few seconds.
             with self.db.write() as conn:
                 if tokens.touch(conn, token_hash, now, idle_ms) is None:
                     expired = tokens.exists(conn, token_hash)
-                    raise ApiError(Errno.TOKEN_EXPIRED if expired else Errno.TOKEN_UNKNOWN)
+                    errno = Errno.TOKEN_EXPIRED if expired else Errno.TOKEN_UNKNOWN
+                    raise ApiError(errno, "token expired or removed meanwhile")
         return Session(account, token_hash)
 
     def heartbeat(self, token: str | None, event: Mapping[str, str]) -> None:

@@ -77,14 +77,14 @@ class DownloadRequest:
 
 
 def parse_filter(selector: str | None, starttime: str | None, endtime: str | None) -> CdrFilter:
-    if not selector or not selector.strip() or not starttime or not endtime:
-        raise ApiError(Errno.PARAMETER_EMPTY)
-    if not starttime.strip() or not endtime.strip():
-        raise ApiError(Errno.PARAMETER_EMPTY)
+    if not selector or not selector.strip():
+        raise ApiError(Errno.PARAMETER_EMPTY, "no extid/number")
+    if not starttime or not endtime or not starttime.strip() or not endtime.strip():
+        raise ApiError(Errno.PARAMETER_EMPTY, "no starttime or endtime")
     try:
         start, end = parse_pbx_time(starttime), parse_pbx_time(endtime)
     except ValueError:
-        raise ApiError(Errno.CDR_TIME_FORMAT) from None
+        raise ApiError(Errno.CDR_TIME_FORMAT, "times must read YYYY-MM-DD HH:MM:SS") from None
     return CdrFilter(normalise_selector(selector), start, end)
 
 
@@ -93,7 +93,7 @@ def normalise_selector(raw: str) -> str:
         return ALL
     exts = [part.strip() for part in raw.split(",") if part.strip()]
     if not exts:
-        raise ApiError(Errno.PARAMETER_EMPTY)
+        raise ApiError(Errno.PARAMETER_EMPTY, "extid/number lists no extension")
     if len(exts) > MAX_EXTENSIONS:
         raise ApiError(Errno.PARAMETER_EMPTY, f"more than {MAX_EXTENSIONS} extensions")
     return ",".join(dict.fromkeys(exts))
@@ -106,7 +106,7 @@ def parse_allowed_ip(raw: str | None) -> str | None:
     try:
         return normalise_ip(raw)
     except ValueError:
-        raise ApiError(Errno.ALLOWEDIP_ERROR) from None
+        raise ApiError(Errno.ALLOWEDIP_ERROR, "allowedip is not an IP address") from None
 
 
 class DownloadService:
@@ -127,11 +127,6 @@ class DownloadService:
     def issue_random(self, ask: RandomRequest) -> str:
         """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""
         session = self.auth.authenticate(ask.token)
-        if ask.selector is None or not ask.selector.strip():
-            raise ApiError(Errno.PARAMETER_EMPTY)
-        for field in (ask.starttime, ask.endtime):
-            if field is None or not field.strip():
-                raise ApiError(Errno.PARAMETER_EMPTY)
         flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
         allowed = parse_allowed_ip(ask.allowedip)
         random = secrets.token_hex(16)
@@ -166,7 +161,7 @@ class DownloadService:
             self._redeem(session, flt, ask.random, ask.client_ip)
             page = first_page(self.db, flt.query(), self.settings.csv_safe)
             if page.empty and self.settings.empty_download == "errno":
-                raise ApiError(Errno.CDR_NOT_FOUND)
+                raise ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
             # Only a download that must go back to the database for more pages takes a slot:
             # one whose whole result is in hand costs no more than any other answer.
             slot = None if page.last else self.slots.acquire(session.account)
@@ -196,24 +191,27 @@ class DownloadService:
     def _redeem(self, session: Session, flt: CdrFilter, random: str | None, client_ip: str) -> None:
         """Spend the random for this exact request, or raise the errno that explains why not."""
         if random is None or not random.strip():
-            raise ApiError(Errno.PARAMETER_EMPTY)
+            raise ApiError(Errno.PARAMETER_EMPTY, "no random")
         random_hash = secret_hash(random.strip().lower())
         now = self.auth.now_ms()
         with self.db.write() as conn:
             row = randoms.find(conn, random_hash)
-            if (
-                row is None
-                or not hmac.compare_digest(row.token_hash, session.token_hash)
-                or (row.selector, row.start_ts, row.end_ts)
-                != (flt.selector, flt.start_ts, flt.end_ts)
-                or row.used_ms is not None
-                or row.expires_ms <= now
-            ):
-                raise ApiError(Errno.CDR_RANDOM_INVALID)
+            if row is None:
+                raise ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
+            if not hmac.compare_digest(row.token_hash, session.token_hash):
+                raise ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
+            if (row.selector, row.start_ts, row.end_ts) != (flt.selector, flt.start_ts, flt.end_ts):
+                why = "extid/number or times differ from those given to get_random"
+                raise ApiError(Errno.CDR_RANDOM_INVALID, why)
+            if row.used_ms is not None:
+                raise ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+            if row.expires_ms <= now:
+                raise ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
             if client_ip not in (row.client_ip, row.allowed_ip):
-                raise ApiError(Errno.ALLOWEDIP_ERROR)
+                why = "client address is neither get_random's caller nor its allowedip"
+                raise ApiError(Errno.ALLOWEDIP_ERROR, why)
             if not randoms.redeem(conn, random_hash, now):
-                raise ApiError(Errno.CDR_RANDOM_INVALID)
+                raise ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:
