@@ -90,11 +90,11 @@ The whole flow with curl (copy and paste into another terminal):
 
   TOKEN=\$(curl -s -X POST $BASE/api/v1.1.0/login \\
       -d '{"username":"api","password":"$MD5","port":"8260"}' \\
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["token"]) if "token" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   RANDOM_KEY=\$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=\$TOKEN" \\
       -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \\
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   curl -s "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=\$TOKEN&random=\$RANDOM_KEY"
 
@@ -102,24 +102,32 @@ A call recording (names come from the CDR's recording column; one random per fil
 
   REC_KEY=\$(curl -s -X POST "$BASE/api/v1.1.0/recording/get_random?token=\$TOKEN" \\
       -d '{"recording":"$REC"}' \\
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   curl -s -o call.wav "$BASE/api/v1.1.0/recording/download?recording=$REC_Q&token=\$TOKEN&random=\$REC_KEY"
 
 == running it once now:
 TXT
+# field NAME: NAME from the JSON answer on stdin, or the errno and a failing exit.
+field() {
+  "$BIN/python" -c 'import json, sys
+answer = json.load(sys.stdin)
+if sys.argv[1] not in answer:
+    sys.exit("demo: the server answered errno %s" % answer.get("errno"))
+print(answer[sys.argv[1]])' "$1"
+}
 TOKEN=$(curl -s -X POST "$BASE/api/v1.1.0/login" \
   -d "{\"username\":\"api\",\"password\":\"$MD5\",\"port\":\"8260\"}" \
-  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  | field token)
 RANDOM_KEY=$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=$TOKEN" \
   -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \
-  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+  | field random)
 curl -s -o demo/download.csv "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=$TOKEN&random=$RANDOM_KEY"
 head -n 6 demo/download.csv
 echo "   ... $(($(wc -l <demo/download.csv) - 1)) CDRs in demo/download.csv"
 REC_KEY=$(curl -s -X POST "$BASE/api/v1.1.0/recording/get_random?token=$TOKEN" \
   -d "{\"recording\":\"$REC\"}" \
-  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["random"])')
+  | field random)
 curl -s -D demo/recording.headers -o demo/recording.wav \
   "$BASE/api/v1.1.0/recording/download?recording=$REC_Q&token=$TOKEN&random=$REC_KEY"
 grep -i -E '^(content-type|content-length|content-disposition):' demo/recording.headers
