@@ -14,7 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate import __version__
-from cdrgate.api.openapi_recording import recording_operations, recording_schemas
+            "schemas": {**_schemas(), **recording_schemas(), **query_schemas()},
+            "securitySchemes": {
+                "IngestKey": {"type": "http", "scheme": "bearer"},
+                "Token": {"type": "http", "scheme": "bearer"},
+            },
 from cdrgate.errors import Errno
 
 OPENAPI_PATH = "/openapi.json"
@@ -330,6 +334,7 @@ def openapi_document() -> dict[str, Any]:
     for version, selector in DOCUMENTED_VERSIONS.items():
         paths.update(_operations(version, selector))
         paths.update(recording_operations(version, _TOKEN))
+    paths.update(query_paths())
     return {
         "openapi": "3.0.3",
         "info": {
@@ -343,8 +348,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**_schemas(), **recording_schemas()},
-            "securitySchemes": {"IngestKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**_schemas(), **recording_schemas(), **query_schemas()},
+            "securitySchemes": {
+                "IngestKey": {"type": "http", "scheme": "bearer"},
+                "Token": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
 
