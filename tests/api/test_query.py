@@ -145,6 +145,32 @@ def test_number_matches_the_caller_or_the_callee_exactly(get, add_cdrs):
     assert callids(get(number="0215550199")) == ids_of(2)
 
 
+def test_a_call_between_asked_numbers_or_to_itself_comes_once(get, add_cdrs):
+    add_cdrs(
+        cdr(1, callfrom="1000", callto="1001"),
+        cdr(2, callfrom="1001", callto="1001"),
+        cdr(3, callfrom="1002", callto="1000"),
+    )
+    assert callids(get(number="1000,1001")) == ids_of(3, 2, 1)
+    assert callids(get(number="1001")) == ids_of(2, 1)
+
+
+@pytest.mark.parametrize("others", [0, 20], ids=["few numbers", "many numbers"])
+def test_number_pages_follow_the_cursor_in_order(get, add_cdrs, others):
+    add_cdrs(*(cdr(n, callfrom="1000" if n % 2 else "0215550100", callto="1000" if n % 3 == 0
+                   else "1001") for n in range(1, 25)))  # fmt: skip
+    numbers = ",".join(["1000", *(str(2000 + i) for i in range(others))])
+    expected = callids(get(number=numbers, limit="100"))
+    assert len(expected) == 16
+    seen, cursor = [], None
+    while True:
+        body = get(number=numbers, limit="5", **({"cursor": cursor} if cursor else {})).json()
+        seen += [item["callid"] for item in body["items"]]
+        if (cursor := body["next_cursor"]) is None:
+            break
+    assert seen == expected
+
+
 def test_status_and_type_take_comma_lists_in_any_case(get, add_cdrs):
     add_cdrs(
         cdr(1, status="ANSWERED", type="Outbound"),

@@ -280,7 +280,7 @@ class QueryService:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor(sort, Position(int(rows[-1][-1]), int(rows[-1][0])))
+            next_cursor = encode_cursor(sort, Position(int(rows[-1][-2]), int(rows[-1][-1])))
         return CdrPage([item(row) for row in rows], next_cursor, total)
 
     def changes(self, ask: QueryRequest) -> ChangesPage:

@@ -75,15 +75,16 @@ class Position:
     id: int
 
 
-def conditions(f: Filters) -> list[ColumnElement[bool]]:
+def conditions(f: Filters, numbers: bool = True) -> list[ColumnElement[bool]]:
+    """The filters as WHERE terms; ``numbers=False`` leaves out ``number`` (the caller
+    handles it)."""
     where: list[ColumnElement[bool]] = []
     if f.from_ts is not None:
         where.append(cdr.c.ts >= f.from_ts)
     if f.until_ts is not None:
         where.append(cdr.c.ts < f.until_ts)
-    if f.numbers:
-        numbers = list(f.numbers)
-        where.append(or_(cdr.c.callfrom.in_(numbers), cdr.c.callto.in_(numbers)))
+    if f.numbers and numbers:
+        where.append(_any_side(f.numbers))
     if f.statuses:
         where.append(cdr.c.status.in_(list(f.statuses)))
     if f.types:
@@ -108,6 +109,10 @@ def conditions(f: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
+def _any_side(numbers: tuple[str, ...]) -> ColumnElement[bool]:
+    return or_(cdr.c.callfrom.in_(list(numbers)), cdr.c.callto.in_(list(numbers)))
+
+
 def _after(sort: Sort, at: Position) -> ColumnElement[bool]:
     key = SORT_COLUMNS[sort.order]
     if sort.descending:
@@ -119,16 +124,49 @@ def _paged(
     columns: Sequence[Any], f: Filters, sort: Sort, after: Position | None, limit: int
 ) -> Select[Any]:
     key = SORT_COLUMNS[sort.order]
-    where = conditions(f)
+    columns = [*columns, key.label("sort_key"), cdr.c.id.label("row_id")]
+    where = conditions(f, numbers=False)
     if after is not None:
         where.append(_after(sort, after))
-    ordering = (key.desc(), cdr.c.id.desc()) if sort.descending else (key.asc(), cdr.c.id.asc())
-    return select(*columns).where(*where).order_by(*ordering).limit(limit)
+    if f.numbers and len(f.numbers) <= MERGE_MAX_NUMBERS and sort.order == "timestart":
+        return _merged(columns, f.numbers, where, sort, limit)
+    if f.numbers:
+        where.append(_any_side(f.numbers))
+    return select(*columns).where(*where).order_by(*_ordering(sort)).limit(limit)
+
+
+def _ordering(sort: Sort, source: Any = None) -> tuple[Any, ...]:
+    key = SORT_COLUMNS[sort.order] if source is None else source.sort_key
+    row_id = cdr.c.id if source is None else source.row_id
+    return (key.desc(), row_id.desc()) if sort.descending else (key.asc(), row_id.asc())
+
+
+# Up to this many numbers, a number query is one ordered index scan per (side, number),
+# merged: each scan stops after ``limit`` rows. Beyond, one OR over both indexes and a sort
+# of every match (a first page for one busy number over a month: ~8,000 rows sorted for 100).
+MERGE_MAX_NUMBERS = 8
+
+
+def _merged(
+    columns: list[Any], numbers: tuple[str, ...], where: list[ColumnElement[bool]], sort: Sort,
+    limit: int,
+) -> Select[Any]:  # fmt: skip
+    # The callee arms leave out calls whose caller is also asked for, so the arms are
+    # disjoint and UNION ALL never repeats a call.
+    sides = [cdr.c.callfrom == n for n in numbers]
+    sides += [and_(cdr.c.callto == n, cdr.c.callfrom.not_in(list(numbers))) for n in numbers]
+    arms = []
+    for side in sides:
+        arm = select(*columns).where(*where, side).order_by(*_ordering(sort)).limit(limit)
+        # SQLite refuses ORDER BY/LIMIT in a compound member unless it is a subquery.
+        arms.append(select(arm.subquery()))
+    merged = union_all(*arms).subquery()
+    return select(merged).order_by(*_ordering(sort, merged.c)).limit(limit)
 
 
 def list_select(f: Filters, sort: Sort, after: Position | None, limit: int) -> Select[Any]:
-    """Items (``ITEM_COLUMNS`` then the sort key) of one page."""
-    return _paged([*ITEM_COLUMNS, SORT_COLUMNS[sort.order]], f, sort, after, limit)
+    """Items (``ITEM_COLUMNS``, then the sort key and the id) of one page."""
+    return _paged(ITEM_COLUMNS, f, sort, after, limit)
 
 
 def read_items(
@@ -141,7 +179,7 @@ def read_lines(
     conn: Connection, f: Filters, sort: Sort, after: Position | None, limit: int
 ) -> list[tuple[str, int, int]]:
     """(stored CSV line, sort key, id) of one page: CSV exports copy the pre-rendered line."""
-    stmt = _paged([cdr.c.line, SORT_COLUMNS[sort.order], cdr.c.id], f, sort, after, limit)
+    stmt = _paged([cdr.c.line], f, sort, after, limit)
     return [(row[0], int(row[1]), int(row[2])) for row in conn.execute(stmt)]
 
 
