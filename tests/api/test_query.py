@@ -368,3 +368,19 @@ def test_csv_errors_are_still_problems(client, api_account):
     response = client.get("/v1/cdrs", params={"format": "csv"})
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_csv_applies_the_csv_safe_setting(make_client, api_account, add_cdrs):
+    add_cdrs(cdr(1, callfrom="=HYPERLINK(1)"))
+    http = make_client(csv_safe=True)
+    token = http.post(
+        "/api/v1.1.0/login", json={"username": api_account[0], "password": api_account[1]}
+    ).json()["token"]
+    text = http.get("/v1/cdrs", params={"format": "csv", "token": token}).text
+    assert text.splitlines()[1].split(",")[2] == "'=HYPERLINK(1)"
+
+
+def test_the_default_page_is_100_items(get, add_cdrs):
+    add_cdrs(*(cdr(n) for n in range(101)))
+    body = get().json()
+    assert len(body["items"]) == 100 and body["next_cursor"] is not None
