@@ -209,10 +209,14 @@ def decode_cursor(text: str, sort: Sort) -> Position:
     return Position(value, row_id)
 
 
+_ITEM_KEYS = ("id", *CSV_COLUMNS)
+
+
 def item(row: Sequence[Any]) -> dict[str, Any]:
     """A row of ``ITEM_COLUMNS`` as the API shows it: id, then the CSV fields by name."""
-    fields = dict(zip(CSV_COLUMNS, (row[1], format_pbx_time(row[2]), *row[3:15]), strict=True))
-    return {"id": int(row[0]), **fields}
+    values = list(row[:15])
+    values[2] = format_pbx_time(values[2])  # ts -> timestart
+    return dict(zip(_ITEM_KEYS, values, strict=True))
 
 
 class CsvStream:
