@@ -55,6 +55,7 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
         recordings=RecordingService(db, settings, auth, audit),
+        query=QueryService(db, settings, auth),
     )
 
 
@@ -94,7 +95,7 @@ def create_app(
             Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *opswiring.routes(settings, db, clock),
-            *query.routes(QueryService(db, settings, services.auth)),
+            *query.ROUTES,
         ],
         middleware=[
             *opswiring.outer_middleware(db),

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from cdrgate.api.context import Services
 from cdrgate.api.streaming import PAGE_THREADS
 from cdrgate.errors import ApiError, BadParameter, StorageUnavailable
 from cdrgate.logredact import redact
@@ -75,30 +76,37 @@ def _answering_problems(handler: Endpoint) -> Endpoint:
     return endpoint
 
 
-def routes(service: QueryService) -> list[Route]:
-    async def cdrs(request: Request) -> Response:
-        answer = await run_in_threadpool(service.search, parse(request))
-        if isinstance(answer, CsvStream):
-            return _csv(answer)
-        body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
-        if answer.total is not None:
-            body["total"] = answer.total
-        return JSONResponse(body, headers=_NO_STORE)
+def _service(request: Request) -> QueryService:
+    services: Services = request.app.state.services
+    return services.query
 
-    async def changes(request: Request) -> Response:
-        answer = await run_in_threadpool(service.changes, parse(request))
-        body = {"items": answer.items, "next_after": answer.next_after}
-        return JSONResponse(body, headers=_NO_STORE)
 
-    async def stats(request: Request) -> Response:
-        groups = await run_in_threadpool(service.stats, parse(request))
-        return JSONResponse({"groups": [asdict(g) for g in groups]}, headers=_NO_STORE)
+async def cdrs(request: Request) -> Response:
+    answer = await run_in_threadpool(_service(request).search, parse(request))
+    if isinstance(answer, CsvStream):
+        return _csv(answer)
+    body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
+    if answer.total is not None:
+        body["total"] = answer.total
+    return JSONResponse(body, headers=_NO_STORE)
 
-    return [
-        Route("/v1/cdrs", _answering_problems(cdrs), methods=["GET"]),
-        Route("/v1/cdrs/changes", _answering_problems(changes), methods=["GET"]),
-        Route("/v1/stats", _answering_problems(stats), methods=["GET"]),
-    ]
+
+async def changes(request: Request) -> Response:
+    answer = await run_in_threadpool(_service(request).changes, parse(request))
+    body = {"items": answer.items, "next_after": answer.next_after}
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+async def stats(request: Request) -> Response:
+    groups = await run_in_threadpool(_service(request).stats, parse(request))
+    return JSONResponse({"groups": [asdict(g) for g in groups]}, headers=_NO_STORE)
+
+
+ROUTES = [
+    Route("/v1/cdrs", _answering_problems(cdrs), methods=["GET"]),
+    Route("/v1/cdrs/changes", _answering_problems(changes), methods=["GET"]),
+    Route("/v1/stats", _answering_problems(stats), methods=["GET"]),
+]
 
 
 def _csv(stream: CsvStream) -> Response:
