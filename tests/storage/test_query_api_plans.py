@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select
 
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
-from cdrgate.services.importing import seed_database
 from cdrgate.storage import query as q
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time

@@ -14,11 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate import __version__
-            "schemas": {**_schemas(), **recording_schemas(), **query_schemas()},
-            "securitySchemes": {
-                "IngestKey": {"type": "http", "scheme": "bearer"},
-                "Token": {"type": "http", "scheme": "bearer"},
-            },
+from cdrgate.api.openapi_query import query_paths, query_schemas
+from cdrgate.api.openapi_recording import recording_operations, recording_schemas
 from cdrgate.errors import Errno
 
 OPENAPI_PATH = "/openapi.json"
