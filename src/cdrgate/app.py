@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdrgate import __version__, opswiring
+from cdrgate.api import query
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import ClientAddress, ProxyPolicy
 from cdrgate.api.http10 import Http10Compat
@@ -31,6 +32,7 @@ from cdrgate.logredact import redact
 from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.query import QueryService
 from cdrgate.services.recordings import RecordingService
 from cdrgate.services.retention import prune_forever
 from cdrgate.settings import Settings
@@ -53,6 +55,7 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
         recordings=RecordingService(db, settings, auth, audit),
+        query=QueryService(db, settings, auth),
     )
 
 
@@ -92,6 +95,7 @@ def create_app(
             Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *opswiring.routes(settings, db, clock),
+            *query.ROUTES,
         ],
         middleware=[
             *opswiring.outer_middleware(db),

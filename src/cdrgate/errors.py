@@ -8,6 +8,7 @@ The Yeastar API reports every failure as HTTP 200 with ``{"status":"Failed","err
     ├── StorageUnavailable  the database could not be reached or stayed locked
     ├── SchemaError         the database schema is missing or newer than this code
     ├── ImportFailed        a CDR file had a bad row (carries file and line)
+    ├── BadParameter        a query API parameter is unusable (HTTP 400, names it)
     └── UsageError          a command was given something it cannot use
 """
 
@@ -105,3 +106,12 @@ class ImportFailed(CdrgateError):
 
 class UsageError(CdrgateError):
     """Bad input to a command (not to the HTTP API)."""
+
+
+class BadParameter(CdrgateError):
+    """A parameter of the JSON query API (``/v1/...``) cannot be used; HTTP 400 names it."""
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"{parameter}: {reason}")
+        self.parameter = parameter
+        self.reason = reason

@@ -8,6 +8,7 @@ from cdrgate.api.envelope import ProxyPolicy
 from cdrgate.ingest.push import PushReceiver
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.query import QueryService
 from cdrgate.services.recordings import RecordingService
 from cdrgate.settings import Settings
 from cdrgate.versions import SELECTOR_FIELD
@@ -21,6 +22,7 @@ class Services:
     push: PushReceiver
     proxies: ProxyPolicy
     recordings: RecordingService
+    query: QueryService
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate import __version__
+from cdrgate.api.openapi_query import query_paths, query_schemas
 from cdrgate.api.openapi_recording import recording_operations, recording_schemas
 from cdrgate.errors import Errno
 
@@ -330,6 +331,7 @@ def openapi_document() -> dict[str, Any]:
     for version, selector in DOCUMENTED_VERSIONS.items():
         paths.update(_operations(version, selector))
         paths.update(recording_operations(version, _TOKEN))
+    paths.update(query_paths())
     return {
         "openapi": "3.0.3",
         "info": {
@@ -343,8 +345,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {**_schemas(), **recording_schemas()},
-            "securitySchemes": {"IngestKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**_schemas(), **recording_schemas(), **query_schemas()},
+            "securitySchemes": {
+                "IngestKey": {"type": "http", "scheme": "bearer"},
+                "Token": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
 

@@ -1,0 +1,122 @@
+"""The JSON query API (``/v1/...``): parse the request, call the query service, answer.
+
+Unlike the device's API these answer with real HTTP statuses, and errors are RFC 9457
+``application/problem+json`` documents: 400 names the parameter, 401 carries the device's
+token errno (20004/20005/20006), 503 means the database is unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from anyio.to_thread import run_sync
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from cdrgate.api.context import Services
+from cdrgate.api.streaming import PAGE_THREADS
+from cdrgate.errors import ApiError, BadParameter, StorageUnavailable
+from cdrgate.logredact import redact
+from cdrgate.services.query import CsvStream, QueryRequest, QueryService
+
+log = logging.getLogger("cdrgate.api")
+
+PROBLEM_TYPE = "application/problem+json"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = dict(_NO_STORE)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cdrgate"'
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def parse(request: Request) -> QueryRequest:
+    token = request.query_params.get("token")
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        token = credentials.strip()
+    accept = request.headers.get("accept", "")
+    return QueryRequest(
+        token=token,
+        params=tuple(request.query_params.multi_items()),
+        wants_csv="text/csv" in accept.lower(),
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _answering_problems(handler: Endpoint) -> Endpoint:
+    """Every failure becomes a problem document; nothing escapes as a bare 500."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BadParameter as exc:
+            return problem(400, "Bad parameter", exc.reason, parameter=exc.parameter)
+        except ApiError as exc:
+            # Only authentication raises ApiError here: token missing, unknown or idle.
+            return problem(401, "Not authenticated", exc.detail or exc.errno.name.lower(),
+                           errno=exc.errno.value)  # fmt: skip
+        except StorageUnavailable as exc:
+            log.error("storage unavailable: %s", exc)
+            return problem(503, "Storage unavailable", "the database cannot be reached")
+        except Exception:
+            log.exception("unexpected error on GET %s", redact(request.url.path))
+            return problem(500, "Internal error", "an unexpected error; see the server log")
+
+    return endpoint
+
+
+def _service(request: Request) -> QueryService:
+    services: Services = request.app.state.services
+    return services.query
+
+
+async def cdrs(request: Request) -> Response:
+    answer = await run_in_threadpool(_service(request).search, parse(request))
+    if isinstance(answer, CsvStream):
+        return _csv(answer)
+    body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
+    if answer.total is not None:
+        body["total"] = answer.total
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+async def changes(request: Request) -> Response:
+    answer = await run_in_threadpool(_service(request).changes, parse(request))
+    body = {"items": answer.items, "next_after": answer.next_after}
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+async def stats(request: Request) -> Response:
+    groups = await run_in_threadpool(_service(request).stats, parse(request))
+    return JSONResponse({"groups": [asdict(g) for g in groups]}, headers=_NO_STORE)
+
+
+ROUTES = [
+    Route("/v1/cdrs", _answering_problems(cdrs), methods=["GET"]),
+    Route("/v1/cdrs/changes", _answering_problems(changes), methods=["GET"]),
+    Route("/v1/stats", _answering_problems(stats), methods=["GET"]),
+]
+
+
+def _csv(stream: CsvStream) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        # Pages share the downloads' thread cap, so a CSV export never starves other requests.
+        while (chunk := await run_sync(stream.next_chunk, limiter=PAGE_THREADS)) is not None:
+            yield chunk
+
+    headers = {
+        **_NO_STORE,
+        "Content-Disposition": f'attachment; filename="{stream.filename}"',
+    }
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
