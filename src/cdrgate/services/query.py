@@ -21,6 +21,7 @@ from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.csvsafe import safe_line
 from cdrgate.errors import BadParameter
 from cdrgate.services.auth import AuthService
+from cdrgate.services.export import Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import query as store
 from cdrgate.storage.db import Database
@@ -238,6 +239,14 @@ class CsvStream:
         self._safe = safe
         self._started = False
         self._done = False
+
+    @property
+    def ready(self) -> bool:
+        """The next call needs no database work (it is the end)."""
+        return self._done
+
+    def finish(self, outcome: Outcome) -> None:
+        """Nothing is held between pages, so nothing to release; the access log has the rest."""
 
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end. Does database work: off the loop."""
