@@ -1,9 +1,9 @@
 """Receiving pushed NewCdr events: the ingest keys that authorise a source, and the
 all-or-nothing store of one request's events.
 
-A push is authorised by an *ingest key*, not by an API login token: tokens idle out after
-30 minutes and need a login/heartbeat loop a dialplan hook cannot run, and an API account
-may download every CDR while a pushing source should only be able to add them. Each key
+A push is authorised by an *ingest key*, not by an API login token: tokens idle out
+(``token_idle_seconds``, 30 minutes by default) and need a login/heartbeat loop a dialplan
+hook cannot run, and an API account may download every CDR while a pushing source should only be able to add them. Each key
 names one source and carries the serial (``sn``) given to its events that have none.
 """
 

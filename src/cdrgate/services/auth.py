@@ -26,7 +26,8 @@ EVENT_FIELDS: Mapping[str, str] = {
 
 
 # How stale a session's last-seen mark may get before a request writes it again. A token
-# therefore lives between 30 minutes minus this and 30 minutes after its last request.
+# therefore lives between `token_idle_seconds` minus this and `token_idle_seconds` after its
+# last request.
 TOUCH_EVERY_MS = 5_000
 
 
