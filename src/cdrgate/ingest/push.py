@@ -3,8 +3,9 @@ all-or-nothing store of one request's events.
 
 A push is authorised by an *ingest key*, not by an API login token: tokens idle out
 (``token_idle_seconds``, 30 minutes by default) and need a login/heartbeat loop a dialplan
-hook cannot run, and an API account may download every CDR while a pushing source should only be able to add them. Each key
-names one source and carries the serial (``sn``) given to its events that have none.
+hook cannot run, and an API account may download every CDR while a pushing source should
+only be able to add them. Each key names one source and carries the serial (``sn``) given to
+its events that have none.
 """
 
 from __future__ import annotations
