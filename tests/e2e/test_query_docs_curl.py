@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -29,10 +30,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_every_example_of_the_query_docs_answers_with_data(server):
     block = re.search(r"```sh\n(.*?)```", DOC.read_text(), re.S)
     assert block is not None
-    script = block[1].replace("the-api-password", PASSWORD)
-    script = script.replace("BASE=http://127.0.0.1:8088", f"BASE={server.base_url}")
+    script = block[1].replace("BASE=http://127.0.0.1:8088", f"BASE={server.base_url}")
+    env = {**os.environ, "CDRGATE_PBX_PASSWORD": PASSWORD}
     done = subprocess.run(
-        ["bash", "-e"], input=script, capture_output=True, text=True, timeout=120, check=False
+        ["bash", "-e"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
     assert done.returncode == 0 and not done.stderr, done.stderr
     out = done.stdout
