@@ -60,8 +60,16 @@ MD5=$(printf '%s' "$PASSWORD" | "$BIN/python" -c 'import hashlib,sys; print(hash
 echo "== demo started $(date '+%Y-%m-%d %H:%M:%S')" >>demo/serve.log
 "$BIN/cdrgate" serve --host 127.0.0.1 --port "$PORT" --recordings demo/recordings >>demo/serve.log 2>&1 &
 SERVER=$!
+TAIL=""
 echo "$SERVER" >"$PID_FILE"
-trap 'kill $SERVER 2>/dev/null || true; rm -f "$PID_FILE"' EXIT INT TERM
+# On exit, wait for the server to be gone: a demo started right after must find the port free.
+stop() {
+  trap - EXIT INT TERM
+  kill $SERVER $TAIL 2>/dev/null || true
+  wait $SERVER 2>/dev/null || true
+  rm -f "$PID_FILE"
+}
+trap stop EXIT INT TERM
 for _ in $(seq 1 150); do
   curl -fs "$BASE/" >/dev/null 2>&1 && break
   if ! kill -0 $SERVER 2>/dev/null; then tail -n 20 demo/serve.log; exit 1; fi
@@ -136,5 +144,4 @@ echo
 echo "== serving until Ctrl-C; the server log (tokens redacted) follows"
 tail -n 3 -f demo/serve.log &
 TAIL=$!
-trap 'kill $SERVER $TAIL 2>/dev/null || true; rm -f "$PID_FILE"' EXIT INT TERM
 wait $SERVER
