@@ -15,7 +15,7 @@ from tests.conftest import Flow
 from tests.servers import PASSWORD_MD5, StartServer
 
 # A fixed amount of work, not a fixed time: the memory check then compares the same flows
-# on any machine (the first quarter warms the server up; growth after it is the leak signal).
+# on any machine (the first half warms the server up; growth after it is the leak signal).
 SOAK_FLOWS = 200
 WORKERS = 4
 RSS_GROWTH_LIMIT_KIB = 24 * 1024

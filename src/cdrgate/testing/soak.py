@@ -34,10 +34,13 @@ class SoakReport:
     rss_kib: list[int] = field(default_factory=list)  # one sample per finished flow
 
     def rss_growth_kib(self) -> int:
-        """RSS at the end minus RSS once warm (after the first quarter of the flows)."""
+        """RSS at the end minus RSS once warm (after the first half of the flows).
+
+        The first half fills the pools, caches and arenas, at a pace that depends on how loaded
+        the machine is; a leak keeps growing through the second half as well."""
         if len(self.rss_kib) < 4:
             raise ValueError(f"too few flows to judge memory: {len(self.rss_kib)}")
-        return self.rss_kib[-1] - self.rss_kib[len(self.rss_kib) // 4]
+        return self.rss_kib[-1] - self.rss_kib[len(self.rss_kib) // 2]
 
 
 def rss_kib(pid: int) -> int | None:
