@@ -6,6 +6,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from cdrgate import metrics, passwords
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno
@@ -83,27 +85,44 @@ class AuthService:
 
     def authenticate(self, token: str | None) -> Session:
         """Validate a token and slide its idle lifetime (every authenticated request does)."""
-        if token is None or not token.strip():
-            raise ApiError(Errno.TOKEN_EMPTY, "no token= in the query string")
-        token_hash = passwords.secret_hash(token.strip())
-        idle_ms = self.settings.token_idle_seconds * 1000
+        token_hash = token_hash_of(token)
         now = self.now_ms()
         with self.db.read() as conn:
             seen = tokens.last_seen(conn, token_hash)
+        account, touch_due = self._live(seen, now)
+        if touch_due:
+            with self.db.write() as conn:
+                self._touch(conn, token_hash, now)
+        return Session(account, token_hash)
+
+    def authenticate_in(self, conn: Connection, token_hash: str) -> Session:
+        """``authenticate`` inside the caller's write transaction, so a request that writes
+        anyway (issue or redeem a random) costs one transaction, not a read plus a write."""
+        now = self.now_ms()
+        seen = tokens.last_seen(conn, token_hash)
+        account, touch_due = self._live(seen, now)
+        if touch_due:
+            self._touch(conn, token_hash, now)
+        return Session(account, token_hash)
+
+    def _live(self, seen: tuple[str, int] | None, now: int) -> tuple[str, bool]:
+        """``(account, whether the sliding mark is due a write)``, or the errno of a dead
+        token. ``seen`` is ``tokens.last_seen``."""
         if seen is None:
             raise ApiError(Errno.TOKEN_UNKNOWN, "token never issued, logged out or purged")
         account, last_seen_ms = seen
+        idle_ms = self.settings.token_idle_seconds * 1000
         if last_seen_ms <= now - idle_ms:
             raise ApiError(Errno.TOKEN_EXPIRED, f"token idle for over {idle_ms // 1000} s")
-        if now - last_seen_ms >= TOUCH_EVERY_MS:
-            # A write per request would serialise every API call on the database's write
-            # lock; the sliding mark only needs to move every few seconds.
-            with self.db.write() as conn:
-                if tokens.touch(conn, token_hash, now, idle_ms) is None:
-                    expired = tokens.exists(conn, token_hash)
-                    errno = Errno.TOKEN_EXPIRED if expired else Errno.TOKEN_UNKNOWN
-                    raise ApiError(errno, "token expired or removed meanwhile")
-        return Session(account, token_hash)
+        # A write per request would serialise every API call on the database's write
+        # lock; the sliding mark only needs to move every few seconds.
+        return account, now - last_seen_ms >= TOUCH_EVERY_MS
+
+    def _touch(self, conn: Connection, token_hash: str, now: int) -> None:
+        if tokens.touch(conn, token_hash, now, self.settings.token_idle_seconds * 1000) is None:
+            expired = tokens.exists(conn, token_hash)
+            errno = Errno.TOKEN_EXPIRED if expired else Errno.TOKEN_UNKNOWN
+            raise ApiError(errno, "token expired or removed meanwhile")
 
     def heartbeat(self, token: str | None, event: Mapping[str, str]) -> None:
         session = self.authenticate(token)
@@ -122,6 +141,13 @@ class AuthService:
             removed = tokens.purge(conn, now, idle_ms)
             removed += login_guard.purge(conn, now, 24 * 3600 * 1000)
         return removed
+
+
+def token_hash_of(token: str | None) -> str:
+    """The stored form of a token as a request carries it; 20005 when there is none."""
+    if token is None or not token.strip():
+        raise ApiError(Errno.TOKEN_EMPTY, "no token= in the query string")
+    return passwords.secret_hash(token.strip())
 
 
 def event_columns(event: Mapping[str, str]) -> dict[str, str]:

@@ -11,12 +11,14 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
-from cdrgate.services.auth import AuthService, Session
+from cdrgate.services.auth import AuthService, Session, token_hash_of
 from cdrgate.services.export import Export, ExportSlots, Outcome, first_page
 from cdrgate.settings import Settings
 from cdrgate.storage import randoms
@@ -109,6 +111,12 @@ def parse_allowed_ip(raw: str | None) -> str | None:
         raise ApiError(Errno.ALLOWEDIP_ERROR, "allowedip is not an IP address") from None
 
 
+def _random_hash(random: str | None) -> str:
+    if random is None or not random.strip():
+        raise ApiError(Errno.PARAMETER_EMPTY, "no random")
+    return secret_hash(random.strip().lower())
+
+
 class DownloadService:
     def __init__(
         self,
@@ -126,23 +134,33 @@ class DownloadService:
 
     def issue_random(self, ask: RandomRequest) -> str:
         """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""
-        session = self.auth.authenticate(ask.token)
-        flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
-        allowed = parse_allowed_ip(ask.allowedip)
+        token_hash = token_hash_of(ask.token)
+        try:
+            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+            allowed = parse_allowed_ip(ask.allowedip)
+        except ApiError as exc:
+            refused: ApiError | None = exc
+        else:
+            refused = None
         random = secrets.token_hex(16)
-        now = self.auth.now_ms()
+        # One write transaction for the whole request. A token errno comes first; a refused
+        # filter still commits the token's sliding mark (it is raised after the commit).
         with self.db.write() as conn:
-            randoms.create(
-                conn,
-                random_hash=secret_hash(random),
-                token_hash=session.token_hash,
-                selector=flt.selector,
-                start_ts=flt.start_ts,
-                end_ts=flt.end_ts,
-                client_ip=ask.client_ip,
-                allowed_ip=allowed,
-                expires_ms=now + self.settings.random_ttl_seconds * 1000,
-            )
+            session = self.auth.authenticate_in(conn, token_hash)
+            if refused is None:
+                randoms.create(
+                    conn,
+                    random_hash=secret_hash(random),
+                    token_hash=session.token_hash,
+                    selector=flt.selector,
+                    start_ts=flt.start_ts,
+                    end_ts=flt.end_ts,
+                    client_ip=ask.client_ip,
+                    allowed_ip=allowed,
+                    expires_ms=self.auth.now_ms() + self.settings.random_ttl_seconds * 1000,
+                )
+        if refused is not None:
+            raise refused
         return random
 
     def open_download(self, ask: DownloadRequest) -> Export:
@@ -155,10 +173,23 @@ class DownloadService:
             ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
         )
         try:
-            session = self.auth.authenticate(ask.token)
+            token_hash = token_hash_of(ask.token)
+            try:
+                flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+                random_hash = _random_hash(ask.random)
+            except ApiError as exc:
+                refused: ApiError | None = exc
+            else:
+                refused = None
+            # Authenticate and redeem in one write transaction; refusals are raised after
+            # the commit, so the token's sliding mark is kept as for any other request.
+            with self.db.write() as conn:
+                session = self.auth.authenticate_in(conn, token_hash)
+                if refused is None:
+                    refused = self._redeem(conn, session, flt, random_hash, ask.client_ip)
             attempt = attempt.by(session.account)
-            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
-            self._redeem(session, flt, ask.random, ask.client_ip)
+            if refused is not None:
+                raise refused
             page = first_page(self.db, flt.query(), self.settings.csv_safe)
             if page.empty and self.settings.empty_download == "errno":
                 raise ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
@@ -188,30 +219,30 @@ class DownloadService:
         else:
             self.audit.record(ended)
 
-    def _redeem(self, session: Session, flt: CdrFilter, random: str | None, client_ip: str) -> None:
-        """Spend the random for this exact request, or raise the errno that explains why not."""
-        if random is None or not random.strip():
-            raise ApiError(Errno.PARAMETER_EMPTY, "no random")
-        random_hash = secret_hash(random.strip().lower())
+    def _redeem(
+        self, conn: Connection, session: Session, flt: CdrFilter, random_hash: str, client_ip: str
+    ) -> ApiError | None:
+        """Spend the random for this exact request; None, or the refusal that says why not."""
         now = self.auth.now_ms()
-        with self.db.write() as conn:
-            row = randoms.find(conn, random_hash)
-            if row is None:
-                raise ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
-            if not hmac.compare_digest(row.token_hash, session.token_hash):
-                raise ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
-            if (row.selector, row.start_ts, row.end_ts) != (flt.selector, flt.start_ts, flt.end_ts):
-                why = "extid/number or times differ from those given to get_random"
-                raise ApiError(Errno.CDR_RANDOM_INVALID, why)
-            if row.used_ms is not None:
-                raise ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
-            if row.expires_ms <= now:
-                raise ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
-            if client_ip not in (row.client_ip, row.allowed_ip):
-                why = "client address is neither get_random's caller nor its allowedip"
-                raise ApiError(Errno.ALLOWEDIP_ERROR, why)
-            if not randoms.redeem(conn, random_hash, now):
-                raise ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
+        row = randoms.find(conn, random_hash)
+        if row is None:
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
+        if not hmac.compare_digest(row.token_hash, session.token_hash):
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
+        if (row.selector, row.start_ts, row.end_ts) != (flt.selector, flt.start_ts, flt.end_ts):
+            why = "extid/number or times differ from those given to get_random"
+            return ApiError(Errno.CDR_RANDOM_INVALID, why)
+        if row.used_ms is not None:
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+        if row.expires_ms <= now:
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
+        if client_ip not in (row.client_ip, row.allowed_ip):
+            why = "client address is neither get_random's caller nor its allowedip"
+            return ApiError(Errno.ALLOWEDIP_ERROR, why)
+        # The conditional UPDATE is what makes the random single-use under races.
+        if not randoms.redeem(conn, random_hash, now):
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
+        return None
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:
