@@ -9,9 +9,11 @@ from sqlalchemy import Connection, Row, delete, select
 
 from cdrgate.storage.tables import download_audit
 
+_INSERT = download_audit.insert()  # one per download: built once (see storage/randoms.py)
+
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> None:
-    conn.execute(download_audit.insert().values(**values))
+    conn.execute(_INSERT, dict(values))
 
 
 def query(

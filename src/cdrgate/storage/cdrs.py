@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, func, select, tuple_, union
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    select,
+    tuple_,
+    union,
+)
 
 from cdrgate.cdr import CdrRecord, row_without_nul
 from cdrgate.storage import pg_bulk
@@ -131,34 +144,14 @@ Key = tuple[str, str]  # (callid, sn): the order of CDRs within one second
 def export_select(
     query: CdrQuery, *, after: Key | None = None, limit: int | None = None, keyed: bool = False
 ) -> Select[Any]:
-    """Rows' CSV lines in download order: timestart, then callid (then sn, for a total order).
-
-    A CDR matches an extension when it is the caller or the callee. Each side is its own
-    index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
-    ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn.
-    """
-    where: list[ColumnElement[bool]] = [cdr.c.ts.between(query.start_ts, query.end_ts)]
-    if after is not None:
-        where.append(tuple_(cdr.c.callid, cdr.c.sn) > tuple_(*after))
-    order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
-    if query.extensions is None:
-        source: Any = cdr.c
-        stmt = select(cdr.c.line, *(order[1:] if keyed else ())).where(*where)
-    else:
-        exts = list(query.extensions)
-        parts = [
-            select(cdr.c.line, *order).where(*where, column.in_(exts))
-            for column in (cdr.c.callfrom, cdr.c.callto)
-        ]
-        source = union(*parts).subquery().c
-        stmt = select(source.line, *((source.callid, source.sn) if keyed else ()))
-    stmt = stmt.order_by(source.ts, source.callid, source.sn)
-    return stmt.limit(limit) if limit is not None else stmt
+    """Rows' CSV lines in download order, with ``query``'s values bound (for EXPLAIN)."""
+    return _template(query, after, limit, keyed).params(_params(query, after, limit))
 
 
 def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> list[str]:
     """The CSV lines of ``query`` in download order. Callers bound the range (a page)."""
-    return [row[0] for row in _fetch(conn, export_select(query, limit=limit))]
+    stmt = _template(query, None, limit, False)
+    return [row[0] for row in _fetch(conn, stmt, _params(query, None, limit))]
 
 
 def read_keyed_lines(
@@ -167,17 +160,63 @@ def read_keyed_lines(
     """(line, callid, sn) of one second's CDRs after ``after``, for a second too full for
     one page."""
     assert query.start_ts == query.end_ts, "keys order CDRs within one second only"
-    stmt = export_select(query, after=after, limit=limit, keyed=True)
-    return [(row[0], row[1], row[2]) for row in _fetch(conn, stmt)]
+    stmt = _template(query, after, limit, True)
+    return [(row[0], row[1], row[2]) for row in _fetch(conn, stmt, _params(query, after, limit))]
 
 
-def _fetch(conn: Connection, stmt: Select[Any]) -> Sequence[Sequence[Any]]:
+def _template(query: CdrQuery, after: Key | None, limit: int | None, keyed: bool) -> Select[Any]:
+    return _statement(query.extensions is not None, after is not None, limit is not None, keyed)
+
+
+def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"start": query.start_ts, "end": query.end_ts}
+    if query.extensions is not None:
+        params["exts"] = list(query.extensions)
+    if after is not None:
+        params["after_callid"], params["after_sn"] = after
+    if limit is not None:
+        params["limit"] = limit
+    return params
+
+
+@cache
+def _statement(by_extension: bool, after: bool, limited: bool, keyed: bool) -> Select[Any]:
+    """The export query of one shape, with its values as bound parameters (``_params``).
+
+    Built once per shape (there are 16): building and caching-keying a fresh statement
+    cost more than running it for a small download (about 0.75 ms against 0.1 ms).
+
+    A CDR matches an extension when it is the caller or the callee. Each side is its own
+    index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
+    ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn.
+    """
+    where: list[ColumnElement[bool]] = [cdr.c.ts.between(bindparam("start"), bindparam("end"))]
+    if after:
+        key = tuple_(bindparam("after_callid", type_=String), bindparam("after_sn", type_=String))
+        where.append(tuple_(cdr.c.callid, cdr.c.sn) > key)
+    order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
+    if not by_extension:
+        source: Any = cdr.c
+        stmt = select(cdr.c.line, *(order[1:] if keyed else ())).where(*where)
+    else:
+        exts: BindParameter[str] = bindparam("exts", expanding=True)
+        parts = [
+            select(cdr.c.line, *order).where(*where, column.in_(exts))
+            for column in (cdr.c.callfrom, cdr.c.callto)
+        ]
+        source = union(*parts).subquery().c
+        stmt = select(source.line, *((source.callid, source.sn) if keyed else ()))
+    stmt = stmt.order_by(source.ts, source.callid, source.sn)
+    return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
+
+
+def _fetch(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
     if conn.dialect.name != "sqlite":
-        return conn.execute(stmt).all()
+        return conn.execute(stmt, params).all()
     # The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
     # then rows come straight from the driver cursor, without per-row result processing
     # (half the server's CPU on a full export).
-    result = conn.execute(stmt)
+    result = conn.execute(stmt, params)
     try:
         return result.cursor.fetchall()
     finally:
