@@ -35,6 +35,19 @@ def test_any_authenticated_request_slides_the_lifetime(flow, clock, add_cdrs):
     assert flow.get_random(token)["status"] == "Success"
 
 
+def test_a_refused_get_random_or_download_still_slides_the_lifetime(flow, clock):
+    # Both authenticate inside the transaction that would issue or spend the random; a
+    # refusal must not roll the token's sliding mark back.
+    token = flow.token()
+    clock.advance(29 * 60)
+    assert flow.get_random(token, start="not a time")["errno"] == "20019"
+    clock.advance(29 * 60)
+    url = flow.download_url(token, "0" * 32, "all", "2026-05-01 00:00:00", "2026-05-02 00:00:00")
+    assert flow.http.get(url).json()["errno"] == "20020"
+    clock.advance(29 * 60)
+    assert flow.get_random(token)["status"] == "Success"
+
+
 def test_heartbeat_keeps_the_token_alive_and_accepts_event_fields(client, flow, clock):
     token = flow.token()
     clock.advance(25 * 60)
