@@ -1,0 +1,20 @@
+// cdrgate console, no dependencies. Without this file every link still works (Play opens
+// the recording in the browser's own player); with it, Play opens a player inside the row.
+"use strict";
+document.addEventListener("click", function (event) {
+  var link = event.target.closest("a.play");
+  if (!link) return;
+  event.preventDefault();
+  var cell = link.parentElement;
+  var audio = cell.querySelector("audio");
+  if (!audio) {
+    audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "metadata";
+    audio.src = link.dataset.src;
+    audio.setAttribute("aria-label", link.getAttribute("aria-label"));
+    cell.appendChild(audio);
+  }
+  audio.play().catch(function () { /* the controls stay for the user to press play */ });
+  audio.focus();
+});
