@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import pytest
 
 from tests.conftest import API_PASSWORD, API_USER, make_cdr

@@ -18,3 +18,12 @@ document.addEventListener("click", function (event) {
   audio.play().catch(function () { /* the controls stay for the user to press play */ });
   audio.focus();
 });
+
+// Empty filter fields mean "any": leave them out of the URL, so a shared link says only
+// what it filters on (the server ignores them either way).
+document.addEventListener("submit", function (event) {
+  if (!event.target.matches("form.filters")) return;
+  event.target.querySelectorAll("input, select").forEach(function (field) {
+    if (field.value === "") field.disabled = true;
+  });
+});
