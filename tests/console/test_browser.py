@@ -200,3 +200,11 @@ def test_the_calls_page_fits_a_phone_width(page, console):
     page.goto(console.url + "cdrs?number=1001")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375  # the table scrolls inside its own region, not the page
+
+
+def test_a_recording_the_server_does_not_have_says_so_in_the_row(page, console):
+    sign_in(page, console)
+    page.goto(console.url + "cdrs?has_recording=true&from=2026-05-20T00:00:00")
+    row = page.locator("table.cdrs tbody tr").first  # no file was written for this day
+    row.get_by_role("link", name="Play").click()
+    assert row.get_by_role("status").inner_text() == "Recording not available on the server"

@@ -68,6 +68,12 @@ class Dashboard:
     days: Chart
     extensions: list[StatGroup]
 
+    @property
+    def week_filter(self) -> dict[str, str]:
+        """The calls page's time filters for this week so far (links from the tables)."""
+        until = self.day + timedelta(days=1)
+        return {"from": f"{self.week_start} 00:00:00", "until": f"{until} 00:00:00"}
+
 
 def parse_day(text: str | None, now: datetime) -> date:
     if not text or not text.strip():

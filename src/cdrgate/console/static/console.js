@@ -13,6 +13,14 @@ document.addEventListener("click", function (event) {
     audio.preload = "metadata";
     audio.src = link.dataset.src;
     audio.setAttribute("aria-label", link.getAttribute("aria-label"));
+    audio.addEventListener("error", function () {
+      // The CDR names a file the server does not have (not copied yet, or pruned).
+      var note = document.createElement("span");
+      note.className = "none";
+      note.setAttribute("role", "status");
+      note.textContent = "Recording not available on the server";
+      audio.replaceWith(note);
+    });
     cell.appendChild(audio);
   }
   audio.play().catch(function () { /* the controls stay for the user to press play */ });
