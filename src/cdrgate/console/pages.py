@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode
 
-from anyio.to_thread import run_sync
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import client_ip
-from cdrgate.api.streaming import PAGE_THREADS, ExportResponse
+from cdrgate.api.streaming import ExportResponse
 from cdrgate.console import dashboard, listing
 from cdrgate.console.render import PAGE_HEADERS, page
 from cdrgate.console.session import (
@@ -186,15 +185,17 @@ async def cdrs_csv(request: Request) -> Response:
     view = listing.Listing.from_query(request.query_params.multi_items())
     stream = await run_in_threadpool(_services(request).query.search, view.csv_request(token))
     assert isinstance(stream, CsvStream)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        # The pages share the downloads' thread cap, like the API's CSV.
-        while (chunk := await run_sync(stream.next_chunk, limiter=PAGE_THREADS)) is not None:
-            yield chunk
-
-    headers = {"Cache-Control": "no-store"}
-    headers["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
-    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
+    # Sent as the API sends it (ExportResponse): pages under the downloads' thread cap, a
+    # disconnect noticed at once, a client below the minimum rate cut.
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{stream.filename}"',
+    }
+    settings = _services(request).settings
+    return ExportResponse(
+        stream, headers, settings.download_min_rate, settings.download_rate_window
+    )
 
 
 async def recording(request: Request) -> Response:
