@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdrgate import __version__, opswiring
+from cdrgate import __version__, console, opswiring
 from cdrgate.api import query
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import ClientAddress, ProxyPolicy
@@ -96,6 +96,7 @@ def create_app(
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *opswiring.routes(settings, db, clock),
             *query.ROUTES,
+            *console.routes(),
         ],
         middleware=[
             *opswiring.outer_middleware(db),

@@ -46,6 +46,17 @@ class DownloadRequest:
     range: str | None  # the Range header, as sent
 
 
+@dataclass(frozen=True)
+class PlayRequest:
+    """The web console's player: a signed-in session and no random, because an audio
+    element sends a Range request for every seek and a random can be spent only once."""
+
+    token: str | None
+    recording: str | None
+    client_ip: str
+    range: str | None
+
+
 class RecordingBody:
     """A redeemed download: what to answer, and the file's bytes, read on demand.
 
@@ -153,6 +164,22 @@ class RecordingService:
             raise
         except Exception:
             self.audit.failed(attempt, Errno.APISRV_DOWN)
+            raise
+
+    def play(self, request: PlayRequest) -> RecordingBody:
+        """Open a recording for the console's player; audited like a download."""
+        attempt = self.audit.begin(
+            request.client_ip, "console", request.recording, kind="recording"
+        )
+        try:
+            session = self.auth.authenticate(request.token)
+            attempt = attempt.by(session.account)
+            return self._body(self._find(_required(request.recording)), request.range, attempt)
+        except ApiError as exc:
+            self.audit.failed(attempt, exc.errno)
+            raise
+        except UnsatisfiableRange:
+            self.audit.record(attempt)
             raise
 
     def purge_spent(self) -> int:

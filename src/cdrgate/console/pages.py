@@ -1,0 +1,231 @@
+"""The console's pages: parse the request, call the services as the signed-in user, render.
+
+Every data call goes through the same services as the JSON API, with the session's token, so
+the console adds no data rules: a filter the API refuses is refused here (shown on the page),
+and an expired token sends the browser back to sign in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from cdrgate.api.context import Services
+from cdrgate.api.envelope import client_ip
+from cdrgate.api.streaming import ExportResponse
+from cdrgate.console import dashboard, listing
+from cdrgate.console.render import PAGE_HEADERS, page
+from cdrgate.console.session import (
+    CSRF_FIELD,
+    csrf_for,
+    csrf_matches,
+    end_session,
+    new_signin_csrf,
+    session_token,
+    set_session,
+    set_signin_csrf,
+    signin_csrf_matches,
+)
+from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
+from cdrgate.services.query import STATUSES, TYPES, CdrPage, CsvStream
+from cdrgate.services.recordings import PlayRequest, UnsatisfiableRange
+
+log = logging.getLogger("cdrgate.console")
+
+MAX_FORM_BYTES = 8192
+SIGNED_OUT = (Errno.TOKEN_EMPTY, Errno.TOKEN_UNKNOWN, Errno.TOKEN_EXPIRED)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _to_signin(request: Request) -> Response:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = RedirectResponse("/ui/?" + urlencode({"next": here}), status_code=303)
+    end_session(response)
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a console path: a sign-in link must not send anyone to another site."""
+    if target and target.startswith("/ui/") and not target.startswith("//"):
+        return target
+    return "/ui/"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise BadParameter("form", "too large")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def guarded(handler: Handler) -> Handler:
+    """Signed-out visitors go to sign in; bad input is a page saying so, never a traceback."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            if exc.errno in SIGNED_OUT:
+                return _to_signin(request)
+            return _problem(request, 400, exc.detail or exc.errno.name.replace("_", " ").lower())
+        except BadParameter as exc:
+            return _problem(request, 400, f"{exc.parameter}: {exc.reason}")
+        except StorageUnavailable as exc:
+            log.error("storage unavailable: %s", exc)
+            return _problem(request, 503, "The database cannot be reached; try again shortly.")
+
+    return endpoint
+
+
+def _problem(request: Request, status: int, message: str) -> Response:
+    token = session_token(request)
+    return page("problem.html", status, message=message, csrf=csrf_for(token) if token else None)
+
+
+def _signin_page(request: Request, status: int = 200, message: str | None = None) -> Response:
+    csrf = new_signin_csrf()
+    response = page(
+        "signin.html", status, message=message, csrf=csrf,
+        next=_safe_next(request.query_params.get("next")),
+        username=request.query_params.get("username", ""),
+    )  # fmt: skip
+    set_signin_csrf(request, response, csrf)
+    return response
+
+
+async def to_home(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=308)
+
+
+async def home(request: Request) -> Response:
+    """``/ui/``: the dashboard when signed in, the sign-in form otherwise."""
+    token = session_token(request)
+    if token is None:
+        return _signin_page(request)
+    services = _services(request)
+    try:
+        day = dashboard.parse_day(request.query_params.get("day"), datetime.now())
+        board = await run_in_threadpool(dashboard.build, services.query.stats, token, day)
+    except ApiError as exc:
+        if exc.errno in SIGNED_OUT:
+            return _signin_page(request)
+        raise
+    return page("dashboard.html", board=board, csrf=csrf_for(token), nav="dashboard")
+
+
+async def sign_in(request: Request) -> Response:
+    form = await _form(request)
+    if not signin_csrf_matches(request, form.get(CSRF_FIELD)):
+        return _signin_page(request, 403, "The form expired. Please sign in again.")
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
+    md5 = hashlib.md5(password.encode(), usedforsecurity=False).hexdigest()
+    auth = _services(request).auth
+    try:
+        token = await run_in_threadpool(auth.login, username, md5, client_ip(request), {})
+    except ApiError as exc:
+        if exc.errno == Errno.LOCKED_OUT:
+            minutes = max(1, auth.settings.lockout_seconds // 60)
+            message = f"Too many failed sign-ins from your address. Try again in {minutes} minutes."
+            return _signin_page(request, 429, message)
+        return _signin_page(request, 401, "Wrong username or password.")
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    set_session(request, response, token, auth.settings.token_idle_seconds)
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    token = session_token(request)
+    form = await _form(request)
+    if token is None:
+        return RedirectResponse("/ui/", status_code=303)
+    if not csrf_matches(token, form.get(CSRF_FIELD)):
+        return _problem(request, 403, "The form expired. Reload the page and try again.")
+    try:
+        await run_in_threadpool(_services(request).auth.logout, token)
+    except ApiError:
+        pass  # already expired or gone: the cookie goes all the same
+    response = RedirectResponse("/ui/", status_code=303)
+    end_session(response)
+    return response
+
+
+async def cdrs(request: Request) -> Response:
+    token = session_token(request)
+    if token is None:
+        return _to_signin(request)
+    view = listing.Listing.from_query(request.query_params.multi_items())
+    answer = await run_in_threadpool(_services(request).query.search, view.request(token))
+    assert isinstance(answer, CdrPage)  # a JSON page: the request never asks for CSV
+    return page(
+        "cdrs.html", view=view, result=listing.page_of(view, answer), csrf=csrf_for(token),
+        statuses=STATUSES, types=TYPES, sortable=listing.SORTABLE, nav="cdrs",
+    )  # fmt: skip
+
+
+async def cdrs_csv(request: Request) -> Response:
+    token = session_token(request)
+    if token is None:
+        return _to_signin(request)
+    view = listing.Listing.from_query(request.query_params.multi_items())
+    stream = await run_in_threadpool(_services(request).query.search, view.csv_request(token))
+    assert isinstance(stream, CsvStream)
+    # Sent as the API sends it (ExportResponse): pages under the downloads' thread cap, a
+    # disconnect noticed at once, a client below the minimum rate cut.
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{stream.filename}"',
+    }
+    settings = _services(request).settings
+    return ExportResponse(
+        stream, headers, settings.download_min_rate, settings.download_rate_window
+    )
+
+
+async def recording(request: Request) -> Response:
+    """A call's recording for the page's player: Range requests answer 206, so it seeks."""
+    token = session_token(request)
+    if token is None:
+        return _to_signin(request)
+    name = request.query_params.get("name")
+    ask = PlayRequest(token, name, client_ip(request), request.headers.get("range"))
+    try:
+        body = await run_in_threadpool(_services(request).recordings.play, ask)
+    except UnsatisfiableRange as exc:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
+    except ApiError as exc:
+        if exc.errno == Errno.RECORDING_NOT_FOUND:
+            return _problem(request, 404, "This call's recording is not on the server.")
+        raise
+    disposition = "attachment" if request.query_params.get("download") else "inline"
+    headers = {
+        "Content-Type": body.content_type,
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(body.name, safe='')}",
+        "Content-Length": str(body.length),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": PAGE_HEADERS["X-Content-Type-Options"],
+    }
+    if body.partial:
+        headers["Content-Range"] = f"bytes {body.first}-{body.last}/{body.size}"
+    settings = _services(request).settings
+    return ExportResponse(
+        body, headers, settings.download_min_rate, settings.download_rate_window,
+        status_code=206 if body.partial else 200,
+    )  # fmt: skip

@@ -1,0 +1,72 @@
+"""The console's session cookie and CSRF tokens.
+
+The session *is* an API login token (services/auth.py), so the console obeys the same rules
+as the API: the per-IP lockout on sign-in, the 30-minute idle lifetime, logout. The cookie is
+HttpOnly (no script reads it) and SameSite=Strict (no other site's page sends it).
+
+CSRF: every state-changing form carries a token the server checks. Signed in, it is an HMAC
+of the session token, so nothing extra is stored; on the sign-in form (no session yet) it is
+a random value that must match a short-lived cookie of its own (double submit), which stops
+another site from signing a browser in to an account of its choosing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+SESSION_COOKIE = "cdrgate_session"
+SIGNIN_COOKIE = "cdrgate_signin"
+CSRF_FIELD = "csrf"
+COOKIE_PATH = "/ui"
+
+
+def session_token(request: Request) -> str | None:
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
+    return token or None
+
+
+def csrf_for(token: str) -> str:
+    return hmac.new(token.encode(), b"cdrgate console csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_matches(token: str, sent: str | None) -> bool:
+    return sent is not None and hmac.compare_digest(csrf_for(token), sent)
+
+
+def new_signin_csrf() -> str:
+    return secrets.token_hex(16)
+
+
+def signin_csrf_matches(request: Request, sent: str | None) -> bool:
+    cookie = request.cookies.get(SIGNIN_COOKIE)
+    return bool(cookie) and sent is not None and hmac.compare_digest(cookie or "", sent)
+
+
+def _set(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def set_session(request: Request, response: Response, token: str, idle_seconds: int) -> None:
+    _set(request, response, SESSION_COOKIE, token, idle_seconds)
+    response.delete_cookie(SIGNIN_COOKIE, path=COOKIE_PATH)
+
+
+def set_signin_csrf(request: Request, response: Response, value: str) -> None:
+    _set(request, response, SIGNIN_COOKIE, value, 3600)
+
+
+def end_session(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)

@@ -1,0 +1,37 @@
+// cdrgate console, no dependencies. Without this file every link still works (Play opens
+// the recording in the browser's own player); with it, Play opens a player inside the row.
+"use strict";
+document.addEventListener("click", function (event) {
+  var link = event.target.closest("a.play");
+  if (!link) return;
+  event.preventDefault();
+  var cell = link.parentElement;
+  var audio = cell.querySelector("audio");
+  if (!audio) {
+    audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "metadata";
+    audio.src = link.dataset.src;
+    audio.setAttribute("aria-label", link.getAttribute("aria-label"));
+    audio.addEventListener("error", function () {
+      // The CDR names a file the server does not have (not copied yet, or pruned).
+      var note = document.createElement("span");
+      note.className = "none";
+      note.setAttribute("role", "status");
+      note.textContent = "Recording not available on the server";
+      audio.replaceWith(note);
+    });
+    cell.appendChild(audio);
+  }
+  audio.play().catch(function () { /* the controls stay for the user to press play */ });
+  audio.focus();
+});
+
+// Empty filter fields mean "any": leave them out of the URL, so a shared link says only
+// what it filters on (the server ignores them either way).
+document.addEventListener("submit", function (event) {
+  if (!event.target.matches("form.filters")) return;
+  event.target.querySelectorAll("input, select").forEach(function (field) {
+    if (field.value === "") field.disabled = true;
+  });
+});

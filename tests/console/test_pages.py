@@ -1,0 +1,143 @@
+"""The console in process: sessions, CSRF, the lockout, bad input, the player's Range answers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import API_PASSWORD, API_USER, make_cdr
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _signin_csrf(http) -> str:
+    page = http.get("/ui/")
+    match = CSRF.search(page.text)
+    assert match is not None
+    return match[1]
+
+
+def _sign_in(http, password: str = API_PASSWORD, **extra):
+    form = {"username": API_USER, "password": password, "csrf": _signin_csrf(http), **extra}
+    return http.post("/ui/login", data=form, follow_redirects=False)
+
+
+def test_signed_out_visitor_is_sent_to_sign_in_with_the_page_to_return_to(client):
+    answer = client.get("/ui/cdrs?number=1000", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/?next=%2Fui%2Fcdrs%3Fnumber%3D1000"
+    form = client.get(answer.headers["location"]).text
+    assert 'value="/ui/cdrs?number=1000"' in form
+    assert '<label for="username">Username</label>' in form
+
+
+def test_sign_in_sets_an_http_only_same_site_session_cookie_and_returns_to_next(client):
+    answer = _sign_in(client, next="/ui/cdrs?number=1000")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/cdrs?number=1000"
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("cdrgate_session=")
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+
+
+def test_next_pointing_off_the_console_lands_on_the_dashboard(client):
+    answer = _sign_in(client, next="//evil.example/ui/")
+    assert answer.headers["location"] == "/ui/"
+
+
+def test_sign_in_without_the_forms_csrf_value_is_refused(client):
+    _signin_csrf(client)  # the cookie is set, but the form's value is not sent back
+    form = {"username": API_USER, "password": API_PASSWORD, "csrf": "forged"}
+    answer = client.post("/ui/login", data=form, follow_redirects=False)
+    assert answer.status_code == 403
+    assert "cdrgate_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_wrong_password_says_so_and_the_lockout_then_refuses_even_the_right_one(
+    make_client, api_account
+):
+    http = make_client(ip="127.0.0.9")
+    for _ in range(5):
+        answer = _sign_in(http, password="wrong")
+        assert answer.status_code == 401
+        assert "Wrong username or password." in answer.text
+    locked = _sign_in(http)
+    assert locked.status_code == 429
+    assert "Too many failed sign-ins" in locked.text
+    assert _sign_in(make_client(ip="127.0.0.10")).status_code == 303  # other IPs unaffected
+
+
+def test_sign_out_needs_the_csrf_value_and_ends_the_session(client):
+    _sign_in(client)
+    assert client.post("/ui/logout", data={"csrf": "forged"}).status_code == 403
+    assert client.get("/ui/cdrs", follow_redirects=False).status_code == 200  # still signed in
+    csrf = CSRF.search(client.get("/ui/cdrs").text)
+    assert csrf is not None
+    answer = client.post("/ui/logout", data={"csrf": csrf[1]}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert client.get("/ui/cdrs", follow_redirects=False).status_code == 303
+
+
+def test_a_session_whose_token_expired_goes_back_to_sign_in(client, clock):
+    _sign_in(client)
+    clock.advance(1801)
+    assert client.get("/ui/cdrs", follow_redirects=False).status_code == 303
+    assert "Sign in" in client.get("/ui/").text
+
+
+def test_a_filter_the_api_refuses_is_a_400_page_naming_it(client):
+    _sign_in(client)
+    answer = client.get("/ui/cdrs?status=LOST")
+    assert answer.status_code == 400
+    assert "status: &#39;LOST&#39; is not one of" in answer.text
+    assert client.get("/ui/?day=yesterday").status_code == 400
+
+
+def test_form_values_in_minutes_and_empty_fields_are_accepted(client, add_cdrs):
+    add_cdrs(make_cdr(callid="1.1", timestart="2026-05-28 10:00:00"))
+    _sign_in(client)
+    answer = client.get("/ui/cdrs?from=2026-05-28T09:59&until=&number=&status=&q=")
+    assert answer.status_code == 200
+    assert "1.1" in answer.text
+
+
+def test_pages_carry_a_self_only_content_security_policy(client):
+    policy = client.get("/ui/").headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+def test_recording_answers_range_requests_with_206(make_client, api_account, add_cdrs, tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    name = "20260528100000-1.1-1000-0215550100-Outbound.wav"
+    (folder / name).write_bytes(bytes(range(256)) * 40)
+    add_cdrs(make_cdr(callid="1.1", recording=name))
+    http = make_client(recordings=str(folder))
+    _sign_in(http)
+    url = f"/ui/recording?name={name}"
+    part = http.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == "bytes 100-199/10240"
+    assert part.content == (bytes(range(256)) * 40)[100:200]
+    assert http.get(url).content == (folder / name).read_bytes()  # seeking needs no new random
+    assert http.get(url, headers={"Range": "bytes=99999-"}).status_code == 416
+    missing = http.get("/ui/recording?name=not-a-stored-name.wav")
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/ui/cdrs.csv", "/ui/recording?name=x.wav"])
+def test_data_routes_refuse_signed_out_visitors(client, path):
+    assert client.get(path, follow_redirects=False).status_code == 303
+
+
+def test_every_asset_a_page_links_is_served_by_cdrgate(client):
+    head = client.get("/ui/").text.split("<body>")[0]
+    assets = re.findall(r'(?:href|src)="([^"]+)"', head)
+    assert assets == ["/ui/static/console.css", "/ui/static/console.js"]
+    for asset in assets:
+        assert client.get(asset).status_code == 200
