@@ -148,14 +148,30 @@ class RecordingService:
 
     def download(self, request: DownloadRequest) -> RecordingBody:
         """Redeem the random and open the file; every outcome is audited."""
-        attempt = self.audit.begin(
-            request.client_ip, request.api_version, request.recording, kind="recording"
-        )
+        return self._audited(
+            request.client_ip, request.api_version, request.token, request.recording,
+            request.range, lambda session: self._redeem(session, request),
+        )  # fmt: skip
+
+    def play(self, request: PlayRequest) -> RecordingBody:
+        """Open a recording for the console's player (its session is the authority, no
+        random); audited like a download."""
+        return self._audited(
+            request.client_ip, "console", request.token, request.recording, request.range,
+            lambda _session: self._find(_required(request.recording)),
+        )  # fmt: skip
+
+    def _audited(
+        self, client_ip: str, api_version: str, token: str | None, name: str | None,
+        range_header: str | None, open_file: Callable[[Session], OpenFile],
+    ) -> RecordingBody:  # fmt: skip
+        """Authenticate, open the file and answer its body; every refusal is audited here,
+        a sent file by the body's ``finish``."""
+        attempt = self.audit.begin(client_ip, api_version, name, kind="recording")
         try:
-            session = self.auth.authenticate(request.token)
+            session = self.auth.authenticate(token)
             attempt = attempt.by(session.account)
-            opened = self._redeem(session, request)
-            return self._body(opened, request.range, attempt)
+            return self._body(open_file(session), range_header, attempt)
         except ApiError as exc:
             self.audit.failed(attempt, exc.errno)
             raise
@@ -164,22 +180,6 @@ class RecordingService:
             raise
         except Exception:
             self.audit.failed(attempt, Errno.APISRV_DOWN)
-            raise
-
-    def play(self, request: PlayRequest) -> RecordingBody:
-        """Open a recording for the console's player; audited like a download."""
-        attempt = self.audit.begin(
-            request.client_ip, "console", request.recording, kind="recording"
-        )
-        try:
-            session = self.auth.authenticate(request.token)
-            attempt = attempt.by(session.account)
-            return self._body(self._find(_required(request.recording)), request.range, attempt)
-        except ApiError as exc:
-            self.audit.failed(attempt, exc.errno)
-            raise
-        except UnsatisfiableRange:
-            self.audit.record(attempt)
             raise
 
     def purge_spent(self) -> int:
