@@ -59,6 +59,15 @@ def build_services(settings: Settings, db: Database, clock: Clock = system_clock
     )
 
 
+def serving_database(settings: Settings) -> Database:
+    """The database a server uses: the primary, and the replicas its exports may read."""
+    return Database(
+        settings.database,
+        replicas=settings.replicas,
+        max_replica_lag_ms=settings.max_replica_lag_ms,
+    )
+
+
 async def index(_request: Request) -> Response:
     return JSONResponse({"service": "cdrgate", "version": __version__, "api": ["v1.1.0", "v2.0.0"]})
 
@@ -70,7 +79,7 @@ def create_app(
     clock: Clock = system_clock,
     faults: FaultPlan | None = None,
 ) -> Starlette:
-    db = database if database is not None else Database(settings.database)
+    db = database if database is not None else serving_database(settings)
     services = build_services(settings, db, clock)
 
     @contextlib.asynccontextmanager

@@ -80,11 +80,12 @@ def load_settings(
     return Settings.from_env(environ, file=file_values, **flags)
 
 
-def parse_option(option: str, value: str | None) -> Any:
-    """A ``serve`` flag's text through its setting's own parser (None = not given)."""
+def parse_option(option: str, value: str | None, name: str | None = None) -> Any:
+    """A ``serve`` flag's text through its setting's own parser (None = not given); ``name``:
+    the setting's, when the flag is not named after it."""
     if value is None:
         return None
-    setting = _BY_NAME[option.removeprefix("--").replace("-", "_")]
+    setting = _BY_NAME[name or option.removeprefix("--").replace("-", "_")]
     try:
         return setting.parse(value)
     except ValueError as exc:
@@ -118,6 +119,8 @@ def show(config: Path | None, environ: Mapping[str, str]) -> list[ShownSetting]:
 def _display(setting: Setting, value: Any) -> str:
     if setting.name == "database":
         value = redacted_url(value)
+    elif setting.name == "replicas":
+        value = tuple(redacted_url(url) for url in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -63,6 +63,14 @@ def _networks(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _replicas(text: str) -> tuple[str, ...]:
+    urls = _networks(text)
+    for url in urls:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"a replica must be a postgresql:// URL, not {url!r}")
+    return urls
+
+
 _T = TypeVar("_T")
 
 
@@ -165,6 +173,16 @@ class Settings:
     )
     drain_seconds: int = _setting(
         30, "On SIGTERM, how long running downloads and pushes may finish before exit.", int
+    )
+    replicas: tuple[str, ...] = _setting(
+        (),
+        "Comma list of PostgreSQL streaming replica URLs that serve CDR exports (primary: `database`).",
+        _replicas,
+    )
+    max_replica_lag_ms: int = _setting(
+        1000,
+        "How long an export waits for a replica to replay the primary's position; later: skipped.",
+        _positive_int,
     )
     log_format: LogFormat = _setting(
         "text", "`serve` log lines: `text` or `json` (one object per line).", _log_format

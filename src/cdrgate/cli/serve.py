@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from cdrgate import faults as fault_files
 from cdrgate import tls
-from cdrgate.app import create_app
+from cdrgate.app import create_app, serving_database
 from cdrgate.cli.common import EXIT_PORT, cli_errors, err, open_database, say
 from cdrgate.cli.ops import ConfigOption
 from cdrgate.config import load_settings, parse_option
@@ -116,6 +116,24 @@ def serve(
     i_know: Annotated[
         bool, typer.Option("--i-know", help="Allow --faults on an address other than loopback.")
     ] = False,
+    replica: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="PostgreSQL streaming replica that serves CDR exports (repeat).",
+        ),
+    ] = None,
+    max_replica_lag: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="MS",
+            help=(
+                "Skip a replica that has not replayed a download's position within MS "
+                f"(default {Settings.max_replica_lag_ms})."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
     settings = load_settings(
@@ -128,6 +146,8 @@ def serve(
         recordings=recordings,
         metrics=parse_option("--metrics", metrics), drain_seconds=drain_seconds,
         log_format=parse_option("--log-format", log_format),
+        replicas=parse_option("--replica", ",".join(replica), "replicas") if replica else None,
+        max_replica_lag_ms=max_replica_lag,
     )  # fmt: skip
     plan = None
     if faults is not None:
@@ -153,6 +173,9 @@ def serve(
             f"{len(plan.faults)} fault(s) from {plan.source} will fail requests on purpose",
             "yellow",
         )
+    if settings.replicas:
+        db.dispose()
+        db = serving_database(settings)  # refuses a SQLite primary before any worker starts
     if not accounts.names(db):
         say(
             "warning:",

@@ -187,10 +187,15 @@ class DownloadService:
                 session = self.auth.authenticate_in(conn, token_hash)
                 if refused is None:
                     refused = self._redeem(conn, session, flt, random_hash, ask.client_ip)
+                # Taken in the redeem's transaction: no CDR committed before it lies beyond.
+                position = self.db.wal_position(conn) if refused is None else None
             attempt = attempt.by(session.account)
             if refused is not None:
                 raise refused
-            page = first_page(self.db, flt.query(), self.settings.csv_safe)
+            # Read-your-writes: the export reads where every CDR committed before the random
+            # was spent is visible (a replica that has replayed that far, else the primary).
+            source = self.db.for_export(position)
+            page = first_page(source, flt.query(), self.settings.csv_safe)
             if page.empty and self.settings.empty_download == "errno":
                 raise ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
             # Only a download that must go back to the database for more pages takes a slot:
@@ -203,7 +208,7 @@ class DownloadService:
             self.audit.failed(attempt, Errno.APISRV_DOWN)
             raise
         return Export(
-            self.db, page, flt.filename(), self.settings.csv_safe,
+            source, page, flt.filename(), self.settings.csv_safe,
             on_finish=lambda outcome, rows, size: self._finished(slot, attempt, outcome, rows, size),
         )  # fmt: skip
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
 from cdrgate.cdr import CSV_HEADER
@@ -80,8 +81,9 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
     while at.ts <= query.end_ts:
         if at.dense:
             second = replace(query, start_ts=at.ts, end_ts=at.ts)
-            with db.read_export() as conn:
-                rows = cdrs.read_keyed_lines(conn, second, at.after, PAGE_ROWS)
+            rows = db.export_read(
+                partial(cdrs.read_keyed_lines, query=second, after=at.after, limit=PAGE_ROWS)
+            )
             lines = [line for line, _, _ in rows]
             if len(rows) < PAGE_ROWS:
                 at = Cursor(at.ts + 1, 1)
@@ -89,10 +91,8 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
                 at = Cursor(at.ts, 1, dense=True, after=(rows[-1][1], rows[-1][2]))
         else:
             hi = min(query.end_ts, at.ts + at.span - 1)
-            with db.read_export() as conn:
-                lines = cdrs.read_lines(
-                    conn, replace(query, start_ts=at.ts, end_ts=hi), limit=MAX_PAGE_ROWS + 1
-                )
+            where = replace(query, start_ts=at.ts, end_ts=hi)
+            lines = db.export_read(partial(cdrs.read_lines, query=where, limit=MAX_PAGE_ROWS + 1))
             if len(lines) > MAX_PAGE_ROWS:
                 narrower = (hi - at.ts + 1) // MAX_GROWTH
                 at = Cursor(at.ts, narrower) if narrower >= 1 else Cursor(at.ts, 1, dense=True)

@@ -95,6 +95,12 @@ def prune(
     )
 
 
+def prune_alone(db: Database, policy: RetentionPolicy, now_wall: int) -> PruneReport | None:
+    """``prune``, unless another node or worker is running it now (then None)."""
+    with retention.run_alone(db) as mine:
+        return prune(db, policy, now_wall) if mine else None
+
+
 async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
     """The server's schedule; returns at once when no limit or no interval is configured."""
     policy = RetentionPolicy.from_settings(settings)
@@ -103,8 +109,8 @@ async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
         return
     while True:
         try:
-            report = await run_in_threadpool(prune, db, policy, wall_clock_now(clock))
-            if report.removed:
+            report = await run_in_threadpool(prune_alone, db, policy, wall_clock_now(clock))
+            if report is not None and report.removed:
                 log.info(
                     "retention removed %d CDRs (%s .. %s)",
                     report.removed,

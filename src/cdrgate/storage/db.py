@@ -10,12 +10,13 @@ worker processes share one server); exports stream through server-side cursors (
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdrgate.errors import StorageUnavailable, UsageError
+from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 
 log = logging.getLogger("cdrgate.storage")
 
@@ -34,6 +36,9 @@ POSTGRES_MAX_OVERFLOW = 10
 # once, its connections keep a small page cache (the others' is 64 MB each).
 EXPORT_POOL_SIZE = 4
 EXPORT_CACHE_KIB = 4096
+DEFAULT_MAX_REPLICA_LAG_MS = 1000
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -105,14 +110,36 @@ def _sqlite_engine(url: Any, cache_kib: int = 65536, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """One engine plus the helpers every storage module uses."""
+    """One engine plus the helpers every storage module uses.
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    ``replicas``: PostgreSQL streaming replicas of this (primary) database. Only export pages
+    read there (``for_export``); everything else, writes and exact reads, uses the primary.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        replicas: Sequence[str] = (),
+        max_replica_lag_ms: int = DEFAULT_MAX_REPLICA_LAG_MS,
+        **engine_kwargs: Any,
+    ) -> None:
         self.url = normalise_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self._engine_kwargs = engine_kwargs
         self._export_engine: Engine | None = None
         self.dialect = self.engine.dialect.name
+        self._replicas: ReplicaSet | None = None
+        self._export_replica: Replica | None = None  # set on a view made by for_export
+        if replicas:
+            if self.dialect != "postgresql":
+                raise UsageError("read replicas need a PostgreSQL primary database")
+            options = replica_engine_options(self._export_options())
+            self._replicas = ReplicaSet(
+                [normalise_url(url) for url in replicas],
+                lambda replica_url: make_engine(replica_url, **options),
+                max_replica_lag_ms,
+            )
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
         # the busy handler (up to 100 ms a try) instead of queueing: under concurrent requests
         # that made flows take seconds. Threads of this process queue here instead.
@@ -167,16 +194,63 @@ class Database:
     @contextmanager
     def read_export(self) -> Iterator[Connection]:
         """A short read transaction on the downloads' own pool (see ``EXPORT_POOL_SIZE``)."""
-        if self._export_engine is None:
-            options = {
-                "pool_size": EXPORT_POOL_SIZE,
-                "max_overflow": EXPORT_POOL_SIZE,
-                **self._engine_kwargs,
-                "cache_kib": EXPORT_CACHE_KIB,
-            }
-            self._export_engine = make_engine(self.url, **options)
-        with _translate_errors(), self._export_engine.connect() as conn, conn.begin():
+        with _translate_errors(), self._primary_export().connect() as conn, conn.begin():
             yield conn
+
+    def _export_options(self) -> dict[str, Any]:
+        return {
+            "pool_size": EXPORT_POOL_SIZE,
+            "max_overflow": EXPORT_POOL_SIZE,
+            **self._engine_kwargs,
+            "cache_kib": EXPORT_CACHE_KIB,
+        }
+
+    def _primary_export(self) -> Engine:
+        if self._export_engine is None:
+            self._export_engine = make_engine(self.url, **self._export_options())
+        return self._export_engine
+
+    def wal_position(self, conn: Connection) -> str | None:
+        """The primary's WAL position, for ``for_export`` after this write (None without
+        replicas: then every read is on the primary anyway)."""
+        return wal_position(conn) if self._replicas is not None else None
+
+    def current_position(self) -> str | None:
+        """``wal_position`` now: a read that must see every commit made before this call."""
+        if self._replicas is None:
+            return None
+        with self.read() as conn:
+            return wal_position(conn)
+
+    def for_export(self, after: str | None) -> Database:
+        """This database for one export: its ``export_read`` goes to a replica that has replayed
+        ``after`` (a ``wal_position``), or to the primary when none can (or ``after`` is None).
+
+        Chosen once per export, so its pages come from one place while that place is healthy.
+        """
+        if self._replicas is None or after is None:
+            return self
+        replica = self._replicas.choose(after)
+        if replica is None:
+            return self
+        self._primary_export()  # made before the copy, so the view shares it (the fallback)
+        view = copy.copy(self)
+        view._export_replica = replica
+        return view
+
+    def export_read(self, read: Callable[[Connection], T]) -> T:
+        """``read`` in a short read transaction on the export's replica, else the primary's
+        export pool. A replica failing here is skipped and ``read`` runs again on the primary:
+        a read has no effect to repeat, and the primary holds all the replica held."""
+        replica = self._export_replica
+        if replica is not None and self._replicas is not None and self._replicas.is_up(replica):
+            try:
+                with _translate_errors(), replica.engine.connect() as conn, conn.begin():
+                    return read(conn)
+            except (StorageUnavailable, DBAPIError) as exc:
+                self._replicas.skip(replica, str(exc).splitlines()[0])
+        with self.read_export() as conn:
+            return read(conn)
 
     def connections_in_use(self) -> int:
         """Pooled connections checked out now, downloads' pool included."""
@@ -214,6 +288,8 @@ class Database:
         self.engine.dispose()
         if self._export_engine is not None:
             self._export_engine.dispose()
+        if self._replicas is not None:
+            self._replicas.dispose()
 
 
 @contextmanager

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, false, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, delete, false, func, or_, select, text, tuple_
 
+from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
+
+RUN_LOCK_KEY = 0x63647272  # pg_try_advisory_lock key of a retention run ("cdrr")
 
 _ORDER = (cdr.c.ts, cdr.c.callid, cdr.c.sn)  # the download order; "newest" is its end
 
@@ -40,3 +45,25 @@ def summary(conn: Connection, where: ColumnElement[bool]) -> tuple[int, int | No
 def delete_batch(conn: Connection, where: ColumnElement[bool], limit: int) -> int:
     ids = select(cdr.c.id).where(where).limit(limit).scalar_subquery()
     return int(conn.execute(delete(cdr).where(cdr.c.id.in_(ids))).rowcount)
+
+
+@contextmanager
+def run_alone(db: Database) -> Iterator[bool]:
+    """Whether this process may run retention now: on PostgreSQL, only while it holds the
+    cluster-wide advisory lock (nodes and workers would otherwise delete the same rows
+    concurrently, each blocking on the other's row locks). SQLite has one host: always."""
+    if db.is_sqlite:
+        yield True
+        return
+    with db.connect() as conn:
+        # A session lock, not a transaction's: a run is many transactions on other connections.
+        got = bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK_KEY}).scalar()
+        )
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK_KEY})
+                conn.commit()
