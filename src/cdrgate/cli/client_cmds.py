@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
 from cdrgate.cli.jsonout import JsonOption, emit
-from cdrgate.client import CdrClient, DownloadStats, split_api_url
+from cdrgate.client import CdrClient, DownloadStats, split_api_url, split_urls
 from cdrgate.errors import UsageError
 from cdrgate.services import stores
 from cdrgate.services.recording_mirror import MirrorResult, RecordingMirror, after_each_window
@@ -40,7 +40,11 @@ class OutputFormat(StrEnum):
 
 
 PbxOption = Annotated[
-    str, typer.Option("--pbx", help="PBX base URL, e.g. https://192.168.5.150:8088.")
+    str,
+    typer.Option(
+        "--pbx",
+        help="PBX base URL, e.g. https://192.168.5.150:8088; cdrgate nodes: URL1,URL2 (failover).",
+    ),
 ]
 UsernameOption = Annotated[str, typer.Option("--username", help="API username.")]
 PasswordStdinOption = Annotated[
@@ -105,7 +109,7 @@ def _client(
         raise UsageError("give --insecure or --ca-file, not both")
     try:
         # A pasted API URL (http://pbx:8088/api/v2.0.0/) also says which version to speak.
-        url_version = split_api_url(pbx)[1]
+        url_version = split_api_url(split_urls(pbx)[0])[1]
         return CdrClient(
             pbx,
             username,

@@ -13,6 +13,7 @@ from cdrgate.client._client import (
     DownloadResult,
     DownloadStats,
     split_api_url,
+    split_urls,
 )
 from cdrgate.client._errors import (
     AuthenticationFailed,
@@ -41,4 +42,5 @@ __all__ = [
     "RecordingResult",
     "TlsError",
     "split_api_url",
+    "split_urls",
 ]

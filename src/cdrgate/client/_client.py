@@ -3,6 +3,11 @@
 Everything the device makes hard is handled here once: lazy login, heartbeat before the idle
 limit, one re-login on a dead token, no retry at all on a lockout, a fresh random when the
 30-second one expired, and long ranges cut into windows that stitch without gaps.
+
+Several base URLs (cdrgate nodes sharing one database) are tried in turn: a connection failure
+moves to the next node. A request carrying a random is never sent again (the random may be
+spent); its window asks the next node for a fresh random instead, and a download that broke
+mid-stream resumes from the last second it delivered, skipping the rows already delivered.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 import shutil
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from cdrgate import __version__
-from cdrgate.cdr import CSV_HEADER
+from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.client._errors import (
     AuthenticationFailed,
     ClientError,
@@ -39,7 +44,7 @@ from cdrgate.client._stream import CsvStream
 from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
 from cdrgate.errors import Errno
 from cdrgate.passwords import md5_hex
-from cdrgate.timefmt import format_pbx_time, to_datetime
+from cdrgate.timefmt import format_pbx_time, parse_pbx_time, to_datetime
 from cdrgate.versions import SELECTOR_FIELD
 
 API_VERSIONS = ("v1.1.0", "v2.0.0")
@@ -51,6 +56,7 @@ LOCKOUT = timedelta(minutes=10)
 RANDOM_ATTEMPTS = 3
 MAX_ERROR_BODY = 64 * 1024
 TOKEN_ERRNOS = frozenset({Errno.TOKEN_UNKNOWN, Errno.TOKEN_EMPTY, Errno.TOKEN_EXPIRED})
+_TIMESTART = CSV_COLUMNS.index("timestart")
 
 # An API URL pasted where the base URL belongs: .../api/v1.1.0/ (or .../api/v1.1.0/login).
 _API_PATH = re.compile(r"(?P<base>.*?)/api/(?P<version>v[0-9][0-9.]*)(?:/.*)?")
@@ -85,6 +91,10 @@ PROGRESS_EVERY_ROWS = 1000
 class CdrClient:
     """A client of one PBX (or cdrgate) CDR API. Use as a context manager to log out at the end.
 
+    ``base_url``: one URL, or several (a sequence, or one string with commas) of cdrgate nodes
+    sharing one database; ``base_url`` is then the first (the service's identity, e.g. for
+    sync's state) and ``node_url`` the one in use.
+
     ``verify`` is True (system CAs), False (no check: only on a trusted network) or the path
     of a CA/certificate file, which is how a PBX's self-signed certificate is trusted properly.
     ``transport`` replaces the network (tests, proxies); ``clock`` is a monotonic seconds source.
@@ -92,7 +102,7 @@ class CdrClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         username: str,
         password: str,
         *,
@@ -106,15 +116,9 @@ class CdrClient:
     ) -> None:
         if api_version not in API_VERSIONS:
             raise ValueError(f"api_version must be one of {', '.join(API_VERSIONS)}")
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError("the PBX URL must start with https:// or http://")
-        base_url, url_version = split_api_url(base_url)
-        if url_version is not None and url_version != api_version:
-            raise ValueError(
-                f"the URL names API {url_version} but the API version is {api_version}: "
-                f"give the PBX base URL ({base_url}) and the API version separately"
-            )
-        self.base_url = base_url
+        self.base_urls = tuple(_base_url(url, api_version) for url in split_urls(base_url))
+        self.base_url = self.base_urls[0]
+        self._node = 0
         self.api_version = api_version
         self.selector = SELECTOR_FIELD[api_version]
         self.window = window
@@ -212,19 +216,48 @@ class CdrClient:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _url(self, endpoint: str) -> str:
-        return f"{self.base_url}/api/{self.api_version}/{endpoint}"
+    @property
+    def node_url(self) -> str:
+        """The base URL requests go to now."""
+        return self.base_urls[self._node]
 
-    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
-        try:
-            return self._http.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self.base_url) from None
+    def _url(self, endpoint: str) -> str:
+        return f"{self.node_url}/api/{self.api_version}/{endpoint}"
+
+    def _send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        rebuild: Callable[[], httpx.Request] | None = None,
+    ) -> httpx.Response:
+        """Send ``request``; on a connection failure move to the next node, and with
+        ``rebuild`` (a request that may be repeated) send it there, each node once."""
+        for tried in range(1, len(self.base_urls) + 1):
+            try:
+                return self._http.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                error = _transport_error(exc, self.node_url)
+                self._fail_over()
+                if rebuild is None or tried == len(self.base_urls):
+                    raise error from None
+                request = rebuild()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fail_over(self) -> bool:
+        """Move to the next node; False when there is only one."""
+        self._node = (self._node + 1) % len(self.base_urls)
+        return len(self.base_urls) > 1
 
     def _call(self, endpoint: str, body: dict[str, str], token: str | None) -> dict[str, Any]:
         params = {"token": token} if token is not None else None
-        request = self._http.build_request("POST", self._url(endpoint), json=body, params=params)
-        response = self._send(request)
+
+        def build() -> httpx.Request:
+            return self._http.build_request("POST", self._url(endpoint), json=body, params=params)
+
+        # Login, heartbeat, logout and get_random may be repeated on another node: at worst
+        # a second token or an unused random, which expire by themselves.
+        response = self._send(build(), rebuild=build)
         return _envelope(response.status_code, response.content, endpoint)
 
     # -- downloads ------------------------------------------------------------------------
@@ -267,11 +300,13 @@ class CdrClient:
         except BaseException:
             response.close()
             raise
-        return _guarded(first, chunks, response, self.base_url)
+        return _guarded(first, chunks, response, self.node_url)
 
     def _window_stream(self, extid: str, start: int, end: int) -> CsvStream | None:
         """One window's CSV, or None when the PBX has no CDR in it (20021)."""
-        for attempt in range(1, RANDOM_ATTEMPTS + 1):
+        attempt = failovers = 0
+        while True:
+            attempt += 1
             try:
                 chunks = self._authenticated(
                     lambda token: self._open_download(token, extid, start, end)
@@ -283,8 +318,43 @@ class CdrClient:
                 if exc.errno == Errno.CDR_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
                     continue
                 raise
+            except ConnectError:
+                # _send has moved to the next node: a fresh random there, each node once.
+                failovers += 1
+                if failovers >= len(self.base_urls):
+                    raise
+                continue
             return CsvStream(chunks)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _window_rows(
+        self, extid: str, low: int, high: int
+    ) -> Iterator[tuple[CsvStream, list[str], bytes]]:
+        """One window's rows with their stream; a node failing mid-stream is resumed on the
+        next from the last second delivered, without the rows of that second already sent."""
+        start, sent_at_start, failovers = low, set[bytes](), 0
+        while True:
+            stream = self._window_stream(extid, start, high)
+            if stream is None:
+                return
+            last, sent_at_last = start, set[bytes]()
+            try:
+                for fields, raw in stream:
+                    ts = parse_pbx_time(fields[_TIMESTART])
+                    if ts == start and raw in sent_at_start:
+                        continue
+                    if ts != last:
+                        last, sent_at_last = ts, set()
+                    sent_at_last.add(raw)
+                    failovers = 0
+                    yield stream, fields, raw
+                return
+            except ConnectError:
+                failovers += 1
+                if failovers >= len(self.base_urls) or not self._fail_over():
+                    raise
+                if last != start:
+                    sent_at_start = set()
+                start, sent_at_start = last, sent_at_start | sent_at_last
 
     def windows(self, start: TimeArg, end: TimeArg) -> list[tuple[datetime, datetime]]:
         """The inclusive windows a range is downloaded in (``self.window`` each)."""
@@ -295,19 +365,14 @@ class CdrClient:
 
     def iter_window(self, extid: str, start: TimeArg, end: TimeArg) -> Iterator[Cdr]:
         """The CDRs of one range in one request (no splitting): the building block of sync."""
-        stream = self._window_stream(extid, to_seconds(start), to_seconds(end))
-        if stream is None:
-            return
-        for fields, _raw in stream:
+        for _stream, fields, _raw in self._window_rows(extid, to_seconds(start), to_seconds(end)):
             yield _typed(fields)
 
     def iter_cdrs(self, extid: str, start: TimeArg, end: TimeArg) -> Iterator[Cdr]:
         """Typed records for ``extid`` ("all", "1000" or "1000,1001") in [start, end]."""
         for low, high in split(to_seconds(start), to_seconds(end), self.window):
-            stream = self._window_stream(extid, low, high)
-            if stream is not None:
-                for fields, _raw in stream:
-                    yield _typed(fields)
+            for _stream, fields, _raw in self._window_rows(extid, low, high):
+                yield _typed(fields)
 
     def download_recording(self, name: str, dest: str | os.PathLike[str]) -> RecordingResult:
         """Fetch one call recording to ``dest`` (a file, or a folder to put ``name`` in)."""
@@ -352,8 +417,7 @@ class CdrClient:
         stats = DownloadStats(windows_total=len(spans))
         header: bytes | None = None
         for low, high in spans:
-            stream = self._window_stream(extid, low, high) or CsvStream(())
-            for _fields, raw in stream:
+            for stream, _fields, raw in self._window_rows(extid, low, high):
                 if header is None:
                     header = stream.header or CSV_HEADER.encode()
                     out.write(header)
@@ -380,6 +444,27 @@ def _typed(fields: list[str]) -> Cdr:
         return cdr_from_fields(fields)
     except ValueError as exc:
         raise ProtocolError(f"bad CDR in the download: {exc}") from None
+
+
+def split_urls(urls: str | Sequence[str]) -> list[str]:
+    """``"URL1,URL2"`` or a sequence of URLs -> the URLs (at least one)."""
+    parts = urls.split(",") if isinstance(urls, str) else list(urls)
+    found = [part.strip() for part in parts if part.strip()]
+    if not found:
+        raise ValueError("give the PBX URL")
+    return found
+
+
+def _base_url(url: str, api_version: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the PBX URL must start with https:// or http://")
+    base_url, url_version = split_api_url(url)
+    if url_version is not None and url_version != api_version:
+        raise ValueError(
+            f"the URL names API {url_version} but the API version is {api_version}: "
+            f"give the PBX base URL ({base_url}) and the API version separately"
+        )
+    return base_url
 
 
 def split_api_url(url: str) -> tuple[str, str | None]:
