@@ -69,9 +69,16 @@ if [ "$REPLICA" -eq 1 ]; then
     exit 2
   fi
   rm -f "$DATA.basebackup.log"
-  as_owner "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -l "$REPLICA_DATA/server.log" -w -t 60 start -o \
-    "-c listen_addresses=127.0.0.1 -p $REPLICA_PORT -k $REPLICA_DATA -c fsync=off -c max_connections=200 -c hot_standby_feedback=on" \
-    >/dev/null
+  # In its configuration file, not on the command line: tests stop and start it again.
+  cat >>"$REPLICA_DATA/postgresql.auto.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $REPLICA_PORT
+unix_socket_directories = '$REPLICA_DATA'
+fsync = off
+max_connections = 200
+hot_standby_feedback = on
+CONF
+  as_owner "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -l "$REPLICA_DATA/server.log" -w -t 60 start >/dev/null
   export CDRGATE_TEST_POSTGRES_REPLICA="postgresql://postgres@127.0.0.1:$REPLICA_PORT/postgres"
   export CDRGATE_TEST_POSTGRES_REPLICA_DATA="$REPLICA_DATA"
   export CDRGATE_TEST_POSTGRES_BIN="$PG_BIN"
