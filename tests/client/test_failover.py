@@ -105,7 +105,7 @@ def test_a_download_request_that_cannot_connect_is_not_resent_with_its_random(no
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         return Nodes.handle_request(transport, request)
 
-    transport.handle_request = refuse_downloads_on_a  # type: ignore[method-assign]
+    transport.handle_request = refuse_downloads_on_a
     with client:
         assert [cdr.callid for cdr in client.iter_cdrs("all", *DAY)] == ["5.1"]
     randoms = [random for _, endpoint, random in transport.calls if endpoint == "cdr/download"]
