@@ -136,7 +136,7 @@ class Database:
                 raise UsageError("read replicas need a PostgreSQL primary database")
             options = replica_engine_options(self._export_options())
             self._replicas = ReplicaSet(
-                [normalise_url(url) for url in replicas],
+                [normalise_url(replica) for replica in replicas],
                 lambda replica_url: make_engine(replica_url, **options),
                 max_replica_lag_ms,
             )
