@@ -252,8 +252,9 @@ class CsvStream:
         """The next bytes of the CSV, or None at the end. Does database work: off the loop."""
         if self._done:
             return None
-        with self.db.read_export() as conn:
-            rows = store.read_lines(conn, self.filters, self.sort, self._after, CSV_PAGE_ROWS)
+        rows = self.db.export_read(
+            lambda conn: store.read_lines(conn, self.filters, self.sort, self._after, CSV_PAGE_ROWS)
+        )
         if len(rows) < CSV_PAGE_ROWS:
             self._done = True
         else:
@@ -272,6 +273,11 @@ class QueryService:
         self.settings = settings
         self.auth = auth
 
+    def _reader(self) -> Database:
+        """Where this request reads: a replica that has replayed everything committed before
+        it (within ``max_replica_lag_ms``), else the primary's export pool; never an error."""
+        return self.db.for_export(self.db.current_position())
+
     def search(self, ask: QueryRequest) -> CdrPage | CsvStream:
         """``GET /v1/cdrs``: one page of items, or (CSV asked for) the whole result."""
         self.auth.authenticate(ask.token)
@@ -286,10 +292,13 @@ class QueryService:
         count = params.boolean("count") or False
         fmt = params.choice("format", ("json", "csv"), "csv" if ask.wants_csv else "json")
         if fmt == "csv":
-            return CsvStream(self.db, filters, sort, after, self.settings.csv_safe)
-        with self.db.read() as conn:
-            rows = store.read_items(conn, filters, sort, after, limit + 1)
-            total = store.total(conn, filters) if count else None
+            return CsvStream(self._reader(), filters, sort, after, self.settings.csv_safe)
+        rows, total = self._reader().export_read(
+            lambda conn: (
+                store.read_items(conn, filters, sort, after, limit + 1),
+                store.total(conn, filters) if count else None,
+            )
+        )
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -302,8 +311,7 @@ class QueryService:
         params = Params(ask.params, CHANGES_PARAMS)
         after = params.integer("after", 0, MAX_INT) or 0
         limit = params.integer("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-        with self.db.read() as conn:
-            rows = store.read_changes(conn, after, limit)
+        rows = self._reader().export_read(lambda conn: store.read_changes(conn, after, limit))
         items = [{"seq": int(row[0]), **item(row)} for row in rows]
         return ChangesPage(items, items[-1]["seq"] if items else after)
 
@@ -315,8 +323,7 @@ class QueryService:
         if params.text("group") is None:
             raise BadParameter("group", f"required: one of {', '.join(get_args(Group))}")
         group = cast(Group, params.choice("group", get_args(Group), ""))
-        with self.db.read() as conn:
-            rows = store.read_stats(conn, filters, group)
+        rows = self._reader().export_read(lambda conn: store.read_stats(conn, filters, group))
         return [StatGroup(_group_key(group, key), *counts) for key, *counts in rows]
 
 
