@@ -59,7 +59,4 @@ async def download(request: Request, call: ApiCall) -> Response:
         "Access-Control-Expose-Headers": "Content-Disposition",
         "Cache-Control": "no-store",
     }
-    settings = call.settings
-    return ExportResponse(
-        export, headers, settings.download_min_rate, settings.download_rate_window
-    )
+    return ExportResponse(export, headers, call.settings)

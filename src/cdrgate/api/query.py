@@ -84,7 +84,7 @@ def _service(request: Request) -> QueryService:
 async def cdrs(request: Request) -> Response:
     answer = await run_in_threadpool(_service(request).search, parse(request))
     if isinstance(answer, CsvStream):
-        return _csv(answer, _service(request).settings)
+        return csv_response(answer, _service(request).settings)
     body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
     if answer.total is not None:
         body["total"] = answer.total
@@ -109,7 +109,7 @@ ROUTES = [
 ]
 
 
-def _csv(stream: CsvStream, settings: Settings) -> Response:
+def csv_response(stream: CsvStream, settings: Settings) -> Response:
     # Sent like a device download: pages read off the loop under the downloads' thread cap, a
     # disconnect noticed at once, a client below the minimum rate cut, never a short file
     # that looks complete.
@@ -118,6 +118,4 @@ def _csv(stream: CsvStream, settings: Settings) -> Response:
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{stream.filename}"',
     }
-    return ExportResponse(
-        stream, headers, settings.download_min_rate, settings.download_rate_window
-    )
+    return ExportResponse(stream, headers, settings)

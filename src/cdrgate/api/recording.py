@@ -44,20 +44,11 @@ async def download(request: Request, call: ApiCall) -> Response:
         return Response(status_code=416, headers=headers)
     headers = {
         **CORS_HEADERS,
-        "Content-Type": body.content_type,
+        **body.transfer_headers(),
         "Content-Disposition": _disposition(body.name),
-        "Content-Length": str(body.length),
-        "Accept-Ranges": "bytes",
         "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range",
-        "Cache-Control": "no-store",
     }
-    if body.partial:
-        headers["Content-Range"] = f"bytes {body.first}-{body.last}/{body.size}"
-    settings = call.settings
-    return ExportResponse(
-        body, headers, settings.download_min_rate, settings.download_rate_window,
-        status_code=206 if body.partial else 200,
-    )  # fmt: skip
+    return ExportResponse(body, headers, call.settings, status_code=body.status_code)
 
 
 def _disposition(name: str) -> str:

@@ -17,8 +17,10 @@ loop thread. Here the response drives the export itself:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -29,12 +31,26 @@ from starlette.types import Message, Receive, Scope, Send
 
 from cdrgate.errors import StorageUnavailable
 from cdrgate.services.export import Export, Outcome
+from cdrgate.settings import Settings
 
 log = logging.getLogger("cdrgate.downloads")
 
 # Concurrent page reads of all downloads together. Each holds a thread and a pooled
 # connection for one short query; 2 cores gain nothing from more.
-PAGE_THREADS = anyio.CapacityLimiter(4)
+PAGE_THREADS = 4
+# One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
+# process may run several (tests, an in-process server beside a client).
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _page_threads() -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
+        limiter = _limiters[loop] = anyio.CapacityLimiter(PAGE_THREADS)
+    return limiter
 
 
 class TooSlow(Exception):
@@ -86,15 +102,15 @@ class ExportResponse(Response):
     :class:`Streamed` body (a recording: Content-Length given, status 200 or 206)."""
 
     def __init__(
-        self, export: Export | Streamed, headers: Mapping[str, str], min_rate: int, window: int,
+        self, export: Export | Streamed, headers: Mapping[str, str], settings: Settings,
         status_code: int = 200,
     ) -> None:  # fmt: skip
         self.status_code = status_code
         self.background = None
         self.export = export
         self.init_headers(headers)
-        self.min_rate = min_rate
-        self.window = window
+        self.min_rate = settings.download_min_rate
+        self.window = settings.download_rate_window
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome: Outcome = "aborted"
@@ -122,7 +138,7 @@ class ExportResponse(Response):
                 if self.export.ready:  # in memory already: no thread hop
                     chunk = self.export.next_chunk()
                 else:
-                    chunk = await run_sync(self.export.next_chunk, limiter=PAGE_THREADS)
+                    chunk = await run_sync(self.export.next_chunk, limiter=_page_threads())
                 if chunk is None:
                     break
                 with anyio.fail_after(guard.deadline(len(chunk))):

@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import client_ip
+from cdrgate.api.query import csv_response
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.console import dashboard, listing
 from cdrgate.console.render import PAGE_HEADERS, page
@@ -185,17 +186,7 @@ async def cdrs_csv(request: Request) -> Response:
     view = listing.Listing.from_query(request.query_params.multi_items())
     stream = await run_in_threadpool(_services(request).query.search, view.csv_request(token))
     assert isinstance(stream, CsvStream)
-    # Sent as the API sends it (ExportResponse): pages under the downloads' thread cap, a
-    # disconnect noticed at once, a client below the minimum rate cut.
-    headers = {
-        "Cache-Control": "no-store",
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{stream.filename}"',
-    }
-    settings = _services(request).settings
-    return ExportResponse(
-        stream, headers, settings.download_min_rate, settings.download_rate_window
-    )
+    return csv_response(stream, _services(request).settings)
 
 
 async def recording(request: Request) -> Response:
@@ -215,17 +206,10 @@ async def recording(request: Request) -> Response:
         raise
     disposition = "attachment" if request.query_params.get("download") else "inline"
     headers = {
-        "Content-Type": body.content_type,
+        **body.transfer_headers(),
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(body.name, safe='')}",
-        "Content-Length": str(body.length),
-        "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": PAGE_HEADERS["X-Content-Type-Options"],
     }
-    if body.partial:
-        headers["Content-Range"] = f"bytes {body.first}-{body.last}/{body.size}"
     settings = _services(request).settings
-    return ExportResponse(
-        body, headers, settings.download_min_rate, settings.download_rate_window,
-        status_code=206 if body.partial else 200,
-    )  # fmt: skip
+    return ExportResponse(body, headers, settings, status_code=body.status_code)

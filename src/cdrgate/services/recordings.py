@@ -81,6 +81,22 @@ class RecordingBody:
         self._stream.seek(first)
 
     @property
+    def status_code(self) -> int:
+        return 206 if self.partial else 200
+
+    def transfer_headers(self) -> dict[str, str]:
+        """What any answer carrying this body says of it: type, length and (206) range."""
+        headers = {
+            "Content-Type": self.content_type,
+            "Content-Length": str(self.length),
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "no-store",
+        }
+        if self.partial:
+            headers["Content-Range"] = f"bytes {self.first}-{self.last}/{self.size}"
+        return headers
+
+    @property
     def length(self) -> int:
         return max(0, self.last - self.first + 1)
 
