@@ -516,8 +516,10 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"cannot connect to {base_url}: {_first_line(exc)}")
-    if isinstance(exc, httpx.RemoteProtocolError) and base_url.startswith("http://"):
-        # An HTTPS server drops a plain-text request without an answer.
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and base_url.startswith(
+        "http://"
+    ):
+        # An HTTPS server drops a plain-text request without an answer: it closes, or resets.
         return ConnectError(
             f"{base_url} closed the connection without answering "
             f"(does it speak HTTPS? try {_swap_scheme(base_url, 'https')})"
