@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cdrgate import passwords
+from cdrgate import passwords, scope
 from cdrgate.cli.common import (
     DEFAULT_DB,
     DatabaseOption,
@@ -21,7 +21,7 @@ from cdrgate.cli.jsonout import JsonOption, emit
 from cdrgate.clock import system_clock
 from cdrgate.errors import UsageError
 from cdrgate.services import accounts
-from cdrgate.services.auth import set_api_user
+from cdrgate.services.auth import set_api_user, set_api_user_scope
 
 app = typer.Typer(
     help="Manage API accounts (the PBX's API username and password).", no_args_is_help=True
@@ -39,18 +39,42 @@ def set_user(
     generate: Annotated[
         bool, typer.Option("--generate", help="Generate a random password and print it once.")
     ] = False,
+    extensions: Annotated[
+        str | None,
+        typer.Option(
+            "--extensions",
+            help="Extensions the account may read: a comma list of extensions and ranges of "
+            "equal-length numbers (1000-1099,2001); 'all' removes the limit. Without a "
+            "password option, changes only the scope of an existing account.",
+        ),
+    ] = None,
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
-    """Create an API account or change its password."""
-    if password_stdin == generate:
-        raise UsageError("give exactly one of --password-stdin or --generate")
+    """Create an API account, or change its password or the extensions it may read."""
+    if password_stdin and generate:
+        raise UsageError("give one of --password-stdin or --generate, not both")
+    if not (password_stdin or generate or extensions is not None):
+        raise UsageError("give --password-stdin, --generate or --extensions")
     if not name.strip():
         raise UsageError("the username must not be empty")
+    try:
+        limit = None if extensions is None else scope.parse(extensions)
+    except scope.ScopeError as exc:
+        raise UsageError(f"--extensions: {exc}") from None
+    now_ms = int(system_clock() * 1000)
+    if not (password_stdin or generate):
+        if not set_api_user_scope(open_existing(database, write=True), name, limit, now_ms):
+            raise UsageError(f"no API user {name!r} (a new one needs a password option)")
+        err.print(f"API user {name!r} reads {scope.render(limit)} extensions", highlight=False)
+        return
     password = passwords.new_password() if generate else read_secret_stdin()
     if len(password) < MIN_PASSWORD:
         raise UsageError(f"the password must have at least {MIN_PASSWORD} characters")
     db = open_existing(database, write=True)
-    set_api_user(db, name, password, int(system_clock() * 1000))
+    if extensions is None:
+        set_api_user(db, name, password, now_ms)
+    else:
+        set_api_user(db, name, password, now_ms, limit)
     if generate:
         out.print(password, highlight=False)
         if sys.stdout.isatty():
@@ -62,12 +86,12 @@ def set_user(
 @app.command("list")
 @cli_errors
 def list_users(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
-    """List API accounts."""
-    for name in accounts.names(open_existing(database, write=False)):
+    """List API accounts and the extensions each may read."""
+    for name, extensions in accounts.scopes(open_existing(database, write=False)):
         if json_output:
-            emit({"name": name})
+            emit({"name": name, "extensions": extensions or scope.ALL})
         else:
-            out.print(name, highlight=False)
+            out.print(f"{name}\t{extensions or scope.ALL}", highlight=False)
 
 
 @app.command("delete")

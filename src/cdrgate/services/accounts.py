@@ -12,6 +12,12 @@ def names(db: Database) -> list[str]:
         return accounts.names(conn)
 
 
+def scopes(db: Database) -> list[tuple[str, str | None]]:
+    """``(name, extensions)`` of every account, by name; None: every extension."""
+    with db.read() as conn:
+        return accounts.scopes(conn)
+
+
 def delete(db: Database, name: str) -> bool:
     """Remove an API account; False if there was none of that name."""
     with db.write() as conn:

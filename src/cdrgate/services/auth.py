@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from cdrgate import metrics, passwords
+from cdrgate import metrics, passwords, scope
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno
 from cdrgate.settings import Settings
@@ -35,8 +35,12 @@ TOUCH_EVERY_MS = 5_000
 
 @dataclass(frozen=True)
 class Session:
+    """An authenticated request: whose it is, and what the account may read (``scope``:
+    None for every extension). Every read path takes its scope from here."""
+
     account: str
     token_hash: str
+    scope: scope.Scope | None = None
 
 
 class AuthService:
@@ -89,34 +93,37 @@ class AuthService:
         now = self.now_ms()
         with self.db.read() as conn:
             seen = tokens.last_seen(conn, token_hash)
-        account, touch_due = self._live(seen, now)
+        session, touch_due = self._live(seen, token_hash, now)
         if touch_due:
             with self.db.write() as conn:
                 self._touch(conn, token_hash, now)
-        return Session(account, token_hash)
+        return session
 
     def authenticate_in(self, conn: Connection, token_hash: str) -> Session:
         """``authenticate`` inside the caller's write transaction, so a request that writes
         anyway (issue or redeem a random) costs one transaction, not a read plus a write."""
         now = self.now_ms()
         seen = tokens.last_seen(conn, token_hash)
-        account, touch_due = self._live(seen, now)
+        session, touch_due = self._live(seen, token_hash, now)
         if touch_due:
             self._touch(conn, token_hash, now)
-        return Session(account, token_hash)
+        return session
 
-    def _live(self, seen: tuple[str, int] | None, now: int) -> tuple[str, bool]:
-        """``(account, whether the sliding mark is due a write)``, or the errno of a dead
-        token. ``seen`` is ``tokens.last_seen``."""
+    def _live(
+        self, seen: tuple[str, int, str | None] | None, token_hash: str, now: int
+    ) -> tuple[Session, bool]:
+        """``(the session, whether the sliding mark is due a write)``, or the errno of a dead
+        token. ``seen`` is ``tokens.last_seen``: the scope is read with the token."""
         if seen is None:
             raise ApiError(Errno.TOKEN_UNKNOWN, "token never issued, logged out or purged")
-        account, last_seen_ms = seen
+        account, last_seen_ms, extensions = seen
         idle_ms = self.settings.token_idle_seconds * 1000
         if last_seen_ms <= now - idle_ms:
             raise ApiError(Errno.TOKEN_EXPIRED, f"token idle for over {idle_ms // 1000} s")
         # A write per request would serialise every API call on the database's write
         # lock; the sliding mark only needs to move every few seconds.
-        return account, now - last_seen_ms >= TOUCH_EVERY_MS
+        session = Session(account, token_hash, scope.stored(extensions))
+        return session, now - last_seen_ms >= TOUCH_EVERY_MS
 
     def _touch(self, conn: Connection, token_hash: str, now: int) -> None:
         if tokens.touch(conn, token_hash, now, self.settings.token_idle_seconds * 1000) is None:
@@ -154,7 +161,26 @@ def event_columns(event: Mapping[str, str]) -> dict[str, str]:
     return {EVENT_FIELDS[key]: value for key, value in event.items() if key in EVENT_FIELDS}
 
 
-def set_api_user(db: Database, name: str, password: str, now_ms: int) -> None:
-    """Create or update an API account from its plain password (hashed before storage)."""
+def set_api_user(
+    db: Database,
+    name: str,
+    password: str,
+    now_ms: int,
+    extensions: scope.Scope | accounts.Keep | None = accounts.KEEP,
+) -> None:
+    """Create or update an API account from its plain password (hashed before storage).
+
+    ``extensions``: a ``scope.Scope``, None for every extension, or left out to keep the
+    account's scope (a new account then reads everything)."""
+    stored = extensions if isinstance(extensions, accounts.Keep) else scope.stored_form(extensions)
+    password_hash = passwords.hash_md5(passwords.md5_hex(password))
     with db.write() as conn:
-        accounts.upsert(conn, name, passwords.hash_md5(passwords.md5_hex(password)), now_ms)
+        accounts.upsert(conn, name, password_hash, now_ms, stored)
+
+
+def set_api_user_scope(
+    db: Database, name: str, extensions: scope.Scope | None, now_ms: int
+) -> bool:
+    """Change an existing account's scope; False if there is no such account."""
+    with db.write() as conn:
+        return accounts.set_extensions(conn, name, scope.stored_form(extensions), now_ms)

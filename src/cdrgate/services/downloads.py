@@ -17,6 +17,7 @@ from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
+from cdrgate.scope import Scope
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session, token_hash_of
 from cdrgate.services.export import Export, ExportSlots, Outcome, first_page
@@ -42,8 +43,13 @@ class CdrFilter:
     def extensions(self) -> tuple[str, ...] | None:
         return None if self.selector == ALL else tuple(self.selector.split(","))
 
-    def query(self) -> CdrQuery:
-        return CdrQuery(self.start_ts, self.end_ts, self.extensions)
+    def query(self, scope: Scope | None = None) -> CdrQuery:
+        """What to read for an account of this ``scope``: ``all`` is the scope's extensions,
+        and a list keeps only the extensions in scope (none left: no rows)."""
+        exts = self.extensions
+        if scope is not None and exts is not None:
+            exts = tuple(ext for ext in exts if scope.contains(ext))
+        return CdrQuery(self.start_ts, self.end_ts, exts, scope)
 
     def filename(self) -> str:
         start, end = (
@@ -195,7 +201,7 @@ class DownloadService:
             # Read-your-writes: the export reads where every CDR committed before the random
             # was spent is visible (a replica that has replayed that far, else the primary).
             source = self.db.for_export(position)
-            page = first_page(source, flt.query(), self.settings.csv_safe)
+            page = first_page(source, flt.query(session.scope), self.settings.csv_safe)
             if page.empty and self.settings.empty_download == "errno":
                 raise ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
             # Only a download that must go back to the database for more pages takes a slot:

@@ -14,13 +14,13 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast, get_args
 
 from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.csvsafe import safe_line
 from cdrgate.errors import BadParameter
-from cdrgate.services.auth import AuthService
+from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.export import Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import query as store
@@ -169,7 +169,12 @@ class Params:
             raise BadParameter(name, "not a YYYY-MM-DD HH:MM:SS time") from None
 
 
-def parse_filters(params: Params) -> Filters:
+def parse_filters(params: Params, session: Session) -> Filters:
+    """The request's filters, limited to the session's scope (the account's extensions)."""
+    return replace(_parse_filters(params), scope=session.scope)
+
+
+def _parse_filters(params: Params) -> Filters:
     from_ts, until_ts = params.time("from"), params.time("until")
     if from_ts is not None and until_ts is not None and until_ts <= from_ts:
         raise BadParameter("until", "must be later than from")
@@ -280,9 +285,9 @@ class QueryService:
 
     def search(self, ask: QueryRequest) -> CdrPage | CsvStream:
         """``GET /v1/cdrs``: one page of items, or (CSV asked for) the whole result."""
-        self.auth.authenticate(ask.token)
+        session = self.auth.authenticate(ask.token)
         params = Params(ask.params, LIST_PARAMS)
-        filters = parse_filters(params)
+        filters = parse_filters(params, session)
         descending = params.choice("direction", ("desc", "asc"), "desc") == "desc"
         order = cast(Order, params.choice("order", get_args(Order), "timestart"))
         sort = Sort(order, descending)
@@ -307,19 +312,21 @@ class QueryService:
 
     def changes(self, ask: QueryRequest) -> ChangesPage:
         """``GET /v1/cdrs/changes``: CDRs stored after sequence ``after``, in storage order."""
-        self.auth.authenticate(ask.token)
+        session = self.auth.authenticate(ask.token)
         params = Params(ask.params, CHANGES_PARAMS)
         after = params.integer("after", 0, MAX_INT) or 0
         limit = params.integer("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-        rows = self._reader().export_read(lambda conn: store.read_changes(conn, after, limit))
+        rows = self._reader().export_read(
+            lambda conn: store.read_changes(conn, after, limit, session.scope)
+        )
         items = [{"seq": int(row[0]), **item(row)} for row in rows]
         return ChangesPage(items, items[-1]["seq"] if items else after)
 
     def stats(self, ask: QueryRequest) -> list[StatGroup]:
         """``GET /v1/stats``: calls, answered calls and seconds per group."""
-        self.auth.authenticate(ask.token)
+        session = self.auth.authenticate(ask.token)
         params = Params(ask.params, STATS_PARAMS)
-        filters = parse_filters(params)
+        filters = parse_filters(params, session)
         if params.text("group") is None:
             raise BadParameter("group", f"required: one of {', '.join(get_args(Group))}")
         group = cast(Group, params.choice("group", get_args(Group), ""))

@@ -147,7 +147,7 @@ class RecordingService:
         session = self.auth.authenticate(request.token)
         name = _required(request.recording)
         allowed_ip = parse_allowed_ip(request.allowed_ip)
-        self._find(name).stream.close()
+        self._find(name, session).stream.close()
         random = secrets.token_hex(16)
         now = self.auth.now_ms()
         with self.db.write() as conn:
@@ -174,7 +174,7 @@ class RecordingService:
         random); audited like a download."""
         return self._audited(
             request.client_ip, "console", request.token, request.recording, request.range,
-            lambda _session: self._find(_required(request.recording)),
+            lambda session: self._find(_required(request.recording), session),
         )  # fmt: skip
 
     def _audited(
@@ -222,7 +222,7 @@ class RecordingService:
         if request.client_ip not in (row.client_ip, row.allowed_ip):
             raise ApiError(Errno.ALLOWEDIP_ERROR)
         # Open before spending: a file that vanished since get_random leaves the random unused.
-        opened = self._find(name)
+        opened = self._find(name, session)
         with self.db.write() as conn:
             won = recordings.redeem_random(conn, random_hash, now)
         if not won:
@@ -230,14 +230,16 @@ class RecordingService:
             raise ApiError(Errno.RECORDING_RANDOM_INVALID)
         return opened
 
-    def _find(self, name: str) -> OpenFile:
+    def _find(self, name: str, session: Session) -> OpenFile:
+        """Open a recording the session may hear: one an in-scope CDR names (20014 for
+        another account's, as for one that does not exist)."""
         if self.folder is None:
             raise ApiError(Errno.RECORDING_NOT_FOUND, "no recordings folder configured")
         # Refused before any query: a path is never a name, and PostgreSQL rejects NUL.
         if not safe_name(name):
             raise ApiError(Errno.RECORDING_NOT_FOUND, "not a plain file name")
         with self.db.read() as conn:
-            referenced = recordings.is_referenced(conn, name)
+            referenced = recordings.is_referenced(conn, name, session.scope)
         opened = self.folder.open(name) if referenced else None
         if opened is None:
             raise ApiError(Errno.RECORDING_NOT_FOUND)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from cdrgate.cdr import CdrRecord, row_without_nul
+from cdrgate.scope import Scope
 from cdrgate.storage import pg_bulk
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
@@ -131,11 +132,13 @@ def insert_records(db: Database, conn: Connection, records: Iterable[CdrRecord])
 
 @dataclass(frozen=True)
 class CdrQuery:
-    """Which CDRs a download covers: ``timestart`` in [start, end], by extension unless None."""
+    """Which CDRs a download covers: ``timestart`` in [start, end], by extension unless None;
+    with ``extensions`` None, an account's ``scope`` (when it has one) stands in for them."""
 
     start_ts: int
     end_ts: int
     extensions: tuple[str, ...] | None = None
+    scope: Scope | None = None
 
 
 Key = tuple[str, str]  # (callid, sn): the order of CDRs within one second
@@ -165,7 +168,9 @@ def read_keyed_lines(
 
 
 def _template(query: CdrQuery, after: Key | None, limit: int | None, keyed: bool) -> Select[Any]:
-    return _statement(query.extensions is not None, after is not None, limit is not None, keyed)
+    by_extension = query.extensions is not None
+    scope = None if by_extension else query.scope
+    return _statement(by_extension, after is not None, limit is not None, keyed, scope)
 
 
 def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, Any]:
@@ -179,15 +184,19 @@ def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, 
     return params
 
 
-@cache
-def _statement(by_extension: bool, after: bool, limited: bool, keyed: bool) -> Select[Any]:
+@lru_cache(maxsize=1024)
+def _statement(
+    by_extension: bool, after: bool, limited: bool, keyed: bool, scope: Scope | None
+) -> Select[Any]:
     """The export query of one shape, with its values as bound parameters (``_params``).
 
-    Built once per shape (there are 16): building and caching-keying a fresh statement
-    cost more than running it for a small download (about 0.75 ms against 0.1 ms).
+    Built once per shape (16, times each scoped account's scope): building and
+    caching-keying a fresh statement cost more than running it for a small download (about
+    0.75 ms against 0.1 ms). A scope's values are part of its statement, not parameters.
 
     A CDR matches an extension when it is the caller or the callee. Each side is its own
     index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
+    A scope (``extid=all`` of a scoped account) is matched the same way, side by side.
     ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn.
     """
     where: list[ColumnElement[bool]] = [cdr.c.ts.between(bindparam("start"), bindparam("end"))]
@@ -195,13 +204,15 @@ def _statement(by_extension: bool, after: bool, limited: bool, keyed: bool) -> S
         key = tuple_(bindparam("after_callid", type_=String), bindparam("after_sn", type_=String))
         where.append(tuple_(cdr.c.callid, cdr.c.sn) > key)
     order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
-    if not by_extension:
+    if not by_extension and scope is None:
         source: Any = cdr.c
         stmt = select(cdr.c.line, *(order[1:] if keyed else ())).where(*where)
     else:
         exts: BindParameter[str] = bindparam("exts", expanding=True)
         parts = [
-            select(cdr.c.line, *order).where(*where, column.in_(exts))
+            select(cdr.c.line, *order).where(
+                *where, column.in_(exts) if scope is None else scope.matches(column)
+            )
             for column in (cdr.c.callfrom, cdr.c.callto)
         ]
         source = union(*parts).subquery().c

@@ -25,6 +25,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from cdrgate.scope import Scope
 from cdrgate.storage.tables import cdr
 
 Order = Literal["timestart", "callduraction", "talkduraction"]
@@ -59,6 +60,10 @@ class Filters:
     min_talk: int | None = None
     max_talk: int | None = None
     q: str | None = None
+    # The reading account's extensions (None: all). Not a filter the client chooses: it is
+    # the session's, and every path that takes Filters must honour it (or fall back to one
+    # that does).
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ def conditions(f: Filters, numbers: bool = True) -> list[ColumnElement[bool]]:
     """The filters as WHERE terms; ``numbers=False`` leaves out ``number`` (the caller
     handles it)."""
     where: list[ColumnElement[bool]] = []
+    if f.scope is not None:
+        where.append(in_scope(f.scope))
     if f.from_ts is not None:
         where.append(cdr.c.ts >= f.from_ts)
     if f.until_ts is not None:
@@ -107,6 +114,11 @@ def conditions(f: Filters, numbers: bool = True) -> list[ColumnElement[bool]]:
                    cdr.c.dsttrunkname)  # fmt: skip
         where.append(or_(*(c.icontains(f.q, autoescape=True) for c in columns)))
     return where
+
+
+def in_scope(scope: Scope) -> ColumnElement[bool]:
+    """A CDR is in an account's scope when its caller or its callee is."""
+    return scope.predicate(cdr.c.callfrom, cdr.c.callto)
 
 
 def _any_side(numbers: tuple[str, ...]) -> ColumnElement[bool]:
@@ -188,9 +200,12 @@ def total(conn: Connection, f: Filters) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def read_changes(conn: Connection, after: int, limit: int) -> list[Sequence[Any]]:
-    """Rows stored after sequence ``after``, in storage (id) order."""
-    stmt = select(*ITEM_COLUMNS).where(cdr.c.id > after).order_by(cdr.c.id).limit(limit)
+def read_changes(
+    conn: Connection, after: int, limit: int, scope: Scope | None = None
+) -> list[Sequence[Any]]:
+    """Rows stored after sequence ``after``, in storage (id) order; only ``scope``'s."""
+    where = [cdr.c.id > after, *([] if scope is None else [in_scope(scope)])]
+    stmt = select(*ITEM_COLUMNS).where(*where).order_by(cdr.c.id).limit(limit)
     return [tuple(row) for row in conn.execute(stmt)]
 
 
@@ -225,10 +240,16 @@ def _key_parts(f: Filters, group: Group) -> list[Select[Any]]:
                  cdr.c.dsttrunkname != cdr.c.srctrunkname),
         ]  # fmt: skip
     # extension: the PBX side of the call by its type; an internal call counts for both.
+    # A scoped account sees only its own extensions' groups, not the far end's of its calls.
+    scope = f.scope
+
+    def own(column: Any) -> list[ColumnElement[bool]]:
+        return [] if scope is None else [scope.matches(column)]
+
     return [
-        part(cdr.c.callfrom, cdr.c.type.in_(["Outbound", "Internal"])),
+        part(cdr.c.callfrom, cdr.c.type.in_(["Outbound", "Internal"]), *own(cdr.c.callfrom)),
         part(cdr.c.callto, cdr.c.type.in_(["Inbound", "Internal"]),
-             or_(cdr.c.type != "Internal", cdr.c.callto != cdr.c.callfrom)),
+             or_(cdr.c.type != "Internal", cdr.c.callto != cdr.c.callfrom), *own(cdr.c.callto)),
     ]  # fmt: skip
 
 

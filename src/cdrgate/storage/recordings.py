@@ -12,14 +12,18 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, delete, exists, func, select, update
 
+from cdrgate.scope import Scope
 from cdrgate.storage import dialect
+from cdrgate.storage.query import in_scope
 from cdrgate.storage.tables import cdr, recording_file, recording_folder, recording_random
 
 SPENT_KEEP_MS = 3600 * 1000  # spent randoms are kept a little while for diagnosis
 
 
-def is_referenced(conn: Connection, name: str) -> bool:
-    return bool(conn.execute(select(exists().where(cdr.c.recording == name))).scalar())
+def is_referenced(conn: Connection, name: str, scope: Scope | None = None) -> bool:
+    """Some stored CDR names the file (one in ``scope``, when given)."""
+    where = [cdr.c.recording == name, *([] if scope is None else [in_scope(scope)])]
+    return bool(conn.execute(select(exists().where(*where))).scalar())
 
 
 def referenced_names(conn: Connection, batch: int = 5000) -> Iterator[str]:

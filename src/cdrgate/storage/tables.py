@@ -66,6 +66,8 @@ api_account = Table(
     Column("password_hash", String, nullable=False),  # scrypt of the md5 the client sends
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    # The extensions the account may read, as scope.py renders them; NULL: every extension.
+    Column("extensions", String),
 )
 
 api_token = Table(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from cdrgate.storage.tables import api_token
+from cdrgate.storage.tables import api_account, api_token
 
 # Expired sessions are kept this long so a late request still hears "expired" (20006)
 # rather than "unknown" (20004); after that they are purged.
@@ -44,8 +44,12 @@ _TOUCH = (
     .values(last_seen_ms=bindparam("now"))
     .returning(api_token.c.account)
 )
-_LAST_SEEN = select(api_token.c.account, api_token.c.last_seen_ms).where(
-    api_token.c.token_hash == bindparam("hash")
+# The account's scope comes with the token check: the session and what it may read are one
+# answer. A token whose account was deleted joins nothing, so it is unknown from then on.
+_LAST_SEEN = (
+    select(api_token.c.account, api_token.c.last_seen_ms, api_account.c.extensions)
+    .join(api_account, api_account.c.name == api_token.c.account)
+    .where(api_token.c.token_hash == bindparam("hash"))
 )
 
 
@@ -55,10 +59,11 @@ def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str |
     return conn.execute(_TOUCH, params).scalar_one_or_none()
 
 
-def last_seen(conn: Connection, token_hash: str) -> tuple[str, int] | None:
-    """``(account, last_seen_ms)`` of a session, expired or not; None if unknown."""
+def last_seen(conn: Connection, token_hash: str) -> tuple[str, int, str | None] | None:
+    """``(account, last_seen_ms, the account's stored extensions)`` of a session, expired or
+    not; None if unknown (or its account is gone)."""
     row = conn.execute(_LAST_SEEN, {"hash": token_hash}).first()
-    return None if row is None else (row.account, int(row.last_seen_ms))
+    return None if row is None else (row.account, int(row.last_seen_ms), row.extensions)
 
 
 def exists(conn: Connection, token_hash: str) -> bool:
