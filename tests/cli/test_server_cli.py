@@ -53,7 +53,8 @@ def test_no_password_source_is_a_usage_error(database_url):
 def test_list_and_delete_users(db, database_url):
     invoke(database_url, "api-user", "set", "b-user", "--generate")
     invoke(database_url, "api-user", "set", "a-user", "--generate")
-    assert invoke(database_url, "api-user", "list").stdout.split() == ["a-user", "b-user"]
+    listed = invoke(database_url, "api-user", "list").stdout.splitlines()
+    assert [line.split() for line in listed] == [["a-user", "all"], ["b-user", "all"]]
     assert invoke(database_url, "api-user", "delete", "a-user").exit_code == 0
     assert invoke(database_url, "api-user", "delete", "a-user").exit_code == 2
 

@@ -72,7 +72,7 @@ def test_api_user_list_json(db, database_url):
     set_api_user(db, "api", "a long enough password", 0)
     set_api_user(db, "crm", "a long enough password", 0)
     names = json_lines(run("api-user", "list", "--json", "--database", database_url))
-    assert names == [{"name": "api"}, {"name": "crm"}]
+    assert names == [{"name": "api", "extensions": "all"}, {"name": "crm", "extensions": "all"}]
 
 
 def test_ingest_key_list_json_never_shows_the_key(db, database_url):
