@@ -60,6 +60,7 @@ def browser() -> Iterator[Any]:
 class Console:
     server: Server
     recordings: list[str]  # names of the recordings on disk
+    database_url: str
 
     @property
     def url(self) -> str:
@@ -86,7 +87,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     args = ("--recordings", str(directory / "recordings"))
     server = launch(args, env, directory / "serve.log", directory)
     try:
-        yield Console(server, [path.name for path in written])
+        yield Console(server, [path.name for path in written], database_url)
     finally:
         server.stop()
 
@@ -99,9 +100,9 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def sign_in(page: Any, console: Console, path: str = "") -> None:
+def sign_in(page: Any, console: Console, path: str = "", username: str = "api") -> None:
     page.goto(console.url + path)
-    page.get_by_label("Username").fill("api")
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()

@@ -8,7 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from cdrgate import scope
+from cdrgate.services.auth import set_api_user
+from cdrgate.storage.db import Database
 from tests.console.conftest import RECORDED_DAY, Console, sign_in
+from tests.servers import PASSWORD
 
 pytestmark = pytest.mark.e2e
 
@@ -208,3 +212,24 @@ def test_a_recording_the_server_does_not_have_says_so_in_the_row(page, console):
     row = page.locator("table.cdrs tbody tr").first  # no file was written for this day
     row.get_by_role("link", name="Play").click()
     assert row.get_by_role("status").inner_text() == "Recording not available on the server"
+
+
+def test_a_scoped_account_sees_only_its_extensions_calls(page, console):
+    own = {"1003", "1010", "1011", "1012"}
+    db = Database(console.database_url)
+    try:
+        set_api_user(db, "desk", PASSWORD, 1_780_000_000_000, scope.parse("1003,1010-1012"))
+    finally:
+        db.dispose()
+    sign_in(page, console, username="desk")
+    page.goto(console.url + f"?day={RECORDED_DAY}")
+    top = page.eval_on_selector_all(
+        "section:has(h2:text('Top extensions')) tbody th", "cells => cells.map(c => c.innerText)"
+    )
+    assert top and set(top) <= own
+    page.goto(console.url + "cdrs")
+    rows = table(page)
+    assert rows
+    assert all(own & {row["callfrom"], row["callto"]} for row in rows)
+    page.goto(console.url + "cdrs?number=1004")  # another's extension: only its calls with desk
+    assert all(own & {row["callfrom"], row["callto"]} for row in table(page))
