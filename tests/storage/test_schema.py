@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
+from cdrgate.passwords import md5_hex
+from cdrgate.services.auth import AuthService, set_api_user
+from cdrgate.settings import Settings
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 
@@ -26,3 +31,21 @@ def test_serve_refuses_a_database_newer_than_this_cdrgate(db: Database):
 def test_upgrading_twice_is_harmless(db: Database):
     assert schema.upgrade(db) == schema.head_revision()
     assert schema.is_current(db)
+
+
+def test_accounts_from_before_scopes_read_everything_after_the_upgrade(database_url, clock):
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    db = Database(database_url)
+    try:
+        with db.connect() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0006")
+            conn.commit()
+        set_api_user(db, "old", "a long enough password", 0)  # no scope column yet
+        schema.upgrade(db)
+        auth = AuthService(db, Settings(), clock)
+        token = auth.login("old", md5_hex("a long enough password"), "127.0.0.1", {})
+        assert auth.authenticate(token).scope is None
+    finally:
+        db.dispose()
