@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from cdrgate.cdr import CdrRecord, row_without_nul
 from cdrgate.scope import Scope
-from cdrgate.storage import pg_bulk
+from cdrgate.storage import pg_bulk, summary
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
@@ -83,7 +83,8 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
 
 class Inserter:
     """Adds CDRs on one connection (inside the caller's transaction) in batches of
-    ``INSERT_BATCH``; duplicates are skipped. ``flush`` before the transaction ends."""
+    ``INSERT_BATCH``; duplicates are skipped. ``flush`` before the transaction ends: it also
+    counts the transaction's new rows in cdr_summary, in one statement."""
 
     def __init__(
         self, db: Database, conn: Connection, progress: Callable[[int], None] | None = None
@@ -93,12 +94,14 @@ class Inserter:
         self.progress = progress
         self.batch: list[tuple[object, ...]] = []
         self.rows = self.inserted = 0
+        # The newest id before this transaction's rows not yet in cdr_summary (None: none).
+        self._unsummarised_after: int | None = None
 
     def add(self, record: CdrRecord, ts: int | None = None, line: str | None = None) -> None:
         self.batch.append(row_values(record, line, ts))
         self.rows += 1
         if len(self.batch) >= INSERT_BATCH:
-            self.flush()
+            self._insert_pending()
 
     def add_all(self, records: Iterable[CdrRecord]) -> None:
         for record in records:
@@ -106,18 +109,27 @@ class Inserter:
 
     def add_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
         """Tuples already built by ``row_values`` (elsewhere, e.g. in a helper process)."""
-        self.flush()
+        self._insert_pending()
         self.rows += len(rows)
         self._insert(rows)
 
     def flush(self) -> int:
-        """Insert what is pending; returns the number of new rows so far."""
+        """Insert what is pending and count it in cdr_summary; returns the number of new rows
+        so far."""
+        self._insert_pending()
+        if self._unsummarised_after is not None:
+            summary.add_stored(self.conn, self._unsummarised_after)
+            self._unsummarised_after = None
+        return self.inserted
+
+    def _insert_pending(self) -> None:
         if self.batch:
             self._insert(self.batch)
             self.batch = []
-        return self.inserted
 
     def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
+        if self._unsummarised_after is None:
+            self._unsummarised_after = summary.newest_id(self.conn)
         self.inserted += insert_rows(self.conn, self.sql, rows)
         if self.progress is not None:
             self.progress(len(rows))

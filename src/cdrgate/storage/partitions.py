@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
+from cdrgate.storage import summary
+
 log = logging.getLogger("cdrgate.storage")
 
 DEFAULT_PARTITION = "cdr_default"
@@ -125,6 +127,10 @@ def drop_months_before(conn: Connection, cutoff_ts: int) -> tuple[int, int]:
         savepoint = conn.begin_nested()
         try:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+            # Uncounted inside the savepoint (a busy month, rolled back, keeps its counts),
+            # with inserts into the month held off until the drop: none goes uncounted.
+            conn.exec_driver_sql(f"LOCK TABLE {name} IN SHARE MODE")
+            summary.subtract_table(conn, name)
             conn.exec_driver_sql(f"DROP TABLE {name}")
             conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
             savepoint.commit()

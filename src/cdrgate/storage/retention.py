@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, false, func, or_, select, text, tuple_
 
 from cdrgate.storage.db import Database
+from cdrgate.storage.summary import subtract_ids
 from cdrgate.storage.tables import cdr
 
 RUN_LOCK_KEY = 0x63647272  # pg_try_advisory_lock key of a retention run ("cdrr")
@@ -43,8 +44,10 @@ def summary(conn: Connection, where: ColumnElement[bool]) -> tuple[int, int | No
 
 
 def delete_batch(conn: Connection, where: ColumnElement[bool], limit: int) -> int:
-    ids = select(cdr.c.id).where(where).limit(limit).scalar_subquery()
-    return int(conn.execute(delete(cdr).where(cdr.c.id.in_(ids))).rowcount)
+    # The ids are read once so that cdr_summary loses exactly the rows deleted.
+    ids = list(conn.execute(select(cdr.c.id).where(where).limit(limit)).scalars())
+    subtract_ids(conn, ids)
+    return int(conn.execute(delete(cdr).where(cdr.c.id.in_(ids))).rowcount) if ids else 0
 
 
 @contextmanager

@@ -59,6 +59,19 @@ cdr = Table(
     Index(None, "recording"),
 )
 
+# Per hour of ``ts`` x status x type: what ``/v1/stats`` needs for a long range without reading
+# every CDR. Kept by every insert and delete of ``cdr`` (storage/summary.py).
+cdr_summary = Table(
+    "cdr_summary",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),  # ts // 3600 * 3600, as raw stats group it
+    Column("status", String, primary_key=True),
+    Column("type", String, primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+    Column("talk", BigInteger, nullable=False),  # sum of talkduraction
+    Column("duration", BigInteger, nullable=False),  # sum of callduraction
+)
+
 api_account = Table(
     "api_account",
     metadata,

@@ -1,0 +1,88 @@
+"""``cdr_summary``: calls and seconds per hour x status x type, kept in step with ``cdr``.
+
+Long-range statistics read it instead of every CDR (storage/query.py decides when it can
+answer). Every write of ``cdr`` keeps it in the same transaction, set-wise:
+
+- inserts: ``Inserter`` notes the newest id before its first insert and, when it flushes,
+  adds the rows stored since (``add_stored``): one INSERT ... SELECT ... GROUP BY ... ON
+  CONFLICT per flush, so a duplicate skipped by ON CONFLICT DO NOTHING is never counted;
+- deletes: ``subtract`` the rows about to go (retention batches, dropped PG partitions).
+
+The hour is ``ts / 3600 * 3600`` in SQL (integer division, as the raw statistics group
+rows), so a day or weekday of hours is the same day or weekday as of the raw rows. Rows
+whose counts fall to zero are left in place; readers skip them (``calls > 0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+from sqlalchemy import Connection, TextClause, bindparam, func, select, text
+
+from cdrgate.storage.tables import cdr
+
+HOUR_S = 3_600
+
+# The rows of one id range that this transaction stored. On SQLite writers are serialised
+# (BEGIN IMMEDIATE), so ids above the newest one seen inside the transaction are all its own.
+# On PostgreSQL a concurrent writer's rows may commit with ids in the same range, so only the
+# rows whose xmin is this transaction's count (every insert runs at the top level: partition
+# savepoints are released before the rows go in).
+_MINE = {
+    "sqlite": "id > :after",
+    "postgresql": "id > :after AND xmin = pg_current_xact_id()::xid",
+}
+
+_UPSERT = (
+    "INSERT INTO cdr_summary (hour, status, type, calls, talk, duration) "
+    "SELECT ts / 3600 * 3600, status, type, {sign} count(*), {sign} sum(talkduraction), "
+    "{sign} sum(callduraction) FROM {source} WHERE {where} "
+    "GROUP BY ts / 3600 * 3600, status, type "
+    "ON CONFLICT (hour, status, type) DO UPDATE SET "
+    "calls = cdr_summary.calls + excluded.calls, talk = cdr_summary.talk + excluded.talk, "
+    "duration = cdr_summary.duration + excluded.duration"
+)
+
+
+# PostgreSQL asks the id sequence (named by migration 0005), not the table: a lock on cdr
+# taken in this transaction would block the month partitions that its inserts may create
+# (partitions.ensure, on another connection).
+_NEWEST_PG = text("SELECT coalesce(pg_sequence_last_value('cdr_id_seq'::regclass), 0)")
+
+
+def newest_id(conn: Connection) -> int:
+    """An id at least as high as any stored or handed out now (0 when none): rows inserted
+    after this have higher ids."""
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(_NEWEST_PG).scalar_one())
+    return int(conn.execute(select(func.coalesce(func.max(cdr.c.id), 0))).scalar_one())
+
+
+@cache
+def _add_stored(dialect: str) -> TextClause:
+    return text(_UPSERT.format(sign="", source="cdr", where=_MINE[dialect]))
+
+
+def add_stored(conn: Connection, after_id: int) -> None:
+    """Count the rows this transaction stored with ids above ``after_id``."""
+    conn.execute(_add_stored(conn.dialect.name), {"after": after_id})
+
+
+@cache
+def _subtract_ids() -> TextClause:
+    where = "id IN :ids"
+    return text(_UPSERT.format(sign="-", source="cdr", where=where)).bindparams(
+        bindparam("ids", expanding=True)
+    )
+
+
+def subtract_ids(conn: Connection, ids: Sequence[int]) -> None:
+    """Uncount the stored rows ``ids``, before they are deleted in the same transaction."""
+    if ids:
+        conn.execute(_subtract_ids(), {"ids": list(ids)})
+
+
+def subtract_table(conn: Connection, table: str) -> None:
+    """Uncount every row of ``table`` (a PostgreSQL partition of cdr about to be dropped)."""
+    conn.exec_driver_sql(_UPSERT.format(sign="-", source=table, where="true"))
