@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -76,6 +77,14 @@ def _answering_problems(handler: Endpoint) -> Endpoint:
     return endpoint
 
 
+class _FastJSON(JSONResponse):
+    """JSONResponse's bytes (compact, UTF-8), encoded by orjson: a 10,000-row page is ~5 MB
+    of JSON, and the standard encoder took about a third of its time."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _service(request: Request) -> QueryService:
     services: Services = request.app.state.services
     return services.query
@@ -88,13 +97,13 @@ async def cdrs(request: Request) -> Response:
     body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
     if answer.total is not None:
         body["total"] = answer.total
-    return JSONResponse(body, headers=_NO_STORE)
+    return _FastJSON(body, headers=_NO_STORE)
 
 
 async def changes(request: Request) -> Response:
     answer = await run_in_threadpool(_service(request).changes, parse(request))
     body = {"items": answer.items, "next_after": answer.next_after}
-    return JSONResponse(body, headers=_NO_STORE)
+    return _FastJSON(body, headers=_NO_STORE)
 
 
 async def stats(request: Request) -> Response:

@@ -15,6 +15,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, cast, get_args
 
 from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
@@ -25,7 +26,7 @@ from cdrgate.services.export import Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import query as store
 from cdrgate.storage.db import Database
-from cdrgate.storage.query import Filters, Group, Order, Position, Sort
+from cdrgate.storage.query import DAY_S, Filters, Group, Order, Position, Sort
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 DEFAULT_LIMIT = 100
@@ -216,13 +217,32 @@ def decode_cursor(text: str, sort: Sort) -> Position:
 
 
 _ITEM_KEYS = ("id", *CSV_COLUMNS)
+assert _ITEM_KEYS[2] == "timestart"
 
 
 def item(row: Sequence[Any]) -> dict[str, Any]:
     """A row of ``ITEM_COLUMNS`` as the API shows it: id, then the CSV fields by name."""
-    values = list(row[:15])
-    values[2] = format_pbx_time(values[2])  # ts -> timestart
-    return dict(zip(_ITEM_KEYS, values, strict=True))
+    # zip stops at the 15 keys (a page's rows carry the sort key and id after them).
+    values = dict(zip(_ITEM_KEYS, row, strict=False))
+    values["timestart"] = _pbx_time(row[2])  # ts -> timestart
+    return values
+
+
+@lru_cache(maxsize=4096)
+def _pbx_date(day: int) -> str:
+    return format_pbx_time(day * DAY_S)[:11]
+
+
+@lru_cache(maxsize=DAY_S)
+def _pbx_clock(second: int) -> str:
+    return format_pbx_time(second)[11:]
+
+
+def _pbx_time(ts: int) -> str:
+    """``format_pbx_time``, from cached halves: a 10,000-row page falls on few days, and the
+    per-row ``gmtime`` and formatting were a quarter of its time."""
+    day, second = divmod(ts, DAY_S)
+    return _pbx_date(day) + _pbx_clock(second)
 
 
 class CsvStream:
