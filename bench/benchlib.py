@@ -269,12 +269,13 @@ def fresh(path: Path) -> None:
         stale.unlink()
 
 
-def migrated_copy(target: Path) -> str:
-    """An empty, migrated cdrgate database at ``target`` (copied from a template, so timing a
-    command does not include the migrations); returns its URL."""
-    template = DATA / "empty-migrated.db"
+def migrated_copy(target: Path, cdrgate: str = CDRGATE) -> str:
+    """An empty database at ``target`` migrated by ``cdrgate`` (copied from a template, so
+    timing a command does not include the migrations); returns its URL."""
+    suffix = "" if cdrgate == CDRGATE else "-" + hashlib.sha256(cdrgate.encode()).hexdigest()[:8]
+    template = DATA / f"empty-migrated{suffix}.db"
     if not template.exists():
-        run([CDRGATE, "db", "upgrade", "--database", url(template)], stdout=subprocess.DEVNULL)
+        run([cdrgate, "db", "upgrade", "--database", url(template)], stdout=subprocess.DEVNULL)
         checkpoint(template)
     fresh(target)
     shutil.copyfile(template, target)
