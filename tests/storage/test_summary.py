@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import make_dataclass
+from dataclasses import make_dataclass, replace
 from typing import Any, get_args
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdrgate import scope
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest.store import store_records
 from cdrgate.services.query import STATUSES, TYPES
@@ -114,9 +115,16 @@ def test_a_year_per_day_with_whole_hour_bounds_is_answered_by_the_summary():
     assert not q.summary_answers(q.Filters(numbers=("1000",)), "day")
 
 
+def test_a_scoped_accounts_statistics_are_read_from_the_rows():
+    year = q.Filters(from_ts=JAN, until_ts=JAN + 365 * DAY)
+    scoped = replace(year, scope=scope.parse("1000-1009"))
+    assert q.summary_answers(year, "day")
+    assert not q.summary_answers(scoped, "day")
+
+
 def test_a_filter_the_summary_does_not_know_sends_statistics_to_the_rows():
-    # As when a new Filters field (an account's scope, say) is added without teaching the
-    # summary about it: set, it must not be ignored.
+    # As when a new Filters field is added without teaching the summary about it: set, it
+    # must not be ignored.
     scoped = make_dataclass("Scoped", [("scope", tuple, ())], bases=(q.Filters,), frozen=True)
     assert q.summary_answers(scoped(from_ts=JAN), "day")
     assert not q.summary_answers(scoped(from_ts=JAN, scope=("1000",)), "day")
