@@ -149,6 +149,17 @@ def test_sync_twice_adds_nothing_the_second_time(pbx, add_cdrs, tmp_path):
     assert "1 new" in third.stdout
 
 
+def test_a_sync_from_cdrgate_follows_its_feed_and_says_so(pbx, add_cdrs, tmp_path):
+    mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
+    first = cdrgate("sync", "--pbx", pbx, "--into", mirror, "--since", "2026-05-27 00:00:00")
+    # A call stored now that started before everything the mirror holds.
+    add_cdrs(make_cdr(callid="late", timestart="2026-05-27 00:30:00"))
+    second = cdrgate("sync", "--pbx", pbx, "--into", mirror)
+    assert first.exit_code == 0 and second.exit_code == 0, second.stderr
+    assert "window" in first.stdout
+    assert "change feed to seq" in second.stdout and "1 CDR read, 1 new" in second.stdout
+
+
 def test_the_first_sync_without_since_is_one_clear_line(pbx, tmp_path):
     mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
     assert "--since" in one_error_line(cdrgate("sync", "--pbx", pbx, "--into", mirror))
@@ -198,6 +209,7 @@ def test_sync_summary_in_json(pbx, tmp_path):
     assert json.loads(result.stdout) == {
         "pbx_url": pbx, "sn": "369392534749", "start": "2026-05-28 00:00:00",
         "end": "2026-05-28 12:00:00", "windows": 1, "rows": 1, "added": 1,
+        "mode": "windows", "feed_seq": None,
     }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from cdrgate.client import CdrClient
+from cdrgate.storage import schema
+from cdrgate.storage.db import Database
 from tests.client.helpers import Recorder
 from tests.conftest import API_PASSWORD, API_USER
 
@@ -57,3 +59,12 @@ def make_sdk(
 @pytest.fixture
 def sdk(make_sdk: Callable[..., tuple[CdrClient, Recorder]]) -> CdrClient:
     return make_sdk()[0]
+
+
+@pytest.fixture
+def mirror(tmp_path) -> Iterator[Database]:
+    """An empty SQLite database that syncs copy into."""
+    database = Database(f"sqlite:///{tmp_path / 'mirror.db'}")
+    schema.upgrade(database)
+    yield database
+    database.dispose()

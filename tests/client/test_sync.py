@@ -9,7 +9,7 @@ import pytest
 from cdrgate.client import ConnectError
 from cdrgate.errors import UsageError
 from cdrgate.services.sync import SyncConflict, pbx_key, sync_pbx
-from cdrgate.storage import cdrs, schema, sync_state
+from cdrgate.storage import cdrs, sync_state
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
@@ -18,14 +18,6 @@ from tests.conftest import make_cdr
 
 SINCE = "2026-05-26 00:00:00"
 UNTIL = "2026-05-30 23:59:59"
-
-
-@pytest.fixture
-def mirror(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'mirror.db'}")
-    schema.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def lines(db: Database) -> list[str]:

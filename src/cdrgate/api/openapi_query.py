@@ -147,10 +147,13 @@ def query_schemas() -> dict[str, Any]:
         },
         "ChangesPage": {
             "type": "object",
-            "required": ["items", "next_after"],
+            "required": ["items", "next_after", "last_seq"],
             "properties": {
                 "items": {"type": "array", "items": _ref("CdrChange")},
                 "next_after": count,
+                # How far the feed reaches now: a reader's lag, and where a mirror that
+                # copied everything up to now by time windows can follow on from.
+                "last_seq": count,
             },
         },
         "Stats": {

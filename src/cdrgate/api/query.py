@@ -102,7 +102,7 @@ async def cdrs(request: Request) -> Response:
 
 async def changes(request: Request) -> Response:
     answer = await run_in_threadpool(_service(request).changes, parse(request))
-    body = {"items": answer.items, "next_after": answer.next_after}
+    body = {"items": answer.items, "next_after": answer.next_after, "last_seq": answer.last_seq}
     return _FastJSON(body, headers=_NO_STORE)
 
 

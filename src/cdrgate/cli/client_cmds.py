@@ -245,6 +245,14 @@ def sync(
             "--recordings", metavar="DIR", help="Also fetch the CDRs' recordings into DIR (flat)."
         ),
     ] = None,
+    feed: Annotated[
+        bool,
+        typer.Option(
+            "--feed/--no-feed",
+            help="From a cdrgate, follow its change feed after the first sync (catches CDRs "
+            "stored late); --no-feed copies by time windows only.",
+        ),
+    ] = True,
     json_output: JsonOption = False,
 ) -> None:
     """Copy a PBX's CDRs into a cdrgate database, incrementally (safe to rerun)."""
@@ -271,16 +279,21 @@ def sync(
                 until=until_text,
                 overlap=timedelta(minutes=overlap_minutes),
                 progress=after_each_window(mirror, progress) if mirror else progress,
+                use_feed=feed,
             )
     finally:
         db.dispose()
     if json_output:
         emit(dataclasses.asdict(result))
         return
+    how = (
+        f"change feed to seq {result.feed_seq}"
+        if result.mode == "feed"
+        else f"{result.start} .. {result.end}, {_plural(result.windows, 'window')}"
+    )
     out.print(
-        f"{result.pbx_url} (serial {result.sn or 'unknown'}): {result.start} .. {result.end}, "
-        f"{_plural(result.windows, 'window')}, {_plural(result.rows, 'CDR')} read, "
-        f"{result.added} new",
+        f"{result.pbx_url} (serial {result.sn or 'unknown'}): {how}, "
+        f"{_plural(result.rows, 'CDR')} read, {result.added} new",
         highlight=False,
     )
     if mirror is not None:

@@ -7,6 +7,7 @@ with CdrClient("https://pbx:8088", "api", password, verify="pbx-ca.pem") as pbx:
         print(cdr.timestart, cdr.callfrom, cdr.callto, cdr.talkduraction)
 """
 
+from cdrgate.client._changes import ChangesPage
 from cdrgate.client._client import (
     API_VERSIONS,
     CdrClient,
@@ -32,6 +33,7 @@ __all__ = [
     "AuthenticationFailed",
     "Cdr",
     "CdrClient",
+    "ChangesPage",
     "ClientError",
     "ConnectError",
     "DownloadResult",

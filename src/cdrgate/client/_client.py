@@ -29,6 +29,9 @@ import httpx
 
 from cdrgate import __version__
 from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
+from cdrgate.client._changes import MAX_LIMIT as CHANGES_MAX_LIMIT
+from cdrgate.client._changes import PATH as CHANGES_PATH
+from cdrgate.client._changes import ChangesPage, read_page
 from cdrgate.client._errors import (
     AuthenticationFailed,
     ClientError,
@@ -373,6 +376,24 @@ class CdrClient:
         for low, high in split(to_seconds(start), to_seconds(end), self.window):
             for _stream, fields, _raw in self._window_rows(extid, low, high):
                 yield _typed(fields)
+
+    def changes(self, after: int = 0, limit: int = CHANGES_MAX_LIMIT) -> ChangesPage | None:
+        """CDRs the far end stored after sequence ``after``, in storage order (``limit`` at
+        most 10,000): a cdrgate's change feed. None when the far end has none (a real PBX)."""
+
+        def fetch(token: str) -> ChangesPage | None:
+            def build() -> httpx.Request:
+                return self._http.build_request(
+                    "GET",
+                    f"{self.node_url}{CHANGES_PATH}",
+                    params={"after": after, "limit": limit},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+
+            # A read with no effect: safe to send again on the next node.
+            return read_page(self._send(build(), rebuild=build))
+
+        return self._authenticated(fetch)
 
     def download_recording(self, name: str, dest: str | os.PathLike[str]) -> RecordingResult:
         """Fetch one call recording to ``dest`` (a file, or a folder to put ``name`` in)."""

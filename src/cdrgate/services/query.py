@@ -72,6 +72,7 @@ class CdrPage:
 class ChangesPage:
     items: list[dict[str, Any]]
     next_after: int
+    last_seq: int  # the newest sequence stored when the page was read
 
 
 @dataclass(frozen=True)
@@ -336,11 +337,14 @@ class QueryService:
         params = Params(ask.params, CHANGES_PARAMS)
         after = params.integer("after", 0, MAX_INT) or 0
         limit = params.integer("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-        rows = self._reader().export_read(
+        rows, last = self._reader().export_read(
             lambda conn: store.read_changes(conn, after, limit, session.scope)
         )
         items = [{"seq": int(row[0]), **item(row)} for row in rows]
-        return ChangesPage(items, items[-1]["seq"] if items else after)
+        # A short page has looked at every row up to ``last``: a scoped reader then skips
+        # the rows it may not see instead of scanning them again next time.
+        next_after = items[-1]["seq"] if len(items) == limit else max(after, last)
+        return ChangesPage(items, next_after, last)
 
     def stats(self, ask: QueryRequest) -> list[StatGroup]:
         """``GET /v1/stats``: calls, answered calls and seconds per group."""

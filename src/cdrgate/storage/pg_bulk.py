@@ -2,6 +2,12 @@
 
 COPY streams a whole batch in one round trip; the INSERT from the staging table then applies
 the duplicate rule (ON CONFLICT DO NOTHING) set-wise and reports how many rows were new.
+
+Writers of ``cdr`` take one transaction-scoped advisory lock before their INSERT: ids then
+become visible in the order they were taken, which is what the change feed (`/v1/cdrs/changes`,
+`seq` = id) promises. Without it, a transaction that took ids 10-20 could commit after one that
+took 21-30, and a reader already past 30 would never see 10-20. The cost is that inserts from
+several processes take turns (COPY into the staging table still runs in parallel).
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ from sqlalchemy import Connection
 from cdrgate.storage import partitions
 
 STAGE = "cdr_stage"
+# Any constant works; this one reads "cdrgate" in ASCII, so it is recognisable in pg_locks.
+CDR_INSERT_LOCK = 0x63647267617465
+
+
+def serialise_cdr_inserts(conn: Connection) -> None:
+    """Hold the ``cdr`` insert lock until this transaction ends (see the module docstring)."""
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CDR_INSERT_LOCK})")
 
 
 def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> int:
@@ -32,6 +45,7 @@ def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[obj
         with cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        serialise_cdr_inserts(conn)
         cursor.execute(
             f"INSERT INTO cdr ({names}) SELECT {names} FROM {STAGE} ON CONFLICT DO NOTHING"
         )

@@ -212,11 +212,16 @@ def total(conn: Connection, f: Filters) -> int:
 
 def read_changes(
     conn: Connection, after: int, limit: int, scope: Scope | None = None
-) -> list[Sequence[Any]]:
-    """Rows stored after sequence ``after``, in storage (id) order; only ``scope``'s."""
-    where = [cdr.c.id > after, *([] if scope is None else [in_scope(scope)])]
+) -> tuple[list[Sequence[Any]], int]:
+    """Rows stored after sequence ``after`` (only ``scope``'s), in storage (id) order, and the
+    newest sequence stored. The newest is read first and bounds the rows: a page shorter than
+    ``limit`` has then looked at every row up to it, in scope or not."""
+    newest = int(conn.execute(select(func.coalesce(func.max(cdr.c.id), 0))).scalar_one())
+    where = [cdr.c.id > after, cdr.c.id <= newest]
+    if scope is not None:
+        where.append(in_scope(scope))
     stmt = select(*ITEM_COLUMNS).where(*where).order_by(cdr.c.id).limit(limit)
-    return _driver_rows(conn, stmt)
+    return _driver_rows(conn, stmt), newest
 
 
 DAY_S = 86_400

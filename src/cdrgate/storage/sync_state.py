@@ -18,6 +18,7 @@ class SyncState:
     mark_ts: int | None  # newest timestart stored from completed windows
     last_sync_ms: int
     added_total: int
+    feed_seq: int | None = None  # the far end's change-feed sequence read to (cdrgate only)
 
 
 def get(conn: Connection, pbx_url: str) -> SyncState | None:
@@ -33,6 +34,7 @@ def save(conn: Connection, state: SyncState) -> None:
         "mark_ts": state.mark_ts,
         "last_sync_ms": state.last_sync_ms,
         "added_total": state.added_total,
+        "feed_seq": state.feed_seq,
     }
     stmt = insert(conn, sync_state).values(**values)
     conn.execute(

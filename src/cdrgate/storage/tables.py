@@ -174,6 +174,8 @@ sync_state = Table(
     Column("sn", String),  # learnt from the first CDR seen; None until then
     Column("since_ts", BigInteger, nullable=False),  # where the first sync started
     Column("mark_ts", BigInteger),  # newest timestart stored from completed windows
+    # Where the far end's change feed was read to (a cdrgate far end only; None otherwise).
+    Column("feed_seq", BigInteger),
     Column("last_sync_ms", BigInteger, nullable=False),
     Column("added_total", BigInteger, nullable=False),
 )
