@@ -40,6 +40,13 @@ class Recorder(httpx.BaseTransport):
         return response
 
 
+def no_feed(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+    """What a real S-Series PBX answers for the feed's path: no such page."""
+    if request.url.path.startswith("/v1/"):
+        return httpx.Response(404, text="<html>Not Found</html>", request=request)
+    return None
+
+
 class CutStream(httpx.SyncByteStream):
     """A body that stops after ``limit`` bytes with the error a dropped connection raises."""
 

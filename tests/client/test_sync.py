@@ -13,7 +13,7 @@ from cdrgate.storage import cdrs, sync_state
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
-from tests.client.helpers import cut_download
+from tests.client.helpers import cut_download, no_feed
 from tests.conftest import make_cdr
 
 SINCE = "2026-05-26 00:00:00"
@@ -87,7 +87,8 @@ def test_a_sync_without_until_reaches_a_day_past_now(sdk, add_cdrs, mirror):
     assert (result.end, result.added) == ("2026-05-29 13:00:00", 1)
 
 
-def test_a_different_device_at_the_same_url_is_refused(sdk, add_cdrs, mirror):
+def test_a_different_device_at_the_same_url_is_refused(make_sdk, add_cdrs, mirror):
+    sdk, _ = make_sdk(after=no_feed)  # a PBX: a cdrgate may hold several serials
     add_cdrs(make_cdr(callid="1", timestart="2026-05-28 12:00:00"))
     sync_pbx(sdk, mirror, since=SINCE, until=UNTIL)
     add_cdrs(make_cdr(callid="2", timestart="2026-05-28 13:00:00", sn="999999999999"))

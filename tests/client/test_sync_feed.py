@@ -10,16 +10,9 @@ from cdrgate.client import ConnectError
 from cdrgate.services import sync
 from cdrgate.services.sync import SyncConflict, pbx_key, sync_pbx
 from cdrgate.storage import sync_state
-from tests.client.helpers import endpoint_of
+from tests.client.helpers import endpoint_of, no_feed
 from tests.client.test_sync import SINCE, UNTIL, calls, lines
 from tests.conftest import make_cdr
-
-
-def no_feed(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
-    """What a real S-Series PBX answers for the feed's path: no such page."""
-    if request.url.path.startswith("/v1/"):
-        return httpx.Response(404, text="<html>Not Found</html>", request=request)
-    return None
 
 
 def test_the_next_sync_follows_the_feed_and_copies_a_late_cdr(sdk, add_cdrs, db, mirror):
@@ -136,3 +129,12 @@ def test_the_feed_logs_in_again_once_when_the_token_died(make_sdk, add_cdrs):
     page = sdk.changes()
     assert page is not None and [cdr.callid for _seq, cdr in page.cdrs] == ["1"]
     assert recorder.calls.count("login") == 2
+
+
+def test_a_cdrgate_holding_several_pbxs_is_mirrored_whole(sdk, add_cdrs, db, mirror):
+    add_cdrs(make_cdr(callid="a", timestart="2026-05-28 12:00:00", sn="111111111111"))
+    add_cdrs(make_cdr(callid="b", timestart="2026-05-28 12:30:00", sn="222222222222"))
+    sync_pbx(sdk, mirror, since=SINCE)
+    add_cdrs(make_cdr(callid="c", timestart="2026-05-28 13:00:00", sn="333333333333"))
+    assert sync_pbx(sdk, mirror).added == 1
+    assert lines(mirror) == lines(db)

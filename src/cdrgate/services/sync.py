@@ -85,8 +85,9 @@ def sync_pbx(
     key = pbx_key(client.base_url)
     with db.read() as conn:
         state = sync_state.get(conn, key)
-    feed = client.changes(limit=1) if use_feed and until is None else None
-    if feed is not None and since is None and state is not None and state.feed_seq is not None:
+    feed = client.changes(limit=1) if use_feed else None  # None: a PBX, without a feed
+    follow = feed is not None and since is None and until is None
+    if follow and state is not None and state.feed_seq is not None:
         return _follow_feed(client, db, state, now, progress)
     start = _start(key, state, since, overlap)
     end = to_seconds(until) if until is not None else from_datetime(now() + END_MARGIN)
@@ -102,8 +103,8 @@ def sync_pbx(
         newest = state.mark_ts
         window_added = 0
         for cdr in client.iter_window("all", format_pbx_time(low), format_pbx_time(high)):
-            record = _checked(state, key, cdr)
-            state = _replace(state, sn=record.sn)
+            record = _checked(state, key, cdr, many_serials=feed is not None)
+            state = _replace(state, sn=state.sn or record.sn)
             ts = parse_pbx_time(record.timestart)
             newest = ts if newest is None else max(newest, ts)
             batch.append(record)
@@ -123,8 +124,9 @@ def sync_pbx(
                 mark_ts=newest,
                 last_sync_ms=int(now().timestamp() * 1000),
                 added_total=state.added_total + window_added,
+                # Not after a copy bounded by ``until``: what it left out is before that mark.
                 feed_seq=max(feed.last_seq, state.feed_seq or 0)
-                if last and feed is not None
+                if last and feed is not None and until is None
                 else state.feed_seq,
             )
             sync_state.save(conn, state)
@@ -159,8 +161,8 @@ def _follow_feed(
         batch: list[CdrRecord] = []
         newest = state.mark_ts
         for _seq, cdr in page.cdrs:
-            record = _checked(state, state.pbx_url, cdr)
-            state = _replace(state, sn=record.sn)
+            record = _checked(state, state.pbx_url, cdr, many_serials=True)
+            state = _replace(state, sn=state.sn or record.sn)
             rows += 1
             ts = parse_pbx_time(record.timestart)
             # The mirror starts at ``since_ts``: older CDRs stored late stay out, as the
@@ -189,9 +191,11 @@ def _follow_feed(
     return SyncResult(state.pbx_url, state.sn, start, end, 0, rows, added, "feed", after)
 
 
-def _checked(state: SyncState, key: str, cdr: Cdr) -> CdrRecord:
+def _checked(state: SyncState, key: str, cdr: Cdr, *, many_serials: bool) -> CdrRecord:
+    """The record of ``cdr``; a PBX whose serial changed is refused (a replaced device). A
+    cdrgate (``many_serials``) may hold the CDRs of several PBXs: there the URL is the identity."""
     record = record_from_fields(cdr.csv_fields())
-    if state.sn is not None and record.sn != state.sn:
+    if not many_serials and state.sn is not None and record.sn != state.sn:
         raise SyncConflict(
             f"{key} now reports serial {record.sn}, but this database mirrors serial "
             f"{state.sn} from that URL; sync a replaced device into a new database"
