@@ -34,7 +34,7 @@ from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
 from cdrgate.services.query import QueryService
 from cdrgate.services.recordings import RecordingService
-from cdrgate.services.retention import prune_forever
+from cdrgate.services.retention_schedule import prune_forever
 from cdrgate.settings import Settings
 from cdrgate.storage.db import Database
 

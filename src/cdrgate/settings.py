@@ -166,7 +166,10 @@ class Settings:
         "Folder of call recordings served by recording/download (sub-folders too; empty = none).",
     )
     recordings_max_age_days: int = _setting(
-        0, "`cdrgate prune`: remove recordings whose newest CDR is older (0 = no limit).", int
+        0,
+        "Remove recordings whose newest CDR is older (0 = no limit; `serve` on its retention "
+        "schedule, and `cdrgate prune`).",
+        int,
     )
     metrics: bool = _setting(
         True, "Serve Prometheus metrics at `/metrics` (same permit rules as the API).", _bool

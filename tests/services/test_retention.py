@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from cdrgate.cli import app
 from cdrgate.clock import ManualClock
-from cdrgate.services.retention import RetentionPolicy, prune, prune_forever, wall_clock_now
+from cdrgate.services.retention import RetentionPolicy, prune, wall_clock_now
+from cdrgate.services.retention_schedule import prune_forever
 from cdrgate.settings import Settings
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import make_cdr

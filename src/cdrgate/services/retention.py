@@ -7,13 +7,9 @@ imports and downloads are not held up behind one long delete.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
-import logging
 import time
 from dataclasses import dataclass
-
-from starlette.concurrency import run_in_threadpool
 
 from cdrgate.clock import Clock
 from cdrgate.errors import UsageError
@@ -22,7 +18,6 @@ from cdrgate.storage import partitions, retention
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time
 
-log = logging.getLogger("cdrgate.retention")
 DELETE_BATCH = 5000
 DAY_S = 86400
 
@@ -93,30 +88,3 @@ def prune(
         format_pbx_time(high) if high is not None else None,
         dry_run,
     )
-
-
-def prune_alone(db: Database, policy: RetentionPolicy, now_wall: int) -> PruneReport | None:
-    """``prune``, unless another node or worker is running it now (then None)."""
-    with retention.run_alone(db) as mine:
-        return prune(db, policy, now_wall) if mine else None
-
-
-async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
-    """The server's schedule; returns at once when no limit or no interval is configured."""
-    policy = RetentionPolicy.from_settings(settings)
-    interval = settings.retention_interval_seconds
-    if not policy.active or interval <= 0:
-        return
-    while True:
-        try:
-            report = await run_in_threadpool(prune_alone, db, policy, wall_clock_now(clock))
-            if report is not None and report.removed:
-                log.info(
-                    "retention removed %d CDRs (%s .. %s)",
-                    report.removed,
-                    report.oldest,
-                    report.newest,
-                )
-        except Exception:  # a locked or absent database must not kill the loop
-            log.warning("retention run failed", exc_info=True)
-        await asyncio.sleep(interval)
