@@ -48,14 +48,16 @@ PURGE_INTERVAL_S = 60.0
 def build_services(settings: Settings, db: Database, clock: Clock = system_clock) -> Services:
     auth = AuthService(db, settings, clock)
     audit = DownloadAudit(db, settings, clock)
+    downloads = DownloadService(db, settings, clock, auth, audit)
+    # One set of export slots for every long transfer: CDR downloads, recordings, query CSV.
     return Services(
         settings=settings,
         auth=auth,
-        downloads=DownloadService(db, settings, clock, auth, audit),
+        downloads=downloads,
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
-        recordings=RecordingService(db, settings, auth, audit),
-        query=QueryService(db, settings, auth),
+        recordings=RecordingService(db, settings, auth, audit, downloads.slots),
+        query=QueryService(db, settings, auth, downloads.slots),
     )
 
 

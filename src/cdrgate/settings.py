@@ -131,11 +131,12 @@ class Settings:
     )
     export_max_concurrent: int = _setting(
         32,
-        "Multi-page downloads streaming at once per server process (0 = no limit); beyond: 20010.",
+        "Long transfers streaming at once per server process: multi-page CDR downloads, "
+        "recordings, query-API CSV (0 = no limit); beyond: 20010.",
         int,
     )
     export_max_per_account: int = _setting(
-        8, "Multi-page downloads streaming at once per API account and process (0 = no limit).", int
+        8, "The same transfers at once per API account and process (0 = no limit).", int
     )
     download_min_rate: int = _setting(
         1024,

@@ -22,6 +22,7 @@ from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 from tests.conftest import Flow, make_cdr
 from tests.live import live_server, raw_request, recv_all, recv_at_least
+from tests.recordings.conftest import RecordingFlow
 
 START, END = "2026-05-01 00:00:00", "2026-05-31 23:59:59"
 # Far more than loopback's socket buffers hold, so the server is mid-stream when we act.
@@ -216,3 +217,43 @@ def test_http10_download_larger_than_the_spool_limit_gets_20010(big_store, serve
     sock.close()
     assert f"content-length: {len(body.encode())}" in head.lower()
     assert body.count("\n") == ROWS // 50 + 1
+
+
+RECORDING = "20260502-000000-1000-2000.wav"
+
+
+@pytest.fixture
+def big_recording(big_store: Database, tmp_path) -> str:
+    """A recording folder with one file far larger than loopback's buffers, named by a CDR."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    (folder / RECORDING).write_bytes(b"RIFF" + bytes(16 * 1024 * 1024))
+    with big_store.write() as conn:
+        cdrs.insert_records(big_store, conn, [make_cdr(callid="rec.1", recording=RECORDING)])
+    return str(folder)
+
+
+def _recording_link(flow: Flow) -> str:
+    recordings = RecordingFlow(flow.http)
+    token = recordings.token()
+    random = recordings.random(token, RECORDING)
+    return f"/api/v1.1.0/recording/download?recording={RECORDING}&random={random}&token={token}"
+
+
+def test_recordings_and_query_csv_share_the_download_limits(big_store, big_recording, serve):
+    port, flow = serve(export_max_concurrent=8, export_max_per_account=1, recordings=big_recording)
+    token = flow.token()
+    csv = {"format": "csv", "token": token}
+    with _stalled_download(port, _recording_link(flow)):
+        # The account's one transfer is a recording: every other long transfer waits.
+        assert flow.http.get(_link(flow)).json() == {"status": "Failed", "errno": "20010"}
+        busy = flow.http.get("/v1/cdrs", params=csv)
+        assert busy.status_code == 503 and busy.json()["errno"] == "20010"
+        assert busy.headers["Retry-After"]
+        waiting = _recording_link(flow)
+        assert flow.http.get(waiting).json() == {"status": "Failed", "errno": "20010"}
+    # The stalled transfer was reset: its slot is free, and the refused random was not spent.
+    _eventually(lambda: flow.http.get(waiting).status_code == 200)
+    with _stalled_download(port, f"/v1/cdrs?format=csv&token={token}"):
+        assert flow.http.get(_link(flow)).json() == {"status": "Failed", "errno": "20010"}
+    _eventually(lambda: flow.http.get("/v1/cdrs", params=csv).status_code == 200)

@@ -65,7 +65,10 @@ def _problem(description: str) -> dict[str, Any]:
 _PROBLEMS = {
     "400": _problem("A parameter cannot be used; `parameter` names it."),
     "401": _problem("No token, or an unknown or idle one; `errno` is the device's."),
-    "503": _problem("The database is unavailable."),
+    "503": _problem(
+        "The database is unavailable, or (a CSV answer) too many downloads are in progress: "
+        "`errno` 20010 and `Retry-After`."
+    ),
 }
 
 
@@ -192,7 +195,10 @@ def query_schemas() -> dict[str, Any]:
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
                 "parameter": {"type": "string", "description": "The parameter at fault (400)."},
-                "errno": {"type": "string", "description": "The device's token errno (401)."},
+                "errno": {
+                    "type": "string",
+                    "description": "The device's errno: a token's (401), 20010 (503, busy).",
+                },
             },
         },
     }

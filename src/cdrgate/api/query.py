@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from cdrgate.api.context import Services
 from cdrgate.api.streaming import ExportResponse
-from cdrgate.errors import ApiError, BadParameter, StorageUnavailable
+from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
 from cdrgate.logredact import redact
 from cdrgate.services.query import CsvStream, QueryRequest, QueryService
 from cdrgate.settings import Settings
@@ -29,6 +29,8 @@ log = logging.getLogger("cdrgate.api")
 
 PROBLEM_TYPE = "application/problem+json"
 _NO_STORE = {"Cache-Control": "no-store"}
+# A whole-result export usually ends within seconds; a client told to wait retries then.
+RETRY_AFTER_S = 5
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
@@ -64,7 +66,12 @@ def _answering_problems(handler: Endpoint) -> Endpoint:
         except BadParameter as exc:
             return problem(400, "Bad parameter", exc.reason, parameter=exc.parameter)
         except ApiError as exc:
-            # Only authentication raises ApiError here: token missing, unknown or idle.
+            if exc.errno == Errno.SERVER_BUSY:  # the export limits (a CSV answer)
+                busy = problem(503, "Busy", "too many downloads in progress; retry shortly",
+                               errno=exc.errno.value)  # fmt: skip
+                busy.headers["Retry-After"] = str(RETRY_AFTER_S)
+                return busy
+            # Otherwise only authentication raises ApiError here: token missing, unknown, idle.
             return problem(401, "Not authenticated", exc.detail or exc.errno.name.lower(),
                            errno=exc.errno.value)  # fmt: skip
         except StorageUnavailable as exc:

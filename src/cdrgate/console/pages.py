@@ -83,6 +83,8 @@ def guarded(handler: Handler) -> Handler:
         except ApiError as exc:
             if exc.errno in SIGNED_OUT:
                 return _to_signin(request)
+            if exc.errno == Errno.SERVER_BUSY:
+                return _problem(request, 503, "Too many downloads in progress; try again shortly.")
             return _problem(request, 400, exc.detail or exc.errno.name.replace("_", " ").lower())
         except BadParameter as exc:
             return _problem(request, 400, f"{exc.parameter}: {exc.reason}")

@@ -22,7 +22,7 @@ from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.csvsafe import safe_line
 from cdrgate.errors import BadParameter
 from cdrgate.services.auth import AuthService, Session
-from cdrgate.services.export import Outcome
+from cdrgate.services.export import ExportSlots, Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import query as store
 from cdrgate.storage.db import Database
@@ -256,13 +256,20 @@ class CsvStream:
     filename = "cdr.csv"
 
     def __init__(
-        self, db: Database, filters: Filters, sort: Sort, after: Position | None, safe: bool
+        self,
+        db: Database,
+        filters: Filters,
+        sort: Sort,
+        after: Position | None,
+        safe: bool,
+        slot: ExportSlots.Slot | None = None,
     ) -> None:
         self.db = db
         self.filters = filters
         self.sort = sort
         self._after = after
         self._safe = safe
+        self._slot = slot
         self._started = False
         self._done = False
 
@@ -272,7 +279,9 @@ class CsvStream:
         return self._done
 
     def finish(self, outcome: Outcome) -> None:
-        """Nothing is held between pages, so nothing to release; the access log has the rest."""
+        """Only the export slot is held between pages; the access log has the rest."""
+        if self._slot is not None:
+            self._slot.release()
 
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end. Does database work: off the loop."""
@@ -294,10 +303,19 @@ class CsvStream:
 
 
 class QueryService:
-    def __init__(self, db: Database, settings: Settings, auth: AuthService) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        auth: AuthService,
+        slots: ExportSlots | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.auth = auth
+        self.slots = slots or ExportSlots(
+            settings.export_max_concurrent, settings.export_max_per_account
+        )
 
     def _reader(self) -> Database:
         """Where this request reads: a replica that has replayed everything committed before
@@ -318,7 +336,10 @@ class QueryService:
         count = params.boolean("count") or False
         fmt = params.choice("format", ("json", "csv"), "csv" if ask.wants_csv else "json")
         if fmt == "csv":
-            return CsvStream(self._reader(), filters, sort, after, self.settings.csv_safe)
+            # A whole result, streamed for as long as the client takes: it counts towards the
+            # same export limits as CDR downloads (busy: 503 here, 20010 on the device API).
+            slot = self.slots.acquire(session.account)
+            return CsvStream(self._reader(), filters, sort, after, self.settings.csv_safe, slot)
         rows, total = self._reader().export_read(
             lambda conn: (
                 store.read_items(conn, filters, sort, after, limit + 1),

@@ -19,7 +19,7 @@ from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.downloads import parse_allowed_ip
-from cdrgate.services.export import Outcome
+from cdrgate.services.export import ExportSlots, Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
@@ -135,12 +135,22 @@ class UnsatisfiableRange(CdrgateError):
 
 class RecordingService:
     def __init__(
-        self, db: Database, settings: Settings, auth: AuthService, audit: DownloadAudit
+        self,
+        db: Database,
+        settings: Settings,
+        auth: AuthService,
+        audit: DownloadAudit,
+        slots: ExportSlots | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.auth = auth
         self.audit = audit
+        # Shared with the CDR downloads (app.build_services): a file streamed to a slow
+        # client holds its memory and a file handle as long as a multi-page export does.
+        self.slots = slots or ExportSlots(
+            settings.export_max_concurrent, settings.export_max_per_account
+        )
         self.folder = RecordingFolder(settings.recordings, db) if settings.recordings else None
 
     def issue_random(self, request: RandomRequest) -> str:
@@ -184,17 +194,23 @@ class RecordingService:
         """Authenticate, open the file and answer its body; every refusal is audited here,
         a sent file by the body's ``finish``."""
         attempt = self.audit.begin(client_ip, api_version, name, kind="recording")
+        slot: ExportSlots.Slot | None = None
         try:
             session = self.auth.authenticate(token)
             attempt = attempt.by(session.account)
-            return self._body(open_file(session), range_header, attempt)
+            # Taken before the random is spent: a busy server (20010) leaves it for a retry.
+            slot = self.slots.acquire(session.account)
+            return self._body(open_file(session), range_header, attempt, slot)
         except ApiError as exc:
+            _release(slot)
             self.audit.failed(attempt, exc.errno)
             raise
         except UnsatisfiableRange:
+            _release(slot)
             self.audit.record(attempt)
             raise
         except Exception:
+            _release(slot)
             self.audit.failed(attempt, Errno.APISRV_DOWN)
             raise
 
@@ -246,7 +262,11 @@ class RecordingService:
         return opened
 
     def _body(
-        self, opened: OpenFile, range_header: str | None, attempt: DownloadAttempt
+        self,
+        opened: OpenFile,
+        range_header: str | None,
+        attempt: DownloadAttempt,
+        slot: ExportSlots.Slot,
     ) -> RecordingBody:
         size = opened.size
         span = _parse_range(range_header, size)
@@ -263,10 +283,19 @@ class RecordingService:
             first,
             last,
             partial,
-            lambda outcome, sent: self.audit.record(
-                attempt.ended(outcome, 1 if outcome == "ok" else 0, sent)
-            ),
+            lambda outcome, sent: self._finished(slot, attempt, outcome, sent),
         )
+
+    def _finished(
+        self, slot: ExportSlots.Slot, attempt: DownloadAttempt, outcome: Outcome, sent: int
+    ) -> None:
+        slot.release()
+        self.audit.record(attempt.ended(outcome, 1 if outcome == "ok" else 0, sent))
+
+
+def _release(slot: ExportSlots.Slot | None) -> None:
+    if slot is not None:
+        slot.release()
 
 
 def _required(value: str | None) -> str:
