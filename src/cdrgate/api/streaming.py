@@ -12,7 +12,8 @@ loop thread. Here the response drives the export itself:
   seconds is cut (a send blocked that long counts as no progress);
 - a page that cannot be read (the database went away) ends the transfer unterminated;
 - however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from
-  cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent.
+  cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent; on the event
+  loop when it has no database work to do (a small download sent whole, already audited).
 """
 
 from __future__ import annotations
@@ -125,8 +126,11 @@ class ExportResponse(Response):
             outcome = "cut"
             raise
         finally:
-            with anyio.CancelScope(shield=True):
-                await run_sync(self.export.finish, outcome)
+            if outcome == "ok" and isinstance(self.export, Export) and self.export.recorded:
+                self.export.finish(outcome)  # no database work: no thread hop
+            else:
+                with anyio.CancelScope(shield=True):
+                    await run_sync(self.export.finish, outcome)
 
     async def _stream(self, send: Send) -> Outcome:
         guard = RateGuard(self.min_rate, self.window)

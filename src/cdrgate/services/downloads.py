@@ -13,22 +13,35 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
+from cdrgate.csvsafe import safe_line
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
 from cdrgate.scope import Scope
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session, token_hash_of
-from cdrgate.services.export import Export, ExportSlots, Outcome, first_page
+from cdrgate.services.export import (
+    PAGE_ROWS,
+    Cursor,
+    Export,
+    ExportSlots,
+    Outcome,
+    Page,
+    first_page,
+)
 from cdrgate.settings import Settings
-from cdrgate.storage import randoms
+from cdrgate.storage import cdrs, randoms
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 ALL = "all"
 MAX_EXTENSIONS = 1000
+# A download range up to this many seconds is read in its redeem's transaction when its whole
+# result fits in one page (``DownloadService._whole_result``).
+WHOLE_RESULT_SPAN = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,11 @@ def parse_allowed_ip(raw: str | None) -> str | None:
         raise ApiError(Errno.ALLOWEDIP_ERROR, "allowedip is not an IP address") from None
 
 
+def _body_size(page: Page) -> int:
+    """The bytes ``Export`` sends for a one-page result (header and lines, UTF-8)."""
+    return len(CSV_HEADER.encode()) + sum(len(line.encode()) for line in page.lines)
+
+
 def _random_hash(random: str | None) -> str:
     if random is None or not random.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no random")
@@ -172,7 +190,8 @@ class DownloadService:
     def open_download(self, ask: DownloadRequest) -> Export:
         """``cdr/download``: spend the random and start the export, or raise its errno.
 
-        Every attempt is audited: a refused one here, a started one by ``Export.finish``.
+        Every attempt is audited: a refused one here, a started one by ``Export.finish``
+        (a small one in the redeem's transaction, corrected by ``finish`` if it ends badly).
         The caller must call ``finish`` on the returned export, however the response ends.
         """
         attempt = self.audit.begin(
@@ -189,15 +208,30 @@ class DownloadService:
                 refused = None
             # Authenticate and redeem in one write transaction; refusals are raised after
             # the commit, so the token's sliding mark is kept as for any other request.
+            whole: Page | None = None
             with self.db.write() as conn:
                 session = self.auth.authenticate_in(conn, token_hash)
+                attempt = attempt.by(session.account)
                 if refused is None:
                     refused = self._redeem(conn, session, flt, random_hash, ask.client_ip)
                 # Taken in the redeem's transaction: no CDR committed before it lies beyond.
                 position = self.db.wal_position(conn) if refused is None else None
-            attempt = attempt.by(session.account)
+                # None: no replicas, every read is on this primary, so a small result can be
+                # read here and its audit record written in this same transaction.
+                if refused is None and position is None:
+                    whole = self._whole_result(conn, flt)
+                if whole is not None:
+                    recorded = attempt.ended("ok", len(whole.lines), _body_size(whole))
+                    record_id = self.audit.record_in(conn, recorded)
             if refused is not None:
                 raise refused
+            if whole is not None:
+                return Export(
+                    self.db, whole, flt.filename(), self.settings.csv_safe, recorded=True,
+                    on_finish=lambda outcome, rows, size: self.audit.settle(
+                        record_id, recorded, recorded.ended(outcome, rows, size)
+                    ),
+                )  # fmt: skip
             # Read-your-writes: the export reads where every CDR committed before the random
             # was spent is visible (a replica that has replayed that far, else the primary).
             source = self.db.for_export(position)
@@ -217,6 +251,23 @@ class DownloadService:
             source, page, flt.filename(), self.settings.csv_safe,
             on_finish=lambda outcome, rows, size: self._finished(slot, attempt, outcome, rows, size),
         )  # fmt: skip
+
+    def _whole_result(self, conn: Connection, flt: CdrFilter) -> Page | None:
+        """The whole result of a short range when it fits one page, read on the redeem's
+        connection; None when it may not (then it is paged after the commit as usual).
+
+        Read while this process's writers queue behind the redeem, so the cost is bounded:
+        at most a day (an extension's day sorts a few hundred rows) and one page of rows.
+        """
+        if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+            return None
+        query = flt.query()
+        lines = cdrs.read_lines(conn, query, limit=PAGE_ROWS + 1)
+        if len(lines) > PAGE_ROWS or (not lines and self.settings.empty_download == "errno"):
+            return None
+        if self.settings.csv_safe:
+            lines = [safe_line(line) for line in lines]
+        return Page(query, lines, Cursor(query.end_ts + 1, 1))
 
     def _finished(
         self, slot: ExportSlots.Slot | None, attempt: DownloadAttempt, outcome: Outcome, rows: int,

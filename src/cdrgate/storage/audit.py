@@ -5,15 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
 from cdrgate.storage.tables import download_audit
 
-_INSERT = download_audit.insert()  # one per download: built once (see storage/randoms.py)
+# One per download: built once (see storage/randoms.py).
+_INSERT = download_audit.insert()
+_SETTLE = (
+    update(download_audit)
+    .where(download_audit.c.id == bindparam("row_id"))
+    .values(outcome=bindparam("outcome"), rows=bindparam("rows"), bytes=bindparam("size"))
+)
 
 
-def insert(conn: Connection, values: Mapping[str, Any]) -> None:
-    conn.execute(_INSERT, dict(values))
+def insert(conn: Connection, values: Mapping[str, Any]) -> int:
+    """Add one record; returns its id."""
+    key = conn.execute(_INSERT, dict(values)).inserted_primary_key
+    assert key is not None, "an INSERT of one row has its key"
+    return int(key[0])
+
+
+def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) -> None:
+    """Correct a record written before its download ended (see services/audit.py)."""
+    conn.execute(_SETTLE, {"row_id": row_id, "outcome": outcome, "rows": rows, "size": size})
 
 
 def query(
