@@ -17,7 +17,7 @@ from cdrgate.errors import ImportFailed
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage.cdrs import Inserter
+from cdrgate.storage.cdrs import Inserter, bulk_load
 from cdrgate.storage.db import Database
 
 Report = Callable[[Rejected], None]
@@ -54,7 +54,7 @@ def import_file(
     strict = strict or FORMATS[fmt].always_strict
     rejected = 0
     kinds: Counter[tuple[str, str]] = Counter()
-    with db.write() as conn:
+    with db.write() as conn, bulk_load(conn):
         inserter = Inserter(db, conn, progress)
         for number, parsed in _rows(stream, fmt, profile):
             if isinstance(parsed, str):
