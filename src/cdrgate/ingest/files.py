@@ -7,31 +7,21 @@ export is all or nothing), the first bad row aborts the file and nothing from it
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
-from cdrgate.ingest.helper import batches_from_helper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage.cdrs import COLUMNS, Inserter, bulk_load, row_values
+from cdrgate.storage.cdrs import Inserter, bulk_load
 from cdrgate.storage.db import Database
 
 Report = Callable[[Rejected], None]
 Progress = Callable[[int], None]  # called with the number of rows just stored
-# (line, the insert tuple of ``row_values`` or why the line is refused)
-Prepared = tuple[int, tuple[object, ...] | str]
-PARSE_BATCH = 5000
-# Parsing is ~40 % of an import: a file this big is parsed by a helper process while this
-# one inserts (smaller ones do not repay the helper's start, about half a second).
-HELPER_MIN_BYTES = 8 * 1024 * 1024
-_TYPE, _STATUS = COLUMNS.index("type"), COLUMNS.index("status")
 
 
 @dataclass(frozen=True)
@@ -64,60 +54,20 @@ def import_file(
     strict = strict or FORMATS[fmt].always_strict
     rejected = 0
     kinds: Counter[tuple[str, str]] = Counter()
-    batches = _prepared_batches(stream, fmt, profile)
-    with contextlib.closing(batches), db.write() as conn, bulk_load(conn):
+    with db.write() as conn, bulk_load(conn):
         inserter = Inserter(db, conn, progress)
-        for batch in batches:
-            for number, row in batch:
-                if isinstance(row, str):
-                    if strict:
-                        raise ImportFailed(source, number, row)
-                    rejected += 1
-                    report(Rejected(source, number, row))
-                    continue
-                inserter.add_row(row)
-                kinds[str(row[_TYPE]), str(row[_STATUS])] += 1
+        for number, parsed in _rows(stream, fmt, profile):
+            if isinstance(parsed, str):
+                if strict:
+                    raise ImportFailed(source, number, parsed)
+                rejected += 1
+                report(Rejected(source, number, parsed))
+                continue
+            record, ts = parsed
+            inserter.add(record, ts)
+            kinds[record.type, record.status] += 1
         inserter.flush()
     return ImportResult(source, inserter.rows, inserter.inserted, rejected, dict(kinds))
-
-
-def _prepared_batches(
-    stream: BinaryIO, fmt: Format, profile: SourceProfile
-) -> Generator[list[Prepared], None, None]:
-    """The file's rows ready to insert, in batches; parsed by a helper process when the
-    stream is a file big enough to repay starting one (it reads the file by its name)."""
-    name = getattr(stream, "name", None)
-    if (
-        isinstance(name, str)
-        and os.path.isfile(name)
-        and stream.tell() == 0
-        and os.path.getsize(name) >= HELPER_MIN_BYTES
-    ):
-        return batches_from_helper(_prepare_file, name, fmt, profile)
-    return _prepare(stream, fmt, profile)
-
-
-def _prepare_file(path: str, fmt: Format, profile: SourceProfile) -> Iterator[list[Prepared]]:
-    """Helper process body (see ingest/helper.py)."""
-    with open(path, "rb") as stream:
-        yield from _prepare(stream, fmt, profile)
-
-
-def _prepare(
-    stream: BinaryIO, fmt: Format, profile: SourceProfile
-) -> Generator[list[Prepared], None, None]:
-    batch: list[Prepared] = []
-    for number, parsed in _rows(stream, fmt, profile):
-        if isinstance(parsed, str):
-            batch.append((number, parsed))
-        else:
-            record, ts = parsed
-            batch.append((number, row_values(record, ts=ts)))
-        if len(batch) >= PARSE_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _rows(

@@ -4,10 +4,12 @@ database takes them."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 from collections.abc import Callable, Generator
 from itertools import islice
+from queue import Empty
+from typing import Any
 
-from cdrgate.ingest.helper import batches_from_helper
 from cdrgate.seed import SeedPlan, generate_timed
 from cdrgate.storage.cdrs import Inserter, bulk_load, row_values
 from cdrgate.storage.db import Database
@@ -31,7 +33,7 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     """
     inserted = 0
     if plan.count >= SEED_HELPER_MIN:
-        batches = batches_from_helper(_seed_batches, plan)
+        batches = _batches_from_helper(plan)
     else:
         batches = _seed_batches(plan)
     with contextlib.closing(batches):
@@ -56,3 +58,33 @@ def _seed_batches(plan: SeedPlan) -> Generator[list[tuple[object, ...]], None, N
             batch = []
     if batch:
         yield batch
+
+
+def _produce_batches(plan: SeedPlan, queue: Any) -> None:
+    """Helper process body: generate, hand over batch by batch, then None."""
+    for batch in _seed_batches(plan):
+        queue.put(batch)
+    queue.put(None)
+
+
+def _batches_from_helper(plan: SeedPlan) -> Generator[list[tuple[object, ...]], None, None]:
+    # spawn, not fork: the parent may run threads (progress bar) and holds database handles.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue(maxsize=4)  # bounds memory to a few batches
+    helper = context.Process(target=_produce_batches, args=(plan, queue), daemon=True)
+    helper.start()
+    try:
+        while True:
+            try:
+                batch = queue.get(timeout=1.0)
+            except Empty:
+                if not helper.is_alive():
+                    raise RuntimeError("the seed generator process stopped unexpectedly") from None
+                continue
+            if batch is None:
+                return
+            yield batch
+    finally:
+        if helper.is_alive():
+            helper.terminate()
+        helper.join()

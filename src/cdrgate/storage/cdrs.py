@@ -32,7 +32,7 @@ from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
 INSERT_BATCH = 5000
-COLUMNS = (
+_COLUMNS = (
     "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
     "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
 )  # fmt: skip
@@ -41,7 +41,7 @@ COLUMNS = (
 def row_values(
     record: CdrRecord, line: str | None = None, ts: int | None = None
 ) -> tuple[object, ...]:
-    """The insert tuple for ``record``, in ``COLUMNS`` order (``ts``: timestart, if known)."""
+    """The insert tuple for ``record``, in ``_COLUMNS`` order (``ts``: timestart, if known)."""
     if line is None:
         line = record.csv_line()
     if "\x00" in line:
@@ -61,9 +61,9 @@ def row_values(
 
 
 def insert_sql(db: Database) -> str:
-    marks = ", ".join([db.placeholder()] * len(COLUMNS))
+    marks = ", ".join([db.placeholder()] * len(_COLUMNS))
     return (
-        f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({marks}) "
+        f"INSERT INTO cdr ({', '.join(_COLUMNS)}) VALUES ({marks}) "
         "ON CONFLICT (sn, callid) DO NOTHING"
     )
 
@@ -74,7 +74,7 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
         return 0
     if conn.dialect.name == "postgresql":
         # COPY + one set-wise INSERT (``sql`` is the SQLite spelling); see pg_bulk.
-        return pg_bulk.copy_rows(conn, COLUMNS, rows)
+        return pg_bulk.copy_rows(conn, _COLUMNS, rows)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)
@@ -136,13 +136,6 @@ class Inserter:
         self.rows += 1
         if len(self.batch) >= INSERT_BATCH:
             self._insert_pending()
-
-    def add_row(self, row: tuple[object, ...]) -> None:
-        """One tuple already built by ``row_values``."""
-        self.batch.append(row)
-        self.rows += 1
-        if len(self.batch) >= INSERT_BATCH:
-            self.flush()
 
     def add_all(self, records: Iterable[CdrRecord]) -> None:
         for record in records:
