@@ -219,7 +219,7 @@ class DownloadService:
                 # None: no replicas, every read is on this primary, so a small result can be
                 # read here and its audit record written in this same transaction.
                 if refused is None and position is None:
-                    whole = self._whole_result(conn, flt)
+                    whole = self._whole_result(conn, flt.query(session.scope))
                 if whole is not None:
                     recorded = attempt.ended("ok", len(whole.lines), _body_size(whole))
                     record_id = self.audit.record_in(conn, recorded)
@@ -252,16 +252,15 @@ class DownloadService:
             on_finish=lambda outcome, rows, size: self._finished(slot, attempt, outcome, rows, size),
         )  # fmt: skip
 
-    def _whole_result(self, conn: Connection, flt: CdrFilter) -> Page | None:
+    def _whole_result(self, conn: Connection, query: CdrQuery) -> Page | None:
         """The whole result of a short range when it fits one page, read on the redeem's
         connection; None when it may not (then it is paged after the commit as usual).
 
         Read while this process's writers queue behind the redeem, so the cost is bounded:
         at most a day (an extension's day sorts a few hundred rows) and one page of rows.
         """
-        if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+        if query.end_ts - query.start_ts >= WHOLE_RESULT_SPAN:
             return None
-        query = flt.query()
         lines = cdrs.read_lines(conn, query, limit=PAGE_ROWS + 1)
         if len(lines) > PAGE_ROWS or (not lines and self.settings.empty_download == "errno"):
             return None
