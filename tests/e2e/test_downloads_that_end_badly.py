@@ -250,10 +250,12 @@ def test_recordings_and_query_csv_share_the_download_limits(big_store, big_recor
         busy = flow.http.get("/v1/cdrs", params=csv)
         assert busy.status_code == 503 and busy.json()["errno"] == "20010"
         assert busy.headers["Retry-After"]
-        waiting = _recording_link(flow)
-        assert flow.http.get(waiting).json() == {"status": "Failed", "errno": "20010"}
-    # The stalled transfer was reset: its slot is free, and the refused random was not spent.
-    _eventually(lambda: flow.http.get(waiting).status_code == 200)
+        assert flow.http.get(_recording_link(flow)).json() == {
+            "status": "Failed",
+            "errno": "20010",
+        }
+    # The stalled transfer was reset: its slot is free (a refused random is spent, as for CDRs).
+    _eventually(lambda: flow.http.get(_recording_link(flow)).status_code == 200)
     with _stalled_download(port, f"/v1/cdrs?format=csv&token={token}"):
         assert flow.http.get(_link(flow)).json() == {"status": "Failed", "errno": "20010"}
     _eventually(lambda: flow.http.get("/v1/cdrs", params=csv).status_code == 200)

@@ -198,9 +198,15 @@ class RecordingService:
         try:
             session = self.auth.authenticate(token)
             attempt = attempt.by(session.account)
-            # Taken before the random is spent: a busy server (20010) leaves it for a retry.
-            slot = self.slots.acquire(session.account)
-            return self._body(open_file(session), range_header, attempt, slot)
+            opened = open_file(session)
+            # After the random is spent, as for CDR downloads (ask a new one and retry): taken
+            # before, the losers of a race on one random would hold slots the winner needs.
+            try:
+                slot = self.slots.acquire(session.account)
+            except ApiError:
+                opened.stream.close()
+                raise
+            return self._body(opened, range_header, attempt, slot)
         except ApiError as exc:
             _release(slot)
             self.audit.failed(attempt, exc.errno)
