@@ -69,8 +69,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
     url = f"sqlite:///{directory / 'cdrgate.db'}"
     db = Database(url)
     schema.upgrade(db)
-    # make demo's data, thinner: the whole of 2026, extensions from 1000.
-    seed_database(db, SeedPlan(count=3000, seed=7, start="2026-01-01 00:00:00", days=365))
+    # make demo's data, thinner: the whole of 2026, extensions from 1000. Thick enough that
+    # the day the snippets ask for (2026-03-02, extensions 1000 and 1001) has calls whatever
+    # the generator draws (~5 expected; make demo's 200k rows give ~35).
+    seed_database(db, SeedPlan(count=30_000, seed=7, start="2026-01-01 00:00:00", days=365))
     set_api_user(db, "api", DEMO_PASSWORD, 1_780_000_000_000)
     db.dispose()
     env = {**os.environ, "CDRGATE_DATABASE": url}

@@ -1,0 +1,308 @@
+"""Sample CDRs made inside the database: one INSERT ... SELECT per chunk of ``seed.slots``.
+
+Rows are numbered ``seq`` 1..count in time order; every random choice of row ``seq`` comes
+from ``_hash(seq, stream)``, an integer hash of the row number, the stream (which choice) and
+the seed, so a seed gives the same rows on both engines (SQLite's ``random()`` cannot be
+seeded). The hash is the polynomial ``k**4 + k`` modulo the prime 2**31 - 1 of
+``k = (seq * 8 + stream) * A + salt``: cheap, all-integer, and every intermediate product is
+below 2**62, so neither engine overflows (SQLite would silently turn to floating point).
+Several small choices come from one hash as the digits of a mixed-radix number.
+
+The SELECT is a stack of subqueries, each adding the columns computed from the one below.
+Each level ends in an ``OFFSET 0`` fence, or the planners would fold the levels into one and
+repeat a column's whole expression wherever it is used (a hash used five times, computed five
+times). No value needs CSV quoting (the constants have no comma, quote or newline, and
+numbers and ``yyyy-mm-dd hh:mm:ss`` have none), so ``line`` is the fields joined by commas:
+a test compares it with ``CdrRecord.csv_line()``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+from sqlalchemy import Connection, text
+
+from cdrgate.cdr import LINE_TERMINATOR
+from cdrgate.seed import (
+    DIDS,
+    EXTERNAL_PREFIXES,
+    MEAN_TALK_S,
+    PINCODE_PERCENT,
+    RECORDED_TENTHS,
+    STATUSES,
+    TRUNKS,
+    TYPES,
+    SeedPlan,
+    Slot,
+)
+from cdrgate.storage import partitions, pg_bulk, summary
+
+_PRIME = 2**31 - 1
+_MULTIPLIER = 1_103_515_245
+_STREAMS = 6
+# What the SELECT yields, in CdrRecord order, then the CSV line and ts.
+RECORD_COLUMNS = (
+    "callid", "timestart", "callfrom", "callto", "callduraction", "talkduraction",
+    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "sn",
+)  # fmt: skip
+_STORED_COLUMNS = (
+    "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
+    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
+)  # fmt: skip
+
+
+def select_rows(
+    conn: Connection, plan: SeedPlan, hours: Sequence[Slot]
+) -> Iterator[tuple[str, ...]]:
+    """The plan's rows, in time order: ``RECORD_COLUMNS`` then the CSV line."""
+    if not hours:
+        return
+    _stage(conn, hours)
+    try:
+        columns = ", ".join((*RECORD_COLUMNS, "line"))
+        sql = f"SELECT {columns} FROM ({_rows_sql(conn.dialect.name, plan)}) AS seeded"
+        params = _params(plan, hours[0].first_seq, hours[-1].first_seq)
+        for row in conn.execute(text(sql), params):
+            yield tuple(row)
+    finally:
+        _unstage(conn)
+
+
+class Stage:
+    """The plan's hours staged on ``conn`` (temporary tables, dropped by ``close``), from
+    which ``insert`` stores the rows of a range of hours."""
+
+    def __init__(self, conn: Connection, plan: SeedPlan, hours: Sequence[Slot]) -> None:
+        self.conn, self.plan = conn, plan
+        _stage(conn, hours)
+        names = ", ".join(_STORED_COLUMNS)
+        rows = _rows_sql(conn.dialect.name, plan)
+        self._insert = text(
+            # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
+            f"INSERT INTO cdr ({names}) SELECT {names} FROM ({rows}) AS seeded WHERE true "
+            "ON CONFLICT (sn, callid) DO NOTHING"
+        )
+
+    def insert(self, hours: Sequence[Slot]) -> int:
+        """Store the rows of ``hours`` (consecutive staged hours); returns how many were new.
+        Counts them in cdr_summary in the same transaction, as every insert of cdr does."""
+        conn = self.conn
+        if conn.dialect.name == "postgresql":
+            partitions.ensure(
+                conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599))
+            )
+            pg_bulk.serialise_cdr_inserts(conn)
+        after = summary.newest_id(conn)
+        result = conn.execute(
+            self._insert, _params(self.plan, hours[0].first_seq, hours[-1].first_seq)
+        )
+        summary.add_stored(conn, after)
+        return max(int(result.rowcount), 0)
+
+    def close(self) -> None:
+        _unstage(self.conn)
+
+
+def _stage(conn: Connection, hours: Sequence[Slot]) -> None:
+    pg = conn.dialect.name == "postgresql"
+    integer = "BIGINT" if pg else "INTEGER"  # SQLite: INTEGER PRIMARY KEY is the rowid
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE seed_slot (first_seq {integer} PRIMARY KEY, calls {integer} "
+        f"NOT NULL, ts {integer} NOT NULL, clock TEXT NOT NULL)"
+    )
+    conn.execute(
+        text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
+        [vars(hour) for hour in hours],
+    )
+    if not pg:
+        # The row numbers within an hour: PostgreSQL has generate_series, SQLite's library
+        # does not, so a table of 0..max-1 (its rowid) stands in.
+        conn.exec_driver_sql("CREATE TEMP TABLE seed_counter (j INTEGER PRIMARY KEY)")
+        conn.execute(
+            text(
+                "WITH RECURSIVE c(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM c WHERE j + 1 < :n) "
+                "INSERT INTO seed_counter SELECT j FROM c"
+            ),
+            {"n": max(hour.calls for hour in hours)},
+        )
+
+
+def _unstage(conn: Connection) -> None:
+    conn.exec_driver_sql("DROP TABLE seed_slot")
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql("DROP TABLE seed_counter")
+
+
+def _params(plan: SeedPlan, first: int, last: int) -> dict[str, object]:
+    return {
+        "first": first,
+        "last": last,
+        "salt": random.Random(plan.seed).randrange(_PRIME),
+        "sn": plan.serial,
+        "eol": LINE_TERMINATOR,
+    }
+
+
+def _pick(draw: str, values: Sequence[str]) -> str:
+    """``values[draw]`` in SQL."""
+    assert not any("'" in value for value in values)
+    whens = " ".join(f"WHEN {i} THEN '{value}'" for i, value in enumerate(values))
+    return f"CASE {draw} {whens} END"
+
+
+def _weighted(draw: str, pairs: Sequence[tuple[str, int]], quote: bool = True) -> str:
+    """The value whose band of percent holds ``draw`` (0..99), in SQL."""
+    assert sum(weight for _, weight in pairs) == 100
+    whens, upto = [], 0
+    for value, weight in pairs:
+        upto += weight
+        whens.append(f"WHEN {draw} < {upto} THEN " + (f"'{value}'" if quote else value))
+    return f"CASE {' '.join(whens)} END"
+
+
+def _level(columns: Sequence[str], below: str, fence: str) -> str:
+    return f"SELECT {', '.join(columns)} FROM ({below}) AS below {fence}"
+
+
+def _format(dialect: str, template: str, values: Sequence[str]) -> str:
+    """``template`` with each ``%`` replaced by the next value (``%2``: zero-padded to two
+    digits), as one call: SQLite's printf builds the string once, where a chain of ``||``
+    would build it piece by piece."""
+    pieces = template.split("%")
+    assert len(pieces) == len(values) + 1
+    if dialect == "postgresql":
+        parts = [f"'{pieces[0]}'"]
+        for value, piece in zip(values, pieces[1:], strict=True):
+            if piece.startswith("2"):
+                value, piece = f"lpad(({value})::text, 2, '0')", piece[1:]
+            parts += (
+                [f"({value})::text", f"'{piece}'"]
+                if not value.startswith("lpad")
+                else [
+                    value,
+                    f"'{piece}'",
+                ]
+            )
+        return "concat(" + ", ".join(parts) + ")"
+    printf = pieces[0] + "".join(
+        ("%02d" + piece[1:]) if piece.startswith("2") else ("%s" + piece) for piece in pieces[1:]
+    )
+    return f"printf('{printf}', {', '.join(values)})"
+
+
+def _rows_sql(dialect: str, plan: SeedPlan) -> str:
+    """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values)."""
+    pg = dialect == "postgresql"
+    fence = "OFFSET 0" if pg else "LIMIT -1 OFFSET 0"
+    counter = (
+        "CROSS JOIN LATERAL generate_series(0, s.calls - 1) AS c(j)"
+        if pg
+        # CROSS JOIN keeps seed_slot the outer loop: rows come out in seq (time) order.
+        else "CROSS JOIN seed_counter AS c"
+    )
+    within = "" if pg else " AND c.j < s.calls"
+    sql = (
+        "SELECT s.first_seq + c.j AS seq, c.j AS j, s.calls AS calls, s.ts AS hour_ts, "
+        f"s.clock AS clock FROM seed_slot AS s {counter} "
+        f"WHERE s.first_seq BETWEEN :first AND :last{within}"
+    )
+    streams = range(_STREAMS)
+    row = ["seq", "j", "calls", "hour_ts", "clock"]
+    sql = _level(
+        row
+        + [
+            f"(((seq * 8 + {i}) % {_PRIME}) * {_MULTIPLIER} + :salt) % {_PRIME} AS k{i}"
+            for i in streams
+        ],
+        sql,
+        fence,
+    )
+    square = "(k{0} * k{0} % {1})"
+    sql = _level(
+        row
+        + [
+            f"({square.format(i, _PRIME)} * {square.format(i, _PRIME)} + k{i}) % {_PRIME} AS h{i}"
+            for i in streams
+        ],
+        sql,
+        fence,
+    )
+    n_ext, first_ext = plan.extensions, plan.first_extension
+    type_names = [name for name, _ in TYPES]
+    prefix = _pick(f"h2 / 9000000 % {len(EXTERNAL_PREFIXES)}", EXTERNAL_PREFIXES)
+    draws = [
+        "seq",
+        # Evenly spread over the hour, each row jittered within its share: still in order.
+        "(j * 3600 + h5 % 3600) / calls AS offset_s",
+        "hour_ts",
+        "clock",
+        f"{_weighted('h0 % 100', [(str(i), w) for i, (_, w) in enumerate(TYPES)], quote=False)} "
+        "AS kind",
+        "h0 / 100 % 100 AS status_draw",
+        "2 + h0 / 10000 % 33 AS ring",
+        f"{first_ext} + h1 % {n_ext} AS ext",
+        f"{first_ext} + h1 / {n_ext} % {n_ext} AS other_ext",
+        f"{_format(dialect, '%%', [prefix, '1000000 + h2 % 9000000'])} AS external",
+        f"{_pick(f'h3 % {len(TRUNKS)}', TRUNKS)} AS trunk",
+        f"{_pick(f'h3 / {len(TRUNKS)} % {len(DIDS)}', DIDS)} AS did",
+        f"5 + h3 / {len(TRUNKS) * len(DIDS)} % 55 AS voicemail_talk",
+        f"1000 + h3 / {len(TRUNKS) * len(DIDS) * 55} % 8999 AS pin",
+        # (draw + 0.5) / 10**6 is in (0, 1): the exponential's inverse CDF never sees 0.
+        "CAST(floor(-ln((h4 % 1000000 + 0.5) / 1000000.0) * "
+        f"{MEAN_TALK_S}) AS INTEGER) + 3 AS answered_talk",
+        f"h4 / 1000000 % 10 < {RECORDED_TENTHS} AS recorded",
+        "h5 / 3600 % 4 AS failed_call",
+        f"h5 / 14400 % 100 < {PINCODE_PERCENT} AS has_pin",
+    ]
+    sql = _level(draws, sql, fence)
+    inbound, outbound = "kind = 0", "kind = 1"
+    assert type_names[:2] == ["Inbound", "Outbound"]
+    status = (
+        "CASE kind "
+        + " ".join(
+            f"WHEN {i} THEN {_weighted('status_draw', STATUSES[name])}"
+            for i, name in enumerate(type_names)
+        )
+        + " END"
+    )
+    ts = "hour_ts + offset_s"
+    fields = [
+        f"{ts} AS ts",
+        f"{_format(dialect, '%.%', [ts, 'seq'])} AS callid",
+        f"{_format(dialect, '%%2:%2', ['clock', 'offset_s / 60', 'offset_s % 60'])} AS timestart",
+        f"CASE WHEN {inbound} THEN external ELSE {_format(dialect, '%', ['ext'])} END AS callfrom",
+        f"CASE WHEN {inbound} THEN {_format(dialect, '%', ['ext'])} WHEN {outbound} THEN external "
+        f"ELSE {_format(dialect, '%', ['other_ext'])} END AS callto",
+        f"CASE WHEN {inbound} THEN trunk ELSE '' END AS srctrunkname",
+        f"CASE WHEN {outbound} THEN trunk ELSE '' END AS dsttrunkname",
+        f"{status} AS status",
+        f"{_pick('kind', type_names)} AS type",
+        f"CASE WHEN {outbound} AND has_pin THEN {_format(dialect, '%', ['pin'])} ELSE '' END "
+        "AS pincode",
+        f"CASE WHEN {inbound} THEN did ELSE '' END AS didnumber",
+        "ring",
+        "answered_talk",
+        "voicemail_talk",
+        "failed_call",
+        "recorded",
+    ]
+    sql = _level(fields, sql, fence)
+    stamp = "replace(replace(replace(timestart, '-', ''), ' ', ''), ':', '')"
+    recording = _format(dialect, "%-%-%-%-%.wav", [stamp, "callid", "callfrom", "callto", "type"])
+    talk = (
+        "CASE status WHEN 'ANSWERED' THEN answered_talk WHEN 'VOICEMAIL' THEN voicemail_talk "
+        "ELSE 0 END"
+    )
+    totals = [
+        *("ts", "callid", "timestart", "callfrom", "callto"),
+        f"CASE WHEN status = 'FAILED' THEN failed_call ELSE ring + {talk} END AS callduraction",
+        f"{talk} AS talkduraction",
+        *("srctrunkname", "dsttrunkname", "status", "type", "pincode"),
+        f"CASE WHEN status = 'ANSWERED' AND recorded THEN {recording} ELSE '' END AS recording",
+        "didnumber",
+        ":sn AS sn",
+    ]
+    sql = _level(totals, sql, fence)
+    line = _format(dialect, ",".join(["%"] * len(RECORD_COLUMNS)) + "%", [*RECORD_COLUMNS, ":eol"])
+    return _level(["ts", *RECORD_COLUMNS, f"{line} AS line"], sql, fence)
