@@ -39,3 +39,38 @@ def test_seeding_twice_adds_nothing(db):
     assert seed_database(db, plan) == 0
     with db.read() as conn:
         assert cdrs.count(conn) == 300
+
+
+def test_seeded_lines_are_the_records_as_the_download_writes_them():
+    # The database renders each line itself, without quoting: true only while no seeded
+    # value holds a comma, quote or newline.
+    pairs = list(generate(SeedPlan(count=5000, seed=2, days=30, extensions=7)))
+    assert all(line == record.csv_line() for record, line in pairs)
+    assert any(record.pincode for record, _ in pairs)
+    assert any(record.didnumber for record, _ in pairs)
+
+
+def test_rows_stay_inside_the_plan():
+    plan = SeedPlan(count=3000, seed=5, start="2026-02-01 00:00:00", days=10, extensions=7)
+    records = [record for record, _ in generate(plan)]
+    assert len(records) == 3000
+    start = parse_pbx_time(plan.start)
+    assert all(start <= parse_pbx_time(r.timestart) < start + 10 * 86400 for r in records)
+    extensions = {str(1000 + i) for i in range(7)}
+    assert all(
+        r.callto in extensions if r.type == "Inbound" else r.callfrom in extensions
+        for r in records
+    )
+    assert {r.callto for r in records if r.type == "Internal"} == extensions
+    assert all(r.sn == plan.serial for r in records)
+
+
+def test_a_seeded_store_holds_the_generated_rows(db):
+    # On PostgreSQL too: the same seed gives the same rows on both engines.
+    plan = SeedPlan(count=1500, seed=11, days=20)
+    assert seed_database(db, plan) == 1500
+    with db.read() as conn:
+        stored = conn.exec_driver_sql("SELECT ts, line FROM cdr ORDER BY id").all()
+    generated = list(generate(plan))
+    assert [line for _, line in stored] == [line for _, line in generated]
+    assert [ts for ts, _ in stored] == [parse_pbx_time(r.timestart) for r, _ in generated]

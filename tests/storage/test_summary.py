@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import make_dataclass, replace
 from typing import Any, get_args
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdrgate import scope
 from cdrgate.cdr import CdrRecord
+from cdrgate.ingest import seeding
+from cdrgate.ingest.seeding import seed_database
 from cdrgate.ingest.store import store_records
+from cdrgate.seed import SeedPlan
 from cdrgate.services.query import STATUSES, TYPES
 from cdrgate.services.retention import RetentionPolicy, prune
 from cdrgate.storage import query as q
@@ -105,6 +109,24 @@ def test_statistics_from_the_summary_equal_those_from_the_rows_after_retention(
     assert answer == raw
     everything = q.Filters()
     assert _both(db, everything, "type")[1] == _both(db, everything, "type")[0]
+
+
+@pytest.mark.parametrize("in_commits", [False, True], ids=["empty store", "in commits"])
+def test_statistics_from_the_summary_equal_those_from_the_rows_after_seeding(
+    db: Database, monkeypatch: pytest.MonkeyPatch, in_commits: bool
+):
+    if in_commits:  # a store that holds rows already: a commit every few hundred seeded rows
+        store_records(db, [make_cdr(callid="17800.1", timestart="2026-01-05 10:00:00")])
+        monkeypatch.setattr(seeding, "SEED_BATCH", 100)
+        monkeypatch.setattr(seeding, "SEED_COMMIT_ROWS", 300)
+    plan = SeedPlan(count=2000, seed=4, start="2026-01-01 00:00:00", days=120)
+    seed_database(db, plan)
+    assert seed_database(db, plan) == 0  # again: nothing new, so nothing counted twice
+    asked = (q.Filters(), q.Filters(from_ts=JAN + 7 * DAY, until_ts=JAN + 40 * DAY))
+    for f in (*asked, q.Filters(statuses=("ANSWERED", "VOICEMAIL"), types=("Inbound",))):
+        for group in get_args(q.Group):
+            raw, answer = _both(db, f, group)
+            assert answer == raw, (f, group)
 
 
 def test_a_year_per_day_with_whole_hour_bounds_is_answered_by_the_summary():

@@ -81,7 +81,8 @@ class Stage:
         self._insert = text(
             # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
             f"INSERT INTO cdr ({names}) SELECT {names} FROM ({rows}) AS seeded WHERE true "
-            "ON CONFLICT (sn, callid) DO NOTHING"
+            # No conflict target: on PostgreSQL the key also holds ts (partitions), as in pg_bulk.
+            "ON CONFLICT DO NOTHING"
         )
 
     def insert(self, hours: Sequence[Slot]) -> int:
@@ -171,24 +172,18 @@ def _format(dialect: str, template: str, values: Sequence[str]) -> str:
     would build it piece by piece."""
     pieces = template.split("%")
     assert len(pieces) == len(values) + 1
+    padded = [piece.startswith("2") for piece in pieces[1:]]
+    tails = [piece[1:] if pad else piece for piece, pad in zip(pieces[1:], padded, strict=True)]
     if dialect == "postgresql":
         parts = [f"'{pieces[0]}'"]
-        for value, piece in zip(values, pieces[1:], strict=True):
-            if piece.startswith("2"):
-                value, piece = f"lpad(({value})::text, 2, '0')", piece[1:]
-            parts += (
-                [f"({value})::text", f"'{piece}'"]
-                if not value.startswith("lpad")
-                else [
-                    value,
-                    f"'{piece}'",
-                ]
-            )
-        return "concat(" + ", ".join(parts) + ")"
-    printf = pieces[0] + "".join(
-        ("%02d" + piece[1:]) if piece.startswith("2") else ("%s" + piece) for piece in pieces[1:]
+        for value, pad, tail in zip(values, padded, tails, strict=True):
+            parts.append(f"lpad(({value})::text, 2, '0')" if pad else f"({value})::text")
+            parts.append(f"'{tail}'")
+        return f"concat({', '.join(parts)})"
+    spec = pieces[0] + "".join(
+        ("%02d" if pad else "%s") + tail for pad, tail in zip(padded, tails, strict=True)
     )
-    return f"printf('{printf}', {', '.join(values)})"
+    return f"printf('{spec}', {', '.join(values)})"
 
 
 def _rows_sql(dialect: str, plan: SeedPlan) -> str:
@@ -202,6 +197,9 @@ def _rows_sql(dialect: str, plan: SeedPlan) -> str:
         else "CROSS JOIN seed_counter AS c"
     )
     within = "" if pg else " AND c.j < s.calls"
+    # The whole part of a positive number. Not floor(): SQLAlchemy installs a Python floor()
+    # on SQLite connections, a call into Python per row; SQLite's CAST truncates.
+    whole = "trunc" if pg else ""
     sql = (
         "SELECT s.first_seq + c.j AS seq, c.j AS j, s.calls AS calls, s.ts AS hour_ts, "
         f"s.clock AS clock FROM seed_slot AS s {counter} "
@@ -248,8 +246,8 @@ def _rows_sql(dialect: str, plan: SeedPlan) -> str:
         f"{_pick(f'h3 / {len(TRUNKS)} % {len(DIDS)}', DIDS)} AS did",
         f"5 + h3 / {len(TRUNKS) * len(DIDS)} % 55 AS voicemail_talk",
         f"1000 + h3 / {len(TRUNKS) * len(DIDS) * 55} % 8999 AS pin",
-        # (draw + 0.5) / 10**6 is in (0, 1): the exponential's inverse CDF never sees 0.
-        "CAST(floor(-ln((h4 % 1000000 + 0.5) / 1000000.0) * "
+        # (2 * draw + 1) / 2e6 is in (0, 1): the exponential's inverse CDF never sees 0.
+        f"CAST({whole}(-ln(CAST(h4 % 1000000 * 2 + 1 AS DOUBLE PRECISION) / 2000000) * "
         f"{MEAN_TALK_S}) AS INTEGER) + 3 AS answered_talk",
         f"h4 / 1000000 % 10 < {RECORDED_TENTHS} AS recorded",
         "h5 / 3600 % 4 AS failed_call",
