@@ -170,6 +170,8 @@ def _format(dialect: str, template: str, values: Sequence[str]) -> str:
     """``template`` with each ``%`` replaced by the next value (``%2``: zero-padded to two
     digits), as one call: SQLite's printf builds the string once, where a chain of ``||``
     would build it piece by piece."""
+    if template == "%":
+        return f"CAST({values[0]} AS TEXT)"
     pieces = template.split("%")
     assert len(pieces) == len(values) + 1
     padded = [piece.startswith("2") for piece in pieces[1:]]
@@ -186,8 +188,20 @@ def _format(dialect: str, template: str, values: Sequence[str]) -> str:
     return f"printf('{spec}', {', '.join(values)})"
 
 
+def _hash(k: str) -> str:
+    """The hash of a key ``k`` (see the module docstring) in SQL: k**4 + k mod the prime."""
+    return f"({k} * {k} % {_PRIME} * ({k} * {k} % {_PRIME}) + {k}) % {_PRIME}"
+
+
 def _rows_sql(dialect: str, plan: SeedPlan) -> str:
-    """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values)."""
+    """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values).
+
+    Five levels, each passing up as few columns as it can (copying a column from one level
+    to the next costs about as much as computing a small one): the hash keys, the hashes,
+    then the call's
+    type, status and talk time, then the record's fields, then the line. A choice only one
+    kind of call needs is computed inside its CASE branch, for those calls only.
+    """
     pg = dialect == "postgresql"
     fence = "OFFSET 0" if pg else "LIMIT -1 OFFSET 0"
     counter = (
@@ -200,107 +214,100 @@ def _rows_sql(dialect: str, plan: SeedPlan) -> str:
     # The whole part of a positive number. Not floor(): SQLAlchemy installs a Python floor()
     # on SQLite connections, a call into Python per row; SQLite's CAST truncates.
     whole = "trunc" if pg else ""
+    seq = "s.first_seq + c.j"
+    keys = [
+        f"{seq} AS seq",
+        *("c.j AS j", "s.calls AS calls", "s.ts AS hour_ts", "s.clock AS clock"),
+        *(
+            f"((({seq}) * {_STREAMS} + {i}) % {_PRIME} * {_MULTIPLIER} + :salt) % {_PRIME} AS k{i}"
+            for i in range(_STREAMS)
+        ),
+    ]
     sql = (
-        "SELECT s.first_seq + c.j AS seq, c.j AS j, s.calls AS calls, s.ts AS hour_ts, "
-        f"s.clock AS clock FROM seed_slot AS s {counter} "
-        f"WHERE s.first_seq BETWEEN :first AND :last{within}"
+        f"SELECT {', '.join(keys)} FROM seed_slot AS s {counter} "
+        f"WHERE s.first_seq BETWEEN :first AND :last{within} {fence}"
     )
-    streams = range(_STREAMS)
-    row = ["seq", "j", "calls", "hour_ts", "clock"]
-    sql = _level(
-        row
-        + [
-            f"(((seq * 8 + {i}) % {_PRIME}) * {_MULTIPLIER} + :salt) % {_PRIME} AS k{i}"
-            for i in streams
-        ],
-        sql,
-        fence,
-    )
-    square = "(k{0} * k{0} % {1})"
-    sql = _level(
-        row
-        + [
-            f"({square.format(i, _PRIME)} * {square.format(i, _PRIME)} + k{i}) % {_PRIME} AS h{i}"
-            for i in streams
-        ],
-        sql,
-        fence,
-    )
-    n_ext, first_ext = plan.extensions, plan.first_extension
-    type_names = [name for name, _ in TYPES]
-    prefix = _pick(f"h2 / 9000000 % {len(EXTERNAL_PREFIXES)}", EXTERNAL_PREFIXES)
-    draws = [
+    hashes = [
         "seq",
         # Evenly spread over the hour, each row jittered within its share: still in order.
-        "(j * 3600 + h5 % 3600) / calls AS offset_s",
-        "hour_ts",
-        "clock",
-        f"{_weighted('h0 % 100', [(str(i), w) for i, (_, w) in enumerate(TYPES)], quote=False)} "
-        "AS kind",
-        "h0 / 100 % 100 AS status_draw",
-        "2 + h0 / 10000 % 33 AS ring",
-        f"{first_ext} + h1 % {n_ext} AS ext",
-        f"{first_ext} + h1 / {n_ext} % {n_ext} AS other_ext",
-        f"{_format(dialect, '%%', [prefix, '1000000 + h2 % 9000000'])} AS external",
-        f"{_pick(f'h3 % {len(TRUNKS)}', TRUNKS)} AS trunk",
-        f"{_pick(f'h3 / {len(TRUNKS)} % {len(DIDS)}', DIDS)} AS did",
-        f"5 + h3 / {len(TRUNKS) * len(DIDS)} % 55 AS voicemail_talk",
-        f"1000 + h3 / {len(TRUNKS) * len(DIDS) * 55} % 8999 AS pin",
-        # (2 * draw + 1) / 2e6 is in (0, 1): the exponential's inverse CDF never sees 0.
-        f"CAST({whole}(-ln(CAST(h4 % 1000000 * 2 + 1 AS DOUBLE PRECISION) / 2000000) * "
-        f"{MEAN_TALK_S}) AS INTEGER) + 3 AS answered_talk",
-        f"h4 / 1000000 % 10 < {RECORDED_TENTHS} AS recorded",
-        "h5 / 3600 % 4 AS failed_call",
-        f"h5 / 14400 % 100 < {PINCODE_PERCENT} AS has_pin",
+        f"(j * 3600 + {_hash('k5')} % 3600) / calls AS offset_s",
+        *("hour_ts", "clock"),
+        *(f"{_hash(f'k{i}')} AS h{i}" for i in range(_STREAMS)),
     ]
-    sql = _level(draws, sql, fence)
-    inbound, outbound = "kind = 0", "kind = 1"
+    sql = _level(hashes, sql, fence)
+
+    type_names = [name for name, _ in TYPES]
     assert type_names[:2] == ["Inbound", "Outbound"]
+    kind = _weighted("h0 % 100", [(str(i), w) for i, (_, w) in enumerate(TYPES)], quote=False)
     status = (
-        "CASE kind "
+        f"CASE {kind} "
         + " ".join(
-            f"WHEN {i} THEN {_weighted('status_draw', STATUSES[name])}"
+            f"WHEN {i} THEN {_weighted('h0 / 100 % 100', STATUSES[name])}"
             for i, name in enumerate(type_names)
         )
         + " END"
     )
-    ts = "hour_ts + offset_s"
-    fields = [
-        f"{ts} AS ts",
-        f"{_format(dialect, '%.%', [ts, 'seq'])} AS callid",
-        f"{_format(dialect, '%%2:%2', ['clock', 'offset_s / 60', 'offset_s % 60'])} AS timestart",
-        f"CASE WHEN {inbound} THEN external ELSE {_format(dialect, '%', ['ext'])} END AS callfrom",
-        f"CASE WHEN {inbound} THEN {_format(dialect, '%', ['ext'])} WHEN {outbound} THEN external "
-        f"ELSE {_format(dialect, '%', ['other_ext'])} END AS callto",
-        f"CASE WHEN {inbound} THEN trunk ELSE '' END AS srctrunkname",
-        f"CASE WHEN {outbound} THEN trunk ELSE '' END AS dsttrunkname",
-        f"{status} AS status",
-        f"{_pick('kind', type_names)} AS type",
-        f"CASE WHEN {outbound} AND has_pin THEN {_format(dialect, '%', ['pin'])} ELSE '' END "
-        "AS pincode",
-        f"CASE WHEN {inbound} THEN did ELSE '' END AS didnumber",
-        "ring",
-        "answered_talk",
-        "voicemail_talk",
-        "failed_call",
-        "recorded",
-    ]
-    sql = _level(fields, sql, fence)
-    stamp = "replace(replace(replace(timestart, '-', ''), ' ', ''), ':', '')"
-    recording = _format(dialect, "%-%-%-%-%.wav", [stamp, "callid", "callfrom", "callto", "type"])
-    talk = (
-        "CASE status WHEN 'ANSWERED' THEN answered_talk WHEN 'VOICEMAIL' THEN voicemail_talk "
-        "ELSE 0 END"
+    # (2 * draw + 1) / 2e6 is in (0, 1): the exponential's inverse CDF never sees 0.
+    answered = (
+        f"CAST({whole}(-ln(CAST(h4 % 1000000 * 2 + 1 AS DOUBLE PRECISION) / 2000000) * "
+        f"{MEAN_TALK_S}) AS INTEGER) + 3"
     )
-    totals = [
-        *("ts", "callid", "timestart", "callfrom", "callto"),
-        f"CASE WHEN status = 'FAILED' THEN failed_call ELSE ring + {talk} END AS callduraction",
-        f"{talk} AS talkduraction",
-        *("srctrunkname", "dsttrunkname", "status", "type", "pincode"),
-        f"CASE WHEN status = 'ANSWERED' AND recorded THEN {recording} ELSE '' END AS recording",
-        "didnumber",
+    voicemail = f"5 + h3 / {len(TRUNKS) * len(DIDS)} % 55"
+    calls = [
+        *("seq", "offset_s", "hour_ts", "clock"),
+        f"{kind} AS kind",
+        f"{status} AS status",
+        f"CASE {status} WHEN 'ANSWERED' THEN {answered} WHEN 'VOICEMAIL' THEN {voicemail} "
+        "ELSE 0 END AS talk",
+        *(f"h{i}" for i in range(_STREAMS)),
+    ]
+    sql = _level(calls, sql, fence)
+
+    n_ext, first_ext = plan.extensions, plan.first_extension
+    ext = f"{first_ext} + h1 % {n_ext}"
+    prefix = _pick(f"h2 / 9000000 % {len(EXTERNAL_PREFIXES)}", EXTERNAL_PREFIXES)
+    external = _format(dialect, "%%", [prefix, "1000000 + h2 % 9000000"])
+    trunk = _pick(f"h3 % {len(TRUNKS)}", TRUNKS)
+    inbound, outbound = "kind = 0", "kind = 1"
+    pin = f"1000 + h3 / {len(TRUNKS) * len(DIDS) * 55} % 8999"
+    callid = _format(dialect, "%.%", ["hour_ts + offset_s", "seq"])
+    timestart = _format(dialect, "%%2:%2", ["clock", "offset_s / 60", "offset_s % 60"])
+    callfrom = f"CASE WHEN {inbound} THEN {external} ELSE {_format(dialect, '%', [ext])} END"
+    callto = (
+        f"CASE WHEN {inbound} THEN {_format(dialect, '%', [ext])} WHEN {outbound} "
+        f"THEN {external} ELSE {_format(dialect, '%', [f'{first_ext} + h1 / {n_ext} % {n_ext}'])} "
+        "END"
+    )
+    type_ = _pick("kind", type_names)
+    # Only answered calls that are recorded name a file: the name's parts are computed again
+    # for those (a fifth of the rows) rather than passed up for all.
+    stamp = _format(
+        dialect,
+        "%%2%2",
+        ["replace(replace(clock, '-', ''), ' ', '')", "offset_s / 60", "offset_s % 60"],
+    )
+    recording = _format(dialect, "%-%-%-%-%.wav", [stamp, callid, callfrom, callto, type_])
+    fields = [
+        "hour_ts + offset_s AS ts",
+        f"{callid} AS callid",
+        f"{timestart} AS timestart",
+        f"{callfrom} AS callfrom",
+        f"{callto} AS callto",
+        "CASE WHEN status = 'FAILED' THEN h5 / 3600 % 4 ELSE 2 + h0 / 10000 % 33 + talk END "
+        "AS callduraction",
+        "talk AS talkduraction",
+        f"CASE WHEN {inbound} THEN {trunk} ELSE '' END AS srctrunkname",
+        f"CASE WHEN {outbound} THEN {trunk} ELSE '' END AS dsttrunkname",
+        "status",
+        f"{type_} AS type",
+        f"CASE WHEN {outbound} AND h5 / 14400 % 100 < {PINCODE_PERCENT} "
+        f"THEN {_format(dialect, '%', [pin])} ELSE '' END AS pincode",
+        f"CASE WHEN status = 'ANSWERED' AND h4 / 1000000 % 10 < {RECORDED_TENTHS} "
+        f"THEN {recording} ELSE '' END AS recording",
+        f"CASE WHEN {inbound} THEN {_pick(f'h3 / {len(TRUNKS)} % {len(DIDS)}', DIDS)} ELSE '' END "
+        "AS didnumber",
         ":sn AS sn",
     ]
-    sql = _level(totals, sql, fence)
+    sql = _level(fields, sql, fence)
     line = _format(dialect, ",".join(["%"] * len(RECORD_COLUMNS)) + "%", [*RECORD_COLUMNS, ":eol"])
     return _level(["ts", *RECORD_COLUMNS, f"{line} AS line"], sql, fence)
