@@ -75,6 +75,10 @@ class Stage:
 
     def __init__(self, conn: Connection, plan: SeedPlan, hours: Sequence[Slot]) -> None:
         self.conn, self.plan = conn, plan
+        # Every month the hours need, before this transaction touches cdr: once it holds a
+        # lock there, creating a partition (on another connection) would wait out its lock
+        # timeout and the rows would land in cdr_default.
+        partitions.ensure(conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599)))
         _stage(conn, hours)
         names = ", ".join(_STORED_COLUMNS)
         rows = _rows_sql(conn.dialect.name, plan)
@@ -90,9 +94,6 @@ class Stage:
         Counts them in cdr_summary in the same transaction, as every insert of cdr does."""
         conn = self.conn
         if conn.dialect.name == "postgresql":
-            partitions.ensure(
-                conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599))
-            )
             pg_bulk.serialise_cdr_inserts(conn)
         after = summary.newest_id(conn)
         result = conn.execute(
