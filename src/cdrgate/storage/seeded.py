@@ -199,8 +199,7 @@ def _rows_sql(dialect: str, plan: SeedPlan) -> str:
 
     Five levels, each passing up as few columns as it can (copying a column from one level
     to the next costs about as much as computing a small one): the hash keys, the hashes,
-    then the call's
-    type, status and talk time, then the record's fields, then the line. A choice only one
+    the call's type, status and talk time, the record's fields, the line. A choice only one
     kind of call needs is computed inside its CASE branch, for those calls only.
     """
     pg = dialect == "postgresql"
