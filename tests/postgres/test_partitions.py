@@ -54,7 +54,7 @@ def test_rows_caught_by_the_default_partition_move_to_their_month_when_it_is_cre
     pg_db: Database,
 ):
     # A writer that bypasses the bulk path: the row has no month partition to go to.
-    row = dict(zip(cdrs._COLUMNS, cdrs.row_values(THREE_MONTHS[3]), strict=True))
+    row = dict(zip(cdrs.COLUMNS, cdrs.row_values(THREE_MONTHS[3]), strict=True))
     with pg_db.write() as conn:
         conn.execute(cdr.insert().values(**row))
     assert _where(pg_db) == {"1.4": "cdr_default"}

@@ -32,7 +32,8 @@ from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
 INSERT_BATCH = 5000
-_COLUMNS = (
+# The stored columns of a CDR, in the order insert tuples hold them.
+COLUMNS = (
     "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
     "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
 )  # fmt: skip
@@ -41,7 +42,7 @@ _COLUMNS = (
 def row_values(
     record: CdrRecord, line: str | None = None, ts: int | None = None
 ) -> tuple[object, ...]:
-    """The insert tuple for ``record``, in ``_COLUMNS`` order (``ts``: timestart, if known)."""
+    """The insert tuple for ``record``, in ``COLUMNS`` order (``ts``: timestart, if known)."""
     if line is None:
         line = record.csv_line()
     if "\x00" in line:
@@ -61,9 +62,9 @@ def row_values(
 
 
 def insert_sql(db: Database) -> str:
-    marks = ", ".join([db.placeholder()] * len(_COLUMNS))
+    marks = ", ".join([db.placeholder()] * len(COLUMNS))
     return (
-        f"INSERT INTO cdr ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+        f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({marks}) "
         "ON CONFLICT (sn, callid) DO NOTHING"
     )
 
@@ -74,7 +75,7 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
         return 0
     if conn.dialect.name == "postgresql":
         # COPY + one set-wise INSERT (``sql`` is the SQLite spelling); see pg_bulk.
-        return pg_bulk.copy_rows(conn, _COLUMNS, rows)
+        return pg_bulk.copy_rows(conn, COLUMNS, rows)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)

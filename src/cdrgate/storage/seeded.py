@@ -4,7 +4,7 @@ Rows are numbered ``seq`` 1..count in time order; every random choice of row ``s
 from ``_hash(seq, stream)``, an integer hash of the row number, the stream (which choice) and
 the seed, so a seed gives the same rows on both engines (SQLite's ``random()`` cannot be
 seeded). The hash is the polynomial ``k**4 + k`` modulo the prime 2**31 - 1 of
-``k = (seq * 8 + stream) * A + salt``: cheap, all-integer, and every intermediate product is
+``k = (seq * 6 + stream) * A + salt``: cheap, all-integer, and every intermediate product is
 below 2**62, so neither engine overflows (SQLite would silently turn to floating point).
 Several small choices come from one hash as the digits of a mixed-radix number.
 
@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Connection, text
 
-from cdrgate.cdr import LINE_TERMINATOR
+from cdrgate.cdr import CSV_COLUMNS, LINE_TERMINATOR
 from cdrgate.seed import (
     DIDS,
     EXTERNAL_PREFIXES,
@@ -37,19 +37,13 @@ from cdrgate.seed import (
     Slot,
 )
 from cdrgate.storage import partitions, pg_bulk, summary
+from cdrgate.storage.cdrs import COLUMNS
 
 _PRIME = 2**31 - 1
 _MULTIPLIER = 1_103_515_245
 _STREAMS = 6
-# What the SELECT yields, in CdrRecord order, then the CSV line and ts.
-RECORD_COLUMNS = (
-    "callid", "timestart", "callfrom", "callto", "callduraction", "talkduraction",
-    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "sn",
-)  # fmt: skip
-_STORED_COLUMNS = (
-    "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
-    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
-)  # fmt: skip
+# What the SELECT yields: the record's fields in CSV order, then the CSV line.
+RECORD_COLUMNS = CSV_COLUMNS
 
 
 def select_rows(
@@ -80,7 +74,7 @@ class Stage:
         # timeout and the rows would land in cdr_default.
         partitions.ensure(conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599)))
         _stage(conn, hours)
-        names = ", ".join(_STORED_COLUMNS)
+        names = ", ".join(COLUMNS)
         rows = _rows_sql(conn.dialect.name, plan)
         self._insert = text(
             # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
