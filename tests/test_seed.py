@@ -67,6 +67,15 @@ def test_rows_stay_inside_the_plan():
     assert all(r.sn == plan.serial for r in records)
 
 
+def test_a_recording_is_named_as_the_pbx_names_it():
+    records = [record for record, _ in generate(SeedPlan(count=2000, seed=7, days=30))]
+    recorded = [r for r in records if r.recording]
+    assert recorded and all(r.status == "ANSWERED" for r in recorded)
+    for r in recorded:
+        stamp = r.timestart.replace("-", "").replace(" ", "").replace(":", "")
+        assert r.recording == f"{stamp}-{r.callid}-{r.callfrom}-{r.callto}-{r.type}.wav"
+
+
 def test_a_seeded_store_holds_the_generated_rows(db):
     # On PostgreSQL too: the same seed gives the same rows on both engines.
     plan = SeedPlan(count=1500, seed=11, days=20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -65,7 +66,9 @@ def test_a_download_from_another_address_needs_allowedip(served):
             body = {"recording": names[0], **extra}
             answer = app.post(url + "recording/get_random", params={"token": token}, json=body)
             random = answer.json()["random"]
-            return f"{url}recording/download?recording={names[0]}&token={token}&random={random}"
+            # Seeded names may hold "+" (callers like +4179...): encoded, as a client must.
+            name = quote(names[0], safe="")
+            return f"{url}recording/download?recording={name}&token={token}&random={random}"
 
         assert other.get(link()).json() == {"status": "Failed", "errno": "20015"}
         allowed = other.get(link(allowedip="127.0.0.2"))

@@ -278,7 +278,11 @@ def _rows_sql(dialect: str, plan: SeedPlan) -> str:
     stamp = _format(
         dialect,
         "%%2%2",
-        ["replace(replace(clock, '-', ''), ' ', '')", "offset_s / 60", "offset_s % 60"],
+        [
+            "replace(replace(replace(clock, '-', ''), ' ', ''), ':', '')",
+            "offset_s / 60",
+            "offset_s % 60",
+        ],
     )
     recording = _format(dialect, "%-%-%-%-%.wav", [stamp, callid, callfrom, callto, type_])
     fields = [
