@@ -6,7 +6,8 @@ loop thread. Here the response drives the export itself:
 
 - each page is read in a worker thread, at most ``PAGE_THREADS`` at a time for all
   downloads, so exports never take the threads (and pooled connections) that logins,
-  randoms, audit and ingest need;
+  randoms, audit and ingest need; a CDR export reads its next page while the current one
+  is being sent (so one export holds at most two pages), and the send waits for that read;
 - a task watches ``receive()`` for the disconnect, and cancels the stream at once;
 - a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
   seconds is cut (a send blocked that long counts as no progress);
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import anyio
+import anyio.abc
 from anyio.to_thread import run_sync
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -118,7 +120,7 @@ class ExportResponse(Response):
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                outcome = await self._stream(send)
+                outcome = await self._stream(send, group)
                 group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             # Not the client leaving (that cancel stays inside the group): the server is
@@ -132,7 +134,7 @@ class ExportResponse(Response):
                 with anyio.CancelScope(shield=True):
                     await run_sync(self.export.finish, outcome)
 
-    async def _stream(self, send: Send) -> Outcome:
+    async def _stream(self, send: Send, group: anyio.abc.TaskGroup) -> Outcome:
         guard = RateGuard(self.min_rate, self.window)
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
@@ -145,9 +147,13 @@ class ExportResponse(Response):
                     chunk = await run_sync(self.export.next_chunk, limiter=_page_threads())
                 if chunk is None:
                     break
+                read = self._read_ahead(group)
                 with anyio.fail_after(guard.deadline(len(chunk))):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 guard.sent(len(chunk))
+                # The next chunk is handed out only once its read has ended: the export is
+                # used by one thread at a time, and no read is left behind for finish.
+                await read.wait()
         except (TooSlow, TimeoutError) as exc:
             why = str(exc) if isinstance(exc, TooSlow) else "no progress"
             log.warning("download cut, connection closed: client reads too slowly (%s)", why)
@@ -159,6 +165,24 @@ class ExportResponse(Response):
             return "failed"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return "ok"
+
+    def _read_ahead(self, group: anyio.abc.TaskGroup) -> anyio.Event:
+        """Start reading the export's next page in a worker thread; the event is set when
+        the read has ended (at once when there is nothing to read)."""
+        done = anyio.Event()
+        export = self.export
+        if not isinstance(export, Export) or export.ready:
+            done.set()
+            return done
+
+        async def read() -> None:
+            try:
+                await run_sync(export.read_ahead, limiter=_page_threads())
+            finally:
+                done.set()
+
+        group.start_soon(read)
+        return done
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

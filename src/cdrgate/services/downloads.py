@@ -15,7 +15,6 @@ from sqlalchemy import Connection
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
-from cdrgate.csvsafe import safe_line
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.passwords import secret_hash
@@ -132,7 +131,7 @@ def parse_allowed_ip(raw: str | None) -> str | None:
 
 def _body_size(page: Page) -> int:
     """The bytes ``Export`` sends for a one-page result (header and lines, UTF-8)."""
-    return len(CSV_HEADER.encode()) + sum(len(line.encode()) for line in page.lines)
+    return len(CSV_HEADER.encode()) + len(page.body)
 
 
 def _random_hash(random: str | None) -> str:
@@ -221,7 +220,7 @@ class DownloadService:
                 if refused is None and position is None:
                     whole = self._whole_result(conn, flt.query(session.scope))
                 if whole is not None:
-                    recorded = attempt.ended("ok", len(whole.lines), _body_size(whole))
+                    recorded = attempt.ended("ok", whole.rows, _body_size(whole))
                     record_id = self.audit.record_in(conn, recorded)
             if refused is not None:
                 raise refused
@@ -264,9 +263,7 @@ class DownloadService:
         lines = cdrs.read_lines(conn, query, limit=PAGE_ROWS + 1)
         if len(lines) > PAGE_ROWS or (not lines and self.settings.empty_download == "errno"):
             return None
-        if self.settings.csv_safe:
-            lines = [safe_line(line) for line in lines]
-        return Page(query, lines, Cursor(query.end_ts + 1, 1))
+        return Page.of_lines(query, lines, Cursor(query.end_ts + 1, 1), self.settings.csv_safe)
 
     def _finished(
         self, slot: ExportSlots.Slot | None, attempt: DownloadAttempt, outcome: Outcome, rows: int,

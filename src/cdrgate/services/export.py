@@ -12,6 +12,11 @@ of PBXs aggregated, or a bulk import with one timestart) is read in (callid, sn)
 Between pages the export sees new commits: a CDR stored meanwhile in a slice not read yet is
 included, one stored in a slice already sent is not (as if the download had started a
 moment earlier). No row is sent twice and none that existed throughout is missed.
+
+A long export's pages grow: the first aims at ``PAGE_ROWS`` (a small download's whole result),
+each next one at twice the last, up to ``GROWN_PAGE`` times that. A full export of 1M rows is
+then about 130 queries instead of 1,000, and the memory one export holds stays bounded (a page
+being sent and the one read ahead, about 1 MB each).
 """
 
 from __future__ import annotations
@@ -24,16 +29,17 @@ from typing import Literal
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.csvsafe import safe_line
-from cdrgate.errors import ApiError, Errno
+from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.storage import cdrs
 from cdrgate.storage.cdrs import CdrQuery, Key
 from cdrgate.storage.db import Database
 
 Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid-stream
 
-PAGE_ROWS = 1000
-MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond, a slice is read again narrower
+PAGE_ROWS = 1000  # the first page's aim
+MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond (scaled with a grown aim), a slice is read again narrower
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
+GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS
 
 
 @dataclass(frozen=True)
@@ -41,35 +47,50 @@ class Cursor:
     """Where the next page starts: second ``ts``, a slice ``span`` seconds wide.
 
     ``dense``: second ``ts`` alone holds more than a page, so it is read in key order
-    (callid, sn) a page at a time, from after ``after``.
+    (callid, sn) a page at a time, from after ``after``. ``aim``: the rows this page aims
+    at (0: ``PAGE_ROWS``, read when the page is, so tests can shrink it).
     """
 
     ts: int
     span: int
     dense: bool = False
     after: Key | None = None
+    aim: int = 0
 
 
 @dataclass(frozen=True)
 class Page:
+    """``rows`` CSV lines, joined and UTF-8 encoded in ``body`` (header not included)."""
+
     query: CdrQuery
-    lines: list[str]
+    rows: int
+    body: bytes
     next: Cursor
 
     @property
     def empty(self) -> bool:
-        return not self.lines
+        return not self.rows
+
+    @classmethod
+    def of_lines(cls, query: CdrQuery, lines: list[str], next: Cursor, safe: bool) -> Page:
+        if safe:
+            lines = [safe_line(line) for line in lines]
+        return cls(query, len(lines), "".join(lines).encode(), next)
 
     @property
     def last(self) -> bool:
         return self.next.ts > self.query.end_ts
 
 
-def _next_span(span: int, rows: int) -> int:
+def _next_span(span: int, rows: int, aim: int) -> int:
     if rows == 0:
         return span * MAX_GROWTH
-    wanted = span * PAGE_ROWS // rows
+    wanted = span * aim // rows
     return max(1, min(span * MAX_GROWTH, max(span // MAX_GROWTH, wanted)))
+
+
+def _grown(aim: int) -> int:
+    return min(2 * aim, GROWN_PAGE * PAGE_ROWS)
 
 
 def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
@@ -78,31 +99,36 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
     Each query is its own short read transaction; empty slices widen quickly, so a sparse
     range costs a handful of queries.
     """
+    aim = at.aim or PAGE_ROWS
     while at.ts <= query.end_ts:
         if at.dense:
             second = replace(query, start_ts=at.ts, end_ts=at.ts)
-            rows = db.export_read(
-                partial(cdrs.read_keyed_lines, query=second, after=at.after, limit=PAGE_ROWS)
+            keyed = db.export_read(
+                partial(cdrs.read_keyed_lines, query=second, after=at.after, limit=aim)
             )
-            lines = [line for line, _, _ in rows]
-            if len(rows) < PAGE_ROWS:
-                at = Cursor(at.ts + 1, 1)
+            if len(keyed) < aim:
+                at = Cursor(at.ts + 1, 1, aim=aim)
             else:
-                at = Cursor(at.ts, 1, dense=True, after=(rows[-1][1], rows[-1][2]))
+                at = Cursor(at.ts, 1, dense=True, after=(keyed[-1][1], keyed[-1][2]), aim=aim)
+            page = Page.of_lines(query, [line for line, _, _ in keyed], at, safe)
         else:
             hi = min(query.end_ts, at.ts + at.span - 1)
             where = replace(query, start_ts=at.ts, end_ts=hi)
-            lines = db.export_read(partial(cdrs.read_lines, query=where, limit=MAX_PAGE_ROWS + 1))
-            if len(lines) > MAX_PAGE_ROWS:
-                narrower = (hi - at.ts + 1) // MAX_GROWTH
-                at = Cursor(at.ts, narrower) if narrower >= 1 else Cursor(at.ts, 1, dense=True)
-                continue
-            at = Cursor(hi + 1, _next_span(at.span, len(lines)))
-        if lines:
+            most = aim * MAX_PAGE_ROWS // PAGE_ROWS
             if safe:
-                lines = [safe_line(line) for line in lines]
-            return Page(query, lines, at)
-    return Page(query, [], at)
+                lines = db.export_read(partial(cdrs.read_lines, query=where, limit=most + 1))
+                page = Page.of_lines(query, lines, at, safe)
+            else:
+                rows, body = db.export_read(partial(cdrs.read_joined, query=where, limit=most + 1))
+                page = Page(query, rows, body, at)
+            if page.rows > most:
+                narrower = (hi - at.ts + 1) // MAX_GROWTH
+                at = replace(at, span=narrower) if narrower >= 1 else replace(at, dense=True)
+                continue
+            at = Cursor(hi + 1, _next_span(at.span, page.rows, _grown(aim)), aim=aim)
+        if not page.empty:
+            return replace(page, next=replace(at, aim=_grown(aim)))
+    return Page(query, 0, b"", at)
 
 
 def first_page(db: Database, query: CdrQuery, safe: bool) -> Page:
@@ -117,9 +143,9 @@ Finish = Callable[[Outcome, int, int], None]
 class Export:
     """The CSV of one download as byte chunks: the header and first page, then a page a call.
 
-    ``next_chunk`` and ``finish`` do database work: call them off the event loop. ``finish``
-    must be called once however the response ends (later calls do nothing); it releases the
-    download's slot and writes its audit record.
+    ``next_chunk``, ``read_ahead`` and ``finish`` do database work: call them off the event
+    loop, one at a time. ``finish`` must be called once however the response ends (later calls
+    do nothing); it releases the download's slot and writes its audit record.
     """
 
     def __init__(
@@ -130,7 +156,9 @@ class Export:
         self.recorded = recorded
         self.db = db
         self.filename = filename
-        self._first: Page | None = first
+        self._ahead: Page | None = first  # read, not handed out yet
+        self._ahead_error: StorageUnavailable | None = None
+        self._header = True
         self._cursor = first  # where the next page starts
         self._safe = safe
         self._on_finish: Finish | None = on_finish
@@ -139,24 +167,36 @@ class Export:
 
     @property
     def ready(self) -> bool:
-        """The next chunk needs no database work (the first page, or the end)."""
-        return self._first is not None or self._cursor.last
+        """The next chunk needs no database work (read ahead already, or the end)."""
+        return self._ahead is not None or self._ahead_error is not None or self._cursor.last
+
+    def read_ahead(self) -> None:
+        """Read the next page now, so ``next_chunk`` hands it out without a query: called
+        while the previous chunk is being sent. A storage failure is kept for ``next_chunk``
+        to raise, in the order the client would have met it."""
+        if self.ready:
+            return
+        try:
+            self._ahead = read_page(self.db, self._cursor.query, self._cursor.next, self._safe)
+        except StorageUnavailable as exc:
+            self._ahead_error = exc
 
     def next_chunk(self) -> bytes | None:
-        """The next bytes of the CSV, or None at the end."""
-        if self._first is not None:
-            page, self._first = self._first, None
-            text = CSV_HEADER + "".join(page.lines)
-        else:
-            if self._cursor.last:
-                return None
-            page = read_page(self.db, self._cursor.query, self._cursor.next, self._safe)
-            if not page.lines:
-                return None
-            text = "".join(page.lines)
+        """The next bytes of the CSV, or None at the end. Counted (rows, bytes) as sent: the
+        caller hands each chunk to the client before asking for the next."""
+        if self._ahead_error is not None:
+            raise self._ahead_error
+        self.read_ahead()
+        page, self._ahead = self._ahead, None
+        if page is None:
+            return None
         self._cursor = page
-        chunk = text.encode()
-        self.rows += len(page.lines)
+        if page.empty and not self._header:
+            return None
+        chunk = page.body
+        if self._header:
+            chunk, self._header = CSV_HEADER.encode() + chunk, False
+        self.rows += page.rows
         self.bytes += len(chunk)
         return chunk
 
