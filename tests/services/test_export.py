@@ -1,5 +1,5 @@
-"""The paged export: every matching CDR exactly once, in download order, whatever the density,
-and nothing held in the database between pages."""
+"""The paged export: every matching CDR exactly once, in download order, whatever the density
+and however the pages grow, and nothing held in the database between pages."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdrgate.cdr import CSV_HEADER
+from cdrgate.csvsafe import safe_line
+from cdrgate.errors import StorageUnavailable
 from cdrgate.services import export
 from cdrgate.services.export import Export, first_page
 from cdrgate.storage import cdrs
@@ -27,11 +29,20 @@ def _drain(exp: Export) -> str:
     return b"".join(chunks).decode()
 
 
-def _export(db, query: CdrQuery) -> tuple[Export, list[tuple[Any, ...]]]:
+def _export(db, query: CdrQuery, safe: bool = False) -> tuple[Export, list[tuple[Any, ...]]]:
     finished: list[tuple[Any, ...]] = []
-    page = first_page(db, query, safe=False)
-    exp = Export(db, page, "x.csv", False, lambda *args: finished.append(args))
+    page = first_page(db, query, safe=safe)
+    exp = Export(db, page, "x.csv", safe, lambda *args: finished.append(args))
     return exp, finished
+
+
+def _one_a_second(db, count: int) -> None:
+    with db.write() as conn:
+        cdrs.insert_records(
+            db,
+            conn,
+            [make_cdr(callid=f"c{i}", timestart=format_pbx_time(BASE + i)) for i in range(count)],
+        )
 
 
 @pytest.fixture
@@ -58,8 +69,11 @@ offsets = st.lists(
     lo=st.integers(0, 50),
     width=st.integers(0, 86400 * 41),
     exts=st.none() | st.just(("1000",)) | st.just(("1000", "2000")),
+    safe=st.booleans(),
 )
-def test_the_pages_join_into_exactly_the_one_query_result(db, tiny_pages, rows, lo, width, exts):
+def test_the_pages_join_into_exactly_the_one_query_result(
+    db, tiny_pages, rows, lo, width, exts, safe
+):
     with db.write() as conn:
         conn.exec_driver_sql("DELETE FROM cdr")
     records = [
@@ -70,9 +84,10 @@ def test_the_pages_join_into_exactly_the_one_query_result(db, tiny_pages, rows, 
         cdrs.insert_records(db, conn, records)
     query = CdrQuery(BASE + lo, BASE + lo + width, exts)
     with db.read() as conn:
-        expected = CSV_HEADER + "".join(cdrs.read_lines(conn, query))
+        lines = cdrs.read_lines(conn, query)
+    expected = CSV_HEADER + "".join(safe_line(line) if safe else line for line in lines)
 
-    exp, finished = _export(db, query)
+    exp, finished = _export(db, query, safe)
     assert _drain(exp) == expected
     exp.finish("ok")
     exp.finish("aborted")  # once only
@@ -81,12 +96,7 @@ def test_the_pages_join_into_exactly_the_one_query_result(db, tiny_pages, rows, 
 
 def test_an_export_holds_no_transaction_between_pages(db, tiny_pages):
     """A writer (and, on SQLite, a checkpoint) is never blocked by a paused download."""
-    with db.write() as conn:
-        cdrs.insert_records(
-            db,
-            conn,
-            [make_cdr(callid=f"c{i}", timestart=format_pbx_time(BASE + i)) for i in range(20)],
-        )
+    _one_a_second(db, 20)
     exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
     first, second = exp.next_chunk(), exp.next_chunk()
     assert first is not None and second is not None
@@ -99,3 +109,44 @@ def test_an_export_holds_no_transaction_between_pages(db, tiny_pages):
             ).one()
         assert busy == 0
     assert (begun.decode() + _drain(exp)).count("\n") == 1 + 20
+
+
+def test_a_long_exports_pages_grow_after_the_first_up_to_a_bound(db, tiny_pages):
+    _one_a_second(db, 300)
+    query = CdrQuery(BASE, BASE + 1000)
+    exp, _ = _export(db, query)
+    sizes = []
+    while exp.next_chunk() is not None:
+        sizes.append(exp.rows - sum(sizes))
+    assert sum(sizes) == 300
+    assert sizes[0] <= export.MAX_PAGE_ROWS
+    assert max(sizes) > export.MAX_PAGE_ROWS  # grown
+    assert max(sizes) <= export.GROWN_PAGE * export.MAX_PAGE_ROWS
+
+
+def test_a_page_read_ahead_is_not_counted_as_sent(db, tiny_pages):
+    """The audit counts what was handed to the client, not the page read ahead of it."""
+    _one_a_second(db, 20)
+    exp, finished = _export(db, CdrQuery(BASE, BASE + 100))
+    first = exp.next_chunk()
+    assert first is not None
+    exp.read_ahead()
+    assert exp.ready
+    exp.finish("aborted")
+    assert finished == [("aborted", first.decode().count("\n") - 1, len(first))]
+
+
+def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
+    db, tiny_pages, monkeypatch
+):
+    _one_a_second(db, 20)
+    exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
+    assert exp.next_chunk() is not None
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise StorageUnavailable("database went away")
+
+    monkeypatch.setattr(cdrs, "read_joined", gone)
+    exp.read_ahead()  # kept, not raised: the chunk before it is still being sent
+    with pytest.raises(StorageUnavailable):
+        exp.next_chunk()
