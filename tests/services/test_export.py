@@ -146,7 +146,37 @@ def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
     def gone(*args: Any, **kwargs: Any) -> Any:
         raise StorageUnavailable("database went away")
 
-    monkeypatch.setattr(cdrs, "read_joined", gone)
+    monkeypatch.setattr(cdrs, "read_timed_lines", gone)
     exp.read_ahead()  # kept, not raised: the chunk before it is still being sent
     with pytest.raises(StorageUnavailable):
         exp.next_chunk()
+
+
+def test_a_slice_fuller_than_a_page_is_cut_at_a_whole_second_not_read_again(
+    db, tiny_pages, monkeypatch
+):
+    with db.write() as conn:
+        cdrs.insert_records(
+            db,
+            conn,
+            [
+                make_cdr(callid=f"c{i:03d}", timestart=format_pbx_time(BASE + i // 2))
+                for i in range(100)
+            ],
+        )
+    reads: list[int] = []
+    read = cdrs.read_timed_lines
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = read(*args, **kwargs)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(cdrs, "read_timed_lines", counted)
+    # The first try is the whole range (and ten years wider): one query, cut, no narrowing.
+    exp, _ = _export(db, CdrQuery(BASE, BASE + 86400 * 3650))
+    body = _drain(exp)
+    assert body.count("\n") == 1 + 100
+    assert exp.rows == 100
+    # Each CDR is read once, plus the part of a second a cut left for the next page.
+    assert sum(reads) <= 100 + len(reads)

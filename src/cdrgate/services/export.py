@@ -6,7 +6,8 @@ emptied the pool for every other request. An export now reads its range in conse
 slices, each in its own short read transaction, and holds nothing in the database between
 them. A slice is whole seconds ``[lo, hi]``, so no key tie-break is needed and each query is
 one range scan of the ``(ts, callid, sn)`` or ``(callfrom|callto, ts)`` index; its width adapts
-so a page holds about ``PAGE_ROWS`` rows. A single second holding more than a page (hundreds
+so a page holds about the rows it aims at, and a slice that holds more than a page is cut
+after its last whole second that fits. A single second holding more than a page (hundreds
 of PBXs aggregated, or a bulk import with one timestart) is read in (callid, sn) key order.
 
 Between pages the export sees new commits: a CDR stored meanwhile in a slice not read yet is
@@ -22,9 +23,11 @@ being sent and the one read ahead, about 1 MB each).
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from operator import itemgetter
 from typing import Literal
 
 from cdrgate.cdr import CSV_HEADER
@@ -37,7 +40,7 @@ from cdrgate.storage.db import Database
 Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid-stream
 
 PAGE_ROWS = 1000  # the first page's aim
-MAX_PAGE_ROWS = 4 * PAGE_ROWS  # beyond (scaled with a grown aim), a slice is read again narrower
+MAX_PAGE_ROWS = 4 * PAGE_ROWS  # a page holds at most this many rows, or its aim when more
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
 GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS
 
@@ -77,6 +80,12 @@ class Page:
             lines = [safe_line(line) for line in lines]
         return cls(query, len(lines), "".join(lines).encode(), next)
 
+    @classmethod
+    def of_bytes(cls, query: CdrQuery, lines: list[bytes], next: Cursor, safe: bool) -> Page:
+        if safe:  # the cells must be inspected as text
+            return cls.of_lines(query, [line.decode() for line in lines], next, safe)
+        return cls(query, len(lines), b"".join(lines), next)
+
     @property
     def last(self) -> bool:
         return self.next.ts > self.query.end_ts
@@ -114,18 +123,19 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
         else:
             hi = min(query.end_ts, at.ts + at.span - 1)
             where = replace(query, start_ts=at.ts, end_ts=hi)
-            most = aim * MAX_PAGE_ROWS // PAGE_ROWS
-            if safe:
-                lines = db.export_read(partial(cdrs.read_lines, query=where, limit=most + 1))
-                page = Page.of_lines(query, lines, at, safe)
-            else:
-                rows, body = db.export_read(partial(cdrs.read_joined, query=where, limit=most + 1))
-                page = Page(query, rows, body, at)
-            if page.rows > most:
-                narrower = (hi - at.ts + 1) // MAX_GROWTH
-                at = replace(at, span=narrower) if narrower >= 1 else replace(at, dense=True)
-                continue
-            at = Cursor(hi + 1, _next_span(at.span, page.rows, _grown(aim)), aim=aim)
+            most = max(MAX_PAGE_ROWS, aim)
+            rows = db.export_read(partial(cdrs.read_timed_lines, query=where, limit=most + 1))
+            if len(rows) > most:
+                # The slice holds more than a page: keep its whole seconds, up to the one the
+                # extra row is in (rows are in ts order), rather than read it again narrower.
+                cut = rows[most][1]
+                whole = bisect_left(rows, cut, key=itemgetter(1))
+                if whole == 0:  # one second holds more than a page
+                    at = Cursor(cut, 1, dense=True, aim=aim)
+                    continue
+                rows, hi = rows[:whole], cut - 1
+            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(rows), _grown(aim)), aim=aim)
+            page = Page.of_bytes(query, [line for line, _ in rows], at, safe)
         if not page.empty:
             return replace(page, next=replace(at, aim=_grown(aim)))
     return Page(query, 0, b"", at)
@@ -133,7 +143,7 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
 
 def first_page(db: Database, query: CdrQuery, safe: bool) -> Page:
     """The first page, trying the whole range at once: most downloads (one extension, a day)
-    fit in one page, and a range that does not is narrowed by ``MAX_GROWTH`` a try."""
+    fit in one page, and a range that does not gives its first whole seconds that fit."""
     return read_page(db, query, Cursor(query.start_ts, query.end_ts - query.start_ts + 1), safe)
 
 

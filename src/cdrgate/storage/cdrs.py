@@ -204,15 +204,14 @@ def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> l
     return [row[0] for row in _fetch(conn, stmt, _params(query, None, limit))]
 
 
-def read_joined(conn: Connection, query: CdrQuery, limit: int) -> tuple[int, bytes]:
-    """How many CSV lines of ``query`` (download order, at most ``limit``), and those lines
-    joined, UTF-8: a long export's page, sent as it is."""
-    stmt = _template(query, None, limit, False)
+def read_timed_lines(conn: Connection, query: CdrQuery, limit: int) -> list[tuple[bytes, int]]:
+    """(line as UTF-8, ts) of ``query``'s CDRs in download order, at most ``limit``: a long
+    export's page, whose ``ts`` tell where its last whole second ends."""
+    stmt = _template(query, None, limit, False, timed=True)
     params = _params(query, None, limit)
     if conn.dialect.name != "sqlite":
-        lines = [row[0] for row in _fetch(conn, stmt, params)]
-        return len(lines), "".join(lines).encode()
-    # SQLite holds the lines as UTF-8 already: fetched as bytes, they are joined as they are,
+        return [(row[0].encode(), row[1]) for row in _fetch(conn, stmt, params)]
+    # SQLite holds the lines as UTF-8 already: fetched as bytes, they are sent as they are,
     # not decoded to str and encoded back (a fifth of a full export's read).
     raw = conn.connection.dbapi_connection
     assert raw is not None
@@ -221,7 +220,7 @@ def read_joined(conn: Connection, query: CdrQuery, limit: int) -> tuple[int, byt
         rows = _fetch(conn, stmt, params)
     finally:
         raw.text_factory = str
-    return len(rows), b"".join([row[0] for row in rows])
+    return rows  # type: ignore[return-value]  # the driver's (bytes, int) tuples, as they are
 
 
 def read_keyed_lines(
@@ -234,10 +233,12 @@ def read_keyed_lines(
     return [(row[0], row[1], row[2]) for row in _fetch(conn, stmt, _params(query, after, limit))]
 
 
-def _template(query: CdrQuery, after: Key | None, limit: int | None, keyed: bool) -> Select[Any]:
+def _template(
+    query: CdrQuery, after: Key | None, limit: int | None, keyed: bool, timed: bool = False
+) -> Select[Any]:
     by_extension = query.extensions is not None
     scope = None if by_extension else query.scope
-    return _statement(by_extension, after is not None, limit is not None, keyed, scope)
+    return _statement(by_extension, after is not None, limit is not None, keyed, scope, timed)
 
 
 def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, Any]:
@@ -253,7 +254,7 @@ def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, 
 
 @lru_cache(maxsize=1024)
 def _statement(
-    by_extension: bool, after: bool, limited: bool, keyed: bool, scope: Scope | None
+    by_extension: bool, after: bool, limited: bool, keyed: bool, scope: Scope | None, timed: bool
 ) -> Select[Any]:
     """The export query of one shape, with its values as bound parameters (``_params``).
 
@@ -264,7 +265,8 @@ def _statement(
     A CDR matches an extension when it is the caller or the callee. Each side is its own
     index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
     A scope (``extid=all`` of a scoped account) is matched the same way, side by side.
-    ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn.
+    ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn,
+    ``timed`` adds ts.
     """
     where: list[ColumnElement[bool]] = [cdr.c.ts.between(bindparam("start"), bindparam("end"))]
     if after:
@@ -273,7 +275,8 @@ def _statement(
     order = (cdr.c.ts, cdr.c.callid, cdr.c.sn)
     if not by_extension and scope is None:
         source: Any = cdr.c
-        stmt = select(cdr.c.line, *(order[1:] if keyed else ())).where(*where)
+        extra = order[1:] if keyed else order[:1] if timed else ()
+        stmt = select(cdr.c.line, *extra).where(*where)
     else:
         exts: BindParameter[str] = bindparam("exts", expanding=True)
         parts = [
@@ -283,7 +286,8 @@ def _statement(
             for column in (cdr.c.callfrom, cdr.c.callto)
         ]
         source = union(*parts).subquery().c
-        stmt = select(source.line, *((source.callid, source.sn) if keyed else ()))
+        extra = (source.callid, source.sn) if keyed else (source.ts,) if timed else ()
+        stmt = select(source.line, *extra)
     stmt = stmt.order_by(source.ts, source.callid, source.sn)
     return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
 
