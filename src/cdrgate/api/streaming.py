@@ -10,7 +10,9 @@ loop thread. Here the response drives the export itself:
   is being sent (so one export holds at most two pages), and the send waits for that read;
 - a task watches ``receive()`` for the disconnect, and cancels the stream at once;
 - a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
-  seconds is cut (a send blocked that long counts as no progress);
+  seconds is cut (a send blocked that long counts as no progress); a page is sent in pieces
+  of at most ``SEND_BYTES``, so a grown page (about 1 MB) does not lengthen how long one
+  blocked send may last;
 - a page that cannot be read (the database went away) ends the transfer unterminated;
 - however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from
   cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent; on the event
@@ -41,6 +43,9 @@ log = logging.getLogger("cdrgate.downloads")
 # Concurrent page reads of all downloads together. Each holds a thread and a pooled
 # connection for one short query; 2 cores gain nothing from more.
 PAGE_THREADS = 4
+# The most one send hands to the transport: about a page of the first size (1,000 rows), so a
+# stalled client is cut after the window plus the drain time of this much, whatever the page.
+SEND_BYTES = 128 * 1024
 # One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
 # process may run several (tests, an in-process server beside a client).
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
@@ -148,9 +153,11 @@ class ExportResponse(Response):
                 if chunk is None:
                     break
                 read = self._read_ahead(group)
-                with anyio.fail_after(guard.deadline(len(chunk))):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                guard.sent(len(chunk))
+                for at in range(0, len(chunk), SEND_BYTES):
+                    piece = chunk[at : at + SEND_BYTES] if len(chunk) > SEND_BYTES else chunk
+                    with anyio.fail_after(guard.deadline(len(piece))):
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    guard.sent(len(piece))
                 # The next chunk is handed out only once its read has ended: the export is
                 # used by one thread at a time, and no read is left behind for finish.
                 await read.wait()
