@@ -23,11 +23,9 @@ being sent and the one read ahead, about 1 MB each).
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from operator import itemgetter
 from typing import Literal
 
 from cdrgate.cdr import CSV_HEADER
@@ -124,18 +122,14 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
             hi = min(query.end_ts, at.ts + at.span - 1)
             where = replace(query, start_ts=at.ts, end_ts=hi)
             most = max(MAX_PAGE_ROWS, aim)
-            rows = db.export_read(partial(cdrs.read_timed_lines, query=where, limit=most + 1))
-            if len(rows) > most:
-                # The slice holds more than a page: keep its whole seconds, up to the one the
-                # extra row is in (rows are in ts order), rather than read it again narrower.
-                cut = rows[most][1]
-                whole = bisect_left(rows, cut, key=itemgetter(1))
-                if whole == 0:  # one second holds more than a page
+            lines, cut = db.export_read(partial(cdrs.read_whole_seconds, query=where, most=most))
+            if cut is not None:
+                if not lines:  # second ``cut`` alone holds more than a page
                     at = Cursor(cut, 1, dense=True, aim=aim)
                     continue
-                rows, hi = rows[:whole], cut - 1
-            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(rows), _grown(aim)), aim=aim)
-            page = Page.of_bytes(query, [line for line, _ in rows], at, safe)
+                hi = cut - 1
+            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim)), aim=aim)
+            page = Page.of_bytes(query, lines, at, safe)
         if not page.empty:
             return replace(page, next=replace(at, aim=_grown(aim)))
     return Page(query, 0, b"", at)

@@ -3,10 +3,12 @@ and the ordered export query."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -204,23 +206,64 @@ def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> l
     return [row[0] for row in _fetch(conn, stmt, _params(query, None, limit))]
 
 
-def read_timed_lines(conn: Connection, query: CdrQuery, limit: int) -> list[tuple[bytes, int]]:
-    """(line as UTF-8, ts) of ``query``'s CDRs in download order, at most ``limit``: a long
-    export's page, whose ``ts`` tell where its last whole second ends."""
-    stmt = _template(query, None, limit, False, timed=True)
-    params = _params(query, None, limit)
+def read_whole_seconds(
+    conn: Connection, query: CdrQuery, most: int
+) -> tuple[list[bytes], int | None]:
+    """A long export's page: up to ``most`` CSV lines (UTF-8) of ``query`` in download order,
+    whole seconds only. Returns (lines, cut): ``cut`` is the first second left out, None when
+    the whole range is in; no lines with a cut when that second alone holds more than ``most``.
+    """
+    if query.extensions is None and query.scope is None:
+        # The (ts, callid, sn) index alone says where the page ends (no table lookup), and
+        # the lines are then read without their ts (as Python ints, a fifth of the read).
+        # One transaction: on SQLite one snapshot; on PostgreSQL (READ COMMITTED) a CDR
+        # stored in between makes the page one row longer, never wrong.
+        bounds = {"start": query.start_ts, "end": query.end_ts, "offset": most}
+        cut: int | None = conn.execute(_cut_probe(), bounds).scalar()
+        if cut is not None:
+            query = replace(query, end_ts=cut - 1)
+        if query.end_ts < query.start_ts:
+            return [], cut
+        return [row[0] for row in _fetch_utf8(conn, _template(query, None, None, False), {
+            "start": query.start_ts, "end": query.end_ts
+        })], cut  # fmt: skip
+    # Extensions or a scope: a UNION of two index scans; one read with the rows' ts, cut after
+    # its last whole second.
+    params = _params(query, None, most + 1)
+    rows = _fetch_utf8(conn, _template(query, None, most + 1, False, timed=True), params)
+    if len(rows) <= most:
+        return [row[0] for row in rows], None
+    cut = rows[most][1]
+    return [row[0] for row in rows[: bisect_left(rows, cut, key=itemgetter(1))]], cut
+
+
+@lru_cache(maxsize=1)
+def _cut_probe() -> Select[Any]:
+    """The ts of the CDR after the first ``offset`` of [start, end], in download order."""
+    return (
+        select(cdr.c.ts)
+        .where(cdr.c.ts.between(bindparam("start"), bindparam("end")))
+        .order_by(cdr.c.ts, cdr.c.callid, cdr.c.sn)
+        .limit(1)
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+def _fetch_utf8(
+    conn: Connection, stmt: Select[Any], params: dict[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """``_fetch`` with the first column (the line) as UTF-8 bytes."""
     if conn.dialect.name != "sqlite":
-        return [(row[0].encode(), row[1]) for row in _fetch(conn, stmt, params)]
+        return [(row[0].encode(), *row[1:]) for row in _fetch(conn, stmt, params)]
     # SQLite holds the lines as UTF-8 already: fetched as bytes, they are sent as they are,
     # not decoded to str and encoded back (a fifth of a full export's read).
     raw = conn.connection.dbapi_connection
     assert raw is not None
     raw.text_factory = bytes
     try:
-        rows = _fetch(conn, stmt, params)
+        return _fetch(conn, stmt, params)
     finally:
         raw.text_factory = str
-    return rows  # type: ignore[return-value]  # the driver's (bytes, int) tuples, as they are
 
 
 def read_keyed_lines(
