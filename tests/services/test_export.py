@@ -115,7 +115,7 @@ def test_a_long_exports_pages_grow_after_the_first_up_to_a_bound(db, tiny_pages)
     _one_a_second(db, 300)
     query = CdrQuery(BASE, BASE + 1000)
     exp, _ = _export(db, query)
-    sizes = []
+    sizes: list[int] = []
     while exp.next_chunk() is not None:
         sizes.append(exp.rows - sum(sizes))
     assert sum(sizes) == 300
