@@ -218,15 +218,14 @@ def read_whole_seconds(
         # the lines are then read without their ts (as Python ints, a fifth of the read).
         # One transaction: on SQLite one snapshot; on PostgreSQL (READ COMMITTED) a CDR
         # stored in between makes the page one row longer, never wrong.
-        bounds = {"start": query.start_ts, "end": query.end_ts, "offset": most}
+        bounds = {**_params(query, None, None), "offset": most}
         cut: int | None = conn.execute(_cut_probe(), bounds).scalar()
         if cut is not None:
             query = replace(query, end_ts=cut - 1)
         if query.end_ts < query.start_ts:
             return [], cut
-        return [row[0] for row in _fetch_utf8(conn, _template(query, None, None, False), {
-            "start": query.start_ts, "end": query.end_ts
-        })], cut  # fmt: skip
+        rows = _fetch_utf8(conn, _template(query, None, None, False), _params(query, None, None))
+        return [row[0] for row in rows], cut
     # Extensions or a scope: a UNION of two index scans; one read with the rows' ts, cut after
     # its last whole second.
     params = _params(query, None, most + 1)
