@@ -20,11 +20,8 @@ from tests.postgres.conftest import FLEET_CDRS, Fleet
 
 DAY = ("2026-03-10 00:00:00", "2026-03-10 23:59:59")
 MONTH = ("2026-03-01 00:00:00", "2026-03-31 23:59:59")
-# The serving process may grow by at most this much while streaming the whole month: the page
-# being sent and the next one, read ahead while it is (pages of at most 4,000 rows, ~0.5 MB),
-# and what the driver and the allocator hold around a read (main grew 3.4 MB with one page
-# held; with the read-ahead 3.9-4.9 MB in five runs).
-MEMORY_BOUND = 6 * 1024 * 1024
+# The serving process may grow by at most this much while streaming the whole month.
+MEMORY_BOUND = 4 * 1024 * 1024
 
 
 def login(base_url: str, md5: str, client_ip: str | None = None) -> dict[str, str]:

@@ -11,7 +11,7 @@ loop thread. Here the response drives the export itself:
 - a task watches ``receive()`` for the disconnect, and cancels the stream at once;
 - a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
   seconds is cut (a send blocked that long counts as no progress); a page is sent in pieces
-  of at most ``SEND_BYTES``, so a grown page (up to ~0.5 MB) does not lengthen how long one
+  of at most ``SEND_BYTES``, so a first page (up to ~0.5 MB) does not lengthen how long one
   blocked send may last;
 - a page that cannot be read (the database went away) ends the transfer unterminated;
 - however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from

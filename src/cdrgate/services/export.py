@@ -16,8 +16,9 @@ moment earlier). No row is sent twice and none that existed throughout is missed
 
 A long export's pages grow: the first aims at ``PAGE_ROWS`` (a small download's whole result),
 each next one at twice the last, up to ``GROWN_PAGE`` times that. A full export of 1M rows is
-then about 300 pages instead of 900, and the memory one export holds stays bounded: the page
-being sent and the one read ahead, at most 4,000 rows (~0.5 MB) each, as a first page was.
+then about 500 pages instead of 900, and the memory one export holds stays bounded: the page
+being sent and the one read ahead (a later page holds at most 2,000 rows, ~0.25 MB). Larger
+pages were faster still (bench/RESULTS.md) but grew a stalled export's memory past its bound.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid
 PAGE_ROWS = 1000  # the first page's aim
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # the first page holds at most this many rows, a later one its aim
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
-GROWN_PAGE = 4  # a long export's pages grow up to this many times PAGE_ROWS
+GROWN_PAGE = 2  # a long export's pages grow up to this many times PAGE_ROWS
 
 
 @dataclass(frozen=True)
