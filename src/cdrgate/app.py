@@ -32,6 +32,7 @@ from cdrgate.logredact import redact
 from cdrgate.services.audit import DownloadAudit
 from cdrgate.services.auth import AuthService
 from cdrgate.services.downloads import DownloadService
+from cdrgate.services.export import ExportSlots
 from cdrgate.services.query import QueryService
 from cdrgate.services.recordings import RecordingService
 from cdrgate.services.retention_schedule import prune_forever
@@ -48,16 +49,16 @@ PURGE_INTERVAL_S = 60.0
 def build_services(settings: Settings, db: Database, clock: Clock = system_clock) -> Services:
     auth = AuthService(db, settings, clock)
     audit = DownloadAudit(db, settings, clock)
-    downloads = DownloadService(db, settings, clock, auth, audit)
     # One set of export slots for every long transfer: CDR downloads, recordings, query CSV.
+    slots = ExportSlots(settings.export_max_concurrent, settings.export_max_per_account)
     return Services(
         settings=settings,
         auth=auth,
-        downloads=downloads,
+        downloads=DownloadService(db, settings, clock, auth, audit, slots),
         push=PushReceiver(db, clock),
         proxies=ProxyPolicy.parse(settings.trusted_proxies),
-        recordings=RecordingService(db, settings, auth, audit, downloads.slots),
-        query=QueryService(db, settings, auth, downloads.slots),
+        recordings=RecordingService(db, settings, auth, audit, slots),
+        query=QueryService(db, settings, auth, slots),
     )
 
 

@@ -148,12 +148,13 @@ class DownloadService:
         clock: Clock,
         auth: AuthService,
         audit: DownloadAudit,
+        slots: ExportSlots,
     ) -> None:
         self.db = db
         self.settings = settings
         self.auth = auth
         self.audit = audit
-        self.slots = ExportSlots(settings.export_max_concurrent, settings.export_max_per_account)
+        self.slots = slots
 
     def issue_random(self, ask: RandomRequest) -> str:
         """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""

@@ -308,14 +308,12 @@ class QueryService:
         db: Database,
         settings: Settings,
         auth: AuthService,
-        slots: ExportSlots | None = None,
+        slots: ExportSlots,
     ) -> None:
         self.db = db
         self.settings = settings
         self.auth = auth
-        self.slots = slots or ExportSlots(
-            settings.export_max_concurrent, settings.export_max_per_account
-        )
+        self.slots = slots
 
     def _reader(self) -> Database:
         """Where this request reads: a replica that has replayed everything committed before

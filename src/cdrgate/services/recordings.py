@@ -140,7 +140,7 @@ class RecordingService:
         settings: Settings,
         auth: AuthService,
         audit: DownloadAudit,
-        slots: ExportSlots | None = None,
+        slots: ExportSlots,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -148,9 +148,7 @@ class RecordingService:
         self.audit = audit
         # Shared with the CDR downloads (app.build_services): a file streamed to a slow
         # client holds its memory and a file handle as long as a multi-page export does.
-        self.slots = slots or ExportSlots(
-            settings.export_max_concurrent, settings.export_max_per_account
-        )
+        self.slots = slots
         self.folder = RecordingFolder(settings.recordings, db) if settings.recordings else None
 
     def issue_random(self, request: RandomRequest) -> str:

@@ -95,6 +95,10 @@ def sync_pbx(
         raise UsageError("the sync would start after it ends: check --since/--until")
     state = state or SyncState(key, None, start, None, 0, 0)
     state = _replace(state, since_ts=min(state.since_ts, start))
+    # Where the feed stood before the first window: everything stored up to it lies in the
+    # windows (or before ``since``). Not for a copy bounded by ``until``: CDRs after it stored
+    # before that position would be skipped by the next sync's feed.
+    feed_mark = feed.last_seq if feed is not None and until is None else None
 
     spans = split(start, end, client.window)
     rows = added = 0
@@ -113,9 +117,8 @@ def sync_pbx(
                 window_added += store_records(db, batch)
                 batch.clear()
         # The mark moves only with a completed window, in the same transaction as its last
-        # rows: an interruption anywhere leaves a mark that is safe to resume from. After the
-        # last window the feed position taken before the first one is kept too: everything
-        # stored up to it lay in the windows (or before ``since``).
+        # rows: an interruption anywhere leaves a mark that is safe to resume from; the feed
+        # position, only with the last window.
         last = done == len(spans)
         with db.write() as conn:
             window_added += cdrs.insert_records(db, conn, batch)
@@ -124,9 +127,8 @@ def sync_pbx(
                 mark_ts=newest,
                 last_sync_ms=int(now().timestamp() * 1000),
                 added_total=state.added_total + window_added,
-                # Not after a copy bounded by ``until``: what it left out is before that mark.
-                feed_seq=max(feed.last_seq, state.feed_seq or 0)
-                if last and feed is not None and until is None
+                feed_seq=max(feed_mark, state.feed_seq or 0)
+                if last and feed_mark is not None
                 else state.feed_seq,
             )
             sync_state.save(conn, state)
