@@ -78,6 +78,11 @@ def insert_rows(conn: Connection, sql: str, rows: Sequence[tuple[object, ...]]) 
     if conn.dialect.name == "postgresql":
         # COPY + one set-wise INSERT (``sql`` is the SQLite spelling); see pg_bulk.
         return pg_bulk.copy_rows(conn, COLUMNS, rows)
+    return execute_many(conn, sql, rows)
+
+
+def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[object]]) -> int:
+    """SQLite: one statement over ``rows`` on the driver cursor; returns the rows changed."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)
@@ -150,6 +155,16 @@ class Inserter:
         self.rows += len(rows)
         self._insert(rows)
 
+    def add_with(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """SQLite: rows for another INSERT into ``cdr``, one that builds the stored values
+        itself (the Yeastar fast path's), in order with the rows added otherwise."""
+        self._insert_pending()
+        self.rows += len(rows)
+        self._note_first_insert()
+        self.inserted += execute_many(self.conn, sql, rows)
+        if self.progress is not None:
+            self.progress(len(rows))
+
     def flush(self) -> int:
         """Insert what is pending and count it in cdr_summary; returns the number of new rows
         so far."""
@@ -159,14 +174,17 @@ class Inserter:
             self._unsummarised_after = None
         return self.inserted
 
+    def _note_first_insert(self) -> None:
+        if self._unsummarised_after is None:
+            self._unsummarised_after = summary.newest_id(self.conn)
+
     def _insert_pending(self) -> None:
         if self.batch:
             self._insert(self.batch)
             self.batch = []
 
     def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
-        if self._unsummarised_after is None:
-            self._unsummarised_after = summary.newest_id(self.conn)
+        self._note_first_insert()
         self.inserted += insert_rows(self.conn, self.sql, rows)
         if self.progress is not None:
             self.progress(len(rows))
