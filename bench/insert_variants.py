@@ -37,6 +37,9 @@ VARIANTS = {
     "partial rec., indexes after load": (True, ("ts", "from", "to", "rec_partial"), True),
     "no line, partial recording index": (False, ("ts", "from", "to", "rec_partial"), False),
     "no recording index": (True, ("ts", "from", "to"), False),
+    # The floor of this table: the uniqueness key alone, no secondary index to build.
+    "unique key only": (True, (), False),
+    "no line, unique key only": (False, (), False),
 }
 
 
