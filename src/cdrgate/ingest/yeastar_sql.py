@@ -2,10 +2,11 @@
 
 Python does the least it can per row: the file is read in large chunks, and a chunk with no
 quote, NUL or stray carriage return is split on line ends and commas, which is exactly what
-the csv module would read from it. Those fields go to SQLite in large ``executemany`` batches
-of one INSERT whose expressions do what ``cdr.parse_fields`` and ``row_values`` do in Python:
-parse the time (SQLite's C date functions), check it and the durations, and render the stored
-line. A chunk that is not that plain (quoted fields, line breaks inside them) is read by the
+the csv module would read from it. Those fields and the line go to SQLite in large
+``executemany`` batches of one INSERT whose expressions do what ``cdr.parse_fields`` and
+``row_values`` do in Python: parse the time (SQLite's C date functions) and check it, the
+durations and the callid; with those checks the line as read is the line ``row_values`` would
+render, so it is stored as read. A chunk that is not that plain (quoted fields, line breaks inside them) is read by the
 csv module and parsed by ``parse_fields`` as today, in file order with the rest.
 
 The path is optimistic. A row the SQL finds invalid makes its ``ts`` NULL, which the NOT NULL
@@ -14,7 +15,7 @@ skipped as a duplicate), and anything else in doubt (a row of the wrong width, t
 not UTF-8, a chunk the csv module cannot read on its own) raises :class:`Doubt`. The caller
 then rolls the whole transaction back and imports the file the Python way, which names the
 exact line and reason. So the SQL checks are at least as strict as Python's (stricter where
-that is simpler: a time or duration padded with spaces, a duration of more than ten digits),
+that is simpler: a time or duration padded with spaces, a duration such as ``042`` for 42),
 and a row both accept is stored with the same columns (tests/ingest/test_yeastar_sql.py).
 """
 
