@@ -56,7 +56,7 @@ def import_file(
     strict: bool = False,
     progress: Progress | None = None,
 ) -> ImportResult:
-    if fmt is Format.yeastar and db.is_sqlite and stream.seekable():
+    if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
         fast = _import_in_sql(db, source, stream, profile, progress)
         if fast is not None:
             return fast

@@ -34,6 +34,9 @@ from cdrgate.cdr import CSV_COLUMNS, MAX_SECONDS, is_header
 from cdrgate.ingest.formats import RowMapper
 from cdrgate.storage.cdrs import COLUMNS, Inserter
 
+# unixepoch() came with SQLite 3.38; an older library keeps the Python path.
+AVAILABLE = sqlite3.sqlite_version_info >= (3, 38, 0)
+
 # Large enough that per-chunk work vanishes, small enough to keep memory flat (~100 MB of
 # field lists for 8 MB of text).
 CHUNK_BYTES = 8 << 20
