@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import statistics
@@ -68,6 +69,7 @@ class Tally:
     errors: int = 0
     elapsed: float = 0.0
     first_error: str = ""
+    cpu: float = 0.0  # the server's, over the timed part
 
 
 async def login(conn: Connection, md5: str) -> str:
@@ -98,7 +100,9 @@ async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool
     return (status == 200 and answer.startswith(b"{")) or f"GET /: {status} {answer[:120]!r}"
 
 
-async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str) -> Tally:
+async def scenario(
+    base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int]
+) -> Tally:
     parts = urlsplit(base)
     conns = [Connection(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
     for conn in conns:
@@ -111,6 +115,7 @@ async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str)
         await conn.open()
     action = one_flow if kind == "flow" else trivial
     tally = Tally()
+    cpu_before = cpu_seconds(pids)
     deadline = time.perf_counter() + seconds
 
     async def client(index: int) -> None:
@@ -132,9 +137,21 @@ async def scenario(base: str, md5: str, clients: int, seconds: float, kind: str)
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
     tally.elapsed = time.perf_counter() - started
+    tally.cpu = cpu_seconds(pids) - cpu_before
     for conn in conns:
         await conn.close()
     return tally
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + sys CPU seconds of these processes (the server moves this much less than wall
+    time when neighbours share the machine)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(tally: Tally) -> tuple[float, float, int]:
@@ -164,16 +181,22 @@ def main() -> None:
             errors = 0
             for _ in range(args.repeat):
                 for kind in ("trivial", "flow"):
+                    pids = [server.served.process.pid, *server.served.worker_pids()]
+                    load = os.getloadavg()[0]
                     tally = asyncio.run(
-                        scenario(server.base, server.md5, clients, args.seconds, kind)
+                        scenario(server.base, server.md5, clients, args.seconds, kind, pids)
                     )
+                    cpu = tally.cpu
+                    done = len(tally.latencies) * (2 if kind == "flow" else 1)
                     rate, p99, errs = summarise(tally)
                     rates[kind].append(rate)
                     p99s[kind].append(p99)
                     errors += errs if kind == "flow" else 0
                     b.say(
                         f"  {clients:>2} clients {kind:<7} {rate:8.0f}/s  p99 {p99:7.1f} ms  "
-                        f"errors {errs}" + (f" (first: {tally.first_error})" if errs else "")
+                        f"errors {errs}  server CPU {cpu:.1f} s "
+                        f"({1e6 * cpu / max(done, 1):.0f} us/request)  load {load:.1f}"
+                        + (f" (first: {tally.first_error})" if errs else "")
                     )
             ratio = statistics.median(rates["flow"]) / statistics.median(rates["trivial"])
             # Issue 17 counts a flow's two requests against the trivial path's requests.

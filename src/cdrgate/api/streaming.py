@@ -17,6 +17,10 @@ loop thread. Here the response drives the export itself:
 - however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from
   cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent; on the event
   loop when it has no database work to do (a small download sent whole, already audited).
+
+A small download already audited, whose whole body is in memory and at most
+``WHOLE_SEND_BYTES``, is sent in two messages with no task group: the transport takes it
+without waiting, so there is no moment at which a disconnect could be seen, nor a slow reader.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ PAGE_THREADS = 4
 # The most one send hands to the transport: about a page of the first size (1,000 rows), so a
 # stalled client is cut after the window plus the drain time of this much, whatever the page.
 SEND_BYTES = 128 * 1024
+# asyncio's transports take this much without pausing the writer (their default high-water
+# mark): a body this small is handed over whole, with no await that could wait for the client.
+WHOLE_SEND_BYTES = 64 * 1024
 # One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
 # process may run several (tests, an in-process server beside a client).
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
@@ -121,11 +128,18 @@ class ExportResponse(Response):
         self.window = settings.download_rate_window
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        export = self.export
+        first = None
+        if isinstance(export, Export) and export.recorded:
+            first = export.next_chunk()  # in memory: the whole body
+            if first is not None and len(first) <= WHOLE_SEND_BYTES:
+                await self._send_whole(send, first, export)
+                return
         outcome: Outcome = "aborted"
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                outcome = await self._stream(send, group)
+                outcome = await self._stream(send, group, first)
                 group.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             # Not the client leaving (that cancel stays inside the group): the server is
@@ -139,14 +153,35 @@ class ExportResponse(Response):
                 with anyio.CancelScope(shield=True):
                     await run_sync(self.export.finish, outcome)
 
-    async def _stream(self, send: Send, group: anyio.abc.TaskGroup) -> Outcome:
+    async def _send_whole(self, send: Send, body: bytes, export: Export) -> None:
+        outcome: Outcome = "aborted"
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            outcome = "ok"
+        finally:
+            if outcome == "ok":
+                export.finish(outcome)  # recorded as ok already: no database work
+            else:
+                with anyio.CancelScope(shield=True):
+                    await run_sync(export.finish, outcome)
+
+    async def _stream(
+        self, send: Send, group: anyio.abc.TaskGroup, first: bytes | None = None
+    ) -> Outcome:
         guard = RateGuard(self.min_rate, self.window)
+        chunk: bytes | None
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         try:
             while True:
-                if self.export.ready:  # in memory already: no thread hop
+                if first is not None:  # taken already by __call__
+                    chunk, first = first, None
+                elif self.export.ready:  # in memory already: no thread hop
                     chunk = self.export.next_chunk()
                 else:
                     chunk = await run_sync(self.export.next_chunk, limiter=_page_threads())

@@ -25,7 +25,7 @@ from cdrgate.clock import Clock
 from cdrgate.errors import Errno
 from cdrgate.settings import Settings
 from cdrgate.storage import audit
-from cdrgate.storage.db import Database
+from cdrgate.storage.db import Database, WriterBusy
 
 log = logging.getLogger("cdrgate.audit")
 
@@ -105,6 +105,8 @@ class DownloadAudit:
         try:
             with self.db.write() as conn:
                 audit.insert(conn, asdict(attempt))
+        except WriterBusy:
+            raise  # nothing written: the caller runs again in a thread (Database.run_on_loop)
         except Exception:
             # The answer to the client must not depend on the audit write; the log keeps it.
             log.exception("could not record download audit %s", _summary(attempt))

@@ -156,6 +156,18 @@ class DownloadService:
         self.audit = audit
         self.slots = slots
 
+    def runs_on_loop(self, ask: DownloadRequest) -> bool:
+        """Whether ``open_download`` of ``ask`` is cheap enough for the event loop
+        (``Database.run_on_loop``): a short range, read whole in the redeem's transaction,
+        where one small write transaction is the whole database work."""
+        if not self.db.writes_on_loop:
+            return False
+        try:
+            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+        except ApiError:
+            return True  # refused before any read: cheap too
+        return flt.end_ts - flt.start_ts < WHOLE_RESULT_SPAN
+
     def issue_random(self, ask: RandomRequest) -> str:
         """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""
         token_hash = token_hash_of(ask.token)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -37,8 +40,26 @@ POSTGRES_MAX_OVERFLOW = 10
 EXPORT_POOL_SIZE = 4
 EXPORT_CACHE_KIB = 4096
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
+# The event loop's own connection never checkpoints at commit (it would write megabytes on the
+# loop); after this many of its commits, ``checkpoint_due`` asks for a passive one in a thread.
+LOOP_CHECKPOINT_EVERY = 256
 
 T = TypeVar("T")
+
+
+class WriterBusy(Exception):
+    """A write on the event loop cannot start at once (another writer holds the lock) and
+    nothing has been written yet: run the whole call again in a worker thread."""
+
+
+@dataclass
+class _OnLoop:
+    """The call ``Database.run_on_loop`` is running; ``wrote``: a write has committed."""
+
+    wrote: bool = False
+
+
+_ON_LOOP: ContextVar[_OnLoop | None] = ContextVar("cdrgate_on_loop", default=None)
 
 
 def normalise_url(url: str) -> str:
@@ -79,8 +100,12 @@ def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
     )
 
 
-def _sqlite_engine(url: Any, cache_kib: int = 65536, **kwargs: Any) -> Engine:
-    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+def _sqlite_engine(
+    url: Any, cache_kib: int = 65536, on_loop: bool = False, **kwargs: Any
+) -> Engine:
+    # on_loop: the event loop's connection must never wait, for the lock or to checkpoint.
+    busy_s = 0 if on_loop else SQLITE_BUSY_TIMEOUT_S
+    connect_args = {"timeout": busy_s, "check_same_thread": False}
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
@@ -93,10 +118,11 @@ def _sqlite_engine(url: Any, cache_kib: int = 65536, **kwargs: Any) -> Engine:
         for pragma in (
             "journal_mode=WAL",
             "synchronous=NORMAL",
-            f"busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}",
+            f"busy_timeout={busy_s * 1000}",
             "foreign_keys=ON",
             "temp_store=MEMORY",
             f"cache_size=-{cache_kib}",
+            *(["wal_autocheckpoint=0"] if on_loop else []),
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -146,6 +172,42 @@ class Database:
         self._sqlite_writer = threading.RLock() if self.dialect == "sqlite" else None
         self._file = _sqlite_file(self.engine)
         self._file_identity = _identity(self._file) if self._file else None
+        self._loop_engine: Engine | None = None
+        self._loop_commits = 0
+
+    @property
+    def writes_on_loop(self) -> bool:
+        """Whether ``run_on_loop`` can write without a thread: a SQLite file (a ``:memory:``
+        database is one per connection, so the loop's own connection would not see it)."""
+        return self._file is not None
+
+    def run_on_loop(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on the event loop: its first write transaction on the loop's own
+        connection, if this process's writer lock is free and no other process holds SQLite's.
+
+        Raises WriterBusy, with nothing written, when that write would have to wait; the
+        caller then runs ``call`` in a worker thread instead (so ``call`` must have no effect
+        before its first write). Writes after the first, on rare paths (a refusal audited
+        after a committed redeem), take the usual path: they may wait on the loop.
+        """
+        token = _ON_LOOP.set(_OnLoop())
+        try:
+            return call()
+        finally:
+            _ON_LOOP.reset(token)
+
+    def checkpoint_due(self) -> bool:
+        """Whether the loop's connection has committed enough for a checkpoint (see
+        ``LOOP_CHECKPOINT_EVERY``); True once per due checkpoint."""
+        if self._loop_commits < LOOP_CHECKPOINT_EVERY:
+            return False
+        self._loop_commits = 0
+        return True
+
+    def checkpoint(self) -> None:
+        """A passive WAL checkpoint (it waits for no one): run in a worker thread."""
+        with _translate_errors(), self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     @property
     def is_sqlite(self) -> bool:
@@ -161,6 +223,12 @@ class Database:
         sender that then forgets it. PostgreSQL commits are durable anyway.
         """
         self.check_file()
+        on_loop = _ON_LOOP.get()
+        if on_loop is not None and not on_loop.wrote and not durable:
+            with self._write_on_loop() as conn:
+                yield conn
+            on_loop.wrote = True
+            return
         # The pool first, then the writer lock: a thread waiting for a pooled connection must
         # not hold the lock every other writer of this process queues on.
         with _translate_errors(), self.engine.connect() as conn, self._writer_turn():
@@ -171,6 +239,34 @@ class Database:
             else:
                 with conn.begin():
                     yield conn
+
+    @contextmanager
+    def _write_on_loop(self) -> Iterator[Connection]:
+        """A write transaction on the loop's own connection, or WriterBusy at once."""
+        assert self._sqlite_writer is not None
+        if not self._sqlite_writer.acquire(blocking=False):
+            raise WriterBusy
+        try:
+            with _translate_errors(), self._loop_connection().connect() as conn:
+                conn.execution_options(cdrgate_write=True)
+                try:
+                    transaction = conn.begin()  # BEGIN IMMEDIATE, with no busy wait
+                except OperationalError as exc:
+                    if _is_busy(exc):
+                        raise WriterBusy from exc
+                    raise
+                with transaction:
+                    yield conn
+            self._loop_commits += 1
+        finally:
+            self._sqlite_writer.release()
+
+    def _loop_connection(self) -> Engine:
+        # One connection is enough: it is used only while holding the writer lock.
+        if self._loop_engine is None:
+            options = {**self._engine_kwargs, "pool_size": 1, "max_overflow": 0}
+            self._loop_engine = make_engine(self.url, on_loop=True, **options)
+        return self._loop_engine
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -254,7 +350,7 @@ class Database:
 
     def connections_in_use(self) -> int:
         """Pooled connections checked out now, downloads' pool included."""
-        engines = [e for e in (self.engine, self._export_engine) if e is not None]
+        engines = [e for e in (self.engine, self._export_engine, self._loop_engine) if e]
         return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
 
     @contextmanager
@@ -286,8 +382,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._export_engine is not None:
-            self._export_engine.dispose()
+        for engine in (self._export_engine, self._loop_engine):
+            if engine is not None:
+                engine.dispose()
         if self._replicas is not None:
             self._replicas.dispose()
 
@@ -334,6 +431,11 @@ def _translate_errors() -> Iterator[None]:
         if exc.connection_invalidated:
             raise StorageUnavailable(_short(exc)) from exc
         raise
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _short(exc: DBAPIError) -> str:
