@@ -127,6 +127,9 @@ def _sqlite_engine(
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
+    if on_loop:
+        return engine  # Database._write_on_loop issues its BEGIN IMMEDIATE itself
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("cdrgate_write", False)
@@ -173,6 +176,7 @@ class Database:
         self._file = _sqlite_file(self.engine)
         self._file_identity = _identity(self._file) if self._file else None
         self._loop_engine: Engine | None = None
+        self._loop_conn: Connection | None = None
         self._loop_commits = 0
 
     @property
@@ -247,26 +251,30 @@ class Database:
         if not self._sqlite_writer.acquire(blocking=False):
             raise WriterBusy
         try:
-            with _translate_errors(), self._loop_connection().connect() as conn:
-                conn.execution_options(cdrgate_write=True)
+            with _translate_errors():
+                conn = self._loop_connection()
+                raw = conn.connection.driver_connection
+                assert raw is not None
                 try:
-                    transaction = conn.begin()  # BEGIN IMMEDIATE, with no busy wait
-                except OperationalError as exc:
-                    if _is_busy(exc):
+                    # On the driver itself: SQLAlchemy's begin event costs more than the BEGIN.
+                    raw.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
                         raise WriterBusy from exc
-                    raise
-                with transaction:
+                    raise StorageUnavailable(str(exc)) from exc
+                with conn.begin():  # commits (or rolls back) the driver's transaction
                     yield conn
             self._loop_commits += 1
         finally:
             self._sqlite_writer.release()
 
-    def _loop_connection(self) -> Engine:
-        # One connection is enough: it is used only while holding the writer lock.
-        if self._loop_engine is None:
+    def _loop_connection(self) -> Connection:
+        # One connection, kept: it is used only while holding the writer lock.
+        if self._loop_conn is None:
             options = {**self._engine_kwargs, "pool_size": 1, "max_overflow": 0}
             self._loop_engine = make_engine(self.url, on_loop=True, **options)
-        return self._loop_engine
+            self._loop_conn = self._loop_engine.connect()
+        return self._loop_conn
 
     @contextmanager
     def _writer_turn(self) -> Iterator[None]:
@@ -381,6 +389,9 @@ class Database:
         return "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
 
     def dispose(self) -> None:
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
         self.engine.dispose()
         for engine in (self._export_engine, self._loop_engine):
             if engine is not None:
@@ -431,11 +442,6 @@ def _translate_errors() -> Iterator[None]:
         if exc.connection_invalidated:
             raise StorageUnavailable(_short(exc)) from exc
         raise
-
-
-def _is_busy(exc: OperationalError) -> bool:
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _short(exc: DBAPIError) -> str:
