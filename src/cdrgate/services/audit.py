@@ -82,6 +82,12 @@ class DownloadAudit:
     def failed(self, attempt: DownloadAttempt, errno: Errno) -> None:
         self.record(replace(attempt, outcome="failed", errno=errno.value))
 
+    def failed_in(self, conn: Connection, attempt: DownloadAttempt, errno: Errno) -> None:
+        """``failed`` in the caller's transaction (a refusal found in it: its outcome is known)."""
+        refused = replace(attempt, outcome="failed", errno=errno.value)
+        metrics.record_download(refused.kind, refused.outcome, refused.rows, refused.bytes)
+        audit.insert(conn, asdict(refused))
+
     def record_in(self, conn: Connection, attempt: DownloadAttempt) -> int:
         """Write ``attempt`` in the caller's transaction, before the download is sent (see
         the module's docstring); returns the record's id for ``settle``."""

@@ -129,6 +129,17 @@ def parse_allowed_ip(raw: str | None) -> str | None:
         raise ApiError(Errno.ALLOWEDIP_ERROR, "allowedip is not an IP address") from None
 
 
+def _not_found() -> ApiError:
+    return ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
+
+
+class _Audited(Exception):
+    """A refusal already audited in the redeem's transaction (not to be audited again)."""
+
+    def __init__(self, refusal: ApiError) -> None:
+        self.refusal = refusal
+
+
 def _body_size(page: Page) -> int:
     """The bytes ``Export`` sends for a one-page result (header and lines, UTF-8)."""
     return len(CSV_HEADER.encode()) + len(page.body)
@@ -232,11 +243,16 @@ class DownloadService:
                 # read here and its audit record written in this same transaction.
                 if refused is None and position is None:
                     whole = self._whole_result(conn, flt.query(session.scope))
+                if whole is not None and whole.empty and self.settings.empty_download == "errno":
+                    refused, whole = _not_found(), None
+                if refused is not None:
+                    # Its outcome is known: audited in this transaction, no second write.
+                    self.audit.failed_in(conn, attempt, refused.errno)
                 if whole is not None:
                     recorded = attempt.ended("ok", whole.rows, _body_size(whole))
                     record_id = self.audit.record_in(conn, recorded)
             if refused is not None:
-                raise refused
+                raise _Audited(refused)
             if whole is not None:
                 return Export(
                     self.db, whole, flt.filename(), self.settings.csv_safe, recorded=True,
@@ -249,10 +265,12 @@ class DownloadService:
             source = self.db.for_export(position)
             page = first_page(source, flt.query(session.scope), self.settings.csv_safe)
             if page.empty and self.settings.empty_download == "errno":
-                raise ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
+                raise _not_found()
             # Only a download that must go back to the database for more pages takes a slot:
             # one whose whole result is in hand costs no more than any other answer.
             slot = None if page.last else self.slots.acquire(session.account)
+        except _Audited as audited:
+            raise audited.refusal from None
         except ApiError as exc:
             self.audit.failed(attempt, exc.errno)
             raise
@@ -265,8 +283,8 @@ class DownloadService:
         )  # fmt: skip
 
     def _whole_result(self, conn: Connection, query: CdrQuery) -> Page | None:
-        """The whole result of a short range when it fits one page, read on the redeem's
-        connection; None when it may not (then it is paged after the commit as usual).
+        """The whole result of a short range when it fits one page (maybe empty), read on the
+        redeem's connection; None when it may not (then it is paged after the commit as usual).
 
         Read while this process's writers queue behind the redeem, so the cost is bounded:
         at most a day (an extension's day sorts a few hundred rows) and one page of rows.
@@ -274,7 +292,7 @@ class DownloadService:
         if query.end_ts - query.start_ts >= WHOLE_RESULT_SPAN:
             return None
         lines = cdrs.read_lines(conn, query, limit=PAGE_ROWS + 1)
-        if len(lines) > PAGE_ROWS or (not lines and self.settings.empty_download == "errno"):
+        if len(lines) > PAGE_ROWS:
             return None
         return Page.of_lines(query, lines, Cursor(query.end_ts + 1, 1), self.settings.csv_safe)
 
