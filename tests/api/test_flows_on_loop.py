@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from starlette.concurrency import run_in_threadpool
 
-from cdrgate.api import cdr
 from cdrgate.storage import audit
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
@@ -26,13 +26,12 @@ def another_process_writing(client, monkeypatch) -> Iterator[threading.Event]:
     other = sqlite3.connect(db.engine.url.database, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     handed_over = threading.Event()
-    original = cdr.run_in_threadpool
 
     async def recording(func, *args):
         handed_over.set()
-        return await original(func, *args)
+        return await run_in_threadpool(func, *args)
 
-    monkeypatch.setattr(cdr, "run_in_threadpool", recording)
+    monkeypatch.setattr("cdrgate.api.cdr.run_in_threadpool", recording)
 
     def release_when_handed_over() -> None:
         handed_over.wait(timeout=60)
@@ -46,7 +45,7 @@ def another_process_writing(client, monkeypatch) -> Iterator[threading.Event]:
         handed_over.set()
         releaser.join()
         other.close()
-        monkeypatch.setattr(cdr, "run_in_threadpool", original)
+        monkeypatch.undo()
 
 
 def test_get_random_waits_in_a_thread_while_another_process_writes(client, flow, monkeypatch):
