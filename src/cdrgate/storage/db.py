@@ -209,9 +209,13 @@ class Database:
         return True
 
     def checkpoint(self) -> None:
-        """A passive WAL checkpoint (it waits for no one): run in a worker thread."""
-        with _translate_errors(), self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        """A passive WAL checkpoint (it waits for no one): run in a worker thread. A failure is
+        logged, not raised: the request that ran it has its answer already."""
+        try:
+            with _translate_errors(), self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except StorageUnavailable as exc:
+            log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
 
     @property
     def is_sqlite(self) -> bool:
@@ -358,7 +362,9 @@ class Database:
 
     def connections_in_use(self) -> int:
         """Pooled connections checked out now, downloads' pool included."""
-        engines = [e for e in (self.engine, self._export_engine, self._loop_engine) if e]
+        # The loop's one connection stays checked out by design: it holds no transaction
+        # between calls (each is begun and ended inside ``_write_on_loop``).
+        engines = [e for e in (self.engine, self._export_engine) if e is not None]
         return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
 
     @contextmanager
