@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    LargeBinary,
     Select,
     String,
     bindparam,
@@ -242,12 +243,11 @@ def read_whole_seconds(
             query = replace(query, end_ts=cut - 1)
         if query.end_ts < query.start_ts:
             return [], cut
-        rows = _fetch_utf8(conn, _template(query, None, None, False), _params(query, None, None))
+        rows = _fetch_utf8(conn, query, None)
         return [row[0] for row in rows], cut
     # Extensions or a scope: a UNION of two index scans; one read with the rows' ts, cut after
     # its last whole second.
-    params = _params(query, None, most + 1)
-    rows = _fetch_utf8(conn, _template(query, None, most + 1, False, timed=True), params)
+    rows = _fetch_utf8(conn, query, most + 1, timed=True)
     if len(rows) <= most:
         return [row[0] for row in rows], None
     cut = rows[most][1]
@@ -267,11 +267,15 @@ def _cut_probe() -> Select[Any]:
 
 
 def _fetch_utf8(
-    conn: Connection, stmt: Select[Any], params: dict[str, Any]
+    conn: Connection, query: CdrQuery, limit: int | None, timed: bool = False
 ) -> Sequence[Sequence[Any]]:
-    """``_fetch`` with the first column (the line) as UTF-8 bytes."""
+    """The rows of ``query`` in download order, the first column (the line) as UTF-8 bytes."""
+    params = _params(query, None, limit)
     if conn.dialect.name != "sqlite":
-        return [(row[0].encode(), *row[1:]) for row in _fetch(conn, stmt, params)]
+        # PostgreSQL encodes the lines (convert_to -> bytea, bytes in Python): no str per row
+        # to build, encode and keep beside its bytes while the page is joined.
+        return _fetch(conn, _template(query, None, limit, False, timed, utf8=True), params)
+    stmt = _template(query, None, limit, False, timed)
     # SQLite holds the lines as UTF-8 already: fetched as bytes, they are sent as they are,
     # not decoded to str and encoded back (a fifth of a full export's read).
     raw = conn.connection.dbapi_connection
@@ -294,11 +298,16 @@ def read_keyed_lines(
 
 
 def _template(
-    query: CdrQuery, after: Key | None, limit: int | None, keyed: bool, timed: bool = False
+    query: CdrQuery,
+    after: Key | None,
+    limit: int | None,
+    keyed: bool,
+    timed: bool = False,
+    utf8: bool = False,
 ) -> Select[Any]:
     by_extension = query.extensions is not None
     scope = None if by_extension else query.scope
-    return _statement(by_extension, after is not None, limit is not None, keyed, scope, timed)
+    return _statement(by_extension, after is not None, limit is not None, keyed, scope, timed, utf8)
 
 
 def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, Any]:
@@ -314,7 +323,13 @@ def _params(query: CdrQuery, after: Key | None, limit: int | None) -> dict[str, 
 
 @lru_cache(maxsize=1024)
 def _statement(
-    by_extension: bool, after: bool, limited: bool, keyed: bool, scope: Scope | None, timed: bool
+    by_extension: bool,
+    after: bool,
+    limited: bool,
+    keyed: bool,
+    scope: Scope | None,
+    timed: bool,
+    utf8: bool,
 ) -> Select[Any]:
     """The export query of one shape, with its values as bound parameters (``_params``).
 
@@ -326,7 +341,7 @@ def _statement(
     index range scan ((callfrom, ts) and (callto, ts)); UNION merges them without duplicates.
     A scope (``extid=all`` of a scoped account) is matched the same way, side by side.
     ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn,
-    ``timed`` adds ts.
+    ``timed`` adds ts; ``utf8`` selects the line as UTF-8 bytes (PostgreSQL's ``convert_to``).
     """
     where: list[ColumnElement[bool]] = [cdr.c.ts.between(bindparam("start"), bindparam("end"))]
     if after:
@@ -336,7 +351,7 @@ def _statement(
     if not by_extension and scope is None:
         source: Any = cdr.c
         extra = order[1:] if keyed else order[:1] if timed else ()
-        stmt = select(cdr.c.line, *extra).where(*where)
+        stmt = select(_line(cdr.c.line, utf8), *extra).where(*where)
     else:
         exts: BindParameter[str] = bindparam("exts", expanding=True)
         parts = [
@@ -347,17 +362,21 @@ def _statement(
         ]
         source = union(*parts).subquery().c
         extra = (source.callid, source.sn) if keyed else (source.ts,) if timed else ()
-        stmt = select(source.line, *extra)
+        stmt = select(_line(source.line, utf8), *extra)
     stmt = stmt.order_by(source.ts, source.callid, source.sn)
     return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
 
 
+def _line(column: ColumnElement[str], utf8: bool) -> ColumnElement[Any]:
+    if not utf8:
+        return column
+    return func.convert_to(column, text("'UTF8'"), type_=LargeBinary).label("line")
+
+
 def _fetch(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
-    if conn.dialect.name != "sqlite":
-        return conn.execute(stmt, params).all()
-    # The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
-    # then rows come straight from the driver cursor, without per-row result processing
-    # (half the server's CPU on a full export).
+    # The export hot path: SQLAlchemy executes (with its compiled-statement cache), then rows
+    # come straight from the driver cursor as plain tuples, without per-row result processing
+    # (half the server's CPU on a full export on SQLite); no column here needs processing.
     result = conn.execute(stmt, params)
     try:
         return result.cursor.fetchall()
