@@ -14,11 +14,13 @@ Between pages the export sees new commits: a CDR stored meanwhile in a slice not
 included, one stored in a slice already sent is not (as if the download had started a
 moment earlier). No row is sent twice and none that existed throughout is missed.
 
-A long export's pages grow: the first aims at ``PAGE_ROWS`` (a small download's whole result),
-each next one at twice the last, up to ``GROWN_PAGE`` times that. A full export of 1M rows is
-then about 500 pages instead of 900, and the memory one export holds stays bounded: the page
-being sent and the one read ahead (a later page holds at most 2,000 rows, ~0.25 MB). Larger
-pages were faster still (bench/RESULTS.md) but grew a stalled export's memory past its bound.
+A long export's pages grow while its client keeps up: the first aims at ``PAGE_ROWS`` (a
+small download's whole result), each next one at twice the last, up to ``GROWN_PAGE`` times
+that (8,000 rows, ~1 MB), and the next page is read while one is sent. A full export of 1M
+rows is then about 160 pages instead of 900. When the client makes a send wait
+(``fell_behind``), the page read ahead is dropped and the next is read at the first size,
+only once the current one is handed over: larger pages gain nothing when the client is the
+bottleneck, and a stalled or slow client holds about one small page, not two large ones.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid
 PAGE_ROWS = 1000  # the first page's aim
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # the first page holds at most this many rows, a later one its aim
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
-GROWN_PAGE = 2  # a long export's pages grow up to this many times PAGE_ROWS
+GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,22 @@ class Export:
             self._ahead = read_page(self.db, self._cursor.query, self._cursor.next, self._safe)
         except StorageUnavailable as exc:
             self._ahead_error = exc
+
+    def fell_behind(self) -> None:
+        """The client made a send of the page just handed out wait: drop the page read ahead
+        (not counted: never handed out) and read the next at the first page size. No database
+        work; call it once the read ahead has ended. A failed read ahead is kept (raised
+        with the next chunk, as before)."""
+        if self._header:  # nothing handed out yet: the page held is the first, not read ahead
+            return
+        self._ahead = None
+        at = self._cursor.next
+        if at.dense:  # one second in key order: its position is the key, not a span
+            self._cursor = replace(self._cursor, next=replace(at, aim=PAGE_ROWS))
+            return
+        # A span sized for a grown page, narrowed in proportion (the first size is the aim).
+        span = max(1, at.span * PAGE_ROWS // max(at.aim, PAGE_ROWS))
+        self._cursor = replace(self._cursor, next=replace(at, span=span, aim=PAGE_ROWS))
 
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end. Counted (rows, bytes) as sent: the
