@@ -113,7 +113,7 @@ def test_a_client_that_keeps_up_gets_grown_pages_each_read_while_the_last_is_sen
 ):
     pages = _download(stored, monkeypatch, stalled=range(0))
     rows = [count for count, _ in pages]
-    assert max(rows) == export.GROWN_PAGE * export.PAGE_ROWS
+    assert max(rows) == export.grown_rows(stored)
     # The first page is sent before the client is known to keep up; every later one but
     # the last had the next page read while it was sent.
     assert [ahead for _, ahead in pages[1:-1]] == [True] * (len(pages) - 2)
@@ -132,7 +132,7 @@ def test_an_export_falls_back_to_small_pages_when_its_client_stalls_and_grows_ag
 ):
     stalled = range(8, 12)
     pages = _download(stored, monkeypatch, stalled=stalled)
-    grown = export.GROWN_PAGE * export.PAGE_ROWS
+    grown = export.grown_rows(stored)
     before, during, after = (
         pages[: stalled.start],
         pages[stalled.start + 1 : stalled.stop],

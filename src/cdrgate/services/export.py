@@ -15,9 +15,10 @@ included, one stored in a slice already sent is not (as if the download had star
 moment earlier). No row is sent twice and none that existed throughout is missed.
 
 A long export's pages grow while its client keeps up: the first aims at ``PAGE_ROWS`` (a
-small download's whole result), each next one at twice the last, up to ``GROWN_PAGE`` times
-that (8,000 rows, ~1 MB), and the next page is read while one is sent. A full export of 1M
-rows is then about 160 pages instead of 900. When the client makes a send wait
+small download's whole result), each next one at twice the last, up to ``grown_rows``
+(8,000 rows, ~1 MB, on SQLite; 2,000 on PostgreSQL, where reading a page costs more
+memory), and the next page is read while one is sent. A full export of 1M rows on SQLite
+is then about 160 pages instead of 900. When the client makes a send wait
 (``fell_behind``), the page read ahead is dropped and the next is read at the first size,
 only once the current one is handed over: larger pages gain nothing when the client is the
 bottleneck, and a stalled or slow client holds about one small page, not two large ones.
@@ -43,7 +44,12 @@ Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid
 PAGE_ROWS = 1000  # the first page's aim
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # the first page holds at most this many rows, a later one its aim
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
-GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS
+GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS (SQLite)
+# On PostgreSQL libpq holds a page's whole result beside its Python rows (and each line is a
+# str encoded once more): a page read costs about three times what it does on SQLite, and a
+# large export's growth stays within its tested bound (4 MB) with 2,000-row pages only
+# (4,000: 3.9-4.9 MB; 8,000: 5.3-6.7 MB; bench/RESULTS.md).
+GROWN_PAGE_POSTGRES = 2
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,13 @@ def _next_span(span: int, rows: int, aim: int) -> int:
     return max(1, min(span * MAX_GROWTH, max(span // MAX_GROWTH, wanted)))
 
 
-def _grown(aim: int) -> int:
-    return min(2 * aim, GROWN_PAGE * PAGE_ROWS)
+def grown_rows(db: Database) -> int:
+    """The most rows a long export's page grows to on ``db``'s engine."""
+    return (GROWN_PAGE if db.is_sqlite else GROWN_PAGE_POSTGRES) * PAGE_ROWS
+
+
+def _grown(aim: int, db: Database) -> int:
+    return min(2 * aim, grown_rows(db))
 
 
 def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
@@ -131,10 +142,10 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
                     at = Cursor(cut, 1, dense=True, aim=aim)
                     continue
                 hi = cut - 1
-            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim)), aim=aim)
+            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim, db)), aim=aim)
             page = Page.of_bytes(query, lines, at, safe)
         if not page.empty:
-            return replace(page, next=replace(at, aim=_grown(aim)))
+            return replace(page, next=replace(at, aim=_grown(aim, db)))
     return Page(query, 0, b"", at)
 
 
