@@ -178,6 +178,7 @@ class ExportResponse(Response):
                 await read.wait()
                 if not keeping_up and isinstance(self.export, Export):
                     self.export.fell_behind()
+                    log.debug("download: a send waited for the client; next page small")
         except (TooSlow, TimeoutError) as exc:
             why = str(exc) if isinstance(exc, TooSlow) else "no progress"
             log.warning("download cut, connection closed: client reads too slowly (%s)", why)
