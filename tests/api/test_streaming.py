@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from starlette.types import Message
 
 from cdrgate.api import streaming
 from cdrgate.api.streaming import ExportResponse
@@ -72,7 +73,7 @@ class Client:
         # Per page handed over: (its rows, was the next page read while it was being sent).
         self.pages: list[tuple[int, bool]] = []
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] != "http.response.body" or not message["body"]:
             return
         index = len(self.pages)
@@ -86,7 +87,7 @@ class Client:
         self.pages.append((message["body"].count(b"\n") - (index == 0), ahead))
         self.body += message["body"]
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
@@ -98,9 +99,7 @@ def _download(db, monkeypatch, stalled: range):
     exp = Export(db, first_page(db, QUERY, False), "x.csv", False, lambda *a: finished.append(a))
     client = Client(exp, clock, stalled)
     response = ExportResponse(exp, {}, Settings(download_rate_window=0))
-    asyncio.run(response(  # type: ignore[arg-type]
-        {"type": "http"}, client.receive, client.send
-    ))  # fmt: skip
+    asyncio.run(response({"type": "http"}, client.receive, client.send))
     with db.read() as conn:
         expected = CSV_HEADER + "".join(cdrs.read_lines(conn, QUERY))
     assert client.body.decode() == expected
