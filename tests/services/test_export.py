@@ -161,6 +161,23 @@ def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
         exp.next_chunk()
 
 
+def test_a_storage_failure_reading_a_page_not_read_ahead_is_raised_not_taken_for_the_end(
+    db, tiny_pages, monkeypatch
+):
+    """A client that fell behind gets its pages read only when it asks: a failed read must
+    still end the download as failed, never as a complete (short) file."""
+    _one_a_second(db, 20)
+    exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
+    assert exp.next_chunk() is not None
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise StorageUnavailable("database went away")
+
+    monkeypatch.setattr(cdrs, "read_whole_seconds", gone)
+    with pytest.raises(StorageUnavailable):
+        exp.next_chunk()
+
+
 @pytest.mark.parametrize("exts", [None, ("1000",)])
 def test_a_slice_fuller_than_a_page_is_cut_at_a_whole_second_not_read_again(
     db, tiny_pages, monkeypatch, exts

@@ -218,9 +218,9 @@ class Export:
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end. Counted (rows, bytes) as sent: the
         caller hands each chunk to the client before asking for the next."""
-        if self._ahead_error is not None:
+        self.read_ahead()  # nothing to do when read ahead already (or failed)
+        if self._ahead_error is not None:  # raised here, never taken for the end
             raise self._ahead_error
-        self.read_ahead()
         page, self._ahead = self._ahead, None
         if page is None:
             return None
