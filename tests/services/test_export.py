@@ -70,10 +70,13 @@ offsets = st.lists(
     width=st.integers(0, 86400 * 41),
     exts=st.none() | st.just(("1000",)) | st.just(("1000", "2000")),
     safe=st.booleans(),
+    behind=st.lists(st.booleans(), max_size=20),
 )
 def test_the_pages_join_into_exactly_the_one_query_result(
-    db, tiny_pages, rows, lo, width, exts, safe
+    db, tiny_pages, rows, lo, width, exts, safe, behind
 ):
+    """Whatever the client's pace: after some pages the next is read ahead and dropped, as
+    when the client made a send wait (``behind``), and read again at the first size."""
     with db.write() as conn:
         conn.exec_driver_sql("DELETE FROM cdr")
     records = [
@@ -88,7 +91,13 @@ def test_the_pages_join_into_exactly_the_one_query_result(
     expected = CSV_HEADER + "".join(safe_line(line) if safe else line for line in lines)
 
     exp, finished = _export(db, query, safe)
-    assert _drain(exp) == expected
+    chunks = []
+    while (chunk := exp.next_chunk()) is not None:
+        chunks.append(chunk)
+        if behind and behind.pop():
+            exp.read_ahead()
+            exp.fell_behind()
+    assert b"".join(chunks).decode() == expected
     exp.finish("ok")
     exp.finish("aborted")  # once only
     assert finished == [("ok", len(expected.splitlines()) - 1, len(expected.encode()))]
@@ -148,6 +157,23 @@ def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
 
     monkeypatch.setattr(cdrs, "read_whole_seconds", gone)
     exp.read_ahead()  # kept, not raised: the chunk before it is still being sent
+    with pytest.raises(StorageUnavailable):
+        exp.next_chunk()
+
+
+def test_a_storage_failure_reading_a_page_not_read_ahead_is_raised_not_taken_for_the_end(
+    db, tiny_pages, monkeypatch
+):
+    """A client that fell behind gets its pages read only when it asks: a failed read must
+    still end the download as failed, never as a complete (short) file."""
+    _one_a_second(db, 20)
+    exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
+    assert exp.next_chunk() is not None
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise StorageUnavailable("database went away")
+
+    monkeypatch.setattr(cdrs, "read_whole_seconds", gone)
     with pytest.raises(StorageUnavailable):
         exp.next_chunk()
 

@@ -6,8 +6,11 @@ loop thread. Here the response drives the export itself:
 
 - each page is read in a worker thread, at most ``PAGE_THREADS`` at a time for all
   downloads, so exports never take the threads (and pooled connections) that logins,
-  randoms, audit and ingest need; a CDR export reads its next page while the current one
-  is being sent (so one export holds at most two pages), and the send waits for that read;
+  randoms, audit and ingest need; while the client keeps up (no send of the last page had
+  to wait longer than ``SEND_WAIT``), a CDR export reads its next page while the current one
+  is being sent (so one export holds at most two pages) and its pages grow; once a send
+  waits, the page read ahead is dropped and the export goes on a small page at a time, each
+  read after the last is handed over, until a page is sent without waiting again;
 - a task watches ``receive()`` for the disconnect, and cancels the stream at once;
 - a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
   seconds is cut (a send blocked that long counts as no progress); a page is sent in pieces
@@ -53,6 +56,11 @@ SEND_BYTES = 128 * 1024
 # asyncio's transports take this much without pausing the writer (their default high-water
 # mark): a body this small is handed over whole, with no await that could wait for the client.
 WHOLE_SEND_BYTES = 64 * 1024
+# A send that blocked longer than this waited for the client (transport flow control), not
+# for the event loop: well above a loopback send of a piece to a reader that keeps up (well
+# under 1 ms), so a busy machine does not make a fast reader look slow, and well under the
+# seconds a stalled one takes.
+SEND_WAIT = 0.05
 # One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
 # process may run several (tests, an in-process server beside a client).
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
@@ -177,6 +185,9 @@ class ExportResponse(Response):
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
+        # Until a page was sent without waiting, the client is not known to keep up: a client
+        # that stalls from the start never makes the export read ahead.
+        keeping_up = False
         try:
             while True:
                 if first is not None:  # taken already by __call__
@@ -187,15 +198,22 @@ class ExportResponse(Response):
                     chunk = await run_sync(self.export.next_chunk, limiter=_page_threads())
                 if chunk is None:
                     break
-                read = self._read_ahead(group)
+                read = self._read_ahead(group, keeping_up)
+                keeping_up = True
                 for at in range(0, len(chunk), SEND_BYTES):
                     piece = chunk[at : at + SEND_BYTES] if len(chunk) > SEND_BYTES else chunk
+                    started = time.monotonic()
                     with anyio.fail_after(guard.deadline(len(piece))):
                         await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    if time.monotonic() - started > SEND_WAIT:
+                        keeping_up = False
                     guard.sent(len(piece))
                 # The next chunk is handed out only once its read has ended: the export is
                 # used by one thread at a time, and no read is left behind for finish.
                 await read.wait()
+                if not keeping_up and isinstance(self.export, Export):
+                    self.export.fell_behind()
+                    log.debug("download: a send waited for the client; next page small")
         except (TooSlow, TimeoutError) as exc:
             why = str(exc) if isinstance(exc, TooSlow) else "no progress"
             log.warning("download cut, connection closed: client reads too slowly (%s)", why)
@@ -208,12 +226,12 @@ class ExportResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return "ok"
 
-    def _read_ahead(self, group: anyio.abc.TaskGroup) -> anyio.Event:
-        """Start reading the export's next page in a worker thread; the event is set when
-        the read has ended (at once when there is nothing to read)."""
+    def _read_ahead(self, group: anyio.abc.TaskGroup, keeping_up: bool) -> anyio.Event:
+        """Start reading the export's next page in a worker thread if the client keeps up;
+        the event is set when the read has ended (at once when there is nothing to read)."""
         done = anyio.Event()
         export = self.export
-        if not isinstance(export, Export) or export.ready:
+        if not keeping_up or not isinstance(export, Export) or export.ready:
             done.set()
             return done
 

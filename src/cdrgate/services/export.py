@@ -14,11 +14,14 @@ Between pages the export sees new commits: a CDR stored meanwhile in a slice not
 included, one stored in a slice already sent is not (as if the download had started a
 moment earlier). No row is sent twice and none that existed throughout is missed.
 
-A long export's pages grow: the first aims at ``PAGE_ROWS`` (a small download's whole result),
-each next one at twice the last, up to ``GROWN_PAGE`` times that. A full export of 1M rows is
-then about 500 pages instead of 900, and the memory one export holds stays bounded: the page
-being sent and the one read ahead (a later page holds at most 2,000 rows, ~0.25 MB). Larger
-pages were faster still (bench/RESULTS.md) but grew a stalled export's memory past its bound.
+A long export's pages grow while its client keeps up: the first aims at ``PAGE_ROWS`` (a
+small download's whole result), each next one at twice the last, up to ``grown_rows``
+(8,000 rows, ~1 MB, on SQLite; 2,000 on PostgreSQL, where reading a page costs more
+memory), and the next page is read while one is sent. A full export of 1M rows on SQLite
+is then about 160 pages instead of 900. When the client makes a send wait
+(``fell_behind``), the page read ahead is dropped and the next is read at the first size,
+only once the current one is handed over: larger pages gain nothing when the client is the
+bottleneck, and a stalled or slow client holds about one small page, not two large ones.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ Outcome = Literal["ok", "aborted", "cut", "failed"]  # failed: storage broke mid
 PAGE_ROWS = 1000  # the first page's aim
 MAX_PAGE_ROWS = 4 * PAGE_ROWS  # the first page holds at most this many rows, a later one its aim
 MAX_GROWTH = 8  # a slice grows or shrinks at most this factor per page
-GROWN_PAGE = 2  # a long export's pages grow up to this many times PAGE_ROWS
+GROWN_PAGE = 8  # a long export's pages grow up to this many times PAGE_ROWS (SQLite)
+# On PostgreSQL libpq holds a page's whole result beside its Python rows (and each line is a
+# str encoded once more): a page read costs about three times what it does on SQLite, and a
+# large export's growth stays within its tested bound (4 MB) with 2,000-row pages only
+# (4,000: 3.9-4.9 MB; 8,000: 5.3-6.7 MB; bench/RESULTS.md).
+GROWN_PAGE_POSTGRES = 2
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,13 @@ def _next_span(span: int, rows: int, aim: int) -> int:
     return max(1, min(span * MAX_GROWTH, max(span // MAX_GROWTH, wanted)))
 
 
-def _grown(aim: int) -> int:
-    return min(2 * aim, GROWN_PAGE * PAGE_ROWS)
+def grown_rows(db: Database) -> int:
+    """The most rows a long export's page grows to on ``db``'s engine."""
+    return (GROWN_PAGE if db.is_sqlite else GROWN_PAGE_POSTGRES) * PAGE_ROWS
+
+
+def _grown(aim: int, db: Database) -> int:
+    return min(2 * aim, grown_rows(db))
 
 
 def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
@@ -129,10 +142,10 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
                     at = Cursor(cut, 1, dense=True, aim=aim)
                     continue
                 hi = cut - 1
-            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim)), aim=aim)
+            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim, db)), aim=aim)
             page = Page.of_bytes(query, lines, at, safe)
         if not page.empty:
-            return replace(page, next=replace(at, aim=_grown(aim)))
+            return replace(page, next=replace(at, aim=_grown(aim, db)))
     return Page(query, 0, b"", at)
 
 
@@ -186,12 +199,28 @@ class Export:
         except StorageUnavailable as exc:
             self._ahead_error = exc
 
+    def fell_behind(self) -> None:
+        """The client made a send of the page just handed out wait: drop the page read ahead
+        (not counted: never handed out) and read the next at the first page size. No database
+        work; call it once the read ahead has ended. A failed read ahead is kept (raised
+        with the next chunk, as before)."""
+        if self._header:  # nothing handed out yet: the page held is the first, not read ahead
+            return
+        self._ahead = None
+        at = self._cursor.next
+        if at.dense:  # one second in key order: its position is the key, not a span
+            self._cursor = replace(self._cursor, next=replace(at, aim=PAGE_ROWS))
+            return
+        # A span sized for a grown page, narrowed in proportion (the first size is the aim).
+        span = max(1, at.span * PAGE_ROWS // max(at.aim, PAGE_ROWS))
+        self._cursor = replace(self._cursor, next=replace(at, span=span, aim=PAGE_ROWS))
+
     def next_chunk(self) -> bytes | None:
         """The next bytes of the CSV, or None at the end. Counted (rows, bytes) as sent: the
         caller hands each chunk to the client before asking for the next."""
-        if self._ahead_error is not None:
+        self.read_ahead()  # nothing to do when read ahead already (or failed)
+        if self._ahead_error is not None:  # raised here, never taken for the end
             raise self._ahead_error
-        self.read_ahead()
         page, self._ahead = self._ahead, None
         if page is None:
             return None

@@ -242,12 +242,11 @@ def read_whole_seconds(
             query = replace(query, end_ts=cut - 1)
         if query.end_ts < query.start_ts:
             return [], cut
-        rows = _fetch_utf8(conn, _template(query, None, None, False), _params(query, None, None))
+        rows = _fetch_utf8(conn, query, None)
         return [row[0] for row in rows], cut
     # Extensions or a scope: a UNION of two index scans; one read with the rows' ts, cut after
     # its last whole second.
-    params = _params(query, None, most + 1)
-    rows = _fetch_utf8(conn, _template(query, None, most + 1, False, timed=True), params)
+    rows = _fetch_utf8(conn, query, most + 1, timed=True)
     if len(rows) <= most:
         return [row[0] for row in rows], None
     cut = rows[most][1]
@@ -267,10 +266,14 @@ def _cut_probe() -> Select[Any]:
 
 
 def _fetch_utf8(
-    conn: Connection, stmt: Select[Any], params: dict[str, Any]
+    conn: Connection, query: CdrQuery, limit: int | None, timed: bool = False
 ) -> Sequence[Sequence[Any]]:
-    """``_fetch`` with the first column (the line) as UTF-8 bytes."""
+    """The rows of ``query`` in download order, the first column (the line) as UTF-8 bytes."""
+    params = _params(query, None, limit)
+    stmt = _template(query, None, limit, False, timed)
     if conn.dialect.name != "sqlite":
+        # Not convert_to(line, 'UTF8') in SQL: a bytea comes hex-encoded in the text protocol,
+        # twice the result libpq holds, and decoding it cost more CPU than encode (measured).
         return [(row[0].encode(), *row[1:]) for row in _fetch(conn, stmt, params)]
     # SQLite holds the lines as UTF-8 already: fetched as bytes, they are sent as they are,
     # not decoded to str and encoded back (a fifth of a full export's read).
@@ -353,11 +356,9 @@ def _statement(
 
 
 def _fetch(conn: Connection, stmt: Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
-    if conn.dialect.name != "sqlite":
-        return conn.execute(stmt, params).all()
-    # The export hot path on SQLite: SQLAlchemy executes (with its compiled-statement cache),
-    # then rows come straight from the driver cursor, without per-row result processing
-    # (half the server's CPU on a full export).
+    # The export hot path: SQLAlchemy executes (with its compiled-statement cache), then rows
+    # come straight from the driver cursor as plain tuples, without per-row result processing
+    # (half the server's CPU on a full export on SQLite); no column here needs processing.
     result = conn.execute(stmt, params)
     try:
         return result.cursor.fetchall()
