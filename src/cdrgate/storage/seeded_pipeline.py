@@ -61,7 +61,7 @@ def store_empty(
     names = ", ".join(COLUMNS)
     inserted = 0
     try:
-        for i, chunk in enumerate(chunks):
+        for i in range(len(chunks)):
             item = made.get()
             if isinstance(item, BaseException):
                 raise item
