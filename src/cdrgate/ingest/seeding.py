@@ -33,8 +33,7 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     if db.is_sqlite:
         with db.write() as conn:
             if cdrs.is_empty(conn):
-                most = seeded_pipeline.MOST_CHUNKS
-                chunks = list(_chunks(hours, max(SEED_BATCH, -(-plan.count // most))))
+                chunks = _pipeline_chunks(hours, plan.count)
                 return seeded_pipeline.store_empty(conn, plan, chunks, progress)
     chunks = list(_chunks(hours, SEED_BATCH))
     inserted = done = 0
@@ -53,6 +52,30 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                     progress(size)
             stage.close()
     return inserted
+
+
+# Where the chunks of a seed made by the helper end, in 32nds of its rows: the writer waits
+# for the first chunk and the helper has nothing left to do while the writer stores the last,
+# so those two are small.
+_PIPELINE_ENDS = (1, 6, 11, 16, 21, 26, 31, 32)
+
+
+def _pipeline_chunks(hours: Sequence[Slot], count: int) -> list[list[Slot]]:
+    """At most ``seeded_pipeline.MOST_CHUNKS`` chunks of consecutive hours."""
+    assert len(_PIPELINE_ENDS) == seeded_pipeline.MOST_CHUNKS
+    if count < SEED_BATCH * len(_PIPELINE_ENDS):
+        return list(_chunks(hours, SEED_BATCH))
+    chunks: list[list[Slot]] = [[]]
+    ends = iter(_PIPELINE_ENDS)
+    end = next(ends)
+    stored = 0
+    for hour in hours:
+        if stored >= count * end // 32:
+            chunks.append([])
+            end = next(ends)
+        chunks[-1].append(hour)
+        stored += hour.calls
+    return chunks
 
 
 def _chunks(hours: Sequence[Slot], rows: int) -> Iterator[list[Slot]]:
