@@ -13,7 +13,7 @@ from cdrgate.errors import ImportFailed
 from cdrgate.ingest import seeding
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate
-from cdrgate.storage import cdrs, schema, seeded_pipeline
+from cdrgate.storage import cdrs, schema, seeded_pipeline, summary
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 from tests.services.test_importing import import_yeastar_csv
@@ -100,10 +100,17 @@ def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_o
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
     made: list[int] = []
+    on_disk: list[int] = []
+
+    def progress(rows: int) -> None:
+        made.append(rows)
+        on_disk.append(len(list((tmp_path / "scratch").rglob("*.db"))))
+
     plan = SeedPlan(count=2000, seed=6, days=40)
     before = _indexes(sqlite_db)
-    assert seed_database(sqlite_db, plan, made.append) == 2000
+    assert seed_database(sqlite_db, plan, progress) == 2000
     assert len(made) == seeded_pipeline.MOST_CHUNKS and sum(made) == 2000
+    assert max(on_disk) <= 2  # the helper keeps at most one chunk ahead of the writer
     with sqlite_db.read() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT line FROM cdr ORDER BY id")]
     assert stored == [line for _, line in generate(plan)]
@@ -117,7 +124,7 @@ def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_o
 def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeypatch):
     monkeypatch.setattr(seeding, "SEED_BATCH", 100)
     calls = 0
-    real = seeded_pipeline.summary.count_into
+    real = summary.count_into
 
     def fail_on_the_third_chunk(conn, source, target):
         nonlocal calls
@@ -126,7 +133,7 @@ def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeyp
             raise RuntimeError("helper failed")
         real(conn, source, target)
 
-    monkeypatch.setattr(seeded_pipeline.summary, "count_into", fail_on_the_third_chunk)
+    monkeypatch.setattr(summary, "count_into", fail_on_the_third_chunk)
     before = _indexes(sqlite_db)
     with pytest.raises(RuntimeError, match="helper failed"):
         seed_database(sqlite_db, SeedPlan(count=2000, seed=6))

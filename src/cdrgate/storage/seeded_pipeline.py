@@ -54,8 +54,11 @@ def store_empty(
     folder = Path(tempfile.mkdtemp(prefix="cdrgate-seed-"))
     made: queue.Queue[Made] = queue.Queue()
     stop = threading.Event()
+    # Chunk files on disk at once: the one being stored and the one being made (the helper
+    # is the faster side and would otherwise fill the disk ahead of the writer).
+    room = threading.Semaphore(2)
     helper = threading.Thread(
-        target=_make_chunks, args=(plan, chunks, folder, made, stop), name="cdrgate-seed"
+        target=_make_chunks, args=(plan, chunks, folder, made, stop, room), name="cdrgate-seed"
     )
     helper.start()
     names = ", ".join(COLUMNS)
@@ -82,10 +85,12 @@ def store_empty(
             inserted += new
             with contextlib.suppress(OSError):  # removed at the end anyway
                 os.remove(path)
+            room.release()
             if progress is not None:
                 progress(size)
     finally:
         stop.set()
+        room.release()  # a helper waiting for room wakes up, sees stop and ends
         helper.join()
         shutil.rmtree(folder, ignore_errors=True)
     return inserted
@@ -97,6 +102,7 @@ def _make_chunks(
     folder: Path,
     made: queue.Queue[Made],
     stop: threading.Event,
+    room: threading.Semaphore,
 ) -> None:
     """The helper thread: each chunk's file, in order, until done or told to stop."""
     engine = create_engine("sqlite://", isolation_level="AUTOCOMMIT")
@@ -109,6 +115,7 @@ def _make_chunks(
                 f"FROM ({rows_sql('sqlite', plan)}) AS seeded"
             )
             for i, chunk in enumerate(chunks):
+                room.acquire()
                 if stop.is_set():
                     return
                 path = folder / f"chunk{i}.db"
