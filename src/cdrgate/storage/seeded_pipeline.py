@@ -12,8 +12,8 @@ the rows with one INSERT ... SELECT. Each chunk is a new file, because an attach
 in a transaction stays attached and locked until that transaction ends (and the writer's
 snapshot of it would not see later chunks). SQLite allows 10 attached databases, so a seed
 is cut into at most ``MOST_CHUNKS`` chunks. The files hold nothing the store needs: they are
-written without a journal or syncs, removed once copied, and a crash leaves the store's
-transaction to roll back as any other.
+written without a journal or syncs, removed once copied (at most two exist at once), and a
+crash leaves the store's transaction to roll back as any other.
 """
 
 from __future__ import annotations
