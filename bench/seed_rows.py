@@ -7,13 +7,15 @@ timed) as a whole `cdrgate seed` process. Reference, same run, interleaved, as a
 this machine's speed at that moment: the sqlite3 shell's `.import` of the same rows as CSV
 into a plain table without indexes. ``--baseline`` also times another build's `cdrgate` (e.g.
 main's .venv/bin/cdrgate), interleaved, into its own migrated template. The load average is
-printed before each run: on a shared machine it says what a figure is worth.
+printed before each run, and each run's CPU seconds (user + sys, both threads) after it: on a
+shared machine the neighbours move the CPU time much less than the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 
 import benchlib as b
@@ -31,6 +33,7 @@ def main() -> None:
     shell_times: list[float] = []
     seed_times: list[float] = []
     baseline_times: list[float] = []
+    cpu: dict[str, list[float]] = {}
     builds = [(args.baseline, baseline_times)] if args.baseline else []
     builds.append((b.CDRGATE, seed_times))
     for _ in range(args.repeat):
@@ -39,17 +42,33 @@ def main() -> None:
             database_url = b.migrated_copy(target, cdrgate)
             command = [cdrgate, "seed", "--count", str(args.rows), "--database", database_url]
             load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+            before = _children_cpu()
             times += b.timed(lambda: b.run(command, stdout=subprocess.DEVNULL), 1)  # noqa: B023
-            b.say(f"  load average {load}: {cdrgate} seed {times[-1]:.2f} s")
+            cpu.setdefault(cdrgate, []).append(_children_cpu() - before)
+            b.say(
+                f"  load average {load}: {cdrgate} seed {times[-1]:.2f} s, "
+                f"cpu {cpu[cdrgate][-1]:.2f} s"
+            )
     ratio = b.report("cdrgate seed", seed_times, "sqlite3 .import (plain table)", shell_times)
     if args.baseline:
         b.report("cdrgate seed", seed_times, f"baseline {args.baseline}", baseline_times)
+    for cdrgate, seconds in cpu.items():
+        b.say(f"  cpu (user+sys) {cdrgate}: min {min(seconds):.2f} s, runs {_listed(seconds)}")
     b.fresh(plain)
     b.fresh(target)
     b.say(
         f"RESULT seed_rows: {args.rows} rows in {min(seed_times):.1f} s min "
         f"(target < 10 s); {ratio:.1f}x the shell's plain .import of the same rows"
     )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _listed(values: list[float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ load must leave the empty store as it was."""
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest import seeding
 from cdrgate.ingest.seeding import seed_database
-from cdrgate.seed import SeedPlan
-from cdrgate.storage import cdrs, schema
+from cdrgate.seed import SeedPlan, generate
+from cdrgate.storage import cdrs, schema, seeded_pipeline, summary
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 from tests.services.test_importing import import_yeastar_csv
@@ -84,3 +86,58 @@ def test_seeding_an_empty_store_stores_the_rows_of_seeding_in_commits(
     assert _stored(other) == sorted(
         [*_stored(sqlite_db), ("elsewhere", extra.callid, extra.csv_line())]
     )
+
+
+def _attached(db: Database) -> list[str]:
+    with db.read() as conn:
+        return [row[1] for row in conn.exec_driver_sql("PRAGMA database_list")]
+
+
+def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_order(
+    sqlite_db, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(seeding, "SEED_BATCH", 100)  # 2,000 rows: eight chunks of ~250
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    made: list[int] = []
+    on_disk: list[int] = []
+
+    def progress(rows: int) -> None:
+        made.append(rows)
+        on_disk.append(len(list((tmp_path / "scratch").rglob("*.db"))))
+
+    plan = SeedPlan(count=2000, seed=6, days=40)
+    before = _indexes(sqlite_db)
+    assert seed_database(sqlite_db, plan, progress) == 2000
+    assert len(made) == seeded_pipeline.MOST_CHUNKS and sum(made) == 2000
+    assert max(on_disk) <= 2  # the helper keeps at most one chunk ahead of the writer
+    with sqlite_db.read() as conn:
+        stored = [row[0] for row in conn.exec_driver_sql("SELECT line FROM cdr ORDER BY id")]
+    assert stored == [line for _, line in generate(plan)]
+    assert _indexes(sqlite_db) == before
+    # The chunk files are gone, and no pooled connection keeps one attached.
+    assert list((tmp_path / "scratch").iterdir()) == []
+    assert not [name for name in _attached(sqlite_db) if name not in ("main", "temp")]
+    assert seed_database(sqlite_db, plan) == 0  # again, on the same pool: nothing new
+
+
+def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeypatch):
+    monkeypatch.setattr(seeding, "SEED_BATCH", 100)
+    calls = 0
+    real = summary.count_into
+
+    def fail_on_the_third_chunk(conn, source, target):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("helper failed")
+        real(conn, source, target)
+
+    monkeypatch.setattr(summary, "count_into", fail_on_the_third_chunk)
+    before = _indexes(sqlite_db)
+    with pytest.raises(RuntimeError, match="helper failed"):
+        seed_database(sqlite_db, SeedPlan(count=2000, seed=6))
+    assert _stored(sqlite_db) == []
+    assert _indexes(sqlite_db) == before
+    monkeypatch.undo()
+    assert seed_database(sqlite_db, SeedPlan(count=300, seed=6)) == 300

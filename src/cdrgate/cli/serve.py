@@ -9,26 +9,26 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from starlette.applications import Starlette
 
-from cdrgate import faults as fault_files
-from cdrgate import tls
-from cdrgate.app import create_app, serving_database
 from cdrgate.cli.common import EXIT_PORT, cli_errors, err, open_database, say
 from cdrgate.cli.ops import ConfigOption
 from cdrgate.config import load_settings, parse_option
-from cdrgate.drain import exit_zero_on_sigterm
 from cdrgate.errors import UsageError
-from cdrgate.http_protocol import LenientHttpToolsProtocol
 from cdrgate.iprules import parse_networks
 from cdrgate.logsetup import configure_logging, startup_line
-from cdrgate.metrics import worker_metrics
-from cdrgate.services import accounts
 from cdrgate.settings import SETTINGS, Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from cdrgate import faults as fault_files
+
+# The server's stack (uvicorn, Starlette, the app, TLS, faults: ~0.2 s of imports) is
+# imported by the functions that serve, not here: every other command registers this module
+# to show `serve` in the help, and should not pay for it.
 
 # How `--workers N` hands the log level to its worker processes (settings go as CDRGATE_*).
 LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
@@ -136,6 +136,15 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
+    import uvicorn
+
+    from cdrgate import tls
+    from cdrgate.app import create_app, serving_database
+    from cdrgate.drain import exit_zero_on_sigterm
+    from cdrgate.http_protocol import LenientHttpToolsProtocol
+    from cdrgate.metrics import worker_metrics
+    from cdrgate.services import accounts
+
     settings = load_settings(
         config,
         database=database, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
@@ -220,6 +229,8 @@ def serve(
 
 def load_faults(path: Path, host: str, workers: int, i_know: bool) -> fault_files.FaultPlan:
     """The fault plan, refused where it could reach real clients by accident."""
+    from cdrgate import faults as fault_files
+
     if not _loopback(host) and not i_know:
         raise UsageError(
             f"--faults fails requests on purpose: refused on --host {host} (not loopback) "
@@ -241,6 +252,8 @@ def _loopback(host: str) -> bool:
 
 def app_from_env() -> Starlette:
     """The app of one `--workers N` process: settings from the CDRGATE_* its parent set."""
+    from cdrgate.app import create_app
+
     settings = Settings.from_env()
     configure_logging(os.environ.get(LOG_LEVEL_ENV, "info"), settings.log_format)
     limit_malloc_arenas()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from cdrgate.seed import SeedPlan, Slot, slots
+from cdrgate.storage import cdrs, seeded_pipeline
 from cdrgate.storage.cdrs import bulk_load
 from cdrgate.storage.db import Database
 from cdrgate.storage.seeded import Stage
@@ -20,12 +21,21 @@ SEED_COMMIT_ROWS = 250_000
 def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None) -> int:
     """Insert ``plan.count`` generated CDRs; returns how many were new.
 
-    Into an empty store the whole plan is one transaction with the indexes built after it
-    (``bulk_load``). Otherwise rows are committed every ``SEED_COMMIT_ROWS``: far fewer
-    commits (and WAL checkpoints) than one per chunk, yet a server on the same database is
-    never locked out for long.
+    Into an empty store the whole plan is one transaction. On SQLite its rows are made on a
+    second core while they are stored (``seeded_pipeline``), and the indexes are kept up to
+    date as they go in: the storing core waits for rows anyway, where building them after the
+    load (``bulk_load``) would add their whole build time to the end (bench/RESULTS.md, fifth
+    round). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows are committed every
+    ``SEED_COMMIT_ROWS``: far fewer commits (and WAL checkpoints) than one per chunk, yet a
+    server on the same database is never locked out for long.
     """
-    chunks = list(_chunks(slots(plan), SEED_BATCH))
+    hours = slots(plan)
+    if db.is_sqlite:
+        with db.write() as conn:
+            if cdrs.is_empty(conn):
+                chunks = _pipeline_chunks(hours, plan.count)
+                return seeded_pipeline.store_empty(conn, plan, chunks, progress)
+    chunks = list(_chunks(hours, SEED_BATCH))
     inserted = done = 0
     while done < len(chunks):
         with db.write() as conn, bulk_load(conn) as whole:
@@ -42,6 +52,30 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                     progress(size)
             stage.close()
     return inserted
+
+
+# Where the chunks of a seed made by the helper end, in 32nds of its rows: the writer waits
+# for the first chunk and the helper has nothing left to do while the writer stores the last,
+# so those two are small.
+_PIPELINE_ENDS = (1, 6, 11, 16, 21, 26, 31, 32)
+
+
+def _pipeline_chunks(hours: Sequence[Slot], count: int) -> list[list[Slot]]:
+    """At most ``seeded_pipeline.MOST_CHUNKS`` chunks of consecutive hours."""
+    assert len(_PIPELINE_ENDS) == seeded_pipeline.MOST_CHUNKS
+    if count < SEED_BATCH * len(_PIPELINE_ENDS):
+        return list(_chunks(hours, SEED_BATCH))
+    chunks: list[list[Slot]] = [[]]
+    ends = iter(_PIPELINE_ENDS)
+    end = next(ends)
+    stored = 0
+    for hour in hours:
+        if stored >= count * end // 32:
+            chunks.append([])
+            end = next(ends)
+        chunks[-1].append(hour)
+        stored += hour.calls
+    return chunks
 
 
 def _chunks(hours: Sequence[Slot], rows: int) -> Iterator[list[Slot]]:

@@ -104,7 +104,7 @@ def bulk_load(conn: Connection) -> Iterator[bool]:
     the committed (empty) table. The uniqueness key stays: it skips duplicates as usual.
     Elsewhere (PostgreSQL, or rows already stored) it does nothing and yields False.
     """
-    if conn.dialect.name != "sqlite" or conn.execute(_ANY_ROW).first() is not None:
+    if conn.dialect.name != "sqlite" or not is_empty(conn):
         yield False
         return
     indexes = conn.execute(_SECONDARY_INDEXES).all()
@@ -113,6 +113,10 @@ def bulk_load(conn: Connection) -> Iterator[bool]:
     yield True
     for _, create in indexes:
         conn.exec_driver_sql(create)
+
+
+def is_empty(conn: Connection) -> bool:
+    return conn.execute(_ANY_ROW).first() is None
 
 
 _ANY_ROW = select(cdr.c.id).limit(1)

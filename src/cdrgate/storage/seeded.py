@@ -52,15 +52,15 @@ def select_rows(
     """The plan's rows, in time order: ``RECORD_COLUMNS`` then the CSV line."""
     if not hours:
         return
-    _stage(conn, hours)
+    stage_hours(conn, hours)
     try:
         columns = ", ".join((*RECORD_COLUMNS, "line"))
-        sql = f"SELECT {columns} FROM ({_rows_sql(conn.dialect.name, plan)}) AS seeded"
-        params = _params(plan, hours[0].first_seq, hours[-1].first_seq)
+        sql = f"SELECT {columns} FROM ({rows_sql(conn.dialect.name, plan)}) AS seeded"
+        params = bind_params(plan, hours[0].first_seq, hours[-1].first_seq)
         for row in conn.execute(text(sql), params):
             yield tuple(row)
     finally:
-        _unstage(conn)
+        unstage_hours(conn)
 
 
 class Stage:
@@ -73,9 +73,9 @@ class Stage:
         # lock there, creating a partition (on another connection) would wait out its lock
         # timeout and the rows would land in cdr_default.
         partitions.ensure(conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599)))
-        _stage(conn, hours)
+        stage_hours(conn, hours)
         names = ", ".join(COLUMNS)
-        rows = _rows_sql(conn.dialect.name, plan)
+        rows = rows_sql(conn.dialect.name, plan)
         self._insert = text(
             # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
             f"INSERT INTO cdr ({names}) SELECT {names} FROM ({rows}) AS seeded WHERE true "
@@ -91,16 +91,16 @@ class Stage:
             pg_bulk.serialise_cdr_inserts(conn)
         after = summary.newest_id(conn)
         result = conn.execute(
-            self._insert, _params(self.plan, hours[0].first_seq, hours[-1].first_seq)
+            self._insert, bind_params(self.plan, hours[0].first_seq, hours[-1].first_seq)
         )
         summary.add_stored(conn, after)
         return max(int(result.rowcount), 0)
 
     def close(self) -> None:
-        _unstage(self.conn)
+        unstage_hours(self.conn)
 
 
-def _stage(conn: Connection, hours: Sequence[Slot]) -> None:
+def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
     pg = conn.dialect.name == "postgresql"
     integer = "BIGINT" if pg else "INTEGER"  # SQLite: INTEGER PRIMARY KEY is the rowid
     conn.exec_driver_sql(
@@ -124,13 +124,13 @@ def _stage(conn: Connection, hours: Sequence[Slot]) -> None:
         )
 
 
-def _unstage(conn: Connection) -> None:
+def unstage_hours(conn: Connection) -> None:
     conn.exec_driver_sql("DROP TABLE seed_slot")
     if conn.dialect.name != "postgresql":
         conn.exec_driver_sql("DROP TABLE seed_counter")
 
 
-def _params(plan: SeedPlan, first: int, last: int) -> dict[str, object]:
+def bind_params(plan: SeedPlan, first: int, last: int) -> dict[str, object]:
     return {
         "first": first,
         "last": last,
@@ -188,7 +188,7 @@ def _hash(k: str) -> str:
     return f"({k} * {k} % {_PRIME} * ({k} * {k} % {_PRIME}) + {k}) % {_PRIME}"
 
 
-def _rows_sql(dialect: str, plan: SeedPlan) -> str:
+def rows_sql(dialect: str, plan: SeedPlan) -> str:
     """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values).
 
     Five levels, each passing up as few columns as it can (copying a column from one level

@@ -34,15 +34,18 @@ _MINE = {
     "postgresql": "id > :after AND xmin = pg_current_xact_id()::xid",
 }
 
-_UPSERT = (
-    "INSERT INTO cdr_summary (hour, status, type, calls, talk, duration) "
-    "SELECT ts / 3600 * 3600, status, type, {sign} count(*), {sign} sum(talkduraction), "
-    "{sign} sum(callduraction) FROM {source} WHERE {where} "
-    "GROUP BY ts / 3600 * 3600, status, type "
+_COUNTS = (
+    "SELECT ts / 3600 * 3600 AS hour, status, type, {sign} count(*) AS calls, "
+    "{sign} sum(talkduraction) AS talk, {sign} sum(callduraction) AS duration "
+    "FROM {source} WHERE {where} GROUP BY ts / 3600 * 3600, status, type"
+)
+_ADD = (
+    "INSERT INTO cdr_summary (hour, status, type, calls, talk, duration) {select} "
     "ON CONFLICT (hour, status, type) DO UPDATE SET "
     "calls = cdr_summary.calls + excluded.calls, talk = cdr_summary.talk + excluded.talk, "
     "duration = cdr_summary.duration + excluded.duration"
 )
+_UPSERT = _ADD.format(select=_COUNTS)
 
 
 # PostgreSQL asks the id sequence (named by migration 0005), not the table: a lock on cdr
@@ -86,3 +89,17 @@ def subtract_ids(conn: Connection, ids: Sequence[int]) -> None:
 def subtract_table(conn: Connection, table: str) -> None:
     """Uncount every row of ``table`` (a PostgreSQL partition of cdr about to be dropped)."""
     conn.exec_driver_sql(_UPSERT.format(sign="-", source=table, where="true"))
+
+
+def count_into(conn: Connection, source: str, target: str) -> None:
+    """Create the table ``target`` holding the cdr_summary counts of the CDR-shaped table
+    ``source`` (to be added later with ``add_counted``)."""
+    counts = _COUNTS.format(sign="", source=source, where="true")
+    conn.exec_driver_sql(f"CREATE TABLE {target} AS {counts}")
+
+
+def add_counted(conn: Connection, table: str) -> None:
+    """Add the counts of ``table`` (made by ``count_into``) to cdr_summary."""
+    # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
+    select = f"SELECT hour, status, type, calls, talk, duration FROM {table} WHERE true"
+    conn.exec_driver_sql(_ADD.format(select=select))
