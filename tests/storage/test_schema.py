@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
@@ -49,3 +52,25 @@ def test_accounts_from_before_scopes_read_everything_after_the_upgrade(database_
         assert auth.authenticate(token).scope is None
     finally:
         db.dispose()
+
+
+def test_the_head_constant_is_the_newest_migration():
+    assert schema.HEAD == schema.script_head()
+
+
+def test_a_command_on_a_current_store_does_not_import_alembic(db: Database):
+    # Alembic is a tenth of a second of every command's start-up; a current store needs none.
+    probe = (
+        "import sys\n"
+        "from cdrgate.cli import main\n"
+        "sys.argv = ['cdrgate', 'seed', '--count', '0', '--database', sys.argv[1]]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, db.url], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"
