@@ -4,7 +4,9 @@ load must leave the empty store as it was."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -139,5 +141,46 @@ def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeyp
         seed_database(sqlite_db, SeedPlan(count=2000, seed=6))
     assert _stored(sqlite_db) == []
     assert _indexes(sqlite_db) == before
+    assert _journal_mode(sqlite_db) == "wal"
     monkeypatch.undo()
     assert seed_database(sqlite_db, SeedPlan(count=300, seed=6)) == 300
+
+
+def _journal_mode(db: Database) -> str:
+    with db.connect() as conn:
+        return str(conn.connection.driver_connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+def _sidecars(path: Path) -> set[str]:
+    """Which of the store's journal files exist now."""
+    return {suffix for suffix in ("-journal", "-wal") if Path(f"{path}{suffix}").exists()}
+
+
+def test_an_empty_store_seeded_alone_is_written_through_a_rollback_journal_and_left_in_wal_mode(
+    sqlite_db, tmp_path, monkeypatch
+):
+    # A rollback journal writes the new pages once, into the store; WAL would write them twice.
+    monkeypatch.setattr(seeding, "SEED_BATCH", 100)
+    path = tmp_path / "bulk.db"
+    during: list[set[str]] = []
+    plan = SeedPlan(count=2000, seed=6, days=40)
+    assert seed_database(sqlite_db, plan, lambda _rows: during.append(_sidecars(path))) == 2000
+    assert during and all(files == {"-journal"} for files in during)
+    assert _journal_mode(sqlite_db) == "wal"
+    assert not Path(f"{path}-journal").exists()
+    assert len(_stored(sqlite_db)) == 2000
+
+
+def test_a_store_another_connection_has_open_is_seeded_in_wal_mode(sqlite_db, tmp_path):
+    path = tmp_path / "bulk.db"
+    other = sqlite3.connect(path)  # a reader elsewhere, idle: it keeps the WAL in use
+    try:
+        other.execute("SELECT count(*) FROM cdr").fetchone()
+        during: list[set[str]] = []
+        plan = SeedPlan(count=500, seed=7)
+        assert seed_database(sqlite_db, plan, lambda _rows: during.append(_sidecars(path))) == 500
+        assert during and all("-journal" not in files for files in during)
+        assert other.execute("SELECT count(*) FROM cdr").fetchone()[0] == 500
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
