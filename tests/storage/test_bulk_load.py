@@ -148,7 +148,9 @@ def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeyp
 
 def _journal_mode(db: Database) -> str:
     with db.connect() as conn:
-        return str(conn.connection.driver_connection.execute("PRAGMA journal_mode").fetchone()[0])
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)  # outside a transaction, as SQLite wants
+        return str(raw.execute("PRAGMA journal_mode").fetchone()[0])
 
 
 def _sidecars(path: Path) -> set[str]:
