@@ -51,7 +51,8 @@ async def dispatch(request: Request) -> Response:
     except ApiError as exc:
         _log_refusal(request, name, exc)
         return failure(exc.errno)
-    log.info("%s %s from %s: Success", request.method, redact(name), client_ip(request))
+    if log.isEnabledFor(logging.INFO):  # redact() costs ~2 % of a small flow: only when written
+        log.info("%s %s from %s: Success", request.method, redact(name), client_ip(request))
     return response
 
 
@@ -83,6 +84,8 @@ def _log_refusal(request: Request, name: str, exc: ApiError) -> None:
     Details are written by cdrgate and never carry request values, so no secret can leak;
     the endpoint name comes from the path and is redacted like any other client text.
     """
+    if not log.isEnabledFor(logging.INFO):
+        return
     endpoint, client = redact(name), client_ip(request)
     errno = exc.errno.value
     log.info(

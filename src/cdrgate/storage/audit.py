@@ -7,10 +7,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
+from cdrgate.storage.driver import SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import download_audit
 
-# One per download: built once (see storage/randoms.py).
+# One per download: built once (see storage/randoms.py); on SQLite run on the driver.
 _INSERT = download_audit.insert()
+# Every column but the id: a record gives them all.
+_INSERT_SQLITE = SqliteStatement.of(
+    _INSERT, column_keys=[column.key for column in download_audit.c if column.key != "id"]
+)
 _SETTLE = (
     update(download_audit)
     .where(download_audit.c.id == bindparam("row_id"))
@@ -19,7 +24,12 @@ _SETTLE = (
 
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> int:
-    """Add one record; returns its id."""
+    """Add one record (every column but ``id``); returns its id."""
+    raw = sqlite_driver(conn)
+    if raw is not None:
+        row_id = _INSERT_SQLITE.run(raw, values).lastrowid
+        assert row_id is not None, "an INSERT of one row has its rowid"
+        return row_id
     key = conn.execute(_INSERT, dict(values)).inserted_primary_key
     assert key is not None, "an INSERT of one row has its key"
     return int(key[0])

@@ -30,6 +30,7 @@ from cdrgate.cdr import CdrRecord, row_without_nul
 from cdrgate.scope import Scope
 from cdrgate.storage import pg_bulk, summary
 from cdrgate.storage.db import Database
+from cdrgate.storage.driver import SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
@@ -224,8 +225,23 @@ def export_select(
 
 def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> list[str]:
     """The CSV lines of ``query`` in download order. Callers bound the range (a page)."""
+    params = _params(query, None, limit)
+    raw = sqlite_driver(conn)
+    if raw is not None and query.scope is None:
+        # A small download's read (in its redeem's transaction): on the driver, as the
+        # flow's other statements (storage/driver.py). A scope's values are in its statement.
+        exts = 0 if query.extensions is None else len(query.extensions)
+        sqlite_stmt = _sqlite_statement(query.extensions is not None, limit is not None, exts)
+        return [row[0] for row in sqlite_stmt.run(raw, params)]
     stmt = _template(query, None, limit, False)
-    return [row[0] for row in _fetch(conn, stmt, _params(query, None, limit))]
+    return [row[0] for row in _fetch(conn, stmt, params)]
+
+
+@lru_cache(maxsize=256)
+def _sqlite_statement(by_extension: bool, limited: bool, exts: int) -> SqliteStatement:
+    """``_statement`` of a read without a scope, compiled for the driver, per list length."""
+    stmt = _statement(by_extension, False, limited, False, None, False)
+    return SqliteStatement.of(stmt, expand={"exts": exts} if by_extension else None)
 
 
 def read_whole_seconds(

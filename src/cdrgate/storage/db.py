@@ -444,6 +444,8 @@ def _translate_errors() -> Iterator[None]:
         raise StorageUnavailable("no database connection free (pool exhausted)") from exc
     except OperationalError as exc:
         raise StorageUnavailable(_short(exc)) from exc
+    except sqlite3.OperationalError as exc:  # a statement run on the driver (storage/driver.py)
+        raise StorageUnavailable(str(exc).splitlines()[0]) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StorageUnavailable(_short(exc)) from exc

@@ -1,0 +1,97 @@
+"""A flow's hot statements on the sqlite3 cursor itself, compiled once from their Core form.
+
+SQLAlchemy's ``Connection.execute`` costs about 28 us on a one-row lookup that ``sqlite3``
+runs in 3 us (``exec_driver_sql`` about 35 us: it is the execution context that costs, not
+the compilation); a small flow runs six such statements per pair of requests (bench/RESULTS.md,
+sixth round). So the storage module that owns a table keeps each hot statement as its Core
+definition (the one home of the statement, and what PostgreSQL runs) and, beside it, a
+``SqliteStatement`` compiled from that definition at import: the same SQL text, never
+written twice. Errors from the driver are ``sqlite3`` ones; ``Database``'s transaction
+helpers translate them as they do SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_DIALECT = sqlite.dialect()
+
+
+def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under ``conn`` (in its transaction), None on PostgreSQL."""
+    if conn.dialect.name != "sqlite":
+        return None
+    raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    return raw
+
+
+class _Slot:
+    """A stand-in value for a runtime parameter while compiling: where it lands is where
+    that parameter goes (``name``, or item ``index`` of an expanding list)."""
+
+    def __init__(self, name: str, index: int | None = None) -> None:
+        self.name, self.index = name, index
+
+
+@dataclass(frozen=True)
+class SqliteStatement:
+    """``stmt`` as SQLite text with ``?`` marks, and what each mark takes.
+
+    ``expand``: the length of each expanding parameter (``IN`` lists): one statement per
+    length. ``column_keys``: the columns an INSERT sets (all its values are then given).
+    """
+
+    sql: str
+    # Per mark: a runtime parameter's name, (name, index) in an expanding one, or a constant
+    # the statement itself carries (a literal SQLAlchemy bound, such as SQLite's OFFSET 0).
+    marks: tuple[Any, ...]
+
+    @classmethod
+    def of(
+        cls,
+        stmt: ClauseElement,
+        *,
+        expand: Mapping[str, int] | None = None,
+        column_keys: Sequence[str] | None = None,
+    ) -> SqliteStatement:
+        compiled = stmt.compile(dialect=_DIALECT, column_keys=column_keys)
+        assert isinstance(compiled, SQLCompiler), "a statement, not DDL"
+        sizes = expand or {}
+        stand_ins: dict[str, Any] = {
+            name: [_Slot(name, i) for i in range(sizes[name])] if name in sizes else _Slot(name)
+            for name, bind in compiled.binds.items()
+            if bind.required or name in sizes
+        }
+        state = compiled.construct_expanded_state(stand_ins)
+        marks: list[Any] = []
+        for name in state.positiontup or ():
+            value = state.parameters[name]
+            if isinstance(value, _Slot):
+                marks.append(value.name if value.index is None else (value.name, value.index))
+            else:
+                marks.append(_Constant(value))
+        return cls(state.statement, tuple(marks))
+
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            mark.value if isinstance(mark, _Constant)
+            else params[mark] if isinstance(mark, str)
+            else params[mark[0]][mark[1]]
+            for mark in self.marks
+        )  # fmt: skip
+
+    def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        return raw.execute(self.sql, self.args(params))
+
+
+@dataclass(frozen=True)
+class _Constant:
+    value: Any
