@@ -169,15 +169,17 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            client = scope.get("client") or ("-", 0)
-            query = scope.get("query_string", b"").decode("latin-1")
-            target = scope["path"] + (f"?{query}" if query else "")
-            access_log.info(
-                '%s "%s %s" %s %d %.1fms',
-                client[0],
-                scope["method"],
-                redact(target),
-                status,
-                sent,
-                (time.perf_counter() - started) * 1000,
-            )
+            # Only when the line is written: redact() costs ~2 % of a small flow's CPU.
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("-", 0)
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope["path"] + (f"?{query}" if query else "")
+                access_log.info(
+                    '%s "%s %s" %s %d %.1fms',
+                    client[0],
+                    scope["method"],
+                    redact(target),
+                    status,
+                    sent,
+                    (time.perf_counter() - started) * 1000,
+                )
