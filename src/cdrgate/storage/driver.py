@@ -45,6 +45,9 @@ class _Slot:
 class SqliteStatement:
     """``stmt`` as SQLite text with ``?`` marks, and what each mark takes.
 
+    Values go to the driver as given and rows come back as its tuples: for statements whose
+    column types need no bind or result processing on SQLite (strings and integers here).
+
     ``expand``: the length of each expanding parameter (``IN`` lists): one statement per
     length. ``column_keys``: the columns an INSERT sets (all its values are then given).
     """
