@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Executable
 
 _DIALECT = sqlite.dialect()
 
@@ -98,3 +99,33 @@ class SqliteStatement:
 @dataclass(frozen=True)
 class _Constant:
     value: Any
+
+
+@dataclass(frozen=True)
+class HotStatement:
+    """A hot statement: its Core definition (what PostgreSQL runs) and the ``SqliteStatement``
+    compiled from it, run on whichever engine ``conn`` is."""
+
+    core: Executable
+    sqlite: SqliteStatement
+
+    @classmethod
+    def of(cls, stmt: Executable, *, column_keys: Sequence[str] | None = None) -> HotStatement:
+        assert isinstance(stmt, ClauseElement)
+        return cls(stmt, SqliteStatement.of(stmt, column_keys=column_keys))
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row, or None."""
+        raw = sqlite_driver(conn)
+        if raw is None:
+            return conn.execute(self.core, params).first()
+        # Fetched to the end: an UPDATE ... RETURNING is complete only once its rows are read.
+        rows = self.sqlite.run(raw, params).fetchall()
+        return rows[0] if rows else None
+
+    def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Run it; the rows it changed."""
+        raw = sqlite_driver(conn)
+        if raw is None:
+            return int(conn.execute(self.core, params).rowcount)
+        return self.sqlite.run(raw, params).rowcount

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from cdrgate.storage.driver import SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement
 from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
@@ -34,10 +34,9 @@ class RandomRow(NamedTuple):
 # A flow runs each of these once: built once, executed with parameters (building a
 # statement costs several times what executing it does; see bench/RESULTS.md), and on SQLite
 # run on the driver from the same statement compiled once (storage/driver.py).
-_CREATE = cdr_random.insert()
-_CREATE_SQLITE = SqliteStatement.of(_CREATE, column_keys=RandomRow._fields)
-_FIND = select(cdr_random).where(cdr_random.c.random_hash == bindparam("hash"))
-_REDEEM = (
+_CREATE = HotStatement.of(cdr_random.insert(), column_keys=RandomRow._fields)
+_FIND = HotStatement.of(select(cdr_random).where(cdr_random.c.random_hash == bindparam("hash")))
+_REDEEM = HotStatement.of(
     update(cdr_random)
     .where(
         cdr_random.c.random_hash == bindparam("hash"),
@@ -46,38 +45,21 @@ _REDEEM = (
     )
     .values(used_ms=bindparam("now"))
 )
-_FIND_SQLITE = SqliteStatement.of(_FIND)
-_REDEEM_SQLITE = SqliteStatement.of(_REDEEM)
 
 
 def create(conn: Connection, **values: Any) -> None:
     """Store a new random: every column but ``used_ms`` given."""
-    values = {"used_ms": None, **values}
-    raw = sqlite_driver(conn)
-    if raw is None:
-        conn.execute(_CREATE, values)
-    else:
-        _CREATE_SQLITE.run(raw, values)
+    _CREATE.rowcount(conn, {"used_ms": None, **values})
 
 
 def find(conn: Connection, random_hash: str) -> RandomRow | None:
-    params = {"hash": random_hash}
-    raw = sqlite_driver(conn)
-    row = (
-        conn.execute(_FIND, params).first()
-        if raw is None
-        else _FIND_SQLITE.run(raw, params).fetchone()
-    )
+    row = _FIND.first(conn, {"hash": random_hash})
     return None if row is None else RandomRow._make(row)
 
 
 def redeem(conn: Connection, random_hash: str, now_ms: int) -> bool:
     """Mark the random used if it is still unused and unexpired; True if this call won."""
-    params = {"hash": random_hash, "now": now_ms}
-    raw = sqlite_driver(conn)
-    if raw is None:
-        return conn.execute(_REDEEM, params).rowcount == 1
-    return _REDEEM_SQLITE.run(raw, params).rowcount == 1
+    return _REDEEM.rowcount(conn, {"hash": random_hash, "now": now_ms}) == 1
 
 
 def purge(conn: Connection, now_ms: int) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from cdrgate.storage.driver import SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement
 from cdrgate.storage.tables import api_account, api_token
 
 # Expired sessions are kept this long so a late request still hears "expired" (20006)
@@ -37,7 +37,7 @@ def create(
 # Every authenticated request runs these two: built once, executed with parameters, as
 # building a statement costs several times what executing it does (see bench/RESULTS.md);
 # on SQLite, on the driver, compiled once from these (storage/driver.py).
-_TOUCH = (
+_TOUCH = HotStatement.of(
     update(api_token)
     .where(
         api_token.c.token_hash == bindparam("hash"),
@@ -48,36 +48,23 @@ _TOUCH = (
 )
 # The account's scope comes with the token check: the session and what it may read are one
 # answer. A token whose account was deleted joins nothing, so it is unknown from then on.
-_LAST_SEEN = (
+_LAST_SEEN = HotStatement.of(
     select(api_token.c.account, api_token.c.last_seen_ms, api_account.c.extensions)
     .join(api_account, api_account.c.name == api_token.c.account)
     .where(api_token.c.token_hash == bindparam("hash"))
 )
-_TOUCH_SQLITE = SqliteStatement.of(_TOUCH)
-_LAST_SEEN_SQLITE = SqliteStatement.of(_LAST_SEEN)
 
 
 def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str | None:
     """Refresh a live session and return its account; None if unknown or expired."""
-    params = {"hash": token_hash, "alive_after": now_ms - idle_ms, "now": now_ms}
-    raw = sqlite_driver(conn)
-    if raw is None:
-        return conn.execute(_TOUCH, params).scalar_one_or_none()
-    # Fetched to the end: an UPDATE ... RETURNING is complete only once its rows are read.
-    rows = _TOUCH_SQLITE.run(raw, params).fetchall()
-    return str(rows[0][0]) if rows else None
+    row = _TOUCH.first(conn, {"hash": token_hash, "alive_after": now_ms - idle_ms, "now": now_ms})
+    return None if row is None else str(row[0])
 
 
 def last_seen(conn: Connection, token_hash: str) -> tuple[str, int, str | None] | None:
     """``(account, last_seen_ms, the account's stored extensions)`` of a session, expired or
     not; None if unknown (or its account is gone)."""
-    params = {"hash": token_hash}
-    raw = sqlite_driver(conn)
-    row = (
-        conn.execute(_LAST_SEEN, params).first()
-        if raw is None
-        else _LAST_SEEN_SQLITE.run(raw, params).fetchone()
-    )
+    row = _LAST_SEEN.first(conn, {"hash": token_hash})
     return None if row is None else (row[0], int(row[1]), row[2])
 
 
