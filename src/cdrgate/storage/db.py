@@ -42,7 +42,12 @@ EXPORT_CACHE_KIB = 4096
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # The event loop's own connection never checkpoints at commit (it would write megabytes on the
 # loop); after this many of its commits, ``checkpoint_due`` asks for a passive one in a thread.
-LOOP_CHECKPOINT_EVERY = 256
+# Often, as SQLite's own auto-checkpoint would try after every commit past its threshold: a
+# passive checkpoint stops at the oldest reader's snapshot, and the WAL is only reused from
+# its start once one has caught up while no reader needs it. Once every 256 commits, 60 slow
+# readers' page reads kept that from happening and the WAL grew to 900 MB in two minutes
+# (bench/slow_readers.py); a checkpoint with nothing to copy costs a few microseconds.
+LOOP_CHECKPOINT_EVERY = 16
 
 T = TypeVar("T")
 
@@ -178,6 +183,7 @@ class Database:
         self._loop_engine: Engine | None = None
         self._loop_conn: Connection | None = None
         self._loop_commits = 0
+        self._checkpointing = False  # a checkpoint asked for by ``checkpoint_due`` is running
 
     @property
     def writes_on_loop(self) -> bool:
@@ -203,9 +209,10 @@ class Database:
     def checkpoint_due(self) -> bool:
         """Whether the loop's connection has committed enough for a checkpoint (see
         ``LOOP_CHECKPOINT_EVERY``); True once per due checkpoint."""
-        if self._loop_commits < LOOP_CHECKPOINT_EVERY:
+        if self._loop_commits < LOOP_CHECKPOINT_EVERY or self._checkpointing:
             return False
         self._loop_commits = 0
+        self._checkpointing = True  # one at a time: the next is due after this one ends
         return True
 
     def checkpoint(self) -> None:
@@ -216,6 +223,8 @@ class Database:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except StorageUnavailable as exc:
             log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
+        finally:
+            self._checkpointing = False
 
     @property
     def is_sqlite(self) -> bool:
