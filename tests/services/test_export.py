@@ -145,9 +145,8 @@ def test_a_page_read_ahead_is_not_counted_as_sent(db, tiny_pages):
     assert finished == [("aborted", first.decode().count("\n") - 1, len(first))]
 
 
-def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
-    db, tiny_pages, monkeypatch
-):
+def _export_whose_storage_goes_after_the_first_chunk(db: Any, monkeypatch: Any) -> Export:
+    """A multi-page export with its first chunk handed out, every later page read failing."""
     _one_a_second(db, 20)
     exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
     assert exp.next_chunk() is not None
@@ -156,6 +155,13 @@ def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
         raise StorageUnavailable("database went away")
 
     monkeypatch.setattr(cdrs, "read_whole_seconds", gone)
+    return exp
+
+
+def test_a_storage_failure_while_reading_ahead_is_raised_with_the_next_chunk(
+    db, tiny_pages, monkeypatch
+):
+    exp = _export_whose_storage_goes_after_the_first_chunk(db, monkeypatch)
     exp.read_ahead()  # kept, not raised: the chunk before it is still being sent
     with pytest.raises(StorageUnavailable):
         exp.next_chunk()
@@ -166,14 +172,7 @@ def test_a_storage_failure_reading_a_page_not_read_ahead_is_raised_not_taken_for
 ):
     """A client that fell behind gets its pages read only when it asks: a failed read must
     still end the download as failed, never as a complete (short) file."""
-    _one_a_second(db, 20)
-    exp, _ = _export(db, CdrQuery(BASE, BASE + 100))
-    assert exp.next_chunk() is not None
-
-    def gone(*args: Any, **kwargs: Any) -> Any:
-        raise StorageUnavailable("database went away")
-
-    monkeypatch.setattr(cdrs, "read_whole_seconds", gone)
+    exp = _export_whose_storage_goes_after_the_first_chunk(db, monkeypatch)
     with pytest.raises(StorageUnavailable):
         exp.next_chunk()
 
