@@ -259,3 +259,31 @@ def test_recordings_and_query_csv_share_the_download_limits(big_store, big_recor
     with _stalled_download(port, f"/v1/cdrs?format=csv&token={token}"):
         assert flow.http.get(_link(flow)).json() == {"status": "Failed", "errno": "20010"}
     _eventually(lambda: flow.http.get("/v1/cdrs", params=csv).status_code == 200)
+
+
+def test_small_downloads_pipelined_by_a_client_that_reads_nothing_are_cut(big_store, serve):
+    """Small downloads are sent whole, without the streaming loop; a keep-alive client that
+    pipelines many and reads none fills the connection's buffers, and the send that then
+    waits is cut at the minimum rate's deadline like any other, not held for ever."""
+    port, flow = serve(download_min_rate=50_000_000, download_rate_window=1)
+    token = flow.token()
+    day_start, day_end = "2026-05-03 00:00:00", "2026-05-03 23:59:59"
+    exts = ",".join(str(1000 + n) for n in range(8))  # ~460 calls, ~60 KB: sent whole
+    targets = []
+    for _ in range(200):  # ~12 MB: far more than loopback's buffers hold
+        answer = flow.get_random(token, exts, day_start, day_end)
+        assert answer["status"] == "Success", answer
+        targets.append(flow.download_url(token, answer["random"], exts, day_start, day_end))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(
+            b"".join(f"GET {t} HTTP/1.1\r\nHost: pbx.test\r\n\r\n".encode() for t in targets)
+        )
+        cut = _eventually(lambda: [r for r in _audit(big_store) if r.outcome == "cut"], timeout=30)
+        assert cut, "the stalled send was never cut"
+        assert recv_all(sock).count(b"HTTP/1.1 200 OK") < len(targets)  # then the close
+    finally:
+        _reset(sock)
+    assert flow.get_random(token, "1001", day_start, day_end)["status"] == "Success"

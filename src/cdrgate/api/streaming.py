@@ -164,12 +164,19 @@ class ExportResponse(Response):
     async def _send_whole(self, send: Send, body: bytes, export: Export) -> None:
         outcome: Outcome = "aborted"
         try:
-            await send(
-                {"type": "http.response.start", "status": self.status_code,
-                 "headers": self.raw_headers}
-            )  # fmt: skip
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            # The deadline every send has: the transport takes such a body at once unless
+            # earlier responses on this connection (pipelined, never read) fill its buffer,
+            # and then this send would wait for ever.
+            with anyio.fail_after(RateGuard(self.min_rate, self.window).deadline(len(body))):
+                await send(
+                    {"type": "http.response.start", "status": self.status_code,
+                     "headers": self.raw_headers}
+                )  # fmt: skip
+                await send({"type": "http.response.body", "body": body, "more_body": False})
             outcome = "ok"
+        except TimeoutError:
+            log.warning("download cut, connection closed: client reads too slowly (no progress)")
+            outcome = "cut"
         finally:
             if outcome == "ok":
                 export.finish(outcome)  # recorded as ok already: no database work
