@@ -1,6 +1,7 @@
-"""A bulk load into an empty store builds its indexes after the rows (``cdrs.bulk_load``): the
-store must end up with the same rows and the same indexes as a row-by-row load, and a failed
-load must leave the empty store as it was."""
+"""A bulk load into an empty store builds its indexes after the rows (``cdrs.bulk_load``), and
+when nobody else has the store open, goes through a rollback journal (``journal``): the store
+must end up with the same rows and the same indexes as a row-by-row load, in WAL mode, and a
+failed load must leave the empty store as it was."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest import seeding
+from cdrgate.ingest.files import import_file
+from cdrgate.ingest.formats import Format
+from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate
 from cdrgate.storage import cdrs, schema, seeded_pipeline, summary
@@ -183,6 +187,67 @@ def test_a_store_another_connection_has_open_is_seeded_in_wal_mode(sqlite_db, tm
         assert seed_database(sqlite_db, plan, lambda _rows: during.append(_sidecars(path))) == 500
         assert during and all("-journal" not in files for files in during)
         assert other.execute("SELECT count(*) FROM cdr").fetchone()[0] == 500
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+
+
+def _import_watching(db: Database, csv: Path, store: Path) -> tuple[int, list[set[str]]]:
+    """Import ``csv``; returns the rows stored and the journal files seen at each progress."""
+    during: list[set[str]] = []
+    with open(csv, "rb") as stream:
+        result = import_file(
+            db, str(csv), stream, Format.yeastar, SourceProfile("yeastar"), report=print,
+            progress=lambda _rows: during.append(_sidecars(store)),
+        )  # fmt: skip
+    return result.inserted, during
+
+
+def test_a_first_file_imported_alone_is_written_through_a_rollback_journal_and_left_in_wal_mode(
+    sqlite_db, tmp_path
+):
+    store, csv = tmp_path / "bulk.db", tmp_path / "first.csv"
+    records = [make_cdr(callid=str(n), callfrom=str(1000 + n % 7)) for n in range(300)]
+    csv.write_text(CSV_HEADER + "".join(record.csv_line() for record in records))
+    inserted, during = _import_watching(sqlite_db, csv, store)
+    assert inserted == 300
+    assert during and all(files == {"-journal"} for files in during)
+    assert _journal_mode(sqlite_db) == "wal"
+    assert not Path(f"{store}-journal").exists()
+    assert len(_stored(sqlite_db)) == 300
+
+    # The store holds rows now: the next file goes through the WAL, as any write does.
+    more = tmp_path / "second.csv"
+    more.write_text(CSV_HEADER + make_cdr(callid="late").csv_line())
+    inserted, during = _import_watching(sqlite_db, more, store)
+    assert inserted == 1
+    assert during and all("-journal" not in files for files in during)
+    assert _journal_mode(sqlite_db) == "wal"
+
+
+def test_a_refused_first_file_leaves_the_store_empty_and_in_wal_mode(sqlite_db, tmp_path):
+    csv = tmp_path / "broken.csv"
+    bad = make_cdr(callid="bad", timestart="2026-02-30 00:00:00")
+    csv.write_text(CSV_HEADER + make_cdr(callid="ok").csv_line() + bad.csv_line())
+    with pytest.raises(ImportFailed):
+        import_yeastar_csv(sqlite_db, csv)
+    assert _stored(sqlite_db) == []
+    assert _journal_mode(sqlite_db) == "wal"
+    assert not Path(f"{tmp_path / 'bulk.db'}-journal").exists()
+
+
+def test_a_first_file_into_a_store_another_connection_has_open_goes_through_the_wal(
+    sqlite_db, tmp_path
+):
+    store, csv = tmp_path / "bulk.db", tmp_path / "first.csv"
+    csv.write_text(CSV_HEADER + make_cdr(callid="1").csv_line() + make_cdr(callid="2").csv_line())
+    other = sqlite3.connect(store)  # a server elsewhere, idle: it keeps the WAL in use
+    try:
+        other.execute("SELECT count(*) FROM cdr").fetchone()
+        inserted, during = _import_watching(sqlite_db, csv, store)
+        assert inserted == 2
+        assert during and all("-journal" not in files for files in during)
+        assert other.execute("SELECT count(*) FROM cdr").fetchone()[0] == 2
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()

@@ -11,6 +11,7 @@ row by row, for the exact report.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from cdrgate.ingest import yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage import cdrs, journal
 from cdrgate.storage.cdrs import Inserter, bulk_load
 from cdrgate.storage.db import Database
 
@@ -55,6 +57,32 @@ def import_file(
     *,
     strict: bool = False,
     progress: Progress | None = None,
+) -> ImportResult:
+    with _empty_store_journal(db):
+        return _import(db, source, stream, fmt, profile, report, strict=strict, progress=progress)
+
+
+def _empty_store_journal(db: Database) -> contextlib.AbstractContextManager[object]:
+    """A first file into an empty SQLite store is written through a rollback journal
+    (``journal.rollback_journal``): its pages are written once, not into the WAL and then
+    again by the checkpoint. Anything else, or a store someone else has open, stays in WAL."""
+    if not db.is_sqlite:
+        return contextlib.nullcontext()
+    with db.read() as conn:
+        empty = cdrs.is_empty(conn)
+    return journal.rollback_journal(db) if empty else contextlib.nullcontext()
+
+
+def _import(
+    db: Database,
+    source: str,
+    stream: BinaryIO,
+    fmt: Format,
+    profile: SourceProfile,
+    report: Report,
+    *,
+    strict: bool,
+    progress: Progress | None,
 ) -> ImportResult:
     if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
         fast = _import_in_sql(db, source, stream, profile, progress)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from cdrgate.seed import SeedPlan, Slot, slots
-from cdrgate.storage import cdrs, seeded_pipeline
+from cdrgate.storage import cdrs, journal, seeded_pipeline
 from cdrgate.storage.cdrs import bulk_load
 from cdrgate.storage.db import Database
 from cdrgate.storage.seeded import Stage
@@ -26,13 +26,13 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     date as they go in: the storing core waits for rows anyway, where building them after the
     load (``bulk_load``) would add their whole build time to the end (bench/RESULTS.md, fifth
     round), through a rollback journal when no other connection has the store open
-    (``seeded_pipeline.rollback_journal``). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows are committed every
+    (``journal.rollback_journal``). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows are committed every
     ``SEED_COMMIT_ROWS``: far fewer commits (and WAL checkpoints) than one per chunk, yet a
     server on the same database is never locked out for long.
     """
     hours = slots(plan)
     if db.is_sqlite and _is_empty(db):
-        with seeded_pipeline.rollback_journal(db), db.write() as conn:
+        with journal.rollback_journal(db), db.write() as conn:
             if cdrs.is_empty(conn):  # still, now that this transaction holds the lock
                 chunks = _pipeline_chunks(hours, plan.count)
                 return seeded_pipeline.store_empty(conn, plan, chunks, progress)

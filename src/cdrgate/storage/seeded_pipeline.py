@@ -22,10 +22,9 @@ import contextlib
 import os
 import queue
 import shutil
-import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import summary
 from cdrgate.storage.cdrs import COLUMNS
-from cdrgate.storage.db import Database
 from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours
 
 MOST_CHUNKS = 8
@@ -96,46 +94,6 @@ def store_empty(
         helper.join()
         shutil.rmtree(folder, ignore_errors=True)
     return inserted
-
-
-@contextlib.contextmanager
-def rollback_journal(db: Database) -> Iterator[bool]:
-    """The SQLite store out of WAL mode for the block, when no other connection has it open
-    (yields whether it is); back in WAL mode after.
-
-    In WAL mode every page of the load is written twice: into the WAL during the transaction
-    (with a checksum per frame), then copied into the store by the checkpoint after the commit
-    (~400 MB for a million rows, a second of the seed's critical path). With a rollback
-    journal, pages past the store's size at the start of the transaction (all of a load into
-    an empty store) are written once, into the store itself; the journal holds only the few
-    pages that existed before. A crash leaves a hot journal, which the next connection rolls
-    back: the store is empty again, as after a crash in WAL mode.
-
-    Leaving WAL mode needs the file to itself: with any other connection open (a server, this
-    process's own pool) SQLite refuses at once (busy timeout 0) and the seed runs in WAL mode
-    as before. A process that opens the store while the load runs waits for its lock.
-    """
-    # On the driver's connection: SQLAlchemy would begin a transaction first, and SQLite
-    # changes the journal mode only outside one.
-    with db.connect() as conn:
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
-        timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-        raw.execute("PRAGMA busy_timeout = 0")
-        try:
-            mode = raw.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        except sqlite3.OperationalError:  # "database is locked": someone else has it open
-            mode = "wal"
-        finally:
-            raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-    try:
-        yield mode == "delete"
-    finally:
-        if mode == "delete":
-            with db.connect() as conn:
-                raw = conn.connection.driver_connection
-                assert isinstance(raw, sqlite3.Connection)
-                raw.execute("PRAGMA journal_mode = WAL")
 
 
 def _make_chunks(
