@@ -12,19 +12,21 @@ from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
 from cdrgate.cli.jsonout import JsonOption, emit
-from cdrgate.client import CdrClient, DownloadStats, split_api_url, split_urls
 from cdrgate.errors import UsageError
 from cdrgate.services import stores
 from cdrgate.services.recording_mirror import MirrorResult, RecordingMirror, after_each_window
 from cdrgate.services.sync import DEFAULT_OVERLAP, pbx_key, sync_pbx
 from cdrgate.timefmt import parse_pbx_time
+
+if TYPE_CHECKING:
+    from cdrgate.client import CdrClient, DownloadStats
 
 PASSWORD_ENV = "CDRGATE_PBX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
@@ -107,6 +109,9 @@ def _client(
 ) -> CdrClient:
     if insecure and ca_file is not None:
         raise UsageError("give --insecure or --ca-file, not both")
+    # Here, not at the top: every other command would pay for importing httpx.
+    from cdrgate.client import CdrClient, split_api_url, split_urls
+
     try:
         # A pasted API URL (http://pbx:8088/api/v2.0.0/) also says which version to speak.
         url_version = split_api_url(split_urls(pbx)[0])[1]

@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cdrgate.client import CdrClient, PbxError
+from cdrgate.client._errors import PbxError
 from cdrgate.errors import Errno
 from cdrgate.recfolder import safe_name
 from cdrgate.storage import recordings, sync_state
 from cdrgate.storage.db import Database
+
+if TYPE_CHECKING:  # the client (httpx) loads when a mirror runs, not with the CLI
+    from cdrgate.client import CdrClient
 
 
 @dataclass

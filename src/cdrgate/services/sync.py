@@ -14,10 +14,10 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from cdrgate.cdr import CdrRecord, record_from_fields
-from cdrgate.client import Cdr, CdrClient
 from cdrgate.client._windows import TimeArg, split, to_seconds
 from cdrgate.errors import CdrgateError, UsageError
 from cdrgate.ingest.store import store_records
@@ -25,6 +25,9 @@ from cdrgate.storage import cdrs, sync_state
 from cdrgate.storage.db import Database
 from cdrgate.storage.sync_state import SyncState
 from cdrgate.timefmt import format_pbx_time, from_datetime, parse_pbx_time
+
+if TYPE_CHECKING:  # the client (httpx) loads when a sync runs, not with the CLI
+    from cdrgate.client import Cdr, CdrClient
 
 DEFAULT_OVERLAP = timedelta(hours=2)
 # The PBX's clock is in its own (unknown) time zone: reach a day past our clock so "now"

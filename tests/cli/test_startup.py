@@ -1,0 +1,45 @@
+"""What a command that never talks to a PBX loads: the HTTP client (httpx) is a tenth of a
+second or more of every start-up, so it comes with the commands that use it, not the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from cdrgate.storage.db import Database
+
+
+def _modules_after(argv: list[str], names: list[str]) -> dict[str, bool]:
+    probe = (
+        "import sys\n"
+        "names = sys.argv[1].split(',')\n"
+        "from cdrgate.cli import main\n"
+        "sys.argv = ['cdrgate', *sys.argv[2:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "finally:\n"
+        "    print(*(name in sys.modules for name in names))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, ",".join(names), *argv],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.stderr == "", done.stderr
+    flags = done.stdout.splitlines()[-1].split()
+    return dict(zip(names, (flag == "True" for flag in flags), strict=True))
+
+
+def test_a_store_command_does_not_load_the_http_client(db: Database):
+    loaded = _modules_after(["seed", "--count", "0", "--database", db.url], ["httpx"])
+    assert loaded == {"httpx": False}
+
+
+def test_every_sdk_name_loads_on_first_use():
+    from cdrgate import client
+
+    assert client.CdrClient.__module__ == "cdrgate.client._client"
+    for name in client.__all__:
+        assert getattr(client, name) is not None
+    assert set(client.__all__) <= set(dir(client))
