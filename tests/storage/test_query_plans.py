@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
+from cdrgate.storage import recordings
 from cdrgate.storage.cdrs import CdrQuery, export_select
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
@@ -27,10 +28,9 @@ def _large_table(db: Database) -> None:
         conn.exec_driver_sql("ANALYZE cdr")
 
 
-def _sql(conn: Connection, query: CdrQuery) -> str:
-    compiled = export_select(query).compile(
-        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
-    )
+def _sql(conn: Connection, query: CdrQuery | Select[Any]) -> str:
+    stmt = export_select(query) if isinstance(query, CdrQuery) else query
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)
 
 
@@ -41,12 +41,12 @@ def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
-def _postgres_plan(conn: Connection, query: CdrQuery) -> list[dict[str, Any]]:
+def _postgres_plan(conn: Connection, query: CdrQuery | Select[Any]) -> list[dict[str, Any]]:
     plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + _sql(conn, query)).scalar_one()
     return _plan_nodes(plan[0]["Plan"])
 
 
-def _sqlite_plan(conn: Connection, query: CdrQuery) -> list[str]:
+def _sqlite_plan(conn: Connection, query: CdrQuery | Select[Any]) -> list[str]:
     return [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _sql(conn, query))]
 
 
@@ -68,3 +68,24 @@ def test_one_day_queries_are_index_range_scans_in_one_partition_on_a_large_table
     used = " ".join(n.get("Index Name", "") for n in one_ext)
     assert "callfrom_ts" in used and "callto_ts" in used, one_ext
     assert any("ts_callid_sn" in n.get("Index Name", "") for n in all_exts), all_exts
+
+
+def test_asking_whether_a_cdr_names_a_recording_probes_the_partial_recording_index(db: Database):
+    # The index holds only the CDRs that name a file (migration 0011); a question that did
+    # not say so would read the whole table instead.
+    _large_table(db)
+    with db.read() as conn:
+        name = conn.exec_driver_sql("SELECT max(recording) FROM cdr").scalar_one()
+        assert name
+        question = recordings.referenced_select(name)
+        if db.is_sqlite:
+            plan = _sqlite_plan(conn, question)
+            assert any("INDEX ix_cdr_recording (recording=?)" in d for d in plan), plan
+            assert not any(d.startswith("SCAN cdr") for d in plan), plan
+            return
+        nodes = _postgres_plan(conn, question)
+    # Every month holding CDRs is probed through its index (the empty default partition may
+    # be scanned: it has no rows to read).
+    months = [n for n in nodes if n.get("Relation Name", "").startswith("cdr_p")]
+    assert len(months) == 3, nodes
+    assert all("recording" in n.get("Index Name", "") for n in months), nodes

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from cdrgate.scope import Scope
-from cdrgate.storage.tables import cdr, cdr_summary
+from cdrgate.storage.tables import NAMES_A_FILE, cdr, cdr_summary
 
 Order = Literal["timestart", "callduraction", "talkduraction"]
 Group = Literal["hour", "day", "weekday", "extension", "status", "type", "trunk"]
@@ -103,7 +103,7 @@ def conditions(f: Filters, numbers: bool = True) -> list[ColumnElement[bool]]:
     if f.sn is not None:
         where.append(cdr.c.sn == f.sn)
     if f.has_recording is not None:
-        where.append(cdr.c.recording != "" if f.has_recording else cdr.c.recording == "")
+        where.append(NAMES_A_FILE if f.has_recording else cdr.c.recording == "")
     if f.min_talk is not None:
         where.append(cdr.c.talkduraction >= f.min_talk)
     if f.max_talk is not None:

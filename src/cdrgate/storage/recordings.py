@@ -10,20 +10,42 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, delete, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    delete,
+    exists,
+    func,
+    select,
+    update,
+)
 
 from cdrgate.scope import Scope
 from cdrgate.storage import dialect
 from cdrgate.storage.query import in_scope
-from cdrgate.storage.tables import cdr, recording_file, recording_folder, recording_random
+from cdrgate.storage.tables import (
+    NAMES_A_FILE,
+    cdr,
+    recording_file,
+    recording_folder,
+    recording_random,
+)
 
 SPENT_KEEP_MS = 3600 * 1000  # spent randoms are kept a little while for diagnosis
 
 
 def is_referenced(conn: Connection, name: str, scope: Scope | None = None) -> bool:
     """Some stored CDR names the file (one in ``scope``, when given)."""
-    where = [cdr.c.recording == name, *([] if scope is None else [in_scope(scope)])]
-    return bool(conn.execute(select(exists().where(*where))).scalar())
+    return bool(conn.execute(referenced_select(name, scope)).scalar())
+
+
+def referenced_select(name: str, scope: Scope | None = None) -> Select[tuple[bool]]:
+    """``is_referenced``'s question: asked on every recording get_random, so it must be one
+    probe of the recording index (tests/storage/test_query_plans.py)."""
+    where = [NAMES_A_FILE, cdr.c.recording == name, *([] if scope is None else [in_scope(scope)])]
+    return select(exists().where(*where))
 
 
 def referenced_names(conn: Connection, batch: int = 5000) -> Iterator[str]:
@@ -33,7 +55,7 @@ def referenced_names(conn: Connection, batch: int = 5000) -> Iterator[str]:
         names = list(
             conn.execute(
                 select(cdr.c.recording)
-                .where(cdr.c.recording > after)
+                .where(NAMES_A_FILE, cdr.c.recording > after)
                 .group_by(cdr.c.recording)
                 .order_by(cdr.c.recording)
                 .limit(batch)
@@ -51,7 +73,7 @@ def newest_id(conn: Connection) -> int:
 
 def names_after(conn: Connection, after_id: int, sn: str | None = None) -> list[str]:
     """Distinct names carried by CDRs stored after row ``after_id`` (of serial ``sn``)."""
-    stmt = select(cdr.c.recording).where(cdr.c.id > after_id, cdr.c.recording != "")
+    stmt = select(cdr.c.recording).where(cdr.c.id > after_id, NAMES_A_FILE)
     if sn is not None:
         stmt = stmt.where(cdr.c.sn == sn)
     return list(conn.execute(stmt.distinct().order_by(cdr.c.recording)).scalars())
@@ -67,7 +89,7 @@ def names_older_than(conn: Connection, cutoff_ts: int) -> list[str]:
     return list(
         conn.execute(
             select(cdr.c.recording)
-            .where(cdr.c.recording != "")
+            .where(NAMES_A_FILE)
             .group_by(cdr.c.recording)
             .having(func.max(cdr.c.ts) < cutoff_ts)
             .order_by(cdr.c.recording)
@@ -78,9 +100,7 @@ def names_older_than(conn: Connection, cutoff_ts: int) -> list[str]:
 def names_where(conn: Connection, where: ColumnElement[bool]) -> list[str]:
     """Distinct names carried by the CDRs matching ``where``."""
     return list(
-        conn.execute(
-            select(cdr.c.recording).where(where, cdr.c.recording != "").distinct()
-        ).scalars()
+        conn.execute(select(cdr.c.recording).where(where, NAMES_A_FILE).distinct()).scalars()
     )
 
 
@@ -94,7 +114,9 @@ def kept_by_others(conn: Connection, names: Iterable[str], where: ColumnElement[
         if chunk and (name is None or len(chunk) >= 500):
             kept.update(
                 conn.execute(
-                    select(cdr.c.recording).where(cdr.c.recording.in_(chunk), ~where).distinct()
+                    select(cdr.c.recording)
+                    .where(NAMES_A_FILE, cdr.c.recording.in_(chunk), ~where)
+                    .distinct()
                 ).scalars()
             )
             chunk = []
