@@ -59,7 +59,27 @@ def import_file(
     progress: Progress | None = None,
 ) -> ImportResult:
     with _empty_store_journal(db):
-        return _import(db, source, stream, fmt, profile, report, strict=strict, progress=progress)
+        if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
+            fast = _import_in_sql(db, source, stream, profile, progress)
+            if fast is not None:
+                return fast
+        strict = strict or FORMATS[fmt].always_strict
+        rejected = 0
+        kinds: Counter[tuple[str, str]] = Counter()
+        with db.write() as conn, bulk_load(conn):
+            inserter = Inserter(db, conn, progress)
+            for number, parsed in _rows(stream, fmt, profile):
+                if isinstance(parsed, str):
+                    if strict:
+                        raise ImportFailed(source, number, parsed)
+                    rejected += 1
+                    report(Rejected(source, number, parsed))
+                    continue
+                record, ts = parsed
+                inserter.add(record, ts)
+                kinds[record.type, record.status] += 1
+            inserter.flush()
+        return ImportResult(source, inserter.rows, inserter.inserted, rejected, dict(kinds))
 
 
 def _empty_store_journal(db: Database) -> contextlib.AbstractContextManager[object]:
@@ -71,40 +91,6 @@ def _empty_store_journal(db: Database) -> contextlib.AbstractContextManager[obje
     with db.read() as conn:
         empty = cdrs.is_empty(conn)
     return journal.rollback_journal(db) if empty else contextlib.nullcontext()
-
-
-def _import(
-    db: Database,
-    source: str,
-    stream: BinaryIO,
-    fmt: Format,
-    profile: SourceProfile,
-    report: Report,
-    *,
-    strict: bool,
-    progress: Progress | None,
-) -> ImportResult:
-    if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
-        fast = _import_in_sql(db, source, stream, profile, progress)
-        if fast is not None:
-            return fast
-    strict = strict or FORMATS[fmt].always_strict
-    rejected = 0
-    kinds: Counter[tuple[str, str]] = Counter()
-    with db.write() as conn, bulk_load(conn):
-        inserter = Inserter(db, conn, progress)
-        for number, parsed in _rows(stream, fmt, profile):
-            if isinstance(parsed, str):
-                if strict:
-                    raise ImportFailed(source, number, parsed)
-                rejected += 1
-                report(Rejected(source, number, parsed))
-                continue
-            record, ts = parsed
-            inserter.add(record, ts)
-            kinds[record.type, record.status] += 1
-        inserter.flush()
-    return ImportResult(source, inserter.rows, inserter.inserted, rejected, dict(kinds))
 
 
 def _import_in_sql(
