@@ -88,10 +88,10 @@ class Page:
         return cls(query, len(lines), "".join(lines).encode(), next)
 
     @classmethod
-    def of_bytes(cls, query: CdrQuery, lines: list[bytes], next: Cursor, safe: bool) -> Page:
-        if safe:  # the cells must be inspected as text
-            return cls.of_lines(query, [line.decode() for line in lines], next, safe)
-        return cls(query, len(lines), b"".join(lines), next)
+    def of_read(cls, query: CdrQuery, lines: cdrs.Lines, next: Cursor, safe: bool) -> Page:
+        if lines.each is not None:  # read one by one: the cells must be inspected as text
+            return cls.of_lines(query, [line.decode() for line in lines.each], next, safe)
+        return cls(query, lines.rows, lines.body, next)
 
     @property
     def last(self) -> bool:
@@ -136,14 +136,15 @@ def read_page(db: Database, query: CdrQuery, at: Cursor, safe: bool) -> Page:
             hi = min(query.end_ts, at.ts + at.span - 1)
             where = replace(query, start_ts=at.ts, end_ts=hi)
             most = MAX_PAGE_ROWS if aim == PAGE_ROWS else aim
-            lines, cut = db.export_read(partial(cdrs.read_whole_seconds, query=where, most=most))
+            read = partial(cdrs.read_whole_seconds, query=where, most=most, each=safe)
+            lines, cut = db.export_read(read)
             if cut is not None:
-                if not lines:  # second ``cut`` alone holds more than a page
+                if not lines.rows:  # second ``cut`` alone holds more than a page
                     at = Cursor(cut, 1, dense=True, aim=aim)
                     continue
                 hi = cut - 1
-            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, len(lines), _grown(aim, db)), aim=aim)
-            page = Page.of_bytes(query, lines, at, safe)
+            at = Cursor(hi + 1, _next_span(hi - at.ts + 1, lines.rows, _grown(aim, db)), aim=aim)
+            page = Page.of_read(query, lines, at, safe)
         if not page.empty:
             return replace(page, next=replace(at, aim=_grown(aim, db)))
     return Page(query, 0, b"", at)

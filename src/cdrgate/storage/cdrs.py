@@ -3,6 +3,9 @@ and the ordered export query."""
 
 from __future__ import annotations
 
+import logging
+import random
+import sqlite3
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -244,12 +247,31 @@ def _sqlite_statement(by_extension: bool, limited: bool, exts: int) -> SqliteSta
     return SqliteStatement.of(stmt, expand={"exts": exts} if by_extension else None)
 
 
+@dataclass(frozen=True)
+class Lines:
+    """A page's CSV lines in download order, as UTF-8: ``rows`` of them, joined in ``body``;
+    read to be inspected one by one (``csv_safe``), they are in ``each`` and ``body`` is empty.
+    """
+
+    rows: int
+    body: bytes = b""
+    each: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @classmethod
+    def of(cls, lines: list[bytes], each: bool) -> Lines:
+        return cls(len(lines), each=lines) if each else cls(len(lines), b"".join(lines))
+
+
 def read_whole_seconds(
-    conn: Connection, query: CdrQuery, most: int
-) -> tuple[list[bytes], int | None]:
-    """A long export's page: up to ``most`` CSV lines (UTF-8) of ``query`` in download order,
-    whole seconds only. Returns (lines, cut): ``cut`` is the first second left out, None when
-    the whole range is in; no lines with a cut when that second alone holds more than ``most``.
+    conn: Connection, query: CdrQuery, most: int, each: bool = False
+) -> tuple[Lines, int | None]:
+    """A long export's page: up to ``most`` CSV lines of ``query`` in download order, whole
+    seconds only. Returns (lines, cut): ``cut`` is the first second left out, None when the
+    whole range is in; no lines with a cut when that second alone holds more than ``most``.
+    ``each``: the lines one by one (else joined, on SQLite by SQLite itself when it can).
     """
     if query.extensions is None and query.scope is None:
         # The (ts, callid, sn) index alone says where the page ends (no table lookup), and
@@ -261,16 +283,114 @@ def read_whole_seconds(
         if cut is not None:
             query = replace(query, end_ts=cut - 1)
         if query.end_ts < query.start_ts:
-            return [], cut
+            return Lines(0), cut
+        raw = sqlite_driver(conn)
+        joined = None if raw is None or each else joined_page(raw, query.start_ts, query.end_ts)
+        if joined is not None:
+            return joined, cut
         rows = _fetch_utf8(conn, query, None)
-        return [row[0] for row in rows], cut
+        return Lines.of([row[0] for row in rows], each), cut
     # Extensions or a scope: a UNION of two index scans; one read with the rows' ts, cut after
     # its last whole second.
     rows = _fetch_utf8(conn, query, most + 1, timed=True)
     if len(rows) <= most:
-        return [row[0] for row in rows], None
+        return Lines.of([row[0] for row in rows], each), None
     cut = rows[most][1]
-    return [row[0] for row in rows[: bisect_left(rows, cut, key=itemgetter(1))]], cut
+    kept = rows[: bisect_left(rows, cut, key=itemgetter(1))]
+    return Lines.of([row[0] for row in kept], each), cut
+
+
+# A page joined by SQLite: one value instead of a Python tuple per row, which was two thirds
+# of a full export's CPU (bench/RESULTS.md, seventh round). Only for ``extid=all`` (one range
+# of the (ts, callid, sn) index); SQLite's join order is what makes it correct:
+# - SQLite 3.44+ defines it: ``group_concat(... ORDER BY ...)``.
+# - Before 3.44 the docs call the order of an aggregate's rows arbitrary. What it is: the
+#   FROM-subquery with ORDER BY is run as a co-routine (EXPLAIN QUERY PLAN: "CO-ROUTINE",
+#   then "SCAN (subquery-1)") that yields its rows in its ORDER BY order, one at a time, to
+#   the aggregate. Those libraries are released and do not change, so this is checked three
+#   ways: once per process against this library (``joins_in_order``: shuffled inserts with
+#   ties on ts), on every page (the body starts with the first line and ends with the last,
+#   each read by the index in the same statement, so the same snapshot; the count comes from
+#   it too), and by tests. Any doubt: the page is read row by row, as before.
+_JOINED_ORDERED = (
+    "SELECT count(*), group_concat(line, '' ORDER BY ts, callid, sn), NULL, NULL "
+    "FROM cdr WHERE ts BETWEEN ?1 AND ?2"
+)
+_EDGE = (
+    "SELECT line FROM cdr WHERE ts BETWEEN ?1 AND ?2 ORDER BY ts {0}, callid {0}, sn {0} LIMIT 1"
+)
+_JOINED_COROUTINE = (
+    f"SELECT count(*), group_concat(line, ''), ({_EDGE.format('ASC')}), ({_EDGE.format('DESC')}) "
+    "FROM (SELECT line FROM cdr WHERE ts BETWEEN ?1 AND ?2 ORDER BY ts, callid, sn)"
+)
+_ORDER_IN_AGGREGATE = (3, 44, 0)
+log = logging.getLogger("cdrgate.storage")
+
+
+def joined_page(raw: sqlite3.Connection, start: int, end: int) -> Lines | None:
+    """The lines of seconds [start, end] joined by SQLite, or None where the join's order
+    cannot be trusted (then the caller reads the rows)."""
+    defined = sqlite3.sqlite_version_info >= _ORDER_IN_AGGREGATE
+    if not defined and not joins_in_order():
+        return None
+    raw.text_factory = bytes
+    try:
+        row = raw.execute(
+            _JOINED_ORDERED if defined else _JOINED_COROUTINE, (start, end)
+        ).fetchone()
+    finally:
+        raw.text_factory = str
+    rows, body, first, last = row
+    page = Lines(rows, body or b"")
+    if defined or not rows or (page.body.startswith(first) and page.body.endswith(last)):
+        return page
+    _distrust_joins()
+    log.error("SQLite joined a page out of order: pages are read row by row from now on")
+    return None
+
+
+class _JoinVerdict:
+    """This process's verdict on the co-routine join: checked on first use, withdrawn for
+    good when a page fails its check."""
+
+    trusted: bool | None = None
+
+
+def joins_in_order() -> bool:
+    """Whether this SQLite library joins a page in its subquery's order: checked once, on a
+    table shaped as ``cdr`` (same index), with rows inserted shuffled and ties on ts."""
+    if _JoinVerdict.trusted is None:
+        _JoinVerdict.trusted = _check_join_order()
+    return _JoinVerdict.trusted
+
+
+def _distrust_joins() -> None:
+    _JoinVerdict.trusted = False
+
+
+def _check_join_order() -> bool:
+    rng = random.Random(17)
+    keys = [(rng.randrange(40), f"c{rng.randrange(50):02d}", f"{n}") for n in range(600)]
+    rng.shuffle(keys)
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("CREATE TABLE cdr (id INTEGER PRIMARY KEY, ts, callid, sn, line)")
+        probe.execute("CREATE INDEX ix ON cdr (ts, callid, sn)")
+        probe.executemany(
+            "INSERT INTO cdr (ts, callid, sn, line) VALUES (?, ?, ?, ?)",
+            [(ts, callid, sn, f"{ts},{callid},{sn}\n") for ts, callid, sn in keys],
+        )
+        for start, end in ((0, 39), (3, 17), (20, 20)):
+            joined = probe.execute(_JOINED_COROUTINE, (start, end)).fetchone()[1]
+            read = probe.execute(
+                "SELECT line FROM cdr WHERE ts BETWEEN ? AND ? ORDER BY ts, callid, sn",
+                (start, end),
+            )
+            if joined != "".join(line for (line,) in read):
+                return False
+        return True
+    finally:
+        probe.close()
 
 
 @lru_cache(maxsize=1)
