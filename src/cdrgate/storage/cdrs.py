@@ -303,7 +303,8 @@ def read_whole_seconds(
 # A page joined by SQLite: one value instead of a Python tuple per row, which was two thirds
 # of a full export's CPU (bench/RESULTS.md, seventh round). Only for ``extid=all`` (one range
 # of the (ts, callid, sn) index); SQLite's join order is what makes it correct:
-# - SQLite 3.44+ defines it: ``group_concat(... ORDER BY ...)``.
+# - SQLite 3.44+ defines it: ``group_concat(... ORDER BY ...)``, at the price of a sort per
+#   page (a temp B-tree; measured on 3.54: about twice the join's CPU, docs/storage.md).
 # - Before 3.44 the docs call the order of an aggregate's rows arbitrary. What it is: the
 #   FROM-subquery with ORDER BY is run as a co-routine (EXPLAIN QUERY PLAN: "CO-ROUTINE",
 #   then "SCAN (subquery-1)") that yields its rows in its ORDER BY order, one at a time, to
