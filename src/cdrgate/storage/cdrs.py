@@ -308,7 +308,10 @@ def read_whole_seconds(
 # - Before 3.44 the docs call the order of an aggregate's rows arbitrary. What it is: the
 #   FROM-subquery with ORDER BY is run as a co-routine (EXPLAIN QUERY PLAN: "CO-ROUTINE",
 #   then "SCAN (subquery-1)") that yields its rows in its ORDER BY order, one at a time, to
-#   the aggregate. Those libraries are released and do not change, so this is checked three
+#   the aggregate. SQLite drops a FROM-subquery's ORDER BY only where it cannot matter, and
+#   its source (select.c, the omit-ORDER-BY rule) names an outer aggregate other than
+#   count/min/max as a case where it must be kept: group_concat's order is the reason. Those
+#   libraries are released and do not change, so this is checked three
 #   ways: once per process against this library (``joins_in_order``: shuffled inserts with
 #   ties on ts), on every page (the body starts with the first line and ends with the last,
 #   each read by the index in the same statement, so the same snapshot; the count comes from
