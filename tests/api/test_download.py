@@ -148,6 +148,22 @@ def test_a_random_is_bound_to_its_parameters(flow, add_cdrs, client, change):
     assert callids(client.get(flow.download_url(token, random, "all", START, END)))
 
 
+@pytest.mark.parametrize("where", [0, 10, 11, 31])
+def test_a_random_with_one_digit_changed_is_20020_and_the_real_one_still_works(
+    flow, add_cdrs, client, where
+):
+    # The first 11 digits name the random's expiry, the rest are secret: a change to either
+    # (a later expiry too) names no random that was issued.
+    add_cdrs(make_cdr())
+    token = flow.token()
+    random = flow.get_random(token)["random"]
+    digit = "0" if random[where] != "0" else "1"
+    forged = random[:where] + digit + random[where + 1 :]
+    answer = client.get(flow.download_url(token, forged, "all", START, END)).json()
+    assert answer["errno"] == "20020"
+    assert callids(client.get(flow.download_url(token, random, "all", START, END)))
+
+
 def test_a_random_is_bound_to_its_token(flow, add_cdrs, client):
     add_cdrs(make_cdr())
     first, second = flow.token(), flow.token()

@@ -47,9 +47,11 @@ def _flow(db: Database) -> list[Any]:
                        expires_ms=NOW + 30_000, **common)  # fmt: skip
         randoms.create(conn, random_hash="b" * 64, client_ip="::1", allowed_ip="10.0.0.1",
                        expires_ms=NOW - 1, **common)  # fmt: skip
-        seen += [randoms.find(conn, "a" * 64), randoms.find(conn, "z" * 64)]
-        seen += [randoms.redeem(conn, "a" * 64, NOW), randoms.redeem(conn, "a" * 64, NOW)]
-        seen += [randoms.redeem(conn, "b" * 64, NOW), randoms.find(conn, "a" * 64)]
+        a, b, later = (NOW + 30_000, "a" * 64), (NOW - 1, "b" * 64), NOW + 30_000
+        seen += [randoms.find(conn, *a), randoms.find(conn, later, "z" * 64)]
+        seen += [randoms.find(conn, NOW, "a" * 64)]  # the right hash under another expiry
+        seen += [randoms.redeem(conn, *a, NOW), randoms.redeem(conn, *a, NOW)]
+        seen += [randoms.redeem(conn, *b, NOW), randoms.find(conn, *a)]
         record = {
             "at_ms": NOW, "account": None, "client_ip": "127.0.0.1", "api_version": "v1.1.0",
             "selector": "all", "starttime": "", "endtime": "", "rows": 0, "bytes": 0,
@@ -105,6 +107,6 @@ def test_a_driver_statement_that_fails_is_storage_unavailable_like_a_core_one(tm
         with db.write() as conn:
             conn.exec_driver_sql("DROP TABLE cdr_random")
         with pytest.raises(StorageUnavailable, match="no such table"), db.write() as conn:
-            randoms.find(conn, "a" * 64)
+            randoms.find(conn, 1, "a" * 64)
     finally:
         db.dispose()

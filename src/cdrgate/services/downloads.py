@@ -8,7 +8,6 @@ calls one method and answers.
 from __future__ import annotations
 
 import hmac
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -145,10 +144,14 @@ def _body_size(page: Page) -> int:
     return len(CSV_HEADER.encode()) + len(page.body)
 
 
-def _random_hash(random: str | None) -> str:
+def _random_key(random: str | None) -> tuple[int, str] | None:
+    """The row key ``(expires_ms, hash)`` a random names; None when it cannot be one of ours
+    (then it was never issued: 20020 once the token is checked)."""
     if random is None or not random.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no random")
-    return secret_hash(random.strip().lower())
+    random = random.strip().lower()
+    expires_ms = randoms.expiry_of(random)
+    return None if expires_ms is None else (expires_ms, secret_hash(random))
 
 
 class DownloadService:
@@ -189,7 +192,8 @@ class DownloadService:
             refused: ApiError | None = exc
         else:
             refused = None
-        random = secrets.token_hex(16)
+        expires_ms = self.auth.now_ms() + self.settings.random_ttl_seconds * 1000
+        random = randoms.new_random(expires_ms)
         # One write transaction for the whole request. A token errno comes first; a refused
         # filter still commits the token's sliding mark (it is raised after the commit).
         with self.db.write() as conn:
@@ -204,7 +208,7 @@ class DownloadService:
                     end_ts=flt.end_ts,
                     client_ip=ask.client_ip,
                     allowed_ip=allowed,
-                    expires_ms=self.auth.now_ms() + self.settings.random_ttl_seconds * 1000,
+                    expires_ms=expires_ms,
                 )
         if refused is not None:
             raise refused
@@ -224,7 +228,7 @@ class DownloadService:
             token_hash = token_hash_of(ask.token)
             try:
                 flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
-                random_hash = _random_hash(ask.random)
+                random_key = _random_key(ask.random)
             except ApiError as exc:
                 refused: ApiError | None = exc
             else:
@@ -236,7 +240,7 @@ class DownloadService:
                 session = self.auth.authenticate_in(conn, token_hash)
                 attempt = attempt.by(session.account)
                 if refused is None:
-                    refused = self._redeem(conn, session, flt, random_hash, ask.client_ip)
+                    refused = self._redeem(conn, session, flt, random_key, ask.client_ip)
                 # Taken in the redeem's transaction: no CDR committed before it lies beyond.
                 position = self.db.wal_position(conn) if refused is None else None
                 # None: no replicas, every read is on this primary, so a small result can be
@@ -309,12 +313,17 @@ class DownloadService:
             self.audit.record(ended)
 
     def _redeem(
-        self, conn: Connection, session: Session, flt: CdrFilter, random_hash: str, client_ip: str
+        self,
+        conn: Connection,
+        session: Session,
+        flt: CdrFilter,
+        random_key: tuple[int, str] | None,
+        client_ip: str,
     ) -> ApiError | None:
         """Spend the random for this exact request; None, or the refusal that says why not."""
         now = self.auth.now_ms()
-        row = randoms.find(conn, random_hash)
-        if row is None:
+        row = None if random_key is None else randoms.find(conn, *random_key)
+        if random_key is None or row is None:
             return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
         if not hmac.compare_digest(row.token_hash, session.token_hash):
             return ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
@@ -329,7 +338,7 @@ class DownloadService:
             why = "client address is neither get_random's caller nor its allowedip"
             return ApiError(Errno.ALLOWEDIP_ERROR, why)
         # The conditional UPDATE is what makes the random single-use under races.
-        if not randoms.redeem(conn, random_hash, now):
+        if not randoms.redeem(conn, *random_key, now):
             return ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
         return None
 

@@ -1,11 +1,18 @@
 """The ``cdr_random`` table: one-time download keys.
 
+A random is 32 lower-case hex characters, as a device's are: its expiry (epoch ms, 11 hex
+digits) then 21 digits (84 bits) from the CSPRNG. The table is keyed by (expiry, hash of the
+random), so a download finds the row from the random alone, and randoms issued in expiry order
+append at the key's right edge (``tables.cdr_random``). Only the hash is stored: a database
+copy holds no live random.
+
 Redeeming is a single conditional UPDATE (``used_ms IS NULL`` and not expired), so exactly one
 of any number of concurrent downloads wins, in one process or many, on either engine.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -15,11 +22,16 @@ from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
 SPENT_KEEP_MS = 3600 * 1000
+RANDOM_CHARS = 32
+_EXPIRY_DIGITS = 11  # epoch ms in hex: 11 digits last until the year 2527
+_SECRET_BITS = 4 * (RANDOM_CHARS - _EXPIRY_DIGITS)
+_HEX = frozenset("0123456789abcdef")
 
 
 class RandomRow(NamedTuple):
     """A ``cdr_random`` row, in the table's column order."""
 
+    expires_ms: int
     random_hash: str
     token_hash: str
     selector: str
@@ -27,22 +39,34 @@ class RandomRow(NamedTuple):
     end_ts: int
     client_ip: str
     allowed_ip: str | None
-    expires_ms: int
     used_ms: int | None
+
+
+def new_random(expires_ms: int) -> str:
+    """A fresh random that expires at ``expires_ms``."""
+    secret = secrets.randbits(_SECRET_BITS)
+    return f"{expires_ms:0{_EXPIRY_DIGITS}x}{secret:0{RANDOM_CHARS - _EXPIRY_DIGITS}x}"
+
+
+def expiry_of(random: str) -> int | None:
+    """The expiry a random names (its row's key), or None when it is not one of ours."""
+    if len(random) != RANDOM_CHARS or not _HEX.issuperset(random):
+        return None
+    return int(random[:_EXPIRY_DIGITS], 16)
 
 
 # A flow runs each of these once: built once, executed with parameters (building a
 # statement costs several times what executing it does; see bench/RESULTS.md), and on SQLite
 # run on the driver from the same statement compiled once (storage/driver.py).
 _CREATE = HotStatement.of(cdr_random.insert(), column_keys=RandomRow._fields)
-_FIND = HotStatement.of(select(cdr_random).where(cdr_random.c.random_hash == bindparam("hash")))
+_KEY = (
+    cdr_random.c.expires_ms == bindparam("expiry"),
+    cdr_random.c.random_hash == bindparam("hash"),
+)
+_FIND = HotStatement.of(select(cdr_random).where(*_KEY))
 _REDEEM = HotStatement.of(
     update(cdr_random)
-    .where(
-        cdr_random.c.random_hash == bindparam("hash"),
-        cdr_random.c.used_ms.is_(None),
-        cdr_random.c.expires_ms > bindparam("now"),
-    )
+    .where(*_KEY, cdr_random.c.used_ms.is_(None), cdr_random.c.expires_ms > bindparam("now"))
     .values(used_ms=bindparam("now"))
 )
 
@@ -52,14 +76,15 @@ def create(conn: Connection, **values: Any) -> None:
     _CREATE.rowcount(conn, {"used_ms": None, **values})
 
 
-def find(conn: Connection, random_hash: str) -> RandomRow | None:
-    row = _FIND.first(conn, {"hash": random_hash})
+def find(conn: Connection, expires_ms: int, random_hash: str) -> RandomRow | None:
+    row = _FIND.first(conn, {"expiry": expires_ms, "hash": random_hash})
     return None if row is None else RandomRow._make(row)
 
 
-def redeem(conn: Connection, random_hash: str, now_ms: int) -> bool:
+def redeem(conn: Connection, expires_ms: int, random_hash: str, now_ms: int) -> bool:
     """Mark the random used if it is still unused and unexpired; True if this call won."""
-    return _REDEEM.rowcount(conn, {"hash": random_hash, "now": now_ms}) == 1
+    params = {"expiry": expires_ms, "hash": random_hash, "now": now_ms}
+    return _REDEEM.rowcount(conn, params) == 1
 
 
 def purge(conn: Connection, now_ms: int) -> int:

@@ -105,9 +105,14 @@ api_token = Table(
     Column("event_version", String),
 )
 
+# Keyed by expiry first (the random carries it: storage/randoms.py): randoms are issued in
+# expiry order, so an insert appends at the key's right edge and a flow's writes land on the
+# pages the flows before it wrote, which the WAL checkpoint then copies once, not per flow;
+# without a rowid on SQLite, one B-tree holds the row. The purge is a range of the key.
 cdr_random = Table(
     "cdr_random",
     metadata,
+    Column("expires_ms", BigInteger, primary_key=True),
     Column("random_hash", String(64), primary_key=True),
     Column("token_hash", String(64), nullable=False),
     Column("selector", String, nullable=False),  # normalised extid/number
@@ -115,8 +120,8 @@ cdr_random = Table(
     Column("end_ts", BigInteger, nullable=False),
     Column("client_ip", String, nullable=False),
     Column("allowed_ip", String),
-    Column("expires_ms", BigInteger, nullable=False, index=True),
     Column("used_ms", BigInteger),
+    sqlite_with_rowid=False,
 )
 
 login_guard = Table(
