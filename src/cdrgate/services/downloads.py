@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import Connection
 
@@ -63,11 +64,17 @@ class CdrFilter:
         return CdrQuery(self.start_ts, self.end_ts, exts, scope)
 
     def filename(self) -> str:
-        start, end = (
-            format_pbx_time(ts).replace(" ", "_").replace(":", "")
-            for ts in (self.start_ts, self.end_ts)
-        )
-        return f"cdr-{start}-{end}.csv"
+        return _filename(self.start_ts, self.end_ts)
+
+
+# A poller asks for the same range again and again, and formatting two times costs a small
+# flow more than its audit record: the last few names are kept.
+@lru_cache(maxsize=256)
+def _filename(start_ts: int, end_ts: int) -> str:
+    start, end = (
+        format_pbx_time(ts).replace(" ", "_").replace(":", "") for ts in (start_ts, end_ts)
+    )
+    return f"cdr-{start}-{end}.csv"
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,10 @@ class DownloadRequest:
     api_version: str
 
 
+# A flow parses its filter three times (get_random, then the download's loop check and the
+# download itself), from the same three strings: the last few answers are kept. A refusal is
+# an exception, which lru_cache never keeps, so it is raised every time.
+@lru_cache(maxsize=256)
 def parse_filter(selector: str | None, starttime: str | None, endtime: str | None) -> CdrFilter:
     if not selector or not selector.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no extid/number")
