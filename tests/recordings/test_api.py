@@ -186,6 +186,19 @@ def test_unknown_random_is_20012(rec, store_recording):
     assert errno(rec.fetch(rec.token(), NAME, "f" * 32)) == "20012"
 
 
+@pytest.mark.parametrize("where", [0, 10, 11, 31])
+def test_a_random_with_one_digit_changed_is_20012_and_the_real_one_still_works(
+    rec, store_recording, where
+):
+    # Its first 11 digits name its expiry (the row's key), the rest are secret.
+    store_recording(NAME)
+    token = rec.token()
+    random = rec.random(token, NAME)
+    digit = "0" if random[where] != "0" else "1"
+    assert errno(rec.fetch(token, NAME, random[:where] + digit + random[where + 1 :])) == "20012"
+    assert rec.fetch(token, NAME, random).status_code == 200
+
+
 def test_random_older_than_30_seconds_is_20012(rec, store_recording, clock):
     store_recording(NAME)
     token = rec.token()

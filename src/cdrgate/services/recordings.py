@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from cdrgate.services.auth import AuthService, Session
 from cdrgate.services.downloads import parse_allowed_ip
 from cdrgate.services.export import ExportSlots, Outcome
 from cdrgate.settings import Settings
-from cdrgate.storage import recordings
+from cdrgate.storage import randoms, recordings
 from cdrgate.storage.db import Database
 
 CHUNK = 256 * 1024
@@ -156,8 +155,8 @@ class RecordingService:
         name = _required(request.recording)
         allowed_ip = parse_allowed_ip(request.allowed_ip)
         self._find(name, session).stream.close()
-        random = secrets.token_hex(16)
-        now = self.auth.now_ms()
+        expires_ms = self.auth.now_ms() + self.settings.random_ttl_seconds * 1000
+        random = randoms.new_random(expires_ms)
         with self.db.write() as conn:
             recordings.create_random(
                 conn,
@@ -166,7 +165,7 @@ class RecordingService:
                 recording=name,
                 client_ip=request.client_ip,
                 allowed_ip=allowed_ip,
-                expires_ms=now + self.settings.random_ttl_seconds * 1000,
+                expires_ms=expires_ms,
             )
         return random
 
@@ -227,12 +226,16 @@ class RecordingService:
         random = request.random
         if random is None or not random.strip():
             raise ApiError(Errno.PARAMETER_EMPTY, "random is required")
-        random_hash = secret_hash(random.strip().lower())
+        random = random.strip().lower()
+        expires_ms, random_hash = randoms.expiry_of(random), secret_hash(random)
         now = self.auth.now_ms()
-        with self.db.read() as conn:
-            row = recordings.find_random(conn, random_hash)
+        row = None
+        if expires_ms is not None:  # else not one of ours: never issued
+            with self.db.read() as conn:
+                row = recordings.find_random(conn, expires_ms, random_hash)
         if (
-            row is None
+            expires_ms is None
+            or row is None
             or not hmac.compare_digest(row.token_hash, session.token_hash)
             or row.recording != name
             or row.used_ms is not None
@@ -244,7 +247,7 @@ class RecordingService:
         # Open before spending: a file that vanished since get_random leaves the random unused.
         opened = self._find(name, session)
         with self.db.write() as conn:
-            won = recordings.redeem_random(conn, random_hash, now)
+            won = recordings.redeem_random(conn, expires_ms, random_hash, now)
         if not won:
             opened.stream.close()
             raise ApiError(Errno.RECORDING_RANDOM_INVALID)

@@ -1,10 +1,10 @@
-"""The ``cdr_random`` table: one-time download keys.
+"""The ``cdr_random`` table: one-time download keys; and the shape of every download random.
 
-A random is 32 lower-case hex characters, as a device's are: its expiry (epoch ms, 11 hex
-digits) then 21 digits (84 bits) from the CSPRNG. The table is keyed by (expiry, hash of the
-random), so a download finds the row from the random alone, and randoms issued in expiry order
-append at the key's right edge (``tables.cdr_random``). Only the hash is stored: a database
-copy holds no live random.
+A random (``cdr/get_random``'s and ``recording/get_random``'s) is 32 lower-case hex characters,
+as a device's are: its expiry (epoch ms, 11 hex digits) then 21 digits (84 bits) from the
+CSPRNG. Both tables are keyed by (expiry, hash of the random), so a download finds the row from
+the random alone, and randoms issued in expiry order append at the key's right edge
+(``tables.cdr_random``). Only the hash is stored: a database copy holds no live random.
 
 Redeeming is a single conditional UPDATE (``used_ms IS NULL`` and not expired), so exactly one
 of any number of concurrent downloads wins, in one process or many, on either engine.

@@ -183,17 +183,21 @@ def create_random(conn: Connection, **values: Any) -> None:
     conn.execute(recording_random.insert().values(**values))
 
 
-def find_random(conn: Connection, random_hash: str) -> Row[Any] | None:
-    return conn.execute(
-        select(recording_random).where(recording_random.c.random_hash == random_hash)
-    ).first()
+def find_random(conn: Connection, expires_ms: int, random_hash: str) -> Row[Any] | None:
+    """The random's row by its key (``storage/randoms.expiry_of`` and the random's hash)."""
+    key = (
+        recording_random.c.expires_ms == expires_ms,
+        recording_random.c.random_hash == random_hash,
+    )
+    return conn.execute(select(recording_random).where(*key)).first()
 
 
-def redeem_random(conn: Connection, random_hash: str, now_ms: int) -> bool:
+def redeem_random(conn: Connection, expires_ms: int, random_hash: str, now_ms: int) -> bool:
     """Mark the random used if it is still unused and unexpired; True if this call won."""
     result = conn.execute(
         update(recording_random)
         .where(
+            recording_random.c.expires_ms == expires_ms,
             recording_random.c.random_hash == random_hash,
             recording_random.c.used_ms.is_(None),
             recording_random.c.expires_ms > now_ms,

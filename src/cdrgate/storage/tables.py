@@ -213,14 +213,16 @@ recording_folder = Table(
 
 # One-time keys of recording/download: a sibling of cdr_random, so neither kind of random
 # opens the other's door.
+# Keyed as cdr_random is, and for the same reasons (migration 0013).
 recording_random = Table(
     "recording_random",
     metadata,
+    Column("expires_ms", BigInteger, primary_key=True),
     Column("random_hash", String(64), primary_key=True),
     Column("token_hash", String(64), nullable=False),
     Column("recording", String, nullable=False),
     Column("client_ip", String, nullable=False),
     Column("allowed_ip", String),
-    Column("expires_ms", BigInteger, nullable=False, index=True),
     Column("used_ms", BigInteger),
+    sqlite_with_rowid=False,
 )
