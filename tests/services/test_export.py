@@ -195,7 +195,7 @@ def test_a_slice_fuller_than_a_page_is_cut_at_a_whole_second_not_read_again(
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         lines, cut = read(*args, **kwargs)
-        reads.append(len(lines))
+        reads.append(lines.rows)
         return lines, cut
 
     monkeypatch.setattr(cdrs, "read_whole_seconds", counted)

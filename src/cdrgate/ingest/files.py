@@ -86,11 +86,9 @@ def _empty_store_journal(db: Database) -> contextlib.AbstractContextManager[obje
     """A first file into an empty SQLite store is written through a rollback journal
     (``journal.rollback_journal``): its pages are written once, not into the WAL and then
     again by the checkpoint. Anything else, or a store someone else has open, stays in WAL."""
-    if not db.is_sqlite:
-        return contextlib.nullcontext()
-    with db.read() as conn:
-        empty = cdrs.is_empty(conn)
-    return journal.rollback_journal(db) if empty else contextlib.nullcontext()
+    if db.is_sqlite and cdrs.store_is_empty(db):
+        return journal.rollback_journal(db)
+    return contextlib.nullcontext()
 
 
 def _import_in_sql(

@@ -22,16 +22,16 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     """Insert ``plan.count`` generated CDRs; returns how many were new.
 
     Into an empty store the whole plan is one transaction. On SQLite its rows are made on a
-    second core while they are stored (``seeded_pipeline``), and the indexes are kept up to
-    date as they go in: the storing core waits for rows anyway, where building them after the
-    load (``bulk_load``) would add their whole build time to the end (bench/RESULTS.md, fifth
-    round), through a rollback journal when no other connection has the store open
-    (``journal.rollback_journal``). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows are committed every
-    ``SEED_COMMIT_ROWS``: far fewer commits (and WAL checkpoints) than one per chunk, yet a
-    server on the same database is never locked out for long.
+    second core while they are stored (``seeded_pipeline``), through a rollback journal when
+    no other connection has the store open (``journal.rollback_journal``), and the indexes are
+    kept up to date as they go in: the storing core waits for rows anyway, where building them
+    after the load (``bulk_load``) would add their whole build time to the end
+    (bench/RESULTS.md, fifth round). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows
+    are committed every ``SEED_COMMIT_ROWS``: far fewer commits (and WAL checkpoints) than one
+    per chunk, yet a server on the same database is never locked out for long.
     """
     hours = slots(plan)
-    if db.is_sqlite and _is_empty(db):
+    if db.is_sqlite and cdrs.store_is_empty(db):
         with journal.rollback_journal(db), db.write() as conn:
             if cdrs.is_empty(conn):  # still, now that this transaction holds the lock
                 chunks = _pipeline_chunks(hours, plan.count)
@@ -53,11 +53,6 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                     progress(size)
             stage.close()
     return inserted
-
-
-def _is_empty(db: Database) -> bool:
-    with db.read() as conn:
-        return cdrs.is_empty(conn)
 
 
 # Where the chunks of a seed made by the helper end, in 32nds of its rows: the writer waits

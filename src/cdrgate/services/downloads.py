@@ -160,9 +160,7 @@ def _random_key(random: str | None) -> tuple[int, str] | None:
     (then it was never issued: 20020 once the token is checked)."""
     if random is None or not random.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no random")
-    random = random.strip().lower()
-    expires_ms = randoms.expiry_of(random)
-    return None if expires_ms is None else (expires_ms, secret_hash(random))
+    return randoms.key_of(random)
 
 
 class DownloadService:

@@ -226,15 +226,14 @@ class RecordingService:
         random = request.random
         if random is None or not random.strip():
             raise ApiError(Errno.PARAMETER_EMPTY, "random is required")
-        random = random.strip().lower()
-        expires_ms, random_hash = randoms.expiry_of(random), secret_hash(random)
+        key = randoms.key_of(random)
         now = self.auth.now_ms()
         row = None
-        if expires_ms is not None:  # else not one of ours: never issued
+        if key is not None:  # else not one of ours: never issued
             with self.db.read() as conn:
-                row = recordings.find_random(conn, expires_ms, random_hash)
+                row = recordings.find_random(conn, *key)
         if (
-            expires_ms is None
+            key is None
             or row is None
             or not hmac.compare_digest(row.token_hash, session.token_hash)
             or row.recording != name
@@ -247,7 +246,7 @@ class RecordingService:
         # Open before spending: a file that vanished since get_random leaves the random unused.
         opened = self._find(name, session)
         with self.db.write() as conn:
-            won = recordings.redeem_random(conn, expires_ms, random_hash, now)
+            won = recordings.redeem_random(conn, *key, now)
         if not won:
             opened.stream.close()
             raise ApiError(Errno.RECORDING_RANDOM_INVALID)

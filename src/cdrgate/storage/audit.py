@@ -7,14 +7,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
-from cdrgate.storage.driver import SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement
 from cdrgate.storage.tables import download_audit
 
-# One per download: built once (see storage/randoms.py); on SQLite run on the driver.
-_INSERT = download_audit.insert()
-# Every column but the id: a record gives them all.
-_INSERT_SQLITE = SqliteStatement.of(
-    _INSERT, column_keys=[column.key for column in download_audit.c if column.key != "id"]
+# One per download: built once (see storage/randoms.py); on SQLite run on the driver. Every
+# column but the id: a record gives them all.
+_INSERT = HotStatement.of(
+    download_audit.insert(),
+    column_keys=[column.key for column in download_audit.c if column.key != "id"],
 )
 _SETTLE = (
     update(download_audit)
@@ -25,14 +25,7 @@ _SETTLE = (
 
 def insert(conn: Connection, values: Mapping[str, Any]) -> int:
     """Add one record (every column but ``id``); returns its id."""
-    raw = sqlite_driver(conn)
-    if raw is not None:
-        row_id = _INSERT_SQLITE.run(raw, values).lastrowid
-        assert row_id is not None, "an INSERT of one row has its rowid"
-        return row_id
-    key = conn.execute(_INSERT, dict(values)).inserted_primary_key
-    assert key is not None, "an INSERT of one row has its key"
-    return int(key[0])
+    return _INSERT.inserted_id(conn, values)
 
 
 def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) -> None:

@@ -123,6 +123,12 @@ def is_empty(conn: Connection) -> bool:
     return conn.execute(_ANY_ROW).first() is None
 
 
+def store_is_empty(db: Database) -> bool:
+    """``is_empty`` in a read of its own (a bulk load asks before it takes the write lock)."""
+    with db.read() as conn:
+        return is_empty(conn)
+
+
 _ANY_ROW = select(cdr.c.id).limit(1)
 # The uniqueness key's index has no SQL (SQLite makes it for the constraint) and stays.
 _SECONDARY_INDEXES = text(
@@ -257,9 +263,6 @@ class Lines:
     body: bytes = b""
     each: list[bytes] | None = None
 
-    def __len__(self) -> int:
-        return self.rows
-
     @classmethod
     def of(cls, lines: list[bytes], each: bool) -> Lines:
         return cls(len(lines), each=lines) if each else cls(len(lines), b"".join(lines))
@@ -337,14 +340,10 @@ def joined_page(raw: sqlite3.Connection, start: int, end: int) -> Lines | None:
     defined = sqlite3.sqlite_version_info >= _ORDER_IN_AGGREGATE
     if not defined and not joins_in_order():
         return None
-    raw.text_factory = bytes
-    try:
-        row = raw.execute(
+    with _text_as_bytes(raw):
+        rows, body, first, last = raw.execute(
             _JOINED_ORDERED if defined else _JOINED_COROUTINE, (start, end)
         ).fetchone()
-    finally:
-        raw.text_factory = str
-    rows, body, first, last = row
     page = Lines(rows, body or b"")
     if defined or not rows or (page.body.startswith(first) and page.body.endswith(last)):
         return page
@@ -419,13 +418,19 @@ def _fetch_utf8(
         # Not convert_to(line, 'UTF8') in SQL: a bytea comes hex-encoded in the text protocol,
         # twice the result libpq holds, and decoding it cost more CPU than encode (measured).
         return [(row[0].encode(), *row[1:]) for row in _fetch(conn, stmt, params)]
-    # SQLite holds the lines as UTF-8 already: fetched as bytes, they are sent as they are,
-    # not decoded to str and encoded back (a fifth of a full export's read).
-    raw = conn.connection.dbapi_connection
+    raw = sqlite_driver(conn)
     assert raw is not None
+    with _text_as_bytes(raw):
+        return _fetch(conn, stmt, params)
+
+
+@contextmanager
+def _text_as_bytes(raw: sqlite3.Connection) -> Iterator[None]:
+    """Text columns come as SQLite holds them, UTF-8 bytes, while the block runs: lines are
+    sent as they are, not decoded to str and encoded back (a fifth of a full export's read)."""
     raw.text_factory = bytes
     try:
-        return _fetch(conn, stmt, params)
+        yield
     finally:
         raw.text_factory = str
 

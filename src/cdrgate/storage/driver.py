@@ -129,3 +129,14 @@ class HotStatement:
         if raw is None:
             return int(conn.execute(self.core, params).rowcount)
         return self.sqlite.run(raw, params).rowcount
+
+    def inserted_id(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Run an INSERT of one row; the row's integer key."""
+        raw = sqlite_driver(conn)
+        if raw is None:
+            key = conn.execute(self.core, dict(params)).inserted_primary_key
+            assert key is not None, "an INSERT of one row has its key"
+            return int(key[0])
+        row_id = self.sqlite.run(raw, params).lastrowid
+        assert row_id is not None, "an INSERT of one row has its rowid"
+        return row_id

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
+from cdrgate.passwords import secret_hash
 from cdrgate.storage.driver import HotStatement
 from cdrgate.storage.tables import cdr_random
 
@@ -48,11 +49,13 @@ def new_random(expires_ms: int) -> str:
     return f"{expires_ms:0{_EXPIRY_DIGITS}x}{secret:0{RANDOM_CHARS - _EXPIRY_DIGITS}x}"
 
 
-def expiry_of(random: str) -> int | None:
-    """The expiry a random names (its row's key), or None when it is not one of ours."""
+def key_of(random: str) -> tuple[int, str] | None:
+    """The row key ``(expires_ms, hash)`` a random as the client sent it names (either table);
+    None when it cannot be one of ours: it was never issued."""
+    random = random.strip().lower()
     if len(random) != RANDOM_CHARS or not _HEX.issuperset(random):
         return None
-    return int(random[:_EXPIRY_DIGITS], 16)
+    return int(random[:_EXPIRY_DIGITS], 16), secret_hash(random)
 
 
 # A flow runs each of these once: built once, executed with parameters (building a

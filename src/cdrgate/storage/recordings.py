@@ -184,7 +184,7 @@ def create_random(conn: Connection, **values: Any) -> None:
 
 
 def find_random(conn: Connection, expires_ms: int, random_hash: str) -> Row[Any] | None:
-    """The random's row by its key (``storage/randoms.expiry_of`` and the random's hash)."""
+    """The random's row by its key (``storage/randoms.key_of``)."""
     key = (
         recording_random.c.expires_ms == expires_ms,
         recording_random.c.random_hash == random_hash,
