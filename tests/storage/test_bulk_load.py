@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.errors import ImportFailed
@@ -59,6 +60,31 @@ def test_an_import_into_an_empty_store_keeps_every_index_and_skips_duplicates(sq
     with sqlite_db.read() as conn:
         lines = cdrs.read_lines(conn, cdrs.CdrQuery(0, 2**40, ("1001",)))
     assert lines == [two.csv_line()]
+
+
+def _sorter_pragmas(conn) -> tuple[int, int]:
+    threads = conn.exec_driver_sql("PRAGMA threads").scalar_one()
+    return threads, conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+
+
+def test_a_bulk_load_builds_its_indexes_on_sorter_threads_and_restores_the_connection(sqlite_db):
+    seen: list[tuple[int, int]] = []
+    with sqlite_db.write() as conn:
+        before = _sorter_pragmas(conn)
+        with cdrs.bulk_load(conn) as whole:
+            assert whole
+            cdrs.insert_records(sqlite_db, conn, [make_cdr(callid=str(n)) for n in range(50)])
+
+            def watch(_conn, _cursor, statement, *_args) -> None:
+                if statement.startswith("CREATE INDEX"):
+                    seen.append(_sorter_pragmas(_conn))
+
+            event.listen(conn, "before_cursor_execute", watch)
+        event.remove(conn, "before_cursor_execute", watch)
+        after = _sorter_pragmas(conn)
+    assert seen and all(threads >= 1 and cache == -2000 for threads, cache in seen)
+    assert after == before
+    assert len(_stored(sqlite_db)) == 50
 
 
 def test_a_failed_import_into_an_empty_store_leaves_it_empty_with_its_indexes(sqlite_db, tmp_path):
