@@ -62,13 +62,17 @@ def test_an_import_into_an_empty_store_keeps_every_index_and_skips_duplicates(sq
     assert lines == [two.csv_line()]
 
 
-def _sorter_pragmas(conn) -> tuple[int, int]:
-    threads = conn.exec_driver_sql("PRAGMA threads").scalar_one()
-    return threads, conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+def _sorter_pragmas(conn) -> tuple[int, ...]:
+    names = ("threads", "cache_size", "temp_store")
+    return tuple(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one() for name in names)
 
 
-def test_a_bulk_load_builds_its_indexes_on_sorter_threads_and_restores_the_connection(sqlite_db):
-    seen: list[tuple[int, int]] = []
+def test_a_bulk_load_builds_its_indexes_on_sorter_threads_and_restores_the_connection(
+    sqlite_db, make_db, tmp_path
+):
+    # A fresh pool, as a command has: the migrations' connections hold temporary tables.
+    sqlite_db = make_db(f"sqlite:///{tmp_path / 'bulk.db'}")
+    seen: list[tuple[int, ...]] = []
     with sqlite_db.write() as conn:
         before = _sorter_pragmas(conn)
         with cdrs.bulk_load(conn) as whole:
@@ -82,9 +86,25 @@ def test_a_bulk_load_builds_its_indexes_on_sorter_threads_and_restores_the_conne
             event.listen(conn, "before_cursor_execute", watch)
         event.remove(conn, "before_cursor_execute", watch)
         after = _sorter_pragmas(conn)
-    assert seen and all(threads >= 1 and cache == -2000 for threads, cache in seen)
+    # Worker threads, a small cache and temporary files (1): what lets the sorter use them.
+    assert seen and all(
+        threads >= 1 and cache == -2000 and temp == 1 for threads, cache, temp in seen
+    )
     assert after == before
     assert len(_stored(sqlite_db)) == 50
+
+
+def test_a_bulk_load_keeps_the_temporary_tables_of_its_caller(sqlite_db):
+    before = _indexes(sqlite_db)
+    with sqlite_db.write() as conn:
+        conn.exec_driver_sql("CREATE TEMP TABLE mine (n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO mine VALUES (7)")
+        with cdrs.bulk_load(conn):
+            cdrs.insert_records(sqlite_db, conn, [make_cdr(callid=str(n)) for n in range(20)])
+        assert conn.exec_driver_sql("SELECT n FROM mine").scalar_one() == 7
+        conn.exec_driver_sql("DROP TABLE mine")
+    assert _indexes(sqlite_db) == before
+    assert len(_stored(sqlite_db)) == 20
 
 
 def test_a_failed_import_into_an_empty_store_leaves_it_empty_with_its_indexes(sqlite_db, tmp_path):

@@ -122,25 +122,46 @@ def bulk_load(conn: Connection) -> Iterator[bool]:
 
 
 # SQLite's sorter (CREATE INDEX) hands sorted runs to its worker threads only once the sort
-# spills out of the page cache, which the store's 64 MB cache prevents for 1M rows: with a
-# small cache and two threads the four builds take 1.5 s instead of 2.8-3.7 s (a larger cache
-# with threads is slower again; bench/RESULTS.md, eighth round).
+# spills out of the page cache into temporary files, and not at all when those "files" are
+# in memory (the store's temp_store=MEMORY). With a small cache, two threads and temporary
+# files on disk, the four builds of a 1M-row load take ~1.5-2.5 s instead of ~3-3.5 s (a
+# larger cache is slower again; bench/RESULTS.md, eighth round). The spilled runs are a few
+# tens of MB in SQLite's temporary directory, removed when the build ends.
 _SORT_THREADS = min(2, os.cpu_count() or 1)
 _SORT_CACHE_KIB = 2000
 
 
 @contextmanager
 def _sorter_on_threads(conn: Connection) -> Iterator[None]:
-    """The connection's sorter threads and page cache set for an index build, then restored."""
-    threads = conn.exec_driver_sql("PRAGMA threads").scalar_one()
-    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    """The connection's sorter threads, page cache and temporary storage set for an index
+    build, then restored."""
+    names = ("threads", "cache_size", "temp_store")
+    saved = {name: int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()) for name in names}
     conn.exec_driver_sql(f"PRAGMA threads = {_SORT_THREADS}")
     conn.exec_driver_sql(f"PRAGMA cache_size = -{_SORT_CACHE_KIB}")
+    # SQLite changes temp_store inside a transaction only while the connection has no
+    # temporary table (changing it drops them all); a caller that has one keeps its setting
+    # and builds on one thread, as before.
+    temp_files = _try_pragma(conn, "temp_store = FILE")
     try:
         yield
     finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
-        conn.exec_driver_sql(f"PRAGMA threads = {int(threads)}")
+        if temp_files:
+            _try_pragma(conn, f"temp_store = {saved['temp_store']}")
+        conn.exec_driver_sql(f"PRAGMA cache_size = {saved['cache_size']}")
+        conn.exec_driver_sql(f"PRAGMA threads = {saved['threads']}")
+
+
+def _try_pragma(conn: Connection, setting: str) -> bool:
+    """Whether SQLite took ``setting`` (on the driver: a refusal leaves the transaction as
+    it was)."""
+    raw = sqlite_driver(conn)
+    assert raw is not None
+    try:
+        raw.execute(f"PRAGMA {setting}")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def is_empty(conn: Connection) -> bool:
