@@ -22,6 +22,7 @@ from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.storage import schema
+from cdrgate.storage import summary as storage_summary
 from cdrgate.storage.cdrs import COLUMNS, insert_sql, row_values
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
@@ -293,3 +294,63 @@ def test_duplicates_and_the_summary_stay_exact_into_a_store_with_rows(db, tmp_pa
     with db.read() as conn:
         calls = conn.exec_driver_sql("SELECT sum(calls) FROM cdr_summary").scalar()
     assert calls == 3
+
+
+def _summary_of_stored_rows(db: Database) -> list[tuple[Any, ...]]:
+    with db.read() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT ts / 3600 * 3600, status, type, count(*), sum(talkduraction), "
+            "sum(callduraction) FROM cdr GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )
+        return [tuple(row) for row in rows]
+
+
+def _summary(db: Database) -> list[tuple[Any, ...]]:
+    with db.read() as conn:
+        rows = conn.exec_driver_sql("SELECT * FROM cdr_summary WHERE calls > 0 ORDER BY 1, 2, 3")
+        return [tuple(row) for row in rows]
+
+
+def test_cdr_summary_counted_as_the_file_is_read_is_the_stored_rows_grouped(
+    db, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(yeastar_sql, "CHUNK_BYTES", 300)  # a few rows per chunk
+    early = [  # before 1970 the SQL hour of a clock hour's rows is not one hour
+        make_cdr(callid=f"e{n}", timestart=f"1969-12-31 23:{n:02d}:00", talkduraction=n)
+        for n in range(0, 60, 7)
+    ]
+    quoted = make_cdr(callid="q", callfrom="a,b", timestart="2026-03-01 10:00:00")
+    late = [
+        make_cdr(callid=str(n), timestart=f"2026-03-01 {n % 24:02d}:59:59", status=status)
+        for n, status in enumerate(["ANSWERED", "NO ANSWER", "BUSY"] * 5)
+    ]
+    _import(db, _write(tmp_path / "a.csv", late[0], late[3]))  # rows already stored
+    path = _write(tmp_path / "b.csv", *late, late[4], quoted, *early, make_cdr(callid="last"))
+    result = _import(db, path)
+    assert (result.rows, result.inserted) == (len(late) + len(early) + 3, len(late) + len(early))
+    assert result.kinds == {
+        ("Outbound", "ANSWERED"): 5 + len(early) + 2,  # with the quoted and the last row
+        ("Outbound", "NO ANSWER"): 5 + 1,  # late[4] twice
+        ("Outbound", "BUSY"): 5,
+    }
+    assert _summary(db) == _summary_of_stored_rows(db)
+
+
+def test_a_plain_file_of_new_rows_is_counted_without_reading_the_rows_back(
+    db, tmp_path, monkeypatch
+):
+    if not db.is_sqlite:
+        pytest.skip("the fast path is SQLite's")
+    monkeypatch.setattr(yeastar_sql, "CHUNK_BYTES", 300)
+    records = [
+        make_cdr(callid=str(n), timestart=f"2026-03-0{1 + n % 3} 1{n}:00:00") for n in range(9)
+    ]
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("the stored rows were grouped by SQL")
+
+    monkeypatch.setattr(storage_summary, "add_stored", refuse)
+    _import(db, _write(tmp_path / "a.csv", *records))
+    monkeypatch.undo()
+    assert _summary(db) == _summary_of_stored_rows(db)
+    assert sum(row[3] for row in _summary(db)) == 9

@@ -27,12 +27,12 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import BinaryIO
 
 from cdrgate.cdr import CSV_COLUMNS, MAX_SECONDS, is_header
 from cdrgate.ingest.formats import RowMapper
 from cdrgate.storage.cdrs import COLUMNS, Inserter
+from cdrgate.storage.summary import Tally
 
 # unixepoch() came with SQLite 3.38; an older library keeps the Python path.
 AVAILABLE = sqlite3.sqlite_version_info >= (3, 38, 0)
@@ -92,7 +92,10 @@ INSERT_SQL = (
     "ON CONFLICT (sn, callid) DO NOTHING"
 )
 
-_KIND = itemgetter(CSV_COLUMNS.index("type"), CSV_COLUMNS.index("status"))
+# Where _tally finds its fields in a row.
+_TIME_AT, _STATUS_AT, _TYPE_AT, _TALK_AT, _CALL_AT = map(
+    CSV_COLUMNS.index, ("timestart", "status", "type", "talkduraction", "callduraction")
+)
 
 
 def load(stream: BinaryIO, inserter: Inserter, mapper: RowMapper) -> Kinds:
@@ -133,12 +136,34 @@ def _load_chunk(
         del lines[0]
     rows = [[*line.split(","), line] for line in lines if line]
     try:
-        inserter.add_with(INSERT_SQL, rows)
+        tally = inserter.add_with(INSERT_SQL, rows, lambda: _tally(rows))
     except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
         # A NULL ts (a row the SQL refused) or a row not 14 fields wide (its binding count
         # is then not the statement's).
         raise Doubt(str(exc)) from None
-    kinds.update(map(_KIND, rows))
+    assert tally is not None
+    for (_, status, type_), (calls, _, _) in tally.items():
+        kinds[type_, status] += calls
+
+
+def _tally(rows: list[list[str]]) -> Tally:
+    """The cdr_summary counts of rows the INSERT has accepted (so each time is a valid
+    "yyyy-mm-dd hh:mm:ss" and each duration its own integer), by the clock hour of their
+    timestart. One pass in plain Python: as cheap as counting their kinds was, and it spares
+    cdr_summary a GROUP BY over every stored row (~1 s for 1M rows)."""
+    time, status, type_ = _TIME_AT, _STATUS_AT, _TYPE_AT
+    talk, call = _TALK_AT, _CALL_AT
+    counted: Tally = {}
+    for row in rows:
+        key = (row[time][:13], row[status], row[type_])
+        counts = counted.get(key)
+        if counts is None:
+            counted[key] = [1, int(row[talk]), int(row[call])]
+        else:
+            counts[0] += 1
+            counts[1] += int(row[talk])
+            counts[2] += int(row[call])
+    return counted
 
 
 def _chunks(stream: BinaryIO) -> Iterator[str]:

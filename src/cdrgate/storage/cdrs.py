@@ -197,6 +197,8 @@ class Inserter:
         self.rows = self.inserted = 0
         # The newest id before this transaction's rows not yet in cdr_summary (None: none).
         self._unsummarised_after: int | None = None
+        # Counts of stored rows that were counted as they were read (``add_with``).
+        self._tallied: summary.Tally = {}
 
     def add(self, record: CdrRecord, ts: int | None = None, line: str | None = None) -> None:
         self.batch.append(row_values(record, line, ts))
@@ -214,15 +216,39 @@ class Inserter:
         self.rows += len(rows)
         self._insert(rows)
 
-    def add_with(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+    def add_with(
+        self,
+        sql: str,
+        rows: Sequence[Sequence[object]],
+        tally: Callable[[], summary.Tally] | None = None,
+    ) -> summary.Tally | None:
         """SQLite: rows for another INSERT into ``cdr``, one that builds the stored values
-        itself (the Yeastar fast path's), in order with the rows added otherwise."""
+        itself (the Yeastar fast path's), in order with the rows added otherwise.
+
+        ``tally`` counts the rows for cdr_summary; it is called once they are in (the INSERT
+        has checked them) and its result returned. When every row was new and the tally is
+        exact, it is what cdr_summary gets for them; otherwise they are counted by SQL."""
         self._insert_pending()
         self.rows += len(rows)
-        self._note_first_insert()
-        self.inserted += execute_many(self.conn, sql, rows)
+        if tally is None:
+            self._note_first_insert()
+        elif self._unsummarised_after is not None:
+            # Counted by SQL now, while the ids above that mark are only earlier rows'.
+            summary.add_stored(self.conn, self._unsummarised_after)
+            self._unsummarised_after = None
+        before = None if tally is None else summary.newest_id(self.conn)
+        new = execute_many(self.conn, sql, rows)
+        self.inserted += new
+        counts = None
+        if tally is not None:
+            counts = tally()
+            if new == len(rows) and summary.tally_is_exact(counts):
+                summary.merge_tally(self._tallied, counts)
+            else:
+                self._unsummarised_after = before
         if self.progress is not None:
             self.progress(len(rows))
+        return counts
 
     def flush(self) -> int:
         """Insert what is pending and count it in cdr_summary; returns the number of new rows
@@ -231,6 +257,8 @@ class Inserter:
         if self._unsummarised_after is not None:
             summary.add_stored(self.conn, self._unsummarised_after)
             self._unsummarised_after = None
+        summary.add_tally(self.conn, self._tallied)
+        self._tallied = {}
         return self.inserted
 
     def _note_first_insert(self) -> None:
