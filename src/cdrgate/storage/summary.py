@@ -22,6 +22,7 @@ from functools import cache
 
 from sqlalchemy import Connection, TextClause, bindparam, func, select, text
 
+from cdrgate.storage.driver import sqlite_driver
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
@@ -49,7 +50,7 @@ _ADD = (
     "duration = cdr_summary.duration + excluded.duration"
 )
 _UPSERT = _ADD.format(select=_COUNTS)
-_ADD_VALUES = text(_ADD.format(select="VALUES (:hour, :status, :type, :calls, :talk, :duration)"))
+_ADD_TALLY = _ADD.format(select="VALUES (?, ?, ?, ?, ?, ?)")
 
 # Rows counted as they were read: per (hour of timestart as "yyyy-mm-dd hh", status, type),
 # [calls, talk seconds, call seconds].
@@ -133,13 +134,19 @@ def merge_tally(into: Tally, tally: Tally) -> None:
 
 
 def add_tally(conn: Connection, tally: Tally) -> None:
-    """Add the counts of stored rows counted as they were read (``tally_is_exact``)."""
-    if tally:
-        conn.execute(
-            _ADD_VALUES,
-            [
-                {"hour": parse_pbx_time(f"{hour}:00:00"), "status": status, "type": type_,
-                 "calls": calls, "talk": talk, "duration": duration}
-                for (hour, status, type_), (calls, talk, duration) in tally.items()
-            ],
-        )  # fmt: skip
+    """Add the counts of stored rows counted as they were read (``tally_is_exact``).
+    SQLite (only its fast path makes tallies): on the driver, as tens of thousands of rows
+    through SQLAlchemy's parameter handling cost half a second for 1M CDRs."""
+    if not tally:
+        return
+    raw = sqlite_driver(conn)
+    assert raw is not None, "a tally is made on SQLite only"
+    hours = {hour: parse_pbx_time(f"{hour}:00:00") for hour, _, _ in tally}
+    # In key order: each upsert then lands beside the last one in cdr_summary's B-tree.
+    raw.executemany(
+        _ADD_TALLY,
+        [
+            (hours[hour], status, type_, *tally[hour, status, type_])
+            for hour, status, type_ in sorted(tally)
+        ],
+    )
