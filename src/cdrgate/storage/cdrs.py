@@ -185,7 +185,8 @@ _SECONDARY_INDEXES = text(
 class Inserter:
     """Adds CDRs on one connection (inside the caller's transaction) in batches of
     ``INSERT_BATCH``; duplicates are skipped. ``flush`` before the transaction ends: it also
-    counts the transaction's new rows in cdr_summary, in one statement."""
+    counts the transaction's new rows in cdr_summary (a GROUP BY of the rows stored since the
+    first insert, and the tallies of batches counted as they were read: ``add_with``)."""
 
     def __init__(
         self, db: Database, conn: Connection, progress: Callable[[int], None] | None = None
