@@ -12,6 +12,7 @@ import pytest
 from starlette.concurrency import run_in_threadpool
 
 from cdrgate.storage import audit
+from cdrgate.storage.db import Database
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
 
@@ -69,3 +70,28 @@ def test_a_short_download_waits_in_a_thread_while_another_process_writes_and_is_
     with db.read() as conn:
         records = audit.query(conn, limit=10)
     assert [(r.outcome, r.errno) for r in records] == [("failed", "20021")]
+
+
+def test_a_download_whose_shared_commit_fails_hears_30003_is_audited_once_and_can_be_retried(
+    client, flow, db, monkeypatch
+):
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    token = flow.token()
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    commit = Database._commit_batch
+
+    def rolled_back_by_sqlite(self, batch, loop):
+        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
+        commit(self, batch, loop)
+
+    monkeypatch.setattr(Database, "_commit_batch", rolled_back_by_sqlite)
+    url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+    assert client.get(url).json() == {"status": "Failed", "errno": "30003"}
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [(r.outcome, r.errno) for r in records] == [("failed", "30003")]
+    monkeypatch.undo()
+    # The random was not spent: the redeem went with the commit. An empty day is 20021.
+    assert client.get(url).json() == {"status": "Failed", "errno": "20021"}

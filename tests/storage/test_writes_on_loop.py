@@ -3,14 +3,18 @@ lock there, leave nothing behind when they cannot start, and keep the WAL checkp
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from cdrgate.errors import StorageUnavailable
 from cdrgate.storage import schema
-from cdrgate.storage.db import LOOP_CHECKPOINT_EVERY, Database, WriterBusy
+from cdrgate.storage.db import LOOP_CHECKPOINT_EVERY, CommitFailed, Database, WriterBusy
 
 
 @pytest.fixture
@@ -28,13 +32,17 @@ def _insert(db: Database, value: int) -> None:
         conn.exec_driver_sql(f"INSERT INTO probe VALUES ({value})")
 
 
+def _on_loop(db: Database, call: Callable[[], object]) -> object:
+    return asyncio.run(db.run_on_loop(call))
+
+
 def _values(db: Database) -> list[int]:
     with db.read() as conn:
         return [row[0] for row in conn.exec_driver_sql("SELECT x FROM probe ORDER BY x")]
 
 
 def test_a_write_on_the_loop_commits_like_any_other(file_db):
-    file_db.run_on_loop(lambda: _insert(file_db, 1))
+    _on_loop(file_db, lambda: _insert(file_db, 1))
     assert _values(file_db) == [1]
 
 
@@ -51,7 +59,7 @@ def test_a_write_on_the_loop_is_busy_at_once_while_a_thread_of_this_process_writ
     inside.wait()
     try:
         with pytest.raises(WriterBusy):
-            file_db.run_on_loop(lambda: _insert(file_db, 1))
+            _on_loop(file_db, lambda: _insert(file_db, 1))
     finally:
         release.set()
         holder.join()
@@ -63,22 +71,34 @@ def test_a_write_on_the_loop_is_busy_at_once_while_another_process_writes(file_d
     other.execute("BEGIN IMMEDIATE")  # as another process's writer would
     try:
         with pytest.raises(WriterBusy):
-            file_db.run_on_loop(lambda: _insert(file_db, 1))
+            _on_loop(file_db, lambda: _insert(file_db, 1))
     finally:
         other.execute("ROLLBACK")
         other.close()
-    file_db.run_on_loop(lambda: _insert(file_db, 2))  # the loop's connection is usable again
+    _on_loop(file_db, lambda: _insert(file_db, 2))  # the loop's connection is usable again
     assert _values(file_db) == [2]
 
 
 def test_only_the_first_write_of_a_call_on_the_loop_may_be_busy(file_db):
-    """After a commit, running the call again would repeat it: a later write waits instead."""
+    """Running the call again would repeat its first write: a later one joins its transaction."""
 
     def two_writes() -> None:
         _insert(file_db, 1)
         _insert(file_db, 2)
 
-    file_db.run_on_loop(two_writes)
+    _on_loop(file_db, two_writes)
+    assert _values(file_db) == [1, 2]
+
+
+def test_a_durable_write_after_a_write_on_the_loop_commits_the_shared_transaction_first(file_db):
+    """A durable write cannot join the loop's transaction; it must not wait on its lock."""
+
+    def both() -> None:
+        _insert(file_db, 1)
+        with file_db.write(durable=True) as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (2)")
+
+    _on_loop(file_db, both)
     assert _values(file_db) == [1, 2]
 
 
@@ -89,9 +109,78 @@ def test_a_failed_write_on_the_loop_rolls_back_and_frees_the_lock(file_db):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        file_db.run_on_loop(failing)
-    file_db.run_on_loop(lambda: _insert(file_db, 2))
+        _on_loop(file_db, failing)
+    _on_loop(file_db, lambda: _insert(file_db, 2))
     assert _values(file_db) == [2]
+
+
+async def _together(*calls: Awaitable[object]) -> list[object]:
+    """Each as its own request (task), all started in one turn of the loop."""
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+def test_requests_writing_in_one_turn_of_the_loop_all_commit_before_any_answers(file_db):
+    async def request(value: int) -> list[int]:
+        await file_db.run_on_loop(lambda: _insert(file_db, value))
+        return _values(file_db)  # read on another connection, as a client would next
+
+    answers = asyncio.run(_together(*(request(value) for value in (1, 2, 3))))
+    assert answers == [[1, 2, 3]] * 3
+
+
+def test_a_request_that_fails_in_a_shared_transaction_rolls_back_only_its_own_writes(file_db):
+    def failing() -> None:
+        with file_db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (2)")
+            raise RuntimeError("boom")
+
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(lambda: _insert(file_db, 1)),
+            file_db.run_on_loop(failing),
+            file_db.run_on_loop(lambda: _insert(file_db, 3)),
+        )
+    )
+    assert answers[0] is None and answers[2] is None
+    assert isinstance(answers[1], RuntimeError)
+    assert _values(file_db) == [1, 3]
+
+
+def test_a_failed_shared_commit_fails_every_request_of_it_and_frees_the_writer(file_db):
+    with file_db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE child (parent INTEGER REFERENCES parent (id))")
+
+    def orphan() -> None:
+        # A deferred foreign key is checked at COMMIT only: the commit itself fails.
+        with file_db.write() as conn:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            conn.exec_driver_sql("INSERT INTO child VALUES (99)")
+
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(lambda: _insert(file_db, 1)),
+            file_db.run_on_loop(orphan),
+        )
+    )
+    assert all(isinstance(answer, CommitFailed) for answer in answers)
+    assert _values(file_db) == []
+    _insert(file_db, 2)  # a thread's writer is not left waiting on the lock
+    _on_loop(file_db, lambda: _insert(file_db, 3))  # nor is the loop's next request
+    assert _values(file_db) == [2, 3]
+
+
+def test_once_the_store_file_is_found_replaced_writes_on_the_loop_are_refused_too(
+    file_db, tmp_path
+):
+    """The loop looks at the file less often than every write; a refusal, once, stays."""
+    _on_loop(file_db, lambda: _insert(file_db, 1))
+    shutil.copy(tmp_path / "loop.db", tmp_path / "other.db")
+    os.replace(tmp_path / "other.db", tmp_path / "loop.db")
+    with pytest.raises(StorageUnavailable, match="replaced"):
+        _insert(file_db, 2)
+    with pytest.raises(StorageUnavailable, match="replaced"):
+        _on_loop(file_db, lambda: _insert(file_db, 3))
 
 
 def test_the_wal_stays_bounded_when_every_write_runs_on_the_loop(file_db, tmp_path):
@@ -100,7 +189,7 @@ def test_the_wal_stays_bounded_when_every_write_runs_on_the_loop(file_db, tmp_pa
 
     def writes(count: int) -> None:
         for value in range(count):
-            file_db.run_on_loop(lambda value=value: _insert(file_db, value))
+            _on_loop(file_db, lambda value=value: _insert(file_db, value))
             if file_db.checkpoint_due():
                 file_db.checkpoint()
 

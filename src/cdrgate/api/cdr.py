@@ -13,7 +13,7 @@ from cdrgate.api.context import ApiCall, ApiVersion
 from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.services.downloads import DownloadRequest, RandomRequest
-from cdrgate.storage.db import Database, WriterBusy
+from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -32,12 +32,9 @@ async def _on_loop(db: Database, work: Callable[[A], R], ask: A) -> R:
     """
     if db.writes_on_loop:
         try:
-            return db.run_on_loop(lambda: work(ask))
+            return await db.run_on_loop(lambda: work(ask))
         except WriterBusy:
             pass
-        finally:
-            if db.checkpoint_due():
-                await run_in_threadpool(db.checkpoint)
     return await run_in_threadpool(work, ask)
 
 
@@ -76,7 +73,11 @@ async def download(request: Request, call: ApiCall) -> Response:
     )
     downloads = call.services.downloads
     if downloads.runs_on_loop(ask):
-        export = await _on_loop(downloads.db, downloads.open_download, ask)
+        try:
+            export = await _on_loop(downloads.db, downloads.open_download, ask)
+        except CommitFailed:
+            await run_in_threadpool(downloads.commit_failed, ask)
+            raise
     else:
         export = await run_in_threadpool(downloads.open_download, ask)
     headers = {

@@ -295,6 +295,15 @@ class DownloadService:
             on_finish=lambda outcome, rows, size: self._finished(slot, attempt, outcome, rows, size),
         )  # fmt: skip
 
+    def commit_failed(self, ask: DownloadRequest) -> None:
+        """``open_download(ask)`` ran on the loop and the group commit holding its writes failed
+        (``Database.run_on_loop``): its audit record went with them, so the attempt is audited
+        again, as failed with 30003 (its account, read in that transaction, is not known)."""
+        attempt = self.audit.begin(
+            ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
+        )
+        self.audit.failed(attempt, Errno.APISRV_DOWN)
+
     def _whole_result(self, conn: Connection, query: CdrQuery) -> Page | None:
         """The whole result of a short range when it fits one page (maybe empty), read on the
         redeem's connection; None when it may not (then it is paged after the commit as usual).

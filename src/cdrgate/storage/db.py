@@ -10,18 +10,20 @@ worker processes share one server); exports stream through server-side cursors (
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -41,13 +43,17 @@ EXPORT_POOL_SIZE = 4
 EXPORT_CACHE_KIB = 4096
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # The event loop's own connection never checkpoints at commit (it would write megabytes on the
-# loop); after this many of its commits, ``checkpoint_due`` asks for a passive one in a thread.
+# loop); after this many requests' writes committed on it, a passive one starts in a thread.
 # Often, as SQLite's own auto-checkpoint would try after every commit past its threshold: a
 # passive checkpoint stops at the oldest reader's snapshot, and the WAL is only reused from
 # its start once one has caught up while no reader needs it. Once every 256 commits, 60 slow
 # readers' page reads kept that from happening and the WAL grew to 900 MB in two minutes
 # (bench/slow_readers.py); a checkpoint with nothing to copy costs a few microseconds.
 LOOP_CHECKPOINT_EVERY = 16
+# The loop's writes look for a replaced or deleted store file (``check_file``) at most this
+# often: an os.stat per write showed in a small flow's profile, and the window only delays
+# the refusal (every other write, and readyz, still looks each time).
+LOOP_FILE_CHECK_S = 0.25
 
 T = TypeVar("T")
 
@@ -57,11 +63,31 @@ class WriterBusy(Exception):
     nothing has been written yet: run the whole call again in a worker thread."""
 
 
+class CommitFailed(StorageUnavailable):
+    """The loop's group commit failed: the writes of every request in it are rolled back,
+    those a request made before raising what it raised included."""
+
+
+class _Batch:
+    """The loop connection's open write transaction, shared by every request that writes on
+    the loop in one turn of it (group commit): each request's writes are in a SAVEPOINT of
+    their own, and ``Database._commit_batch``, scheduled by the first, commits them all."""
+
+    def __init__(self, tx: RootTransaction, raw: sqlite3.Connection) -> None:
+        self.tx, self.raw = tx, raw
+        self.thread = threading.get_ident()
+        self.savepoints = 0
+        self.writers = 0  # requests with writes in it (for the checkpoint's count)
+        self.waiters: list[asyncio.Future[None]] = []
+        self.ended = False  # committed, or failed with ``error``
+        self.error: CommitFailed | None = None
+
+
 @dataclass
 class _OnLoop:
-    """The call ``Database.run_on_loop`` is running; ``wrote``: a write has committed."""
+    """The call ``Database.run_on_loop`` is running; ``batch``: where its writes went."""
 
-    wrote: bool = False
+    batch: _Batch | None = None
 
 
 _ON_LOOP: ContextVar[_OnLoop | None] = ContextVar("cdrgate_on_loop", default=None)
@@ -184,6 +210,10 @@ class Database:
         self._loop_conn: Connection | None = None
         self._loop_commits = 0
         self._checkpointing = False  # a checkpoint asked for by ``checkpoint_due`` is running
+        self._checkpoint_task: asyncio.Future[None] | None = None  # kept from the GC
+        self._batch: _Batch | None = None  # the loop's open group commit
+        self._file_checked_at = -LOOP_FILE_CHECK_S
+        self._file_lost: str | None = None  # set once for good: the file was deleted/replaced
 
     @property
     def writes_on_loop(self) -> bool:
@@ -191,20 +221,40 @@ class Database:
         database is one per connection, so the loop's own connection would not see it)."""
         return self._file is not None
 
-    def run_on_loop(self, call: Callable[[], T]) -> T:
-        """Run ``call`` on the event loop: its first write transaction on the loop's own
-        connection, if this process's writer lock is free and no other process holds SQLite's.
+    async def run_on_loop(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on the event loop, its writes in the loop's group commit (``_Batch``):
+        the write transaction on the loop's own connection that every request writing in this
+        turn of the loop shares, if this process's writer lock is free and no other process
+        holds SQLite's. Returns (or raises) what ``call`` did once that transaction has
+        committed: nothing is answered before its writes are durable as any commit is. A
+        failed commit raises StorageUnavailable for every request of the turn.
 
-        Raises WriterBusy, with nothing written, when that write would have to wait; the
-        caller then runs ``call`` in a worker thread instead (so ``call`` must have no effect
-        before its first write). Writes after the first, on rare paths (a refusal audited
-        after a committed redeem), take the usual path: they may wait on the loop.
+        Raises WriterBusy, with nothing written, when the first write would have to wait;
+        the caller then runs ``call`` in a worker thread instead (so ``call`` must have no
+        effect before its first write).
         """
-        token = _ON_LOOP.set(_OnLoop())
+        on_loop = _OnLoop()
+        token = _ON_LOOP.set(on_loop)
+        error: Exception | None = None
         try:
-            return call()
+            result = call()
+        except WriterBusy:
+            raise
+        except Exception as exc:
+            error = exc
         finally:
             _ON_LOOP.reset(token)
+        batch = on_loop.batch
+        if batch is not None and not batch.ended:
+            # A future of its own: cancelling this request must not cancel the others' wait.
+            waiter = asyncio.get_running_loop().create_future()
+            batch.waiters.append(waiter)
+            await waiter
+        elif batch is not None and batch.error is not None:  # ended within ``call``
+            raise CommitFailed(str(batch.error))
+        if error is not None:
+            raise error
+        return result
 
     def checkpoint_due(self) -> bool:
         """Whether the loop's connection has committed enough for a checkpoint (see
@@ -226,6 +276,17 @@ class Database:
         finally:
             self._checkpointing = False
 
+    def _start_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A due checkpoint, in a worker thread: no request waits for it (one did, before)."""
+        if self.checkpoint_due():
+            self._checkpoint_task = loop.run_in_executor(None, self.checkpoint)
+            self._checkpoint_task.add_done_callback(self._checkpoint_ended)
+
+    def _checkpoint_ended(self, task: asyncio.Future[None]) -> None:
+        self._checkpoint_task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("WAL checkpoint failed", exc_info=task.exception())
+
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
@@ -239,13 +300,12 @@ class Database:
         durable write is committed with ``synchronous=FULL``, for data acknowledged to a
         sender that then forgets it. PostgreSQL commits are durable anyway.
         """
-        self.check_file()
         on_loop = _ON_LOOP.get()
-        if on_loop is not None and not on_loop.wrote and not durable:
-            with self._write_on_loop() as conn:
+        if on_loop is not None and not durable:
+            with self._write_on_loop(on_loop) as conn:
                 yield conn
-            on_loop.wrote = True
             return
+        self.check_file()
         # The pool first, then the writer lock: a thread waiting for a pooled connection must
         # not hold the lock every other writer of this process queues on.
         with _translate_errors(), self.engine.connect() as conn, self._writer_turn():
@@ -258,16 +318,41 @@ class Database:
                     yield conn
 
     @contextmanager
-    def _write_on_loop(self) -> Iterator[Connection]:
-        """A write transaction on the loop's own connection, or WriterBusy at once."""
+    def _write_on_loop(self, on_loop: _OnLoop) -> Iterator[Connection]:
+        """A SAVEPOINT in the loop's group commit (opened here if none is), or WriterBusy at
+        once when it cannot start. An exception rolls back this block's writes only."""
+        batch = self._batch if self._batch is not None else self._open_batch()
+        raw = batch.raw
+        name = f"w{batch.savepoints}"
+        batch.savepoints += 1
+        with _translate_errors():
+            if not raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
+                raise StorageUnavailable("the loop's write transaction was rolled back")
+            raw.execute(f"SAVEPOINT {name}")
+            try:
+                yield batch.tx.connection
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute(f"ROLLBACK TO {name}")
+                    raw.execute(f"RELEASE {name}")
+                raise
+            raw.execute(f"RELEASE {name}")
+        if on_loop.batch is None:
+            on_loop.batch = batch
+            batch.writers += 1
+
+    def _open_batch(self) -> _Batch:
+        """BEGIN IMMEDIATE on the loop's connection, its commit scheduled for the next turn of
+        the loop (so every request of this turn joins it); held: the process's writer lock."""
         assert self._sqlite_writer is not None
+        loop = asyncio.get_running_loop()
+        self._check_file_on_loop()
         if not self._sqlite_writer.acquire(blocking=False):
             raise WriterBusy
         try:
             with _translate_errors():
                 conn = self._loop_connection()
-                raw = conn.connection.driver_connection
-                assert raw is not None
+                raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
                 try:
                     # On the driver itself: SQLAlchemy's begin event costs more than the BEGIN.
                     raw.execute("BEGIN IMMEDIATE")
@@ -275,11 +360,57 @@ class Database:
                     if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
                         raise WriterBusy from exc
                     raise StorageUnavailable(str(exc)) from exc
-                with conn.begin():  # commits (or rolls back) the driver's transaction
-                    yield conn
-            self._loop_commits += 1
-        finally:
+                batch = _Batch(conn.begin(), raw)  # its commit commits the driver's transaction
+        except BaseException:
             self._sqlite_writer.release()
+            raise
+        self._batch = batch
+        loop.call_soon(self._commit_batch, batch, loop)
+        return batch
+
+    def _commit_batch(self, batch: _Batch, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the loop's group commit and answer its requests; a failed commit answers
+        each with StorageUnavailable (30003). The writer lock is released either way."""
+        if self._batch is not batch:
+            return  # committed early (``_writer_turn`` on the loop's thread)
+        self._batch = None
+        error: CommitFailed | None = None
+        try:
+            try:
+                if not batch.raw.in_transaction:
+                    raise StorageUnavailable("the loop's write transaction was rolled back")
+                with _translate_errors():
+                    batch.tx.commit()
+            except Exception as exc:
+                error = CommitFailed(str(exc).splitlines()[0])
+                log.error("a group commit on the loop failed (%d requests): %s",
+                          batch.writers, error)  # fmt: skip
+                self._drop_loop_transaction(batch)
+        finally:
+            self._sqlite_writer.release()  # type: ignore[union-attr]
+        batch.ended, batch.error = True, error
+        for waiter in batch.waiters:
+            if waiter.done():  # its request was cancelled
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(CommitFailed(str(error)))  # a traceback each
+        if error is None:
+            self._loop_commits += batch.writers
+            self._start_checkpoint(loop)
+
+    def _drop_loop_transaction(self, batch: _Batch) -> None:
+        try:
+            batch.tx.rollback()  # also ends a transaction SQLAlchemy deactivated on failure
+            if batch.raw.in_transaction:
+                batch.raw.rollback()
+        except Exception as exc:  # the connection is broken: the next batch opens another
+            log.warning("dropping the loop's connection after a failed commit: %s", exc)
+            if self._loop_conn is not None:
+                self._loop_conn.invalidate()
+                self._loop_conn.close()
+                self._loop_conn = None
 
     def _loop_connection(self) -> Connection:
         # One connection, kept: it is used only while holding the writer lock.
@@ -295,6 +426,12 @@ class Database:
         if self._sqlite_writer is None:
             yield
             return
+        batch = self._batch
+        if batch is not None and batch.thread == threading.get_ident():
+            # A write on the loop's thread outside ``run_on_loop``: the lock is re-entrant
+            # there, and this write would wait for ever on SQLite's, held by the loop's open
+            # transaction; commit that first.
+            self._commit_batch(batch, asyncio.get_running_loop())
         if not self._sqlite_writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
             raise StorageUnavailable("database is locked")
         try:
@@ -372,7 +509,7 @@ class Database:
     def connections_in_use(self) -> int:
         """Pooled connections checked out now, downloads' pool included."""
         # The loop's one connection stays checked out by design: it holds no transaction
-        # between calls (each is begun and ended inside ``_write_on_loop``).
+        # between turns of the loop (each group commit ends in the turn after it began).
         engines = [e for e in (self.engine, self._export_engine) if e is not None]
         return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
 
@@ -390,6 +527,8 @@ class Database:
         """
         if self._file is None:
             return
+        if self._file_lost is not None:
+            raise StorageUnavailable(self._file_lost)
         current = _identity(self._file)
         if self._file_identity is None:  # created by the first connection after start-up
             self._file_identity = current
@@ -397,7 +536,16 @@ class Database:
         if current != self._file_identity:
             what = "deleted" if current is None else "replaced"
             log.error("database file %s was %s while in use: restart cdrgate", self._file, what)
-            raise StorageUnavailable(f"database file {self._file} was {what} while in use")
+            self._file_lost = f"database file {self._file} was {what} while in use"
+            raise StorageUnavailable(self._file_lost)
+
+    def _check_file_on_loop(self) -> None:
+        """``check_file`` at most every ``LOOP_FILE_CHECK_S`` (a refusal, once, stays)."""
+        now = time.monotonic()
+        if self._file_lost is None and now - self._file_checked_at < LOOP_FILE_CHECK_S:
+            return
+        self._file_checked_at = now
+        self.check_file()
 
     def placeholder(self) -> str:
         """The driver's positional placeholder, for raw executemany on hot paths."""
