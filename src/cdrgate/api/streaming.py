@@ -166,8 +166,11 @@ class ExportResponse(Response):
         try:
             # The deadline every send has: the transport takes such a body at once unless
             # earlier responses on this connection (pipelined, never read) fill its buffer,
-            # and then this send would wait for ever.
-            with anyio.fail_after(RateGuard(self.min_rate, self.window).deadline(len(body))):
+            # and then this send would wait for ever. asyncio's own timeout: one timer handle,
+            # where anyio's cancel scope cost a small flow ~30 us (bench/RESULTS.md, eighth
+            # round); it raises the same TimeoutError.
+            deadline = RateGuard(self.min_rate, self.window).deadline(len(body))
+            async with asyncio.timeout(deadline if deadline != float("inf") else None):
                 await send(
                     {"type": "http.response.start", "status": self.status_code,
                      "headers": self.raw_headers}
