@@ -81,7 +81,6 @@ class _Batch:
     def __init__(self, tx: RootTransaction, raw: sqlite3.Connection) -> None:
         self.tx, self.raw = tx, raw
         self.thread = threading.get_ident()
-        self.savepoints = 0
         self.writers = 0  # requests with writes in it (for the checkpoint's count)
         self.waiters: list[asyncio.Future[None]] = []
         self.ended = False  # committed, or failed with ``error``
@@ -328,20 +327,22 @@ class Database:
         once when it cannot start. An exception rolls back this block's writes only."""
         batch = self._batch if self._batch is not None else self._open_batch()
         raw = batch.raw
-        name = f"w{batch.savepoints}"
-        batch.savepoints += 1
         with _translate_errors():
             if not raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
                 raise StorageUnavailable("the loop's write transaction was rolled back")
-            raw.execute(f"SAVEPOINT {name}")
+            # One fixed name: the same SQL text each time, so sqlite3's statement cache hits
+            # (a name per request compiled all three statements again). Names need not be
+            # unique: ROLLBACK TO and RELEASE act on the newest savepoint of that name, which
+            # is this block's even if one were nested in another.
+            raw.execute("SAVEPOINT w")
             try:
                 yield batch.tx.connection
             except BaseException:
                 if raw.in_transaction:
-                    raw.execute(f"ROLLBACK TO {name}")
-                    raw.execute(f"RELEASE {name}")
+                    raw.execute("ROLLBACK TO w")
+                    raw.execute("RELEASE w")
                 raise
-            raw.execute(f"RELEASE {name}")
+            raw.execute("RELEASE w")
         if on_loop.batch is None:
             on_loop.batch = batch
             batch.writers += 1
