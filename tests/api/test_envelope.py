@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from starlette.requests import Request
+
+from cdrgate.api.envelope import query_fields, read_json_fields
+from cdrgate.errors import ApiError, Errno
 from tests.conftest import API_MD5, API_USER
 
 CORS = {
@@ -95,3 +100,48 @@ def test_a_peer_that_is_not_an_ip_address_still_works(make_client, api_account):
     http = make_client(ip="unix-socket")
     body = {"username": API_USER, "password": API_MD5}
     assert http.post("/api/v1.1.0/login", json=body).json()["status"] == "Success"
+
+
+def _request(query: bytes = b"", chunks: tuple[bytes, ...] = (), length: bytes | None = None):
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks or (b"",))
+    ]
+
+    async def receive():
+        return messages.pop(0)
+
+    headers = [] if length is None else [(b"content-length", length)]
+    return Request({"type": "http", "query_string": query, "headers": headers}, receive)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"", b"&&", b"a", b"a=", b"=b", b"a=1&a=2", b"a=b=c", b"x=1;y=2", b"a+b=c+d%2B%20e",
+     b"t=2026-05-01%2000%3A00%3A00", b"v=%E2%82%AC", b"v=%zz%", "v=\xe9".encode("latin-1")],
+)  # fmt: skip
+def test_query_fields_are_decoded_as_starlettes_query_params(query):
+    assert query_fields(_request(query)) == dict(_request(query).query_params)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [(b'\xef\xbb\xbf{"extid": "1000", "port": 8260}',), (b'  {"ext', b'id": "10', b'00"}\n')],
+    ids=["bom-in-one-chunk", "split-over-chunks"],
+)
+def test_a_body_in_any_chunks_with_or_without_a_bom_is_read_whole(chunks):
+    fields = asyncio.run(read_json_fields(_request(chunks=chunks), limit=100))
+    assert fields["extid"] == "1000"
+
+
+def test_duplicate_keys_keep_the_last_value():
+    fields = asyncio.run(read_json_fields(_request(chunks=(b'{"a": "1", "a": "2"}',)), 100))
+    assert fields == {"a": "2"}
+
+
+@pytest.mark.parametrize("length", [None, b"101"], ids=["undeclared", "declared"])
+def test_a_body_past_the_limit_is_20000_however_it_comes(length):
+    request = _request(chunks=(b"{" + b" " * 60, b" " * 60 + b"}"), length=length)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(read_json_fields(request, limit=100))
+    assert refused.value.errno == Errno.JSON_ONLY

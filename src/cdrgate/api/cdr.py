@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api.context import ApiCall, ApiVersion
-from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
+from cdrgate.api.envelope import CORS_HEADERS, query_fields, read_json_fields, success
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.services.downloads import DownloadRequest, RandomRequest
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
@@ -41,7 +41,7 @@ async def _on_loop(db: Database, work: Callable[[A], R], ask: A) -> R:
 async def get_random(request: Request, call: ApiCall) -> Response:
     fields = await read_json_fields(request, call.settings.max_body_bytes)
     ask = RandomRequest(
-        token=request.query_params.get("token"),
+        token=query_fields(request).get("token"),
         selector=_selector(fields, call.version),
         starttime=fields.get("starttime"),
         endtime=fields.get("endtime"),
@@ -61,7 +61,7 @@ async def get_random(request: Request, call: ApiCall) -> Response:
 
 async def download(request: Request, call: ApiCall) -> Response:
     # Any request body (axios/Guzzle POST the link) is ignored; parameters are in the query.
-    params = request.query_params
+    params = query_fields(request)
     ask = DownloadRequest(
         token=params.get("token"),
         selector=_selector(params, call.version),
