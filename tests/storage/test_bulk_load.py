@@ -297,3 +297,19 @@ def test_a_first_file_into_a_store_another_connection_has_open_goes_through_the_
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()
+
+
+def test_a_bulk_load_into_a_store_with_rows_has_a_larger_cache_then_restores_it(sqlite_db):
+    with sqlite_db.write() as conn:
+        cdrs.insert_records(sqlite_db, conn, [make_cdr(callid="0")])
+    before = _indexes(sqlite_db)
+    with sqlite_db.write() as conn:
+        saved = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        with cdrs.bulk_load(conn) as whole:
+            assert not whole  # the indexes stay: rows are there
+            # Negative sizes are KiB: the load's cache is the larger.
+            assert -conn.exec_driver_sql("PRAGMA cache_size").scalar_one() > -saved > 0
+            cdrs.insert_records(sqlite_db, conn, [make_cdr(callid=str(n)) for n in range(1, 30)])
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == saved
+    assert _indexes(sqlite_db) == before
+    assert len(_stored(sqlite_db)) == 30
