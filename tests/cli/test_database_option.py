@@ -112,3 +112,34 @@ def test_only_commands_that_write_migrate_an_old_schema(database_url):
     assert run("api-user", "unlock", "--database", database_url).exit_code == 0
     assert stores.revision(database_url) == schema.head_revision()
     assert run("api-user", "list", "--database", database_url).exit_code == 0
+
+
+def _page_size(path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+@pytest.mark.parametrize("creator", [["db", "upgrade"], ["seed", "--count", "3"]], ids=" ".join)
+def test_a_new_store_file_gets_the_new_store_page_size(creator, tmp_path):
+    path = tmp_path / "new.db"
+    assert run(*creator, "--database", f"sqlite:///{path}").exit_code == 0
+    assert _page_size(path) == stores.NEW_STORE_PAGE_SIZE != 4096
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_existing_store_keeps_its_page_size_and_still_works(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # a store made before new stores had their own size
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")
+    url = f"sqlite:///{path}"
+    assert run("db", "upgrade", "--database", url).exit_code == 0
+    assert run("seed", "--count", "50", "--database", url).exit_code == 0
+    assert _page_size(path) == 4096
+    result = run("stats", "--database", url)
+    assert result.exit_code == 0, result.output
+    assert run("seed", "--count", "50", "--seed", "2", "--database", url).exit_code == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM cdr").fetchone()[0] == 100
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
