@@ -64,7 +64,8 @@ def open_or_create(url: str) -> Opened:
             f"cannot create the database {path.absolute()}: "
             f"the directory {path.parent.absolute()} does not exist"
         )
-    if path is not None and new:
+    if path is not None and new and not str(path).startswith("file:"):
+        # SQLite reads a "file:" URI itself: a file made from its text would be the wrong one.
         _create_sqlite_file(path)
     db = Database(url)
     new = new or (path is None and schema.current_revision(db) is None)
