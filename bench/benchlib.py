@@ -272,7 +272,15 @@ def fresh(path: Path) -> None:
 def migrated_copy(target: Path, cdrgate: str = CDRGATE) -> str:
     """An empty database at ``target`` migrated by ``cdrgate`` (copied from a template, so
     timing a command does not include the migrations); returns its URL."""
-    suffix = "" if cdrgate == CDRGATE else "-" + hashlib.sha256(cdrgate.encode()).hexdigest()[:8]
+    if cdrgate == CDRGATE:
+        # Named after what shapes an empty store (its schema, the page size a new file gets),
+        # so a template left by an earlier build is not taken for this one's.
+        from cdrgate.services.stores import NEW_STORE_PAGE_SIZE
+        from cdrgate.storage.schema import HEAD
+
+        suffix = f"-{HEAD}-{NEW_STORE_PAGE_SIZE}"
+    else:
+        suffix = "-" + hashlib.sha256(cdrgate.encode()).hexdigest()[:8]
     template = DATA / f"empty-migrated{suffix}.db"
     if not template.exists():
         run([cdrgate, "db", "upgrade", "--database", url(template)], stdout=subprocess.DEVNULL)
