@@ -12,6 +12,10 @@ Two differences from uvicorn's own, both at the socket edge where no ASGI middle
   sends nothing (or a byte a minute) would otherwise hold its socket forever, and a thousand of
   them exhaust the file limit. One value bounds both waits, so ``serve`` passes the
   ``idle_timeout_seconds`` setting as uvicorn's keep-alive timeout.
+- A request body that stops arriving (a Content-Length larger than what is sent, or a sender
+  that stalls) closes the connection after the same number of seconds without a body byte, as
+  nginx's ``client_body_timeout`` does. uvicorn would wait for the rest for ever, with the
+  request's task and socket held.
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -47,6 +51,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._at_request_start = True
         self._pending = b""
         self._head_timer: asyncio.TimerHandle | None = None
+        self._in_body = False  # a request head is complete and its body is not
+        self._body_timer: asyncio.TimerHandle | None = None
 
     # -- the head timeout -------------------------------------------------------------------
 
@@ -56,6 +62,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
+        self._in_body = True
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -66,6 +73,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def _arm_head_timer(self) -> None:
@@ -83,6 +91,25 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             self.logger.debug("closing a connection that sent no complete request head in time")
             self.transport.close()
 
+    # -- the body timeout -------------------------------------------------------------------
+
+    def _arm_body_timer(self) -> None:
+        # Armed only after a read that left a body unfinished: a request whose body came with
+        # its head (every GET, most POSTs) never starts a timer.
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(self.timeout_keep_alive, self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if not self.transport.is_closing():
+            self.logger.debug("closing a connection whose request body stopped arriving")
+            self.transport.close()
+
     # -- raw spaces in the request target ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -97,8 +124,12 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             if end != -1:
                 data = fix_request_line(data[:end]) + data[end:]
         super().data_received(data)
+        if self._in_body:
+            self._arm_body_timer()
 
     def on_message_complete(self) -> None:
         # The next bytes on this connection (no pipelining) start a new request line.
         self._at_request_start = True
+        self._in_body = False
+        self._cancel_body_timer()
         super().on_message_complete()

@@ -27,6 +27,10 @@ CORS_HEADERS: Mapping[str, str] = {
 }
 
 
+# The status the access log and metrics record for a request whose client left before its
+# body was whole (nginx's "client closed request"); no client ever reads it.
+CLIENT_LEFT = 499
+
 _CORS_RAW = [(name.lower().encode(), value.encode()) for name, value in CORS_HEADERS.items()]
 
 

@@ -7,12 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from cdrgate.api import cdr, push, recording, session
 from cdrgate.api.context import ApiCall, ApiVersion, Services
-from cdrgate.api.envelope import client_ip, failure, preflight
+from cdrgate.api.envelope import CLIENT_LEFT, client_ip, failure, preflight
 from cdrgate.errors import ApiError, Errno, StorageUnavailable, meaning
 from cdrgate.logredact import redact
 from cdrgate.versions import SELECTOR_FIELD
@@ -51,6 +51,15 @@ async def dispatch(request: Request) -> Response:
     except ApiError as exc:
         _log_refusal(request, name, exc)
         return failure(exc.errno)
+    except ClientDisconnect:
+        # Gone before its request body was whole (or timed out waiting for it): nobody to
+        # answer. 499 is what the access log shows, as nginx writes for a client that left.
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s from %s: the client left before its request was whole",
+                request.method, redact(name), client_ip(request),
+            )  # fmt: skip
+        return Response(status_code=CLIENT_LEFT)
     if log.isEnabledFor(logging.INFO):  # redact() costs ~2 % of a small flow: only when written
         log.info("%s %s from %s: Success", request.method, redact(name), client_ip(request))
     return response
@@ -68,7 +77,7 @@ async def _call(request: Request, name: str) -> Response:
     try:
         call = ApiCall(services, ApiVersion(version_path), client_ip(request))
         return await endpoint.handler(request, call)
-    except ApiError:
+    except (ApiError, ClientDisconnect):
         raise
     except StorageUnavailable as exc:
         log.error("storage unavailable: %s", exc)

@@ -14,11 +14,11 @@ from datetime import datetime
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 
 from cdrgate.api.context import Services
-from cdrgate.api.envelope import client_ip
+from cdrgate.api.envelope import CLIENT_LEFT, client_ip
 from cdrgate.api.query import csv_response
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.console import dashboard, listing
@@ -91,6 +91,9 @@ def guarded(handler: Handler) -> Handler:
         except StorageUnavailable as exc:
             log.error("storage unavailable: %s", exc)
             return _problem(request, 503, "The database cannot be reached; try again shortly.")
+        except ClientDisconnect:
+            # Gone before its form was whole: nobody to answer (as the API, api/routes.py).
+            return Response(status_code=CLIENT_LEFT)
 
     return endpoint
 
