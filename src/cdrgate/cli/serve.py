@@ -76,7 +76,7 @@ def serve(
             min=1,
             metavar="SECONDS",
             help=(
-                "Close connections silent this long before a request "
+                "Close connections silent this long before a request or within its body "
                 f"(default {Settings.idle_timeout_seconds}, or CDRGATE_IDLE_TIMEOUT_SECONDS)."
             ),
         ),
