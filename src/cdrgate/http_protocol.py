@@ -35,6 +35,9 @@ MAX_REQUEST_LINE = 64 * 1024
 # Anything else (a TLS ClientHello from an https:// client, binary junk) goes to the parser at
 # once, which refuses it, instead of waiting for a line end that will never come.
 _REQUEST_START = re.compile(rb"[A-Z]{0,10}(?: |$)")
+# Why a connection was closed, for the debug log.
+_NO_HEAD = "that sent no complete request head in time"
+_BODY_STOPPED = "whose request body stopped arriving"
 
 
 def fix_request_line(line: bytes) -> bytes:
@@ -50,18 +53,20 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._at_request_start = True
         self._pending = b""
-        self._head_timer: asyncio.TimerHandle | None = None
+        # What a request waits for from the client, one at a time: its head, then (only if
+        # it did not come with the head) the rest of its body. The head's wait is a deadline
+        # from the connection or the last response; the body's restarts at each read.
+        self._wait: asyncio.TimerHandle | None = None
         self._in_body = False  # a request head is complete and its body is not
-        self._body_timer: asyncio.TimerHandle | None = None
 
-    # -- the head timeout -------------------------------------------------------------------
+    # -- the head and body timeouts ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._wait_for(_NO_HEAD)
 
     def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
+        self._stop_waiting()
         self._in_body = True
         super().on_headers_complete()
 
@@ -69,45 +74,25 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
         # A pipelined request may already be running; it has its head.
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._arm_head_timer()
+            self._wait_for(_NO_HEAD)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        self._cancel_body_timer()
+        self._stop_waiting()
         super().connection_lost(exc)
 
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_timed_out)
+    def _wait_for(self, why_closed: str) -> None:
+        self._stop_waiting()
+        self._wait = self.loop.call_later(self.timeout_keep_alive, self._timed_out, why_closed)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _stop_waiting(self) -> None:
+        if self._wait is not None:
+            self._wait.cancel()
+            self._wait = None
 
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
+    def _timed_out(self, why_closed: str) -> None:
+        self._wait = None
         if not self.transport.is_closing():
-            self.logger.debug("closing a connection that sent no complete request head in time")
-            self.transport.close()
-
-    # -- the body timeout -------------------------------------------------------------------
-
-    def _arm_body_timer(self) -> None:
-        # Armed only after a read that left a body unfinished: a request whose body came with
-        # its head (every GET, most POSTs) never starts a timer.
-        self._cancel_body_timer()
-        self._body_timer = self.loop.call_later(self.timeout_keep_alive, self._body_timed_out)
-
-    def _cancel_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-
-    def _body_timed_out(self) -> None:
-        self._body_timer = None
-        if not self.transport.is_closing():
-            self.logger.debug("closing a connection whose request body stopped arriving")
+            self.logger.debug("closing a connection %s", why_closed)
             self.transport.close()
 
     # -- raw spaces in the request target ---------------------------------------------------
@@ -125,11 +110,13 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
                 data = fix_request_line(data[:end]) + data[end:]
         super().data_received(data)
         if self._in_body:
-            self._arm_body_timer()
+            # Only after a read that left a body unfinished: a request whose body came with
+            # its head (every GET, most POSTs) never starts this wait.
+            self._wait_for(_BODY_STOPPED)
 
     def on_message_complete(self) -> None:
         # The next bytes on this connection (no pipelining) start a new request line.
         self._at_request_start = True
         self._in_body = False
-        self._cancel_body_timer()
+        self._stop_waiting()
         super().on_message_complete()

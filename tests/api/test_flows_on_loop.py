@@ -82,9 +82,9 @@ def test_a_download_whose_shared_commit_fails_hears_30003_is_audited_once_and_ca
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
     commit = Database._commit_batch
 
-    def rolled_back_by_sqlite(self, batch, loop):
+    def rolled_back_by_sqlite(self, batch):
         batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
-        commit(self, batch, loop)
+        commit(self, batch)
 
     monkeypatch.setattr(Database, "_commit_batch", rolled_back_by_sqlite)
     url = flow.download_url(token, random, "1000", DAY_START, DAY_END)

@@ -17,7 +17,6 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
-from cdrgate.passwords import secret_hash
 from cdrgate.scope import Scope
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session, token_hash_of
@@ -201,8 +200,7 @@ class DownloadService:
             refused: ApiError | None = exc
         else:
             refused = None
-        expires_ms = self.auth.now_ms() + self.settings.random_ttl_seconds * 1000
-        random = randoms.new_random(expires_ms)
+        random = randoms.new_random(self.auth.now_ms() + self.settings.random_ttl_seconds * 1000)
         # One write transaction for the whole request. A token errno comes first; a refused
         # filter still commits the token's sliding mark (it is raised after the commit).
         with self.db.write() as conn:
@@ -210,18 +208,18 @@ class DownloadService:
             if refused is None:
                 randoms.create(
                     conn,
-                    random_hash=secret_hash(random),
+                    random_hash=random.random_hash,
                     token_hash=session.token_hash,
                     selector=flt.selector,
                     start_ts=flt.start_ts,
                     end_ts=flt.end_ts,
                     client_ip=ask.client_ip,
                     allowed_ip=allowed,
-                    expires_ms=expires_ms,
+                    expires_ms=random.expires_ms,
                 )
         if refused is not None:
             raise refused
-        return random
+        return random.text
 
     def open_download(self, ask: DownloadRequest) -> Export:
         """``cdr/download``: spend the random and start the export, or raise its errno.

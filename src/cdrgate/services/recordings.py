@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdrgate.errors import ApiError, CdrgateError, Errno
-from cdrgate.passwords import secret_hash
 from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session
@@ -155,19 +154,18 @@ class RecordingService:
         name = _required(request.recording)
         allowed_ip = parse_allowed_ip(request.allowed_ip)
         self._find(name, session).stream.close()
-        expires_ms = self.auth.now_ms() + self.settings.random_ttl_seconds * 1000
-        random = randoms.new_random(expires_ms)
+        random = randoms.new_random(self.auth.now_ms() + self.settings.random_ttl_seconds * 1000)
         with self.db.write() as conn:
             recordings.create_random(
                 conn,
-                random_hash=secret_hash(random),
+                random_hash=random.random_hash,
                 token_hash=session.token_hash,
                 recording=name,
                 client_ip=request.client_ip,
                 allowed_ip=allowed_ip,
-                expires_ms=expires_ms,
+                expires_ms=random.expires_ms,
             )
-        return random
+        return random.text
 
     def download(self, request: DownloadRequest) -> RecordingBody:
         """Redeem the random and open the file; every outcome is audited."""

@@ -213,8 +213,8 @@ class Database:
         self._loop_engine: Engine | None = None
         self._loop_conn: Connection | None = None
         self._loop_commits = 0
-        self._checkpointing = False  # a checkpoint asked for by ``checkpoint_due`` is running
-        self._checkpoint_task: asyncio.Future[None] | None = None  # kept from the GC
+        # The running checkpoint (one at a time), kept so it is not garbage-collected.
+        self._checkpoint_task: asyncio.Future[None] | None = None
         self._batch: _Batch | None = None  # the loop's open group commit
         self._file_checked_at = -LOOP_FILE_CHECK_S
         self._file_lost: str | None = None  # set once for good: the file was deleted/replaced
@@ -260,15 +260,6 @@ class Database:
             raise error
         return result
 
-    def checkpoint_due(self) -> bool:
-        """Whether the loop's connection has committed enough for a checkpoint (see
-        ``LOOP_CHECKPOINT_EVERY``); True once per due checkpoint."""
-        if self._loop_commits < LOOP_CHECKPOINT_EVERY or self._checkpointing:
-            return False
-        self._loop_commits = 0
-        self._checkpointing = True  # one at a time: the next is due after this one ends
-        return True
-
     def checkpoint(self) -> None:
         """A passive WAL checkpoint (it waits for no one): run in a worker thread. A failure is
         logged, not raised: the request that ran it has its answer already."""
@@ -277,14 +268,16 @@ class Database:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except StorageUnavailable as exc:
             log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
-        finally:
-            self._checkpointing = False
 
-    def _start_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
-        """A due checkpoint, in a worker thread: no request waits for it (one did, before)."""
-        if self.checkpoint_due():
-            self._checkpoint_task = loop.run_in_executor(None, self.checkpoint)
-            self._checkpoint_task.add_done_callback(self._checkpoint_ended)
+    def _start_checkpoint(self) -> None:
+        """A checkpoint in a worker thread once ``LOOP_CHECKPOINT_EVERY`` request writes have
+        committed on the loop: no request waits for it (one did, before). One at a time: the
+        next is due after this one ends."""
+        if self._loop_commits < LOOP_CHECKPOINT_EVERY or self._checkpoint_task is not None:
+            return
+        self._loop_commits = 0
+        self._checkpoint_task = asyncio.get_running_loop().run_in_executor(None, self.checkpoint)
+        self._checkpoint_task.add_done_callback(self._checkpoint_ended)
 
     def _checkpoint_ended(self, task: asyncio.Future[None]) -> None:
         self._checkpoint_task = None
@@ -371,10 +364,10 @@ class Database:
             self._sqlite_writer.release()
             raise
         self._batch = batch
-        loop.call_soon(self._commit_batch, batch, loop)
+        loop.call_soon(self._commit_batch, batch)
         return batch
 
-    def _commit_batch(self, batch: _Batch, loop: asyncio.AbstractEventLoop) -> None:
+    def _commit_batch(self, batch: _Batch) -> None:
         """Commit the loop's group commit and answer its requests; a failed commit answers
         each with StorageUnavailable (30003). The writer lock is released either way."""
         if self._batch is not batch:
@@ -404,7 +397,7 @@ class Database:
                 waiter.set_exception(CommitFailed(str(error)))  # a traceback each
         if error is None:
             self._loop_commits += batch.writers
-            self._start_checkpoint(loop)
+            self._start_checkpoint()
 
     def _drop_loop_transaction(self, batch: _Batch) -> None:
         try:
@@ -437,7 +430,7 @@ class Database:
             # A write on the loop's thread outside ``run_on_loop``: the lock is re-entrant
             # there, and this write would wait for ever on SQLite's, held by the loop's open
             # transaction; commit that first.
-            self._commit_batch(batch, asyncio.get_running_loop())
+            self._commit_batch(batch)
         if not self._sqlite_writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
             raise StorageUnavailable("database is locked")
         try:

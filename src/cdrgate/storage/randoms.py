@@ -43,10 +43,20 @@ class RandomRow(NamedTuple):
     used_ms: int | None
 
 
-def new_random(expires_ms: int) -> str:
+class NewRandom(NamedTuple):
+    """A fresh random: ``text`` for the client, its row key (the expiry and the hash, which
+    ``key_of`` finds again from the text) for the table."""
+
+    text: str
+    expires_ms: int
+    random_hash: str
+
+
+def new_random(expires_ms: int) -> NewRandom:
     """A fresh random that expires at ``expires_ms``."""
     secret = secrets.randbits(_SECRET_BITS)
-    return f"{expires_ms:0{_EXPIRY_DIGITS}x}{secret:0{RANDOM_CHARS - _EXPIRY_DIGITS}x}"
+    text = f"{expires_ms:0{_EXPIRY_DIGITS}x}{secret:0{RANDOM_CHARS - _EXPIRY_DIGITS}x}"
+    return NewRandom(text, expires_ms, secret_hash(text))
 
 
 def key_of(random: str) -> tuple[int, str] | None:
