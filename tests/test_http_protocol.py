@@ -33,6 +33,7 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         "connection_lost",
         "data_received",
         "on_headers_complete",
+        "on_body",
         "on_message_complete",
         "on_response_complete",
     ):

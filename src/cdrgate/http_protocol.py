@@ -15,7 +15,10 @@ Two differences from uvicorn's own, both at the socket edge where no ASGI middle
 - A request body that stops arriving (a Content-Length larger than what is sent, or a sender
   that stalls) closes the connection after the same number of seconds without a body byte, as
   nginx's ``client_body_timeout`` does. uvicorn would wait for the rest for ever, with the
-  request's task and socket held.
+  request's task and socket held. And since a byte just inside every timeout would restart
+  that wait for ever, a body also has a deadline: ``BODY_GRACE_TIMEOUTS`` timeouts from its
+  head, plus a second for every ``BODY_MIN_RATE`` bytes that arrived (a sender keeping up that
+  rate is never cut; one dribbling a byte at a time is, after about three timeouts).
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -38,6 +41,12 @@ _REQUEST_START = re.compile(rb"[A-Z]{0,10}(?: |$)")
 # Why a connection was closed, for the debug log.
 _NO_HEAD = "that sent no complete request head in time"
 _BODY_STOPPED = "whose request body stopped arriving"
+_BODY_TOO_SLOW = "whose request body arrived too slowly"
+# A request body's deadline (above): generous for any real sender (a 64 KiB API body at 1 KiB/s
+# still fits), while a connection slot held by a dribbling sender comes back in ~30 s at the
+# default timeout, not never.
+BODY_GRACE_TIMEOUTS = 3
+BODY_MIN_RATE = 1024  # bytes per second
 
 
 def fix_request_line(line: bytes) -> bytes:
@@ -57,6 +66,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         # it did not come with the head) the rest of its body. The head's wait is a deadline
         # from the connection or the last response; the body's restarts at each read.
         self._wait: asyncio.TimerHandle | None = None
+        self._body_started = 0.0  # loop time its head completed
+        self._body_bytes = 0
         self._in_body = False  # a request head is complete and its body is not
 
     # -- the head and body timeouts ---------------------------------------------------------
@@ -68,7 +79,12 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_waiting()
         self._in_body = True
+        self._body_started, self._body_bytes = self.loop.time(), 0
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -80,9 +96,23 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._stop_waiting()
         super().connection_lost(exc)
 
-    def _wait_for(self, why_closed: str) -> None:
+    def _wait_for(self, why_closed: str, seconds: float | None = None) -> None:
         self._stop_waiting()
-        self._wait = self.loop.call_later(self.timeout_keep_alive, self._timed_out, why_closed)
+        delay = self.timeout_keep_alive if seconds is None else seconds
+        self._wait = self.loop.call_later(delay, self._timed_out, why_closed)
+
+    def _wait_for_body(self) -> None:
+        """The next body byte is awaited for a timeout, or until the body's deadline."""
+        deadline = (
+            self._body_started
+            + BODY_GRACE_TIMEOUTS * self.timeout_keep_alive
+            + self._body_bytes / BODY_MIN_RATE
+        )
+        left = deadline - self.loop.time()
+        if left < self.timeout_keep_alive:
+            self._wait_for(_BODY_TOO_SLOW, max(left, 0.0))
+        else:
+            self._wait_for(_BODY_STOPPED)
 
     def _stop_waiting(self) -> None:
         if self._wait is not None:
@@ -112,7 +142,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body:
             # Only after a read that left a body unfinished: a request whose body came with
             # its head (every GET, most POSTs) never starts this wait.
-            self._wait_for(_BODY_STOPPED)
+            self._wait_for_body()
 
     def on_message_complete(self) -> None:
         # The next bytes on this connection (no pipelining) start a new request line.

@@ -108,6 +108,33 @@ def test_a_body_that_keeps_arriving_is_read_whole_past_the_idle_timeout(edge_ser
     assert answer.startswith(b"HTTP/1.1 200") and b'"status":"Failed"' in answer
 
 
+def test_a_body_dribbled_a_byte_at_a_time_is_closed_before_it_is_whole(edge_server):
+    # Each byte comes well within the 1 s idle timeout, so only the body's deadline (three
+    # timeouts plus a second per KiB) ends it: long before the 200 bytes that would take 80 s.
+    sent = 0
+    with connect(edge_server) as sock:
+        sock.sendall(
+            b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n"
+        )
+        sock.settimeout(0.4)
+        while sent < 200:
+            try:
+                if sock.recv(65536) == b"":
+                    break  # closed by the server
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                break
+            try:
+                sock.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+    assert sent < 200
+    assert "Traceback" not in edge_server.output()
+
+
 def test_a_kept_alive_connection_that_falls_silent_is_closed(edge_server):
     with connect(edge_server) as sock:
         assert request(sock).startswith(b"HTTP/1.1 200")
