@@ -117,31 +117,45 @@ def _unread(fd: int) -> int:
     return buffer[0]
 
 
-def test_a_seed_killed_while_it_writes_an_empty_store_leaves_it_empty(tmp_path):
-    # Seeding an empty store alone writes its pages straight into the file, beside a rollback
-    # journal (storage/seeded_pipeline.py): killed half-way, the next opener rolls it back.
-    path = tmp_path / "seeded.db"
+def _seed_writing_in_place(path: Path, scratch: Path) -> subprocess.Popen[bytes]:
+    """A 1M-row seed into the new empty store ``path``, once it writes into the file (its
+    scratch folder under ``scratch``, the child's TMPDIR)."""
     url = f"sqlite:///{path}"
     db = Database(url)
     schema.upgrade(db)
     db.dispose()
     empty_size = path.stat().st_size
+    scratch.mkdir()
     process = subprocess.Popen([*CLI, "seed", "--count", "1000000", "--database", url],
+                               env={**os.environ, "TMPDIR": str(scratch)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(120_000):  # bounded (a couple of minutes), not a timing assertion
+        if process.poll() is not None:
+            break
+        # Pages past the empty store's end: the load is being written in place.
+        if path.stat().st_size > empty_size + (16 << 20):
+            return process
+        time.sleep(0.001)
+    process.kill()
+    process.wait(timeout=30)
+    pytest.fail("the seed never wrote into the store")
+
+
+def test_a_seed_killed_while_it_writes_an_empty_store_leaves_it_empty(tmp_path):
+    # Seeding an empty store alone writes its pages straight into the file, beside a rollback
+    # journal (storage/seeded_pipeline.py): killed half-way, the next opener rolls it back.
+    path = tmp_path / "seeded.db"
+    url = f"sqlite:///{path}"
+    scratch = tmp_path / "tmp"
+    process = _seed_writing_in_place(path, scratch)
     try:
-        for _ in range(120_000):  # bounded (a couple of minutes), not a timing assertion
-            assert process.poll() is None, "the seed ended before it wrote into the store"
-            # Pages past the empty store's end: the load is being written in place.
-            if path.stat().st_size > empty_size + (16 << 20):
-                break
-            time.sleep(0.001)
-        else:
-            pytest.fail("the seed never wrote into the store")
         assert Path(f"{path}-journal").exists()
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert _rows_and_integrity(path) == (0, "ok")
+    # Its chunk files could not be removed by the killed process...
+    assert [p.name for p in scratch.iterdir()] != []
     db = Database(url)
     try:
         with db.read() as conn:
@@ -150,6 +164,20 @@ def test_a_seed_killed_while_it_writes_an_empty_store_leaves_it_empty(tmp_path):
     finally:
         db.dispose()
     again = subprocess.run([*CLI, "seed", "--count", "300", "--database", url],
+                           env={**os.environ, "TMPDIR": str(scratch)},
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert _rows_and_integrity(path) == (300, "ok")
+    # ...the next seed removed them (their process is gone), and its own.
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_seed_stopped_by_sigterm_rolls_back_and_removes_its_files(tmp_path):
+    path = tmp_path / "seeded.db"
+    scratch = tmp_path / "tmp"
+    process = _seed_writing_in_place(path, scratch)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    assert _rows_and_integrity(path) == (0, "ok")
+    assert not Path(f"{path}-journal").exists()  # rolled back by the seed itself
+    assert list(scratch.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -73,4 +75,13 @@ app.add_typer(ops.config_app, name="config")
 
 
 def main() -> None:
+    # SIGTERM (systemd, a CI timeout, `kill`) ends a command as Ctrl-C does, through its
+    # cleanup: transactions rolled back, scratch files and helper processes removed. The
+    # default handler would kill the process where it stands. `serve` and `import --follow`
+    # put their own handlers in place of this one.
+    signal.signal(signal.SIGTERM, _terminated)
     app()
+
+
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

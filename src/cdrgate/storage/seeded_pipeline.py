@@ -13,7 +13,8 @@ in a transaction stays attached and locked until that transaction ends (and the 
 snapshot of it would not see later chunks). SQLite allows 10 attached databases, so a seed
 is cut into at most ``MOST_CHUNKS`` chunks. The files hold nothing the store needs: they are
 written without a journal or syncs, removed once copied (at most two exist at once), and a
-crash leaves the store's transaction to roll back as any other.
+crash leaves the store's transaction to roll back as any other (and its scratch folder to the
+next command that makes one: ``cdrgate.scratch``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
+from cdrgate.scratch import scratch_folder
 from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import summary
 from cdrgate.storage.cdrs import COLUMNS
@@ -51,7 +51,17 @@ def store_empty(
     a SQLite write transaction on an empty ``cdr``; returns how many were new."""
     assert len(chunks) <= MOST_CHUNKS
     _detach_on_checkin(conn.engine)
-    folder = Path(tempfile.mkdtemp(prefix="cdrgate-seed-"))
+    with scratch_folder("seed") as folder:
+        return _store(conn, plan, chunks, folder, progress)
+
+
+def _store(
+    conn: Connection,
+    plan: SeedPlan,
+    chunks: Sequence[Sequence[Slot]],
+    folder: Path,
+    progress: Callable[[int], None] | None,
+) -> int:
     made: queue.Queue[Made] = queue.Queue()
     stop = threading.Event()
     # Chunk files on disk at once: the one being stored and the one being made (the helper
@@ -92,7 +102,6 @@ def store_empty(
         stop.set()
         room.release()  # a helper waiting for room wakes up, sees stop and ends
         helper.join()
-        shutil.rmtree(folder, ignore_errors=True)
     return inserted
 
 
