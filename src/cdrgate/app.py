@@ -23,7 +23,7 @@ from cdrgate.api.envelope import ClientAddress, ProxyPolicy
 from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
-from cdrgate.api.routes import dispatch
+from cdrgate.api.routes import ApiRoute
 from cdrgate.clock import Clock, system_clock
 from cdrgate.faults import FaultInjector, FaultPlan
 from cdrgate.ingest.push import PushReceiver
@@ -103,8 +103,9 @@ def create_app(
 
     app = Starlette(
         routes=[
+            # First: most requests are the protocol's, and no other route is under /api/.
+            ApiRoute(ALL_METHODS),
             Route("/", index, methods=["GET"]),
-            Route("/api/{version}/{endpoint:path}", dispatch, methods=ALL_METHODS),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *opswiring.routes(settings, db, clock),
             *query.ROUTES,

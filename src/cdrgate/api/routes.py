@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route, get_route_path
+from starlette.types import Scope
 
 from cdrgate.api import cdr, push, recording, session
 from cdrgate.api.context import ApiCall, ApiVersion, Services
@@ -40,6 +42,37 @@ ENDPOINTS: dict[str, Endpoint] = {
     # cdrgate's own: NewCdr events in, authorised by an ingest key (docs/ingest.md).
     "cdr/push": Endpoint(push.push),
 }
+
+
+API_PREFIX = "/api/"
+API_PATH = API_PREFIX + "{version}/{endpoint:path}"
+
+
+class ApiRoute(Route):
+    """``API_PATH`` to ``dispatch``, matched without the regex: the protocol's requests are
+    most of the traffic, and Starlette's generic match (regex, convertors, two dict copies)
+    cost a flow request ~4x what a miss costs. Same answer as ``Route.matches`` for every
+    path: ``version`` is one non-empty segment, ``endpoint`` the rest (maybe empty)."""
+
+    def __init__(self, methods: list[str]) -> None:
+        super().__init__(API_PATH, dispatch, methods=methods)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path = get_route_path(scope)
+        if not path.startswith(API_PREFIX):
+            return Match.NONE, {}
+        version, slash, endpoint = path[len(API_PREFIX) :].partition("/")
+        if not slash or not version:
+            return Match.NONE, {}
+        params = scope.get("path_params")
+        path_params = {**params, "version": version, "endpoint": endpoint} if params else {
+            "version": version, "endpoint": endpoint,
+        }  # fmt: skip
+        child_scope = {"endpoint": self.endpoint, "path_params": path_params}
+        assert self.methods is not None
+        return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), child_scope
 
 
 async def dispatch(request: Request) -> Response:
