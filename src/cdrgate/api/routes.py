@@ -7,9 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Match, Route, get_route_path
+from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from cdrgate.api import cdr, push, recording, session
