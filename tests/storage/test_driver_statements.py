@@ -50,8 +50,22 @@ def _flow(db: Database) -> list[Any]:
         a, b, later = (NOW + 30_000, "a" * 64), (NOW - 1, "b" * 64), NOW + 30_000
         seen += [randoms.find(conn, *a), randoms.find(conn, later, "z" * 64)]
         seen += [randoms.find(conn, NOW, "a" * 64)]  # the right hash under another expiry
-        seen += [randoms.redeem(conn, *a, NOW), randoms.redeem(conn, *a, NOW)]
-        seen += [randoms.redeem(conn, *b, NOW), randoms.find(conn, *a)]
+        randoms.create(conn, random_hash="c" * 64, client_ip="::1", allowed_ip="10.0.0.1",
+                       expires_ms=NOW + 30_000, **common)  # fmt: skip
+        c = (NOW + 30_000, "c" * 64)
+        rules = ("t" * 64, "1000", 1, 2)
+        for spend in [
+            randoms.Spend(*a, "u" * 64, *rules[1:], "127.0.0.1"),  # another token
+            randoms.Spend(*a, *rules[:3], 3, "127.0.0.1"),  # another range
+            randoms.Spend(*a, *rules, "10.0.0.1"),  # another client, no allowedip
+            randoms.Spend(*a, *rules, "127.0.0.1"),  # wins
+            randoms.Spend(*a, *rules, "127.0.0.1"),  # used
+            randoms.Spend(*b, *rules, "::1"),  # expired
+            randoms.Spend(*c, *rules, "10.0.0.1"),  # wins from its allowedip
+        ]:
+            seen += [randoms.redeem(conn, spend, NOW)]
+        assert seen[-7:] == [False, False, False, True, False, False, True]
+        seen += [randoms.find(conn, *a), randoms.find(conn, *c)]
         record = {
             "at_ms": NOW, "account": None, "client_ip": "127.0.0.1", "api_version": "v1.1.0",
             "selector": "all", "starttime": "", "endtime": "", "rows": 0, "bytes": 0,

@@ -337,9 +337,18 @@ class DownloadService:
         client_ip: str,
     ) -> ApiError | None:
         """Spend the random for this exact request; None, or the refusal that says why not."""
+        if random_key is None:
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
         now = self.auth.now_ms()
-        row = None if random_key is None else randoms.find(conn, *random_key)
-        if random_key is None or row is None:
+        # The conditional UPDATE is what makes the random single-use under races; it holds
+        # every rule below, so only a refused download reads the row to learn its errno.
+        spend = randoms.Spend(
+            *random_key, session.token_hash, flt.selector, flt.start_ts, flt.end_ts, client_ip
+        )
+        if randoms.redeem(conn, spend, now):
+            return None
+        row = randoms.find(conn, *random_key)
+        if row is None:
             return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
         if not hmac.compare_digest(row.token_hash, session.token_hash):
             return ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
@@ -353,10 +362,8 @@ class DownloadService:
         if client_ip not in (row.client_ip, row.allowed_ip):
             why = "client address is neither get_random's caller nor its allowedip"
             return ApiError(Errno.ALLOWEDIP_ERROR, why)
-        # The conditional UPDATE is what makes the random single-use under races.
-        if not randoms.redeem(conn, *random_key, now):
-            return ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
-        return None
+        # Every rule holds now, but did not when the UPDATE ran: another download spent it.
+        return ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
 
     def purge_spent(self) -> int:
         with self.db.write() as conn:

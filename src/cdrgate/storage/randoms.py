@@ -16,7 +16,7 @@ import os
 import threading
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 
 from cdrgate.passwords import secret_hash
 from cdrgate.storage.driver import HotStatement
@@ -112,9 +112,22 @@ _KEY = (
     cdr_random.c.random_hash == bindparam("hash"),
 )
 _FIND = HotStatement.of(select(cdr_random).where(*_KEY))
+# The redeem is the happy path's only statement: every rule a download must meet is in its
+# WHERE (same token, same filter, unused, unexpired, from get_random's caller or allowedip), so
+# a request that meets them all spends the random without reading the row first; one that
+# changes nothing reads it (``find``) to learn which rule refused it.
 _REDEEM = HotStatement.of(
     update(cdr_random)
-    .where(*_KEY, cdr_random.c.used_ms.is_(None), cdr_random.c.expires_ms > bindparam("now"))
+    .where(
+        *_KEY,
+        cdr_random.c.used_ms.is_(None),
+        cdr_random.c.expires_ms > bindparam("now"),
+        cdr_random.c.token_hash == bindparam("token"),
+        cdr_random.c.selector == bindparam("filter_selector"),
+        cdr_random.c.start_ts == bindparam("start"),
+        cdr_random.c.end_ts == bindparam("end"),
+        or_(cdr_random.c.client_ip == bindparam("ip"), cdr_random.c.allowed_ip == bindparam("ip")),
+    )
     .values(used_ms=bindparam("now"))
 )
 
@@ -129,9 +142,26 @@ def find(conn: Connection, expires_ms: int, random_hash: str) -> RandomRow | Non
     return None if row is None else RandomRow._make(row)
 
 
-def redeem(conn: Connection, expires_ms: int, random_hash: str, now_ms: int) -> bool:
-    """Mark the random used if it is still unused and unexpired; True if this call won."""
-    params = {"expiry": expires_ms, "hash": random_hash, "now": now_ms}
+class Spend(NamedTuple):
+    """What a download must match to spend a random: the row's key, then its rules."""
+
+    expires_ms: int
+    random_hash: str
+    token_hash: str
+    selector: str
+    start_ts: int
+    end_ts: int
+    client_ip: str
+
+
+def redeem(conn: Connection, spend: Spend, now_ms: int) -> bool:
+    """Mark the random used if ``spend`` meets every rule of its row, it is unused and
+    unexpired; True if this call won (exactly one of any number of concurrent ones)."""
+    params = {
+        "expiry": spend.expires_ms, "hash": spend.random_hash, "now": now_ms,
+        "token": spend.token_hash, "filter_selector": spend.selector, "start": spend.start_ts,
+        "end": spend.end_ts, "ip": spend.client_ip,
+    }  # fmt: skip
     return _REDEEM.rowcount(conn, params) == 1
 
 
