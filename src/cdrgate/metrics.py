@@ -127,9 +127,19 @@ def record_ingested(source: IngestSource, count: int) -> None:
         INGESTED.labels(source).inc(count)
 
 
+# labels() builds a key and takes a lock on every call, and every request asked for two: each
+# (route, method, status)'s pair of children is kept. Bounded: routes and methods are closed
+# sets (httpmetrics.route_of, METHODS), and statuses are the app's own.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route).observe(seconds)
+    children = _REQUEST_CHILDREN.get((route, method, status))
+    if children is None:
+        children = HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route)
+        _REQUEST_CHILDREN[route, method, status] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def record_api_error(route: str, errno: str) -> None:
