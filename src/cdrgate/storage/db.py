@@ -48,7 +48,9 @@ EXPORT_POOL_SIZE = 4
 EXPORT_CACHE_KIB = 4096
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # The event loop's own connection never checkpoints at commit (it would write megabytes on the
-# loop); after this many requests' writes committed on it, a passive one starts in a thread.
+# loop); after this many group commits on it, a passive one starts in a thread. Counted per
+# commit, not per request in it: a busy loop's commit holds several requests' writes, and a
+# checkpoint per 16 of those took ~12 % of a second core under a small flow (tenth round).
 # Often, as SQLite's own auto-checkpoint would try after every commit past its threshold: a
 # passive checkpoint stops at the oldest reader's snapshot, and the WAL is only reused from
 # its start once one has caught up while no reader needs it. Once every 256 commits, 60 slow
@@ -81,7 +83,7 @@ class _Batch:
     def __init__(self, tx: RootTransaction, raw: sqlite3.Connection) -> None:
         self.tx, self.raw = tx, raw
         self.thread = threading.get_ident()
-        self.writers = 0  # requests with writes in it (for the checkpoint's count)
+        self.writers = 0  # requests with writes in it (for the log of a failed commit)
         self.waiters: list[asyncio.Future[None]] = []
         self.ended = False  # committed, or failed with ``error``
         self.error: CommitFailed | None = None
@@ -270,7 +272,7 @@ class Database:
             log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
 
     def _start_checkpoint(self) -> None:
-        """A checkpoint in a worker thread once ``LOOP_CHECKPOINT_EVERY`` request writes have
+        """A checkpoint in a worker thread once ``LOOP_CHECKPOINT_EVERY`` group commits have
         committed on the loop: no request waits for it (one did, before). One at a time: the
         next is due after this one ends."""
         if self._loop_commits < LOOP_CHECKPOINT_EVERY or self._checkpoint_task is not None:
@@ -396,7 +398,7 @@ class Database:
             else:
                 waiter.set_exception(CommitFailed(str(error)))  # a traceback each
         if error is None:
-            self._loop_commits += batch.writers
+            self._loop_commits += 1
             self._start_checkpoint()
 
     def _drop_loop_transaction(self, batch: _Batch) -> None:
