@@ -52,18 +52,21 @@ def _flow(db: Database) -> list[Any]:
         seen += [randoms.find(conn, NOW, "a" * 64)]  # the right hash under another expiry
         randoms.create(conn, random_hash="c" * 64, client_ip="::1", allowed_ip="10.0.0.1",
                        expires_ms=NOW + 30_000, **common)  # fmt: skip
+
+        def spend(key: tuple[int, str], token: str, end_ts: int, ip: str) -> randoms.Spend:
+            return randoms.Spend(*key, token, "1000", 1, end_ts, ip)
+
         c = (NOW + 30_000, "c" * 64)
-        rules = ("t" * 64, "1000", 1, 2)
-        for spend in [
-            randoms.Spend(*a, "u" * 64, *rules[1:], "127.0.0.1"),  # another token
-            randoms.Spend(*a, *rules[:3], 3, "127.0.0.1"),  # another range
-            randoms.Spend(*a, *rules, "10.0.0.1"),  # another client, no allowedip
-            randoms.Spend(*a, *rules, "127.0.0.1"),  # wins
-            randoms.Spend(*a, *rules, "127.0.0.1"),  # used
-            randoms.Spend(*b, *rules, "::1"),  # expired
-            randoms.Spend(*c, *rules, "10.0.0.1"),  # wins from its allowedip
+        for attempt in [
+            spend(a, "u" * 64, 2, "127.0.0.1"),  # another token
+            spend(a, "t" * 64, 3, "127.0.0.1"),  # another range
+            spend(a, "t" * 64, 2, "10.0.0.1"),  # another client, no allowedip
+            spend(a, "t" * 64, 2, "127.0.0.1"),  # wins
+            spend(a, "t" * 64, 2, "127.0.0.1"),  # used
+            spend(b, "t" * 64, 2, "::1"),  # expired
+            spend(c, "t" * 64, 2, "10.0.0.1"),  # wins from its allowedip
         ]:
-            seen += [randoms.redeem(conn, spend, NOW)]
+            seen += [randoms.redeem(conn, attempt, NOW)]
         assert seen[-7:] == [False, False, False, True, False, False, True]
         seen += [randoms.find(conn, *a), randoms.find(conn, *c)]
         record = {
