@@ -6,8 +6,9 @@ CSPRNG. Both tables are keyed by (expiry, hash of the random), so a download fin
 the random alone, and randoms issued in expiry order append at the key's right edge
 (``tables.cdr_random``). Only the hash is stored: a database copy holds no live random.
 
-Redeeming is a single conditional UPDATE (``used_ms IS NULL`` and not expired), so exactly one
-of any number of concurrent downloads wins, in one process or many, on either engine.
+Redeeming a CDR random is a single conditional UPDATE (``used_ms IS NULL``, not expired, and
+the download's token, filter and address as issued), so exactly one of any number of
+concurrent downloads wins, in one process or many, on either engine.
 """
 
 from __future__ import annotations
