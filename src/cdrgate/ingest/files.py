@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
-from cdrgate.ingest import yeastar_sql
+from cdrgate.ingest import parallel, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
@@ -57,10 +57,13 @@ def import_file(
     *,
     strict: bool = False,
     progress: Progress | None = None,
+    helper: parallel.Helper | None = None,
 ) -> ImportResult:
+    """``helper``: a child process already started for a parallel load (ingest/parallel.py),
+    used if this file gets one (else one is started when needed); the caller closes it."""
     with _empty_store_journal(db):
         if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
-            fast = _import_in_sql(db, source, stream, profile, progress)
+            fast = _import_in_sql(db, source, stream, profile, progress, helper)
             if fast is not None:
                 return fast
         strict = strict or FORMATS[fmt].always_strict
@@ -92,9 +95,15 @@ def _empty_store_journal(db: Database) -> contextlib.AbstractContextManager[obje
 
 
 def _import_in_sql(
-    db: Database, source: str, stream: BinaryIO, profile: SourceProfile, progress: Progress | None
+    db: Database,
+    source: str,
+    stream: BinaryIO,
+    profile: SourceProfile,
+    progress: Progress | None,
+    helper: parallel.Helper | None,
 ) -> ImportResult | None:
-    """A Yeastar file through the fast path (yeastar_sql); None, with the stream where it was
+    """A Yeastar file through the fast path (yeastar_sql), on two cores when it is a large
+    file going into an empty store (ingest/parallel.py); None, with the stream where it was
     and nothing stored, when the Python path must read it (a bad row: its exact report)."""
     start = stream.tell()
     reported = 0
@@ -106,11 +115,15 @@ def _import_in_sql(
             progress(rows)
 
     try:
-        with db.write() as conn, bulk_load(conn):
+        size = parallel.worth_it(stream)
+        with db.write() as conn, bulk_load(conn) as empty:
             inserter = Inserter(db, conn, counted)
-            kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile))
+            if empty and size is not None:
+                kinds = parallel.load(conn, inserter, stream, size, profile, helper)
+            else:
+                kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile))
             inserter.flush()
-    except yeastar_sql.Doubt:
+    except (yeastar_sql.Doubt, parallel.HelperFailed):
         stream.seek(start)
         if progress is not None and reported:
             progress(-reported)  # the Python path counts its rows again from the start

@@ -25,13 +25,13 @@ import csv
 import gc
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from cdrgate.cdr import CSV_COLUMNS, MAX_SECONDS, is_header
+from cdrgate.cdr import CSV_COLUMNS, MAX_SECONDS, CdrRecord, is_header
 from cdrgate.ingest.formats import RowMapper
-from cdrgate.storage.cdrs import COLUMNS, Inserter
+from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.summary import Tally
 
 # unixepoch() came with SQLite 3.38; an older library keeps the Python path.
@@ -86,11 +86,12 @@ _VALUES["ts"] = f"CASE WHEN {_VALID} THEN unixepoch({_TIME}) END"
 # their integers, is the physical line: bound as it was read.
 _VALUES["line"] = f"{_LINE} || char(10)"
 
-INSERT_SQL = (
+# Into a table without the uniqueness key (a parallel load's scratch table: ingest/parallel.py).
+ROWS_SQL = (
     f"INSERT INTO cdr ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(_VALUES[name] for name in COLUMNS)}) "
-    "ON CONFLICT (sn, callid) DO NOTHING"
+    f"VALUES ({', '.join(_VALUES[name] for name in COLUMNS)})"
 )
+INSERT_SQL = f"{ROWS_SQL} ON CONFLICT (sn, callid) DO NOTHING"
 
 # Where _tally finds its fields in a row.
 _TIME_AT, _STATUS_AT, _TYPE_AT, _TALK_AT, _CALL_AT = map(
@@ -98,14 +99,37 @@ _TIME_AT, _STATUS_AT, _TYPE_AT, _TALK_AT, _CALL_AT = map(
 )
 
 
-def load(stream: BinaryIO, inserter: Inserter, mapper: RowMapper) -> Kinds:
-    """Insert every row of a Yeastar file with ``inserter`` (in its transaction, file order);
-    returns the rows per (type, status). Raises :class:`Doubt` when the Python path must
-    read the file instead (the caller rolls back)."""
+class Sink(Protocol):
+    """Where the rows go: ``Inserter`` (the store), or a parallel load's scratch table."""
+
+    def add(self, record: CdrRecord, ts: int | None = None) -> None: ...
+
+    def add_with(
+        self, sql: str, rows: Sequence[Sequence[object]], tally: Callable[[], Tally] | None
+    ) -> Tally | None: ...
+
+
+def load(
+    stream: BinaryIO,
+    inserter: Sink,
+    mapper: RowMapper,
+    *,
+    end: int | None = None,
+    sql: str = INSERT_SQL,
+    chunk_bytes: int | None = None,
+) -> Kinds:
+    """Insert every row of a Yeastar file with ``inserter`` (in its transaction, file order),
+    from where ``stream`` is up to byte ``end`` (a line end) or the end of the file; returns
+    the rows per (type, status). ``sql`` is the INSERT of a plain chunk's rows; ``chunk_bytes``
+    how much is read at a time (default ``CHUNK_BYTES``). The stream at
+    the file's start reads it as a file (a BOM, a header); elsewhere, as the rest of one.
+    Raises :class:`Doubt` when the Python path must read the file instead (the caller rolls
+    back)."""
     kinds: Kinds = Counter()
+    at_start = stream.tell() == 0
     with _no_cycle_collection():
-        for number, text in enumerate(_chunks(stream)):
-            _load_chunk(text, number == 0, inserter, mapper, kinds)
+        for number, text in enumerate(_chunks(stream, end, chunk_bytes or CHUNK_BYTES)):
+            _load_chunk(text, at_start and number == 0, inserter, sql, mapper, kinds)
     return kinds
 
 
@@ -124,7 +148,7 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def _load_chunk(
-    text: str, first: bool, inserter: Inserter, mapper: RowMapper, kinds: Kinds
+    text: str, first: bool, inserter: Sink, sql: str, mapper: RowMapper, kinds: Kinds
 ) -> None:
     if first:
         text = text.removeprefix("\ufeff")
@@ -136,7 +160,7 @@ def _load_chunk(
         del lines[0]
     rows = [[*line.split(","), line] for line in lines if line]
     try:
-        tally = inserter.add_with(INSERT_SQL, rows, lambda: _tally(rows))
+        tally = inserter.add_with(sql, rows, lambda: _tally(rows))
     except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
         # A NULL ts (a row the SQL refused) or a row not 14 fields wide (its binding count
         # is then not the statement's).
@@ -166,11 +190,14 @@ def _tally(rows: list[list[str]]) -> Tally:
     return counted
 
 
-def _chunks(stream: BinaryIO) -> Iterator[str]:
-    """The file as text, in pieces of whole lines (cut after a line feed, which is never part
-    of a multi-byte UTF-8 character)."""
+def _chunks(stream: BinaryIO, end: int | None, chunk_bytes: int) -> Iterator[str]:
+    """The file as text up to byte ``end`` (None: its end), in pieces of whole lines (cut
+    after a line feed, which is never part of a multi-byte UTF-8 character)."""
     rest = b""
-    while block := stream.read(CHUNK_BYTES):
+    left = -1 if end is None else end - stream.tell()
+    while left != 0 and (block := stream.read(chunk_bytes if left < 0 else min(chunk_bytes, left))):
+        if left > 0:
+            left -= len(block)
         block = rest + block
         cut = block.rfind(b"\n") + 1
         rest = block[cut:]
@@ -204,9 +231,7 @@ def _plain_lines(text: str) -> list[str] | None:
     return lines
 
 
-def _insert_parsed(
-    text: str, first: bool, inserter: Inserter, mapper: RowMapper, kinds: Kinds
-) -> None:
+def _insert_parsed(text: str, first: bool, inserter: Sink, mapper: RowMapper, kinds: Kinds) -> None:
     """A chunk with quotes: read by the csv module and parsed in Python, as the Python path
     does (a header is skipped as the first row of the file, or as any row that is one)."""
     reader = csv.reader(_with_line_ends(text), strict=True)

@@ -255,7 +255,25 @@ class Inserter:
         has checked them) and its result returned. When every row was new and the tally is
         exact, it is what cdr_summary gets for them; otherwise they are counted by SQL."""
         self._insert_pending()
-        self.rows += len(rows)
+        return self._counted(len(rows), lambda: execute_many(self.conn, sql, rows), tally)
+
+    def add_selected(self, sql: str, rows: int, tally: summary.Tally | None) -> int:
+        """SQLite: one INSERT ... SELECT into ``cdr`` of ``rows`` rows made elsewhere (a
+        parallel load's scratch table), in order after the rows added so far; ``tally``
+        their counts, when known, as ``add_with``'s. Returns how many were new."""
+        self._insert_pending()
+        before = self.inserted
+
+        def insert() -> int:
+            return max(int(self.conn.exec_driver_sql(sql).rowcount), 0)
+
+        self._counted(rows, insert, None if tally is None else lambda: tally)
+        return self.inserted - before
+
+    def _counted(
+        self, rows: int, insert: Callable[[], int], tally: Callable[[], summary.Tally] | None
+    ) -> summary.Tally | None:
+        self.rows += rows
         if tally is None:
             self._note_first_insert()
         elif self._unsummarised_after is not None:
@@ -263,17 +281,17 @@ class Inserter:
             summary.add_stored(self.conn, self._unsummarised_after)
             self._unsummarised_after = None
         before = None if tally is None else summary.newest_id(self.conn)
-        new = execute_many(self.conn, sql, rows)
+        new = insert()
         self.inserted += new
         counts = None
         if tally is not None:
             counts = tally()
-            if new == len(rows) and summary.tally_is_exact(counts):
+            if new == rows and summary.tally_is_exact(counts):
                 summary.merge_tally(self._tallied, counts)
             else:
                 self._unsummarised_after = before
         if self.progress is not None:
-            self.progress(len(rows))
+            self.progress(rows)
         return counts
 
     def flush(self) -> int:

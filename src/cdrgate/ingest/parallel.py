@@ -1,0 +1,311 @@
+"""A large Yeastar file into an empty SQLite store on two cores.
+
+One process stores rows at the speed of one core: Python's ``executemany`` of a 1M-row file's
+fields into a plain table costs about as much as the sqlite3 shell's whole import. So the
+file is cut in two at a line end. A child process (spawned: a forked copy of a process that
+holds SQLAlchemy connections would share them) loads the second part with the fast path's
+own code (``yeastar_sql.load``: the same chunks, the same SQL checks, the same tally) into a
+scratch table shaped as ``cdr`` but without any index, in a scratch file of its own, while
+the writer loads the first part straight into the store. The writer then copies the child's
+rows with one INSERT ... SELECT in their file order (so ids follow the file, duplicates of
+earlier rows skipped by the uniqueness key as always), and ``bulk_load`` builds the indexes.
+
+It all happens in the writer's one write transaction: a row either side doubts, or a child
+that fails, rolls everything back and the caller reads the whole file the Python way, which
+names the line. The scratch files live in a temporary directory removed when the load ends,
+however it ends, and the child is stopped (terminated if it is still busy) before that.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection, Engine, event
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.ingest import yeastar_sql
+from cdrgate.ingest.formats import Format, row_mapper
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage.cdrs import COLUMNS, Inserter, row_values
+from cdrgate.storage.summary import Tally, merge_tally
+
+# Below this size the child's start (a new interpreter and its imports, ~0.3-0.5 s) costs
+# more than the second core saves (bench/RESULTS.md, tenth round).
+MIN_BYTES = 24 << 20
+# The writer's part of the file. The child starts late (its start-up) and its rows are then
+# copied once more (~0.5 s per million), so the writer takes a little less than half.
+WRITER_SHARE = 0.45
+
+_SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
+_SCRATCH_INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# "WHERE true": SQLite would read ON CONFLICT as a join's ON without it. ORDER BY rowid: the
+# rows in the order the child read them, which is the file's.
+_COPY = (
+    f"INSERT INTO cdr ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} "
+    f"FROM {_SCHEMA}.cdr WHERE true ORDER BY rowid ON CONFLICT (sn, callid) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child loads: bytes [start, end) of ``path`` into ``scratch``, a new file
+    whose table ``cdr`` has ``columns`` (name, declared type, NOT NULL) and no index."""
+
+    path: str
+    start: int
+    end: int
+    scratch: str
+    columns: tuple[tuple[str, str, bool], ...]
+    profile: SourceProfile
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the child loaded: its rows, their kinds, and their cdr_summary tally (None when
+    some were parsed in Python, from a quoted chunk: SQL then counts them)."""
+
+    rows: int
+    kinds: dict[tuple[str, str], int]
+    tally: Tally | None
+
+
+class HelperFailed(Exception):
+    """The child process ended without an answer, or with an error."""
+
+
+class Helper:
+    """A child process for one parallel load, started as early as the caller likes (its
+    start-up then overlaps the caller's own); ``close`` always."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child_end,), name="cdrgate-import", daemon=True
+        )
+        self._process.start()
+        child_end.close()
+        self.used = False
+        self._answered = False
+
+    def submit(self, job: Job) -> None:
+        self.used = True
+        self._pipe.send(job)
+
+    def result(self) -> Part:
+        try:
+            kind, value = self._pipe.recv()
+            self._answered = True
+        except (EOFError, OSError):
+            raise HelperFailed(f"exit code {self._process.exitcode}") from None
+        if kind == "doubt":
+            raise yeastar_sql.Doubt(value)
+        if kind == "error":
+            raise HelperFailed(value)
+        assert isinstance(value, Part)
+        return value
+
+    def close(self) -> None:
+        """Stop the child: at once if it is still busy (the load failed on this side), and
+        wait for it, so no process is left behind (and its CPU time is counted as ours)."""
+        if not self.used:
+            self._pipe.send(None)  # never given a job: told to end
+        if not self.used or self._answered:
+            self._process.join(10)  # it is ending on its own
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        self._pipe.close()
+        self._process.close()
+
+
+def worth_it(stream: BinaryIO) -> int | None:
+    """The size of the file behind ``stream`` when it is a regular file large enough for a
+    parallel load (None otherwise)."""
+    name = getattr(stream, "name", None)
+    if not isinstance(name, str) or not stream.seekable():
+        return None
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return None
+    if not Path(name).is_file() or stat.st_size - stream.tell() < MIN_BYTES:
+        return None
+    return stat.st_size
+
+
+def load(
+    conn: Connection,
+    inserter: Inserter,
+    stream: BinaryIO,
+    size: int,
+    profile: SourceProfile,
+    helper: Helper | None = None,
+) -> yeastar_sql.Kinds:
+    """The rows of the Yeastar file behind ``stream`` (from where it is, to its ``size``) into
+    ``conn``'s write transaction on an empty store, the second part loaded by ``helper`` (a
+    new one when None). Raises :class:`yeastar_sql.Doubt` or :class:`HelperFailed` when the
+    caller must roll back and read the file the Python way."""
+    start = stream.tell()
+    cut = _line_end_after(stream, start + int((size - start) * WRITER_SHARE), size)
+    stream.seek(start)
+    mapper = row_mapper(Format.yeastar, profile)
+    with _scratch_folder() as folder, _helper(helper) as child:
+        scratch = folder / "part.db"
+        child.submit(
+            Job(
+                str(Path(stream.name).resolve()),
+                cut,
+                size,
+                str(scratch),
+                _columns(conn),
+                profile,
+                yeastar_sql.CHUNK_BYTES,
+            )
+        )
+        kinds = yeastar_sql.load(stream, inserter, mapper, end=cut)
+        part = child.result()
+        _detach_on_checkin(conn.engine)
+        conn.exec_driver_sql(f"ATTACH ? AS {_SCHEMA}", (str(scratch),))
+        inserter.add_selected(_COPY, part.rows, part.tally)
+    kinds.update(part.kinds)
+    return kinds
+
+
+def _line_end_after(stream: BinaryIO, at: int, size: int) -> int:
+    """The offset just after the first line feed at or after ``at`` (``size`` when none)."""
+    stream.seek(at)
+    while block := stream.read(1 << 16):
+        found = block.find(b"\n")
+        if found >= 0:
+            return at + found + 1
+        at += len(block)
+    return size
+
+
+def _columns(conn: Connection) -> tuple[tuple[str, str, bool], ...]:
+    info = {
+        row[1]: (row[2], bool(row[3])) for row in conn.exec_driver_sql("PRAGMA table_info(cdr)")
+    }
+    return tuple((name, *info[name]) for name in COLUMNS)
+
+
+@contextmanager
+def _scratch_folder() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="cdrgate-import-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _helper(helper: Helper | None) -> Iterator[Helper]:
+    child = Helper() if helper is None or helper.used else helper
+    try:
+        yield child
+    finally:
+        child.close()
+
+
+def _detach_on_checkin(engine: Engine) -> None:
+    """Detach the scratch file when the writer's connection goes back to its pool: only then
+    has the transaction that read it ended, and a pooled connection must not keep it."""
+    if not event.contains(engine, "checkin", _detach_part):
+        event.listen(engine, "checkin", _detach_part)
+
+
+def _detach_part(dbapi_connection: Any, _record: Any) -> None:
+    if dbapi_connection is None:
+        return
+    attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
+    if _SCHEMA in attached:
+        dbapi_connection.execute(f"DETACH {_SCHEMA}")
+
+
+# The child process.
+
+
+def _serve(pipe: Pipe) -> None:
+    """The child: one job, its answer, then exit. Ctrl-C is the parent's to handle (it then
+    terminates this process), so it is ignored here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    job = pipe.recv()
+    if job is None:
+        return
+    try:
+        answer: tuple[str, object] = ("ok", _load_part(job))
+    except yeastar_sql.Doubt as exc:
+        answer = ("doubt", str(exc))
+    except Exception as exc:  # the parent rolls back and reads the file the Python way
+        answer = ("error", f"{type(exc).__name__}: {exc}")
+    pipe.send(answer)
+    pipe.close()
+
+
+def _load_part(job: Job) -> Part:
+    conn = sqlite3.connect(job.scratch, isolation_level=None)
+    try:
+        # Nothing here needs to survive a crash: the file is dropped whatever happens.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        columns = ", ".join(
+            f'"{name}" {kind} NOT NULL' if not_null else f'"{name}" {kind}'
+            for name, kind, not_null in job.columns
+        )
+        conn.execute(f"CREATE TABLE cdr ({columns})")
+        conn.execute("BEGIN")
+        scratch = _Scratch(conn)
+        with open(job.path, "rb") as stream:
+            stream.seek(job.start)
+            kinds = yeastar_sql.load(
+                stream,
+                scratch,
+                row_mapper(Format.yeastar, job.profile),
+                end=job.end,
+                sql=yeastar_sql.ROWS_SQL,
+                chunk_bytes=job.chunk_bytes,
+            )
+        conn.execute("COMMIT")
+        return Part(scratch.rows, dict(kinds), scratch.tally)
+    finally:
+        conn.close()
+
+
+class _Scratch:
+    """``yeastar_sql.Sink`` into the scratch table: every row kept (the store's uniqueness key
+    skips duplicates when the rows are copied), counted for cdr_summary as they go in."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.rows = 0
+        self.tally: Tally | None = {}
+
+    def add(self, record: CdrRecord, ts: int | None = None) -> None:
+        self.conn.execute(_SCRATCH_INSERT, row_values(record, None, ts))
+        self.rows += 1
+        self.tally = None  # a row parsed in Python is counted by SQL, in the store
+
+    def add_with(
+        self, sql: str, rows: Sequence[Sequence[object]], tally: Callable[[], Tally] | None
+    ) -> Tally | None:
+        self.conn.executemany(sql, rows)
+        self.rows += len(rows)
+        counts = None if tally is None else tally()
+        if counts is not None and self.tally is not None:
+            merge_tally(self.tally, counts)
+        elif counts is None:
+            self.tally = None
+        return counts

@@ -1,0 +1,237 @@
+"""A large Yeastar file into an empty SQLite store on two cores (ingest/parallel.py) stores
+exactly what the one-core path stores, refuses what it refuses with the same report, and
+leaves no process and no scratch file behind, however it ends."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdrgate.cdr import CSV_HEADER, CdrRecord
+from cdrgate.errors import ImportFailed
+from cdrgate.ingest import parallel, yeastar_sql
+from cdrgate.ingest.files import ImportResult, import_file
+from cdrgate.ingest.formats import Format
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage import schema
+from cdrgate.storage.cdrs import COLUMNS
+from cdrgate.storage.db import Database
+from tests.conftest import make_cdr
+
+Outcome = tuple[Any, ...]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    database = Database(f"sqlite:///{path}")
+    schema.upgrade(database)
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def scratch_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the load's temporary directories go, so a test sees every one it leaves."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Small files go through the parallel path, a few rows per chunk; the list gets one
+    entry per parallel load."""
+    monkeypatch.setattr(yeastar_sql, "CHUNK_BYTES", 300)
+    calls: list[int] = []
+    real = parallel.load
+
+    def counted(*args: Any, **kwargs: Any) -> yeastar_sql.Kinds:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "load", counted)
+    return calls
+
+
+def _import(template: Path, tmp_path: Path, data: bytes, min_bytes: int) -> Outcome:
+    """Result (or error), stored rows with their ids, cdr_summary: of ``data`` imported into a
+    fresh copy of the empty store, parallel for files of ``min_bytes`` and more."""
+    store = tmp_path / f"store-{min_bytes}.db"
+    shutil.copyfile(template, store)
+    source = tmp_path / "calls.csv"
+    source.write_bytes(data)
+    database = Database(f"sqlite:///{store}")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(parallel, "MIN_BYTES", min_bytes)
+    try:
+        with open(source, "rb") as stream:
+            result: ImportResult | str = import_file(
+                database, "calls.csv", stream, Format.yeastar, SourceProfile("yeastar"), print
+            )
+    except ImportFailed as exc:
+        result = str(exc)
+    finally:
+        patch.undo()
+        database.dispose()
+    with sqlite3.connect(store) as conn:
+        stored = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM cdr ORDER BY id").fetchall()
+        summary = conn.execute("SELECT * FROM cdr_summary ORDER BY 1, 2, 3").fetchall()
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'cdr' ORDER BY name"
+        ).fetchall()
+    return result, stored, summary, indexes
+
+
+def _both(template: Path, tmp_path: Path, data: bytes) -> tuple[Outcome, Outcome]:
+    return _import(template, tmp_path, data, 0), _import(template, tmp_path, data, 1 << 40)
+
+
+def _rows(count: int, prefix: str = "", **overrides: Any) -> list[CdrRecord]:
+    return [
+        make_cdr(
+            callid=f"{prefix}{n}",
+            timestart=f"2026-03-0{1 + n % 3} {n % 24:02d}:{n % 60:02d}:00",
+            status=("ANSWERED", "NO ANSWER", "BUSY")[n % 3],
+            talkduraction=n % 50,
+            **overrides,
+        )
+        for n in range(count)
+    ]
+
+
+def _file(*records: CdrRecord, header: bool = True) -> bytes:
+    return ((CSV_HEADER if header else "") + "".join(r.csv_line() for r in records)).encode()
+
+
+def test_a_file_with_a_header_stores_the_same_rows_ids_and_summary_on_two_cores(
+    template, tmp_path, loads
+):
+    parallel_run, sequential = _both(template, tmp_path, _file(*_rows(60)))
+    assert loads == [1]
+    assert parallel_run == sequential
+    result, stored, summary, _ = parallel_run
+    assert (result.rows, result.inserted, len(stored)) == (60, 60, 60)
+    assert sum(row[3] for row in summary) == 60
+
+
+def test_duplicates_across_the_cut_and_within_the_childs_part_are_skipped_in_file_order(
+    template, tmp_path, loads
+):
+    first = _rows(30)
+    # The child's part repeats rows of the writer's, and one of its own, with other fields:
+    # the first in the file is the one kept.
+    again = [r._replace(callfrom="9999") for r in first[:10]]
+    data = _file(*first, *_rows(20, "b"), *again, *_rows(5, "b", callto="7777"))
+    parallel_run, sequential = _both(template, tmp_path, data)
+    assert loads == [1]
+    assert parallel_run == sequential
+    result, stored, _, _ = parallel_run
+    assert (result.rows, result.inserted) == (65, 50)
+    assert all(row[4] != "9999" and row[5] != "7777" for row in stored)
+
+
+def test_a_quoted_chunk_in_the_childs_part_is_read_by_the_csv_module_in_order(
+    template, tmp_path, loads
+):
+    records = _rows(40)
+    records[33] = records[33]._replace(callfrom="a,b", didnumber='say "hi"\nthere')
+    parallel_run, sequential = _both(template, tmp_path, _file(*records))
+    assert loads == [1]
+    assert parallel_run == sequential
+    stored = parallel_run[1]
+    assert [row[2] for row in stored] == [str(n) for n in range(40)]
+
+
+def test_a_crlf_file_without_a_header_stores_the_same(template, tmp_path, loads):
+    data = _file(*_rows(50), header=False).replace(b"\n", b"\r\n")
+    parallel_run, sequential = _both(template, tmp_path, data)
+    assert loads == [1]
+    assert parallel_run == sequential
+    assert parallel_run[0].inserted == 50
+
+
+def _with_bad_row(at: int) -> bytes:
+    records = _rows(50)
+    lines = [CSV_HEADER, *(r.csv_line() for r in records)]
+    lines[at] = lines[at].replace("2026-03-0", "2026-02-3", 1)  # 2026-02-31...: no such day
+    return "".join(lines).encode()
+
+
+@pytest.mark.parametrize("line", [5, 45], ids=["in the writer's part", "in the child's part"])
+def test_a_bad_row_in_either_part_is_reported_as_the_python_path_reports_it(
+    template, tmp_path, loads, scratch_root, line
+):
+    parallel_run, sequential = _both(template, tmp_path, _with_bad_row(line))
+    assert loads == [1]
+    assert parallel_run == sequential
+    result, stored, summary, _ = parallel_run
+    assert isinstance(result, str) and f"calls.csv:{line + 1}: not a real date" in result
+    assert stored == summary == []
+    assert multiprocessing.active_children() == []
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_a_file_too_small_for_a_second_process_takes_the_one_core_path(template, tmp_path, loads):
+    outcome = _import(template, tmp_path, _file(*_rows(20)), parallel.MIN_BYTES)
+    assert loads == []
+    assert outcome[0].inserted == 20
+
+
+def _interrupting(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
+    """``action`` runs in the writer once its part is read (the child busy with its own)."""
+    real = yeastar_sql.load
+
+    def load(*args: Any, **kwargs: Any) -> yeastar_sql.Kinds:
+        kinds = real(*args, **kwargs)
+        if kwargs.get("end") is not None:
+            action()
+        return kinds
+
+    monkeypatch.setattr(yeastar_sql, "load", load)
+
+
+def test_ctrl_c_during_the_load_leaves_no_process_no_scratch_file_and_nothing_stored(
+    template, tmp_path, loads, scratch_root, monkeypatch
+):
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    _interrupting(monkeypatch, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _import(template, tmp_path, _file(*_rows(60)), 0)
+    assert multiprocessing.active_children() == []
+    assert list(scratch_root.iterdir()) == []
+    with sqlite3.connect(tmp_path / "store-0.db") as conn:
+        assert conn.execute("SELECT count(*) FROM cdr").fetchone() == (0,)
+
+
+def test_a_child_killed_during_the_load_leaves_nothing_behind_and_the_file_stored_whole(
+    template, tmp_path, loads, scratch_root, monkeypatch
+):
+    def kill_child() -> None:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+
+    data = _file(*_rows(60))
+    sequential = _import(template, tmp_path, data, 1 << 40)
+    _interrupting(monkeypatch, kill_child)
+    assert _import(template, tmp_path, data, 0) == sequential
+    assert loads == [1]
+    assert multiprocessing.active_children() == []
+    assert list(scratch_root.iterdir()) == []
+
+
+@pytest.fixture(autouse=True)
+def _no_children_left() -> Iterator[None]:
+    yield
+    assert multiprocessing.active_children() == []
