@@ -25,7 +25,7 @@ from cdrgate.cli.common import (
 from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
-from cdrgate.ingest import push
+from cdrgate.ingest import parallel, push
 from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.follow import Follower
 from cdrgate.ingest.formats import Format, RowMapper, row_mapper
@@ -34,6 +34,7 @@ from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from cdrgate.services.recording_files import prune_with_recordings
 from cdrgate.services.retention import PruneReport, RetentionPolicy, wall_clock_now
 from cdrgate.settings import Settings
+from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time
 
 # Options `cdrgate import` adds for Asterisk and FreeSWITCH files (see cli/data.py).
@@ -83,6 +84,26 @@ def import_files(
         _follow(files[0], row_mapper(fmt, profile), database)
         return
     db = open_database(database)
+    helper = parallel.early_helper(db, files) if fmt is Format.yeastar else None
+    try:
+        failed, rejected = _import_each(db, files, fmt, profile, strict, json_output, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+    if failed or rejected:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _import_each(
+    db: Database,
+    files: list[Path],
+    fmt: Format,
+    profile: SourceProfile,
+    strict: bool,
+    json_output: bool,
+    helper: parallel.Helper | None,
+) -> tuple[int, int]:
+    """Import ``files`` in turn; returns how many failed and how many rows were rejected."""
     failed = rejected = 0
     for path in files:
         try:
@@ -98,7 +119,7 @@ def import_files(
                     with path.open("rb") as stream:
                         result = import_file(
                             db, str(path), stream, fmt, profile, _report, strict=strict,
-                            progress=progress,
+                            progress=progress, helper=helper,
                         )  # fmt: skip
         except ImportFailed as exc:
             failed += 1
@@ -109,8 +130,7 @@ def import_files(
             emit(import_record(result))
             continue
         _summary(result)
-    if failed or rejected:
-        raise typer.Exit(EXIT_FAILED)
+    return failed, rejected
 
 
 def _summary(result: ImportResult) -> None:
