@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from cdrgate.cdr import CSV_HEADER, CdrRecord
+from cdrgate.cli import app
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest import parallel, yeastar_sql
 from cdrgate.ingest.files import ImportResult, import_file
@@ -228,6 +230,29 @@ def test_a_child_killed_during_the_load_leaves_nothing_behind_and_the_file_store
     assert _import(template, tmp_path, data, 0) == sequential
     assert loads == [1]
     assert multiprocessing.active_children() == []
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_the_import_command_starts_the_child_before_reading_and_leaves_none(
+    template, tmp_path, loads, scratch_root, monkeypatch
+):
+    started: list[int] = []
+    real_init = parallel.Helper.__init__
+
+    def init(self: parallel.Helper) -> None:
+        started.append(1)
+        real_init(self)
+
+    monkeypatch.setattr(parallel.Helper, "__init__", init)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 1)
+    store = tmp_path / "store.db"
+    shutil.copyfile(template, store)
+    source = tmp_path / "calls.csv"
+    source.write_bytes(_file(*_rows(60)))
+    result = CliRunner().invoke(app, ["import", str(source), "--database", f"sqlite:///{store}"])
+    assert result.exit_code == 0, result.output
+    assert "60 rows, 60 new" in result.output
+    assert (started, loads) == ([1], [1])  # the child started early is the one used
     assert list(scratch_root.iterdir()) == []
 
 

@@ -142,7 +142,7 @@ def early_helper(db: Database, paths: Sequence[Path]) -> Helper | None:
     each) will be loaded in parallel into ``db``: its start-up (~0.5 s: a new interpreter and
     its imports) then runs on the other core while this process sets up the load. The caller
     passes it to ``import_file`` and closes it."""
-    if not (db.is_sqlite and yeastar_sql.AVAILABLE and store_is_empty(db)):
+    if not (db.is_sqlite and yeastar_sql.AVAILABLE and _cores() >= 2 and store_is_empty(db)):
         return None
     for path in paths:
         with contextlib.suppress(OSError):
@@ -155,7 +155,7 @@ def worth_it(stream: BinaryIO) -> int | None:
     """The size of the file behind ``stream`` when it is a regular file large enough for a
     parallel load (None otherwise)."""
     name = getattr(stream, "name", None)
-    if not isinstance(name, str) or not stream.seekable():
+    if not isinstance(name, str) or not stream.seekable() or _cores() < 2:
         return None
     try:
         stat = os.fstat(stream.fileno())
@@ -202,6 +202,13 @@ def load(
         inserter.add_selected(_COPY, part.rows, part.tally)
     kinds.update(part.kinds)
     return kinds
+
+
+def _cores() -> int:
+    """The CPUs this process may run on (a container or taskset may allow fewer than exist)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _line_end_after(stream: BinaryIO, at: int, size: int) -> int:
