@@ -45,9 +45,10 @@ from cdrgate.storage.summary import Tally, merge_tally
 # Below this size the child's start (a new interpreter and its imports, ~0.3-0.5 s) costs
 # more than the second core saves (bench/RESULTS.md, tenth round).
 MIN_BYTES = 24 << 20
-# The writer's part of the file. The child starts late (its start-up) and its rows are then
-# copied once more (~0.5 s per million), so the writer takes a little less than half.
-WRITER_SHARE = 0.45
+# The writer's part of the file, where both sides end together: the child starts ~0.5 s late
+# but stores its rows into a table without indexes. Measured on 1M rows: at 0.45 the writer
+# waited 0.7-1.1 s for the child, at 0.52-0.56 under 0.1 s (bench/RESULTS.md, tenth round).
+WRITER_SHARE = 0.5
 
 _SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
 _SCRATCH_INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
