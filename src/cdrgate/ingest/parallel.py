@@ -12,8 +12,9 @@ earlier rows skipped by the uniqueness key as always), and ``bulk_load`` builds 
 
 It all happens in the writer's one write transaction: a row either side doubts, or a child
 that fails, rolls everything back and the caller reads the whole file the Python way, which
-names the line. The scratch files live in a temporary directory removed when the load ends,
-however it ends, and the child is stopped (terminated if it is still busy) before that.
+names the line. The scratch file lives in a scratch folder (``cdrgate.scratch``) removed when
+the load ends, however it ends (one left by a killed process is swept by the next command that
+makes one), and the child is stopped (terminated if it is still busy) before that.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import shutil
 import signal
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.profile import SourceProfile
+from cdrgate.scratch import scratch_folder
 from cdrgate.storage.cdrs import COLUMNS, Inserter, row_values, store_is_empty
 from cdrgate.storage.db import Database
 from cdrgate.storage.summary import Tally, merge_tally
@@ -183,7 +183,7 @@ def load(
     cut = _line_end_after(stream, start + int((size - start) * WRITER_SHARE), size)
     stream.seek(start)
     mapper = row_mapper(Format.yeastar, profile)
-    with _scratch_folder() as folder, _helper(helper) as child:
+    with scratch_folder("import") as folder, _helper(helper) as child:
         scratch = folder / "part.db"
         child.submit(
             Job(
@@ -228,15 +228,6 @@ def _columns(conn: Connection) -> tuple[tuple[str, str, bool], ...]:
         row[1]: (row[2], bool(row[3])) for row in conn.exec_driver_sql("PRAGMA table_info(cdr)")
     }
     return tuple((name, *info[name]) for name in COLUMNS)
-
-
-@contextmanager
-def _scratch_folder() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="cdrgate-import-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
