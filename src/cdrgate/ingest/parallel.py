@@ -42,8 +42,8 @@ from cdrgate.storage.cdrs import COLUMNS, Inserter, row_values, store_is_empty
 from cdrgate.storage.db import Database
 from cdrgate.storage.summary import Tally, merge_tally
 
-# Below this size the child's start (a new interpreter and its imports, ~0.3-0.5 s) costs
-# more than the second core saves (bench/RESULTS.md, tenth round).
+# Below this size (~200k rows) the child's start-up (a new interpreter and its imports,
+# ~0.5 s of CPU) is most of what the second core saves (bench/RESULTS.md, tenth round).
 MIN_BYTES = 24 << 20
 # The writer's part of the file, where both sides end together: the child starts ~0.5 s late
 # but stores its rows into a table without indexes. Measured on 1M rows: at 0.45 the writer
@@ -128,7 +128,8 @@ class Helper:
             return
         self._closed = True
         if not self.used:
-            self._pipe.send(None)  # never given a job: told to end
+            with contextlib.suppress(OSError):  # a child already gone cannot be told
+                self._pipe.send(None)  # never given a job: told to end
         if not self.used or self._answered:
             self._process.join(10)  # it is ending on its own
         if self._process.is_alive():
