@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from cdrgate.clock import Clock
 from cdrgate.errors import Errno, StorageUnavailable
+from cdrgate.pids import alive
 from cdrgate.storage import login_guard
 from cdrgate.storage.db import Database
 
@@ -197,18 +198,8 @@ def mark_dead_workers(directory: Path) -> None:
     Counters of a dead worker stay (they are history); its in-progress gauge must not."""
     for path in directory.glob("gauge_live*_*.db"):
         pid_text = path.stem.rsplit("_", 1)[-1]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not alive(int(pid_text)):
             mp.mark_process_dead(int(pid_text), str(directory))  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

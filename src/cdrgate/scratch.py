@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cdrgate.pids import alive
+
 _PREFIX = "cdrgate-scratch-"
 _OWNER = re.compile(re.escape(_PREFIX) + r"[a-z]+-(\d+)-")
 
@@ -38,7 +40,7 @@ def sweep_abandoned(directory: str | None = None) -> list[Path]:
     removed = []
     for folder in base.glob(f"{_PREFIX}*"):
         owner = _OWNER.match(folder.name)
-        if owner is None or not _ours(folder) or _alive(int(owner[1])):
+        if owner is None or not _ours(folder) or alive(int(owner[1])):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
@@ -50,14 +52,3 @@ def _ours(folder: Path) -> bool:
         return folder.stat().st_uid == os.getuid()
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (a reused pid counts: its folder is then kept)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True

@@ -29,15 +29,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection
 
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.scratch import scratch_folder
+from cdrgate.storage.attached import detach_on_checkin
 from cdrgate.storage.cdrs import COLUMNS, Inserter, row_values, store_is_empty
 from cdrgate.storage.db import Database
 from cdrgate.storage.summary import Tally, merge_tally
@@ -199,7 +200,7 @@ def load(
         )
         kinds = yeastar_sql.load(stream, inserter, mapper, end=cut)
         part = child.result()
-        _detach_on_checkin(conn.engine)
+        detach_on_checkin(conn.engine)
         conn.exec_driver_sql(f"ATTACH ? AS {_SCHEMA}", (str(scratch),))
         inserter.add_selected(_COPY, part.rows, part.tally)
     kinds.update(part.kinds)
@@ -238,21 +239,6 @@ def _helper(helper: Helper | None) -> Iterator[Helper]:
         yield child
     finally:
         child.close()
-
-
-def _detach_on_checkin(engine: Engine) -> None:
-    """Detach the scratch file when the writer's connection goes back to its pool: only then
-    has the transaction that read it ended, and a pooled connection must not keep it."""
-    if not event.contains(engine, "checkin", _detach_part):
-        event.listen(engine, "checkin", _detach_part)
-
-
-def _detach_part(dbapi_connection: Any, _record: Any) -> None:
-    if dbapi_connection is None:
-        return
-    attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
-    if _SCHEMA in attached:
-        dbapi_connection.execute(f"DETACH {_SCHEMA}")
 
 
 # The child process.

@@ -25,13 +25,13 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, create_engine, text
 
 from cdrgate.scratch import scratch_folder
 from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import summary
+from cdrgate.storage.attached import detach_on_checkin
 from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours
 
@@ -50,7 +50,7 @@ def store_empty(
     """Store the rows of ``chunks`` (consecutive hours, at most ``MOST_CHUNKS``) on ``conn``,
     a SQLite write transaction on an empty ``cdr``; returns how many were new."""
     assert len(chunks) <= MOST_CHUNKS
-    _detach_on_checkin(conn.engine)
+    detach_on_checkin(conn.engine)
     with scratch_folder("seed") as folder:
         return _store(conn, plan, chunks, folder, progress)
 
@@ -139,19 +139,3 @@ def _make_chunks(
         made.put(exc)
     finally:
         engine.dispose()
-
-
-def _detach_on_checkin(engine: Engine) -> None:
-    """Detach the chunk files when the writer's connection goes back to its pool: only then
-    has the transaction ended, and a pooled connection must not keep them open."""
-    if not event.contains(engine, "checkin", _detach_chunks):
-        event.listen(engine, "checkin", _detach_chunks)
-
-
-def _detach_chunks(dbapi_connection: Any, _record: Any) -> None:
-    if dbapi_connection is None:
-        return
-    attached = [row[1] for row in dbapi_connection.execute("PRAGMA database_list")]
-    for name in attached:
-        if name.startswith(_SCHEMA):
-            dbapi_connection.execute(f"DETACH {name}")
