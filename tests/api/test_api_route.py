@@ -25,6 +25,13 @@ def test_the_api_route_matches_as_the_generic_route(
     assert ApiRoute(ALL_METHODS).matches(scope) == generic.matches(scope)
 
 
+@pytest.mark.parametrize("path", ["/pbx/api/v1.1.0/login", "/pbx", "/pbx/ui", "/api/v1.1.0/login"])
+def test_under_a_root_path_the_api_route_matches_as_the_generic_route(path: str) -> None:
+    scope = {"type": "http", "path": path, "root_path": "/pbx", "method": "POST", "path_params": {}}
+    generic = Route(API_PATH, dispatch, methods=ALL_METHODS)
+    assert ApiRoute(ALL_METHODS).matches(scope) == generic.matches(scope)
+
+
 def test_the_api_route_ignores_websockets() -> None:
     scope = {"type": "websocket", "path": "/api/v1.1.0/login", "root_path": ""}
     assert ApiRoute(ALL_METHODS).matches(scope) == Route(API_PATH, dispatch).matches(scope)

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -53,7 +52,8 @@ class ApiRoute(Route):
     """``API_PATH`` to ``dispatch``, matched without the regex: the protocol's requests are
     most of the traffic, and Starlette's generic match (regex, convertors, two dict copies)
     cost a flow request ~4x what a miss costs. Same answer as ``Route.matches`` for every
-    path: ``version`` is one non-empty segment, ``endpoint`` the rest (maybe empty)."""
+    path: ``version`` is one non-empty segment, ``endpoint`` the rest (maybe empty). Under a
+    root path, Starlette's own match (how it strips the prefix is its own business)."""
 
     def __init__(self, methods: list[str]) -> None:
         super().__init__(API_PATH, dispatch, methods=methods)
@@ -61,7 +61,9 @@ class ApiRoute(Route):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        path = get_route_path(scope)
+        if scope.get("root_path"):  # served under a prefix (mounted, a proxy's root path)
+            return super().matches(scope)
+        path = scope["path"]
         if not path.startswith(API_PREFIX):
             return Match.NONE, {}
         version, slash, endpoint = path[len(API_PREFIX) :].partition("/")
