@@ -126,9 +126,15 @@ def _seed_writing_in_place(path: Path, scratch: Path) -> subprocess.Popen[bytes]
     db.dispose()
     empty_size = path.stat().st_size
     scratch.mkdir()
-    process = subprocess.Popen([*CLI, "seed", "--count", "1000000", "--database", url],
-                               env={**os.environ, "TMPDIR": str(scratch)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    # SIGINT as a terminal's Ctrl-C finds it: a runner started in the background may have
+    # left it ignored, and an ignored signal stays ignored across exec (a handled one does not).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([*CLI, "seed", "--count", "1000000", "--database", url],
+                                   env={**os.environ, "TMPDIR": str(scratch)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for _ in range(120_000):  # bounded (a couple of minutes), not a timing assertion
         if process.poll() is not None:
             break
@@ -137,7 +143,7 @@ def _seed_writing_in_place(path: Path, scratch: Path) -> subprocess.Popen[bytes]
             return process
         time.sleep(0.001)
     process.kill()
-    process.wait(timeout=30)
+    process.communicate(timeout=30)
     pytest.fail("the seed never wrote into the store")
 
 
@@ -152,7 +158,7 @@ def test_a_seed_killed_while_it_writes_an_empty_store_leaves_it_empty(tmp_path):
         assert Path(f"{path}-journal").exists()
     finally:
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        process.communicate(timeout=30)
     assert _rows_and_integrity(path) == (0, "ok")
     # Its chunk files could not be removed by the killed process...
     assert [p.name for p in scratch.iterdir()] != []
@@ -172,12 +178,16 @@ def test_a_seed_killed_while_it_writes_an_empty_store_leaves_it_empty(tmp_path):
     assert list(scratch.iterdir()) == []
 
 
-def test_a_seed_stopped_by_sigterm_rolls_back_and_removes_its_files(tmp_path):
+@pytest.mark.parametrize(("stop", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_seed_stopped_from_outside_rolls_back_says_so_and_removes_its_files(tmp_path, stop, said):
     path = tmp_path / "seeded.db"
     scratch = tmp_path / "tmp"
     process = _seed_writing_in_place(path, scratch)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + stop
+    assert f"stopped: {said}; work not yet committed was rolled back" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
     assert _rows_and_integrity(path) == (0, "ok")
     assert not Path(f"{path}-journal").exists()  # rolled back by the seed itself
     assert list(scratch.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from cdrgate.cli import (
     stats,
     users,
 )
+from cdrgate.cli.common import EXIT_TERMINATED, Terminated
 
 help_format.install()
 
@@ -80,8 +82,11 @@ def main() -> None:
     # default handler would kill the process where it stands. `serve` and `import --follow`
     # put their own handlers in place of this one.
     signal.signal(signal.SIGTERM, _terminated)
-    app()
+    try:
+        app()
+    except Terminated:  # before or after a command's own edge (cli_errors) handled it
+        sys.exit(EXIT_TERMINATED)
 
 
-def _terminated(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated

@@ -57,6 +57,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_STORAGE = 3
 EXIT_PORT = 4
+# Stopped from outside, as shells report a signal: 128 + its number.
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the handler ``cdrgate.cli.main`` installs): the command
+    unwinds as for Ctrl-C, through every ``finally``, and is not caught as an error."""
 
 
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -75,6 +83,13 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         except (ImportFailed, SchemaError, CdrgateError) as exc:
             say("error:", str(exc))
             raise typer.Exit(EXIT_FAILED) from None
+        except (KeyboardInterrupt, Terminated) as exc:
+            # Every write of the command that had not committed was rolled back as this
+            # exception unwound it; what earlier transactions committed stays.
+            how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            say("stopped:", f"{how}; work not yet committed was rolled back", "yellow")
+            code = EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TERMINATED
+            raise typer.Exit(code) from None
         finally:
             _dispose_opened()
 
