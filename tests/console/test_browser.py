@@ -223,11 +223,13 @@ def test_a_scoped_account_sees_only_its_extensions_calls(page, console):
         db.dispose()
     sign_in(page, console, username="desk")
     page.goto(console.url + f"?day={RECORDED_DAY}")
+    assert page.locator("header .reach").inner_text() == "Extensions 1003, 1010-1012 only"
     top = page.eval_on_selector_all(
         "section:has(h2:text('Top extensions')) tbody th", "cells => cells.map(c => c.innerText)"
     )
     assert top and set(top) <= own
     page.goto(console.url + "cdrs")
+    assert page.locator("header .reach").inner_text() == "Extensions 1003, 1010-1012 only"
     rows = table(page)
     assert rows
     assert all(own & {row["callfrom"], row["callto"]} for row in rows)

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from cdrgate import scope
+from cdrgate.services.auth import set_api_user_scope
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -141,3 +143,18 @@ def test_every_asset_a_page_links_is_served_by_cdrgate(client):
     assert assets == ["/ui/static/console.css", "/ui/static/console.js"]
     for asset in assets:
         assert client.get(asset).status_code == 200
+
+
+REACH = re.compile(r'<p class="reach">([^<]*)</p>')
+
+
+def test_the_header_names_a_scoped_accounts_extensions_and_shortens_a_long_list(client, db, clock):
+    _sign_in(client)
+    assert REACH.search(client.get("/ui/cdrs").text) is None  # every extension: nothing said
+    set_api_user_scope(db, API_USER, scope.parse("1000-1099,2001"), int(clock() * 1000))
+    assert REACH.findall(client.get("/ui/").text) == ["Extensions 1000-1099, 2001 only"]
+    many = ",".join(str(n) for n in range(3000, 3100, 2))
+    set_api_user_scope(db, API_USER, scope.parse(many), int(clock() * 1000))
+    [shown] = REACH.findall(client.get("/ui/cdrs").text)
+    assert shown.startswith("Extensions 3000, 3002, ") and shown.endswith(", ... only")
+    assert len(shown) < 100

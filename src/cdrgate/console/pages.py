@@ -131,7 +131,8 @@ async def home(request: Request) -> Response:
         if exc.errno in SIGNED_OUT:
             return _signin_page(request)
         raise
-    return page("dashboard.html", board=board, csrf=csrf_for(token), nav="dashboard")
+    reach = await _reach(services, token)
+    return page("dashboard.html", board=board, csrf=csrf_for(token), nav="dashboard", reach=reach)
 
 
 async def sign_in(request: Request) -> Response:
@@ -178,10 +179,25 @@ async def cdrs(request: Request) -> Response:
     view = listing.Listing.from_query(request.query_params.multi_items())
     answer = await run_in_threadpool(_services(request).query.search, view.request(token))
     assert isinstance(answer, CdrPage)  # a JSON page: the request never asks for CSV
+    reach = await _reach(_services(request), token)
     return page(
         "cdrs.html", view=view, result=listing.page_of(view, answer), csrf=csrf_for(token),
-        statuses=STATUSES, types=TYPES, sortable=listing.SORTABLE, nav="cdrs",
+        statuses=STATUSES, types=TYPES, sortable=listing.SORTABLE, nav="cdrs", reach=reach,
     )  # fmt: skip
+
+
+# Past this many characters the header shows the start of an account's extension list.
+_REACH_SHOWN = 80
+
+
+async def _reach(services: Services, token: str) -> str | None:
+    """The extensions a signed-in account may read, for the page header (None: every one),
+    so that a scoped account's dashboard and lists are not taken for the whole PBX's."""
+    session = await run_in_threadpool(services.auth.authenticate, token)
+    if session.scope is None:
+        return None
+    text = session.scope.render().replace(",", ", ")
+    return text if len(text) <= _REACH_SHOWN else text[:_REACH_SHOWN].rsplit(", ", 1)[0] + ", ..."
 
 
 async def cdrs_csv(request: Request) -> Response:
