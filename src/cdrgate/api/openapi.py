@@ -281,7 +281,9 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 selector: {
                     "type": "string",
-                    "description": "`all`, one extension, or a comma-separated list.",
+                    "description": "`all`, one extension, or a comma-separated list. For an "
+                    "account limited to extensions, `all` means its extensions, and other "
+                    "extensions in a list select nothing.",
                 },
                 "starttime": _PBX_TIME,
                 "endtime": _PBX_TIME,

@@ -81,12 +81,22 @@ def _get(operation_id: str, summary: str, parameters: list[Any], ok: dict[str, A
         "get": {
             "operationId": operation_id,
             "summary": summary,
+            "description": _SCOPED,
             "tags": ["query"],
             "security": [{"Token": []}],
             "parameters": [*parameters, _TOKEN],
             "responses": {"200": ok, **_PROBLEMS},
         }
     }
+
+
+# What every query answer is limited to (docs/query.md "Scoped accounts").
+_SCOPED = (
+    "An account limited to extensions (`cdrgate api-user set NAME --extensions ...`) reads only "
+    "the CDRs whose caller or callee is one of them: the scope is ANDed with the request's "
+    "filters (items, `total`, CSV, changes and statistics alike), and a filter naming "
+    "something outside it narrows the answer rather than being refused."
+)
 
 
 def query_paths() -> dict[str, Any]:
