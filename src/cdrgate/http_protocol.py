@@ -1,6 +1,7 @@
-"""The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient and with a head timeout.
+"""The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
+timeouts.
 
-Two differences from uvicorn's own, both at the socket edge where no ASGI middleware can reach:
+Three differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -64,7 +65,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._pending = b""
         # What a request waits for from the client, one at a time: its head, then (only if
         # it did not come with the head) the rest of its body. The head's wait is a deadline
-        # from the connection or the last response; the body's restarts at each read.
+        # from the connection or the last response; the body's restarts at each read, up to
+        # the body's own deadline (``_wait_for_body``).
         self._wait: asyncio.TimerHandle | None = None
         self._body_started = 0.0  # loop time its head completed
         self._body_bytes = 0
