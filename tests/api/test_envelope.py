@@ -118,7 +118,8 @@ def _request(query: bytes = b"", chunks: tuple[bytes, ...] = (), length: bytes |
 @pytest.mark.parametrize(
     "query",
     [b"", b"&&", b"a", b"a=", b"=b", b"a=1&a=2", b"a=b=c", b"x=1;y=2", b"a+b=c+d%2B%20e",
-     b"t=2026-05-01%2000%3A00%3A00", b"v=%E2%82%AC", b"v=%zz%", "v=\xe9".encode("latin-1")],
+     b"t=2026-05-01%2000%3A00%3A00", b"v=%E2%82%AC", b"v=%zz%", "v=\xe9".encode("latin-1"),
+     b"long=" + b"%41+" * 40],
 )  # fmt: skip
 def test_query_fields_are_decoded_as_starlettes_query_params(query):
     assert query_fields(_request(query)) == dict(_request(query).query_params)
