@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -125,13 +125,18 @@ class ExportResponse(Response):
     :class:`Streamed` body (a recording: Content-Length given, status 200 or 206)."""
 
     def __init__(
-        self, export: Export | Streamed, headers: Mapping[str, str], settings: Settings,
+        self, export: Export | Streamed,
+        headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]], settings: Settings,
         status_code: int = 200,
     ) -> None:  # fmt: skip
+        """``headers``: a mapping, or the headers already encoded (lower-case names)."""
         self.status_code = status_code
         self.background = None
         self.export = export
-        self.init_headers(headers)
+        if isinstance(headers, Mapping):
+            self.init_headers(headers)
+        else:
+            self.raw_headers = list(headers)
         self.min_rate = settings.download_min_rate
         self.window = settings.download_rate_window
 
