@@ -147,6 +147,22 @@ def test_a_request_that_fails_in_a_shared_transaction_rolls_back_only_its_own_wr
     assert _values(file_db) == [1, 3]
 
 
+def test_a_database_error_in_a_write_on_the_loop_is_storage_unavailable_and_rolled_back(file_db):
+    def failing() -> None:
+        with file_db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (2)")
+            raw = conn.connection.driver_connection
+            raw.execute("INSERT INTO no_such_table VALUES (1)")  # on the driver, as hot paths
+
+    answers = asyncio.run(
+        _together(file_db.run_on_loop(lambda: _insert(file_db, 1)), file_db.run_on_loop(failing))
+    )
+    assert answers[0] is None
+    assert isinstance(answers[1], StorageUnavailable)
+    assert isinstance(answers[1].__cause__, sqlite3.OperationalError)
+    assert _values(file_db) == [1]
+
+
 def test_a_failed_shared_commit_fails_every_request_of_it_and_frees_the_writer(file_db):
     with file_db.write() as conn:
         conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
