@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from cdrgate.cdr import CdrRecord
 from cdrgate.ingest.store import store_records
 from cdrgate.scope import parse as parse_scope
 from cdrgate.storage.cdrs import CdrQuery, _fetch, _params, _template, read_lines
@@ -18,7 +19,7 @@ from tests.conftest import make_cdr
 EXTS = ["1000", "1001", "1002", "1003"]
 
 
-def _cdrs(seed: int) -> list:
+def _cdrs(seed: int) -> list[CdrRecord]:
     picker = random.Random(seed)
     return [
         make_cdr(
@@ -33,7 +34,7 @@ def _cdrs(seed: int) -> list:
     ]
 
 
-def _both_forms(db: Database, query: CdrQuery, limit: int | None) -> tuple[list, list]:
+def _both_forms(db: Database, query: CdrQuery, limit: int | None) -> tuple[list[str], list[str]]:
     with db.read() as conn:
         params = _params(query, None, limit)
         forms = [
