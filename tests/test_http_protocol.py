@@ -3,7 +3,7 @@ import logging
 
 import pytest
 from uvicorn import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from cdrgate.http_protocol import LenientHttpToolsProtocol, fix_request_line
@@ -36,8 +36,11 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         "on_body",
         "on_message_complete",
         "on_response_complete",
+        "send_400_response",
+        "_start_asgi_task",
     ):
         assert callable(getattr(HttpToolsProtocol, hook)), hook
+    assert callable(getattr(RequestResponseCycle, "run_asgi", None))
 
     async def app(scope, receive, send):  # pragma: no cover - never called
         raise AssertionError
@@ -50,6 +53,7 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         )
         assert protocol.timeout_keep_alive == 7
         assert protocol.loop is loop and protocol.cycle is None
+        assert len(protocol.pipeline) == 0 and protocol.flow is None
         assert isinstance(protocol.logger, logging.Logger)
     finally:
         loop.close()

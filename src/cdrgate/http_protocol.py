@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Three differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Four differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -20,6 +20,10 @@ Three differences from uvicorn's own, all at the socket edge where no ASGI middl
   that wait for ever, a body also has a deadline: ``BODY_GRACE_TIMEOUTS`` timeouts from its
   head, plus a second for every ``BODY_MIN_RATE`` bytes that arrived (a sender keeping up that
   rate is never cut; one dribbling a byte at a time is, after about three timeouts).
+- Bytes that do not parse after pipelined requests that did (a Content-Length shorter than the
+  body sent, so its rest reads as a next request) do not lose those requests' answers: they are
+  sent first, then the 400, then the connection closes, as nginx does. uvicorn writes the 400
+  and closes at once, cutting the answer being made (a download mid-stream) and those queued.
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -31,7 +35,7 @@ import asyncio
 import re
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,10}) (.+) (HTTP/\d\.\d)")
 MAX_REQUEST_LINE = 64 * 1024
@@ -71,6 +75,11 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._body_started = 0.0  # loop time its head completed
         self._body_bytes = 0
         self._in_body = False  # a request head is complete and its body is not
+        # The request being answered (uvicorn keeps only the last parsed one, ``cycle``).
+        self._answering: RequestResponseCycle | None = None
+        # The 400 owed for bytes that did not parse, sent once the requests before them are
+        # answered; reading stops at them.
+        self._refusal: str | None = None
 
     # -- the head and body timeouts ---------------------------------------------------------
 
@@ -90,6 +99,10 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._refusal is not None:
+            if not self.transport.is_closing() and not self._answering_one():
+                super().send_400_response(self._refusal)
+            return
         # A pipelined request may already be running; it has its head.
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self._wait_for(_NO_HEAD)
@@ -130,6 +143,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
     # -- raw spaces in the request target ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # past bytes that did not parse: nothing after them is a request
         if self._at_request_start:
             data = self._pending + data
             end = data.find(b"\r\n")
@@ -152,3 +167,32 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
         self._stop_waiting()
         super().on_message_complete()
+
+    # -- bytes that do not parse after requests that did -------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def send_400_response(self, msg: str) -> None:
+        if self.cycle is not None and self.cycle.more_body:
+            # The bad bytes are inside the last request's body: that request is refused too.
+            # Queued, it is dropped; being answered, its handler may be waiting for that
+            # body, so the 400 goes now and the close tells the handler.
+            if self.pipeline and self.pipeline[0][0] is self.cycle:
+                self.pipeline.popleft()
+            else:
+                super().send_400_response(msg)
+                return
+        if not self._answering_one():
+            super().send_400_response(msg)
+            return
+        self._refusal = msg
+        self._in_body = False
+        self._stop_waiting()
+        self.flow.pause_reading()
+
+    def _answering_one(self) -> bool:
+        """A request parsed before is being answered, or waits its turn."""
+        running = self._answering is not None and not self._answering.response_complete
+        return running or bool(self.pipeline)
