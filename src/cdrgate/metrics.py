@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -110,21 +110,38 @@ for _source in ("import", "push", "follow", "sync"):
 
 KNOWN_ERRNOS = frozenset(e.value for e in Errno)
 
+_Key = TypeVar("_Key", bound=tuple[object, ...])
+_Child = TypeVar("_Child")
+
+
+class _Children(Generic[_Key, _Child]):
+    """A metric's labelled children, each made once and kept by its label values.
+
+    labels() builds a key and takes a lock on every call; on the hot paths it was most of the
+    time a record took. Only for closed label sets: the cache never shrinks."""
+
+    def __init__(self, make: Callable[[_Key], _Child]) -> None:
+        self._make = make
+        self._made: dict[_Key, _Child] = {}
+
+    def __call__(self, key: _Key) -> _Child:
+        child = self._made.get(key)
+        if child is None:
+            child = self._made[key] = self._make(key)
+        return child
+
 
 def record_login(outcome: LoginOutcome) -> None:
     LOGINS.labels(outcome).inc()
 
 
-# The same for a download's counter (kinds and outcomes are closed sets): every small flow
-# recorded one, and its labels() call was most of the time it took.
-_DOWNLOAD_CHILDREN: dict[tuple[str, str], Counter] = {}
+# A download's counter (kinds and outcomes are closed sets): every small flow recorded one,
+# and its labels() call was most of the time it took.
+_download_child = _Children[tuple[str, str], Counter](lambda key: DOWNLOADS.labels(*key))
 
 
 def record_download(kind: DownloadKind, outcome: DownloadOutcome, rows: int, size: int) -> None:
-    child = _DOWNLOAD_CHILDREN.get((kind, outcome))
-    if child is None:
-        child = _DOWNLOAD_CHILDREN[kind, outcome] = DOWNLOADS.labels(kind, outcome)
-    child.inc()
+    _download_child((kind, outcome)).inc()
     if rows:
         EXPORT_ROWS.inc(rows)
     if size:
@@ -136,19 +153,18 @@ def record_ingested(source: IngestSource, count: int) -> None:
         INGESTED.labels(source).inc(count)
 
 
-# labels() builds a key and takes a lock on every call, and every request asked for two: each
-# (route, method, status)'s pair of children is kept. Bounded: routes and methods are closed
-# sets (httpmetrics.route_of, METHODS), and statuses are the app's own.
-_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+# Every request asked for two children: each (route, method, status)'s pair is kept. Bounded:
+# routes and methods are closed sets (httpmetrics.route_of, METHODS), and statuses are the
+# app's own.
+_request_children = _Children[tuple[str, str, int], tuple[Counter, Histogram]](
+    lambda key: (HTTP_REQUESTS.labels(key[0], key[1], str(key[2])), HTTP_DURATION.labels(key[0]))
+)
 
 
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
-    children = _REQUEST_CHILDREN.get((route, method, status))
-    if children is None:
-        children = HTTP_REQUESTS.labels(route, method, str(status)), HTTP_DURATION.labels(route)
-        _REQUEST_CHILDREN[route, method, status] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    counter, histogram = _request_children((route, method, status))
+    counter.inc()
+    histogram.observe(seconds)
 
 
 def record_api_error(route: str, errno: str) -> None:
