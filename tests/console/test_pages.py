@@ -8,6 +8,7 @@ import pytest
 
 from cdrgate import scope
 from cdrgate.services.auth import set_api_user_scope
+from cdrgate.storage import tokens
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -158,3 +159,27 @@ def test_the_header_names_a_scoped_accounts_extensions_and_shortens_a_long_list(
     [shown] = REACH.findall(client.get("/ui/cdrs").text)
     assert shown.startswith("Extensions 3000, 3002, ") and shown.endswith(", ... only")
     assert len(shown) < 100
+
+
+def test_a_page_reads_its_token_once_for_its_queries_and_its_header(client, db, clock, monkeypatch):
+    _sign_in(client)
+    set_api_user_scope(db, API_USER, scope.parse("1000-1099"), int(clock() * 1000))
+    reads = []
+    last_seen = tokens.last_seen
+
+    def counted(conn, token_hash):
+        reads.append(token_hash)
+        return last_seen(conn, token_hash)
+
+    monkeypatch.setattr(tokens, "last_seen", counted)
+    for path in ("/ui/", "/ui/cdrs"):  # the dashboard asks five queries; the list one
+        reads.clear()
+        assert REACH.findall(client.get(path).text) == ["Extensions 1000-1099 only"]
+        assert len(reads) == 1, path
+
+
+def test_a_token_that_expired_still_sends_every_page_to_sign_in(client, clock):
+    _sign_in(client)
+    clock.advance(10 * 24 * 3600)
+    for path in ("/ui/", "/ui/cdrs"):
+        assert '<label for="username">' in client.get(path).text, path

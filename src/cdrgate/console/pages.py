@@ -22,6 +22,7 @@ from cdrgate.api.envelope import CLIENT_LEFT, client_ip
 from cdrgate.api.query import csv_response
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.console import dashboard, listing
+from cdrgate.console.reach import PageQuery
 from cdrgate.console.render import PAGE_HEADERS, page
 from cdrgate.console.session import (
     CSRF_FIELD,
@@ -123,16 +124,17 @@ async def home(request: Request) -> Response:
     token = session_token(request)
     if token is None:
         return _signin_page(request)
-    services = _services(request)
+    one = PageQuery(_services(request).query)
     try:
         day = dashboard.parse_day(request.query_params.get("day"), datetime.now())
-        board = await run_in_threadpool(dashboard.build, services.query.stats, token, day)
+        board = await run_in_threadpool(dashboard.build, one.query.stats, token, day)
     except ApiError as exc:
         if exc.errno in SIGNED_OUT:
             return _signin_page(request)
         raise
-    reach = await _reach(services, token)
-    return page("dashboard.html", board=board, csrf=csrf_for(token), nav="dashboard", reach=reach)
+    return page(
+        "dashboard.html", board=board, csrf=csrf_for(token), nav="dashboard", reach=one.reach()
+    )
 
 
 async def sign_in(request: Request) -> Response:
@@ -177,27 +179,13 @@ async def cdrs(request: Request) -> Response:
     if token is None:
         return _to_signin(request)
     view = listing.Listing.from_query(request.query_params.multi_items())
-    answer = await run_in_threadpool(_services(request).query.search, view.request(token))
+    one = PageQuery(_services(request).query)
+    answer = await run_in_threadpool(one.query.search, view.request(token))
     assert isinstance(answer, CdrPage)  # a JSON page: the request never asks for CSV
-    reach = await _reach(_services(request), token)
     return page(
         "cdrs.html", view=view, result=listing.page_of(view, answer), csrf=csrf_for(token),
-        statuses=STATUSES, types=TYPES, sortable=listing.SORTABLE, nav="cdrs", reach=reach,
+        statuses=STATUSES, types=TYPES, sortable=listing.SORTABLE, nav="cdrs", reach=one.reach(),
     )  # fmt: skip
-
-
-# Past this many characters the header shows the start of an account's extension list.
-_REACH_SHOWN = 80
-
-
-async def _reach(services: Services, token: str) -> str | None:
-    """The extensions a signed-in account may read, for the page header (None: every one),
-    so that a scoped account's dashboard and lists are not taken for the whole PBX's."""
-    session = await run_in_threadpool(services.auth.authenticate, token)
-    if session.scope is None:
-        return None
-    text = session.scope.render().replace(",", ", ")
-    return text if len(text) <= _REACH_SHOWN else text[:_REACH_SHOWN].rsplit(", ", 1)[0] + ", ..."
 
 
 async def cdrs_csv(request: Request) -> Response:
