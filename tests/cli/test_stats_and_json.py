@@ -62,6 +62,30 @@ def test_stats_counts_rows_span_types_statuses_and_extensions(db, database_url, 
     assert "1000 (2)" in text and "0215550100" not in text
 
 
+def test_stats_after_a_prune_count_only_the_calls_left(db, database_url, add_cdrs):
+    # The counts come from cdr_summary: the pruned rows' types and statuses must be gone from
+    # them, not left at zero.
+    add_cdrs(
+        make_cdr(callid="1", timestart="2026-05-01 08:00:00", type="Outbound", callfrom="1000"),
+        make_cdr(
+            callid="2", timestart="2026-05-03 09:00:00", type="Inbound", callfrom="0215550100",
+            callto="1001", status="NO ANSWER",
+        ),
+        make_cdr(callid="3", timestart="2026-05-02 10:00:00", type="Internal", callto="1002"),
+    )  # fmt: skip
+    run("prune", "--max-records", "1", "--database", database_url)
+    [stats] = json_lines(run("stats", "--json", "--database", database_url))
+    assert stats == {
+        "rows": 1,
+        "first": "2026-05-03 09:00:00",
+        "last": "2026-05-03 09:00:00",
+        "types": {"Inbound": 1},
+        "statuses": {"NO ANSWER": 1},
+        "extensions": 1,
+        "top_extensions": [{"extension": "1001", "calls": 1}],
+    }
+
+
 def test_stats_of_an_empty_store_says_so_without_failing(db, database_url):
     [stats] = json_lines(run("stats", "--json", "--database", database_url))
     assert stats["rows"] == 0 and stats["first"] is None and stats["top_extensions"] == []
