@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +23,7 @@ from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import ApiRoute
+from cdrgate.background import to_the_end
 from cdrgate.clock import Clock, system_clock
 from cdrgate.faults import FaultInjector, FaultPlan
 from cdrgate.ingest.push import PushReceiver
@@ -136,10 +136,10 @@ async def _purge_forever(services: Services) -> None:
     """Expired tokens, spent randoms and lapsed lockouts must not pile up."""
     while True:
         try:
-            await run_in_threadpool(services.auth.purge_expired)
-            await run_in_threadpool(services.downloads.purge_spent)
-            await run_in_threadpool(services.recordings.purge_spent)
-            await run_in_threadpool(services.downloads.audit.purge_old)
+            await to_the_end(services.auth.purge_expired)
+            await to_the_end(services.downloads.purge_spent)
+            await to_the_end(services.recordings.purge_spent)
+            await to_the_end(services.downloads.audit.purge_old)
         except Exception:  # a locked or absent database must not kill the loop
             log.warning("purge of expired state failed", exc_info=True)
         await asyncio.sleep(PURGE_INTERVAL_S)

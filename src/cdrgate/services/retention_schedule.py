@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.concurrency import run_in_threadpool
-
+from cdrgate.background import to_the_end
 from cdrgate.clock import Clock
 from cdrgate.services.recording_files import RecordingPruneReport, prune_with_recordings
 from cdrgate.services.retention import PruneReport, RetentionPolicy, wall_clock_now
@@ -49,7 +48,7 @@ async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
         return
     while True:
         try:
-            reports = await run_in_threadpool(prune_alone, db, settings, wall_clock_now(clock))
+            reports = await to_the_end(prune_alone, db, settings, wall_clock_now(clock))
             if reports is not None:
                 cdrs, files = reports
                 if cdrs is not None and cdrs.removed:

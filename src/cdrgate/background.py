@@ -1,0 +1,28 @@
+"""The server's background loops (the purge, retention) call the database from a thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
+
+
+async def to_the_end(call: Callable[..., T], *args: object) -> T:
+    """``call(*args)`` in a thread; a cancel (the shutdown's) is delivered once it returned.
+
+    The thread holds a pooled connection, and the shutdown disposes the database next. A
+    connection still out then goes back to the disposed pool and is never closed: left to the
+    garbage collector, with its transaction (or retention's advisory lock) held until then.
+    The thread is not cut short by the cancel anyway; this only waits for it."""
+    work = asyncio.ensure_future(run_in_threadpool(call, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # taken, so not logged as never retrieved: moot when stopping
+        raise
