@@ -12,7 +12,8 @@ then answer "0 records" against it), and a read must never change a schema. So:
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,9 @@ def open_or_create(url: str) -> Opened:
         # SQLite reads a "file:" URI itself: a file made from its text would be the wrong one.
         _create_sqlite_file(path)
     db = Database(url)
-    new = new or (path is None and schema.current_revision(db) is None)
-    schema.upgrade(db)
+    with _closed_on_error(db):
+        new = new or (path is None and schema.current_revision(db) is None)
+        schema.upgrade(db)
     where = str(path.absolute()) if path is not None else _shown(db)
     return Opened(db, where if new else None)
 
@@ -89,19 +91,30 @@ def open_existing(url: str, *, write: bool) -> Database:
     if path is not None and not path.is_file():
         raise UsageError(f"no database at {path.absolute()} (create it with {_CREATORS})")
     db = Database(url)
-    current = schema.check(db)
-    if current is None:
-        db.dispose()
-        raise UsageError(f"no cdrgate schema in {_shown(db)} yet (create it with {_CREATORS})")
-    if write:
-        schema.upgrade(db)
-    elif current != schema.head_revision():
-        db.dispose()
-        raise SchemaError(
-            f"the database schema ({current}) is older than this cdrgate "
-            f"({schema.head_revision()}): run cdrgate db upgrade"
-        )
+    with _closed_on_error(db):
+        current = schema.check(db)
+        if current is None:
+            raise UsageError(f"no cdrgate schema in {_shown(db)} yet (create it with {_CREATORS})")
+        if write:
+            schema.upgrade(db)
+        elif current != schema.head_revision():
+            raise SchemaError(
+                f"the database schema ({current}) is older than this cdrgate "
+                f"({schema.head_revision()}): run cdrgate db upgrade"
+            )
     return db
+
+
+@contextmanager
+def _closed_on_error(db: Database) -> Iterator[None]:
+    """A store refused here (no schema, one newer or older than this cdrgate, a failed
+    migration) is closed here: the caller never gets it to close, and on PostgreSQL a pooled
+    connection left to the garbage collector is a server session held until then."""
+    try:
+        yield
+    except BaseException:
+        db.dispose()
+        raise
 
 
 def _shown(db: Database) -> str:
