@@ -9,6 +9,9 @@ scratch table shaped as ``cdr`` but without any index, in a scratch file of its 
 the writer loads the first part straight into the store. The writer then copies the child's
 rows with one INSERT ... SELECT in their file order (so ids follow the file, duplicates of
 earlier rows skipped by the uniqueness key as always), and ``bulk_load`` builds the indexes.
+Meanwhile the child counts its rows for cdr_summary (one GROUP BY in SQL, into a file of its
+own), which the writer adds once the copy is done. The child's code is in ``part``, which
+imports no SQLAlchemy: its start-up is on the writer's path.
 
 It all happens in the writer's one write transaction: a row either side doubts, or a child
 that fails, rolls everything back and the caller reads the whole file the Python way, which
@@ -22,37 +25,32 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import signal
-import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from sqlalchemy import Connection
 
-from cdrgate.cdr import CdrRecord
-from cdrgate.ingest import yeastar_sql
+from cdrgate.ingest import part, yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.scratch import scratch_folder
+from cdrgate.storage import summary
 from cdrgate.storage.attached import detach_on_checkin
-from cdrgate.storage.cdrs import COLUMNS, Inserter, row_values, store_is_empty
+from cdrgate.storage.cdrs import COLUMNS, Inserter, store_is_empty
 from cdrgate.storage.db import Database
-from cdrgate.storage.summary import Tally, merge_tally
 
-# Below this size (~200k rows) the child's start-up (a new interpreter and its imports,
-# ~0.5 s of CPU) is most of what the second core saves (bench/RESULTS.md, tenth round).
+# Below this size (~200k rows) the child's start-up (a new interpreter and its imports) is
+# most of what the second core saves (bench/RESULTS.md, tenth round).
 MIN_BYTES = 24 << 20
-# The writer's part of the file, where both sides end together: the child starts ~0.5 s late
-# but stores its rows into a table without indexes. Measured on 1M rows: at 0.45 the writer
-# waited 0.7-1.1 s for the child, at 0.52-0.56 under 0.1 s (bench/RESULTS.md, tenth round).
+# The writer's part of the file, where both sides end together: the child starts late (its
+# start-up) but stores its rows into a table without indexes, and counts them only after.
+# Measured on 1M rows (bench/RESULTS.md, eleventh round).
 WRITER_SHARE = 0.5
 
 _SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
-_SCRATCH_INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_COUNTS = "import_counts"  # and the file of its counts under this one
 # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it. ORDER BY rowid: the
 # rows in the order the child read them, which is the file's.
 _COPY = (
@@ -61,28 +59,7 @@ _COPY = (
 )
 
 
-@dataclass(frozen=True)
-class Job:
-    """What the child loads: bytes [start, end) of ``path`` into ``scratch``, a new file
-    whose table ``cdr`` has ``columns`` (name, declared type, NOT NULL) and no index."""
-
-    path: str
-    start: int
-    end: int
-    scratch: str
-    columns: tuple[tuple[str, str, bool], ...]
-    profile: SourceProfile
-    chunk_bytes: int
-
-
-@dataclass(frozen=True)
-class Part:
-    """What the child loaded: its rows, their kinds, and their cdr_summary tally (None when
-    some were parsed in Python, from a quoted chunk: SQL then counts them)."""
-
-    rows: int
-    kinds: dict[tuple[str, str], int]
-    tally: Tally | None
+_T = TypeVar("_T")
 
 
 class HelperFailed(Exception):
@@ -97,29 +74,42 @@ class Helper:
         context = multiprocessing.get_context("spawn")
         self._pipe, child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child_end,), name="cdrgate-import", daemon=True
+            target=part.serve, args=(child_end,), name="cdrgate-import", daemon=True
         )
         self._process.start()
         child_end.close()
         self.used = False
-        self._answered = False
+        self._finished = False  # its last answer received: it is ending on its own
+        self._counted: part.Counted | None = None
         self._closed = False
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: part.Job) -> None:
         self.used = True
         self._pipe.send(job)
 
-    def result(self) -> Part:
+    def loaded(self) -> int:
+        """How many rows the child put in its scratch table (waits for them)."""
+        loaded = self._answer(part.Loaded)
+        return loaded.rows
+
+    def counted(self) -> part.Counted:
+        """The child's counts, in their file (waits for them; the same answer every call)."""
+        if self._counted is None:
+            self._counted = self._answer(part.Counted)
+            self._finished = True
+        return self._counted
+
+    def _answer(self, expected: type[_T]) -> _T:
         try:
             kind, value = self._pipe.recv()
-            self._answered = True
         except (EOFError, OSError):
             raise HelperFailed(f"exit code {self._process.exitcode}") from None
-        if kind == "doubt":
-            raise yeastar_sql.Doubt(value)
-        if kind == "error":
+        if kind != "ok":
+            self._finished = True
+            if kind == "doubt":
+                raise yeastar_sql.Doubt(value)
             raise HelperFailed(value)
-        assert isinstance(value, Part)
+        assert isinstance(value, expected)
         return value
 
     def close(self) -> None:
@@ -131,7 +121,7 @@ class Helper:
         if not self.used:
             with contextlib.suppress(OSError):  # a child already gone cannot be told
                 self._pipe.send(None)  # never given a job: told to end
-        if not self.used or self._answered:
+        if not self.used or self._finished:
             self._process.join(10)  # it is ending on its own
         if self._process.is_alive():
             self._process.terminate()
@@ -186,24 +176,32 @@ def load(
     stream.seek(start)
     mapper = row_mapper(Format.yeastar, profile)
     with scratch_folder("import") as folder, _helper(helper) as child:
-        scratch = folder / "part.db"
+        scratch, counts = folder / "part.db", folder / "counts.db"
         child.submit(
-            Job(
+            part.Job(
                 str(Path(stream.name).resolve()),
                 cut,
                 size,
                 str(scratch),
+                str(counts),
+                summary.count_into_sql("cdr", "counts.counts"),
                 _columns(conn),
                 profile,
                 yeastar_sql.CHUNK_BYTES,
             )
         )
         kinds = yeastar_sql.load(stream, inserter, mapper, end=cut)
-        part = child.result()
+        rows = child.loaded()
         detach_on_checkin(conn.engine)
         conn.exec_driver_sql(f"ATTACH ? AS {_SCHEMA}", (str(scratch),))
-        inserter.add_selected(_COPY, part.rows, part.tally)
-    kinds.update(part.kinds)
+
+        def counted() -> str:
+            child.counted()
+            conn.exec_driver_sql(f"ATTACH ? AS {_COUNTS}", (str(counts),))
+            return f"{_COUNTS}.counts"
+
+        inserter.add_selected(_COPY, rows, counted)
+        kinds.update(child.counted().kinds)
     return kinds
 
 
@@ -239,79 +237,3 @@ def _helper(helper: Helper | None) -> Iterator[Helper]:
         yield child
     finally:
         child.close()
-
-
-# The child process.
-
-
-def _serve(pipe: Pipe) -> None:
-    """The child: one job, its answer, then exit. Ctrl-C is the parent's to handle (it then
-    terminates this process), so it is ignored here."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    job = pipe.recv()
-    if job is None:
-        return
-    try:
-        answer: tuple[str, object] = ("ok", _load_part(job))
-    except yeastar_sql.Doubt as exc:
-        answer = ("doubt", str(exc))
-    except Exception as exc:  # the parent rolls back and reads the file the Python way
-        answer = ("error", f"{type(exc).__name__}: {exc}")
-    pipe.send(answer)
-    pipe.close()
-
-
-def _load_part(job: Job) -> Part:
-    conn = sqlite3.connect(job.scratch, isolation_level=None)
-    try:
-        # Nothing here needs to survive a crash: the file is dropped whatever happens.
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        columns = ", ".join(
-            f'"{name}" {kind} NOT NULL' if not_null else f'"{name}" {kind}'
-            for name, kind, not_null in job.columns
-        )
-        conn.execute(f"CREATE TABLE cdr ({columns})")
-        conn.execute("BEGIN")
-        scratch = _Scratch(conn)
-        with open(job.path, "rb") as stream:
-            stream.seek(job.start)
-            kinds = yeastar_sql.load(
-                stream,
-                scratch,
-                row_mapper(Format.yeastar, job.profile),
-                end=job.end,
-                sql=yeastar_sql.ROWS_SQL,
-                chunk_bytes=job.chunk_bytes,
-            )
-        conn.execute("COMMIT")
-        return Part(scratch.rows, dict(kinds), scratch.tally)
-    finally:
-        conn.close()
-
-
-class _Scratch:
-    """``yeastar_sql.Sink`` into the scratch table: every row kept (the store's uniqueness key
-    skips duplicates when the rows are copied), counted for cdr_summary as they go in."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.rows = 0
-        self.tally: Tally | None = {}
-
-    def add(self, record: CdrRecord, ts: int | None = None) -> None:
-        self.conn.execute(_SCRATCH_INSERT, row_values(record, None, ts))
-        self.rows += 1
-        self.tally = None  # a row parsed in Python is counted by SQL, in the store
-
-    def add_with(
-        self, sql: str, rows: Sequence[Sequence[object]], tally: Callable[[], Tally] | None
-    ) -> Tally | None:
-        self.conn.executemany(sql, rows)
-        self.rows += len(rows)
-        counts = None if tally is None else tally()
-        if counts is not None and self.tally is not None:
-            merge_tally(self.tally, counts)
-        elif counts is None:
-            self.tally = None
-        return counts

@@ -27,12 +27,14 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from cdrgate.cdr import CSV_COLUMNS, MAX_SECONDS, CdrRecord, is_header
 from cdrgate.ingest.formats import RowMapper
-from cdrgate.storage.cdrs import COLUMNS
-from cdrgate.storage.summary import Tally
+from cdrgate.storage.columns import COLUMNS
+
+if TYPE_CHECKING:  # at run time this module needs no SQLAlchemy (ingest/part.py's child)
+    from cdrgate.storage.summary import Tally
 
 # unixepoch() came with SQLite 3.38; an older library keeps the Python path.
 AVAILABLE = sqlite3.sqlite_version_info >= (3, 38, 0)
@@ -100,7 +102,9 @@ _TIME_AT, _STATUS_AT, _TYPE_AT, _TALK_AT, _CALL_AT = map(
 
 
 class Sink(Protocol):
-    """Where the rows go: ``Inserter`` (the store), or a parallel load's scratch table."""
+    """Where the rows go: ``Inserter`` (the store), or a parallel load's scratch table.
+    ``add_with`` returns the rows' tally, or None when the sink counts them otherwise (then
+    ``load`` leaves them out of the kinds it returns)."""
 
     def add(self, record: CdrRecord, ts: int | None = None) -> None: ...
 
@@ -165,7 +169,8 @@ def _load_chunk(
         # A NULL ts (a row the SQL refused) or a row not 14 fields wide (its binding count
         # is then not the statement's).
         raise Doubt(str(exc)) from None
-    assert tally is not None
+    if tally is None:
+        return
     for (_, status, type_), (calls, _, _) in tally.items():
         kinds[type_, status] += calls
 

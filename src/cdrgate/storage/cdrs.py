@@ -34,17 +34,13 @@ from sqlalchemy import (
 from cdrgate.cdr import CdrRecord, row_without_nul
 from cdrgate.scope import Scope
 from cdrgate.storage import pg_bulk, summary
+from cdrgate.storage.columns import COLUMNS as COLUMNS  # its home is columns.py
 from cdrgate.storage.db import Database
 from cdrgate.storage.driver import SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
 INSERT_BATCH = 5000
-# The stored columns of a CDR, in the order insert tuples hold them.
-COLUMNS = (
-    "sn", "callid", "ts", "callfrom", "callto", "callduraction", "talkduraction",
-    "srctrunkname", "dsttrunkname", "status", "type", "pincode", "recording", "didnumber", "line",
-)  # fmt: skip
 
 
 def row_values(
@@ -258,18 +254,38 @@ class Inserter:
         self._insert_pending()
         return self._counted(len(rows), lambda: execute_many(self.conn, sql, rows), tally)
 
-    def add_selected(self, sql: str, rows: int, tally: summary.Tally | None) -> int:
+    def add_selected(self, sql: str, rows: int, counted: Callable[[], str] | None = None) -> int:
         """SQLite: one INSERT ... SELECT into ``cdr`` of ``rows`` rows made elsewhere (a
-        parallel load's scratch table), in order after the rows added so far; ``tally``
-        their counts, when known, as ``add_with``'s. Returns how many were new."""
+        parallel load's scratch table), in order after the rows added so far. Returns how
+        many were new.
+
+        ``counted`` names a table holding those rows' cdr_summary counts (the shape
+        ``summary.count_into`` makes); it is called once the rows are in, so the counts may
+        still be in the making while they are copied. When every row was new, cdr_summary
+        gets those counts; otherwise (or without ``counted``) the rows are counted by SQL."""
         self._insert_pending()
-        before = self.inserted
+        self.rows += rows
+        if counted is None:
+            self._note_first_insert()
+        else:
+            self._count_unsummarised()
+        before = summary.newest_id(self.conn)
+        new = max(int(self.conn.exec_driver_sql(sql).rowcount), 0)
+        self.inserted += new
+        if counted is not None and new == rows:
+            summary.add_counted(self.conn, counted())
+        elif counted is not None:
+            self._unsummarised_after = before
+        if self.progress is not None:
+            self.progress(rows)
+        return new
 
-        def insert() -> int:
-            return max(int(self.conn.exec_driver_sql(sql).rowcount), 0)
-
-        self._counted(rows, insert, None if tally is None else lambda: tally)
-        return self.inserted - before
+    def _count_unsummarised(self) -> None:
+        """Count the rows above the mark by SQL now, before rows counted otherwise join them
+        above it."""
+        if self._unsummarised_after is not None:
+            summary.add_stored(self.conn, self._unsummarised_after)
+            self._unsummarised_after = None
 
     def _counted(
         self, rows: int, insert: Callable[[], int], tally: Callable[[], summary.Tally] | None
@@ -277,10 +293,8 @@ class Inserter:
         self.rows += rows
         if tally is None:
             self._note_first_insert()
-        elif self._unsummarised_after is not None:
-            # Counted by SQL now, while the ids above that mark are only earlier rows'.
-            summary.add_stored(self.conn, self._unsummarised_after)
-            self._unsummarised_after = None
+        else:
+            self._count_unsummarised()
         before = None if tally is None else summary.newest_id(self.conn)
         new = insert()
         self.inserted += new
@@ -299,9 +313,7 @@ class Inserter:
         """Insert what is pending and count it in cdr_summary; returns the number of new rows
         so far."""
         self._insert_pending()
-        if self._unsummarised_after is not None:
-            summary.add_stored(self.conn, self._unsummarised_after)
-            self._unsummarised_after = None
+        self._count_unsummarised()
         summary.add_tally(self.conn, self._tallied)
         self._tallied = {}
         return self.inserted

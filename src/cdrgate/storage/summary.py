@@ -103,8 +103,14 @@ def subtract_table(conn: Connection, table: str) -> None:
 def count_into(conn: Connection, source: str, target: str) -> None:
     """Create the table ``target`` holding the cdr_summary counts of the CDR-shaped table
     ``source`` (to be added later with ``add_counted``)."""
+    conn.exec_driver_sql(count_into_sql(source, target))
+
+
+def count_into_sql(source: str, target: str) -> str:
+    """``count_into``'s statement, for a connection of another process (a parallel import's
+    child runs it on its part: ingest/part.py)."""
     counts = _COUNTS.format(sign="", source=source, where="true")
-    conn.exec_driver_sql(f"CREATE TABLE {target} AS {counts}")
+    return f"CREATE TABLE {target} AS {counts}"
 
 
 def add_counted(conn: Connection, table: str) -> None:

@@ -1,0 +1,153 @@
+"""The child process of a parallel load (ingest/parallel.py): its part of the file into a
+scratch table, then that part's cdr_summary counts.
+
+Its start-up is on the import's critical path (the writer waits for its rows), so this
+module, and what it imports, stay clear of SQLAlchemy and the CLI: a spawned child imports
+the module of its target and, run from the ``cdrgate`` script, that script's ``cdrgate.cli``
+(whose commands are imported only when run). It needs sqlite3 and the fast path's code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+from typing import TYPE_CHECKING
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.ingest import yeastar_sql
+from cdrgate.ingest.formats import Format, row_mapper
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage.columns import COLUMNS
+
+if TYPE_CHECKING:
+    from cdrgate.storage.summary import Tally
+
+_INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_KINDS = "SELECT type, status, sum(calls) FROM counts.counts GROUP BY type, status"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child loads: bytes [start, end) of ``path`` into ``scratch``, a new file
+    whose table ``cdr`` has ``columns`` (name, declared type, NOT NULL) and no index; then
+    the counts of those rows into the new file ``counts``, by ``count_sql`` (a CREATE TABLE
+    counts.counts AS SELECT ... FROM cdr: ``summary.count_into_sql``)."""
+
+    path: str
+    start: int
+    end: int
+    scratch: str
+    counts: str
+    count_sql: str
+    columns: tuple[tuple[str, str, bool], ...]
+    profile: SourceProfile
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The child's first answer: its rows are in the scratch table."""
+
+    rows: int
+
+
+@dataclass(frozen=True)
+class Counted:
+    """The child's second answer: the counts are in their table; the rows per (type, status)."""
+
+    kinds: dict[tuple[str, str], int]
+
+
+def serve(pipe: Pipe) -> None:
+    """The child: one job, its two answers (or one naming the doubt or error), then exit.
+    Ctrl-C is the parent's to handle (it then terminates this process), so it is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    job = pipe.recv()
+    if job is None:
+        return
+    for step in (_load, _count):
+        try:
+            answer: tuple[str, object] = ("ok", step(job))
+        except yeastar_sql.Doubt as exc:
+            answer = ("doubt", str(exc))
+        except Exception as exc:  # the parent rolls back and reads the file the Python way
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        pipe.send(answer)
+        if answer[0] != "ok":
+            break
+    pipe.close()
+
+
+def _load(job: Job) -> Loaded:
+    conn = _connect(job.scratch)
+    try:
+        columns = ", ".join(
+            f'"{name}" {kind} NOT NULL' if not_null else f'"{name}" {kind}'
+            for name, kind, not_null in job.columns
+        )
+        conn.execute(f"CREATE TABLE cdr ({columns})")
+        conn.execute("BEGIN")
+        scratch = _Scratch(conn)
+        with open(job.path, "rb") as stream:
+            stream.seek(job.start)
+            yeastar_sql.load(
+                stream,
+                scratch,
+                row_mapper(Format.yeastar, job.profile),
+                end=job.end,
+                sql=yeastar_sql.ROWS_SQL,
+                chunk_bytes=job.chunk_bytes,
+            )
+        conn.execute("COMMIT")
+        return Loaded(scratch.rows)
+    finally:
+        conn.close()
+
+
+def _count(job: Job) -> Counted:
+    """The part's counts, by one GROUP BY in SQL while the writer copies its rows (both only
+    read the scratch file), written to a file of their own for the writer to attach."""
+    conn = _connect(job.scratch)
+    try:
+        conn.execute("ATTACH ? AS counts", (job.counts,))
+        conn.execute("PRAGMA counts.journal_mode = OFF")
+        conn.execute(job.count_sql)
+        kinds = {(type_, status): int(calls) for type_, status, calls in conn.execute(_KINDS)}
+        return Counted(kinds)
+    finally:
+        conn.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    # Nothing here needs to survive a crash: the files are dropped whatever happens.
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn
+
+
+class _Scratch:
+    """``yeastar_sql.Sink`` into the scratch table: every row kept (the store's uniqueness key
+    skips duplicates when the rows are copied), and none counted here: ``_count`` counts
+    them all in SQL afterwards, off the writer's path."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.rows = 0
+
+    def add(self, record: CdrRecord, ts: int | None = None) -> None:
+        # Imported here: it brings SQLAlchemy, which only a quoted chunk needs.
+        from cdrgate.storage.cdrs import row_values
+
+        self.conn.execute(_INSERT, row_values(record, None, ts))
+        self.rows += 1
+
+    def add_with(
+        self, sql: str, rows: Sequence[Sequence[object]], tally: Callable[[], Tally] | None
+    ) -> Tally | None:
+        self.conn.executemany(sql, rows)
+        self.rows += len(rows)
+        return None
