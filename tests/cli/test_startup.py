@@ -43,3 +43,24 @@ def test_every_sdk_name_loads_on_first_use():
     for name in client.__all__:
         assert getattr(client, name) is not None
     assert set(client.__all__) <= set(dir(client))
+
+
+def test_a_command_loads_its_own_module_and_not_the_others(db: Database):
+    names = [
+        "cdrgate.cli.data",
+        "cdrgate.cli.serve",
+        "cdrgate.cli.client_cmds",
+        "cdrgate.cli.audit",
+    ]
+    loaded = _modules_after(["seed", "--count", "0", "--database", db.url], names)
+    assert loaded == {
+        "cdrgate.cli.data": True,
+        "cdrgate.cli.serve": False,
+        "cdrgate.cli.client_cmds": False,
+        "cdrgate.cli.audit": False,
+    }
+
+
+def test_the_version_loads_no_command_module():
+    loaded = _modules_after(["--version"], ["cdrgate.cli.data", "cdrgate.cli.serve"])
+    assert loaded == {"cdrgate.cli.data": False, "cdrgate.cli.serve": False}
