@@ -110,10 +110,13 @@ def _load(job: Job) -> Loaded:
 def _count(job: Job) -> Counted:
     """The part's counts, by one GROUP BY in SQL while the writer copies its rows (both only
     read the scratch file), written to a file of their own for the writer to attach."""
-    conn = _connect(job.scratch)
+    # Not _connect: the writer may have the scratch file attached already, and changing its
+    # journal mode would wait for the writer's lock (the driver's 5 s timeout) to no avail.
+    conn = sqlite3.connect(job.scratch, isolation_level=None)
     try:
         conn.execute("ATTACH ? AS counts", (job.counts,))
         conn.execute("PRAGMA counts.journal_mode = OFF")
+        conn.execute("PRAGMA counts.synchronous = OFF")
         conn.execute(job.count_sql)
         kinds = {(type_, status): int(calls) for type_, status, calls in conn.execute(_KINDS)}
         return Counted(kinds)
