@@ -6,7 +6,8 @@ export is all or nothing), the first bad row aborts the file and nothing from it
 
 A Yeastar file on SQLite goes first through the fast path (``yeastar_sql``: rows parsed and
 checked in SQL); any row it refuses rolls that attempt back, and the file is then read here,
-row by row, for the exact report.
+row by row, for the exact report. A Yeastar file on PostgreSQL does the same through
+``yeastar_pg`` (the server's COPY parses it, SQL checks each row).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import BinaryIO
 
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
-from cdrgate.ingest import parallel, yeastar_sql
+from cdrgate.ingest import parallel, yeastar_pg, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
@@ -64,6 +65,10 @@ def import_file(
     with _empty_store_journal(db):
         if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
             fast = _import_in_sql(db, source, stream, profile, progress, helper)
+            if fast is not None:
+                return fast
+        elif fmt is Format.yeastar and not db.is_sqlite and stream.seekable():
+            fast = _import_in_postgres(db, source, stream, progress)
             if fast is not None:
                 return fast
         strict = strict or FORMATS[fmt].always_strict
@@ -124,6 +129,36 @@ def _import_in_sql(
                 kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile))
             inserter.flush()
     except (yeastar_sql.Doubt, parallel.HelperFailed):
+        stream.seek(start)
+        if progress is not None and reported:
+            progress(-reported)  # the Python path counts its rows again from the start
+        return None
+    return ImportResult(source, inserter.rows, inserter.inserted, 0, dict(kinds))
+
+
+def _import_in_postgres(
+    db: Database, source: str, stream: BinaryIO, progress: Progress | None
+) -> ImportResult | None:
+    """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None, with the stream where
+    it was and nothing stored, when the Python path must read it (a bad row: its exact report).
+    """
+    start = stream.tell()
+    if start != 0:
+        return None  # the fast path reads a file from its start (a BOM, a header)
+    reported = 0
+
+    def counted(rows: int) -> None:
+        nonlocal reported
+        reported += rows
+        if progress is not None:
+            progress(rows)
+
+    try:
+        with db.write() as conn:
+            inserter = Inserter(db, conn, counted)
+            kinds = yeastar_pg.load(conn, stream, inserter)
+            inserter.flush()
+    except yeastar_sql.Doubt:
         stream.seek(start)
         if progress is not None and reported:
             progress(-reported)  # the Python path counts its rows again from the start

@@ -12,7 +12,7 @@ several processes take turns (COPY into the staging table still runs in parallel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection
 
@@ -26,6 +26,28 @@ CDR_INSERT_LOCK = 0x63647267617465
 def serialise_cdr_inserts(conn: Connection) -> None:
     """Hold the ``cdr`` insert lock until this transaction ends (see the module docstring)."""
     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CDR_INSERT_LOCK})")
+
+
+def ensure_months(conn: Connection, ts_values: Iterable[int]) -> None:
+    """``partitions.ensure`` for rows this transaction is about to insert, and make sure it
+    routes them to the months just created.
+
+    The partitions are attached on another connection, and this backend reads the news
+    (relcache invalidation) only when it next takes a lock it does not hold yet: an INSERT
+    into ``cdr`` whose lock the transaction already holds may route a new month's rows with
+    the old list of partitions, to ``cdr_default``, whose constraint now refuses them. Taking
+    the months' partitions' own lock (the one the INSERT takes anyway) first makes it read it.
+    """
+    months = {partitions.month_start(int(ts)) for ts in ts_values}
+    partitions.ensure(conn.engine, months)
+    names = [partitions.partition_name(start) for start in sorted(months)]
+    present = conn.exec_driver_sql(
+        "SELECT name FROM unnest(%(names)s::text[]) AS name WHERE to_regclass(name) IS NOT NULL",
+        {"names": names},
+    ).scalars()
+    found = ", ".join(present)
+    if found:
+        conn.exec_driver_sql(f"LOCK TABLE {found} IN ROW EXCLUSIVE MODE")
 
 
 def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> int:
