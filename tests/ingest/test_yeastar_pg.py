@@ -220,10 +220,14 @@ def test_a_bad_row_is_reported_at_its_line_and_nothing_is_stored(
     [
         pytest.param(b"a,b\n", id="narrow-row"),
         pytest.param(_lines(*_RECORDS[:2]).encode() + b"\xff\xfe,x\n", id="not-utf8"),
-        pytest.param(_lines(*_RECORDS[:2]).encode() + b"\\.\n" + _lines(_RECORDS[3]).encode(),
-                     id="copy-end-marker"),  # fmt: skip
-        pytest.param(_lines(make_cdr(callduraction=42)).replace(",42,", ",042,").encode(),
-                     id="duration-not-canonical"),  # fmt: skip
+        pytest.param(
+            _lines(*_RECORDS[:2]).encode() + b"\\.\n" + _lines(_RECORDS[3]).encode(),
+            id="copy-end-marker",
+        ),
+        pytest.param(
+            _lines(make_cdr(callduraction=42)).replace(",42,", ",042,").encode(),
+            id="duration-not-canonical",
+        ),
         pytest.param(_lines(make_cdr(callfrom="a\x00b")).encode(), id="nul"),
     ],
 )
