@@ -179,11 +179,16 @@ def test_duplicates_of_stored_rows_are_skipped_and_counted_once(pg, fast_runs):
 
 
 def test_rows_of_months_new_to_the_store_go_to_their_month_partitions(pg, fast_runs, monkeypatch):
-    # Small chunks: each month's partition is created while the transaction is inserting.
-    monkeypatch.setattr(yeastar_pg, "CHUNK_BYTES", 200)
-    records = [make_cdr(callid=str(n), timestart=f"2031-{1 + n:02d}-01 00:00:00") for n in range(9)]
+    # Small chunks: each month's partition is attached (on another connection) while the
+    # transaction is inserting; pg_bulk.ensure_months makes the INSERT route rows to it.
+    monkeypatch.setattr(yeastar_pg, "CHUNK_BYTES", 300)
+    records = [
+        make_cdr(callid=f"{month}.{day}", timestart=f"2033-{month:02d}-{day:02d} 00:00:00")
+        for month in range(1, 13)
+        for day in range(1, 4)
+    ]
     result = _import(pg, io.BytesIO(_lines(*records).encode()))
-    assert isinstance(result, ImportResult) and result.inserted == 9
+    assert isinstance(result, ImportResult) and result.inserted == len(records)
     assert fast_runs == ["stored"]
     with pg.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM cdr_default").scalar_one() == 0

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `cdrgate import` of a 1M-row Yeastar CSV into PostgreSQL: main's build against this one,
+# interleaved, with psql's \copy of the same file into a plain 14-column text table as the
+# reference, in the same run:
+#   scripts/with-postgres.sh bench/import_postgres.sh [FILE] [MAIN_CDRGATE]
+# FILE defaults to bench/data/seed-1000000-1.csv (copy it from /work/main/bench/data);
+# MAIN_CDRGATE to /work/main/.venv/bin/cdrgate. Each import goes into a fresh database: an
+# empty store (twice each, interleaved), then a store already holding 1M other rows (once
+# each). Printed per run: wall and CPU seconds of the cdrgate process (user+sys), the
+# server's CPU seconds (its finished backends, from the postmaster's reaped children) and
+# the load average. Bounded: each run is killed after 300 s.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+URL=${CDRGATE_TEST_POSTGRES:?run this under scripts/with-postgres.sh}
+FILE=${1:-bench/data/seed-1000000-1.csv}
+MAIN=${2:-/work/main/.venv/bin/cdrgate}
+THIS=.venv/bin/cdrgate
+BASE=${URL%/*}
+TIMEOUT=300
+COLUMNS_SQL="callid text, timestart text, callfrom text, callto text, callduraction text,
+  talkduraction text, srctrunkname text, dsttrunkname text, status text, type text,
+  pincode text, recording text, didnumber text, sn text"
+
+export PGOPTIONS="-c client_min_messages=warning"
+sql() { psql "$URL" -qAtX -c "$1"; }
+
+# The postmaster reaps every backend, so its children's CPU grows by what each finished
+# connection used.
+POSTMASTER=$(awk '{print $4}' "/proc/$(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")/stat")
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($16 + $17) / hz}' "/proc/$POSTMASTER/stat"; }
+
+fresh() {  # fresh DB [TEMPLATE]
+  sql "DROP DATABASE IF EXISTS $1" >/dev/null
+  sql "CREATE DATABASE $1${2:+ TEMPLATE $2}" >/dev/null
+}
+
+settled() {  # until DB's backends have exited and been reaped (their CPU is then counted)
+  while [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$1'")" != 0 ]; do
+    sleep 0.1
+  done
+  sleep 0.5
+}
+
+measure() {  # measure LABEL DB COMMAND...
+  local label=$1 db=$2 load before after out
+  shift 2
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  settled "$db"
+  before=$(server_cpu)
+  /usr/bin/time -o /tmp/import_postgres.time -f "%e %U %S" timeout "$TIMEOUT" "$@" \
+    >/dev/null 2>/tmp/import_postgres.err || echo "FAILED: $label: $(tail -n 3 /tmp/import_postgres.err)"
+  settled "$db"
+  after=$(server_cpu)
+  read -r wall user sys </tmp/import_postgres.time
+  printf "RESULT %-22s wall %6.2f s  client cpu %5.2f s  server cpu %6.2f s  load %s\n" \
+    "$label" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$after - $before" | bc)" "$load"
+  sql "DROP DATABASE IF EXISTS $db" >/dev/null
+}
+
+import_run() {  # import_run LABEL CDRGATE [TEMPLATE]
+  fresh bench_import "${3:-}"
+  measure "$1" bench_import "$2" import "$FILE" --database "$BASE/bench_import"
+}
+
+copy_run() {
+  fresh bench_copy
+  psql "$BASE/bench_copy" -qAtX -c "CREATE TABLE plain ($COLUMNS_SQL)"
+  measure "psql \\copy" bench_copy psql "$BASE/bench_copy" -qAtX \
+    -c "\\copy plain FROM '$FILE' (FORMAT csv, HEADER)"
+}
+
+echo "== $FILE: $(($(wc -l <"$FILE") - 1)) rows; PostgreSQL $(sql 'SHOW server_version'); $(nproc) cores"
+echo "== into an empty store"
+for round in 1 2; do
+  copy_run
+  import_run "main (empty) #$round" "$MAIN"
+  import_run "this (empty) #$round" "$THIS"
+done
+
+echo "== into a store already holding 1M other rows (same months, other callids)"
+OTHER=/tmp/import_postgres_other.csv
+sed -E '2,$ s/^([^,]*),/\1b,/' "$FILE" >"$OTHER"
+fresh bench_full
+"$THIS" import "$OTHER" --database "$BASE/bench_full" >/dev/null 2>&1
+copy_run
+import_run "main (1M stored)" "$MAIN" bench_full
+import_run "this (1M stored)" "$THIS" bench_full
+sql "DROP DATABASE bench_full" >/dev/null
+rm -f "$OTHER"
