@@ -2,7 +2,7 @@
 each row.
 
 The file is read in large chunks of whole lines. A plain chunk (no quote, no blank line, CR
-only in CRLF) is streamed as it is through ``COPY ... FROM STDIN (FORMAT csv)`` into a
+only in CRLF, no line as long as the csv module's field limit) is streamed as it is through ``COPY ... FROM STDIN (FORMAT csv)`` into a
 temporary text table: the server's C parser splits it, and on such text it splits exactly
 where the csv module would. A chunk that is not that plain is read by the csv module here and
 its rows copied as fields, so quoting is always Python's reading. One INSERT ... SELECT per
@@ -18,7 +18,7 @@ the csv module cannot read on its own) makes the server or this module raise :cl
 The caller rolls the transaction back (the staging table goes with it: ON COMMIT DROP, made
 inside it) and imports the file the Python way, which names the exact line and reason. The
 SQL checks are at least as strict as Python's (stricter where that is simpler: a time or a
-duration padded with spaces), and a row both accept is stored alike
+duration padded with spaces, a duration such as ``042`` for 42), and a row both accept is stored alike
 (tests/ingest/test_yeastar_pg.py).
 """
 
