@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from sqlalchemy import Connection
+
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest import parallel, yeastar_pg, yeastar_sql
@@ -108,43 +110,42 @@ def _import_in_sql(
     helper: parallel.Helper | None,
 ) -> ImportResult | None:
     """A Yeastar file through the fast path (yeastar_sql), on two cores when it is a large
-    file going into an empty store (ingest/parallel.py); None, with the stream where it was
-    and nothing stored, when the Python path must read it (a bad row: its exact report)."""
-    start = stream.tell()
-    reported = 0
+    file going into an empty store (ingest/parallel.py); None as ``_fast_import``."""
+    size = parallel.worth_it(stream)
 
-    def counted(rows: int) -> None:
-        nonlocal reported
-        reported += rows
-        if progress is not None:
-            progress(rows)
-
-    try:
-        size = parallel.worth_it(stream)
-        with db.write() as conn, bulk_load(conn) as empty:
-            inserter = Inserter(db, conn, counted)
+    def load(conn: Connection, inserter: Inserter) -> yeastar_sql.Kinds:
+        with bulk_load(conn) as empty:
             if empty and size is not None:
                 kinds = parallel.load(conn, inserter, stream, size, profile, helper)
             else:
                 kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile))
-            inserter.flush()
-    except (yeastar_sql.Doubt, parallel.HelperFailed):
-        stream.seek(start)
-        if progress is not None and reported:
-            progress(-reported)  # the Python path counts its rows again from the start
-        return None
-    return ImportResult(source, inserter.rows, inserter.inserted, 0, dict(kinds))
+            inserter.flush()  # before the index builds, as in one pass
+        return kinds
+
+    return _fast_import(db, source, stream, progress, load)
 
 
 def _import_in_postgres(
     db: Database, source: str, stream: BinaryIO, progress: Progress | None
 ) -> ImportResult | None:
-    """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None, with the stream where
-    it was and nothing stored, when the Python path must read it (a bad row: its exact report).
-    """
-    start = stream.tell()
-    if start != 0:
+    """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None as ``_fast_import``."""
+    if stream.tell() != 0:
         return None  # the fast path reads a file from its start (a BOM, a header)
+    return _fast_import(
+        db, source, stream, progress, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter)
+    )
+
+
+def _fast_import(
+    db: Database,
+    source: str,
+    stream: BinaryIO,
+    progress: Progress | None,
+    load: Callable[[Connection, Inserter], yeastar_sql.Kinds],
+) -> ImportResult | None:
+    """``load`` the file in one write transaction; None, with the stream where it was and
+    nothing stored, when the Python path must read it (a bad row: its exact report)."""
+    start = stream.tell()
     reported = 0
 
     def counted(rows: int) -> None:
@@ -156,9 +157,9 @@ def _import_in_postgres(
     try:
         with db.write() as conn:
             inserter = Inserter(db, conn, counted)
-            kinds = yeastar_pg.load(conn, stream, inserter)
+            kinds = load(conn, inserter)
             inserter.flush()
-    except yeastar_sql.Doubt:
+    except (yeastar_sql.Doubt, parallel.HelperFailed):
         stream.seek(start)
         if progress is not None and reported:
             progress(-reported)  # the Python path counts its rows again from the start
