@@ -25,10 +25,13 @@ class _OnePageAuth:
     def __init__(self, auth: AuthService) -> None:
         self._auth = auth
         self.session: Session | None = None
+        self._token: str | None = None
 
     def authenticate(self, token: str | None) -> Session:
-        if self.session is None:
+        # Kept for the token it was made for only: a page passes one token to every call.
+        if self.session is None or token != self._token:
             self.session = self._auth.authenticate(token)
+            self._token = token
         return self.session
 
 
