@@ -62,6 +62,18 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+@contextmanager
+def migrated_postgres() -> Iterator[Database]:
+    """A migrated store in a fresh ``postgres_schema``, disposed at the end."""
+    with postgres_schema() as url:
+        database = Database(url)
+        schema.upgrade(database)
+        try:
+            yield database
+        finally:
+            database.dispose()
+
+
 @pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":

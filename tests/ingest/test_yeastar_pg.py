@@ -20,21 +20,17 @@ from cdrgate.ingest import yeastar_pg, yeastar_sql
 from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage import schema
 from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.db import Database
-from tests.conftest import make_cdr, postgres_schema
+from tests.conftest import make_cdr, migrated_postgres
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[Database]:
-    with postgres_schema() as url:
-        database = Database(url)
-        schema.upgrade(database)
+    with migrated_postgres() as database:
         yield database
-        database.dispose()
 
 
 @pytest.fixture

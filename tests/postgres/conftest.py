@@ -12,7 +12,7 @@ import pytest
 
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
-from tests.conftest import postgres_schema
+from tests.conftest import migrated_postgres, postgres_schema
 from tests.servers import Server, launch, run_cli, wait_up
 
 # The streamed export must be much larger than the memory bound the test allows.
@@ -22,11 +22,8 @@ FLEET_START = "2026-03-01"
 
 @pytest.fixture
 def pg_db() -> Iterator[Database]:
-    with postgres_schema() as url:
-        database = Database(url)
-        schema.upgrade(database)
+    with migrated_postgres() as database:
         yield database
-        database.dispose()
 
 
 @dataclass
