@@ -11,7 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api.context import ApiCall, ApiVersion
-from cdrgate.api.envelope import CORS_HEADERS, query_fields, read_json_fields, success
+from cdrgate.api.envelope import (
+    CORS_HEADERS,
+    encoded_headers,
+    query_fields,
+    read_json_fields,
+    success,
+)
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.services.downloads import DownloadRequest, RandomRequest
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
@@ -84,16 +90,10 @@ async def download(request: Request, call: ApiCall) -> Response:
     return ExportResponse(export, _download_headers(export.filename), call.settings)
 
 
-def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-    ]
-
-
 # A download's headers, encoded as Starlette would encode them, once: only the file name
 # varies, and a poller asks for the same range again and again.
-_BEFORE_NAME = _encoded({**CORS_HEADERS, "Content-Type": "text/csv; charset=utf-8"})
-_AFTER_NAME = _encoded(
+_BEFORE_NAME = encoded_headers({**CORS_HEADERS, "Content-Type": "text/csv; charset=utf-8"})
+_AFTER_NAME = encoded_headers(
     {"Access-Control-Expose-Headers": "Content-Disposition", "Cache-Control": "no-store"}
 )
 
@@ -101,4 +101,4 @@ _AFTER_NAME = _encoded(
 @lru_cache(maxsize=256)
 def _download_headers(filename: str) -> tuple[tuple[bytes, bytes], ...]:
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return (*_BEFORE_NAME, *_encoded(disposition), *_AFTER_NAME)
+    return (*_BEFORE_NAME, *encoded_headers(disposition), *_AFTER_NAME)

@@ -32,7 +32,16 @@ CORS_HEADERS: Mapping[str, str] = {
 # body was whole (nginx's "client closed request"); no client ever reads it.
 CLIENT_LEFT = 499
 
-_CORS_RAW = [(name.lower().encode(), value.encode()) for name, value in CORS_HEADERS.items()]
+
+def encoded_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """``headers`` as ASGI raw headers, encoded as Starlette encodes them: for answers built
+    once and sent many times."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
+_CORS_RAW = encoded_headers(CORS_HEADERS)
 
 
 class _Answer(Response):
