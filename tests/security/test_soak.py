@@ -10,7 +10,7 @@ import time
 from sqlalchemy import func, select
 
 from cdrgate.storage.tables import api_token, cdr_random, login_guard
-from cdrgate.testing.soak import run_soak
+from cdrgate.testing.soak import SoakReport, run_soak
 from tests.conftest import Flow
 from tests.servers import PASSWORD_MD5, StartServer
 
@@ -83,3 +83,12 @@ def test_the_server_runs_the_purge_by_itself(make_client, api_account, db, clock
             break
         time.sleep(0.05)
     assert [_count(db, t) for t in (api_token, cdr_random, login_guard)] == [0, 0, 0]
+
+
+def test_memory_growth_counts_a_steady_leak_but_not_one_peak_at_the_end():
+    flat = [100_000] * 200
+    leaking = [100_000 + 300 * i for i in range(200)]  # 300 KiB more every flow
+    peak_at_end = [*flat[:-1], 160_000]  # the last sample taken mid full export
+    assert SoakReport(rss_kib=flat).rss_growth_kib() == 0
+    assert SoakReport(rss_kib=leaking).rss_growth_kib() >= RSS_GROWTH_LIMIT_KIB
+    assert SoakReport(rss_kib=peak_at_end).rss_growth_kib() == 0
