@@ -63,6 +63,11 @@ def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[obj
     )
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
+        # No ensure_months lock needed here: TRUNCATE and COPY FROM open the staging table by
+        # name (relation_openrv), which reads the catalog news (the months just attached) even
+        # under a lock already held, so the INSERT below routes with them. Replacing both
+        # (DELETE, INSERT ... VALUES) puts new months' rows in cdr_default: tests/storage/
+        # test_pg_bulk.py.
         cursor.execute(f"TRUNCATE {STAGE}")
         with cursor.copy(f"COPY {STAGE} ({names}) FROM STDIN") as copy:
             for row in rows:
