@@ -64,3 +64,9 @@ def test_a_command_loads_its_own_module_and_not_the_others(db: Database):
 def test_the_version_loads_no_command_module():
     loaded = _modules_after(["--version"], ["cdrgate.cli.data", "cdrgate.cli.serve"])
     assert loaded == {"cdrgate.cli.data": False, "cdrgate.cli.serve": False}
+
+
+def test_the_version_does_not_load_sqlalchemy():
+    # main's SIGTERM edge (cli.exits) is all --version needs besides the root group.
+    loaded = _modules_after(["--version"], ["sqlalchemy", "cdrgate.cli.common"])
+    assert loaded == {"sqlalchemy": False, "cdrgate.cli.common": False}

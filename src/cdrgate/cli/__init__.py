@@ -16,7 +16,7 @@ from typing import Any
 
 def main() -> None:
     from cdrgate.cli.commands import app
-    from cdrgate.cli.common import EXIT_TERMINATED, Terminated
+    from cdrgate.cli.exits import EXIT_TERMINATED, Terminated
 
     # SIGTERM (systemd, a CI timeout, `kill`) ends a command as Ctrl-C does, through its
     # cleanup: transactions rolled back, scratch files and helper processes removed. The
@@ -30,7 +30,7 @@ def main() -> None:
 
 
 def _terminated(_signum: int, _frame: FrameType | None) -> None:
-    from cdrgate.cli.common import Terminated
+    from cdrgate.cli.exits import Terminated
 
     raise Terminated
 

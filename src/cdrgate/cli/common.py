@@ -6,13 +6,21 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from cdrgate.cli.exits import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_STORAGE,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+)
 from cdrgate.errors import (
     CdrgateError,
     ImportFailed,
@@ -20,9 +28,10 @@ from cdrgate.errors import (
     StorageUnavailable,
     UsageError,
 )
-from cdrgate.services import stores
 from cdrgate.settings import DEFAULT_DATABASE
-from cdrgate.storage.db import Database
+
+if TYPE_CHECKING:
+    from cdrgate.storage.db import Database
 
 # Messages carry user data (file names, CSV cells, URLs): no markup, emoji codes or
 # highlighting may be read into them ("[/x]" would raise, ":ab:" would become an emoji), and
@@ -50,21 +59,6 @@ DEFAULT_DB = DEFAULT_DATABASE
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Exit codes (the README's table): 1 = the work failed (bad data, refused), 2 = usage,
-# 3 = storage unavailable, 4 = `serve` cannot listen (the port is taken).
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_STORAGE = 3
-EXIT_PORT = 4
-# Stopped from outside, as shells report a signal: 128 + its number.
-EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
-EXIT_TERMINATED = 143  # SIGTERM
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived (raised by the handler ``cdrgate.cli.main`` installs): the command
-    unwinds as for Ctrl-C, through every ``finally``, and is not caught as an error."""
 
 
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -113,6 +107,10 @@ def _dispose_opened() -> None:
 
 def open_database(url: str) -> Database:
     """The store for a command that fills it (import, seed, sync, serve): created if new."""
+    # Imported here, as in open_existing: the storage stack (SQLAlchemy) is for the commands
+    # that open a store, not for every module that needs the error edge or the consoles.
+    from cdrgate.services import stores
+
     opened = stores.open_or_create(url)
     if opened.created is not None:
         say("note:", f"created a new database at {opened.created}", "yellow")
@@ -121,6 +119,8 @@ def open_database(url: str) -> Database:
 
 def open_existing(url: str, *, write: bool) -> Database:
     """The store for a command that reads it or administers it: it must exist already."""
+    from cdrgate.services import stores
+
     return _remember(stores.open_existing(url, write=write))
 
 

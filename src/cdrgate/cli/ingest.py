@@ -12,7 +12,6 @@ import typer
 
 from cdrgate.cli.common import (
     DEFAULT_DB,
-    EXIT_FAILED,
     DatabaseOption,
     cli_errors,
     err,
@@ -22,6 +21,7 @@ from cdrgate.cli.common import (
     row_progress,
     say,
 )
+from cdrgate.cli.exits import EXIT_FAILED
 from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError

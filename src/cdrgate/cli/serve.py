@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cdrgate.cli.common import EXIT_PORT, cli_errors, err, open_database, say
+from cdrgate.cli.common import cli_errors, err, open_database, say
+from cdrgate.cli.exits import EXIT_PORT
 from cdrgate.cli.ops import ConfigOption
 from cdrgate.config import load_settings, parse_option
 from cdrgate.errors import UsageError

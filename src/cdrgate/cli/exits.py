@@ -1,0 +1,19 @@
+"""The CLI's exit codes and the SIGTERM exception: what ``cdrgate.cli.main`` needs before any
+command module (and the storage stack those import) is loaded."""
+
+from __future__ import annotations
+
+# Exit codes (the README's table): 1 = the work failed (bad data, refused), 2 = usage,
+# 3 = storage unavailable, 4 = `serve` cannot listen (the port is taken).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STORAGE = 3
+EXIT_PORT = 4
+# Stopped from outside, as shells report a signal: 128 + its number.
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the handler ``cdrgate.cli.main`` installs): the command
+    unwinds as for Ctrl-C, through every ``finally``, and is not caught as an error."""
