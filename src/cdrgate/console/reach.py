@@ -9,10 +9,8 @@ token read per call plus one for the header.
 
 from __future__ import annotations
 
-from typing import cast
-
-from cdrgate.services.auth import AuthService, Session
-from cdrgate.services.query import QueryService
+from cdrgate.services.auth import Session
+from cdrgate.services.query import Authenticator, QueryService
 
 # Past this many characters the header shows the start of an account's extension list.
 SHOWN = 80
@@ -22,7 +20,7 @@ class _OnePageAuth:
     """The auth service as one page's query service sees it: the first call authenticates (and
     may refuse, as ever); the later ones, a few milliseconds on in the same page, reuse it."""
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: Authenticator) -> None:
         self._auth = auth
         self.session: Session | None = None
         self._token: str | None = None
@@ -40,10 +38,7 @@ class PageQuery:
 
     def __init__(self, shared: QueryService) -> None:
         self._auth = _OnePageAuth(shared.auth)
-        # QueryService only calls ``authenticate`` on its auth service.
-        self.query = QueryService(
-            shared.db, shared.settings, cast(AuthService, self._auth), shared.slots
-        )
+        self.query = QueryService(shared.db, shared.settings, self._auth, shared.slots)
 
     def reach(self) -> str | None:
         """The extensions the account may read (None: every one, or nothing was read)."""

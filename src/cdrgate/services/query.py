@@ -16,12 +16,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, cast, get_args
+from typing import Any, Protocol, cast, get_args
 
 from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.csvsafe import safe_line
 from cdrgate.errors import BadParameter
-from cdrgate.services.auth import AuthService, Session
+from cdrgate.services.auth import Session
 from cdrgate.services.export import ExportSlots, Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage import query as store
@@ -302,12 +302,19 @@ class CsvStream:
         return (header + "".join(lines)).encode()
 
 
+class Authenticator(Protocol):
+    """What the query service needs of the auth service (``AuthService`` is one): a token's
+    session, or the refusal."""
+
+    def authenticate(self, token: str | None) -> Session: ...
+
+
 class QueryService:
     def __init__(
         self,
         db: Database,
         settings: Settings,
-        auth: AuthService,
+        auth: Authenticator,
         slots: ExportSlots,
     ) -> None:
         self.db = db
