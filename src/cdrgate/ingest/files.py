@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
-from cdrgate.ingest import parallel, yeastar_pg, yeastar_sql
+from cdrgate.ingest import parallel, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
@@ -131,6 +131,10 @@ def _import_in_postgres(
     """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None as ``_fast_import``."""
     if stream.tell() != 0:
         return None  # the fast path reads a file from its start (a BOM, a header)
+    # Imported here: it brings psycopg, which an import into SQLite (its start-up on the
+    # import's critical path) does not need.
+    from cdrgate.ingest import yeastar_pg
+
     return _fast_import(
         db, source, stream, progress, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter)
     )

@@ -44,11 +44,12 @@ from cdrgate.storage.db import Database
 # Below this size (~200k rows) the child's start-up (a new interpreter and its imports) is
 # most of what the second core saves (bench/RESULTS.md, tenth round).
 MIN_BYTES = 24 << 20
-# The writer's part of the file, where both sides end together: the child starts late (its
-# start-up) but stores its rows into a table without indexes, and counts them only after.
-# Measured on 1M rows: at 0.45 the writer waited 0.7-1.1 s for the child (bench/RESULTS.md,
-# tenth round), at 0.52-0.56 under 0.1 s; the child's start-up is shorter since (eleventh round).
-WRITER_SHARE = 0.5
+# The writer's part of the file, where both sides end together. Per row the writer costs more
+# (the uniqueness key, the tally) than the child (a table without indexes, counted after):
+# ~6.0 against ~4.8 us, and the child starts ~0.1 s later (its start-up), so both end together
+# at ~0.46 of the rows; the child's extra rows cost the copy ~1 us each (bench/RESULTS.md,
+# twelfth round: at 0.5 the child was done ~0.5 s before the writer).
+WRITER_SHARE = 0.46
 
 _SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
 _COUNTS = "import_counts"  # and the file of its counts under this one
