@@ -23,6 +23,7 @@ from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.storage import schema
+from cdrgate.storage import summary as storage_summary
 from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
@@ -141,6 +142,44 @@ def test_duplicates_across_the_cut_and_within_the_childs_part_are_skipped_in_fil
     assert all(row[4] != "9999" and row[5] != "7777" for row in stored)
 
 
+@pytest.fixture
+def writer_upserts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each tally the writer upserts into cdr_summary itself."""
+    sizes: list[int] = []
+    real = storage_summary.add_tally
+
+    def add_tally(conn: Any, tally: storage_summary.Tally) -> None:
+        sizes.append(len(tally))
+        real(conn, tally)
+
+    monkeypatch.setattr(storage_summary, "add_tally", add_tally)
+    return sizes
+
+
+def test_the_writers_counts_reach_cdr_summary_through_the_childs_when_every_row_is_new(
+    template, tmp_path, loads, writer_upserts
+):
+    parallel_run = _import(template, tmp_path, _file(*_rows(60)), 0)
+    assert loads == [1]
+    assert not any(writer_upserts)  # nothing left for the writer's own upsert
+    writer_upserts.clear()
+    sequential = _import(template, tmp_path, _file(*_rows(60)), 1 << 40)
+    assert any(writer_upserts)
+    assert parallel_run == sequential
+
+
+def test_the_writer_counts_its_own_rows_when_the_copy_skips_a_duplicate(
+    template, tmp_path, loads, writer_upserts
+):
+    first = _rows(30)
+    data = _file(*first, *_rows(20, "b"), first[0]._replace(callfrom="9999"))
+    parallel_run = _import(template, tmp_path, data, 0)
+    assert loads == [1]
+    assert any(writer_upserts)  # the child's counts were not used: the writer adds its tally
+    assert parallel_run == _import(template, tmp_path, data, 1 << 40)
+    assert parallel_run[0].inserted == 50
+
+
 def test_a_quoted_chunk_in_the_childs_part_is_read_by_the_csv_module_in_order(
     template, tmp_path, loads
 ):
@@ -227,6 +266,27 @@ def test_a_child_killed_during_the_load_leaves_nothing_behind_and_the_file_store
     data = _file(*_rows(60))
     sequential = _import(template, tmp_path, data, 1 << 40)
     _interrupting(monkeypatch, kill_child)
+    assert _import(template, tmp_path, data, 0) == sequential
+    assert loads == [1]
+    assert multiprocessing.active_children() == []
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_a_child_killed_once_its_rows_are_in_leaves_nothing_behind_and_the_file_stored_whole(
+    template, tmp_path, loads, scratch_root, monkeypatch
+):
+    real = parallel.Helper.loaded
+
+    def loaded_then_killed(self: parallel.Helper) -> int:
+        rows = real(self)
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+        return rows
+
+    data = _file(*_rows(60))
+    sequential = _import(template, tmp_path, data, 1 << 40)
+    monkeypatch.setattr(parallel.Helper, "loaded", loaded_then_killed)
     assert _import(template, tmp_path, data, 0) == sequential
     assert loads == [1]
     assert multiprocessing.active_children() == []

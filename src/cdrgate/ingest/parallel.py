@@ -10,8 +10,9 @@ the writer loads the first part straight into the store. The writer then copies 
 rows with one INSERT ... SELECT in their file order (so ids follow the file, duplicates of
 earlier rows skipped by the uniqueness key as always), and ``bulk_load`` builds the indexes.
 Meanwhile the child counts its rows for cdr_summary (one GROUP BY in SQL, into a file of its
-own), which the writer adds once the copy is done. The child's code is in ``part``, which
-imports no SQLAlchemy: its start-up is on the writer's path.
+own) and adds the writer's tally (its part's counts, made as it read them) to those counts,
+which the writer adds to cdr_summary by one INSERT ... SELECT once the copy is done. The
+child's code is in ``part``, which imports no SQLAlchemy: its start-up is on the writer's path.
 
 It all happens in the writer's one write transaction: a row either side doubts, or a child
 that fails, rolls everything back and the caller reads the whole file the Python way, which
@@ -93,6 +94,14 @@ class Helper:
         """How many rows the child put in its scratch table (waits for them)."""
         loaded = self._answer(part.Loaded)
         return loaded.rows
+
+    def add_to_counts(self, tally: summary.Tally) -> None:
+        """Have the child add ``tally`` to its counts (after ``loaded``: the child reads it
+        then)."""
+        try:
+            self._pipe.send(summary.tally_rows(tally))
+        except OSError:
+            raise HelperFailed(f"exit code {self._process.exitcode}") from None
 
     def counted(self) -> part.Counted:
         """The child's counts, in their file (waits for them; the same answer every call)."""
@@ -187,6 +196,7 @@ def load(
                 str(scratch),
                 str(counts),
                 summary.count_into_sql("cdr", "counts.counts"),
+                summary.tally_into_sql("counts.counts"),
                 _columns(conn),
                 profile,
                 yeastar_sql.CHUNK_BYTES,
@@ -194,6 +204,10 @@ def load(
         )
         kinds = yeastar_sql.load(stream, inserter, mapper, end=cut)
         rows = child.loaded()
+        # The writer's counts join the child's (in the child, while the copy runs), so the
+        # upsert of ~35,000 tally rows is off the writer's path.
+        tally = inserter.take_tally()
+        child.add_to_counts(tally)
         detach_on_checkin(conn.engine)
         conn.exec_driver_sql(f"ATTACH ? AS {_SCHEMA}", (str(scratch),))
 
@@ -202,7 +216,8 @@ def load(
             conn.exec_driver_sql(f"ATTACH ? AS {_COUNTS}", (str(counts),))
             return f"{_COUNTS}.counts"
 
-        inserter.add_selected(_COPY, rows, counted)
+        if inserter.add_selected(_COPY, rows, counted) != rows:
+            inserter.give_tally(tally)  # the counts were not used: the writer adds its own
         kinds.update(child.counted().kinds)
     return kinds
 

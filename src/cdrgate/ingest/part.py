@@ -1,5 +1,5 @@
 """The child process of a parallel load (ingest/parallel.py): its part of the file into a
-scratch table, then that part's cdr_summary counts.
+scratch table, then that part's cdr_summary counts, with the writer's own (its tally) added.
 
 Its start-up is on the import's critical path (the writer waits for its rows), so this
 module, and what it imports, stay clear of SQLAlchemy and the CLI: a spawned child imports
@@ -34,7 +34,8 @@ class Job:
     """What the child loads: bytes [start, end) of ``path`` into ``scratch``, a new file
     whose table ``cdr`` has ``columns`` (name, declared type, NOT NULL) and no index; then
     the counts of those rows into the new file ``counts``, by ``count_sql`` (a CREATE TABLE
-    counts.counts AS SELECT ... FROM cdr: ``summary.count_into_sql``)."""
+    counts.counts AS SELECT ... FROM cdr: ``summary.count_into_sql``), and the writer's
+    tally's rows added to them by ``tally_sql`` (``summary.tally_into_sql``)."""
 
     path: str
     start: int
@@ -42,6 +43,7 @@ class Job:
     scratch: str
     counts: str
     count_sql: str
+    tally_sql: str
     columns: tuple[tuple[str, str, bool], ...]
     profile: SourceProfile
     chunk_bytes: int
@@ -56,21 +58,29 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Counted:
-    """The child's second answer: the counts are in their table; the rows per (type, status)."""
+    """The child's second answer: the counts are in their table; the rows per (type, status)
+    of the child's part (the writer's tally left out)."""
 
     kinds: dict[tuple[str, str], int]
 
 
 def serve(pipe: Pipe) -> None:
     """The child: one job, its two answers (or one naming the doubt or error), then exit.
-    Ctrl-C is the parent's to handle (it then terminates this process), so it is ignored."""
+    Between the two it receives the writer's tally's rows (``summary.tally_rows``): sent only
+    once the first answer is in, so neither side ever waits on a pipe the other has stopped
+    reading. Ctrl-C is the parent's to handle (it then terminates this process), so it is
+    ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     job = pipe.recv()
     if job is None:
         return
-    for step in (_load, _count):
+    steps: tuple[Callable[[], object], ...] = (
+        lambda: _load(job),
+        lambda: _count(job, pipe.recv()),
+    )
+    for step in steps:
         try:
-            answer: tuple[str, object] = ("ok", step(job))
+            answer: tuple[str, object] = ("ok", step())
         except yeastar_sql.Doubt as exc:
             answer = ("doubt", str(exc))
         except Exception as exc:  # the parent rolls back and reads the file the Python way
@@ -107,9 +117,11 @@ def _load(job: Job) -> Loaded:
         conn.close()
 
 
-def _count(job: Job) -> Counted:
+def _count(job: Job, tally: Sequence[Sequence[object]]) -> Counted:
     """The part's counts, by one GROUP BY in SQL while the writer copies its rows (both only
-    read the scratch file), written to a file of their own for the writer to attach."""
+    read the scratch file), and the writer's ``tally`` rows after them, written to a file of
+    their own for the writer to attach: one INSERT ... SELECT then adds them all to
+    cdr_summary, and the writer has no upsert of its own tally to run."""
     # Not _connect: the writer may have the scratch file attached already, and changing its
     # journal mode would wait for the writer's lock (the driver's 5 s timeout) to no avail.
     conn = sqlite3.connect(job.scratch, isolation_level=None)
@@ -119,6 +131,9 @@ def _count(job: Job) -> Counted:
         conn.execute("PRAGMA counts.synchronous = OFF")
         conn.execute(job.count_sql)
         kinds = {(type_, status): int(calls) for type_, status, calls in conn.execute(_KINDS)}
+        conn.execute("BEGIN")  # one write of the file, not one a row
+        conn.executemany(job.tally_sql, tally)
+        conn.execute("COMMIT")
         return Counted(kinds)
     finally:
         conn.close()

@@ -280,6 +280,17 @@ class Inserter:
             self.progress(rows)
         return new
 
+    def take_tally(self) -> summary.Tally:
+        """The counts of the rows stored so far that were counted as they were read (see
+        ``add_with``), no longer added by ``flush``: the caller adds them to cdr_summary
+        another way, or gives them back with ``give_tally``."""
+        tally, self._tallied = self._tallied, {}
+        return tally
+
+    def give_tally(self, tally: summary.Tally) -> None:
+        """Counts of stored rows (``take_tally``'s) for ``flush`` to add to cdr_summary."""
+        summary.merge_tally(self._tallied, tally)
+
     def _count_unsummarised(self) -> None:
         """Count the rows above the mark by SQL now, before rows counted otherwise join them
         above it."""

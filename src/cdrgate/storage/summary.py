@@ -113,6 +113,26 @@ def count_into_sql(source: str, target: str) -> str:
     return f"CREATE TABLE {target} AS {counts}"
 
 
+def tally_into_sql(table: str) -> str:
+    """An INSERT of a tally's rows, ``(hour as "yyyy-mm-dd hh", status, type, calls, talk,
+    duration)``, into ``table`` (made by ``count_into``), for a connection of another process
+    (a parallel import's child: ingest/part.py). The hour is turned into seconds as the fast
+    path turns a time into ``ts`` (``unixepoch``); a tally's hours are from 1970 on
+    (``tally_is_exact``), so they are the hours ``add_counted`` groups by."""
+    return (
+        f"INSERT INTO {table} (hour, status, type, calls, talk, duration) "
+        "VALUES (unixepoch(?1 || ':00:00'), ?2, ?3, ?4, ?5, ?6)"
+    )
+
+
+def tally_rows(tally: Tally) -> list[tuple[str, str, str, int, int, int]]:
+    """``tally`` as the rows ``tally_into_sql`` inserts."""
+    return [
+        (hour, status, type_, calls, talk, duration)
+        for (hour, status, type_), (calls, talk, duration) in tally.items()
+    ]
+
+
 def add_counted(conn: Connection, table: str) -> None:
     """Add the counts of ``table`` (made by ``count_into``) to cdr_summary."""
     # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
