@@ -72,22 +72,18 @@ def _seconds_valid(param: str) -> str:
 
 # parse_fields in SQL. The time must be its own normalised form: SQLite reads "02-30" or
 # "24:00:00" as a later day and prints it as such, and prints every time in exactly the
-# "yyyy-mm-dd hh:mm:ss" shape, so the round trip also checks the shape. The round trip prints
-# the number stored (``unixepoch``), which SQLite reads faster than the text a second time
-# (``datetime(t, '+0 seconds')``): ~5 % of the INSERT's CPU (bench/RESULTS.md, twelfth round;
-# one ``unixepoch`` for both uses, through a subquery, was slower still). Year 0 is a date to
+# "yyyy-mm-dd hh:mm:ss" shape, so the round trip also checks the shape. Year 0 is a date to
 # SQLite but not to Python.
-_EPOCH = f"unixepoch({_TIME})"
 _VALID = " AND ".join(
     (
         f"{_field('callid')} <> ''",
-        f"datetime({_EPOCH}, 'unixepoch') = {_TIME}",
+        f"datetime({_TIME}, '+0 seconds') = {_TIME}",
         f"substr({_TIME}, 1, 4) <> '0000'",
         *(_seconds_valid(_field(name)) for name in _DURATIONS),
     )
 )
 _VALUES = {name: _field(name) for name in CSV_COLUMNS}
-_VALUES["ts"] = f"CASE WHEN {_VALID} THEN {_EPOCH} END"
+_VALUES["ts"] = f"CASE WHEN {_VALID} THEN unixepoch({_TIME}) END"
 # render_csv_line of a row with no comma, quote or line break in a field, and durations as
 # their integers, is the physical line: bound as it was read.
 _VALUES["line"] = f"{_LINE} || char(10)"
