@@ -47,9 +47,9 @@ from cdrgate.storage.db import Database
 MIN_BYTES = 24 << 20
 # The writer's part of the file, where both sides end together. Per row the writer costs more
 # (the uniqueness key, the tally) than the child (a table without indexes, counted after):
-# ~6.0 against ~4.8 us, and the child starts ~0.1 s later (its start-up), so both end together
-# at ~0.46 of the rows; the child's extra rows cost the copy ~1 us each (bench/RESULTS.md,
-# twelfth round: at 0.5 the child was done ~0.5 s before the writer).
+# ~5.7-6.0 against ~4.8-4.9 us, and the child starts ~0.1 s later (its start-up), so both
+# end together at ~0.46 of the rows; the child's extra rows cost the copy ~1 us each
+# (bench/RESULTS.md, twelfth round: at 0.5 the child was done ~0.5 s before the writer).
 WRITER_SHARE = 0.46
 
 _SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
