@@ -15,7 +15,12 @@ import pytest
 
 from cdrgate.errors import StorageUnavailable
 from cdrgate.storage import schema
-from cdrgate.storage.db import LOOP_CHECKPOINT_EVERY, CommitFailed, Database, WriterBusy
+from cdrgate.storage.db import (
+    LOOP_CHECKPOINT_EVERY,
+    CommitFailed,
+    Database,
+    WriterBusy,
+)
 
 
 @pytest.fixture
@@ -47,24 +52,41 @@ def test_a_write_on_the_loop_commits_like_any_other(file_db):
     assert _values(file_db) == [1]
 
 
-def test_a_write_on_the_loop_is_busy_at_once_while_a_thread_of_this_process_writes(file_db):
+def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_writes(file_db):
+    """Not sent to a thread (whose write would hold the lock for the loop's next one, and so
+    on): it waits without blocking the loop, then runs again and commits there."""
     inside, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with file_db.write():
+        with file_db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
             inside.set()
             release.wait()
+
+    ran_in: list[int] = []
+
+    def write() -> None:
+        ran_in.append(threading.get_ident())
+        _insert(file_db, 2)
+
+    async def scenario() -> None:
+        request = asyncio.ensure_future(file_db.run_on_loop(write))
+        for _ in range(10):  # the loop keeps running other work meanwhile
+            await asyncio.sleep(0)
+        assert not request.done()
+        release.set()
+        await request
 
     holder = threading.Thread(target=hold)
     holder.start()
     inside.wait()
     try:
-        with pytest.raises(WriterBusy):
-            _on_loop(file_db, lambda: _insert(file_db, 1))
+        asyncio.run(scenario())
     finally:
         release.set()
         holder.join()
-    assert _values(file_db) == []  # nothing written: the caller may run it again in a thread
+    assert _values(file_db) == [1, 2]
+    assert ran_in == [threading.get_ident()] * 2  # refused once, then run on the loop
 
 
 def test_a_write_on_the_loop_is_busy_at_once_while_another_process_writes(file_db, tmp_path):
@@ -214,3 +236,73 @@ def test_the_wal_stays_bounded_when_every_write_runs_on_the_loop(file_db, tmp_pa
     writes(4 * LOOP_CHECKPOINT_EVERY)
     # Without the checkpoints the WAL would have tripled; with them it is reused from the start.
     assert os.path.getsize(wal) <= plateau
+
+
+# Hundreds of group commits of 64 KiB writes each: ~50 MiB through the WAL per run, three
+# times what it may hold before the loop restarts it.
+BLOB = 64 * 1024
+# The hold's threshold (16 MiB), what the loop writes while the pass that finds it runs,
+# and the size limit a restarted WAL is truncated to.
+WAL_BOUND = 40 * 2**20
+
+
+def _sustained_writes(db: Database, wal, writers: int = 4, each: int = 200) -> int:
+    """``writers`` requests writing on the loop back to back, each as soon as its last
+    commit answered (no pause for a checkpoint in a thread to end on its own); returns the
+    largest WAL file seen after a commit."""
+    largest = 0
+
+    def write() -> None:
+        with db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO blob VALUES (randomblob(?))", (BLOB,))
+
+    async def writer() -> None:
+        nonlocal largest
+        for _ in range(each):
+            await db.run_on_loop(write)
+            largest = max(largest, os.path.getsize(wal))
+
+    async def all_writers() -> None:
+        await asyncio.gather(*(writer() for _ in range(writers)))
+
+    asyncio.run(all_writers())
+    return largest
+
+
+@pytest.fixture
+def blob_db(file_db):
+    with file_db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE blob (data BLOB)")
+    return file_db
+
+
+def _blobs(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one())
+
+
+def test_the_wal_stays_bounded_under_continuous_writes_on_the_loop(blob_db, tmp_path):
+    """A passive checkpoint never catches up with a loop that always writes; the loop holds
+    its writes for one pass when the WAL is large, so the next write restarts it."""
+    largest = _sustained_writes(blob_db, tmp_path / "loop.db-wal")
+    assert _blobs(blob_db) == 4 * 200
+    assert largest <= WAL_BOUND < 4 * 200 * BLOB  # ~50 MiB written in all
+
+
+def test_a_long_reader_does_not_stall_writers_and_the_wal_is_bounded_once_it_ends(
+    blob_db, tmp_path
+):
+    wal = tmp_path / "loop.db-wal"
+    reader = sqlite3.connect(tmp_path / "loop.db", isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM blob").fetchone() == (0,)  # its snapshot
+    try:
+        pinned = _sustained_writes(blob_db, wal)
+        assert _blobs(blob_db) == 4 * 200  # every writer committed
+        assert reader.execute("SELECT count(*) FROM blob").fetchone() == (0,)
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    assert pinned > WAL_BOUND  # no checkpoint can pass the snapshot, so the WAL grew
+    _sustained_writes(blob_db, wal)
+    assert os.path.getsize(wal) <= WAL_BOUND  # restarted, and truncated to the size limit

@@ -57,6 +57,17 @@ DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # readers' page reads kept that from happening and the WAL grew to 900 MB in two minutes
 # (bench/slow_readers.py); a checkpoint with nothing to copy costs a few microseconds.
 LOOP_CHECKPOINT_EVERY = 16
+# Under sustained writes on the loop a passive checkpoint never catches up (the loop commits
+# while it copies), so the WAL is never reused from its start and grew ~57 MB/s without end
+# (twelfth round). Once a checkpoint finds at least this many frames in the WAL (16 MiB of
+# 4 KiB pages), the loop holds its writes (``run_on_loop`` awaits, nothing sleeps) until the
+# open group commit has committed and one more passive pass, with no loop write in flight,
+# has copied the rest: the next BEGIN then reads at read-mark 0 and its first write restarts
+# the WAL. A pass copies only what was written since the last one, so the hold is short.
+LOOP_WAL_HOLD_FRAMES = 4096
+# After a restart, the first commit truncates a WAL file larger than this back to it (SQLite's
+# journal_size_limit): a burst's WAL does not keep its disk space for ever.
+WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 # The loop's writes look for a replaced or deleted store file (``check_file``) at most this
 # often: an os.stat per write showed in a small flow's profile, and the window only delays
 # the refusal (every other write, and readyz, still looks each time).
@@ -68,6 +79,13 @@ T = TypeVar("T")
 class WriterBusy(Exception):
     """A write on the event loop cannot start at once (another writer holds the lock) and
     nothing has been written yet: run the whole call again in a worker thread."""
+
+
+class _ThreadWriting(WriterBusy):
+    """WriterBusy because a thread of this process holds its writer lock: ``run_on_loop``
+    waits on the loop for it and runs the call again there. Sending the call to a thread
+    instead made a cascade: that thread's write held the lock in turn, so the loop's next
+    write found it held too, and so on while the load lasted (twelfth round)."""
 
 
 class CommitFailed(StorageUnavailable):
@@ -159,6 +177,7 @@ def _sqlite_engine(
             "foreign_keys=ON",
             "temp_store=MEMORY",
             f"cache_size=-{cache_kib}",
+            f"journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
             *(["wal_autocheckpoint=0"] if on_loop else []),
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -216,8 +235,16 @@ class Database:
         self._loop_conn: Connection | None = None
         self._loop_commits = 0
         # The running checkpoint (one at a time), kept so it is not garbage-collected.
-        self._checkpoint_task: asyncio.Future[None] | None = None
+        self._checkpoint_task: asyncio.Future[tuple[int, int] | None] | None = None
         self._batch: _Batch | None = None  # the loop's open group commit
+        # Requests waiting on the loop while it holds its writes for a checkpoint (None: not
+        # holding); ``_held_pass``: that checkpoint has started.
+        self._hold: list[asyncio.Future[None]] | None = None
+        self._held_pass = False
+        self._hold_loop: asyncio.AbstractEventLoop | None = None
+        # Loop requests waiting for a thread of this process to release the writer lock.
+        self._lock_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._lock_waiters_lock = threading.Lock()
         self._file_checked_at = -LOOP_FILE_CHECK_S
         self._file_lost: str | None = None  # set once for good: the file was deleted/replaced
 
@@ -239,52 +266,118 @@ class Database:
         the caller then runs ``call`` in a worker thread instead (so ``call`` must have no
         effect before its first write).
         """
-        on_loop = _OnLoop()
-        token = _ON_LOOP.set(on_loop)
-        error: Exception | None = None
-        try:
-            result = call()
-        except WriterBusy:
-            raise
-        except Exception as exc:
-            error = exc
-        finally:
-            _ON_LOOP.reset(token)
+        while True:
+            while self._hold is not None:  # a checkpoint is restarting the WAL
+                if self._hold_loop is not asyncio.get_running_loop():
+                    self._end_hold()  # held by a loop that has closed (tests run several)
+                    continue
+                await self._wait(self._hold)
+            on_loop = _OnLoop()
+            token = _ON_LOOP.set(on_loop)
+            error: Exception | None = None
+            try:
+                result = call()
+            except _ThreadWriting:
+                await self._writer_released()
+                continue  # nothing was written: run it again, on the loop
+            except WriterBusy:
+                raise
+            except Exception as exc:
+                error = exc
+            finally:
+                _ON_LOOP.reset(token)
+            break
         batch = on_loop.batch
         if batch is not None and not batch.ended:
-            # A future of its own: cancelling this request must not cancel the others' wait.
-            waiter = asyncio.get_running_loop().create_future()
-            batch.waiters.append(waiter)
-            await waiter
+            await self._wait(batch.waiters)
         elif batch is not None and batch.error is not None:  # ended within ``call``
             raise CommitFailed(str(batch.error))
         if error is not None:
             raise error
         return result
 
-    def checkpoint(self) -> None:
-        """A passive WAL checkpoint (it waits for no one): run in a worker thread. A failure is
-        logged, not raised: the request that ran it has its answer already."""
+    @staticmethod
+    async def _wait(waiters: list[asyncio.Future[None]]) -> None:
+        # A future of its own: cancelling this request must not cancel the others' wait.
+        waiter = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
+        await waiter
+
+    async def _writer_released(self) -> None:
+        """Until a thread of this process releases the writer lock (``_writer_turn`` wakes
+        the loop), awaited on the loop."""
+        assert self._sqlite_writer is not None
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        with self._lock_waiters_lock:
+            self._lock_waiters.append((loop, waiter))
+        # Released before the waiter was listed: no wake will come for it.
+        if self._sqlite_writer.acquire(blocking=False):
+            self._sqlite_writer.release()
+            return
+        await waiter
+
+    def _wake_lock_waiters(self) -> None:
+        if not self._lock_waiters:
+            return
+        with self._lock_waiters_lock:
+            waiting, self._lock_waiters = self._lock_waiters, []
+        for loop, waiter in waiting:
+            try:
+                loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:  # that loop has closed; its request is gone
+                pass
+
+    def checkpoint(self) -> tuple[int, int] | None:
+        """A passive WAL checkpoint (it waits for no one): run in a worker thread. Returns the
+        WAL's frames and those copied to the store (None when it failed). A failure is logged,
+        not raised: the request that ran it has its answer already."""
         try:
             with _translate_errors(), self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         except StorageUnavailable as exc:
             log.warning("WAL checkpoint failed (the next one will retry): %s", exc)
+            return None
+        return int(row[1]), int(row[2])
 
     def _start_checkpoint(self) -> None:
         """A checkpoint in a worker thread once ``LOOP_CHECKPOINT_EVERY`` group commits have
         committed on the loop: no request waits for it (one did, before). One at a time: the
-        next is due after this one ends."""
-        if self._loop_commits < LOOP_CHECKPOINT_EVERY or self._checkpoint_task is not None:
+        next is due after this one ends. While the loop holds its writes, the held pass
+        starts once the open group commit has committed (``LOOP_WAL_HOLD_FRAMES``)."""
+        if self._checkpoint_task is not None:
+            return
+        if self._hold is not None:
+            if self._batch is not None:
+                return  # its commit starts the held pass
+            self._held_pass = True
+        elif self._loop_commits < LOOP_CHECKPOINT_EVERY:
             return
         self._loop_commits = 0
         self._checkpoint_task = asyncio.get_running_loop().run_in_executor(None, self.checkpoint)
         self._checkpoint_task.add_done_callback(self._checkpoint_ended)
 
-    def _checkpoint_ended(self, task: asyncio.Future[None]) -> None:
+    def _checkpoint_ended(self, task: asyncio.Future[tuple[int, int] | None]) -> None:
         self._checkpoint_task = None
+        frames = None
         if not task.cancelled() and task.exception() is not None:
             log.error("WAL checkpoint failed", exc_info=task.exception())
+        elif not task.cancelled():
+            frames = task.result()
+        if self._hold is not None and self._held_pass:
+            # Ended, whatever it did: a reader's snapshot or another process's writes can keep
+            # a pass from copying all, and the loop must not wait on them; the next pass
+            # tries again.
+            self._end_hold()
+        elif frames is not None and frames[0] >= LOOP_WAL_HOLD_FRAMES:
+            self._hold, self._held_pass = [], False
+            self._hold_loop = asyncio.get_running_loop()
+            self._start_checkpoint()
+
+    def _end_hold(self) -> None:
+        hold, self._hold, self._held_pass = self._hold or [], None, False
+        for waiter in hold:
+            _wake(waiter)
 
     @property
     def is_sqlite(self) -> bool:
@@ -324,7 +417,7 @@ class Database:
         loop = asyncio.get_running_loop()
         self._check_file_on_loop()
         if not self._sqlite_writer.acquire(blocking=False):
-            raise WriterBusy
+            raise _ThreadWriting
         try:
             with _translate_errors():
                 conn = self._loop_connection()
@@ -374,7 +467,7 @@ class Database:
                 waiter.set_exception(CommitFailed(str(error)))  # a traceback each
         if error is None:
             self._loop_commits += 1
-            self._start_checkpoint()
+        self._start_checkpoint()  # a held pass starts after a failed commit too
 
     def _drop_loop_transaction(self, batch: _Batch) -> None:
         try:
@@ -414,6 +507,7 @@ class Database:
             yield
         finally:
             self._sqlite_writer.release()
+            self._wake_lock_waiters()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -537,6 +631,11 @@ class Database:
                 engine.dispose()
         if self._replicas is not None:
             self._replicas.dispose()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # its request was cancelled
+        waiter.set_result(None)
 
 
 @contextmanager
