@@ -22,6 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import benchlib as b
@@ -71,6 +72,7 @@ class Tally:
     first_error: str = ""
     cpu: float = 0.0  # the server's, over the timed part
     client_cpu: float = 0.0  # the load generator's, over the timed part
+    wal_max: int = 0  # the largest SQLite -wal file seen during the timed part (bytes)
 
 
 async def login(conn: Connection, md5: str) -> str:
@@ -102,8 +104,9 @@ async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool
 
 
 async def scenario(
-    base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int]
-) -> Tally:
+    base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int],
+    wal: Path | None = None,
+) -> Tally:  # fmt: skip
     parts = urlsplit(base)
     conns = [Connection(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
     for conn in conns:
@@ -135,8 +138,14 @@ async def scenario(
                 await conns[index].close()
                 await conns[index].open()
 
+    async def watch_wal() -> None:
+        # Every 0.25 s: the WAL must stay bounded under sustained writes (twelfth round).
+        while wal is not None and time.perf_counter() < deadline:
+            tally.wal_max = max(tally.wal_max, wal_size(wal))
+            await asyncio.sleep(0.25)
+
     started = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    await asyncio.gather(watch_wal(), *(client(i) for i in range(clients)))
     tally.elapsed = time.perf_counter() - started
     tally.cpu = cpu_seconds(pids) - cpu_before
     tally.client_cpu = _own_cpu() - client_before
@@ -154,6 +163,19 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = stat.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def wal_size(database: Path) -> int:
+    try:
+        return os.path.getsize(f"{database}-wal")
+    except FileNotFoundError:
+        return 0
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    return (
+        Path(database_url[len("sqlite:///") :]) if database_url.startswith("sqlite:///") else None
+    )
 
 
 def _own_cpu() -> float:
@@ -183,6 +205,7 @@ def main() -> None:
     database_url = args.database or b.url(b.seeded_db(args.rows))
     extra = ["--workers", str(args.workers)] if args.workers > 1 else []
     summary = []
+    wal = sqlite_path(database_url)
     with b.serve(database_url, *extra) as server:
         for clients in (int(n) for n in args.clients.split(",")):
             rates: dict[str, list[float]] = {"trivial": [], "flow": []}
@@ -193,7 +216,7 @@ def main() -> None:
                     pids = [server.served.process.pid, *server.served.worker_pids()]
                     load = os.getloadavg()[0]
                     tally = asyncio.run(
-                        scenario(server.base, server.md5, clients, args.seconds, kind, pids)
+                        scenario(server.base, server.md5, clients, args.seconds, kind, pids, wal)
                     )
                     cpu = tally.cpu
                     done = len(tally.latencies) * (2 if kind == "flow" else 1)
@@ -206,7 +229,9 @@ def main() -> None:
                         f"errors {errs}  server CPU {cpu:.1f} s "
                         f"({1e6 * cpu / max(done, 1):.0f} us/request)  "
                         f"client {1e6 * tally.client_cpu / max(done, 1):.0f} us/request  "
-                        f"load {load:.1f}" + (f" (first: {tally.first_error})" if errs else "")
+                        f"load {load:.1f}"
+                        + (f"  WAL max {tally.wal_max / 2**20:.0f} MiB" if wal else "")
+                        + (f" (first: {tally.first_error})" if errs else "")
                     )
             ratio = statistics.median(rates["flow"]) / statistics.median(rates["trivial"])
             # Issue 17 counts a flow's two requests against the trivial path's requests.
