@@ -262,9 +262,12 @@ class Database:
         committed: nothing is answered before its writes are durable as any commit is. A
         failed commit raises StorageUnavailable for every request of the turn.
 
-        Raises WriterBusy, with nothing written, when the first write would have to wait;
-        the caller then runs ``call`` in a worker thread instead (so ``call`` must have no
-        effect before its first write).
+        Waits on the loop, before ``call`` runs, while the loop holds its writes for a
+        checkpoint (``LOOP_WAL_HOLD_FRAMES``), and runs ``call`` again once a thread of this
+        process that held the writer lock at its first write has released it. Raises
+        WriterBusy, with nothing written, when that write would wait for another process's
+        writer; the caller then runs ``call`` in a worker thread instead (so ``call`` must have
+        no effect before its first write).
         """
         while True:
             while self._hold is not None:  # a checkpoint is restarting the WAL
