@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from cdrgate.errors import StorageUnavailable
+from cdrgate.storage import db as db_module
 from cdrgate.storage import schema
 from cdrgate.storage.db import (
     LOOP_CHECKPOINT_EVERY,
@@ -87,6 +88,33 @@ def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_wr
         holder.join()
     assert _values(file_db) == [1, 2]
     assert ran_in == [threading.get_ident()] * 2  # refused once, then run on the loop
+
+
+def test_a_write_on_the_loop_waits_no_longer_for_a_thread_than_a_thread_would(file_db, monkeypatch):
+    """A thread's write that holds the lock past the busy timeout: the loop's write is then
+    refused as storage unavailable (30003), as a thread's write would be, not left waiting."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with file_db.write() as conn:
+            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+            inside.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    threading.Timer(2.0, release.set).start()  # the thread's write ends, in any case
+    try:
+        with pytest.raises(StorageUnavailable, match="locked"):
+            _on_loop(file_db, lambda: _insert(file_db, 2))
+    finally:
+        release.set()
+        holder.join()
+    assert _values(file_db) == [1]
+    _on_loop(file_db, lambda: _insert(file_db, 3))  # the lock is free again
+    assert _values(file_db) == [1, 3]
 
 
 def test_a_write_on_the_loop_is_busy_at_once_while_another_process_writes(file_db, tmp_path):

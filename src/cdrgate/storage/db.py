@@ -308,7 +308,8 @@ class Database:
 
     async def _writer_released(self) -> None:
         """Until a thread of this process releases the writer lock (``_writer_turn`` wakes
-        the loop), awaited on the loop."""
+        the loop), awaited on the loop; as long as a thread's write would wait for it, then
+        StorageUnavailable (30003), as that write gets."""
         assert self._sqlite_writer is not None
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -318,7 +319,11 @@ class Database:
         if self._sqlite_writer.acquire(blocking=False):
             self._sqlite_writer.release()
             return
-        await waiter
+        try:
+            async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_S):
+                await waiter
+        except TimeoutError:
+            raise StorageUnavailable("database is locked") from None
 
     def _wake_lock_waiters(self) -> None:
         if not self._lock_waiters:
