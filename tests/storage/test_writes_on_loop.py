@@ -9,7 +9,8 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -53,17 +54,31 @@ def test_a_write_on_the_loop_commits_like_any_other(file_db):
     assert _values(file_db) == [1]
 
 
-def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_writes(file_db):
-    """Not sent to a thread (whose write would hold the lock for the loop's next one, and so
-    on): it waits without blocking the loop, then runs again and commits there."""
-    inside, release = threading.Event(), threading.Event()
+@contextmanager
+def _thread_writing(db: Database, release: threading.Event) -> Iterator[None]:
+    """A thread of this process inside a write (it inserted 1) until ``release`` is set."""
+    inside = threading.Event()
 
     def hold() -> None:
-        with file_db.write() as conn:
+        with db.write() as conn:
             conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
             inside.set()
             release.wait()
 
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_writes(file_db):
+    """Not sent to a thread (whose write would hold the lock for the loop's next one, and so
+    on): it waits without blocking the loop, then runs again and commits there."""
+    release = threading.Event()
     ran_in: list[int] = []
 
     def write() -> None:
@@ -78,14 +93,8 @@ def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_wr
         release.set()
         await request
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    inside.wait()
-    try:
+    with _thread_writing(file_db, release):
         asyncio.run(scenario())
-    finally:
-        release.set()
-        holder.join()
     assert _values(file_db) == [1, 2]
     assert ran_in == [threading.get_ident()] * 2  # refused once, then run on the loop
 
@@ -94,24 +103,11 @@ def test_a_write_on_the_loop_waits_no_longer_for_a_thread_than_a_thread_would(fi
     """A thread's write that holds the lock past the busy timeout: the loop's write is then
     refused as storage unavailable (30003), as a thread's write would be, not left waiting."""
     monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with file_db.write() as conn:
-            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
-            inside.set()
-            release.wait()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    inside.wait()
-    threading.Timer(2.0, release.set).start()  # the thread's write ends, in any case
-    try:
+    release = threading.Event()
+    with _thread_writing(file_db, release):
+        threading.Timer(2.0, release.set).start()  # the thread's write ends, in any case
         with pytest.raises(StorageUnavailable, match="locked"):
             _on_loop(file_db, lambda: _insert(file_db, 2))
-    finally:
-        release.set()
-        holder.join()
     assert _values(file_db) == [1]
     _on_loop(file_db, lambda: _insert(file_db, 3))  # the lock is free again
     assert _values(file_db) == [1, 3]
