@@ -101,13 +101,17 @@ def test_a_write_on_the_loop_waits_on_the_loop_while_a_thread_of_this_process_wr
 
 def test_a_write_on_the_loop_waits_no_longer_for_a_thread_than_a_thread_would(file_db, monkeypatch):
     """A thread's write that holds the lock past the busy timeout: the loop's write is then
-    refused as storage unavailable (30003), as a thread's write would be, not left waiting."""
+    handed to the thread path (WriterBusy, nothing written), not left waiting; there the
+    call's own write waits and fails as storage unavailable (30003), inside the call, where a
+    download audits its refusal."""
     monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     release = threading.Event()
     with _thread_writing(file_db, release):
         threading.Timer(2.0, release.set).start()  # the thread's write ends, in any case
-        with pytest.raises(StorageUnavailable, match="locked"):
+        with pytest.raises(WriterBusy):
             _on_loop(file_db, lambda: _insert(file_db, 2))
+        with pytest.raises(StorageUnavailable, match="locked"):
+            _insert(file_db, 2)  # the thread's way: its write waits as long, then fails
     assert _values(file_db) == [1]
     _on_loop(file_db, lambda: _insert(file_db, 3))  # the lock is free again
     assert _values(file_db) == [1, 3]

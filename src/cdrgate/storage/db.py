@@ -309,7 +309,8 @@ class Database:
     async def _writer_released(self) -> None:
         """Until a thread of this process releases the writer lock (``_writer_turn`` wakes
         the loop), awaited on the loop; as long as a thread's write would wait for it, then
-        StorageUnavailable (30003), as that write gets."""
+        WriterBusy: the call goes the thread's way, whose write waits and, if the lock is
+        still held, fails inside the call (a download's refusal is audited there)."""
         assert self._sqlite_writer is not None
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -323,7 +324,7 @@ class Database:
             async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_S):
                 await waiter
         except TimeoutError:
-            raise StorageUnavailable("database is locked") from None
+            raise WriterBusy from None
 
     def _wake_lock_waiters(self) -> None:
         if not self._lock_waiters:
