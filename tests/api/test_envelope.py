@@ -89,8 +89,8 @@ def test_null_and_nested_values_count_as_missing(client):
 
 def test_storage_failure_is_an_envelope_not_a_500(client, db, flow):
     token = flow.token()
-    with db.write() as conn:
-        conn.exec_driver_sql("DROP TABLE cdr_random")
+    with db.write() as conn:  # every get_random reads its token (most store nothing)
+        conn.exec_driver_sql("DROP TABLE api_token")
     answer = flow.get_random(token)
     assert answer == {"status": "Failed", "errno": "30003"}
 

@@ -49,9 +49,33 @@ def another_process_writing(client, monkeypatch) -> Iterator[threading.Event]:
         monkeypatch.undo()
 
 
-def test_get_random_waits_in_a_thread_while_another_process_writes(client, flow, monkeypatch):
+def test_a_stored_get_random_waits_in_a_thread_while_another_process_writes(
+    client, flow, monkeypatch
+):
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    with another_process_writing(client, monkeypatch) as handed_over:
+        # allowedip: a random that is stored, so get_random writes.
+        answer = flow.get_random(token, "1000", DAY_START, DAY_END, allowedip="192.0.2.1")
+        assert handed_over.is_set()
+    assert answer["status"] == "Success"
+
+
+def test_a_signed_get_random_answers_on_the_loop_while_another_process_writes(
+    client, flow, monkeypatch
+):
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    with another_process_writing(client, monkeypatch) as handed_over:
+        answer = flow.get_random(token, "1000", DAY_START, DAY_END)
+        assert not handed_over.is_set()  # a read: SQLite's write lock is not needed
+    assert answer["status"] == "Success"
+
+
+def test_the_first_signed_get_random_reads_the_key_in_a_thread(client, flow, monkeypatch):
     token = flow.token()
     with another_process_writing(client, monkeypatch) as handed_over:
+        # The key's first read is a write, which may wait: never on the loop.
         answer = flow.get_random(token, "1000", DAY_START, DAY_END)
         assert handed_over.is_set()
     assert answer["status"] == "Success"

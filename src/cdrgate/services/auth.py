@@ -42,6 +42,7 @@ class Session:
     account: str
     token_hash: str
     scope: scope.Scope | None = None
+    login_ip: str = ""  # the address the token logged in from
 
 
 class AuthService:
@@ -89,8 +90,15 @@ class AuthService:
         raise ApiError(errno, f"{why} (failure {failures} of {limit} before a lockout)")
 
     def authenticate(self, token: str | None) -> Session:
-        """Validate a token and slide its idle lifetime (every authenticated request does)."""
-        token_hash = token_hash_of(token)
+        """Validate a token and slide its idle lifetime (every authenticated request does).
+
+        A read, and a write only when the sliding mark is due (``TOUCH_EVERY_MS``): inside
+        ``Database.run_on_loop`` the read is on the loop's own connection, outside the group
+        commit (``Database.read``)."""
+        return self.authenticate_hash(token_hash_of(token))
+
+    def authenticate_hash(self, token_hash: str) -> Session:
+        """``authenticate`` of a token already hashed (``token_hash_of``)."""
         now = self.now_ms()
         with self.db.read() as conn:
             seen = tokens.last_seen(conn, token_hash)
@@ -110,20 +118,18 @@ class AuthService:
             self._touch(conn, token_hash, now)
         return session
 
-    def _live(
-        self, seen: tuple[str, int, str | None] | None, token_hash: str, now: int
-    ) -> tuple[Session, bool]:
+    def _live(self, seen: tokens.Seen | None, token_hash: str, now: int) -> tuple[Session, bool]:
         """``(the session, whether the sliding mark is due a write)``, or the errno of a dead
         token. ``seen`` is ``tokens.last_seen``: the scope is read with the token."""
         if seen is None:
             raise ApiError(Errno.TOKEN_UNKNOWN, "token never issued, logged out or purged")
-        account, last_seen_ms, extensions = seen
+        account, last_seen_ms, extensions, login_ip = seen
         idle_ms = self.settings.token_idle_seconds * 1000
         if last_seen_ms <= now - idle_ms:
             raise ApiError(Errno.TOKEN_EXPIRED, f"token idle for over {idle_ms // 1000} s")
         # A write per request would serialise every API call on the database's write
         # lock; the sliding mark only needs to move every few seconds.
-        session = Session(account, token_hash, scope.stored(extensions))
+        session = Session(account, token_hash, scope.stored(extensions), login_ip)
         return session, now - last_seen_ms >= TOUCH_EVERY_MS
 
     def _touch(self, conn: Connection, token_hash: str, now: int) -> None:

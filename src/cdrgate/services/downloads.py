@@ -29,10 +29,11 @@ from cdrgate.services.export import (
     Page,
     first_page,
 )
+from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms
+from cdrgate.storage import cdrs, randoms, server_keys
 from cdrgate.storage.cdrs import CdrQuery
-from cdrgate.storage.db import Database
+from cdrgate.storage.db import Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 ALL = "all"
@@ -40,6 +41,8 @@ MAX_EXTENSIONS = 1000
 # A download range up to this many seconds is read in its redeem's transaction when its whole
 # result fits in one page (``DownloadService._whole_result``).
 WHOLE_RESULT_SPAN = 24 * 3600
+# The ``server_key`` row whose key signs cdr/get_random's randoms.
+RANDOM_KEY = "cdr-random"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,34 @@ def parse_allowed_ip(raw: str | None) -> str | None:
         raise ApiError(Errno.ALLOWEDIP_ERROR, "allowedip is not an IP address") from None
 
 
+def _spend_signed(
+    conn: Connection,
+    session: Session,
+    flt: CdrFilter,
+    random_key: tuple[int, str],
+    client_ip: str,
+    now: int,
+) -> ApiError | None:
+    """Spend a signed random (its tag holds for this token and filter): the rules a stored
+    random's row holds, in the same order (used, expired, then the address)."""
+    expires_ms, random_hash = random_key
+    if expires_ms <= now:
+        return ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
+    if client_ip != session.login_ip:
+        # A used random is 20020 from any address, as a stored one is.
+        if randoms.find(conn, expires_ms, random_hash) is not None:
+            return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+        why = "client address is neither get_random's caller nor its allowedip"
+        return ApiError(Errno.ALLOWEDIP_ERROR, why)
+    spent = randoms.RandomRow(
+        expires_ms, random_hash, session.token_hash, flt.selector, flt.start_ts, flt.end_ts,
+        session.login_ip, None, now,
+    )  # fmt: skip
+    if randoms.spend_signed(conn, spent):
+        return None
+    return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+
+
 def _not_found() -> ApiError:
     return ApiError(Errno.CDR_NOT_FOUND, "no CDR in range (empty_download=errno)")
 
@@ -154,12 +185,13 @@ def _body_size(page: Page) -> int:
     return len(CSV_HEADER.encode()) + len(page.body)
 
 
-def _random_key(random: str | None) -> tuple[int, str] | None:
-    """The row key ``(expires_ms, hash)`` a random names; None when it cannot be one of ours
-    (then it was never issued: 20020 once the token is checked)."""
+def _random_text(random: str | None) -> str | None:
+    """A random as the client sent it, normalised; None when it cannot be one of ours (then
+    it was never issued: 20020 once the token is checked)."""
     if random is None or not random.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no random")
-    return randoms.key_of(random)
+    text = random.strip().lower()
+    return text if randoms.key_of(text) is not None else None
 
 
 class DownloadService:
@@ -177,6 +209,23 @@ class DownloadService:
         self.auth = auth
         self.audit = audit
         self.slots = slots
+        self._random_signer: RandomSigner | None = None
+
+    def _signer(self) -> RandomSigner:
+        """The signer under the database's key, read (or created) once per process.
+
+        In a durable write of its own, outside any group commit: a key is kept only once it
+        is committed, so no process ever signs with a key a failed commit took back. That
+        write may wait for SQLite's lock, which the event loop must not: there it raises
+        WriterBusy (called before the request's first statement), and ``run_on_loop``'s
+        caller runs the request in a thread, once in a process's life."""
+        if self._random_signer is None:
+            if self.db.in_loop_call():
+                raise WriterBusy
+            with self.db.write(durable=True) as conn:
+                key = server_keys.get_or_create(conn, RANDOM_KEY)
+            self._random_signer = RandomSigner(key)
+        return self._random_signer
 
     def runs_on_loop(self, ask: DownloadRequest) -> bool:
         """Whether ``open_download`` of ``ask`` is cheap enough for the event loop
@@ -191,7 +240,11 @@ class DownloadService:
         return flt.end_ts - flt.start_ts < WHOLE_RESULT_SPAN
 
     def issue_random(self, ask: RandomRequest) -> str:
-        """``cdr/get_random``: the random for this token, filter and client (or allowedip)."""
+        """``cdr/get_random``: the random for this token, filter and client (or allowedip).
+
+        Signed, and nothing written but the token's sliding mark when due, for a caller at
+        the token's login address without ``allowedip`` (``services/signed_randoms.py``);
+        stored in ``cdr_random`` otherwise."""
         token_hash = token_hash_of(ask.token)
         try:
             flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
@@ -200,7 +253,15 @@ class DownloadService:
             refused: ApiError | None = exc
         else:
             refused = None
-        random = randoms.new_random(self.auth.now_ms() + self.settings.random_ttl_seconds * 1000)
+        expires_ms = self.auth.now_ms() + self.settings.random_ttl_seconds * 1000
+        if refused is None and allowed is None:
+            signer = self._signer()  # first: it may hand the request over to a thread
+            session = self.auth.authenticate_hash(token_hash)
+            if session.login_ip == ask.client_ip:
+                return signer.issue(
+                    expires_ms, session.token_hash, flt.selector, flt.start_ts, flt.end_ts
+                )
+        random = randoms.new_random(expires_ms)
         # One write transaction for the whole request. A token errno comes first; a refused
         # filter still commits the token's sliding mark (it is raised after the commit).
         with self.db.write() as conn:
@@ -235,11 +296,13 @@ class DownloadService:
             token_hash = token_hash_of(ask.token)
             try:
                 flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
-                random_key = _random_key(ask.random)
+                random = _random_text(ask.random)
             except ApiError as exc:
                 refused: ApiError | None = exc
             else:
                 refused = None
+            # Before the write transaction: the key's first read is a write of its own.
+            signer = self._signer() if refused is None and random is not None else None
             # Authenticate and redeem in one write transaction; refusals are raised after
             # the commit, so the token's sliding mark is kept as for any other request.
             whole: Page | None = None
@@ -247,7 +310,7 @@ class DownloadService:
                 session = self.auth.authenticate_in(conn, token_hash)
                 attempt = attempt.by(session.account)
                 if refused is None:
-                    refused = self._redeem(conn, session, flt, random_key, ask.client_ip)
+                    refused = self._redeem(conn, session, flt, random, ask.client_ip, signer)
                 # Taken in the redeem's transaction: no CDR committed before it lies beyond.
                 position = self.db.wal_position(conn) if refused is None else None
                 # None: no replicas, every read is on this primary, so a small result can be
@@ -333,13 +396,18 @@ class DownloadService:
         conn: Connection,
         session: Session,
         flt: CdrFilter,
-        random_key: tuple[int, str] | None,
+        random: str | None,
         client_ip: str,
+        signer: RandomSigner | None,
     ) -> ApiError | None:
         """Spend the random for this exact request; None, or the refusal that says why not."""
-        if random_key is None:
+        random_key = None if random is None else randoms.key_of(random)
+        if random is None or random_key is None or signer is None:
             return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
         now = self.auth.now_ms()
+        if signer.signed(random, session.token_hash, flt.selector, flt.start_ts, flt.end_ts):
+            return _spend_signed(conn, session, flt, random_key, client_ip, now)
+        # Not signed for this token and filter: a stored random, or none of ours for them.
         # The conditional UPDATE is what makes the random single-use under races; it holds
         # every rule below, so only a refused download reads the row to learn its errno.
         spend = randoms.Spend(
@@ -349,7 +417,13 @@ class DownloadService:
             return None
         row = randoms.find(conn, *random_key)
         if row is None:
-            return ApiError(Errno.CDR_RANDOM_INVALID, "random never issued or purged")
+            # A signed random whose tag did not hold lands here too: which of its fields
+            # differ cannot be told.
+            why = (
+                "random never issued or purged, or its token, extid/number or times "
+                "differ from those given to get_random"
+            )
+            return ApiError(Errno.CDR_RANDOM_INVALID, why)
         if not hmac.compare_digest(row.token_hash, session.token_hash):
             return ApiError(Errno.CDR_RANDOM_INVALID, "random issued to another token")
         if (row.selector, row.start_ts, row.end_ts) != (flt.selector, flt.start_ts, flt.end_ts):

@@ -77,8 +77,9 @@ T = TypeVar("T")
 
 
 class WriterBusy(Exception):
-    """A write on the event loop cannot start at once (another writer holds the lock) and
-    nothing has been written yet: run the whole call again in a worker thread."""
+    """A write on the event loop cannot start at once (another writer holds the lock), or a
+    read there found SQLite busy, and nothing has been written yet: run the whole call again
+    in a worker thread."""
 
 
 class _ThreadWriting(WriterBusy):
@@ -109,9 +110,11 @@ class _Batch:
 
 @dataclass
 class _OnLoop:
-    """The call ``Database.run_on_loop`` is running; ``batch``: where its writes went."""
+    """The call ``Database.run_on_loop`` is running; ``batch``: the group commit its answer
+    waits for (where its writes went, or the open one its reads read in: ``_LoopRead``)."""
 
     batch: _Batch | None = None
+    wrote: bool = False
 
 
 _ON_LOOP: ContextVar[_OnLoop | None] = ContextVar("cdrgate_on_loop", default=None)
@@ -298,6 +301,11 @@ class Database:
         if error is not None:
             raise error
         return result
+
+    @staticmethod
+    def in_loop_call() -> bool:
+        """Whether this runs inside ``run_on_loop`` (where nothing may wait for SQLite's lock)."""
+        return _ON_LOOP.get() is not None
 
     @staticmethod
     async def _wait(waiters: list[asyncio.Future[None]]) -> None:
@@ -518,9 +526,19 @@ class Database:
             self._sqlite_writer.release()
             self._wake_lock_waiters()
 
+    def read(self) -> AbstractContextManager[Connection]:
+        """A read transaction (one consistent snapshot on both engines).
+
+        Inside ``run_on_loop`` (a SQLite file), on the loop's own connection (``_LoopRead``):
+        a pooled one costs a small read more than the read (the checkout, SQLAlchemy's BEGIN
+        event, the hand-over between threads)."""
+        on_loop = _ON_LOOP.get()
+        if on_loop is not None and self._file is not None:
+            return _LoopRead(self, on_loop)
+        return self._read()
+
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A read transaction (one consistent snapshot on both engines)."""
+    def _read(self) -> Iterator[Connection]:
         with _translate_errors(), self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -758,9 +776,72 @@ class _LoopWrite:
             if translated is not None:
                 raise translated from exc
             return  # raised on as it is
-        if self.on_loop.batch is None:
-            self.on_loop.batch = batch
+        on_loop = self.on_loop
+        if not on_loop.wrote:
+            on_loop.wrote, on_loop.batch = True, batch
             batch.writers += 1
+
+
+class _LoopRead:
+    """``Database.read`` inside ``run_on_loop``: a read on the loop's connection, which takes
+    no writer lock and enters no group commit.
+
+    With no group commit open: its own deferred transaction, ended on exit (only committed
+    rows are seen). With one open (other requests wrote in this turn of the loop): read in
+    that transaction, which may hold their uncommitted writes, so this call's answer waits
+    for that commit as theirs do (``_OnLoop.batch``): no answer rests on rows that a failed
+    commit would take back. The loop's connection is only used from the loop's thread, one
+    call at a time, and no read holds a transaction past its block.
+
+    SQLite may answer a WAL reader busy (rarely: while another connection recovers or resets
+    the WAL) and this connection has no busy timeout (the loop must not sleep): that is
+    WriterBusy, so the caller runs the whole call again in a thread (nothing is written yet
+    when a call's first statement is this read: ``run_on_loop``'s rule).
+    """
+
+    __slots__ = ("db", "on_loop", "raw")
+
+    def __init__(self, db: Database, on_loop: _OnLoop) -> None:
+        self.db, self.on_loop = db, on_loop
+        self.raw: sqlite3.Connection | None = None  # set when this block opened a transaction
+
+    def __enter__(self) -> Connection:
+        batch = self.db._batch
+        if batch is not None:
+            if self.on_loop.batch is None:
+                self.on_loop.batch = batch
+            return batch.tx.connection
+        with _translate_errors():
+            conn = self.db._loop_connection()
+        raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        try:
+            raw.execute("BEGIN")
+        except sqlite3.OperationalError as error:
+            raise _driver_error(error) from error
+        self.raw = raw
+        return conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        raw = self.raw
+        if raw is not None and raw.in_transaction:
+            try:
+                raw.execute("COMMIT" if exc is None else "ROLLBACK")
+            except sqlite3.OperationalError as error:
+                raise _driver_error(error) from error
+        if exc is None:
+            return
+        if (
+            isinstance(exc, sqlite3.OperationalError)
+            and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            and raw is not None
+            and not self.on_loop.wrote
+        ):
+            raise WriterBusy from exc
+        translated = _storage_error(exc)
+        if translated is not None:
+            raise translated from exc
 
 
 def _short(exc: DBAPIError) -> str:

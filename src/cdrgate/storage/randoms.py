@@ -6,9 +6,13 @@ CSPRNG. Both tables are keyed by (expiry, hash of the random), so a download fin
 the random alone, and randoms issued in expiry order append at the key's right edge
 (``tables.cdr_random``). Only the hash is stored: a database copy holds no live random.
 
-Redeeming a CDR random is a single conditional UPDATE (``used_ms IS NULL``, not expired, and
-the download's token, filter and address as issued), so exactly one of any number of
-concurrent downloads wins, in one process or many, on either engine.
+A CDR random is stored when issued (a random with an ``allowedip``, or asked for from another
+address than the token's login), or signed and not stored (the common case:
+``services/signed_randoms.py``). Redeeming a stored one is a single conditional UPDATE
+(``used_ms IS NULL``, not expired, and the download's token, filter and address as issued);
+spending a signed one is a single INSERT of its row, already used, that does nothing when the
+row is there. Either way exactly one of any number of concurrent downloads wins, in one
+process or many, on either engine, and the spent rows are purged by expiry alike.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, or_, select, update
+from sqlalchemy.dialects import postgresql
 
 from cdrgate.passwords import secret_hash
 from cdrgate.storage.driver import HotStatement
@@ -63,6 +68,11 @@ class _Entropy:
 
 _ENTROPY = _Entropy()
 os.register_at_fork(after_in_child=_ENTROPY.forget)
+
+
+def entropy(size: int) -> bytes:
+    """``size`` bytes from the CSPRNG, never handed out twice (a signed random's nonce)."""
+    return _ENTROPY.take(size)
 
 
 class RandomRow(NamedTuple):
@@ -133,6 +143,16 @@ _REDEEM = HotStatement.of(
 )
 
 
+# A signed random's spend. PostgreSQL's INSERT construct is the one definition: SQLite spells
+# ON CONFLICT DO NOTHING and RETURNING the same way, and its text is compiled from it. The
+# winner reads its RETURNING row, a loser none (psycopg's rowcount for ON CONFLICT DO NOTHING
+# is -1, not 0).
+_SPEND_SIGNED = HotStatement.of(
+    postgresql.insert(cdr_random).on_conflict_do_nothing().returning(cdr_random.c.expires_ms),
+    column_keys=RandomRow._fields,
+)
+
+
 def create(conn: Connection, **values: Any) -> None:
     """Store a new random: every column but ``used_ms`` given."""
     _CREATE.rowcount(conn, {"used_ms": None, **values})
@@ -164,6 +184,12 @@ def redeem(conn: Connection, spend: Spend, now_ms: int) -> bool:
         "end": spend.end_ts, "ip": spend.client_ip,
     }  # fmt: skip
     return _REDEEM.rowcount(conn, params) == 1
+
+
+def spend_signed(conn: Connection, row: RandomRow) -> bool:
+    """Insert a signed random's row (``used_ms`` set) unless it is there; True if this call
+    inserted it (exactly one of any number of concurrent ones)."""
+    return _SPEND_SIGNED.first(conn, row._asdict()) is not None
 
 
 def purge(conn: Connection, now_ms: int) -> int:

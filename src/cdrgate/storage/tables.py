@@ -226,3 +226,12 @@ recording_random = Table(
     Column("used_ms", BigInteger),
     sqlite_with_rowid=False,
 )
+
+# Secret keys shared by every worker and host of one database (storage/server_keys.py): the
+# key that signs cdr/get_random's randoms. The value is hex.
+server_key = Table(
+    "server_key",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", String, nullable=False),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
@@ -47,9 +48,15 @@ _TOUCH = HotStatement.of(
     .returning(api_token.c.account)
 )
 # The account's scope comes with the token check: the session and what it may read are one
-# answer. A token whose account was deleted joins nothing, so it is unknown from then on.
+# answer, and so does the login address (a signed random is issued to it only). A token whose
+# account was deleted joins nothing, so it is unknown from then on.
 _LAST_SEEN = HotStatement.of(
-    select(api_token.c.account, api_token.c.last_seen_ms, api_account.c.extensions)
+    select(
+        api_token.c.account,
+        api_token.c.last_seen_ms,
+        api_account.c.extensions,
+        api_token.c.client_ip,
+    )
     .join(api_account, api_account.c.name == api_token.c.account)
     .where(api_token.c.token_hash == bindparam("hash"))
 )
@@ -61,11 +68,19 @@ def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str |
     return None if row is None else str(row[0])
 
 
-def last_seen(conn: Connection, token_hash: str) -> tuple[str, int, str | None] | None:
-    """``(account, last_seen_ms, the account's stored extensions)`` of a session, expired or
-    not; None if unknown (or its account is gone)."""
+class Seen(NamedTuple):
+    """A session as ``last_seen`` reads it."""
+
+    account: str
+    last_seen_ms: int
+    extensions: str | None  # the account's stored scope
+    login_ip: str  # the address that logged in
+
+
+def last_seen(conn: Connection, token_hash: str) -> Seen | None:
+    """A session, expired or not; None if unknown (or its account is gone)."""
     row = _LAST_SEEN.first(conn, {"hash": token_hash})
-    return None if row is None else (row[0], int(row[1]), row[2])
+    return None if row is None else Seen(row[0], int(row[1]), row[2], row[3])
 
 
 def exists(conn: Connection, token_hash: str) -> bool:
