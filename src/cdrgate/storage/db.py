@@ -526,15 +526,16 @@ class Database:
             self._sqlite_writer.release()
             self._wake_lock_waiters()
 
-    def read(self) -> AbstractContextManager[Connection]:
+    def read(self, *, unsettled_ok: bool = False) -> AbstractContextManager[Connection]:
         """A read transaction (one consistent snapshot on both engines).
 
         Inside ``run_on_loop`` (a SQLite file), on the loop's own connection (``_LoopRead``):
         a pooled one costs a small read more than the read (the checkout, SQLAlchemy's BEGIN
-        event, the hand-over between threads)."""
+        event, the hand-over between threads). ``unsettled_ok``: when the loop's group commit
+        is open, read in it and do not wait for its commit (see ``_LoopRead``)."""
         on_loop = _ON_LOOP.get()
         if on_loop is not None and self._file is not None:
-            return _LoopRead(self, on_loop)
+            return _LoopRead(self, on_loop, unsettled_ok)
         return self._read()
 
     @contextmanager
@@ -790,8 +791,12 @@ class _LoopRead:
     rows are seen). With one open (other requests wrote in this turn of the loop): read in
     that transaction, which may hold their uncommitted writes, so this call's answer waits
     for that commit as theirs do (``_OnLoop.batch``): no answer rests on rows that a failed
-    commit would take back. The loop's connection is only used from the loop's thread, one
-    call at a time, and no read holds a transaction past its block.
+    commit would take back. Unless ``unsettled_ok``: a read whose answer is the same whether
+    those writes commit or not (a token's check: the only write to a token on the loop is
+    its sliding mark, moved only while the token is live) need not wait, and a request that
+    then writes nothing answers at once (a signed get_random). The loop's connection is only
+    used from the loop's thread, one call at a time, and no read holds a transaction past
+    its block.
 
     SQLite may answer a WAL reader busy (rarely: while another connection recovers or resets
     the WAL) and this connection has no busy timeout (the loop must not sleep): that is
@@ -799,16 +804,16 @@ class _LoopRead:
     when a call's first statement is this read: ``run_on_loop``'s rule).
     """
 
-    __slots__ = ("db", "on_loop", "raw")
+    __slots__ = ("db", "on_loop", "raw", "unsettled_ok")
 
-    def __init__(self, db: Database, on_loop: _OnLoop) -> None:
-        self.db, self.on_loop = db, on_loop
+    def __init__(self, db: Database, on_loop: _OnLoop, unsettled_ok: bool) -> None:
+        self.db, self.on_loop, self.unsettled_ok = db, on_loop, unsettled_ok
         self.raw: sqlite3.Connection | None = None  # set when this block opened a transaction
 
     def __enter__(self) -> Connection:
         batch = self.db._batch
         if batch is not None:
-            if self.on_loop.batch is None:
+            if self.on_loop.batch is None and not self.unsettled_ok:
                 self.on_loop.batch = batch
             return batch.tx.connection
         with _translate_errors():
