@@ -94,14 +94,14 @@ class AuthService:
 
         A read, and a write only when the sliding mark is due (``TOUCH_EVERY_MS``): inside
         ``Database.run_on_loop`` the read is on the loop's own connection, and does not wait
-        for the loop's open group commit (``Database.read``'s ``unsettled_ok``: the only
+        for the loop's open group commit (``Database.read``'s ``one_statement``: the only
         write to a token on the loop is its sliding mark, moved only while it is live)."""
         return self.authenticate_hash(token_hash_of(token))
 
     def authenticate_hash(self, token_hash: str) -> Session:
         """``authenticate`` of a token already hashed (``token_hash_of``)."""
         now = self.now_ms()
-        with self.db.read(unsettled_ok=True) as conn:
+        with self.db.read(one_statement=True) as conn:
             seen = tokens.last_seen(conn, token_hash)
         session, touch_due = self._live(seen, token_hash, now)
         if touch_due:

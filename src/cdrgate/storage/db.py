@@ -526,16 +526,17 @@ class Database:
             self._sqlite_writer.release()
             self._wake_lock_waiters()
 
-    def read(self, *, unsettled_ok: bool = False) -> AbstractContextManager[Connection]:
+    def read(self, *, one_statement: bool = False) -> AbstractContextManager[Connection]:
         """A read transaction (one consistent snapshot on both engines).
 
         Inside ``run_on_loop`` (a SQLite file), on the loop's own connection (``_LoopRead``):
         a pooled one costs a small read more than the read (the checkout, SQLAlchemy's BEGIN
-        event, the hand-over between threads). ``unsettled_ok``: when the loop's group commit
-        is open, read in it and do not wait for its commit (see ``_LoopRead``)."""
+        event, the hand-over between threads). ``one_statement``: a read of one statement whose
+        answer is the same whether the loop's open group commit lands or not; on the loop it
+        opens no transaction of its own and waits for no commit (see ``_LoopRead``)."""
         on_loop = _ON_LOOP.get()
         if on_loop is not None and self._file is not None:
-            return _LoopRead(self, on_loop, unsettled_ok)
+            return _LoopRead(self, on_loop, one_statement)
         return self._read()
 
     @contextmanager
@@ -791,12 +792,14 @@ class _LoopRead:
     rows are seen). With one open (other requests wrote in this turn of the loop): read in
     that transaction, which may hold their uncommitted writes, so this call's answer waits
     for that commit as theirs do (``_OnLoop.batch``): no answer rests on rows that a failed
-    commit would take back. Unless ``unsettled_ok``: a read whose answer is the same whether
-    those writes commit or not (a token's check: the only write to a token on the loop is
-    its sliding mark, moved only while the token is live) need not wait, and a request that
-    then writes nothing answers at once (a signed get_random). The loop's connection is only
-    used from the loop's thread, one call at a time, and no read holds a transaction past
-    its block.
+    commit would take back. Unless ``one_statement``: a read of one statement whose answer
+    is the same whether those writes commit or not (a token's check: the only write to a
+    token on the loop is its sliding mark, moved only while the token is live) need not
+    wait, and a request that then writes nothing answers at once (a signed get_random); with
+    no group commit open, its statement runs alone, which SQLite gives a snapshot of its own
+    (BEGIN and COMMIT around it cost as much as the read, in the profile). The loop's
+    connection is only used from the loop's thread, one call at a time, and no read holds a
+    transaction past its block.
 
     SQLite may answer a WAL reader busy (rarely: while another connection recovers or resets
     the WAL) and this connection has no busy timeout (the loop must not sleep): that is
@@ -804,25 +807,26 @@ class _LoopRead:
     when a call's first statement is this read: ``run_on_loop``'s rule).
     """
 
-    __slots__ = ("db", "on_loop", "raw", "unsettled_ok")
+    __slots__ = ("db", "on_loop", "one_statement", "raw")
 
-    def __init__(self, db: Database, on_loop: _OnLoop, unsettled_ok: bool) -> None:
-        self.db, self.on_loop, self.unsettled_ok = db, on_loop, unsettled_ok
-        self.raw: sqlite3.Connection | None = None  # set when this block opened a transaction
+    def __init__(self, db: Database, on_loop: _OnLoop, one_statement: bool) -> None:
+        self.db, self.on_loop, self.one_statement = db, on_loop, one_statement
+        self.raw: sqlite3.Connection | None = None  # set when reading outside a group commit
 
     def __enter__(self) -> Connection:
         batch = self.db._batch
         if batch is not None:
-            if self.on_loop.batch is None and not self.unsettled_ok:
+            if self.on_loop.batch is None and not self.one_statement:
                 self.on_loop.batch = batch
             return batch.tx.connection
         with _translate_errors():
             conn = self.db._loop_connection()
         raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-        try:
-            raw.execute("BEGIN")
-        except sqlite3.OperationalError as error:
-            raise _driver_error(error) from error
+        if not self.one_statement:
+            try:
+                raw.execute("BEGIN")
+            except sqlite3.OperationalError as error:
+                raise _driver_error(error) from error
         self.raw = raw
         return conn
 
