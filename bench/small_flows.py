@@ -74,7 +74,9 @@ class Tally:
     client_cpu: float = 0.0  # the load generator's, over the timed part
     wal_max: int = 0  # the largest SQLite -wal file seen during the timed part (bytes)
     loop_cpu: float = 0.0  # the servers' main threads (their event loops), over the timed part
+    loop_sys: float = 0.0  # of which in the kernel (the sends and receives, the selector)
     loop_waits: int = 0  # the main threads' voluntary context switches: the loop went idle
+    client_waits: int = 0  # the load generator's: it went idle, and a server's send woke it
 
 
 async def login(conn: Connection, md5: str) -> str:
@@ -122,7 +124,8 @@ async def scenario(
     action = one_flow if kind == "flow" else trivial
     tally = Tally()
     cpu_before, client_before = cpu_seconds(pids), _own_cpu()
-    loop_before, waits_before = loop_threads(pids)
+    loop_before, sys_before, waits_before = loop_threads(pids)
+    client_waits_before = loop_threads([os.getpid()])[2]
     deadline = time.perf_counter() + seconds
 
     async def client(index: int) -> None:
@@ -151,8 +154,10 @@ async def scenario(
     await asyncio.gather(watch_wal(), *(client(i) for i in range(clients)))
     tally.elapsed = time.perf_counter() - started
     tally.cpu = cpu_seconds(pids) - cpu_before
-    loop_after, waits_after = loop_threads(pids)
-    tally.loop_cpu, tally.loop_waits = loop_after - loop_before, waits_after - waits_before
+    loop_after, sys_after, waits_after = loop_threads(pids)
+    tally.loop_cpu, tally.loop_sys = loop_after - loop_before, sys_after - sys_before
+    tally.loop_waits = waits_after - waits_before
+    tally.client_waits = loop_threads([os.getpid()])[2] - client_waits_before
     tally.client_cpu = _own_cpu() - client_before
     for conn in conns:
         await conn.close()
@@ -170,21 +175,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def loop_threads(pids: list[int]) -> tuple[float, int]:
-    """user + sys CPU seconds and voluntary context switches of these processes' main threads,
+def loop_threads(pids: list[int]) -> tuple[float, float, int]:
+    """user + sys CPU seconds, sys alone, and voluntary context switches of these processes' main threads,
     where each runs its event loop: the rest of ``cpu_seconds`` is worker threads (a thread
     write, a checkpoint). A voluntary switch is the loop going idle in its selector (or
     blocking), so switches per request show how many requests each turn of the loop shares."""
-    cpu, waits = 0, 0
+    cpu, system, waits = 0, 0, 0
     for pid in pids:
         with open(f"/proc/{pid}/task/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
         cpu += int(fields[11]) + int(fields[12])
+        system += int(fields[12])
         with open(f"/proc/{pid}/task/{pid}/status") as status:
             for line in status:
                 if line.startswith("voluntary_ctxt_switches:"):
                     waits += int(line.split()[1])
-    return cpu / os.sysconf("SC_CLK_TCK"), waits
+    tick = os.sysconf("SC_CLK_TCK")
+    return cpu / tick, system / tick, waits
 
 
 def wal_size(database: Path) -> int:
@@ -250,9 +257,11 @@ def main() -> None:
                         f"  {clients:>2} clients {kind:<7} {rate:8.0f}/s  p99 {p99:7.1f} ms  "
                         f"errors {errs}  server CPU {cpu:.1f} s "
                         f"({1e6 * cpu / max(done, 1):.0f} us/request, loop thread "
-                        f"{1e6 * tally.loop_cpu / max(done, 1):.0f}, loop idle "
+                        f"{1e6 * tally.loop_cpu / max(done, 1):.0f} (sys "
+                        f"{1e6 * tally.loop_sys / max(done, 1):.0f}), loop idle "
                         f"{tally.loop_waits / max(done, 1):.2f}/request)  "
-                        f"client {1e6 * tally.client_cpu / max(done, 1):.0f} us/request  "
+                        f"client {1e6 * tally.client_cpu / max(done, 1):.0f} us/request, idle "
+                        f"{tally.client_waits / max(done, 1):.2f}/request  "
                         f"load {load:.1f}"
                         + (f"  WAL max {tally.wal_max / 2**20:.0f} MiB" if wal else "")
                         + (f" (first: {tally.first_error})" if errs else "")
