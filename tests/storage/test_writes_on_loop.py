@@ -237,6 +237,46 @@ def test_a_failed_shared_commit_fails_every_request_of_it_and_frees_the_writer(f
     assert _values(file_db) == [2, 3]
 
 
+def _count_in_one_statement(db: Database) -> int:
+    with db.read(one_statement=True) as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM probe").scalar_one())
+
+
+def test_a_call_reading_one_statement_answers_with_the_turns_group_commit(file_db):
+    # Answered alone, at once, it cost the server more than it saved (thirteenth round).
+    async def reader() -> list[int]:
+        await file_db.run_on_loop(lambda: _count_in_one_statement(file_db))
+        return _values(file_db)  # on another connection: only committed rows
+
+    answers = asyncio.run(_together(file_db.run_on_loop(lambda: _insert(file_db, 1)), reader()))
+    assert answers == [None, [1]]
+
+
+def test_a_call_reading_one_statement_alone_on_the_loop_is_answered(file_db):
+    assert _on_loop(file_db, lambda: _count_in_one_statement(file_db)) == 0
+
+
+def test_a_failed_group_commit_does_not_fail_a_call_that_only_waited_for_it(file_db):
+    with file_db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE child (parent INTEGER REFERENCES parent (id))")
+
+    def orphan() -> None:
+        with file_db.write() as conn:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+            conn.exec_driver_sql("INSERT INTO child VALUES (99)")
+
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(orphan),
+            file_db.run_on_loop(lambda: _count_in_one_statement(file_db)),
+        )
+    )
+    assert isinstance(answers[0], CommitFailed)
+    assert isinstance(answers[1], int)  # its own answer, not the commit's failure
+
+
 def test_once_the_store_file_is_found_replaced_writes_on_the_loop_are_refused_too(
     file_db, tmp_path
 ):

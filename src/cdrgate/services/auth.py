@@ -93,8 +93,8 @@ class AuthService:
         """Validate a token and slide its idle lifetime (every authenticated request does).
 
         A read, and a write only when the sliding mark is due (``TOUCH_EVERY_MS``): inside
-        ``Database.run_on_loop`` the read is on the loop's own connection, and does not wait
-        for the loop's open group commit (``Database.read``'s ``one_statement``: the only
+        ``Database.run_on_loop`` the read is on the loop's own connection, and does not depend
+        on the loop's open group commit (``Database.read``'s ``one_statement``: the only
         write to a token on the loop is its sliding mark, moved only while it is live)."""
         return self.authenticate_hash(token_hash_of(token))
 

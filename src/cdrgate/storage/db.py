@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -115,6 +115,9 @@ class _OnLoop:
 
     batch: _Batch | None = None
     wrote: bool = False
+    # It read only by ``read(one_statement=True)``: answered with a group commit it does not
+    # depend on (``Database._alongside``).
+    alongside: bool = False
 
 
 _ON_LOOP: ContextVar[_OnLoop | None] = ContextVar("cdrgate_on_loop", default=None)
@@ -263,7 +266,9 @@ class Database:
         turn of the loop shares, if this process's writer lock is free and no other process
         holds SQLite's. Returns (or raises) what ``call`` did once that transaction has
         committed: nothing is answered before its writes are durable as any commit is. A
-        failed commit raises StorageUnavailable for every request of the turn.
+        failed commit raises StorageUnavailable for every request of the turn. A call that
+        wrote nothing and read only one statement at a time answers with that commit too,
+        or the next turn's, but a failure of it is not its own (``_alongside``).
 
         Waits on the loop, before ``call`` runs, while the loop holds its writes for a
         checkpoint (``LOOP_WAL_HOLD_FRAMES``), and runs ``call`` again once a thread of this
@@ -294,7 +299,9 @@ class Database:
                 _ON_LOOP.reset(token)
             break
         batch = on_loop.batch
-        if batch is not None and not batch.ended:
+        if batch is None and on_loop.alongside:
+            await self._alongside()
+        elif batch is not None and not batch.ended:
             await self._wait(batch.waiters)
         elif batch is not None and batch.error is not None:  # ended within ``call``
             raise CommitFailed(str(batch.error))
@@ -313,6 +320,23 @@ class Database:
         waiter = asyncio.get_running_loop().create_future()
         waiters.append(waiter)
         await waiter
+
+    async def _alongside(self) -> None:
+        """Answer with the loop's group commit: the open one, or else the one the next turn
+        opens, if any. For a call whose reads cannot depend on that commit (one statement
+        each, ``read(one_statement=True)``), so its failure is not the call's.
+
+        Its answer (a signed get_random's) is ready at once, but sent at once it leaves alone,
+        between the bursts of answers the commits release, and costs the server more CPU a
+        request than it saves (the loop's kernel time, the clients' wake-ups: bench/RESULTS.md,
+        thirteenth round)."""
+        batch = self._batch
+        if batch is None:
+            await asyncio.sleep(0)
+            batch = self._batch
+        if batch is not None and not batch.ended:
+            with suppress(CommitFailed):
+                await self._wait(batch.waiters)
 
     async def _writer_released(self) -> None:
         """Until a thread of this process releases the writer lock (``_writer_turn`` wakes
@@ -533,7 +557,8 @@ class Database:
         a pooled one costs a small read more than the read (the checkout, SQLAlchemy's BEGIN
         event, the hand-over between threads). ``one_statement``: a read of one statement whose
         answer is the same whether the loop's open group commit lands or not; on the loop it
-        opens no transaction of its own and waits for no commit (see ``_LoopRead``)."""
+        opens no transaction of its own, and a call whose reads are all such answers with the
+        turn's group commit without failing with it (see ``_LoopRead``)."""
         on_loop = _ON_LOOP.get()
         if on_loop is not None and self._file is not None:
             return _LoopRead(self, on_loop, one_statement)
@@ -794,10 +819,11 @@ class _LoopRead:
     for that commit as theirs do (``_OnLoop.batch``): no answer rests on rows that a failed
     commit would take back. Unless ``one_statement``: a read of one statement whose answer
     is the same whether those writes commit or not (a token's check: the only write to a
-    token on the loop is its sliding mark, moved only while the token is live) need not
-    wait, and a request that then writes nothing answers at once (a signed get_random); with
-    no group commit open, its statement runs alone, which SQLite gives a snapshot of its own
-    (BEGIN and COMMIT around it cost as much as the read, in the profile). The loop's
+    token on the loop is its sliding mark, moved only while the token is live) does not
+    depend on that commit, and a request that then writes nothing (a signed get_random)
+    answers with the turn's group commit but never fails with it (``Database._alongside``);
+    with no group commit open, its statement runs alone, which SQLite gives a snapshot of its
+    own (BEGIN and COMMIT around it cost as much as the read, in the profile). The loop's
     connection is only used from the loop's thread, one call at a time, and no read holds a
     transaction past its block.
 
@@ -815,6 +841,8 @@ class _LoopRead:
 
     def __enter__(self) -> Connection:
         batch = self.db._batch
+        if self.one_statement:
+            self.on_loop.alongside = True
         if batch is not None:
             if self.on_loop.batch is None and not self.one_statement:
                 self.on_loop.batch = batch
