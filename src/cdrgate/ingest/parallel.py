@@ -45,12 +45,12 @@ from cdrgate.storage.db import Database
 # Below this size (~200k rows) the child's start-up (a new interpreter and its imports) is
 # most of what the second core saves (bench/RESULTS.md, tenth round).
 MIN_BYTES = 24 << 20
-# The writer's part of the file, where both sides end together. Per row the writer costs more
-# (the uniqueness key, the tally) than the child (a table without indexes, counted after):
-# ~5.7-6.0 against ~4.8-4.9 us, and the child starts ~0.1 s later (its start-up), so both
-# end together at ~0.46 of the rows; the child's extra rows cost the copy ~1 us each
-# (bench/RESULTS.md, twelfth round: at 0.5 the child was done ~0.5 s before the writer).
-WRITER_SHARE = 0.46
+# The writer's part of the file, where both sides end together: their CPU per row in
+# proportion. The writer's row costs more (the uniqueness key, the tally; ~5.6-5.7 us) than
+# the child's (a table without indexes, counted after): ~3.9 us in apsw's SQLite, ~4.8 us when
+# the child has only the standard library's (part.APSW; bench/RESULTS.md, twelfth and
+# thirteenth rounds). The child's extra rows cost the copy ~1 us each.
+WRITER_SHARE = 0.42 if part.APSW else 0.46
 
 _SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
 _COUNTS = "import_counts"  # and the file of its counts under this one

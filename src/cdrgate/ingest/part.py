@@ -4,17 +4,28 @@ scratch table, then that part's cdr_summary counts, with the writer's own (its t
 Its start-up is on the import's critical path (the writer waits for its rows), so this
 module, and what it imports, stay clear of SQLAlchemy and the CLI: a spawned child imports
 the module of its target and, run from the ``cdrgate`` script, that script's ``cdrgate.cli``
-(whose commands are imported only when run). It needs sqlite3 and the fast path's code.
+(whose commands are imported only when run). It needs the fast path's code and SQLite.
+
+Its SQLite is apsw's when apsw is installed (a dependency; the standard library's sqlite3
+when it cannot be imported): the same INSERT of the fast path costs the child ~30 % less CPU
+there than in the system's SQLite that the stdlib is linked to (bench/RESULTS.md, thirteenth
+round). The child opens only files of its own (the scratch and counts files); the store is
+never opened by a second SQLite library, which would clash with the first's POSIX locks in
+one process. The writer attaches the scratch file once the child has closed it, and the
+counts file once it is written; between two processes each library's locks are the file's
+own, so the child reading the scratch file while the writer reads it too is as safe as with
+one library. The files are in SQLite's stable format (a plain table, no feature newer than
+the writer's SQLite), which every version reads.
 """
 
 from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import yeastar_sql
@@ -24,6 +35,38 @@ from cdrgate.storage.columns import COLUMNS
 
 if TYPE_CHECKING:
     from cdrgate.storage.summary import Tally
+
+try:
+    import apsw
+
+    APSW = True
+except ImportError:  # not installed: the standard library's SQLite does it all
+    APSW = False
+
+# What a refused row raises: a NULL ts (the NOT NULL column) or a row not 14 fields wide (the
+# binding count), in each library.
+_REFUSED: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlite3.ProgrammingError)
+if APSW:
+    _REFUSED = (*_REFUSED, apsw.ConstraintError, apsw.BindingsError)
+
+
+class _Connection(Protocol):
+    """What the child uses of a connection, the same in apsw and sqlite3."""
+
+    def execute(self, sql: str, bindings: Sequence[Any] = ..., /) -> Iterable[Any]: ...
+
+    def executemany(self, sql: str, bindings: Iterable[Sequence[Any]], /) -> object: ...
+
+    def close(self) -> object: ...
+
+
+def open_file(path: str) -> _Connection:
+    """A connection to one of the child's own files, in apsw when it is installed. Neither
+    library opens a transaction by itself here: the child says BEGIN where it wants one."""
+    if APSW:
+        return apsw.Connection(path)
+    return sqlite3.connect(path, isolation_level=None)
+
 
 _INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _KINDS = "SELECT type, status, sum(calls) FROM counts.counts GROUP BY type, status"
@@ -94,13 +137,9 @@ def serve(pipe: Pipe) -> None:
 def _load(job: Job) -> Loaded:
     conn = _connect(job.scratch)
     try:
-        columns = ", ".join(
-            f'"{name}" {kind} NOT NULL' if not_null else f'"{name}" {kind}'
-            for name, kind, not_null in job.columns
-        )
-        conn.execute(f"CREATE TABLE cdr ({columns})")
+        create_table(conn, job.columns)
         conn.execute("BEGIN")
-        scratch = _Scratch(conn)
+        scratch = Scratch(conn)
         with open(job.path, "rb") as stream:
             stream.seek(job.start)
             yeastar_sql.load(
@@ -117,6 +156,15 @@ def _load(job: Job) -> Loaded:
         conn.close()
 
 
+def create_table(conn: _Connection, columns: Sequence[tuple[str, str, bool]]) -> None:
+    """The scratch table ``cdr`` with ``columns`` (name, declared type, NOT NULL), no index."""
+    spelled = ", ".join(
+        f'"{name}" {kind} NOT NULL' if not_null else f'"{name}" {kind}'
+        for name, kind, not_null in columns
+    )
+    conn.execute(f"CREATE TABLE cdr ({spelled})")
+
+
 def _count(job: Job, tally: Sequence[Sequence[object]]) -> Counted:
     """The part's counts, by one GROUP BY in SQL while the writer copies its rows (both only
     read the scratch file), and the writer's ``tally`` rows after them, written to a file of
@@ -124,7 +172,7 @@ def _count(job: Job, tally: Sequence[Sequence[object]]) -> Counted:
     cdr_summary, and the writer has no upsert of its own tally to run."""
     # Not _connect: the writer may have the scratch file attached already, and changing its
     # journal mode would wait for the writer's lock (the driver's 5 s timeout) to no avail.
-    conn = sqlite3.connect(job.scratch, isolation_level=None)
+    conn = open_file(job.scratch)
     try:
         conn.execute("ATTACH ? AS counts", (job.counts,))
         conn.execute("PRAGMA counts.journal_mode = OFF")
@@ -139,20 +187,20 @@ def _count(job: Job, tally: Sequence[Sequence[object]]) -> Counted:
         conn.close()
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
+def _connect(path: str) -> _Connection:
+    conn = open_file(path)
     # Nothing here needs to survive a crash: the files are dropped whatever happens.
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     return conn
 
 
-class _Scratch:
+class Scratch:
     """``yeastar_sql.Sink`` into the scratch table: every row kept (the store's uniqueness key
     skips duplicates when the rows are copied), and none counted here: ``_count`` counts
     them all in SQL afterwards, off the writer's path."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self.conn = conn
         self.rows = 0
 
@@ -166,6 +214,9 @@ class _Scratch:
     def add_with(
         self, sql: str, rows: Sequence[Sequence[object]], tally: Callable[[], Tally] | None
     ) -> Tally | None:
-        self.conn.executemany(sql, rows)
+        try:
+            self.conn.executemany(sql, rows)
+        except _REFUSED as exc:  # in either library: the Python path must read the file
+            raise yeastar_sql.Doubt(str(exc)) from None
         self.rows += len(rows)
         return None
