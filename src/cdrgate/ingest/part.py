@@ -7,7 +7,7 @@ the module of its target and, run from the ``cdrgate`` script, that script's ``c
 (whose commands are imported only when run). It needs the fast path's code and SQLite.
 
 Its SQLite is apsw's when apsw is installed (a dependency; the standard library's sqlite3
-when it cannot be imported): the same INSERT of the fast path costs the child ~30 % less CPU
+when it cannot be imported): the same INSERT of the fast path costs the child ~28 % less CPU
 there than in the system's SQLite that the stdlib is linked to (bench/RESULTS.md, thirteenth
 round). The child opens only files of its own (the scratch and counts files); the store is
 never opened by a second SQLite library, which would clash with the first's POSIX locks in
