@@ -3,6 +3,7 @@ a worker thread when it is not: the answer is the same either way, and nothing h
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,8 +12,9 @@ from contextlib import contextmanager
 import pytest
 from starlette.concurrency import run_in_threadpool
 
-from cdrgate.storage import audit
-from cdrgate.storage.db import Database
+from cdrgate.services.downloads import RandomRequest
+from cdrgate.storage import audit, tokens
+from cdrgate.storage.db import CommitFailed, Database
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
 
@@ -119,3 +121,72 @@ def test_a_download_whose_shared_commit_fails_hears_30003_is_audited_once_and_ca
     monkeypatch.undo()
     # The random was not spent: the redeem went with the commit. An empty day is 20021.
     assert client.get(url).json() == {"status": "Failed", "errno": "20021"}
+
+
+def test_a_signed_get_random_whose_turns_group_commit_fails_still_answers_its_random(
+    client, flow, db
+):
+    """Its token read (one statement) does not depend on the other requests' writes, so their
+    failed commit is not its own: Success, and the random downloads."""
+    downloads = client.app.state.services.downloads
+    if not downloads.db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    with db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE child (parent INTEGER REFERENCES parent (id))")
+
+    def orphan() -> None:  # a request whose writes fail the turn's commit
+        with downloads.db.write() as conn:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            conn.exec_driver_sql("INSERT INTO child VALUES (99)")
+
+    ask = RandomRequest(token, "1000", DAY_START, DAY_END, None, "127.0.0.1")
+
+    async def turn() -> list[object]:
+        return await asyncio.gather(
+            downloads.db.run_on_loop(orphan),
+            downloads.db.run_on_loop(lambda: downloads.issue_random(ask)),
+            return_exceptions=True,
+        )
+
+    failed, random = asyncio.run(turn())
+    assert isinstance(failed, CommitFailed)
+    assert isinstance(random, str) and len(random) == 32
+    assert client.get(flow.download_url(token, random, "1000", DAY_START, DAY_END)).json() == {
+        "status": "Failed", "errno": "20021",
+    }  # fmt: skip
+
+
+def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answers_from_a_thread(
+    client, flow, monkeypatch
+):
+    """SQLite may answer a WAL reader busy (another connection recovering or resetting the
+    WAL); the loop's connection has no busy timeout, so the request is run again in a thread."""
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    last_seen, busy_on_loop = tokens.last_seen, []
+
+    def busy_once_on_the_loop(conn, token_hash):
+        if Database.in_loop_call() and not busy_on_loop:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            busy_on_loop.append(busy)
+            raise busy
+        return last_seen(conn, token_hash)
+
+    handed_over = threading.Event()
+
+    async def recording(func, *args):
+        handed_over.set()
+        return await run_in_threadpool(func, *args)
+
+    monkeypatch.setattr(tokens, "last_seen", busy_once_on_the_loop)
+    monkeypatch.setattr("cdrgate.api.cdr.run_in_threadpool", recording)
+    answer = flow.get_random(token, "1000", DAY_START, DAY_END)
+    assert busy_on_loop and handed_over.is_set()
+    assert answer["status"] == "Success" and len(answer["random"]) == 32
