@@ -177,3 +177,23 @@ def test_each_download_of_a_signed_random_is_audited_and_it_and_the_key_are_neve
         assert all(secret not in repr(r) for r in records)
         assert secret not in logged
     assert key not in logged and key[:15] not in logged
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_randoms_asked_in_a_row_for_one_filter_each_download_once(flows, kind):
+    here, _ = flows
+    token = here.token()
+    first, second = _issue(here, token, kind), _issue(here, token, kind)
+    assert first != second
+    assert [_get(here, token, r) for r in (second, first, second, first)] == [
+        "csv", "csv", "20020", "20020",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_random_asked_for_by_extid_downloads_through_the_v2_link_by_number(flows, kind):
+    """The API version is not part of what a random is bound to, for either kind."""
+    here, _ = flows
+    token = here.token()
+    random = _issue(here, token, kind)
+    assert _get(Flow(here.http, version="v2.0.0"), token, random) == "csv"
