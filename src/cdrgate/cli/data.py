@@ -20,8 +20,6 @@ from cdrgate.cli.jsonout import JsonOption
 from cdrgate.errors import UsageError
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import DEFAULT_EXTENSIONS, AccountcodeAs, SourceProfile
-from cdrgate.ingest.seeding import seed_database
-from cdrgate.seed import SeedPlan
 from cdrgate.timefmt import parse_pbx_time
 
 
@@ -66,6 +64,11 @@ def seed(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Generate realistic sample CDRs, deterministically."""
+    # Imported here: `cdrgate import`, which loads this module too, has no use for the seeder
+    # before its first row (bench/RESULTS.md, the writer's head, thirteenth round).
+    from cdrgate.ingest.seeding import seed_database
+    from cdrgate.seed import SeedPlan
+
     start_text = f"{start} 00:00:00" if len(start) == 10 else start
     try:
         parse_pbx_time(start_text)

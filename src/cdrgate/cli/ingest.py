@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,17 +25,22 @@ from cdrgate.cli.exits import EXIT_FAILED
 from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
-from cdrgate.ingest import parallel, push
+from cdrgate.ingest import parallel
 from cdrgate.ingest.files import ImportResult, import_file
-from cdrgate.ingest.follow import Follower
 from cdrgate.ingest.formats import Format, RowMapper, row_mapper
 from cdrgate.ingest.lines import Rejected
 from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
-from cdrgate.services.recording_files import prune_with_recordings
-from cdrgate.services.retention import PruneReport, RetentionPolicy, wall_clock_now
 from cdrgate.settings import Settings
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time
+
+if TYPE_CHECKING:
+    from cdrgate.services.retention import PruneReport
+
+# --follow, ingest-key and prune import their own modules (the follower, the push keys, the
+# retention and recordings services) where they run: `cdrgate import` of a file, which loads
+# this module, imports them before its first row otherwise (bench/RESULTS.md, the writer's
+# head, thirteenth round).
 
 # Options `cdrgate import` adds for Asterisk and FreeSWITCH files (see cli/data.py).
 FollowOption = Annotated[
@@ -151,6 +156,8 @@ def _report(rejected: Rejected) -> None:
 
 
 def _follow(path: Path, mapper: RowMapper, database: str) -> None:
+    from cdrgate.ingest.follow import Follower
+
     db = open_database(database)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -187,6 +194,8 @@ def add_key(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Create an ingest key and print it once."""
+    from cdrgate.ingest import push
+
     db = open_existing(database, write=True)
     key = push.create_key(db, name, sn or name, int(system_clock() * 1000))
     out.print(key, highlight=False)
@@ -198,6 +207,8 @@ def add_key(
 @cli_errors
 def list_keys(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
     """List ingest keys (names, serials, last use; never the keys)."""
+    from cdrgate.ingest import push
+
     for key in push.list_keys(open_existing(database, write=False)):
         if json_output:
             emit(_key_record(key.name, key.sn, key.last_used_ms))
@@ -213,16 +224,22 @@ def delete_key(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Delete an ingest key; pushes with it are refused at once."""
+    from cdrgate.ingest import push
+
     push.delete_key(open_existing(database, write=True), name)
     err.print(f"ingest key {name!r} deleted")
 
 
 def _key_record(name: str, sn: str, used_ms: int | None) -> dict[str, Any]:
+    from cdrgate.services.retention import wall_clock_now
+
     last = format_pbx_time(wall_clock_now(lambda: used_ms / 1000)) if used_ms else None
     return {"name": name, "sn": sn, "last_used": last}
 
 
 def _local(epoch_ms: int) -> str:
+    from cdrgate.services.retention import wall_clock_now
+
     return "last used " + format_pbx_time(wall_clock_now(lambda: epoch_ms / 1000))
 
 
@@ -269,6 +286,9 @@ def prune_command(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Remove old CDRs by count and/or age (0 = no limit), and the recordings they name."""
+    from cdrgate.services.recording_files import prune_with_recordings
+    from cdrgate.services.retention import RetentionPolicy, wall_clock_now
+
     settings = Settings.from_env(
         retention_max_records=max_records, retention_max_age_days=max_age_days,
         recordings=recordings, recordings_max_age_days=recordings_max_age_days,
