@@ -3,9 +3,13 @@ second or more of every start-up, so it comes with the commands that use it, not
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
+from typer.testing import CliRunner
+
+from cdrgate.cli import app
 from cdrgate.storage.db import Database
 
 
@@ -70,3 +74,31 @@ def test_the_version_does_not_load_sqlalchemy():
     # main's SIGTERM edge (cli.exits) is all --version needs besides the root group.
     loaded = _modules_after(["--version"], ["sqlalchemy", "cdrgate.cli.common"])
     assert loaded == {"sqlalchemy": False, "cdrgate.cli.common": False}
+
+
+def test_the_cdrgate_process_sets_its_imports_aside_from_the_collector(db: Database):
+    probe = (
+        "import gc, sys\n"
+        "from cdrgate.cli import main\n"
+        "sys.argv = ['cdrgate', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "finally:\n"
+        "    print(gc.get_freeze_count() > 0, gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "seed", "--count", "0", "--database", db.url],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.stderr == "", done.stderr
+    assert done.stdout.splitlines()[-1] == "True True"
+
+
+def test_a_command_run_in_process_leaves_the_collector_as_it_was(db: Database):
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(app, ["seed", "--count", "0", "--database", db.url])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == frozen
+    assert gc.isenabled()

@@ -15,8 +15,10 @@ from typing import Any
 
 
 def main() -> None:
-    from cdrgate.cli.commands import app
+    from cdrgate.cli import commands
     from cdrgate.cli.exits import EXIT_TERMINATED, Terminated
+
+    commands.PROCESS = True
 
     # SIGTERM (systemd, a CI timeout, `kill`) ends a command as Ctrl-C does, through its
     # cleanup: transactions rolled back, scratch files and helper processes removed. The
@@ -24,7 +26,7 @@ def main() -> None:
     # put their own handlers in place of this one.
     signal.signal(signal.SIGTERM, _terminated)
     try:
-        app()
+        commands.app()
     except Terminated:  # before or after a command's own edge (cli_errors) handled it
         sys.exit(EXIT_TERMINATED)
 
