@@ -213,17 +213,25 @@ def test_a_database_error_in_a_write_on_the_loop_is_storage_unavailable_and_roll
     assert _values(file_db) == [1]
 
 
-def test_a_failed_shared_commit_fails_every_request_of_it_and_frees_the_writer(file_db):
-    with file_db.write() as conn:
+def _orphan_writer(db: Database, *also: str) -> Callable[[], None]:
+    """A write whose COMMIT fails (a deferred foreign key is checked then only), after
+    ``also`` (statements run first in its transaction)."""
+    with db.write() as conn:
         conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("CREATE TABLE child (parent INTEGER REFERENCES parent (id))")
 
     def orphan() -> None:
-        # A deferred foreign key is checked at COMMIT only: the commit itself fails.
-        with file_db.write() as conn:
+        with db.write() as conn:
             conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            for statement in also:
+                conn.exec_driver_sql(statement)
             conn.exec_driver_sql("INSERT INTO child VALUES (99)")
 
+    return orphan
+
+
+def test_a_failed_shared_commit_fails_every_request_of_it_and_frees_the_writer(file_db):
+    orphan = _orphan_writer(file_db)
     answers = asyncio.run(
         _together(
             file_db.run_on_loop(lambda: _insert(file_db, 1)),
@@ -257,16 +265,7 @@ def test_a_call_reading_one_statement_alone_on_the_loop_is_answered(file_db):
 
 
 def test_a_failed_group_commit_does_not_fail_a_call_that_only_waited_for_it(file_db):
-    with file_db.write() as conn:
-        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        conn.exec_driver_sql("CREATE TABLE child (parent INTEGER REFERENCES parent (id))")
-
-    def orphan() -> None:
-        with file_db.write() as conn:
-            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
-            conn.exec_driver_sql("INSERT INTO child VALUES (99)")
-
+    orphan = _orphan_writer(file_db, "INSERT INTO probe VALUES (1)")
     answers = asyncio.run(
         _together(
             file_db.run_on_loop(orphan),
