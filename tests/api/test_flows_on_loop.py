@@ -169,7 +169,8 @@ def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answ
         pytest.skip("only a SQLite file writes on the loop")
     token = flow.token()
     flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
-    last_seen, busy_on_loop = tokens.last_seen, []
+    last_seen = tokens.last_seen
+    busy_on_loop: list[sqlite3.OperationalError] = []
 
     def busy_once_on_the_loop(conn, token_hash):
         if Database.in_loop_call() and not busy_on_loop:
