@@ -190,8 +190,7 @@ def _random_text(random: str | None) -> str | None:
     it was never issued: 20020 once the token is checked)."""
     if random is None or not random.strip():
         raise ApiError(Errno.PARAMETER_EMPTY, "no random")
-    text = random.strip().lower()
-    return text if randoms.key_of(text) is not None else None
+    return randoms.normalised(random)
 
 
 class DownloadService:

@@ -105,13 +105,22 @@ def new_random(expires_ms: int) -> NewRandom:
     return NewRandom(text, expires_ms, secret_hash(text))
 
 
-def key_of(random: str) -> tuple[int, str] | None:
-    """The row key ``(expires_ms, hash)`` a random as the client sent it names (either table);
-    None when it cannot be one of ours: it was never issued."""
+def normalised(random: str) -> str | None:
+    """A random as the client sent it, in the form it was issued; None when it cannot be one
+    of ours: it was never issued."""
     random = random.strip().lower()
     if len(random) != RANDOM_CHARS or not _HEX.issuperset(random):
         return None
-    return int(random[:_EXPIRY_DIGITS], 16), secret_hash(random)
+    return random
+
+
+def key_of(random: str) -> tuple[int, str] | None:
+    """The row key ``(expires_ms, hash)`` a random as the client sent it names (either table);
+    None when it cannot be one of ours: it was never issued."""
+    text = normalised(random)
+    if text is None:
+        return None
+    return int(text[:_EXPIRY_DIGITS], 16), secret_hash(text)
 
 
 # A flow runs each of these once: built once, executed with parameters (building a
