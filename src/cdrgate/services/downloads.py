@@ -8,6 +8,7 @@ calls one method and answers.
 from __future__ import annotations
 
 import hmac
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -43,6 +44,11 @@ MAX_EXTENSIONS = 1000
 WHOLE_RESULT_SPAN = 24 * 3600
 # The ``server_key`` row whose key signs cdr/get_random's randoms.
 RANDOM_KEY = "cdr-random"
+# A random that fails its tag check and names no stored row may be signed under a key that
+# replaced this process's (the row deleted by hand, a restore under live hosts, a worker
+# started across such a change): the key is read again, at most this often per process, so
+# a flood of forged randoms cannot make every refusal a key read.
+KEY_REREAD_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,8 @@ class DownloadService:
         self.audit = audit
         self.slots = slots
         self._random_signer: RandomSigner | None = None
+        self._key_reread_ms: int | None = None  # the last re-read, on the service's clock
+        self._key_reread_lock = threading.Lock()
 
     def _signer(self) -> RandomSigner:
         """The signer under the database's key, read (or created) once per process.
@@ -224,6 +232,26 @@ class DownloadService:
             with self.db.write(durable=True) as conn:
                 key = server_keys.get_or_create(conn, RANDOM_KEY)
             self._random_signer = RandomSigner(key)
+        return self._random_signer
+
+    def _reread_key(self, conn: Connection, now: int) -> RandomSigner | None:
+        """The signer under the key stored now, read in ``conn``'s transaction, when it
+        differs from this process's; None when it does not, or when the last re-read is less
+        than ``KEY_REREAD_SECONDS`` old. A missing row is left missing: the next process that
+        needs a key creates it, and the others adopt it here on their first refusal."""
+        with self._key_reread_lock:
+            last = self._key_reread_ms
+            # A clock set back (now < last) allows a read at once rather than none for long.
+            if last is not None and last <= now < last + KEY_REREAD_SECONDS * 1000:
+                return None
+            self._key_reread_ms = now
+        key = server_keys.read(conn, RANDOM_KEY)
+        current = self._random_signer
+        if key is None or (current is not None and hmac.compare_digest(key, current.key)):
+            return None
+        # Another process committed it (this transaction cannot see an uncommitted row), so
+        # it stays the database's key whether this transaction commits or not.
+        self._random_signer = RandomSigner(key)
         return self._random_signer
 
     def runs_on_loop(self, ask: DownloadRequest) -> bool:
@@ -416,6 +444,12 @@ class DownloadService:
             return None
         row = randoms.find(conn, *random_key)
         if row is None:
+            # Signed under a key that replaced this process's, maybe: checked again under it.
+            reread = self._reread_key(conn, now)
+            if reread is not None and reread.signed(
+                random, session.token_hash, flt.selector, flt.start_ts, flt.end_ts
+            ):
+                return _spend_signed(conn, session, flt, random_key, client_ip, now)
             # A signed random whose tag did not hold lands here too: which of its fields
             # differ cannot be told.
             why = (

@@ -39,7 +39,7 @@ class RandomSigner:
     """Issues and checks signed randoms under one key."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self.key = key
 
     def issue(
         self, expires_ms: int, token_hash: str, selector: str, start_ts: int, end_ts: int
@@ -58,5 +58,5 @@ class RandomSigner:
     def _tag(self, head: str, token_hash: str, selector: str, start_ts: int, end_ts: int) -> str:
         # Fixed-width fields first and the free-form selector last: one message per request.
         message = f"{head}|{token_hash}|{start_ts}|{end_ts}|{selector}".encode()
-        digest = hashlib.blake2b(message, key=self._key, digest_size=8, person=_DOMAIN).digest()
+        digest = hashlib.blake2b(message, key=self.key, digest_size=8, person=_DOMAIN).digest()
         return f"{int.from_bytes(digest) >> _TAG_SHIFT:0{_TAG_HEX}x}"

@@ -23,5 +23,14 @@ def get_or_create(conn: Connection, name: str) -> bytes:
     conn.execute(
         dialect.insert(conn, server_key).values(name=name, value=fresh).on_conflict_do_nothing()
     )
-    stored = conn.execute(select(server_key.c.value).where(server_key.c.name == name)).scalar_one()
-    return bytes.fromhex(stored)
+    stored = read(conn, name)
+    assert stored is not None  # inserted above unless another process's row was there
+    return stored
+
+
+def read(conn: Connection, name: str) -> bytes | None:
+    """The key called ``name`` as stored now; None when this database has none."""
+    stored = conn.execute(
+        select(server_key.c.value).where(server_key.c.name == name)
+    ).scalar_one_or_none()
+    return None if stored is None else bytes.fromhex(stored)
