@@ -373,3 +373,41 @@ def test_a_long_reader_does_not_stall_writers_and_the_wal_is_bounded_once_it_end
     assert pinned > WAL_BOUND  # no checkpoint can pass the snapshot, so the WAL grew
     _sustained_writes(blob_db, wal)
     assert os.path.getsize(wal) <= WAL_BOUND  # restarted, and truncated to the size limit
+
+
+def test_the_wal_is_still_checkpointed_after_a_loop_closed_during_a_checkpoint(
+    file_db, tmp_path, monkeypatch
+):
+    """A Database used by a second loop (a test client started twice, a server restarting
+    its loop) after the first closed while its checkpoint ran in a thread: that checkpoint's
+    end is never delivered to the closed loop, and the next loop checkpoints all the same."""
+    wal = tmp_path / "loop.db-wal"
+    checkpoint = file_db.checkpoint
+    running, finish, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_checkpoint() -> tuple[int, int] | None:
+        running.set()
+        finish.wait()
+        try:
+            return checkpoint()
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(file_db, "checkpoint", slow_checkpoint)
+    first = asyncio.new_event_loop()
+    for value in range(LOOP_CHECKPOINT_EVERY):
+        first.run_until_complete(file_db.run_on_loop(functools.partial(_insert, file_db, value)))
+    running.wait()
+    first.close()  # its executor's thread is not waited for: the checkpoint's end is lost
+    finish.set()
+    ended.wait()  # before the next loop's writes, so it cannot restart the WAL under them
+    monkeypatch.setattr(file_db, "checkpoint", checkpoint)
+
+    def writes(count: int) -> None:
+        for value in range(count):
+            _on_loop(file_db, functools.partial(_insert, file_db, value))
+
+    writes(2 * LOOP_CHECKPOINT_EVERY)
+    plateau = os.path.getsize(wal)
+    writes(16 * LOOP_CHECKPOINT_EVERY)  # a page each at least: past the plateau unless reused
+    assert os.path.getsize(wal) <= plateau  # checkpointed: reused from the start
