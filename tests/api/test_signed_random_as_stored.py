@@ -147,6 +147,25 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_signed_randoms_addr
     assert get(random, client) == "csv"
 
 
+def test_a_used_random_that_has_since_expired_is_refused_as_used_for_both_kinds(
+    flows, clock, caplog
+):
+    """The errno is 20020 either way; the rule the log names (DEBUG) is the same too."""
+    caplog.set_level(logging.DEBUG, logger="cdrgate.api")
+    here, _ = flows
+    token = here.token()
+    reasons = {}
+    for kind in KINDS:
+        random = _issue(here, token, kind)
+        assert _get(here, token, random) == "csv"
+        clock.advance(30)
+        caplog.clear()
+        assert _get(here, token, random) == Errno.CDR_RANDOM_INVALID.value
+        reasons[kind] = [r.getMessage() for r in caplog.records if "refused:" in r.getMessage()]
+    assert reasons["signed"] == reasons["stored"]
+    assert reasons["signed"][0].endswith("refused: random already used (one download each)")
+
+
 def test_each_download_of_a_signed_random_is_audited_and_it_and_the_key_are_never_in_clear(
     flows, clock, db, caplog
 ):

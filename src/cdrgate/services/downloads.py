@@ -42,6 +42,10 @@ MAX_EXTENSIONS = 1000
 # A download range up to this many seconds is read in its redeem's transaction when its whole
 # result fits in one page (``DownloadService._whole_result``).
 WHOLE_RESULT_SPAN = 24 * 3600
+# The refusals a signed and a stored random share (the log's reason; the errno says less).
+_USED = "random already used (one download each)"
+_EXPIRED = "random expired"
+_WRONG_ADDRESS = "client address is neither get_random's caller nor its allowedip"
 # The ``server_key`` row whose key signs cdr/get_random's randoms.
 RANDOM_KEY = "cdr-random"
 # A random that fails its tag check and names no stored row may be signed under a key that
@@ -158,21 +162,21 @@ def _spend_signed(
     """Spend a signed random (its tag holds for this token and filter): the rules a stored
     random's row holds, in the same order (used, expired, then the address)."""
     expires_ms, random_hash = random_key
-    if expires_ms <= now:
-        return ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
-    if client_ip != session.login_ip:
-        # A used random is 20020 from any address, as a stored one is.
+    if expires_ms <= now or client_ip != session.login_ip:
+        # Refused: a used random says so before the other rules, as a stored one's row does
+        # (its spent row is kept until the purge), so it costs one read, on refusals only.
         if randoms.find(conn, expires_ms, random_hash) is not None:
-            return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
-        why = "client address is neither get_random's caller nor its allowedip"
-        return ApiError(Errno.ALLOWEDIP_ERROR, why)
+            return ApiError(Errno.CDR_RANDOM_INVALID, _USED)
+        if expires_ms <= now:
+            return ApiError(Errno.CDR_RANDOM_INVALID, _EXPIRED)
+        return ApiError(Errno.ALLOWEDIP_ERROR, _WRONG_ADDRESS)
     spent = randoms.RandomRow(
         expires_ms, random_hash, session.token_hash, flt.selector, flt.start_ts, flt.end_ts,
         session.login_ip, None, now,
     )  # fmt: skip
     if randoms.spend_signed(conn, spent):
         return None
-    return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+    return ApiError(Errno.CDR_RANDOM_INVALID, _USED)
 
 
 def _not_found() -> ApiError:
@@ -463,12 +467,11 @@ class DownloadService:
             why = "extid/number or times differ from those given to get_random"
             return ApiError(Errno.CDR_RANDOM_INVALID, why)
         if row.used_ms is not None:
-            return ApiError(Errno.CDR_RANDOM_INVALID, "random already used (one download each)")
+            return ApiError(Errno.CDR_RANDOM_INVALID, _USED)
         if row.expires_ms <= now:
-            return ApiError(Errno.CDR_RANDOM_INVALID, "random expired")
+            return ApiError(Errno.CDR_RANDOM_INVALID, _EXPIRED)
         if client_ip not in (row.client_ip, row.allowed_ip):
-            why = "client address is neither get_random's caller nor its allowedip"
-            return ApiError(Errno.ALLOWEDIP_ERROR, why)
+            return ApiError(Errno.ALLOWEDIP_ERROR, _WRONG_ADDRESS)
         # Every rule holds now, but did not when the UPDATE ran: another download spent it.
         return ApiError(Errno.CDR_RANDOM_INVALID, "random used by a concurrent download")
 
