@@ -3,7 +3,7 @@ go to their month partitions when those are attached while the transaction is in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -48,3 +48,35 @@ def test_rows_of_a_month_attached_mid_load_go_to_that_month_not_to_the_default(p
             "SELECT tableoid::regclass::text, count(*) FROM cdr GROUP BY 1 ORDER BY 1"
         ).all()
     assert where == [(f"cdr_p2033{month:02d}", 3) for month in range(1, 13)]
+
+
+def _prepared_insert(conn) -> Callable[[str, str], None]:
+    """``put(callid, timestart)``: one row by an INSERT psycopg prepares on the server, as it
+    does a statement run five times (the Yeastar import's INSERT ... SELECT, once a chunk).
+    Executing a prepared statement opens no table by name, so it reads no catalog news."""
+    names = ", ".join(COLUMNS)
+    sql = f"INSERT INTO cdr ({names}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    cursor = conn.connection.driver_connection.cursor()
+
+    def put(callid: str, timestart: str) -> None:
+        cursor.execute(sql, row_values(make_cdr(callid=callid, timestart=timestart)), prepare=True)
+
+    return put
+
+
+def test_ensure_months_makes_a_transaction_already_inserting_route_to_the_months_it_attaches(pg):
+    """docs/storage.md, "Import of a Yeastar file": the partition is attached on another
+    connection while this transaction holds cdr's lock; without ensure_months' lock step the
+    next prepared insert routes with the old partition list, to cdr_default, which refuses the
+    row ("violates partition constraint")."""
+    partitions.ensure(pg.engine, [parse_pbx_time("2033-01-01 00:00:00")])
+    with pg.write() as conn:
+        put = _prepared_insert(conn)
+        put("1.1", "2033-01-15 10:00:00")  # cdr's lock held from here
+        pg_bulk.ensure_months(conn, [parse_pbx_time("2033-02-15 10:00:00")])
+        put("2.1", "2033-02-15 10:00:00")
+    with pg.read() as conn:
+        where = conn.exec_driver_sql(
+            "SELECT tableoid::regclass::text, count(*) FROM cdr GROUP BY 1 ORDER BY 1"
+        ).all()
+    assert where == [("cdr_p203301", 1), ("cdr_p203302", 1)]

@@ -37,6 +37,10 @@ def ensure_months(conn: Connection, ts_values: Iterable[int]) -> None:
     into ``cdr`` whose lock the transaction already holds may route a new month's rows with
     the old list of partitions, to ``cdr_default``, whose constraint now refuses them. Taking
     the months' partitions' own lock (the one the INSERT takes anyway) first makes it read it.
+    The lookup of their names before it does so too today (a catalog miss opens ``pg_class``
+    under a lock of its own), which the lock does not rely on. It matters for a prepared
+    INSERT (psycopg prepares a statement run five times): one parsed again opens ``cdr`` by
+    name, which reads the news anyway (tests/storage/test_pg_bulk.py).
     """
     months = {partitions.month_start(int(ts)) for ts in ts_values}
     partitions.ensure(conn.engine, months)
