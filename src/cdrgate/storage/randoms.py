@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.passwords import secret_hash
-from cdrgate.storage.driver import HotStatement
+from cdrgate.storage.driver import HotStatement, SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
@@ -153,12 +153,15 @@ _REDEEM = HotStatement.of(
 
 
 # A signed random's spend. PostgreSQL's INSERT construct is the one definition: SQLite spells
-# ON CONFLICT DO NOTHING and RETURNING the same way, and its text is compiled from it. The
-# winner reads its RETURNING row, a loser none (psycopg's rowcount for ON CONFLICT DO NOTHING
-# is -1, not 0).
-_SPEND_SIGNED = HotStatement.of(
-    postgresql.insert(cdr_random).on_conflict_do_nothing().returning(cdr_random.c.expires_ms),
-    column_keys=RandomRow._fields,
+# ON CONFLICT DO NOTHING the same way, and its text is compiled from it. Who won: on
+# PostgreSQL the winner reads a RETURNING row, a loser none (psycopg's rowcount for ON
+# CONFLICT DO NOTHING is -1, not 0); on SQLite the rows the INSERT changed, 1 or 0, without
+# RETURNING, which SQLite 3.40 runs by buffering the rows in a temporary table first: it more
+# than doubled the INSERT's CPU (bench/RESULTS.md, fourteenth round).
+_SPEND = postgresql.insert(cdr_random).on_conflict_do_nothing()
+_SPEND_SIGNED = HotStatement(
+    _SPEND.returning(cdr_random.c.expires_ms),
+    SqliteStatement.of(_SPEND, column_keys=RandomRow._fields),
 )
 
 
@@ -198,7 +201,10 @@ def redeem(conn: Connection, spend: Spend, now_ms: int) -> bool:
 def spend_signed(conn: Connection, row: RandomRow) -> bool:
     """Insert a signed random's row (``used_ms`` set) unless it is there; True if this call
     inserted it (exactly one of any number of concurrent ones)."""
-    return _SPEND_SIGNED.first(conn, row._asdict()) is not None
+    raw = sqlite_driver(conn)
+    if raw is None:
+        return _SPEND_SIGNED.first(conn, row._asdict()) is not None
+    return _SPEND_SIGNED.sqlite.run(raw, row._asdict()).rowcount == 1
 
 
 def purge(conn: Connection, now_ms: int) -> int:
