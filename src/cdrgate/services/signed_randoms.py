@@ -30,7 +30,6 @@ from cdrgate.storage import randoms
 _EXPIRY_HEX = 11  # as randoms.key_of reads it
 _NONCE_BYTES = 3
 _TAG_HEX = randoms.RANDOM_CHARS - _EXPIRY_HEX - 2 * _NONCE_BYTES
-_TAG_SHIFT = 64 - 4 * _TAG_HEX  # the tag is the top 60 bits of a 64-bit digest
 # BLAKE2b's personalisation: the domain, so this key's tags mean nothing anywhere else.
 _DOMAIN = b"cdrgate cdr-rnd1"
 
@@ -40,6 +39,9 @@ class RandomSigner:
 
     def __init__(self, key: bytes) -> None:
         self.key = key
+        # BLAKE2b hashes its key as a first block of its own: a copy of this state, taken
+        # for each tag, starts after it (half a tag's hashing, ~1 us a tag).
+        self._keyed = hashlib.blake2b(key=key, digest_size=8, person=_DOMAIN)
 
     def issue(
         self, expires_ms: int, token_hash: str, selector: str, start_ts: int, end_ts: int
@@ -57,6 +59,7 @@ class RandomSigner:
 
     def _tag(self, head: str, token_hash: str, selector: str, start_ts: int, end_ts: int) -> str:
         # Fixed-width fields first and the free-form selector last: one message per request.
-        message = f"{head}|{token_hash}|{start_ts}|{end_ts}|{selector}".encode()
-        digest = hashlib.blake2b(message, key=self.key, digest_size=8, person=_DOMAIN).digest()
-        return f"{int.from_bytes(digest) >> _TAG_SHIFT:0{_TAG_HEX}x}"
+        hashed = self._keyed.copy()
+        hashed.update(f"{head}|{token_hash}|{start_ts}|{end_ts}|{selector}".encode())
+        # The tag is the digest's top 60 bits: its first 15 hex digits (big-endian).
+        return hashed.hexdigest()[:_TAG_HEX]
