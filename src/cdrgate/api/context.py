@@ -28,14 +28,17 @@ class Services:
 @dataclass(frozen=True)
 class ApiVersion:
     path: str  # e.g. "v1.1.0"
-
-    @property
-    def selector(self) -> str:
-        return SELECTOR_FIELD[self.path]
+    selector: str  # the version's name for the extensions field: "extid" or "number"
 
     @property
     def other_selector(self) -> str:
         return "number" if self.selector == "extid" else "extid"
+
+
+# Every version, made once (the dispatcher looks one up per request); None: no such version.
+API_VERSIONS: dict[str, ApiVersion] = {
+    path: ApiVersion(path, selector) for path, selector in SELECTOR_FIELD.items()
+}
 
 
 @dataclass(frozen=True)

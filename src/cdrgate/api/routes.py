@@ -13,11 +13,10 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from cdrgate.api import cdr, push, recording, session
-from cdrgate.api.context import ApiCall, ApiVersion, Services
+from cdrgate.api.context import API_VERSIONS, ApiCall, Services
 from cdrgate.api.envelope import CLIENT_LEFT, client_ip, failure, preflight
 from cdrgate.errors import ApiError, Errno, StorageUnavailable, meaning
 from cdrgate.logredact import redact
-from cdrgate.versions import SELECTOR_FIELD
 
 log = logging.getLogger("cdrgate.api")
 
@@ -104,14 +103,14 @@ async def dispatch(request: Request) -> Response:
 async def _call(request: Request, name: str) -> Response:
     """The endpoint's answer; every failure leaves as an ApiError so it is logged once."""
     services: Services = request.app.state.services
-    version_path = request.path_params["version"]
+    version = API_VERSIONS.get(request.path_params["version"])
     endpoint = ENDPOINTS.get(name)
-    if version_path not in SELECTOR_FIELD or endpoint is None:
+    if version is None or endpoint is None:
         raise ApiError(Errno.UNSUPPORTED_REQUEST, "no such version or endpoint")
     if request.method not in endpoint.methods:
         raise ApiError(Errno.POST_ONLY, f"{request.method} is not accepted here")
     try:
-        call = ApiCall(services, ApiVersion(version_path), client_ip(request))
+        call = ApiCall(services, version, client_ip(request))
         return await endpoint.handler(request, call)
     except (ApiError, ClientDisconnect):
         raise
