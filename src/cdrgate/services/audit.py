@@ -70,6 +70,11 @@ class DownloadAttempt:
         return copy
 
 
+# What ``begin`` copies (with ``but``) instead of running the frozen class's ``__init__``: it
+# sets the twelve fields one ``object.__setattr__`` at a time, on every download.
+_BLANK = DownloadAttempt(0, "", "", "", "", "")
+
+
 class DownloadAudit:
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self.db = db
@@ -80,7 +85,7 @@ class DownloadAudit:
         self, client_ip: str, api_version: str, selector: str | None, start: str | None = None,
         end: str | None = None, kind: Kind = "cdr",
     ) -> DownloadAttempt:  # fmt: skip
-        return DownloadAttempt(
+        return _BLANK.but(
             at_ms=int(self.clock() * 1000),
             client_ip=client_ip,
             api_version=api_version,
