@@ -225,7 +225,9 @@ class Export:
         page, self._ahead = self._ahead, None
         if page is None:
             return None
-        self._cursor = replace(page, body=b"")  # where the next page starts; the body is sent
+        # Where the next page starts, without the body (sent): built directly, as
+        # dataclasses.replace looks the fields up again on every call.
+        self._cursor = Page(page.query, page.rows, b"", page.next)
         if page.empty and not self._header:
             return None
         chunk = page.body
