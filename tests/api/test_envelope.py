@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from starlette.requests import Request
 
-from cdrgate.api.envelope import query_fields, read_json_fields
+from cdrgate.api.envelope import failure, query_fields, read_json_fields, success
 from cdrgate.errors import ApiError, Errno
 from tests.conftest import API_MD5, API_USER
 
@@ -146,3 +147,15 @@ def test_a_body_past_the_limit_is_20000_however_it_comes(length):
     with pytest.raises(ApiError) as refused:
         asyncio.run(read_json_fields(request, limit=100))
     assert refused.value.errno == Errno.JSON_ONLY
+
+
+@pytest.mark.parametrize(
+    "value", ["1000", "", 'a"b\\c/d', "é ü 中 😀", "\u2028\u2029", "\x00\x1f\x7f\n"]
+)
+def test_an_answers_body_is_the_compact_json_text_of_its_fields(value):
+    # get_random echoes the client's fields: any text comes back as JSON writes it.
+    answer = success(number=value, starttime=value, random="0123")
+    fields = {"status": "Success", "number": value, "starttime": value, "random": "0123"}
+    assert answer.body == json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(bytes(answer.body)) == fields
+    assert failure(Errno.CDR_NOT_FOUND).body == b'{"status":"Failed","errno":"20021"}'

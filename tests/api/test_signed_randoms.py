@@ -4,11 +4,13 @@ a stored random keeps."""
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
 from cdrgate.services.downloads import RANDOM_KEY
+from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.storage import server_keys
 from cdrgate.storage.tables import cdr_random
 from tests.conftest import Flow, make_cdr
@@ -33,6 +35,21 @@ def test_a_signed_random_is_32_lower_case_hex_and_its_get_random_stores_nothing(
     assert all(len(r) == 32 and r == r.lower() and int(r, 16) >= 0 for r in randoms)
     assert len(set(randoms)) == 3
     assert _stored(db) == 0
+
+
+def test_a_signed_randoms_tag_is_the_keyed_blake2b_its_docstring_describes():
+    # Workers and hosts of one store share the key, and during an upgrade run different
+    # builds: a random issued by one must check in the other, so the tag's definition is fixed.
+    key, token_hash = bytes(range(32)), "ab" * 32
+    signer = RandomSigner(key)
+    random = signer.issue(1_900_000_000_000, token_hash, "1000,1001", 100, 200)
+    head, tag = random[:17], random[17:]
+    message = f"{head}|{token_hash}|100|200|1000,1001".encode()
+    digest = hashlib.blake2b(message, key=key, digest_size=8, person=b"cdrgate cdr-rnd1").digest()
+    assert head.startswith(f"{1_900_000_000_000:011x}")
+    assert tag == f"{int.from_bytes(digest) >> 4:015x}"
+    assert signer.signed(random, token_hash, "1000,1001", 100, 200)
+    assert not signer.signed(random, token_hash, "1000,1001", 100, 201)
 
 
 def test_a_signed_random_downloads_once_and_a_second_use_is_20020(flow, db, add_cdrs):

@@ -47,3 +47,24 @@ def test_randoms_drawn_from_one_block_are_distinct_and_keep_their_shape() -> Non
     assert len({random.text for random in issued}) == len(issued)
     for random in issued:
         assert randoms.key_of(random.text) == (random.expires_ms, random.random_hash)
+
+
+def test_a_signed_randoms_spend_inserts_its_row_once_and_says_who_won(db) -> None:
+    row = randoms.RandomRow(
+        1_900_000_000_000,
+        "a" * 64,
+        "b" * 64,
+        "1000",
+        100,
+        200,
+        "127.0.0.1",
+        None,
+        1_800_000_000_000,
+    )
+    with db.write() as conn:
+        assert randoms.spend_signed(conn, row)
+        assert not randoms.spend_signed(conn, row)
+    with db.write() as conn:  # another transaction, a later try: still the loser
+        assert not randoms.spend_signed(conn, row._replace(used_ms=1_800_000_000_001))
+    with db.read() as conn:
+        assert randoms.find(conn, row.expires_ms, row.random_hash) == row
