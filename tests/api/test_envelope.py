@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from starlette.requests import Request
@@ -35,6 +36,26 @@ def test_body_that_is_not_a_json_object_is_20000(client, body):
     )
     assert response.status_code == 200
     assert response.json() == {"status": "Failed", "errno": "20000"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"username":"\\ud800","password":"' + API_MD5 + '"}',  # a lone high surrogate
+        '{"username":"' + API_USER + '","password":"\\udfff"}',  # a lone low one
+        f'{{"username":"{API_USER}","password":"{API_MD5}","\\ud83d":"x"}}',  # as a key
+    ],
+)
+def test_an_unpaired_surrogate_escape_is_20000_not_an_error(client, body, caplog):
+    # JSON can spell a string that is not Unicode; it goes no further than a body not UTF-8.
+    response = client.post("/api/v1.1.0/login", content=body.encode())
+    assert response.json() == {"status": "Failed", "errno": "20000"}
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_a_surrogate_pair_escape_is_text(client):
+    body = f'{{"username":"{API_USER}","password":"{API_MD5}","\\ud83d\\ude00":"x"}}'
+    assert client.post("/api/v1.1.0/login", content=body.encode()).json()["status"] == "Success"
 
 
 def test_xml_body_is_10002(client):

@@ -125,9 +125,26 @@ async def read_json_fields(request: Request, limit: int) -> dict[str, str]:
         raise ApiError(Errno.JSON_ONLY) from None
     if not isinstance(data, dict):
         raise ApiError(Errno.JSON_ONLY)
+    # UTF-8 text holds no surrogate, but a JSON escape can make one (``"\\ud800"``): such a
+    # string cannot be encoded again (for the database, the log, the echo), as if the body
+    # were not UTF-8. Only a body with an escape can hold one.
+    if "\\u" in text and not _encodable(data):
+        raise ApiError(Errno.JSON_ONLY, "body holds an unpaired surrogate escape")
     if all(type(value) is str for value in data.values()):
         return data  # what every client sends: JSON keys are strings already
     return {key: scalar for key, value in data.items() if (scalar := _scalar(value)) is not None}
+
+
+def _encodable(data: dict[str, Any]) -> bool:
+    """Whether every key and string value of the body's object is valid Unicode."""
+    try:
+        for key, value in data.items():
+            key.encode()
+            if isinstance(value, str):
+                value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
