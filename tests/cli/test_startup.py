@@ -7,6 +7,7 @@ import gc
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
@@ -102,3 +103,25 @@ def test_a_command_run_in_process_leaves_the_collector_as_it_was(db: Database):
     assert result.exit_code == 0, result.output
     assert gc.get_freeze_count() == frozen
     assert gc.isenabled()
+
+
+def test_a_command_on_sqlite_does_not_load_the_postgresql_dialect(db: Database):
+    # ~25 ms of every start-up: SQLAlchemy imports a dialect to check an option naming it.
+    if not db.is_sqlite:
+        pytest.skip("a SQLite store")
+    loaded = _modules_after(
+        ["seed", "--count", "0", "--database", db.url], ["sqlalchemy.dialects.postgresql"]
+    )
+    assert loaded == {"sqlalchemy.dialects.postgresql": False}
+
+
+def test_alembics_metadata_gives_the_recording_index_its_condition_on_postgresql():
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex
+
+    from cdrgate.storage import tables
+
+    index = next(ix for ix in tables.cdr.indexes if ix.name == "ix_cdr_recording")
+    tables.with_postgresql_options()
+    created = str(CreateIndex(index).compile(dialect=postgresql.dialect()))
+    assert created.endswith("WHERE recording != ''")

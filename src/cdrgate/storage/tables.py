@@ -63,7 +63,17 @@ cdr = Table(
 # name none), and the engines use a partial index only for a query that says the same
 # condition, with the literal, not a parameter: every question about a recording name says it.
 NAMES_A_FILE = cdr.c.recording != literal_column("''")
-Index(None, cdr.c.recording, sqlite_where=NAMES_A_FILE, postgresql_where=NAMES_A_FILE)
+_RECORDING = Index(None, cdr.c.recording, sqlite_where=NAMES_A_FILE)
+
+
+def with_postgresql_options() -> MetaData:
+    """``metadata`` with the options that only PostgreSQL reads (the recording index's
+    condition), for alembic's environment. Set here on demand, not in the definitions above:
+    SQLAlchemy imports a dialect's package to check an option naming it, ~25 ms of every
+    command's start-up on SQLite (bench/RESULTS.md, fourteenth round)."""
+    _RECORDING.dialect_kwargs["postgresql_where"] = NAMES_A_FILE
+    return metadata
+
 
 # Per hour of ``ts`` x status x type: what ``/v1/stats`` needs for a long range without reading
 # every CDR. Kept by every insert and delete of ``cdr`` (storage/summary.py).
