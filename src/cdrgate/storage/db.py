@@ -386,13 +386,8 @@ class Database:
         committed on the loop: no request waits for it (one did, before). One at a time: the
         next is due after this one ends. While the loop holds its writes, the held pass
         starts once the open group commit has committed (``LOOP_WAL_HOLD_FRAMES``)."""
-        task = self._checkpoint_task
-        if task is not None and task.get_loop() is asyncio.get_running_loop():
+        if self._checkpoint_task is not None:
             return
-        # Started by a loop that has ended (a Database used by a second loop: a test client
-        # started twice, a server restarting its loop): a closed loop never delivers the end
-        # of its executor's work, so waiting for it would stop checkpoints for good and grow
-        # the WAL without end. Its thread ends on its own; a passive pass beside it is safe.
         if self._hold is not None:
             if self._batch is not None:
                 return  # its commit starts the held pass
@@ -404,14 +399,12 @@ class Database:
         self._checkpoint_task.add_done_callback(self._checkpoint_ended)
 
     def _checkpoint_ended(self, task: asyncio.Future[tuple[int, int] | None]) -> None:
+        self._checkpoint_task = None
         frames = None
         if not task.cancelled() and task.exception() is not None:
             log.error("WAL checkpoint failed", exc_info=task.exception())
         elif not task.cancelled():
             frames = task.result()
-        if task is not self._checkpoint_task:
-            return  # one a later loop stopped waiting for (``_start_checkpoint``)
-        self._checkpoint_task = None
         if self._hold is not None and self._held_pass:
             # Ended, whatever it did: a reader's snapshot or another process's writes can keep
             # a pass from copying all, and the loop must not wait on them; the next pass
