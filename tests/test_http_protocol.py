@@ -1,4 +1,5 @@
 import asyncio
+import inspect
 import logging
 
 import pytest
@@ -31,6 +32,7 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
     for hook in (
         "connection_made",
         "connection_lost",
+        "eof_received",
         "data_received",
         "on_headers_complete",
         "on_body",
@@ -41,6 +43,8 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
     ):
         assert callable(getattr(HttpToolsProtocol, hook)), hook
     assert callable(getattr(RequestResponseCycle, "run_asgi", None))
+    # Read as uvicorn sets it: whether an answer started.
+    assert "self.response_started = False" in inspect.getsource(RequestResponseCycle.__init__)
 
     async def app(scope, receive, send):  # pragma: no cover - never called
         raise AssertionError

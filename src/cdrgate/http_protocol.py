@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Four differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Five differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -24,6 +24,12 @@ Four differences from uvicorn's own, all at the socket edge where no ASGI middle
   body sent, so its rest reads as a next request) do not lose those requests' answers: they are
   sent first, then the 400, then the connection closes, as nginx does. uvicorn writes the 400
   and closes at once, cutting the answer being made (a download mid-stream) and those queued.
+- A client that half-closes after its request (``shutdown(SHUT_WR)``: ``nc -N``, scripts that
+  signal "no more requests") still gets the answer, then the close, as from nginx. uvicorn
+  closes at the end of the client's stream, so the request's handler hears a disconnect and the
+  client gets nothing (a login's token made and never sent). The end of the stream still closes
+  at once where nothing is waiting for an answer, a head or body it cuts short, or an answer
+  already being sent (a download whose client closed mid-stream).
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -80,6 +86,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         # The 400 owed for bytes that did not parse, sent once the requests before them are
         # answered; reading stops at them.
         self._refusal: str | None = None
+        # The client half-closed: answer what it sent, then close.
+        self._client_done = False
 
     # -- the head and body timeouts ---------------------------------------------------------
 
@@ -99,6 +107,9 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._client_done and not self._answering_one():
+            self.transport.close()
+            return
         if self._refusal is not None:
             if not self.transport.is_closing() and not self._answering_one():
                 super().send_400_response(self._refusal)
@@ -106,6 +117,15 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         # A pipelined request may already be running; it has its head.
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             self._wait_for(_NO_HEAD)
+
+    def eof_received(self) -> bool:  # type: ignore[override]
+        """Keep the sending half open (True) while a complete request waits for its answer."""
+        self._client_done = True
+        whole = self._at_request_start and not self._pending and not self._in_body
+        # Once an answer is being sent, the end of the client's stream still ends it, as
+        # before: a client that closes mid-download releases its database snapshot at once.
+        waiting = self._answering is not None and not self._answering.response_started
+        return whole and waiting
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
