@@ -43,7 +43,10 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
     ):
         assert callable(getattr(HttpToolsProtocol, hook)), hook
     assert callable(getattr(RequestResponseCycle, "run_asgi", None))
-    # Read as uvicorn sets it: whether an answer started.
+    # Read as uvicorn sets them: the peer (None once it is gone), whether an answer started.
+    assert "self.client = get_remote_addr(transport)" in inspect.getsource(
+        HttpToolsProtocol.connection_made
+    )
     assert "self.response_started = False" in inspect.getsource(RequestResponseCycle.__init__)
 
     async def app(scope, receive, send):  # pragma: no cover - never called

@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Five differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Six differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -30,6 +30,10 @@ Five differences from uvicorn's own, all at the socket edge where no ASGI middle
   client gets nothing (a login's token made and never sent). The end of the stream still closes
   at once where nothing is waiting for an answer, a head or body it cuts short, or an answer
   already being sent (a download whose client closed mid-stream).
+- A connection reset before it was accepted is closed without reading it. A flood that
+  connects, sends a request and resets (SO_LINGER 0) pays nothing for the answers, and keeps
+  the accept queue full of such connections; uvicorn answers each request in full (from
+  "unknown": the peer's address is gone), and every honest client waits behind the queue.
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -58,6 +63,11 @@ _BODY_TOO_SLOW = "whose request body arrived too slowly"
 # default timeout, not never.
 BODY_GRACE_TIMEOUTS = 3
 BODY_MIN_RATE = 1024  # bytes per second
+
+
+def _over_ip(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
 
 
 def fix_request_line(line: bytes) -> bytes:
@@ -93,6 +103,14 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.client is None and _over_ip(transport):
+            # Reset before it was accepted (the peer's address is already gone): whatever
+            # request it queued has no one to answer. A flood that connects, sends a request
+            # and resets fills the accept queue with these; each answered in full costs
+            # ~0.8 ms, and every honest client waits its turn behind the queue.
+            self.logger.debug("closing a connection reset before it was accepted")
+            transport.abort()
+            return
         self._wait_for(_NO_HEAD)
 
     def on_headers_complete(self) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +59,39 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(serve
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer_body(answer)["status"] == "Success"
     assert "Traceback" not in server.output()
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with RST (SO_LINGER 0), as a flood does to pay nothing for the answer."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_requests_whose_clients_reset_before_they_were_accepted_are_not_run(server):
+    # A flood that connects, sends a request and resets fills the accept queue faster than
+    # requests are answered. The server is stopped here so that every one of them is queued
+    # and reset before it is accepted, as in a flood, deterministically.
+    body = (
+        b'{"extid": "1000", "starttime": "2026-05-02 00:00:00", "endtime": "2026-05-02 23:59:59"}'
+    )
+    flood = post("/api/v1.1.0/cdr/get_random?token=" + "0" * 32, body)
+    logged_before = server.output().count("POST cdr/get_random from")
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(flood)
+            reset(sock)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    # An honest request behind them is answered, and is the only get_random run.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            post("/api/v1.1.0/cdr/get_random?token=" + "1" * 32, body, b"Connection: close\r\n")
+        )
+        answer = read_to_close(sock)
+    assert answer_body(answer) == {"status": "Failed", "errno": "20004"}
+    log = server.output()
+    assert log.count("POST cdr/get_random from") - logged_before == 1
+    assert "from unknown" not in log
+    assert "Traceback" not in log
