@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Six differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Seven differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -34,6 +34,12 @@ Six differences from uvicorn's own, all at the socket edge where no ASGI middlew
   connects, sends a request and resets (SO_LINGER 0) pays nothing for the answers, and keeps
   the accept queue full of such connections; uvicorn answers each request in full (from
   "unknown": the peer's address is gone), and every honest client waits behind the queue.
+- A request answered before its body was whole (larger than the API accepts: errno 20000) ends
+  its connection: the answer, then a FIN, then what still arrives is read and dropped for at
+  most ``LINGER_SECONDS`` (nginx's lingering close: closing at once with unread bytes would
+  reset the connection, and the client could lose the answer). uvicorn kept the connection
+  alive and parsed the rest of the body for nothing: 100 MB read whole, a chunked body that
+  never ends held for ever.
 
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
@@ -63,6 +69,9 @@ _BODY_TOO_SLOW = "whose request body arrived too slowly"
 # default timeout, not never.
 BODY_GRACE_TIMEOUTS = 3
 BODY_MIN_RATE = 1024  # bytes per second
+# How long the rest of a body answered early is read and dropped before the close.
+LINGER_SECONDS = 5.0
+_LINGERED = "whose request body went on after its answer"
 
 
 def _over_ip(transport: asyncio.Transport) -> bool:
@@ -98,6 +107,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: str | None = None
         # The client half-closed: answer what it sent, then close.
         self._client_done = False
+        # Answered before its body was whole: the rest is dropped until the close.
+        self._lingering = False
 
     # -- the head and body timeouts ---------------------------------------------------------
 
@@ -128,6 +139,10 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         if self._client_done and not self._answering_one():
             self.transport.close()
             return
+        # A body still arriving with nothing else being answered is the answered request's.
+        if self._in_body and not self._answering_one() and not self.transport.is_closing():
+            self._linger()
+            return
         if self._refusal is not None:
             if not self.transport.is_closing() and not self._answering_one():
                 super().send_400_response(self._refusal)
@@ -139,6 +154,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
     def eof_received(self) -> bool:  # type: ignore[override]
         """Keep the sending half open (True) while a complete request waits for its answer."""
         self._client_done = True
+        if self._lingering:
+            return False
         whole = self._at_request_start and not self._pending and not self._in_body
         # Once an answer is being sent, the end of the client's stream still ends it, as
         # before: a client that closes mid-download releases its database snapshot at once.
@@ -167,6 +184,13 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._wait_for(_BODY_STOPPED)
 
+    def _linger(self) -> None:
+        self._lingering = True
+        self._in_body = False
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # after the answer's last byte
+        self._wait_for(_LINGERED, LINGER_SECONDS)
+
     def _stop_waiting(self) -> None:
         if self._wait is not None:
             self._wait.cancel()
@@ -181,8 +205,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
     # -- raw spaces in the request target ---------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._refusal is not None:
-            return  # past bytes that did not parse: nothing after them is a request
+        if self._refusal is not None or self._lingering:
+            return  # past bytes that did not parse, or a body answered: no request follows
         if self._at_request_start:
             data = self._pending + data
             end = data.find(b"\r\n")

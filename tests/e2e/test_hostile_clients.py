@@ -95,3 +95,45 @@ def test_requests_whose_clients_reset_before_they_were_accepted_are_not_run(serv
     assert log.count("POST cdr/get_random from") - logged_before == 1
     assert "from unknown" not in log
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(server, framing):
+    # Without the close, the server read the whole body after answering (100 MB, or a
+    # chunked body that never ends) and kept the connection for more.
+    budget = 64 * 1024 * 1024
+    if framing == "chunked":
+        head = post("/api/v1.1.0/login", b"").replace(
+            b"Content-Length: 0", b"Transfer-Encoding: chunked"
+        )
+        block = b"10000\r\n" + b" " * 65536 + b"\r\n"
+    else:
+        head = post("/api/v1.1.0/login", b"").replace(
+            b"Content-Length: 0", b"Content-Length: %d" % (2 * budget)
+        )
+        block = b" " * 65536
+    answer, sent, unsent = b"", 0, memoryview(block)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        while sent < budget:
+            try:
+                done = sock.send(unsent)
+                sent += done
+                unsent = unsent[done:] or memoryview(block)  # whole blocks: chunks stay framed
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break  # the server's FIN after its answer
+            answer += chunk
+    assert answer_body(answer) == {"status": "Failed", "errno": "20000"}
+    assert sent < budget
+    assert "Traceback" not in server.output()
