@@ -209,12 +209,16 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             return  # past bytes that did not parse, or a body answered: no request follows
         if self._at_request_start:
             data = self._pending + data
-            end = data.find(b"\r\n")
+            # A bare LF ends the line too: the parser then refuses it with a 400 at once,
+            # where waiting for a CRLF that never comes held the client to the head timeout.
+            end = data.find(b"\n")
             if end == -1 and len(data) < MAX_REQUEST_LINE and _REQUEST_START.match(data):
                 self._pending = data  # wait for the whole request line
                 return
             self._pending = b""
             self._at_request_start = False
+            if end > 0 and data[end - 1] == 13:  # CR
+                end -= 1
             if end != -1:
                 data = fix_request_line(data[:end]) + data[end:]
         super().data_received(data)

@@ -137,3 +137,12 @@ def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(serve
     assert answer_body(answer) == {"status": "Failed", "errno": "20000"}
     assert sent < budget
     assert "Traceback" not in server.output()
+
+
+def test_a_request_line_ended_by_a_bare_lf_is_refused_at_once_not_held(server):
+    # Hand-written clients (printf | nc) end lines with "\n" alone; the parser refuses that,
+    # and the refusal must come now, not after the head timeout's silent close.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /api/v1.1.0/heartbeat HTTP/1.1\nHost: x\n\n")
+        answer = read_to_close(sock)
+    assert answer.startswith(b"HTTP/1.1 400")
