@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from cdrgate.api import cdr, push, recording, session
 from cdrgate.api.context import API_VERSIONS, ApiCall, Services
@@ -75,6 +75,17 @@ class ApiRoute(Route):
         child_scope = {"endpoint": self.endpoint, "path_params": path_params}
         assert self.methods is not None
         return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``dispatch``'s answer, sent without Starlette's per-route wrapper (a closure, a
+        second exception handler and a wrapped ``send`` per request): ``dispatch`` answers
+        every failure itself, and what still escapes it meets the same handlers in the app's
+        ``ExceptionMiddleware``, which wraps every request anyway."""
+        if scope["method"] not in self.methods:  # type: ignore[operator]
+            await super().handle(scope, receive, send)  # Starlette's 405
+            return
+        response = await dispatch(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def dispatch(request: Request) -> Response:
