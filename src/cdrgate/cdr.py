@@ -41,6 +41,8 @@ class CdrRecord(NamedTuple):
 
 CSV_COLUMNS: tuple[str, ...] = CdrRecord._fields
 CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+# As sent: every download starts with it.
+CSV_HEADER_BYTES = CSV_HEADER.encode()
 # Bare LF: naive clients split on "\n"; CRLF would leave "\r" in the last column (sn).
 LINE_TERMINATOR = "\n"
 _NEEDS_QUOTING = frozenset(',"\r\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cdrgate.api.envelope import ProxyPolicy
 from cdrgate.ingest.push import PushReceiver
@@ -41,10 +42,12 @@ API_VERSIONS: dict[str, ApiVersion] = {
 }
 
 
-@dataclass(frozen=True)
-class ApiCall:
+class ApiCall(NamedTuple):
     """One API request as the dispatcher resolved it: which version, and from which client
-    (the socket peer, or the X-Forwarded-For of a trusted proxy), worked out once."""
+    (the socket peer, or the X-Forwarded-For of a trusted proxy), worked out once.
+
+    Built per request: a NamedTuple is made at about half the cost of a frozen dataclass,
+    whose ``__init__`` sets each field through ``object.__setattr__``."""
 
     services: Services
     version: ApiVersion

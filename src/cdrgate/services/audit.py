@@ -109,13 +109,15 @@ class DownloadAudit:
         the module's docstring); returns the record's id for ``settle``."""
         return audit.insert(conn, vars(attempt))
 
-    def settle(self, row_id: int, recorded: DownloadAttempt, ended: DownloadAttempt) -> None:
-        """The download recorded by ``record_in`` as ``recorded`` has ended as ``ended``."""
-        metrics.record_download(ended.kind, ended.outcome, ended.rows, ended.bytes)
-        if (ended.outcome, ended.rows, ended.bytes) == (
-            recorded.outcome, recorded.rows, recorded.bytes,
-        ):  # fmt: skip
+    def settle(
+        self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int
+    ) -> None:
+        """The download recorded by ``record_in`` as ``recorded`` has ended: ``outcome``,
+        ``rows`` and ``size`` sent. Nothing to write (nor to copy) when that is as recorded."""
+        metrics.record_download(recorded.kind, outcome, rows, size)
+        if (outcome, rows, size) == (recorded.outcome, recorded.rows, recorded.bytes):
             return
+        ended = recorded.ended(outcome, rows, size)
         try:
             with self.db.write() as conn:
                 audit.settle(conn, row_id, ended.outcome, ended.rows, ended.bytes)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Literal
 
-from cdrgate.cdr import CSV_HEADER
+from cdrgate.cdr import CSV_HEADER_BYTES
 from cdrgate.csvsafe import safe_line
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.storage import cdrs
@@ -232,7 +232,7 @@ class Export:
             return None
         chunk = page.body
         if self._header:
-            chunk, self._header = CSV_HEADER.encode() + chunk, False
+            chunk, self._header = CSV_HEADER_BYTES + chunk, False
         self.rows += page.rows
         self.bytes += len(chunk)
         return chunk
