@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, Select
 
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.storage import recordings
-from cdrgate.storage.cdrs import CdrQuery, export_select
+from cdrgate.storage.cdrs import CdrQuery, _sqlite_statement, export_select
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
 
@@ -93,3 +94,25 @@ def test_asking_whether_a_cdr_names_a_recording_probes_the_partial_recording_ind
     months = [n for n in nodes if n.get("Relation Name", "").startswith("cdr_p")]
     assert len(months) == 3, nodes
     assert all("recording" in n.get("Index Name", "") for n in months), nodes
+
+
+def test_a_small_downloads_read_on_the_driver_scans_each_index_over_the_range_alone(
+    db: Database,
+):
+    # The read in a redeem's transaction (storage/cdrs.py, ``_either_side``): one OR of the
+    # two index ranges, its row ids kept in memory, where ``id IN (... UNION ALL ...)`` built
+    # a temporary B-tree for them on every read.
+    if not db.is_sqlite:
+        pytest.skip("the driver statements are SQLite's")
+    _large_table(db)
+    stmt = _sqlite_statement(True, True, 2)
+    params = {"exts": ["1007", "1008"], "start": ONE_DAY.start_ts, "end": ONE_DAY.end_ts}
+    with db.read() as conn:
+        explain = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + stmt.sql, stmt.args({**params, "limit": 1001})
+        )
+        plan = [row[3] for row in explain]
+    assert any(d.startswith("MULTI-INDEX OR") for d in plan), plan
+    for index in ("ix_cdr_callfrom_ts (callfrom=?", "ix_cdr_callto_ts (callto=?"):
+        assert any(f"USING INDEX {index} AND ts>? AND ts<?)" in d for d in plan), plan
+    assert not any("LIST SUBQUERY" in d or d.startswith("SCAN cdr") for d in plan), plan
