@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +39,7 @@ async def _on_loop(db: Database, work: Callable[[A], R], ask: A) -> R:
     """
     if db.writes_on_loop:
         try:
-            return await db.run_on_loop(lambda: work(ask))
+            return await db.run_on_loop(partial(work, ask))  # called from C: no frame of its own
         except WriterBusy:
             pass
     return await run_in_threadpool(work, ask)
