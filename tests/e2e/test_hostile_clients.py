@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import PASSWORD, Server, ServerFactory
+from tests.servers import PASSWORD, Server, ServerFactory, read_to_close
 
 LOGIN = b'{"username": "api", "password": "%s", "port": "1"}' % (
     hashlib.md5(PASSWORD.encode()).hexdigest().encode()
@@ -32,17 +32,6 @@ def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
         b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), len(body), extra, body)
     )
-
-
-def read_to_close(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes; the socket's timeout guards a hang."""
-    answer = b""
-    try:
-        while chunk := sock.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass
-    return answer
 
 
 def answer_body(answer: bytes) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 
 from cdrgate.api.streaming import WHOLE_SEND_BYTES
 from tests.conftest import Flow
-from tests.servers import PASSWORD_MD5, Server, launch, prepare_database
+from tests.servers import PASSWORD_MD5, Server, launch, prepare_database, read_to_close
 
 START, END = "2026-05-01 00:00:00", "2026-05-31 23:59:59"
 # Enough calls that a month's download is streamed, not sent whole.
@@ -48,13 +48,7 @@ def exchange(server: Server, data: bytes) -> bytes:
     """Send ``data`` on one connection and read until the server closes it."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except ConnectionResetError:
-            pass
-    return received
+        return read_to_close(sock)
 
 
 def split_answers(received: bytes) -> list[tuple[bytes, bytes]]:
