@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import signal
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -102,27 +104,26 @@ def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(serve
         )
         block = b" " * 65536
     answer, sent, unsent = b"", 0, memoryview(block)
+    deadline = time.monotonic() + 60  # a server that neither reads nor answers: fail, not hang
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(head)
         sock.setblocking(False)
-        while sent < budget:
+        while sent < budget and time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock], [], 1.0)
             try:
-                done = sock.send(unsent)
-                sent += done
-                unsent = unsent[done:] or memoryview(block)  # whole blocks: chunks stay framed
-            except BlockingIOError:
-                pass
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            try:
-                chunk = sock.recv(65536)
+                if readable:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break  # the server's FIN after its answer
+                    answer += chunk
+                if writable:
+                    done = sock.send(unsent)
+                    sent += done
+                    unsent = unsent[done:] or memoryview(block)  # whole blocks: chunks framed
             except BlockingIOError:
                 continue
-            except ConnectionResetError:
+            except (BrokenPipeError, ConnectionResetError):
                 break
-            if not chunk:
-                break  # the server's FIN after its answer
-            answer += chunk
     assert answer_body(answer) == {"status": "Failed", "errno": "20000"}
     assert sent < budget
     assert "Traceback" not in server.output()

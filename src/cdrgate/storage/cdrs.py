@@ -663,7 +663,8 @@ def _statement(
     ``by_rowid`` (SQLite): each side scans its index alone (covering: the row id is in it) and
     yields row ids; ``id IN`` makes them a set, and each row is then read by its id. The UNION
     of whole rows put every row's line in a temp B-tree to drop duplicates, then sorted again
-    (a small download's read 45 -> 40 us, bench/RESULTS.md, eleventh round). Not on
+    (bench/RESULTS.md, eleventh round; a small download's read on the driver has since
+    become ``_either_side``'s MULTI-INDEX OR, the paged reads keep this form). Not on
     PostgreSQL: there the outer read, with no ts condition, is not pruned to the range's
     monthly partitions. A scope (``extid=all`` of a scoped account) is matched the same way.
     ``after`` (for a one-second query) starts after that key; ``keyed`` adds callid and sn,
