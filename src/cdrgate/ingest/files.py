@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
-from cdrgate.ingest import parallel, yeastar_sql
+from cdrgate.ingest import apsw_writer, parallel, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
@@ -110,8 +110,16 @@ def _import_in_sql(
     helper: parallel.Helper | None,
 ) -> ImportResult | None:
     """A Yeastar file through the fast path (yeastar_sql), on two cores when it is a large
-    file going into an empty store (ingest/parallel.py); None as ``_fast_import``."""
+    file going into an empty store (ingest/parallel.py), its writer in apsw's SQLite when it
+    can be (ingest/apsw_writer.py); None as ``_fast_import``."""
     size = parallel.worth_it(stream)
+    if size is not None and apsw_writer.can_load(db) and cdrs.store_is_empty(db):
+        return _fast_import(
+            source,
+            stream,
+            progress,
+            lambda counted: apsw_writer.load(db, stream, size, profile, helper, counted),
+        )
 
     def load(conn: Connection, inserter: Inserter) -> yeastar_sql.Kinds:
         with bulk_load(conn) as empty:
@@ -122,7 +130,7 @@ def _import_in_sql(
             inserter.flush()  # before the index builds, as in one pass
         return kinds
 
-    return _fast_import(db, source, stream, progress, load)
+    return _fast_import(source, stream, progress, _in_write_transaction(db, load))
 
 
 def _import_in_postgres(
@@ -136,18 +144,39 @@ def _import_in_postgres(
     from cdrgate.ingest import yeastar_pg
 
     return _fast_import(
-        db, source, stream, progress, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter)
+        source,
+        stream,
+        progress,
+        _in_write_transaction(db, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter)),
     )
 
 
+# Rows read, rows new, rows per (type, status).
+_Loaded = tuple[int, int, yeastar_sql.Kinds]
+
+
+def _in_write_transaction(
+    db: Database, load: Callable[[Connection, Inserter], yeastar_sql.Kinds]
+) -> Callable[[Progress], _Loaded]:
+    """``load`` with an ``Inserter`` in one write transaction of ``db``'s pool."""
+
+    def run(progress: Progress) -> _Loaded:
+        with db.write() as conn:
+            inserter = Inserter(db, conn, progress)
+            kinds = load(conn, inserter)
+            inserter.flush()
+        return inserter.rows, inserter.inserted, kinds
+
+    return run
+
+
 def _fast_import(
-    db: Database,
     source: str,
     stream: BinaryIO,
     progress: Progress | None,
-    load: Callable[[Connection, Inserter], yeastar_sql.Kinds],
+    load: Callable[[Progress], _Loaded],
 ) -> ImportResult | None:
-    """``load`` the file in one write transaction; None, with the stream where it was and
+    """``load`` the file (in one write transaction); None, with the stream where it was and
     nothing stored, when the Python path must read it (a bad row: its exact report)."""
     start = stream.tell()
     reported = 0
@@ -159,16 +188,13 @@ def _fast_import(
             progress(rows)
 
     try:
-        with db.write() as conn:
-            inserter = Inserter(db, conn, counted)
-            kinds = load(conn, inserter)
-            inserter.flush()
+        rows, inserted, kinds = load(counted)
     except (yeastar_sql.Doubt, parallel.HelperFailed):
         stream.seek(start)
         if progress is not None and reported:
             progress(-reported)  # the Python path counts its rows again from the start
         return None
-    return ImportResult(source, inserter.rows, inserter.inserted, 0, dict(kinds))
+    return ImportResult(source, rows, inserted, 0, dict(kinds))
 
 
 def _rows(

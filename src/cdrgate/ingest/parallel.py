@@ -26,10 +26,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy import Connection
 
@@ -52,13 +52,13 @@ MIN_BYTES = 24 << 20
 # thirteenth rounds). The child's extra rows cost the copy ~1 us each.
 WRITER_SHARE = 0.42 if part.APSW else 0.46
 
-_SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
-_COUNTS = "import_counts"  # and the file of its counts under this one
+SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
+COUNTS = "import_counts"  # and the file of its counts under this one
 # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it. ORDER BY rowid: the
 # rows in the order the child read them, which is the file's.
-_COPY = (
+COPY = (
     f"INSERT INTO cdr ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} "
-    f"FROM {_SCHEMA}.cdr WHERE true ORDER BY rowid ON CONFLICT (sn, callid) DO NOTHING"
+    f"FROM {SCHEMA}.cdr WHERE true ORDER BY rowid ON CONFLICT (sn, callid) DO NOTHING"
 )
 
 
@@ -182,44 +182,59 @@ def load(
     ``conn``'s write transaction on an empty store, the second part loaded by ``helper`` (a
     new one when None). Raises :class:`yeastar_sql.Doubt` or :class:`HelperFailed` when the
     caller must roll back and read the file the Python way."""
-    start = stream.tell()
-    cut = _line_end_after(stream, start + int((size - start) * WRITER_SHARE), size)
-    stream.seek(start)
-    mapper = row_mapper(Format.yeastar, profile)
-    with scratch_folder("import") as folder, _helper(helper) as child:
-        scratch, counts = folder / "part.db", folder / "counts.db"
-        child.submit(
-            part.Job(
-                str(Path(stream.name).resolve()),
-                cut,
-                size,
-                str(scratch),
-                str(counts),
-                summary.count_into_sql("cdr", "counts.counts"),
-                summary.tally_into_sql("counts.counts"),
-                _columns(conn),
-                profile,
-                yeastar_sql.CHUNK_BYTES,
-            )
-        )
-        kinds = yeastar_sql.load(stream, inserter, mapper, end=cut)
+    with scratch_folder("import") as folder, helping(helper) as child:
+        cut, scratch, counts = submit(child, stream, size, profile, _table_info(conn), folder)
+        kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile), end=cut)
         rows = child.loaded()
         # The writer's counts join the child's (in the child, while the copy runs), so the
         # upsert of ~35,000 tally rows is off the writer's path.
         tally = inserter.take_tally()
         child.add_to_counts(tally)
         detach_on_checkin(conn.engine)
-        conn.exec_driver_sql(f"ATTACH ? AS {_SCHEMA}", (str(scratch),))
+        conn.exec_driver_sql(f"ATTACH ? AS {SCHEMA}", (str(scratch),))
 
         def counted() -> str:
             child.counted()
-            conn.exec_driver_sql(f"ATTACH ? AS {_COUNTS}", (str(counts),))
-            return f"{_COUNTS}.counts"
+            conn.exec_driver_sql(f"ATTACH ? AS {COUNTS}", (str(counts),))
+            return f"{COUNTS}.counts"
 
-        if inserter.add_selected(_COPY, rows, counted) != rows:
+        if inserter.add_selected(COPY, rows, counted) != rows:
             inserter.give_tally(tally)  # the counts were not used: the writer adds its own
         kinds.update(child.counted().kinds)
     return kinds
+
+
+def submit(
+    child: Helper,
+    stream: BinaryIO,
+    size: int,
+    profile: SourceProfile,
+    table_info: Iterable[Sequence[Any]],
+    folder: Path,
+) -> tuple[int, Path, Path]:
+    """Give ``child`` the second part of the file behind ``stream`` (from where it is, to its
+    ``size``), for a scratch table in ``folder`` shaped as the store's ``cdr`` (``table_info``:
+    the store's ``PRAGMA table_info(cdr)``); returns where the writer's part ends, the scratch
+    file and the file of the child's counts."""
+    start = stream.tell()
+    cut = _line_end_after(stream, start + int((size - start) * WRITER_SHARE), size)
+    stream.seek(start)
+    scratch, counts = folder / "part.db", folder / "counts.db"
+    child.submit(
+        part.Job(
+            str(Path(stream.name).resolve()),
+            cut,
+            size,
+            str(scratch),
+            str(counts),
+            summary.count_into_sql("cdr", "counts.counts"),
+            summary.tally_into_sql("counts.counts"),
+            _columns(table_info),
+            profile,
+            yeastar_sql.CHUNK_BYTES,
+        )
+    )
+    return cut, scratch, counts
 
 
 def _cores() -> int:
@@ -240,15 +255,20 @@ def _line_end_after(stream: BinaryIO, at: int, size: int) -> int:
     return size
 
 
-def _columns(conn: Connection) -> tuple[tuple[str, str, bool], ...]:
-    info = {
-        row[1]: (row[2], bool(row[3])) for row in conn.exec_driver_sql("PRAGMA table_info(cdr)")
-    }
+def _table_info(conn: Connection) -> Iterable[Sequence[Any]]:
+    return conn.exec_driver_sql("PRAGMA table_info(cdr)").all()
+
+
+def _columns(table_info: Iterable[Sequence[Any]]) -> tuple[tuple[str, str, bool], ...]:
+    """The store's cdr columns as a scratch table needs them: (name, declared type, NOT NULL),
+    in ``COLUMNS`` order."""
+    info = {row[1]: (row[2], bool(row[3])) for row in table_info}
     return tuple((name, *info[name]) for name in COLUMNS)
 
 
 @contextmanager
-def _helper(helper: Helper | None) -> Iterator[Helper]:
+def helping(helper: Helper | None) -> Iterator[Helper]:
+    """``helper``, or a new one when it is None or used already; closed when the block ends."""
     child = Helper() if helper is None or helper.used else helper
     try:
         yield child

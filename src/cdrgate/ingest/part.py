@@ -45,9 +45,9 @@ except ImportError:  # not installed: the standard library's SQLite does it all
 
 # What a refused row raises: a NULL ts (the NOT NULL column) or a row not 14 fields wide (the
 # binding count), in each library.
-_REFUSED: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlite3.ProgrammingError)
+REFUSED: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlite3.ProgrammingError)
 if APSW:
-    _REFUSED = (*_REFUSED, apsw.ConstraintError, apsw.BindingsError)
+    REFUSED = (*REFUSED, apsw.ConstraintError, apsw.BindingsError)
 
 
 class _Connection(Protocol):
@@ -68,7 +68,7 @@ def open_file(path: str) -> _Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
-_INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT = f"INSERT INTO cdr ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _KINDS = "SELECT type, status, sum(calls) FROM counts.counts GROUP BY type, status"
 
 
@@ -208,7 +208,7 @@ class Scratch:
         # Imported here: it brings SQLAlchemy, which only a quoted chunk needs.
         from cdrgate.storage.cdrs import row_values
 
-        self.conn.execute(_INSERT, row_values(record, None, ts))
+        self.conn.execute(INSERT, row_values(record, None, ts))
         self.rows += 1
 
     def add_with(
@@ -216,7 +216,7 @@ class Scratch:
     ) -> Tally | None:
         try:
             self.conn.executemany(sql, rows)
-        except _REFUSED as exc:  # in either library: the Python path must read the file
+        except REFUSED as exc:  # in either library: the Python path must read the file
             raise yeastar_sql.Doubt(str(exc)) from None
         self.rows += len(rows)
         return None

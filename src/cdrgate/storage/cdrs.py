@@ -133,6 +133,13 @@ def bulk_load(conn: Connection) -> Iterator[bool]:
 # tens of MB in SQLite's temporary directory, removed when the build ends.
 _SORT_THREADS = min(2, os.cpu_count() or 1)
 _SORT_CACHE_KIB = 2000
+# Those settings, for a connection that sets them once and closes after its builds (a parallel
+# import's writer in apsw: ingest/apsw_writer.py).
+SORTER_SETTINGS = (
+    f"threads = {_SORT_THREADS}",
+    f"cache_size = -{_SORT_CACHE_KIB}",
+    "temp_store = FILE",
+)
 
 
 @contextmanager
@@ -141,12 +148,13 @@ def _sorter_on_threads(conn: Connection) -> Iterator[None]:
     build, then restored."""
     names = ("threads", "cache_size", "temp_store")
     saved = {name: int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()) for name in names}
-    conn.exec_driver_sql(f"PRAGMA threads = {_SORT_THREADS}")
-    conn.exec_driver_sql(f"PRAGMA cache_size = -{_SORT_CACHE_KIB}")
+    threads, cache, temp_files_setting = SORTER_SETTINGS
+    conn.exec_driver_sql(f"PRAGMA {threads}")
+    conn.exec_driver_sql(f"PRAGMA {cache}")
     # SQLite changes temp_store inside a transaction only while the connection has no
     # temporary table (changing it drops them all); a caller that has one keeps its setting
     # and builds on one thread, as before.
-    temp_files = _try_pragma(conn, "temp_store = FILE")
+    temp_files = _try_pragma(conn, temp_files_setting)
     try:
         yield
     finally:
@@ -200,10 +208,11 @@ def store_is_empty(db: Database) -> bool:
 
 _ANY_ROW = select(cdr.c.id).limit(1)
 # The uniqueness key's index has no SQL (SQLite makes it for the constraint) and stays.
-_SECONDARY_INDEXES = text(
+SECONDARY_INDEXES = (
     "SELECT name, sql FROM sqlite_master "
     "WHERE type = 'index' AND tbl_name = 'cdr' AND sql IS NOT NULL ORDER BY name"
 )
+_SECONDARY_INDEXES = text(SECONDARY_INDEXES)
 
 
 class Inserter:

@@ -34,6 +34,8 @@ from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options
 log = logging.getLogger("cdrgate.storage")
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# A store connection's page cache (an export's has its own, EXPORT_CACHE_KIB).
+CACHE_KIB = 65536
 # Connections kept open per process, and opened past those for a burst (closed when returned).
 # Kept covers a keep-alive poller load (8 concurrent flows each hold one for their request):
 # with 5 kept, every request past the fifth opened and closed a PostgreSQL backend of its own
@@ -162,7 +164,7 @@ def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
 
 
 def _sqlite_engine(
-    url: Any, cache_kib: int = 65536, on_loop: bool = False, **kwargs: Any
+    url: Any, cache_kib: int = CACHE_KIB, on_loop: bool = False, **kwargs: Any
 ) -> Engine:
     # on_loop: the event loop's connection must never wait, for the lock or to checkpoint.
     busy_s = 0 if on_loop else SQLITE_BUSY_TIMEOUT_S
@@ -178,12 +180,7 @@ def _sqlite_engine(
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
-            "synchronous=NORMAL",
-            f"busy_timeout={busy_s * 1000}",
-            "foreign_keys=ON",
-            "temp_store=MEMORY",
-            f"cache_size=-{cache_kib}",
-            f"journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
+            *connection_settings(busy_s, cache_kib),
             *(["wal_autocheckpoint=0"] if on_loop else []),
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -198,6 +195,19 @@ def _sqlite_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def connection_settings(busy_s: float, cache_kib: int = CACHE_KIB) -> tuple[str, ...]:
+    """The settings (PRAGMA ...) of every connection to a SQLite store, after its journal
+    mode: a pooled one's, and a parallel import's writer's in apsw (ingest/apsw_writer.py)."""
+    return (
+        "synchronous=NORMAL",
+        f"busy_timeout={int(busy_s * 1000)}",
+        "foreign_keys=ON",
+        "temp_store=MEMORY",
+        f"cache_size=-{cache_kib}",
+        f"journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
+    )
 
 
 class Database:
@@ -670,6 +680,11 @@ class Database:
             return
         self._file_checked_at = now
         self.check_file()
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite store's file (absolute), None for PostgreSQL or an in-memory or URI one."""
+        return self._file
 
     def placeholder(self) -> str:
         """The driver's positional placeholder, for raw executemany on hot paths."""

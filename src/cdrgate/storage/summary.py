@@ -135,9 +135,21 @@ def tally_rows(tally: Tally) -> list[tuple[str, str, str, int, int, int]]:
 
 def add_counted(conn: Connection, table: str) -> None:
     """Add the counts of ``table`` (made by ``count_into``) to cdr_summary."""
+    conn.exec_driver_sql(add_counted_sql(table))
+
+
+def add_counted_sql(table: str) -> str:
+    """``add_counted``'s statement, for a connection outside SQLAlchemy (a parallel import's
+    writer in apsw: ingest/apsw_writer.py)."""
     # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
     select = f"SELECT hour, status, type, calls, talk, duration FROM {table} WHERE true"
-    conn.exec_driver_sql(_ADD.format(select=select))
+    return _ADD.format(select=select)
+
+
+def add_every_row_sql() -> str:
+    """The statement counting every row of ``cdr`` into cdr_summary: for a load into an empty
+    store, whose rows are then all its own (ingest/apsw_writer.py)."""
+    return _UPSERT.format(sign="", source="cdr", where="true")
 
 
 def tally_is_exact(tally: Tally) -> bool:

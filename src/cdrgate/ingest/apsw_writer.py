@@ -1,0 +1,193 @@
+"""A parallel load's writer in apsw's SQLite (issue 17, sixteenth round).
+
+``parallel.load`` does the writer's part (its half of the file, the copy of the child's rows,
+the index builds, the commit) on the store's SQLAlchemy connection, in the system's SQLite
+that Python's ``sqlite3`` is linked to (Debian's 3.40.1, built without the lookaside
+allocator). The same work in apsw's SQLite (its own, 3.54, lookaside on), as the child already
+does its half, costs about a fifth less CPU (bench/RESULTS.md, sixteenth round). So when apsw
+is installed this module does it instead, with the same statements: the fast path's INSERT,
+``parallel.COPY``, the schema's own CREATE INDEX statements, the cdr_summary SQL.
+
+The store is never open in two SQLite libraries in this process at once: POSIX locks belong to
+the process, and closing a descriptor drops every lock the process holds on the file, so one
+library closing its descriptor would silently drop the other's locks. This load therefore runs
+only when this process has no store connection checked out; it closes the pool's idle ones
+first, and the pool opens the store again only after the apsw connection is closed. Another
+process may have the store open meanwhile (a server): between processes the locks are the
+file's, as between any two versions of SQLite, and the file stays in the stable format (no
+statement here uses anything the system's SQLite lacks; tests/ingest/test_apsw_writer.py).
+
+Anything that goes wrong in apsw (a refused row, a store that has rows by the time the write
+lock is taken, any SQLite error) rolls the transaction back and raises
+:class:`yeastar_sql.Doubt`: the caller then reads the file the Python way, through the pool,
+which names the bad line or reports the error as every other write does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from cdrgate.cdr import CdrRecord
+from cdrgate.ingest import parallel, part, yeastar_sql
+from cdrgate.ingest.formats import Format, row_mapper
+from cdrgate.ingest.profile import SourceProfile
+from cdrgate.scratch import scratch_folder
+from cdrgate.storage import summary
+from cdrgate.storage.cdrs import SECONDARY_INDEXES, SORTER_SETTINGS, row_values
+from cdrgate.storage.db import SQLITE_BUSY_TIMEOUT_S, Database, connection_settings
+
+if part.APSW:
+    import apsw
+
+# How many rows were read and how many were new, and the rows per (type, status).
+Loaded = tuple[int, int, yeastar_sql.Kinds]
+
+
+def can_load(db: Database) -> bool:
+    """Whether apsw is installed and ``db`` is a SQLite file this process holds no connection
+    of in use (its idle pooled ones are closed by ``load``)."""
+    return part.APSW and db.sqlite_file is not None and db.connections_in_use() == 0
+
+
+def load(
+    db: Database,
+    stream: BinaryIO,
+    size: int,
+    profile: SourceProfile,
+    helper: parallel.Helper | None,
+    progress: Callable[[int], None],
+) -> Loaded:
+    """``parallel.load`` in apsw's SQLite, in a write transaction of its own, committed here:
+    the Yeastar file behind ``stream`` (from where it is, to its ``size``) into the empty
+    store ``db`` (``can_load``), the second part loaded by ``helper`` (a new one when None
+    or used). ``progress`` gets the rows as they are stored. Raises
+    :class:`yeastar_sql.Doubt` or :class:`parallel.HelperFailed` when the caller must read
+    the file the Python way (nothing is stored then)."""
+    path = db.sqlite_file
+    assert path is not None
+    db.dispose()  # the pool's idle connections closed: apsw alone has the store open
+    mapper = row_mapper(Format.yeastar, profile)
+    with (
+        scratch_folder("import") as folder,
+        parallel.helping(helper) as child,
+        _write_transaction(path) as conn,
+    ):
+        if _has_rows(conn):
+            raise yeastar_sql.Doubt("the store has rows now")
+        table_info = list(conn.execute("PRAGMA table_info(cdr)"))
+        cut, scratch, counts = parallel.submit(child, stream, size, profile, table_info, folder)
+        # As bulk_load: the secondary indexes built once, after the load, in this transaction.
+        indexes = list(conn.execute(SECONDARY_INDEXES))
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        store = _Store(conn, progress)
+        kinds = yeastar_sql.load(stream, store, mapper, end=cut)
+        rows = child.loaded()
+        # As parallel.load: the child adds the writer's counts to its own while the copy runs
+        # (none when a chunk of the writer's had to be counted by SQL: see below).
+        child.add_to_counts(store.tally if store.exact else {})
+        conn.execute(f"ATTACH ? AS {parallel.SCHEMA}", (str(scratch),))
+        copied = store.copy(rows)
+        kinds.update(child.counted().kinds)
+        if store.exact and copied == rows:
+            conn.execute(f"ATTACH ? AS {parallel.COUNTS}", (str(counts),))
+            conn.execute(summary.add_counted_sql(f"{parallel.COUNTS}.counts"))
+        else:
+            # A duplicate skipped, a quoted row, an hour before 1970: the store was empty,
+            # so every row in it is this load's, and SQL counts them all (as Inserter would
+            # count those rows by SQL, this only less often: such files are rare).
+            conn.execute(summary.add_every_row_sql())
+        # The connection is closed after the commit: no setting needs restoring.
+        for setting in SORTER_SETTINGS:
+            conn.execute(f"PRAGMA {setting}")
+        for _, create in indexes:
+            conn.execute(create)
+        conn.execute("COMMIT")
+    return store.rows, store.inserted, kinds
+
+
+@contextmanager
+def _write_transaction(path: str) -> Iterator[apsw.Connection]:
+    """An apsw connection to the store with the pool's settings (its journal mode left as the
+    file has it: a rollback journal for a first load, ``journal.rollback_journal``), in BEGIN
+    IMMEDIATE; rolled back unless the block committed, and closed. An SQLite error becomes a
+    doubt."""
+    try:
+        conn = apsw.Connection(path)
+    except apsw.Error as exc:
+        raise yeastar_sql.Doubt(f"apsw: {exc}") from None
+    try:
+        for setting in connection_settings(SQLITE_BUSY_TIMEOUT_S):
+            conn.execute(f"PRAGMA {setting}")
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+    except apsw.Error as exc:
+        raise yeastar_sql.Doubt(f"apsw: {type(exc).__name__}: {exc}") from None
+    finally:
+        # Closing with the transaction open rolls it back (an error, Ctrl-C, a doubt).
+        conn.close()
+
+
+def _has_rows(conn: apsw.Connection) -> bool:
+    return any(conn.execute("SELECT 1 FROM cdr LIMIT 1"))
+
+
+class _Store:
+    """``yeastar_sql.Sink`` into the store's ``cdr`` on the apsw connection, duplicates
+    skipped by the uniqueness key. ``tally`` holds the counts of the chunks it stored whole;
+    ``exact`` stays True while that is every row (else cdr_summary is counted by SQL)."""
+
+    def __init__(self, conn: apsw.Connection, progress: Callable[[int], None]) -> None:
+        self.conn = conn
+        self.progress = progress
+        self.rows = self.inserted = 0
+        self.tally: summary.Tally = {}
+        self.exact = True
+
+    def add(self, record: CdrRecord, ts: int | None = None) -> None:
+        """A row of a quoted chunk, parsed by the csv module (rare: counted by SQL)."""
+        self.exact = False
+        values = row_values(record, None, ts)
+        self.inserted += self._stored(lambda: self.conn.execute(_INSERT, values))
+        self.rows += 1
+        self.progress(1)
+
+    def add_with(
+        self,
+        sql: str,
+        rows: Sequence[Sequence[object]],
+        tally: Callable[[], summary.Tally] | None,
+    ) -> summary.Tally | None:
+        try:
+            new = self._stored(lambda: self.conn.executemany(sql, rows))
+        except part.REFUSED as exc:  # a row the SQL refused, or one of the wrong width
+            raise yeastar_sql.Doubt(str(exc)) from None
+        self.rows += len(rows)
+        self.inserted += new
+        counts = None if tally is None else tally()
+        if counts is not None and new == len(rows) and summary.tally_is_exact(counts):
+            summary.merge_tally(self.tally, counts)
+        else:
+            self.exact = False
+        self.progress(len(rows))
+        return counts
+
+    def copy(self, rows: int) -> int:
+        """The child's ``rows`` rows from its attached scratch table; returns how many were new."""
+        new = self._stored(lambda: self.conn.execute(parallel.COPY))
+        self.rows += rows
+        self.inserted += new
+        self.progress(rows)
+        return new
+
+    def _stored(self, insert: Callable[[], object]) -> int:
+        """How many rows ``insert`` stored (cdr has no trigger: every change is one of its)."""
+        before = self.conn.total_changes()
+        insert()
+        return self.conn.total_changes() - before
+
+
+# A quoted chunk's row, as Inserter stores it.
+_INSERT = f"{part.INSERT} ON CONFLICT (sn, callid) DO NOTHING"
