@@ -41,6 +41,11 @@ from cdrgate.storage.db import SQLITE_BUSY_TIMEOUT_S, Database, connection_setti
 if part.APSW:
     import apsw
 
+# The writer's part of the file (parallel.WRITER_SHARE, for a writer in apsw's SQLite): its
+# half costs ~0.8 of what it does in the system's SQLite, ~1.15x the child's row rather than
+# ~1.4x (bench/RESULTS.md, sixteenth round).
+WRITER_SHARE = 0.46
+
 # How many rows were read and how many were new, and the rows per (type, status).
 Loaded = tuple[int, int, yeastar_sql.Kinds]
 
@@ -77,7 +82,9 @@ def load(
         if _has_rows(conn):
             raise yeastar_sql.Doubt("the store has rows now")
         table_info = list(conn.execute("PRAGMA table_info(cdr)"))
-        cut, scratch, counts = parallel.submit(child, stream, size, profile, table_info, folder)
+        cut, scratch, counts = parallel.submit(
+            child, stream, size, WRITER_SHARE, profile, table_info, folder
+        )
         # As bulk_load: the secondary indexes built once, after the load, in this transaction.
         indexes = list(conn.execute(SECONDARY_INDEXES))
         for name, _ in indexes:

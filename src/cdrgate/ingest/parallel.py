@@ -49,7 +49,8 @@ MIN_BYTES = 24 << 20
 # proportion. The writer's row costs more (the uniqueness key, the tally; ~5.6-5.7 us) than
 # the child's (a table without indexes, counted after): ~3.9 us in apsw's SQLite, ~4.8 us when
 # the child has only the standard library's (part.APSW; bench/RESULTS.md, twelfth and
-# thirteenth rounds). The child's extra rows cost the copy ~1 us each.
+# thirteenth rounds). The child's extra rows cost the copy ~1 us each. This is the share of a
+# writer in the store's pool's SQLite; one in apsw's has its own (apsw_writer.WRITER_SHARE).
 WRITER_SHARE = 0.42 if part.APSW else 0.46
 
 SCHEMA = "import_part"  # the writer attaches the child's scratch file under this name
@@ -183,7 +184,9 @@ def load(
     new one when None). Raises :class:`yeastar_sql.Doubt` or :class:`HelperFailed` when the
     caller must roll back and read the file the Python way."""
     with scratch_folder("import") as folder, helping(helper) as child:
-        cut, scratch, counts = submit(child, stream, size, profile, _table_info(conn), folder)
+        cut, scratch, counts = submit(
+            child, stream, size, WRITER_SHARE, profile, _table_info(conn), folder
+        )
         kinds = yeastar_sql.load(stream, inserter, row_mapper(Format.yeastar, profile), end=cut)
         rows = child.loaded()
         # The writer's counts join the child's (in the child, while the copy runs), so the
@@ -208,16 +211,17 @@ def submit(
     child: Helper,
     stream: BinaryIO,
     size: int,
+    share: float,
     profile: SourceProfile,
     table_info: Iterable[Sequence[Any]],
     folder: Path,
 ) -> tuple[int, Path, Path]:
     """Give ``child`` the second part of the file behind ``stream`` (from where it is, to its
-    ``size``), for a scratch table in ``folder`` shaped as the store's ``cdr`` (``table_info``:
-    the store's ``PRAGMA table_info(cdr)``); returns where the writer's part ends, the scratch
-    file and the file of the child's counts."""
+    ``size``; the writer keeps ``share`` of it), for a scratch table in ``folder`` shaped as the
+    store's ``cdr`` (``table_info``: the store's ``PRAGMA table_info(cdr)``); returns where the
+    writer's part ends, the scratch file and the file of the child's counts."""
     start = stream.tell()
-    cut = _line_end_after(stream, start + int((size - start) * WRITER_SHARE), size)
+    cut = _line_end_after(stream, start + int((size - start) * share), size)
     stream.seek(start)
     scratch, counts = folder / "part.db", folder / "counts.db"
     child.submit(
