@@ -19,6 +19,10 @@ that fails, rolls everything back and the caller reads the whole file the Python
 names the line. The scratch file lives in a scratch folder (``cdrgate.scratch``) removed when
 the load ends, however it ends (one left by a killed process is swept by the next command that
 makes one), and the child is stopped (terminated if it is still busy) before that.
+
+This module's ``load`` is the writer's side on the store's SQLAlchemy connection, in the
+system's SQLite; when apsw is installed the same side runs in apsw's (``apsw_writer.load``),
+with this module's helper, job and copy.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Its SQLite is apsw's when apsw is installed (a dependency; the standard library'
 when it cannot be imported): the same INSERT of the fast path costs the child ~28 % less CPU
 there than in the system's SQLite that the stdlib is linked to (bench/RESULTS.md, thirteenth
 round). The child opens only files of its own (the scratch and counts files); the store is
-never opened by a second SQLite library, which would clash with the first's POSIX locks in
-one process. The writer attaches the scratch file once the child has closed it, and the
+never open in two SQLite libraries in one process at once, which would clash on POSIX locks
+(the writer's side in apsw closes the pool's connections first: ingest/apsw_writer.py). The writer attaches the scratch file once the child has closed it, and the
 counts file once it is written; between two processes each library's locks are the file's
 own, so the child reading the scratch file while the writer reads it too is as safe as with
 one library. The files are in SQLite's stable format (a plain table, no feature newer than
