@@ -53,7 +53,7 @@ Loaded = tuple[int, int, yeastar_sql.Kinds]
 def can_load(db: Database) -> bool:
     """Whether apsw is installed and ``db`` is a SQLite file this process holds no connection
     of in use (its idle pooled ones are closed by ``load``)."""
-    return part.APSW and db.sqlite_file is not None and db.connections_in_use() == 0
+    return part.APSW and db.sqlite_file is not None and db.none_in_use()
 
 
 def load(

@@ -647,6 +647,11 @@ class Database:
         engines = [e for e in (self.engine, self._export_engine) if e is not None]
         return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
 
+    def none_in_use(self) -> bool:
+        """Whether no connection of this process is checked out, the event loop's included
+        (only idle pooled ones are open: ``dispose`` closes them all)."""
+        return self.connections_in_use() == 0 and self._loop_conn is None
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A bare connection (caller manages transactions), with storage errors translated."""
