@@ -11,10 +11,10 @@ when it cannot be imported): the same INSERT of the fast path costs the child ~2
 there than in the system's SQLite that the stdlib is linked to (bench/RESULTS.md, thirteenth
 round). The child opens only files of its own (the scratch and counts files); the store is
 never open in two SQLite libraries in one process at once, which would clash on POSIX locks
-(the writer's side in apsw closes the pool's connections first: ingest/apsw_writer.py). The writer attaches the scratch file once the child has closed it, and the
-counts file once it is written; between two processes each library's locks are the file's
-own, so the child reading the scratch file while the writer reads it too is as safe as with
-one library. The files are in SQLite's stable format (a plain table, no feature newer than
+(the writer's side in apsw closes the pool's connections first: ingest/apsw_writer.py). The
+writer attaches the scratch file once the child has closed it, and the counts file once it is
+written; between two processes each library's locks are the file's own, so the child
+reading the scratch file while the writer reads it too is as safe as with one library. The files are in SQLite's stable format (a plain table, no feature newer than
 the writer's SQLite), which every version reads.
 """
 
