@@ -11,7 +11,7 @@ import pytest
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest.store import store_records
 from cdrgate.scope import parse as parse_scope
-from cdrgate.storage.cdrs import CdrQuery, _fetch, _params, _template, read_lines
+from cdrgate.storage.cdrs import CdrQuery, _fetch, _params, _template, read_lines, read_whole
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import make_cdr
@@ -63,3 +63,17 @@ def test_reading_by_row_ids_answers_what_the_union_of_rows_does(db: Database, se
             assert len(set(by_ids)) == len(by_ids)
         with db.write() as conn:  # the small download's read, on the driver
             assert read_lines(conn, query) == _both_forms(db, query, None)[1]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_whole_read_answers_the_ordered_lines_or_none_past_its_bound(db: Database, seed: int):
+    # A small download's read in its redeem's transaction: all its lines in download order
+    # (ties on the second in (callid, sn) order, a call between two listed extensions once),
+    # or None when there are more than it may hold (then the download is paged).
+    store_records(db, _cdrs(seed))
+    day = (parse_pbx_time("2026-05-28 00:00:00"), parse_pbx_time("2026-05-28 23:59:59"))
+    for query in [CdrQuery(*day, ("1000",)), CdrQuery(*day, ("1000", "1001")), CdrQuery(*day)]:
+        expected = _both_forms(db, query, None)[1]
+        with db.write() as conn:
+            assert read_whole(conn, query, len(expected)) == expected, query
+            assert read_whole(conn, query, len(expected) - 1) is None, query

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Select
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.storage import recordings
-from cdrgate.storage.cdrs import CdrQuery, _sqlite_statement, export_select
+from cdrgate.storage.cdrs import CdrQuery, _sqlite_statement, export_select, read_whole
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
 
@@ -116,3 +116,25 @@ def test_a_small_downloads_read_on_the_driver_scans_each_index_over_the_range_al
     for index in ("ix_cdr_callfrom_ts (callfrom=?", "ix_cdr_callto_ts (callto=?"):
         assert any(f"USING INDEX {index} AND ts>? AND ts<?)" in d for d in plan), plan
     assert not any("LIST SUBQUERY" in d or d.startswith("SCAN cdr") for d in plan), plan
+
+
+def test_a_small_downloads_whole_read_sorts_in_memory_without_a_temporary_b_tree(db: Database):
+    # With a LIMIT on its ORDER BY, SQLite sorts in a temporary B-tree (a page zeroed and
+    # filled on every read); the whole read takes no LIMIT and SQLite's sorter orders it.
+    if not db.is_sqlite:
+        pytest.skip("the driver statements are SQLite's")
+    _large_table(db)
+    ran: list[str] = []
+    with db.write() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.set_trace_callback(ran.append)
+        try:
+            assert read_whole(conn, ONE_DAY, 1000)
+        finally:
+            raw.set_trace_callback(None)
+        (sql,) = [text for text in ran if text.lstrip().upper().startswith("SELECT")]
+        program = [
+            row[1] for row in raw.execute("EXPLAIN " + sql, (ONE_DAY.start_ts,) * sql.count("?"))
+        ]
+    assert "SorterOpen" in program and "OpenEphemeral" not in program, program

@@ -402,12 +402,12 @@ class DownloadService:
         redeem's connection; None when it may not (then it is paged after the commit as usual).
 
         Read while this process's writers queue behind the redeem, so the cost is bounded:
-        at most a day (an extension's day sorts a few hundred rows) and one page of rows.
-        """
+        at most a day (an extension's day sorts a few hundred rows) and one page of rows
+        (``cdrs.read_whole``: the sort holds the day's matching rows for the read's moment)."""
         if query.end_ts - query.start_ts >= WHOLE_RESULT_SPAN:
             return None
-        lines = cdrs.read_lines(conn, query, limit=PAGE_ROWS + 1)
-        if len(lines) > PAGE_ROWS:
+        lines = cdrs.read_whole(conn, query, PAGE_ROWS)
+        if lines is None:
             return None
         return Page.of_lines(query, lines, Cursor(query.end_ts + 1, 1), self.settings.csv_safe)
 

@@ -405,6 +405,30 @@ def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> l
     return [row[0] for row in _fetch(conn, stmt, params)]
 
 
+def read_whole(conn: Connection, query: CdrQuery, most: int) -> list[str] | None:
+    """The CSV lines of ``query`` in download order if there are at most ``most``, else None
+    (then the caller pages it). Callers bound the range: a small download's, read in its
+    redeem's transaction.
+
+    On the driver, for extensions, without a LIMIT: with one, SQLite sorts ``_either_side``'s
+    rows in a temporary B-tree that keeps only the first ones, and creating it zeroes a 4 KiB
+    page on every read; without, its sorter orders them in memory: -12 % instructions a read
+    (bench/RESULTS.md, sixteenth round). The price: the range's matching rows are all held by
+    the sorter for the moment of the read, where the B-tree held ``most`` + 1 (the rows are
+    scanned either way; at ``temp_store=MEMORY`` the sorter never spills to a file). Only
+    ``most`` + 1 become Python objects."""
+    raw = sqlite_driver(conn)
+    if raw is not None and query.scope is None and query.extensions is not None:
+        unlimited = _sqlite_statement(True, False, len(query.extensions))
+        cursor = unlimited.run(raw, _params(query, None, None))
+        rows = cursor.fetchmany(most + 1)
+        cursor.close()  # a statement with rows left must not stay open in the transaction
+        lines = [row[0] for row in rows]
+    else:
+        lines = read_lines(conn, query, limit=most + 1)
+    return lines if len(lines) <= most else None
+
+
 @lru_cache(maxsize=256)
 def _sqlite_statement(by_extension: bool, limited: bool, exts: int) -> SqliteStatement:
     """A read without a scope, compiled for the driver, per list length: ``_statement``, or
