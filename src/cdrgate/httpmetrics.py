@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdrgate import metrics
+from cdrgate.api.envelope import ERRNO_NOTE
 from cdrgate.api.openapi import OPENAPI_PATH
 from cdrgate.api.routes import ENDPOINTS
 from cdrgate.clock import Clock
@@ -66,7 +67,9 @@ class HttpMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 content_type = _header(message, b"content-type")
-                if content_type.startswith(b"application/json"):
+                # An envelope of ours noted its errno as it was sent; any other JSON answer
+                # (Starlette's, a handler's own) is read for one.
+                if content_type.startswith(b"application/json") and ERRNO_NOTE not in scope:
                     sniff = bytearray()
                 elif route == DOWNLOAD_ROUTE and status == 200 and b"csv" in content_type:
                     streaming_export = True
@@ -82,7 +85,8 @@ class HttpMetrics:
             if streaming_export:
                 metrics.EXPORTS_IN_PROGRESS.dec()
             metrics.record_request(route, method, status, time.perf_counter() - started)
-            errno = _failed_errno(sniff)
+            noted: str | None = scope.get(ERRNO_NOTE)
+            errno = _failed_errno(sniff) if noted is None else noted or None
             if errno is not None:
                 metrics.record_api_error(route, errno)
 

@@ -48,6 +48,27 @@ def test_a_failed_login_counts_as_bad_credentials_and_as_an_api_error(client, fl
         assert value(after, name, **labels) == value(before, name, **labels) + 1, name
 
 
+def test_an_envelope_is_counted_from_the_errno_it_carries_not_parsed_back(
+    client, flow, monkeypatch
+):
+    # The answers of the protocol note their errno as they are sent; only another JSON answer
+    # is read back for one (each flow paid a json.loads of its get_random answer).
+    from cdrgate import httpmetrics
+
+    def never(body):
+        raise AssertionError(f"an envelope parsed back: {bytes(body)!r}")
+
+    before = scrape(client)
+    monkeypatch.setattr(httpmetrics, "_failed_errno", never)
+    assert flow.get_random(flow.token())["status"] == "Success"
+    assert flow.login(password="0" * 32)["errno"] == "20003"
+    monkeypatch.undo()
+    after = scrape(client)
+    labels = {"route": "login", "errno": "20003"}
+    counted = value(after, "cdrgate_api_errors_total", **labels)
+    assert counted == value(before, "cdrgate_api_errors_total", **labels) + 1
+
+
 def test_a_download_counts_its_outcome_rows_and_bytes(client, flow, add_cdrs):
     from tests.conftest import make_cdr
 

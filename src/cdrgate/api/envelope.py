@@ -43,6 +43,11 @@ def encoded_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
 
 _CORS_RAW = encoded_headers(CORS_HEADERS)
 
+# The scope key where an envelope notes, as it is sent, the errno it carries ("" for a
+# success): the metrics middleware (httpmetrics.py) counts the errno from there instead of
+# parsing the JSON it was just made from.
+ERRNO_NOTE = "cdrgate.errno"
+
 
 class _Answer(Response):
     """A JSON answer built directly: what Starlette's JSONResponse with the CORS headers sent
@@ -50,10 +55,11 @@ class _Answer(Response):
     processing, most of its cost, paid by every answer of a small flow. It sends itself, so it
     leans on no part of Starlette's Response but the attributes middleware reads."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, errno: str) -> None:
         self.status_code = 200
         self.background: BackgroundTask | None = None
         self.body = body
+        self.errno = errno
         self.raw_headers = [
             *_CORS_RAW,
             (b"content-length", str(len(body)).encode()),
@@ -61,12 +67,13 @@ class _Answer(Response):
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[ERRNO_NOTE] = self.errno
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
-def _answer(content: Mapping[str, str]) -> Response:
-    return _Answer(_json_object(content).encode())
+def _answer(content: Mapping[str, str], errno: str = "") -> Response:
+    return _Answer(_json_object(content).encode(), errno)
 
 
 def _json_object(content: Mapping[str, str]) -> str:
@@ -86,7 +93,7 @@ def success(**fields: str) -> Response:
 
 
 def failure(errno: Errno) -> Response:
-    return _answer({"status": "Failed", "errno": errno.value})
+    return _answer({"status": "Failed", "errno": errno.value}, errno.value)
 
 
 def preflight(request: Request) -> Response:
