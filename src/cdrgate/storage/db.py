@@ -15,6 +15,7 @@ import copy
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdrgate.errors import StorageUnavailable, UsageError
+from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 
 log = logging.getLogger("cdrgate.storage")
@@ -151,16 +153,22 @@ def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
     # below the server's max_connections (100 by default); requests beyond wait for a slot.
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
     kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
-    kwargs.setdefault("pool_pre_ping", True)  # survive a database restart or failover
+    # Survive a database restart or failover: a connection that may be gone is pinged on
+    # checkout, one that is surely alive is not (``pg_liveness``; ``pool_pre_ping`` pinged
+    # every one). ``pool_pre_ping=False`` turns both off.
+    check_liveness = kwargs.pop("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 1800)
     # JIT compiles any plan costing over 100000, which a large export does: that is tens to
     # hundreds of ms before the first row, for a streamed index scan that gains nothing.
     options = " ".join(filter(None, [url.query.get("options"), "-c jit=off"]))
     connect_args = {"application_name": "cdrgate", "connect_timeout": 10, "options": options}
     connect_args.update(kwargs.pop("connect_args", {}))
-    return create_engine(
+    engine = create_engine(
         url.difference_update_query(["options"]), connect_args=connect_args, **kwargs
     )
+    if check_liveness:
+        ping_when_unsure(engine)
+    return engine
 
 
 def _sqlite_engine(
@@ -230,6 +238,13 @@ class Database:
         self._engine_kwargs = engine_kwargs
         self._export_engine: Engine | None = None
         self.dialect = self.engine.dialect.name
+        # ``read(one_statement=True)``'s connections on PostgreSQL: the same pool, handed out
+        # in autocommit (psycopg sets it on the client, no round trip; the pool resets it).
+        self._one_statement = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else None
+        )
         self._replicas: ReplicaSet | None = None
         self._export_replica: Replica | None = None  # set on a view made by for_export
         if replicas:
@@ -568,15 +583,19 @@ class Database:
         event, the hand-over between threads). ``one_statement``: a read of one statement whose
         answer is the same whether the loop's open group commit lands or not; on the loop it
         opens no transaction of its own, and a call whose reads are all such answers with the
-        turn's group commit without failing with it (see ``_LoopRead``)."""
+        turn's group commit without failing with it (see ``_LoopRead``). On PostgreSQL it
+        runs in autocommit: one statement is its own snapshot, and BEGIN and COMMIT around it
+        were two round trips of its three."""
         on_loop = _ON_LOOP.get()
         if on_loop is not None and self._file is not None:
             return _LoopRead(self, on_loop, one_statement)
-        return self._read()
+        if one_statement and self._one_statement is not None:
+            return self._read(self._one_statement)
+        return self._read(self.engine)
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with _translate_errors(), self.engine.connect() as conn, conn.begin():
+    def _read(self, engine: Engine) -> Iterator[Connection]:
+        with _translate_errors(), engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -745,7 +764,7 @@ def _identity(path: str) -> tuple[int, int] | None:
 def _translate_errors() -> Iterator[None]:
     try:
         yield
-    except (PoolTimeout, DBAPIError, sqlite3.OperationalError) as exc:
+    except Exception as exc:
         error = _storage_error(exc)
         if error is None:
             raise
@@ -762,6 +781,11 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
         return StorageUnavailable(_short(exc))
     if isinstance(exc, sqlite3.OperationalError):  # run on the driver (storage/driver.py)
         return _driver_error(exc)
+    # psycopg's own, from a statement run on the driver: looked up, not imported, as a
+    # SQLite-only process never loads psycopg (and then cannot have raised its errors).
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        return StorageUnavailable(str(exc).splitlines()[0])
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return StorageUnavailable(_short(exc))
     return None
