@@ -1,5 +1,5 @@
-"""A flow's hot statements run on the sqlite3 cursor (storage/driver.py): they store and read
-exactly what their SQLAlchemy Core definitions do, which PostgreSQL still runs."""
+"""A flow's hot statements run on the driver's cursor, sqlite3's or psycopg's
+(storage/driver.py): they store and read exactly what their SQLAlchemy Core definitions do."""
 
 from __future__ import annotations
 
@@ -101,6 +101,7 @@ def core_reference(tmp_path, monkeypatch) -> list[Any]:
     with monkeypatch.context() as patch:
         for module in DRIVER_MODULES:
             patch.setattr(module, "sqlite_driver", lambda conn: None)
+            patch.setattr(module, "postgres_driver", lambda conn: None)
         db = Database(f"sqlite:///{tmp_path / 'core.db'}")
         schema.upgrade(db)
         try:
@@ -112,8 +113,8 @@ def core_reference(tmp_path, monkeypatch) -> list[Any]:
 def test_the_driver_statements_answer_and_store_what_their_core_statements_do(
     db: Database, core_reference: list[Any]
 ) -> None:
-    # On SQLite ``db`` runs the driver statements; on PostgreSQL the Core ones, compared with
-    # SQLite's Core run: either way, one behaviour.
+    # ``db`` runs the driver statements, sqlite3's or psycopg's, compared with SQLite's Core
+    # run: one behaviour on either engine.
     assert _flow(db) == core_reference
 
 

@@ -38,7 +38,12 @@ from cdrgate.scope import Scope
 from cdrgate.storage import pg_bulk, summary
 from cdrgate.storage.columns import COLUMNS as COLUMNS  # its home is columns.py
 from cdrgate.storage.db import Database
-from cdrgate.storage.driver import SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import (
+    PostgresStatement,
+    SqliteStatement,
+    postgres_driver,
+    sqlite_driver,
+)
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
@@ -394,13 +399,19 @@ def export_select(
 def read_lines(conn: Connection, query: CdrQuery, limit: int | None = None) -> list[str]:
     """The CSV lines of ``query`` in download order. Callers bound the range (a page)."""
     params = _params(query, None, limit)
-    raw = sqlite_driver(conn)
-    if raw is not None and query.scope is None:
+    if query.scope is None:
         # A small download's read (in its redeem's transaction): on the driver, as the
         # flow's other statements (storage/driver.py). A scope's values are in its statement.
         exts = 0 if query.extensions is None else len(query.extensions)
-        sqlite_stmt = _sqlite_statement(query.extensions is not None, limit is not None, exts)
-        return [row[0] for row in sqlite_stmt.run(raw, params)]
+        by_extension, limited = query.extensions is not None, limit is not None
+        raw = sqlite_driver(conn)
+        if raw is not None:
+            sqlite_stmt = _sqlite_statement(by_extension, limited, exts)
+            return [row[0] for row in sqlite_stmt.run(raw, params)]
+        postgres = postgres_driver(conn)
+        if postgres is not None:
+            postgres_stmt = _postgres_statement(by_extension, limited, exts)
+            return [row[0] for row in postgres_stmt.run(postgres, params)]
     stmt = _template(query, None, limit, False, by_rowid=_by_rowid(conn))
     return [row[0] for row in _fetch(conn, stmt, params)]
 
@@ -436,6 +447,14 @@ def _sqlite_statement(by_extension: bool, limited: bool, exts: int) -> SqliteSta
     if by_extension:
         return SqliteStatement.of(_either_side(limited), expand={"exts": exts})
     return SqliteStatement.of(_statement(False, False, limited, False, None, False, True))
+
+
+@lru_cache(maxsize=256)
+def _postgres_statement(by_extension: bool, limited: bool, exts: int) -> PostgresStatement:
+    """``_sqlite_statement`` for PostgreSQL: ``_statement``'s UNION form, which its monthly
+    partitions are pruned by (see ``_either_side`` and ``_by_rowid``)."""
+    stmt = _statement(by_extension, False, limited, False, None, False, False)
+    return PostgresStatement.of(stmt, expand={"exts": exts} if by_extension else None)
 
 
 def _either_side(limited: bool) -> Select[Any]:

@@ -1,13 +1,14 @@
-"""A flow's hot statements on the sqlite3 cursor itself, compiled once from their Core form.
+"""A flow's hot statements on the driver's cursor itself, compiled once from their Core form.
 
 SQLAlchemy's ``Connection.execute`` costs about 28 us on a one-row lookup that ``sqlite3``
 runs in 3 us (``exec_driver_sql`` about 35 us: it is the execution context that costs, not
 the compilation); a small flow runs six such statements per pair of requests (bench/RESULTS.md,
-sixth round). So the storage module that owns a table keeps each hot statement as its Core
-definition (the one home of the statement, and what PostgreSQL runs) and, beside it, a
-``SqliteStatement`` compiled from that definition at import: the same SQL text, never
-written twice. Errors from the driver are ``sqlite3`` ones; ``Database``'s transaction
-helpers translate them as they do SQLAlchemy's.
+sixth round). On PostgreSQL it costs about 60 us of the 130 us a one-row lookup takes through
+psycopg (sixteenth round). So the storage module that owns a table keeps each hot statement as
+its Core definition (the one home of the statement) and, beside it, a ``SqliteStatement`` and
+a ``PostgresStatement`` compiled from that definition at import: the same SQL text, never
+written twice. Errors from the driver are ``sqlite3`` and ``psycopg`` ones; ``Database``'s
+transaction helpers translate them as they do SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
 _DIALECT = sqlite.dialect()
+# psycopg's dialect with positional ``%s`` marks: the same stand-in mechanics as SQLite's ``?``.
+_POSTGRES_DIALECT = psycopg_dialect.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
 
 
 def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
@@ -38,6 +42,14 @@ def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
     return raw
 
 
+def postgres_driver(conn: Connection) -> Any | None:
+    """The ``psycopg.Connection`` under ``conn`` (in its transaction), None on SQLite. Typed
+    ``Any``: psycopg is imported only where PostgreSQL is used."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return conn.connection.dbapi_connection
+
+
 class _Slot:
     """A stand-in value for a runtime parameter while compiling: where it lands is where
     that parameter goes (``name``, or item ``index`` of an expanding list)."""
@@ -48,10 +60,11 @@ class _Slot:
 
 @dataclass(frozen=True)
 class SqliteStatement:
-    """``stmt`` as SQLite text with ``?`` marks, and what each mark takes.
+    """``stmt`` as SQLite text with ``?`` marks (``PostgresStatement``: psycopg's ``%s``), and
+    what each mark takes.
 
     Values go to the driver as given and rows come back as its tuples: for statements whose
-    column types need no bind or result processing on SQLite (strings and integers here).
+    column types need no bind or result processing (strings and integers here).
 
     ``expand``: the length of each expanding parameter (``IN`` lists): one statement per
     length. ``column_keys``: the columns an INSERT sets (all its values are then given).
@@ -72,8 +85,8 @@ class SqliteStatement:
         *,
         expand: Mapping[str, int] | None = None,
         column_keys: Sequence[str] | None = None,
-    ) -> SqliteStatement:
-        compiled = stmt.compile(dialect=_DIALECT, column_keys=column_keys)
+    ) -> Self:
+        compiled = stmt.compile(dialect=cls._dialect(), column_keys=column_keys)
         assert isinstance(compiled, SQLCompiler), "a statement, not DDL"
         sizes = expand or {}
         stand_ins: dict[str, Any] = {
@@ -90,6 +103,10 @@ class SqliteStatement:
             else:
                 marks.append(_Constant(value))
         return cls(state.statement, tuple(marks))
+
+    @staticmethod
+    def _dialect() -> Any:
+        return _DIALECT
 
     def __post_init__(self) -> None:
         # Most hot statements take named values only: one C-level getter builds their tuple,
@@ -112,6 +129,20 @@ class SqliteStatement:
         return raw.execute(self.sql, self.args(params))
 
 
+class PostgresStatement(SqliteStatement):
+    """``SqliteStatement``'s compiled form for psycopg: ``%s`` marks and the bind casts
+    SQLAlchemy renders (``%s::VARCHAR``), run on the ``psycopg.Connection``. psycopg prepares
+    a statement server-side once a connection has run it a few times (its
+    ``prepare_threshold``), as it did under SQLAlchemy."""
+
+    @staticmethod
+    def _dialect() -> Any:
+        return _POSTGRES_DIALECT
+
+    def run(self, raw: Any, params: Mapping[str, Any]) -> Any:
+        return raw.execute(self.sql, self.args(params))
+
+
 @dataclass(frozen=True)
 class _Constant:
     value: Any
@@ -128,40 +159,62 @@ def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[A
 
 @dataclass(frozen=True)
 class HotStatement:
-    """A hot statement: its Core definition (what PostgreSQL runs) and the ``SqliteStatement``
-    compiled from it, run on whichever engine ``conn`` is."""
+    """A hot statement: its Core definition and the ``SqliteStatement`` and
+    ``PostgresStatement`` compiled from it, run on whichever engine ``conn`` is."""
 
     core: Executable
     sqlite: SqliteStatement
+    postgres: PostgresStatement
 
     @classmethod
     def of(cls, stmt: Executable, *, column_keys: Sequence[str] | None = None) -> HotStatement:
         assert isinstance(stmt, ClauseElement)
-        return cls(stmt, SqliteStatement.of(stmt, column_keys=column_keys))
+        return cls(
+            stmt,
+            SqliteStatement.of(stmt, column_keys=column_keys),
+            PostgresStatement.of(stmt, column_keys=column_keys),
+        )
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row, or None."""
-        raw = sqlite_driver(conn)
-        if raw is None:
+        cursor = self._on_driver(conn, params)
+        if cursor is None:
             return conn.execute(self.core, params).first()
         # Fetched to the end: an UPDATE ... RETURNING is complete only once its rows are read.
-        rows = self.sqlite.run(raw, params).fetchall()
+        rows = cursor.fetchall()
         return rows[0] if rows else None
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run it; the rows it changed."""
-        raw = sqlite_driver(conn)
-        if raw is None:
+        cursor = self._on_driver(conn, params)
+        if cursor is None:
             return int(conn.execute(self.core, params).rowcount)
-        return self.sqlite.run(raw, params).rowcount
+        return int(cursor.rowcount)
 
     def inserted_id(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        """Run an INSERT of one row; the row's integer key."""
+        """Run an INSERT of one row; the row's integer key (on PostgreSQL its ``postgres``
+        form returns it: ``storage/audit.py``)."""
         raw = sqlite_driver(conn)
-        if raw is None:
-            key = conn.execute(self.core, dict(params)).inserted_primary_key
-            assert key is not None, "an INSERT of one row has its key"
-            return int(key[0])
-        row_id = self.sqlite.run(raw, params).lastrowid
-        assert row_id is not None, "an INSERT of one row has its rowid"
-        return row_id
+        if raw is not None:
+            row_id = self.sqlite.run(raw, params).lastrowid
+            assert row_id is not None, "an INSERT of one row has its rowid"
+            return row_id
+        postgres = postgres_driver(conn)
+        if postgres is not None:
+            row = self.postgres.run(postgres, params).fetchone()
+            assert row is not None, "an INSERT ... RETURNING of one row has its key"
+            return int(row[0])
+        key = conn.execute(self.core, dict(params)).inserted_primary_key
+        assert key is not None, "an INSERT of one row has its key"
+        return int(key[0])
+
+    def _on_driver(self, conn: Connection, params: Mapping[str, Any]) -> Any | None:
+        """Its cursor, run on ``conn``'s driver; None when neither driver is looked up (the
+        Core run that tests/storage/test_driver_statements.py compares them with)."""
+        raw = sqlite_driver(conn)
+        if raw is not None:
+            return self.sqlite.run(raw, params)
+        postgres = postgres_driver(conn)
+        if postgres is not None:
+            return self.postgres.run(postgres, params)
+        return None

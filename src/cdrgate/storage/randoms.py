@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.passwords import secret_hash
-from cdrgate.storage.driver import HotStatement, SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement, PostgresStatement, SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
@@ -159,9 +159,11 @@ _REDEEM = HotStatement.of(
 # RETURNING, which SQLite 3.40 runs by buffering the rows in a temporary table first: it more
 # than doubled the INSERT's CPU (bench/RESULTS.md, fourteenth round).
 _SPEND = postgresql.insert(cdr_random).on_conflict_do_nothing()
+_SPEND_RETURNING = _SPEND.returning(cdr_random.c.expires_ms)
 _SPEND_SIGNED = HotStatement(
-    _SPEND.returning(cdr_random.c.expires_ms),
+    _SPEND_RETURNING,
     SqliteStatement.of(_SPEND, column_keys=RandomRow._fields),
+    PostgresStatement.of(_SPEND_RETURNING, column_keys=RandomRow._fields),
 )
 
 
