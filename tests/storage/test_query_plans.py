@@ -10,7 +10,13 @@ from sqlalchemy import Connection, Select
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan
 from cdrgate.storage import recordings
-from cdrgate.storage.cdrs import CdrQuery, _sqlite_statement, export_select, read_whole
+from cdrgate.storage.cdrs import (
+    CdrQuery,
+    _postgres_statement,
+    _sqlite_statement,
+    export_select,
+    read_whole,
+)
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
 
@@ -103,7 +109,7 @@ def test_a_small_downloads_read_on_the_driver_scans_each_index_over_the_range_al
     # two index ranges, its row ids kept in memory, where ``id IN (... UNION ALL ...)`` built
     # a temporary B-tree for them on every read.
     if not db.is_sqlite:
-        pytest.skip("the driver statements are SQLite's")
+        pytest.skip("SQLite's plan (PostgreSQL's: the next test)")
     _large_table(db)
     stmt = _sqlite_statement(True, True, 2)
     params = {"exts": ["1007", "1008"], "start": ONE_DAY.start_ts, "end": ONE_DAY.end_ts}
@@ -138,3 +144,30 @@ def test_a_small_downloads_whole_read_sorts_in_memory_without_a_temporary_b_tree
             row[1] for row in raw.execute("EXPLAIN " + sql, (ONE_DAY.start_ts,) * sql.count("?"))
         ]
     assert "SorterOpen" in program and "OpenEphemeral" not in program, program
+
+
+def test_a_small_downloads_read_on_postgresql_ors_the_two_index_scans_in_one_partition(
+    db: Database,
+):
+    # ``_either_side`` on PostgreSQL: each arm pruned to the range's month, the two index
+    # scans' bitmaps ORed in one heap scan; the UNION it replaced hashed every row to drop
+    # duplicates (a HashAggregate) after scanning the month twice.
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's plan (SQLite's: the test above)")
+    _large_table(db)
+    stmt = _postgres_statement(True, True, 2)
+    params = {"exts": ["1007", "1008"], "start": ONE_DAY.start_ts, "end": ONE_DAY.end_ts}
+    with db.read() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        explain = raw.execute(
+            "EXPLAIN (FORMAT JSON) " + stmt.sql, stmt.args(params | {"limit": 1001})
+        )
+        nodes = _plan_nodes(explain.fetchone()[0][0]["Plan"])
+    tables = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+    assert tables == {"cdr_p202602"}, nodes  # the other months are pruned
+    kinds = [n["Node Type"] for n in nodes]
+    assert "BitmapOr" in kinds and "Seq Scan" not in kinds, kinds
+    assert "Aggregate" not in kinds and "Append" not in kinds, kinds
+    used = " ".join(n.get("Index Name", "") for n in nodes)
+    assert "callfrom_ts" in used and "callto_ts" in used, nodes
