@@ -59,9 +59,9 @@ class _Slot:
 
 
 @dataclass(frozen=True)
-class SqliteStatement:
-    """``stmt`` as SQLite text with ``?`` marks (``PostgresStatement``: psycopg's ``%s``), and
-    what each mark takes.
+class DriverStatement:
+    """``stmt`` as one driver's text with its positional marks (``SqliteStatement``: ``?``,
+    ``PostgresStatement``: psycopg's ``%s``), and what each mark takes.
 
     Values go to the driver as given and rows come back as its tuples: for statements whose
     column types need no bind or result processing (strings and integers here).
@@ -106,7 +106,7 @@ class SqliteStatement:
 
     @staticmethod
     def _dialect() -> Any:
-        return _DIALECT
+        raise NotImplementedError  # each driver's class names its dialect
 
     def __post_init__(self) -> None:
         # Most hot statements take named values only: one C-level getter builds their tuple,
@@ -125,15 +125,23 @@ class SqliteStatement:
             for mark in self.marks
         )  # fmt: skip
 
+
+class SqliteStatement(DriverStatement):
+    """A statement for ``sqlite3``: ``?`` marks, run on the ``sqlite3.Connection``."""
+
+    @staticmethod
+    def _dialect() -> Any:
+        return _DIALECT
+
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> sqlite3.Cursor:
         return raw.execute(self.sql, self.args(params))
 
 
-class PostgresStatement(SqliteStatement):
-    """``SqliteStatement``'s compiled form for psycopg: ``%s`` marks and the bind casts
-    SQLAlchemy renders (``%s::VARCHAR``), run on the ``psycopg.Connection``. psycopg prepares
-    a statement server-side once a connection has run it a few times (its
-    ``prepare_threshold``), as it did under SQLAlchemy."""
+class PostgresStatement(DriverStatement):
+    """A statement for psycopg: ``%s`` marks and the bind casts SQLAlchemy renders
+    (``%s::VARCHAR``), run on the ``psycopg.Connection``. psycopg prepares a statement
+    server-side once a connection has run it a few times (its ``prepare_threshold``), as it
+    did under SQLAlchemy."""
 
     @staticmethod
     def _dialect() -> Any:
