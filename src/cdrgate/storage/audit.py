@@ -7,18 +7,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
-from cdrgate.storage.driver import HotStatement, PostgresStatement, SqliteStatement
+from cdrgate.storage.driver import HotStatement, SqliteStatement
 from cdrgate.storage.tables import download_audit
 
 # One per download: built once (see storage/randoms.py), run on the driver. Every column but
 # the id: a record gives them all. The id: SQLite's rowid, PostgreSQL's RETURNING.
-_COLUMNS = [column.key for column in download_audit.c if column.key != "id"]
+_COLUMNS = tuple(column.key for column in download_audit.c if column.key != "id")
 _INSERT = HotStatement(
     download_audit.insert(),
     SqliteStatement.of(download_audit.insert(), column_keys=_COLUMNS),
-    PostgresStatement.of(
-        download_audit.insert().returning(download_audit.c.id), column_keys=_COLUMNS
-    ),
+    download_audit.insert().returning(download_audit.c.id),
+    _COLUMNS,
 )
 _SETTLE = (
     update(download_audit)

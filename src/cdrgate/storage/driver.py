@@ -16,19 +16,27 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 from operator import itemgetter
 from typing import Any, Self
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
 _DIALECT = sqlite.dialect()
-# psycopg's dialect with positional ``%s`` marks: the same stand-in mechanics as SQLite's ``?``.
-_POSTGRES_DIALECT = psycopg_dialect.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
+
+
+@cache
+def _postgres_dialect() -> Any:
+    """psycopg's dialect with positional ``%s`` marks: the same stand-in mechanics as SQLite's
+    ``?``. Imported on first use: a SQLite process never loads it (~25 ms of a start-up,
+    tests/cli/test_startup.py)."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    return psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
 
 
 def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
@@ -145,7 +153,7 @@ class PostgresStatement(DriverStatement):
 
     @staticmethod
     def _dialect() -> Any:
-        return _POSTGRES_DIALECT
+        return _postgres_dialect()
 
     def run(self, raw: Any, params: Mapping[str, Any]) -> Any:
         return raw.execute(self.sql, self.args(params))
@@ -168,20 +176,25 @@ def _tuple_getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[A
 @dataclass(frozen=True)
 class HotStatement:
     """A hot statement: its Core definition and the ``SqliteStatement`` and
-    ``PostgresStatement`` compiled from it, run on whichever engine ``conn`` is."""
+    ``PostgresStatement`` compiled from it, run on whichever engine ``conn`` is.
+
+    ``for_postgres``: what PostgreSQL's form is compiled from (``core``, or ``core`` with a
+    ``RETURNING``), on first use (``postgres``), so that SQLite never loads its dialect."""
 
     core: Executable
     sqlite: SqliteStatement
-    postgres: PostgresStatement
+    for_postgres: ClauseElement
+    column_keys: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, stmt: Executable, *, column_keys: Sequence[str] | None = None) -> HotStatement:
         assert isinstance(stmt, ClauseElement)
-        return cls(
-            stmt,
-            SqliteStatement.of(stmt, column_keys=column_keys),
-            PostgresStatement.of(stmt, column_keys=column_keys),
-        )
+        keys = None if column_keys is None else tuple(column_keys)
+        return cls(stmt, SqliteStatement.of(stmt, column_keys=keys), stmt, keys)
+
+    @cached_property
+    def postgres(self) -> PostgresStatement:
+        return PostgresStatement.of(self.for_postgres, column_keys=self.column_keys)
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row, or None."""

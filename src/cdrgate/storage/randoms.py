@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.passwords import secret_hash
-from cdrgate.storage.driver import HotStatement, PostgresStatement, SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement, SqliteStatement, sqlite_driver
 from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
@@ -163,7 +163,8 @@ _SPEND_RETURNING = _SPEND.returning(cdr_random.c.expires_ms)
 _SPEND_SIGNED = HotStatement(
     _SPEND_RETURNING,
     SqliteStatement.of(_SPEND, column_keys=RandomRow._fields),
-    PostgresStatement.of(_SPEND_RETURNING, column_keys=RandomRow._fields),
+    _SPEND_RETURNING,
+    RandomRow._fields,
 )
 
 
