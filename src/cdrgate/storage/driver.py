@@ -6,9 +6,10 @@ the compilation); a small flow runs six such statements per pair of requests (be
 sixth round). On PostgreSQL it costs about 60 us of the 130 us a one-row lookup takes through
 psycopg (sixteenth round). So the storage module that owns a table keeps each hot statement as
 its Core definition (the one home of the statement) and, beside it, a ``SqliteStatement`` and
-a ``PostgresStatement`` compiled from that definition at import: the same SQL text, never
-written twice. Errors from the driver are ``sqlite3`` and ``psycopg`` ones; ``Database``'s
-transaction helpers translate them as they do SQLAlchemy's.
+a ``PostgresStatement`` compiled from that definition (SQLite's at import, PostgreSQL's on
+first use): the same SQL text, never written twice. Errors from the driver are ``sqlite3``
+and ``psycopg`` ones; ``Database``'s transaction helpers translate them as they do
+SQLAlchemy's.
 """
 
 from __future__ import annotations
