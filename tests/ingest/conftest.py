@@ -4,12 +4,14 @@ to read back what the store holds."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from cdrgate.ingest.push import create_key
+from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr
 
@@ -50,6 +52,16 @@ def freeswitch_line(**overrides: Any) -> str:
     }  # fmt: skip
     values.update(overrides)
     return ",".join(_quoted(str(value)) for value in values.values())
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty store at the schema's head, to copy for each test that needs one."""
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    database = Database(f"sqlite:///{path}")
+    schema.upgrade(database)
+    database.dispose()
+    return path
 
 
 def stored_lines(db: Database) -> list[str]:

@@ -20,21 +20,12 @@ from cdrgate.ingest import apsw_writer, files, parallel, part, yeastar_sql
 from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage import cdrs, schema
+from cdrgate.storage import cdrs
 from cdrgate.storage.cdrs import insert_records
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 
 pytestmark = pytest.mark.skipif(not part.APSW, reason="apsw is not installed")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    database = Database(f"sqlite:///{path}")
-    schema.upgrade(database)
-    database.dispose()
-    return path
 
 
 @pytest.fixture

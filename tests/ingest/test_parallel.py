@@ -22,22 +22,12 @@ from cdrgate.ingest import apsw_writer, parallel, part, yeastar_sql
 from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage import schema
 from cdrgate.storage import summary as storage_summary
 from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 
 Outcome = tuple[Any, ...]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    database = Database(f"sqlite:///{path}")
-    schema.upgrade(database)
-    database.dispose()
-    return path
 
 
 @pytest.fixture
