@@ -46,9 +46,6 @@ if part.APSW:
 # ~1.4x (bench/RESULTS.md, sixteenth round).
 WRITER_SHARE = 0.46
 
-# How many rows were read and how many were new, and the rows per (type, status).
-Loaded = tuple[int, int, yeastar_sql.Kinds]
-
 
 def can_load(db: Database) -> bool:
     """Whether apsw is installed and ``db`` is a SQLite file this process holds no connection
@@ -63,7 +60,7 @@ def load(
     profile: SourceProfile,
     helper: parallel.Helper | None,
     progress: Callable[[int], None],
-) -> Loaded:
+) -> yeastar_sql.Loaded:
     """``parallel.load`` in apsw's SQLite, in a write transaction of its own, committed here:
     the Yeastar file behind ``stream`` (from where it is, to its ``size``) into the empty
     store ``db`` (``can_load``), the second part loaded by ``helper`` (a new one when None

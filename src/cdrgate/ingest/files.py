@@ -151,16 +151,12 @@ def _import_in_postgres(
     )
 
 
-# Rows read, rows new, rows per (type, status).
-_Loaded = tuple[int, int, yeastar_sql.Kinds]
-
-
 def _in_write_transaction(
     db: Database, load: Callable[[Connection, Inserter], yeastar_sql.Kinds]
-) -> Callable[[Progress], _Loaded]:
+) -> Callable[[Progress], yeastar_sql.Loaded]:
     """``load`` with an ``Inserter`` in one write transaction of ``db``'s pool."""
 
-    def run(progress: Progress) -> _Loaded:
+    def run(progress: Progress) -> yeastar_sql.Loaded:
         with db.write() as conn:
             inserter = Inserter(db, conn, progress)
             kinds = load(conn, inserter)
@@ -174,7 +170,7 @@ def _fast_import(
     source: str,
     stream: BinaryIO,
     progress: Progress | None,
-    load: Callable[[Progress], _Loaded],
+    load: Callable[[Progress], yeastar_sql.Loaded],
 ) -> ImportResult | None:
     """``load`` the file (in one write transaction); None, with the stream where it was and
     nothing stored, when the Python path must read it (a bad row: its exact report)."""

@@ -44,6 +44,8 @@ AVAILABLE = sqlite3.sqlite_version_info >= (3, 38, 0)
 CHUNK_BYTES = 8 << 20
 
 Kinds = Counter[tuple[str, str]]
+# What a load stored: the rows read, the rows new, the rows per (type, status).
+Loaded = tuple[int, int, Kinds]
 
 
 class Doubt(Exception):
