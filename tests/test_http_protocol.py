@@ -7,7 +7,7 @@ from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from cdrgate.http_protocol import LenientHttpToolsProtocol, fix_request_line
+from cdrgate.http_protocol import LenientHttpToolsProtocol, fix_request_line, known_transfer_coding
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,9 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         HttpToolsProtocol.connection_made
     )
     assert "self.response_started = False" in inspect.getsource(RequestResponseCycle.__init__)
+    # The head's headers, lower-cased, as the transfer-coding check reads them.
+    assert "self.headers.append((name, value))" in inspect.getsource(HttpToolsProtocol.on_header)
+    assert "name = name.lower()" in inspect.getsource(HttpToolsProtocol.on_header)
 
     async def app(scope, receive, send):  # pragma: no cover - never called
         raise AssertionError
@@ -64,3 +67,20 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         assert isinstance(protocol.logger, logging.Logger)
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "known"),
+    [
+        ([], True),
+        ([(b"host", b"x")], True),
+        ([(b"transfer-encoding", b"chunked")], True),
+        ([(b"transfer-encoding", b" Chunked ")], True),
+        ([(b"transfer-encoding", b"gzip, chunked")], False),
+        ([(b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked")], False),
+        ([(b"transfer-encoding", b"chunked, chunked")], False),
+        ([(b"transfer-encoding", b"deflate")], False),
+    ],
+)
+def test_only_chunked_alone_is_a_transfer_coding_the_server_undoes(headers, known):
+    assert known_transfer_coding(headers) is known

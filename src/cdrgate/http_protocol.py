@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Seven differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Eight differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -41,6 +41,11 @@ Seven differences from uvicorn's own, all at the socket edge where no ASGI middl
   alive and parsed the rest of the body for nothing: 100 MB read whole, a chunked body that
   never ends held for ever.
 
+- A request whose ``Transfer-Encoding`` names any coding but ``chunked`` alone (``gzip,
+  chunked``) gets ``501 Not Implemented`` and the close, as RFC 9112 asks and nginx answers.
+  The parser reads such a body as plain chunked and drops the other coding: a gzipped login
+  would be handed to the API as if it were JSON.
+
 This subclasses a private uvicorn class; pyproject.toml pins uvicorn below the next minor
 release and tests/test_http_protocol.py checks the seam (the hooks overridden here).
 """
@@ -52,6 +57,7 @@ import re
 import socket
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,10}) (.+) (HTTP/\d\.\d)")
@@ -72,6 +78,19 @@ BODY_MIN_RATE = 1024  # bytes per second
 # How long the rest of a body answered early is read and dropped before the close.
 LINGER_SECONDS = 5.0
 _LINGERED = "whose request body went on after its answer"
+_UNKNOWN_CODING = "Unsupported transfer coding."
+
+
+def known_transfer_coding(headers: list[tuple[bytes, bytes]]) -> bool:
+    """No ``Transfer-Encoding``, or ``chunked`` alone (any case, across repeated headers)."""
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+        if coding.strip()
+    ]
+    return codings in ([], [b"chunked"])
 
 
 def _over_ip(transport: asyncio.Transport) -> bool:
@@ -105,6 +124,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         # The 400 owed for bytes that did not parse, sent once the requests before them are
         # answered; reading stops at them.
         self._refusal: str | None = None
+        # The refusal is a 501: the head named a transfer coding this server cannot undo.
+        self._unknown_coding = False
         # The client half-closed: answer what it sent, then close.
         self._client_done = False
         # Answered before its body was whole: the rest is dropped until the close.
@@ -125,6 +146,11 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
         self._wait_for(_NO_HEAD)
 
     def on_headers_complete(self) -> None:
+        if not known_transfer_coding(self.headers):
+            # Raised in a parser callback, this stops the parser: the body is never read, and
+            # the refusal goes the way of bytes that do not parse (after earlier answers).
+            self._unknown_coding = True
+            raise httptools.HttpParserCallbackError(_UNKNOWN_CODING)
         self._stop_waiting()
         self._in_body = True
         self._body_started, self._body_bytes = self.loop.time(), 0
@@ -145,7 +171,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._refusal is not None:
             if not self.transport.is_closing() and not self._answering_one():
-                super().send_400_response(self._refusal)
+                self._refuse(self._refusal)
             return
         # A pipelined request may already be running; it has its head.
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
@@ -248,15 +274,34 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             if self.pipeline and self.pipeline[0][0] is self.cycle:
                 self.pipeline.popleft()
             else:
-                super().send_400_response(msg)
+                self._refuse(msg)
                 return
         if not self._answering_one():
-            super().send_400_response(msg)
+            self._refuse(msg)
             return
         self._refusal = msg
         self._in_body = False
         self._stop_waiting()
         self.flow.pause_reading()
+
+    def _refuse(self, msg: str) -> None:
+        if not self._unknown_coding:
+            super().send_400_response(msg)
+            return
+        content = [b"HTTP/1.1 501 Not Implemented\r\n"]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        reason = _UNKNOWN_CODING.encode("ascii")
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: %d\r\n" % len(reason),
+                b"connection: close\r\n\r\n",
+                reason,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     def _answering_one(self) -> bool:
         """A request parsed before is being answered, or waits its turn."""
