@@ -6,9 +6,11 @@ tests/ingest/test_parallel.py's, run under both writers."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +141,36 @@ def test_an_sqlite_error_in_apsw_rolls_back_and_the_python_path_stores_the_file(
     assert len(_stored(tmp_path / "store.db")) == 60
     with sqlite3.connect(tmp_path / "store.db") as conn:
         assert conn.execute("SELECT sum(calls) FROM cdr_summary").fetchone() == (60,)
+
+
+def test_the_store_file_is_flushed_to_disk_by_a_thread_of_the_load(
+    store, tmp_path, writers, monkeypatch
+):
+    flushed: list[tuple[str, str]] = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        flushed.append(
+            (os.readlink(f"/proc/self/fd/{descriptor}"), threading.current_thread().name)
+        )
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = _import(store, tmp_path, _records(60))
+    assert (writers, result.inserted) == (["apsw"], 60)
+    assert flushed == [(str((tmp_path / "store.db").resolve()), "cdrgate-flush")]
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_failed_early_flush_is_left_to_the_commits_own(
+    store, tmp_path, writers, python_path, monkeypatch, capfd
+):
+    def fsync(descriptor: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    result = _import(store, tmp_path, _records(60))
+    assert (writers, python_path, result.inserted) == (["apsw"], [], 60)
+    assert len(_stored(tmp_path / "store.db")) == 60
+    assert "Traceback" not in capfd.readouterr().err

@@ -25,6 +25,9 @@ which names the bad line or reports the error as every other write does.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -74,6 +77,7 @@ def load(
     with (
         scratch_folder("import") as folder,
         parallel.helping(helper) as child,
+        _flush_ahead(path) as flush,  # before the connection: its descriptor closes after it
         _write_transaction(path) as conn,
     ):
         if _has_rows(conn):
@@ -103,6 +107,9 @@ def load(
             # so every row in it is this load's, and SQL counts them all (as Inserter would
             # count those rows by SQL, this only less often: such files are rare).
             conn.execute(summary.add_every_row_sql())
+        # The table's pages are all written now (into the OS's cache): on disk while the
+        # indexes build, the commit's own fsync has only the index pages left to write.
+        flush()
         # The connection is closed after the commit: no setting needs restoring.
         for setting in SORTER_SETTINGS:
             conn.execute(f"PRAGMA {setting}")
@@ -132,6 +139,39 @@ def _write_transaction(path: str) -> Iterator[apsw.Connection]:
     finally:
         # Closing with the transaction open rolls it back (an error, Ctrl-C, a doubt).
         conn.close()
+
+
+@contextmanager
+def _flush_ahead(path: str) -> Iterator[Callable[[], None]]:
+    """A function that starts an fsync of the store's file in a thread of its own, so the
+    table's pages go to disk while the indexes build. A first load's ~400 MB of pages are
+    otherwise all written by the commit's fsync, with both cores idle (the OS keeps that much
+    dirty for up to 30 s): ~0.4-0.6 s of a 1M-row import's commit on the shared bench
+    machine (bench/RESULTS.md, seventeenth round).
+
+    The descriptor is opened before the load's apsw connection and closed only after it is
+    closed (the block is entered first): closing a descriptor of a file drops every POSIX lock
+    this process holds on it, which would silently drop the connection's. A failed flush is
+    not reported here: the kernel reports a write-back error to every descriptor that was open
+    when it happened, so the commit's own fsync fails with it and the load rolls back."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise yeastar_sql.Doubt(f"the store's file: {exc}") from None
+    flusher = threading.Thread(target=_fsync, args=(descriptor,), name="cdrgate-flush")
+    try:
+        yield flusher.start
+    finally:
+        try:
+            if flusher.is_alive():
+                flusher.join()
+        finally:
+            os.close(descriptor)
+
+
+def _fsync(descriptor: int) -> None:
+    with contextlib.suppress(OSError):
+        os.fsync(descriptor)
 
 
 def _has_rows(conn: apsw.Connection) -> bool:
