@@ -158,7 +158,8 @@ def test_the_store_file_is_flushed_to_disk_by_a_thread_of_the_load(
     monkeypatch.setattr(os, "fsync", fsync)
     result = _import(store, tmp_path, _records(60))
     assert (writers, result.inserted) == (["apsw"], 60)
-    assert flushed == [(str((tmp_path / "store.db").resolve()), "cdrgate-flush")]
+    assert flushed  # after the writer's part and before each index build, when none runs
+    assert set(flushed) == {(str((tmp_path / "store.db").resolve()), "cdrgate-flush")}
     with sqlite3.connect(tmp_path / "store.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 

@@ -92,6 +92,7 @@ def load(
             conn.execute(f'DROP INDEX "{name}"')
         store = _Store(conn, progress)
         kinds = yeastar_sql.load(stream, store, mapper, end=cut)
+        flush()  # the pages of the writer's part to disk while the child's rows are copied
         rows = child.loaded()
         # As parallel.load: the child adds the writer's counts to its own while the copy runs
         # (none when a chunk of the writer's had to be counted by SQL: see below).
@@ -107,13 +108,11 @@ def load(
             # so every row in it is this load's, and SQL counts them all (as Inserter would
             # count those rows by SQL, this only less often: such files are rare).
             conn.execute(summary.add_every_row_sql())
-        # The table's pages are all written now (into the OS's cache): on disk while the
-        # indexes build, the commit's own fsync has only the index pages left to write.
-        flush()
         # The connection is closed after the commit: no setting needs restoring.
         for setting in SORTER_SETTINGS:
             conn.execute(f"PRAGMA {setting}")
         for _, create in indexes:
+            flush()  # the pages written so far (the table's, the last index's) while it builds
             conn.execute(create)
         conn.execute("COMMIT")
     return store.rows, store.inserted, kinds
@@ -143,28 +142,37 @@ def _write_transaction(path: str) -> Iterator[apsw.Connection]:
 
 @contextmanager
 def _flush_ahead(path: str) -> Iterator[Callable[[], None]]:
-    """A function that starts an fsync of the store's file in a thread of its own, so the
-    table's pages go to disk while the indexes build. A first load's ~400 MB of pages are
-    otherwise all written by the commit's fsync, with both cores idle (the OS keeps that much
-    dirty for up to 30 s): ~0.4-0.6 s of a 1M-row import's commit on the shared bench
-    machine (bench/RESULTS.md, seventeenth round).
+    """A function that starts writing the store's file to disk (an fsync in a thread of its
+    own) unless the last such write is still running. A first load's ~380 MB of pages stay in
+    the OS's cache otherwise (it keeps that much dirty for up to 30 s), and the commit's fsync
+    writes them all with both cores idle: ~1 s at the bench machine's ~300-400 MB/s. Called
+    at each step after the writer's part (the copy, each index build), the writes overlap that
+    step, and the commit's fsync is left with the last index's pages (bench/RESULTS.md,
+    seventeenth round).
 
     The descriptor is opened before the load's apsw connection and closed only after it is
     closed (the block is entered first): closing a descriptor of a file drops every POSIX lock
-    this process holds on it, which would silently drop the connection's. A failed flush is
+    this process holds on it, which would silently drop the connection's. A failed write is
     not reported here: the kernel reports a write-back error to every descriptor that was open
     when it happened, so the commit's own fsync fails with it and the load rolls back."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise yeastar_sql.Doubt(f"the store's file: {exc}") from None
-    flusher = threading.Thread(target=_fsync, args=(descriptor,), name="cdrgate-flush")
+    running: threading.Thread | None = None
+
+    def flush() -> None:
+        nonlocal running
+        if running is None or not running.is_alive():
+            running = threading.Thread(target=_fsync, args=(descriptor,), name="cdrgate-flush")
+            running.start()
+
     try:
-        yield flusher.start
+        yield flush
     finally:
         try:
-            if flusher.is_alive():
-                flusher.join()
+            if running is not None:
+                running.join()
         finally:
             os.close(descriptor)
 
