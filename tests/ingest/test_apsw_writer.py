@@ -1,6 +1,7 @@
 """A parallel load's writer in apsw's SQLite (ingest/apsw_writer.py): it runs only when this
 process has no store connection in use, leaves a store the system's SQLite reads and writes,
-and hands any doubt to the Python path with nothing stored. What it stores is
+hands any doubt to the Python path with nothing stored, and writes the store's file to disk in
+a thread of its own before the commit. What it stores is
 tests/ingest/test_parallel.py's, run under both writers."""
 
 from __future__ import annotations
