@@ -20,6 +20,7 @@ from cdrgate.ingest import yeastar_pg, yeastar_sql
 from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
+from cdrgate.storage import partitions
 from cdrgate.storage.cdrs import COLUMNS
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr, migrated_postgres
@@ -60,7 +61,11 @@ def fast_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _empty(db: Database) -> None:
+    """No rows and no month partitions: the months of the next import are new to the store
+    (the fast path loads them apart: storage/pg_months.py)."""
     with db.write() as conn:
+        for name in partitions.existing(conn):
+            conn.exec_driver_sql(f"DROP TABLE {name}")
         conn.exec_driver_sql("DELETE FROM cdr")
         conn.exec_driver_sql("DELETE FROM cdr_summary")
 
@@ -188,6 +193,21 @@ def test_rows_of_months_new_to_the_store_go_to_their_month_partitions(pg, fast_r
     assert fast_runs == ["stored"]
     with pg.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM cdr_default").scalar_one() == 0
+
+
+def test_a_chunk_of_stored_and_new_months_keeps_file_order_and_the_duplicate_rule(pg, fast_runs):
+    # January is stored, February new: one chunk goes to both sides (pg_months), its ids
+    # still in file order, January's duplicate skipped.
+    january = make_cdr(callid="j0", timestart="2033-01-05 00:00:00")
+    records = [
+        make_cdr(callid=f"{month}.{day}", timestart=f"2033-0{month}-{day:02d} 00:00:00")
+        for day in range(1, 6)
+        for month in (2, 1)
+    ]
+    fast, slow = _both_paths(pg, _lines(*records, january).encode(), _lines(january).encode())
+    assert fast == slow
+    assert (fast[0].rows, fast[0].inserted) == (11, 10)
+    assert fast_runs == ["stored"]
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                 rows += size
                 if progress is not None:
                     progress(size)
-            stage.close()
+            inserted -= stage.close()
     return inserted
 
 

@@ -41,9 +41,13 @@ from cdrgate.cdr import CSV_COLUMNS
 from cdrgate.ingest.yeastar_sql import Doubt, Kinds
 from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.columns import COLUMNS
+from cdrgate.storage.partitions import next_month
 from cdrgate.storage.pg_bulk import ensure_months, serialise_cdr_inserts
+from cdrgate.storage.pg_months import NewMonths
 
 STAGE = "cdr_file_stage"
+# A chunk's rows as stored, with their ids, when it goes to both sides (``_load_mixed``).
+_ROWS = "cdr_file_rows"
 # About 70,000 rows: per-chunk statements vanish in the work, and a chunk's rows sort in
 # memory (_SORT_MEMORY).
 CHUNK_BYTES = 8 << 20
@@ -112,18 +116,29 @@ def _line(quoting: bool) -> str:
     return f"concat_ws(',', {', '.join(parts)}) || E'\\n'"
 
 
-@cache
-def _insert_sql(quoting: bool, headers: bool) -> str:
+def _select_sql(quoting: bool, headers: bool, ids: bool = False) -> str:
+    """The chunk's rows as stored (``COLUMNS``; with ``ids``, first an id from cdr's
+    sequence, taken in file order), in file order."""
     values = {name: name for name in CSV_COLUMNS}
     values["ts"] = _TS
     values.update({name: f"{name}::int" for name in _DURATIONS})
     values["line"] = _line(quoting)
     # A chunk without headers (the survey says) is spared the test on every row.
     where = f"WHERE NOT ({_HEADER}) " if headers else ""
+    # PostgreSQL computes a volatile output column (nextval) after the sort: ids follow n.
+    first = "nextval('cdr_id_seq') AS id, " if ids else ""
     return (
-        f"INSERT INTO cdr ({', '.join(COLUMNS)}) "
-        f"SELECT {', '.join(values[name] for name in COLUMNS)} FROM {STAGE} "
-        f"{where}ORDER BY n ON CONFLICT DO NOTHING"
+        f"SELECT {first}{', '.join(f'{values[name]} AS {name}' for name in COLUMNS)} "
+        f"FROM {STAGE} "
+        f"{where}ORDER BY n"
+    )
+
+
+@cache
+def _insert_sql(target: str, quoting: bool, headers: bool) -> str:
+    return (
+        f"INSERT INTO {target} ({', '.join(COLUMNS)}) {_select_sql(quoting, headers)} "
+        "ON CONFLICT DO NOTHING"
     )
 
 
@@ -147,17 +162,23 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
         conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
         conn.exec_driver_sql(_CREATE_STAGE)
+        new_months = NewMonths(conn)
         for number, block in enumerate(_blocks(stream)):
             if number == 0:
                 block = block.removeprefix(_BOM)
-            _load_block(conn, block, inserter, kinds)
+            _load_block(conn, block, inserter, kinds, new_months)
+        # The rows stored in cdr are counted before the months apart join them there.
+        inserter.flush()
+        inserter.inserted -= new_months.finish()
     except (psycopg.Error, DBAPIError) as exc:
         # The server refused a row (a NULL ts, a bad cast, the wrong width, not UTF-8, NUL).
         raise Doubt(str(exc)) from None
     return kinds
 
 
-def _load_block(conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds) -> None:
+def _load_block(
+    conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds, new_months: NewMonths
+) -> None:
     plain = _is_plain(block)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -170,7 +191,7 @@ def _load_block(conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds
                     copy.write_row(row)
         copied = max(int(cursor.rowcount), 0)
         rows = 0
-        months = set()
+        months: Counter[int] = Counter()  # rows per month (its first second)
         for header, month, type_, status, count in cursor.execute(_SURVEY):
             if header:
                 continue
@@ -178,15 +199,52 @@ def _load_block(conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds
             kinds[type_, status] += count
             found = _MONTH.fullmatch(month)
             if found and int(found[1]) >= 1 and 1 <= int(found[2]) <= 12:
-                months.add(calendar.timegm((int(found[1]), int(found[2]), 1, 0, 0, 0)))
+                months[calendar.timegm((int(found[1]), int(found[2]), 1, 0, 0, 0))] += count
     finally:
         cursor.close()
     if not rows:
         return
     # Months a bad time names (say 0000-01) fail here or in the INSERT: a Doubt either way.
-    ensure_months(conn, months)
+    apart, stored = new_months.split(months)
+    if stored or not apart:
+        ensure_months(conn, stored)
     serialise_cdr_inserts(conn)
-    inserter.add_selected(_insert_sql(quoting=not plain, headers=rows < copied), rows)
+    quoting, headers = not plain, rows < copied
+    if not apart:
+        inserter.add_selected(_insert_sql("cdr", quoting, headers), rows)
+    elif not stored and sum(months.values()) == rows:
+        sql = _insert_sql(new_months.loading, quoting, headers)
+        inserter.add_apart(rows, max(int(conn.exec_driver_sql(sql).rowcount), 0))
+    else:
+        _load_mixed(conn, inserter, new_months, apart, rows, _select_sql(quoting, headers, True))
+
+
+def _load_mixed(
+    conn: Connection,
+    inserter: Inserter,
+    new_months: NewMonths,
+    apart: set[int],
+    rows: int,
+    select: str,
+) -> None:
+    """A chunk of months stored apart and months stored in cdr: its rows take their ids in
+    file order first, then go each to its side."""
+    inserter.before_ids()
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {_ROWS} ON COMMIT DROP AS {select}")
+    names = ", ".join(("id", *COLUMNS))
+    in_apart = " OR ".join(f"(ts >= {start} AND ts < {next_month(start)})" for start in apart)
+    new = conn.exec_driver_sql(
+        f"INSERT INTO {new_months.loading} ({names}) SELECT {names} FROM {_ROWS} "
+        f"WHERE {in_apart} ORDER BY id"
+    ).rowcount
+    inserter.add_apart(new, new)
+    # A row whose ts is NULL (refused by the checks) goes this way, to the NOT NULL column.
+    inserter.add_selected(
+        f"INSERT INTO cdr ({names}) SELECT {names} FROM {_ROWS} "
+        f"WHERE NOT coalesce({in_apart}, false) ORDER BY id ON CONFLICT DO NOTHING",
+        rows - new,
+    )
+    conn.exec_driver_sql(f"DROP TABLE {_ROWS}")
 
 
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:

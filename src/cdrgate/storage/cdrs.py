@@ -296,6 +296,19 @@ class Inserter:
             self.progress(rows)
         return new
 
+    def add_apart(self, rows: int, new: int) -> None:
+        """PostgreSQL: ``rows`` rows stored by the caller outside ``cdr``, ``new`` of them
+        new, that it counts in cdr_summary itself (months loaded apart: storage/pg_months.py)."""
+        self.rows += rows
+        self.inserted += new
+        if self.progress is not None:
+            self.progress(rows)
+
+    def before_ids(self) -> None:
+        """About to take ids for rows that ``add_selected`` will store (without ``counted``):
+        the mark below which ``flush`` does not count must be below them."""
+        self._note_first_insert()
+
     def take_tally(self) -> summary.Tally:
         """The counts of the rows stored so far that were counted as they were read (see
         ``add_with``), no longer added by ``flush``: the caller adds them to cdr_summary

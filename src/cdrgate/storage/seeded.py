@@ -38,6 +38,7 @@ from cdrgate.seed import (
 )
 from cdrgate.storage import partitions, pg_bulk, summary
 from cdrgate.storage.cdrs import COLUMNS
+from cdrgate.storage.pg_months import NewMonths
 
 _PRIME = 2**31 - 1
 _MULTIPLIER = 1_103_515_245
@@ -65,39 +66,87 @@ def select_rows(
 
 class Stage:
     """The plan's hours staged on ``conn`` (temporary tables, dropped by ``close``), from
-    which ``insert`` stores the rows of a range of hours."""
+    which ``insert`` stores the rows of a range of hours.
+
+    On PostgreSQL the months new to the store are loaded apart and attached by ``close``
+    (storage/pg_months.py); the others go into ``cdr``."""
 
     def __init__(self, conn: Connection, plan: SeedPlan, hours: Sequence[Slot]) -> None:
         self.conn, self.plan = conn, plan
-        # Every month the hours need, before this transaction touches cdr: once it holds a
-        # lock there, creating a partition (on another connection) would wait out its lock
-        # timeout and the rows would land in cdr_default.
-        partitions.ensure(conn.engine, (ts for hour in hours for ts in (hour.ts, hour.ts + 3599)))
+        self.new_months: NewMonths | None = None
+        self.apart: set[int] = set()
+        if conn.dialect.name == "postgresql":
+            months = {partitions.month_start(ts) for hour in hours for ts in _hour_ends(hour)}
+            self.new_months = NewMonths(conn)
+            self.apart, stored = self.new_months.split(months)
+            # Every other month the hours need, before this transaction touches cdr: once it
+            # holds a lock there, creating a partition (on another connection) would wait out
+            # its lock timeout and the rows would land in cdr_default.
+            partitions.ensure(conn.engine, stored)
         stage_hours(conn, hours)
+        self._rows = rows_sql(conn.dialect.name, plan)
+
+    def _insert_sql(self, target: str, where: str) -> str:
         names = ", ".join(COLUMNS)
-        rows = rows_sql(conn.dialect.name, plan)
-        self._insert = text(
-            # "WHERE true": SQLite would read ON CONFLICT as a join's ON without it.
-            f"INSERT INTO cdr ({names}) SELECT {names} FROM ({rows}) AS seeded WHERE true "
-            # No conflict target: on PostgreSQL the key also holds ts (partitions), as in pg_bulk.
-            "ON CONFLICT DO NOTHING"
+        # "WHERE": SQLite would read ON CONFLICT as a join's ON without one.
+        # No conflict target: on PostgreSQL the key also holds ts (partitions), as in pg_bulk.
+        return (
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM ({self._rows}) AS seeded "
+            f"WHERE {where} ON CONFLICT DO NOTHING"
         )
 
     def insert(self, hours: Sequence[Slot]) -> int:
         """Store the rows of ``hours`` (consecutive staged hours); returns how many were new.
-        Counts them in cdr_summary in the same transaction, as every insert of cdr does."""
+        Counts the rows stored in cdr in cdr_summary in the same transaction, as every insert
+        of cdr does (the months apart: ``close``)."""
         conn = self.conn
-        if conn.dialect.name == "postgresql":
-            pg_bulk.serialise_cdr_inserts(conn)
+        params = bind_params(self.plan, hours[0].first_seq, hours[-1].first_seq)
+        if self.new_months is None:
+            return self._insert_counted(self._insert_sql("cdr", "true"), params)
+        pg_bulk.serialise_cdr_inserts(conn)
+        inserted = 0
+        # One INSERT per run of months on the same side, in time order: ids follow time.
+        for apart, start, end in _runs(hours, self.apart):
+            where = "true" if start is None else f"ts >= {start} AND ts < {end}"
+            if apart:
+                sql = self._insert_sql(self.new_months.loading, where)
+                inserted += max(int(conn.execute(text(sql), params).rowcount), 0)
+            else:
+                inserted += self._insert_counted(self._insert_sql("cdr", where), params)
+        return inserted
+
+    def _insert_counted(self, sql: str, params: dict[str, object]) -> int:
+        conn = self.conn
         after = summary.newest_id(conn)
-        result = conn.execute(
-            self._insert, bind_params(self.plan, hours[0].first_seq, hours[-1].first_seq)
-        )
+        result = conn.execute(text(sql), params)
         summary.add_stored(conn, after)
         return max(int(result.rowcount), 0)
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Drop the staged hours and attach the months loaded apart (last before the
+        commit); returns how many rows were dropped as duplicates there."""
         unstage_hours(self.conn)
+        return 0 if self.new_months is None else self.new_months.finish()
+
+
+def _hour_ends(hour: Slot) -> tuple[int, int]:
+    return hour.ts, hour.ts + 3599
+
+
+def _runs(hours: Sequence[Slot], apart: set[int]) -> list[tuple[bool, int | None, int | None]]:
+    """``hours``' months grouped into runs on the same side (loaded apart or not), in time
+    order: ``(apart, first second, end)``, the bounds None when there is one run."""
+    months = sorted({partitions.month_start(ts) for hour in hours for ts in _hour_ends(hour)})
+    runs: list[tuple[bool, int | None, int | None]] = []
+    for start in months:
+        side = start in apart
+        if runs and runs[-1][0] == side:
+            runs[-1] = (side, runs[-1][1], partitions.next_month(start))
+        else:
+            runs.append((side, start, partitions.next_month(start)))
+    if len(runs) == 1:
+        return [(runs[0][0], None, None)]
+    return runs
 
 
 def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:

@@ -188,3 +188,21 @@ def add_tally(conn: Connection, tally: Tally) -> None:
             for hour, status, type_ in sorted(tally)
         ],
     )
+
+
+def add_table(conn: Connection, table: str) -> None:
+    """Count every row of ``table`` (PostgreSQL: a month loaded apart, about to become a
+    partition of cdr: storage/pg_months.py)."""
+    conn.exec_driver_sql(_UPSERT.format(sign="", source=table, where="true"))
+
+
+def insert_counted(conn: Connection, insert: str) -> int:
+    """Run ``insert`` (PostgreSQL: an INSERT INTO cdr with ON CONFLICT DO NOTHING) and count
+    the rows it stored; returns how many it stored."""
+    stored = "RETURNING ts, status, type, talkduraction, callduraction"
+    counts = _COUNTS.format(sign="", source="stored", where="true")
+    sql = (
+        f"WITH stored AS ({insert} ON CONFLICT DO NOTHING {stored}), "
+        f"counted AS ({_ADD.format(select=counts)}) SELECT count(*) FROM stored"
+    )
+    return int(conn.exec_driver_sql(sql).scalar_one())

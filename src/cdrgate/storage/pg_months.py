@@ -1,0 +1,212 @@
+"""Months new to ``cdr`` loaded apart and attached at the end: PostgreSQL's own idiom for a
+bulk load into a partitioned table.
+
+A month that has no partition when a load first meets it, and no rows waiting for one in
+``cdr_default``, holds no stored row: none of the load's rows of that month can be a
+duplicate of a stored one. Its rows go into a table of their own with no index (routed there
+through a partitioned table of this transaction, ``loading``), made in the load's
+transaction, so no one else sees it and a failed load leaves nothing. ``finish``, once every
+row is in, drops the duplicates within the load (the first in file order stays), builds the
+month's indexes as ``cdr``'s partitions have them (one sorted pass each, where an insert into
+the B-trees costs a random descent per row and index), counts the rows into cdr_summary and
+attaches the table as the month's partition. ATTACH PARTITION takes a SHARE UPDATE EXCLUSIVE
+lock on ``cdr`` (readers and writers go on) and an ACCESS EXCLUSIVE one on ``cdr_default``,
+held from the attach to the commit, which follows at once; finding the indexes it needs
+already there, it attaches them instead of building them. Measured in bench/RESULTS.md,
+"Issue 17, seed and import on PostgreSQL (seventeenth round)"; docs/storage.md "Months new to
+the store".
+
+What may happen meanwhile on other connections is checked when attaching, under the
+partitions' DDL lock (``partitions.DDL_LOCK_KEY``): a month whose partition was made
+meanwhile, whose rows landed in ``cdr_default``, or whose attach cannot have its lock within
+``partitions.DDL_LOCK_TIMEOUT`` has its rows inserted into ``cdr`` the ordinary way instead
+(duplicates skipped, counted as they go in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from cdrgate.storage import partitions, summary
+from cdrgate.storage.columns import COLUMNS
+
+# Room to sort a month's index entries in memory (a 1M-row month's widest index is ~60 MB).
+_INDEX_MEMORY = "256MB"
+UNIQUE_VIOLATION = "23505"
+# The parent's index as pg_get_indexdef prints it: "CREATE [UNIQUE] INDEX name ON ONLY
+# public.cdr USING btree (...) [WHERE ...]"; the same index on a month's table is the text
+# from USING on.
+_INDEX_DEF = re.compile(r"CREATE (UNIQUE )?INDEX \S+ ON ONLY \S+ (USING .*)")
+# cdr's indexes: constraint ones (the primary key, the duplicate rule) by their constraint's
+# definition ("PRIMARY KEY (id, ts)"), for a partition's index of a constraint is attached only
+# to a constraint; the others by their index's.
+_PARENT_INDEXES = (
+    "SELECT pg_get_indexdef(i.indexrelid), pg_get_constraintdef(c.oid) "
+    "FROM pg_index AS i LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid "
+    "AND c.conrelid = i.indrelid WHERE i.indrelid = 'cdr'::regclass ORDER BY c.oid IS NULL"
+)
+# The duplicate rule on PostgreSQL (docs/storage.md "The price: the partition key in unique
+# constraints"): of rows alike in these, the first in file (id) order stays.
+_DUPLICATE_KEY = "sn, callid, ts"
+_NAMES = ", ".join(COLUMNS)
+
+
+class NewMonths:
+    """The months a load in ``conn``'s transaction stores apart (see the module docstring)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        # Named after the backend: two loads at once never wait on each other's names.
+        self.loading = f"cdr_loading_{pid}"
+        self._new: dict[int, bool] = {}  # month start -> loaded apart?
+        self._tables: dict[int, str] = {}
+
+    def split(self, months: Iterable[int]) -> tuple[set[int], set[int]]:
+        """``(apart, stored)``: which of ``months`` (month starts) this load stores apart
+        (decided once per month, at its first sight) and which go into ``cdr``."""
+        unseen = sorted(set(months) - self._new.keys())
+        if unseen:
+            known = self._known_months(unseen)
+            for start in unseen:
+                self._new[start] = start not in known
+                if self._new[start]:
+                    self._make_table(start)
+        apart = {start for start in months if self._new[start]}
+        return apart, set(months) - apart
+
+    def _known_months(self, starts: list[int]) -> set[int]:
+        """The months that have a partition or rows in ``cdr_default``. Asked on another
+        connection: a lock on ``cdr_default`` held by this transaction until it ends would
+        make another connection's ``partitions.ensure`` wait out its lock timeout."""
+        known = set(starts) & set(partitions.existing(self.conn).values())
+        with self.conn.engine.connect() as other:
+            for start in set(starts) - known:
+                waiting = other.exec_driver_sql(
+                    f"SELECT EXISTS (SELECT FROM {partitions.DEFAULT_PARTITION} "
+                    f"WHERE ts >= {start} AND ts < {partitions.next_month(start)})"
+                ).scalar_one()
+                if waiting:
+                    known.add(start)
+            other.rollback()
+        return known
+
+    def _make_table(self, start: int) -> None:
+        conn = self.conn
+        if not self._tables:
+            # The ids' default (cdr's sequence) comes along: rows take them as they go in.
+            conn.exec_driver_sql(
+                f"CREATE TABLE {self.loading} (LIKE cdr INCLUDING DEFAULTS) PARTITION BY RANGE (ts)"
+            )
+        table = f"{self.loading}_{partitions.partition_name(start).removeprefix('cdr_p')}"
+        conn.exec_driver_sql(
+            f"CREATE TABLE {table} PARTITION OF {self.loading} "
+            f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})"
+        )
+        self._tables[start] = table
+
+    def finish(self) -> int:
+        """Attach (or insert) every month loaded apart; returns how many of its rows were
+        dropped as duplicates. Call once all rows are in, last before the commit."""
+        if not self._tables:
+            return 0
+        conn = self.conn
+        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_INDEX_MEMORY}'")
+        indexes = conn.exec_driver_sql(_PARENT_INDEXES).all()
+        dropped = 0
+        for table in self._tables.values():
+            conn.exec_driver_sql(f"ALTER TABLE {self.loading} DETACH PARTITION {table}")
+            dropped += self._build_indexes(table, [_index_sql(table, *index) for index in indexes])
+        conn.exec_driver_sql(f"DROP TABLE {self.loading}")
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY}
+        )
+        for start, table in self._tables.items():
+            if not self._attach(start, table):
+                dropped += self._insert(table)
+        return dropped
+
+    def _build_indexes(self, table: str, statements: list[str]) -> int:
+        """Build ``table``'s indexes; returns how many duplicates were dropped first. A file
+        rarely holds duplicates: the unique index's build finds them, and only then are they
+        looked for (a sort of the month's rows) and the builds made again."""
+        conn = self.conn
+        savepoint = conn.begin_nested()
+        try:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+            savepoint.commit()
+            return 0
+        except DBAPIError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+        duplicates = (
+            f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {_DUPLICATE_KEY} "
+            f"ORDER BY id) AS nth FROM {table}) AS numbered WHERE nth > 1"
+        )
+        deleted = conn.exec_driver_sql(f"DELETE FROM {table} WHERE id IN ({duplicates})")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        return max(int(deleted.rowcount), 0)
+
+    def _attach(self, start: int, table: str) -> bool:
+        """Attach ``table`` as the month's partition, counted in cdr_summary; False (nothing
+        done) when that cannot be now (see the module docstring)."""
+        conn = self.conn
+        name = partitions.partition_name(start)
+        if (
+            start in partitions.existing(conn).values()
+            or conn.exec_driver_sql(
+                "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}
+            ).scalar_one()
+        ):
+            return False
+        savepoint = conn.begin_nested()
+        try:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{partitions.DDL_LOCK_TIMEOUT}'")
+            conn.exec_driver_sql(f"ALTER TABLE {table} RENAME TO {name}")
+            # Fails when cdr_default now holds rows of the month, or its lock is not had.
+            conn.exec_driver_sql(
+                f"ALTER TABLE cdr ATTACH PARTITION {name} "
+                f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})"
+            )
+            conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+            savepoint.commit()
+        except DBAPIError:
+            savepoint.rollback()
+            return False
+        # Its indexes were named after the table when built; named as a month's are.
+        for index in conn.exec_driver_sql(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %(name)s::regclass",
+            {"name": name},
+        ).scalars():
+            conn.exec_driver_sql(f"ALTER INDEX {index} RENAME TO {name}{index.removeprefix(table)}")
+        summary.add_table(conn, name)
+        return True
+
+    def _insert(self, table: str) -> int:
+        """The month's rows into ``cdr`` as any insert (duplicates of rows stored meanwhile
+        skipped, the new ones counted); returns how many were skipped."""
+        conn = self.conn
+        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        new = summary.insert_counted(
+            conn, f"INSERT INTO cdr (id, {_NAMES}) SELECT id, {_NAMES} FROM {table} ORDER BY id"
+        )
+        conn.exec_driver_sql(f"DROP TABLE {table}")
+        return int(rows) - new
+
+
+def _index_sql(table: str, index: str, constraint: str | None) -> str:
+    """The statement making ``table`` the index of ``cdr`` that ``index`` (pg_get_indexdef)
+    and ``constraint`` (pg_get_constraintdef, None for a plain index) define."""
+    if constraint is not None:
+        return f"ALTER TABLE {table} ADD {constraint}"
+    found = _INDEX_DEF.fullmatch(index)
+    if found is None:
+        raise ValueError(f"unexpected index definition: {index}")
+    return f"CREATE {found[1] or ''}INDEX ON {table} {found[2]}"
