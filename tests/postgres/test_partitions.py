@@ -9,6 +9,7 @@ from cdrgate.services.retention import RetentionPolicy, prune
 from cdrgate.storage import cdrs, partitions
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import Database
+from cdrgate.storage.pg_months import NewMonths
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import make_cdr
@@ -109,3 +110,23 @@ def test_a_busy_month_is_left_for_the_next_run_and_blocks_nobody_for_long(pg_db:
 
 def _export_in(conn) -> list[str]:
     return [line.split(",")[0] for line in cdrs.read_lines(conn, cdrs.CdrQuery(0, 2**40))]
+
+
+def test_the_indexed_text_columns_compare_bytes_in_every_month(pg_db: Database):
+    # Migration 0015: byte order (SQLite's), whichever way a month's partition was made:
+    # by partitions.ensure for a few rows, or loaded apart and attached for a bulk load.
+    store_records(pg_db, THREE_MONTHS[:1])
+    with pg_db.write() as conn:
+        months = NewMonths(conn)
+        months.split({partitions.month_start(parse_pbx_time("2026-05-01 00:00:00"))})
+        months.finish()
+    with pg_db.read() as conn:
+        collations = conn.exec_driver_sql(
+            "SELECT DISTINCT a.attrelid::regclass::text, a.attname, c.collname "
+            "FROM pg_attribute AS a JOIN pg_collation AS c ON c.oid = a.attcollation "
+            "WHERE a.attrelid IN ('cdr'::regclass, 'cdr_p202601'::regclass, "
+            "'cdr_p202605'::regclass, 'cdr_default'::regclass) "
+            "AND a.attname IN ('sn', 'callid', 'callfrom', 'callto', 'recording')"
+        ).all()
+    assert len(collations) == 4 * 5
+    assert {collation for _, _, collation in collations} == {"C"}
