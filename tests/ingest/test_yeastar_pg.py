@@ -21,7 +21,7 @@ from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.storage import partitions
-from cdrgate.storage.cdrs import COLUMNS
+from cdrgate.storage.cdrs import COLUMNS, row_values
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr, migrated_postgres
 
@@ -179,20 +179,34 @@ def test_duplicates_of_stored_rows_are_skipped_and_counted_once(pg, fast_runs):
     assert fast_runs == ["stored"]
 
 
-def test_rows_of_months_new_to_the_store_go_to_their_month_partitions(pg, fast_runs, monkeypatch):
-    # Small chunks: each month's partition is attached (on another connection) while the
-    # transaction is inserting; pg_bulk.ensure_months makes the INSERT route rows to it.
+def test_rows_of_months_waiting_in_the_default_partition_go_to_their_month_partitions(
+    pg, fast_runs, monkeypatch
+):
+    # Each month has a row in cdr_default (its partition's creation gave up once), so it is
+    # not loaded apart: small chunks, and each month's partition is attached (on another
+    # connection, moving that row) while the transaction is inserting; pg_bulk.ensure_months
+    # makes the INSERT route rows to it.
     monkeypatch.setattr(yeastar_pg, "CHUNK_BYTES", 300)
     records = [
         make_cdr(callid=f"{month}.{day}", timestart=f"2033-{month:02d}-{day:02d} 00:00:00")
         for month in range(1, 13)
         for day in range(1, 4)
     ]
+    names = ", ".join(COLUMNS)
+    with pg.write() as conn:  # no month partition yet: the rows land in cdr_default
+        for month in range(1, 13):
+            row = row_values(
+                make_cdr(callid=f"w{month}", timestart=f"2033-{month:02d}-28 00:00:00")
+            )
+            conn.exec_driver_sql(
+                f"INSERT INTO cdr ({names}) VALUES ({', '.join(['%s'] * len(COLUMNS))})", tuple(row)
+            )
     result = _import(pg, io.BytesIO(_lines(*records).encode()))
     assert isinstance(result, ImportResult) and result.inserted == len(records)
     assert fast_runs == ["stored"]
     with pg.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM cdr_default").scalar_one() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM cdr").scalar_one() == len(records) + 12
 
 
 def test_a_chunk_of_stored_and_new_months_keeps_file_order_and_the_duplicate_rule(pg, fast_runs):
