@@ -26,9 +26,13 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     no other connection has the store open (``journal.rollback_journal``), and the indexes are
     kept up to date as they go in: the storing core waits for rows anyway, where building them
     after the load (``bulk_load``) would add their whole build time to the end
-    (bench/RESULTS.md, fifth round). On PostgreSQL ``bulk_load`` does nothing. Otherwise rows
-    are committed every ``SEED_COMMIT_ROWS``: far fewer commits (and WAL checkpoints) than one
-    per chunk, yet a server on the same database is never locked out for long.
+    (bench/RESULTS.md, fifth round). On PostgreSQL the months new to the store are loaded
+    apart and attached when the transaction ends (``Stage``, storage/pg_months.py): into an
+    empty store the plan is one transaction there too, so that every month is loaded whole
+    (readers never wait on PostgreSQL: they see the store as it was until the commit).
+    Otherwise rows are committed every ``SEED_COMMIT_ROWS``: far fewer commits (and WAL
+    checkpoints) than one per chunk, yet a server on the same database is never locked out
+    for long.
     """
     hours = slots(plan)
     if db.is_sqlite and cdrs.store_is_empty(db):
@@ -37,22 +41,35 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
                 chunks = _pipeline_chunks(hours, plan.count)
                 return seeded_pipeline.store_empty(conn, plan, chunks, progress)
     chunks = list(_chunks(hours, SEED_BATCH))
+    # Asked in a read of its own: a read of cdr in the seed's transaction would hold a lock on
+    # cdr_default until the commit, and the month partitions another connection makes
+    # meanwhile would wait out their lock timeout.
+    empty_pg = not db.is_sqlite and cdrs.store_is_empty(db)
     inserted = done = 0
     while done < len(chunks):
         with db.write() as conn, bulk_load(conn) as whole:
-            stage = Stage(conn, plan, [hour for chunk in chunks[done:] for hour in chunk])
-            rows = 0
-            # Into an empty store, everything in one transaction (see ``bulk_load``).
-            while done < len(chunks) and (whole or rows < SEED_COMMIT_ROWS):
-                chunk = chunks[done]
+            # Into an empty store, everything in one transaction (see ``bulk_load`` and above).
+            whole = whole or empty_pg
+            end = _transaction_end(chunks, done, whole)
+            # Only this transaction's hours: their months are the ones it may load apart.
+            stage = Stage(conn, plan, [hour for chunk in chunks[done:end] for hour in chunk])
+            for chunk in chunks[done:end]:
                 inserted += stage.insert(chunk)
-                done += 1
-                size = sum(hour.calls for hour in chunk)
-                rows += size
                 if progress is not None:
-                    progress(size)
+                    progress(sum(hour.calls for hour in chunk))
+            done = end
             inserted -= stage.close()
     return inserted
+
+
+def _transaction_end(chunks: Sequence[list[Slot]], done: int, whole: bool) -> int:
+    """Where the transaction storing ``chunks`` from ``done`` on stops: after
+    ``SEED_COMMIT_ROWS`` rows, or at the end when ``whole``."""
+    end, rows = done, 0
+    while end < len(chunks) and (whole or rows < SEED_COMMIT_ROWS):
+        rows += sum(hour.calls for hour in chunks[end])
+        end += 1
+    return end
 
 
 # Where the chunks of a seed made by the helper end, in 32nds of its rows: the writer waits
