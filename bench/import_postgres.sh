@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# `cdrgate import` of a 1M-row Yeastar CSV into PostgreSQL: main's build against this one,
-# interleaved, with psql's \copy of the same file into a plain 14-column text table as the
-# reference, in the same run:
+# `cdrgate import` of a 1M-row Yeastar CSV and `cdrgate seed --count 1000000` on PostgreSQL:
+# builds interleaved, with psql's \copy of the same file into a plain 14-column text table as
+# the reference, in the same run:
 #   scripts/with-postgres.sh bench/import_postgres.sh [FILE] [MAIN_CDRGATE]
 # FILE defaults to bench/data/seed-1000000-1.csv (copy it from /work/main/bench/data);
-# MAIN_CDRGATE to /work/main/.venv/bin/cdrgate. Each import goes into a fresh database: an
-# empty store (twice each, interleaved), then a store already holding 1M other rows (once
-# each). Printed per run: wall and CPU seconds of the cdrgate process (user+sys), the
-# server's CPU seconds (its finished backends, from the postmaster's reaped children) and
-# the load average. Bounded: each run is killed after 300 s.
+# MAIN_CDRGATE to /work/main/.venv/bin/cdrgate. BUILDS, when set, lists the builds instead, as
+# LABEL=CDRGATE words (default: "main=MAIN_CDRGATE this=.venv/bin/cdrgate"); a build of another
+# worktree runs through a two-line script: `PYTHONPATH=<worktree>/src exec .venv/bin/python -m
+# cdrgate "$@"`. ROUNDS (default 2) rounds of: \copy, then per build an import into an empty
+# store, a seed of 1M rows into an empty store, and an import into a store already holding 1M
+# other rows (the same months, other callids; made once per build, as its migrations may
+# differ), each into a fresh database. Printed per run: wall and CPU seconds of the cdrgate
+# process (user+sys), the server's CPU seconds (its finished backends, from the postmaster's
+# reaped children) and the load average. Bounded: each run is killed after TIMEOUT (300) s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 URL=${CDRGATE_TEST_POSTGRES:?run this under scripts/with-postgres.sh}
 FILE=${1:-bench/data/seed-1000000-1.csv}
 MAIN=${2:-/work/main/.venv/bin/cdrgate}
-THIS=.venv/bin/cdrgate
+BUILDS=${BUILDS:-main=$MAIN this=.venv/bin/cdrgate}
 BASE=${URL%/*}
-TIMEOUT=300
+TIMEOUT=${TIMEOUT:-300}
+ROUNDS=${ROUNDS:-2}
 COLUMNS_SQL="callid text, timestart text, callfrom text, callto text, callduraction text,
   talkduraction text, srctrunkname text, dsttrunkname text, status text, type text,
   pincode text, recording text, didnumber text, sn text"
@@ -70,20 +75,26 @@ copy_run() {
 }
 
 echo "== $FILE: $(($(wc -l <"$FILE") - 1)) rows; PostgreSQL $(sql 'SHOW server_version'); $(nproc) cores"
-echo "== into an empty store"
-for round in 1 2; do
-  copy_run
-  import_run "main (empty) #$round" "$MAIN"
-  import_run "this (empty) #$round" "$THIS"
-done
+seed_run() {  # seed_run LABEL CDRGATE
+  fresh bench_seed
+  measure "$1" bench_seed "$2" seed --count 1000000 --database "$BASE/bench_seed"
+}
 
-echo "== into a store already holding 1M other rows (same months, other callids)"
 OTHER=/tmp/import_postgres_other.csv
 sed -E '2,$ s/^([^,]*),/\1b,/' "$FILE" >"$OTHER"
-fresh bench_full
-"$THIS" import "$OTHER" --database "$BASE/bench_full" >/dev/null 2>&1
-copy_run
-import_run "main (1M stored)" "$MAIN" bench_full
-import_run "this (1M stored)" "$THIS" bench_full
-sql "DROP DATABASE bench_full" >/dev/null
+for build in $BUILDS; do
+  fresh "full_${build%%=*}"
+  "${build#*=}" import "$OTHER" --database "$BASE/full_${build%%=*}" >/dev/null 2>&1
+done
+
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round"
+  copy_run
+  for build in $BUILDS; do import_run "${build%%=*} (empty) #$round" "${build#*=}"; done
+  for build in $BUILDS; do seed_run "${build%%=*} seed #$round" "${build#*=}"; done
+  for build in $BUILDS; do
+    import_run "${build%%=*} (1M stored) #$round" "${build#*=}" "full_${build%%=*}"
+  done
+done
+for build in $BUILDS; do sql "DROP DATABASE full_${build%%=*}" >/dev/null; done
 rm -f "$OTHER"
