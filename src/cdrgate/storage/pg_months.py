@@ -127,7 +127,7 @@ class NewMonths:
         )
         for start, table in self._tables.items():
             if not self._attach(start, table):
-                dropped += self._insert(table)
+                dropped += self._insert(start, table)
         return dropped
 
     def _build_indexes(self, table: str, statements: list[str]) -> int:
@@ -189,11 +189,19 @@ class NewMonths:
         summary.add_table(conn, name)
         return True
 
-    def _insert(self, table: str) -> int:
+    def _insert(self, start: int, table: str) -> int:
         """The month's rows into ``cdr`` as any insert (duplicates of rows stored meanwhile
         skipped, the new ones counted); returns how many were skipped."""
         conn = self.conn
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        # A partition made meanwhile: its lock makes this backend read the new partition list
+        # before the INSERT routes rows (pg_bulk.ensure_months, which cannot be called here:
+        # partitions.ensure would wait for the DDL lock this transaction holds).
+        name = partitions.partition_name(start)
+        if conn.exec_driver_sql(
+            "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}
+        ).scalar_one():
+            conn.exec_driver_sql(f"LOCK TABLE {name} IN ROW EXCLUSIVE MODE")
         new = summary.insert_counted(
             conn, f"INSERT INTO cdr (id, {_NAMES}) SELECT id, {_NAMES} FROM {table} ORDER BY id"
         )
