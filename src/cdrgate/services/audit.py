@@ -6,8 +6,9 @@ download costs one extra small write and nothing per row.
 
 One exception, for speed: a download whose whole result is in hand when its random is spent
 (a small one, see ``DownloadService``) is recorded as ``ok`` with its row and byte counts in
-the redeem's own transaction (``record_in``), and corrected by ``settle`` if the send then
-ends otherwise (aborted, cut). A flow thus costs one write transaction less. The price: if
+the redeem's own transaction (``record_in``), or on PostgreSQL in the signed random's spend,
+one statement (``spent_in``), and corrected by ``settle`` if the send then ends otherwise
+(aborted, cut). A flow thus costs one write transaction less. The price: if
 the process dies while sending those few kilobytes, the record says ``ok`` for a body the
 client may not have received whole (before, the record was lost entirely).
 """
@@ -24,8 +25,9 @@ from cdrgate import metrics
 from cdrgate.clock import Clock
 from cdrgate.errors import Errno
 from cdrgate.settings import Settings
-from cdrgate.storage import audit
+from cdrgate.storage import audit, signed_spend
 from cdrgate.storage.db import Database, WriterBusy
+from cdrgate.storage.randoms import RandomRow
 
 log = logging.getLogger("cdrgate.audit")
 
@@ -108,6 +110,15 @@ class DownloadAudit:
         """Write ``attempt`` in the caller's transaction, before the download is sent (see
         the module's docstring); returns the record's id for ``settle``."""
         return audit.insert(conn, vars(attempt))
+
+    def spent_in(self, conn: Connection, spent: RandomRow, attempt: DownloadAttempt) -> int | None:
+        """Spend a signed random and write ``attempt`` (its outcome known: ``ok`` as
+        ``record_in`` writes it, or ``failed``) in one statement (``storage/signed_spend.py``);
+        the record's id, or None when the random was spent already (nothing is written)."""
+        record_id = signed_spend.spend_audited(conn, spent, vars(attempt))
+        if record_id is not None and attempt.outcome == "failed":
+            metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
+        return record_id
 
     def settle(
         self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int

@@ -593,6 +593,15 @@ class Database:
             return self._read(self._one_statement)
         return self._read(self.engine)
 
+    def autocommit(self) -> AbstractContextManager[Connection] | None:
+        """A PostgreSQL connection in autocommit, every statement its own transaction: for a
+        request whose statements need no transaction around them (a small download's, whose
+        writes are one statement: ``storage/signed_spend.py``). None on SQLite, and with
+        replicas (an export there waits for the position its redeem's transaction took)."""
+        if self._one_statement is None or self._replicas is not None:
+            return None
+        return self._read(self._one_statement)
+
     @contextmanager
     def _read(self, engine: Engine) -> Iterator[Connection]:
         with _translate_errors(), engine.connect() as conn, conn.begin():
