@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from starlette.concurrency import run_in_threadpool
 
+from cdrgate.api.threads import in_thread
 from cdrgate.services.downloads import RandomRequest
 from cdrgate.storage import audit, tokens
 from cdrgate.storage.db import CommitFailed, Database
@@ -32,9 +32,9 @@ def another_process_writing(client, monkeypatch) -> Iterator[threading.Event]:
 
     async def recording(func, *args):
         handed_over.set()
-        return await run_in_threadpool(func, *args)
+        return await in_thread(func, *args)
 
-    monkeypatch.setattr("cdrgate.api.cdr.run_in_threadpool", recording)
+    monkeypatch.setattr("cdrgate.api.cdr.in_thread", recording)
 
     def release_when_handed_over() -> None:
         handed_over.wait(timeout=60)
@@ -184,10 +184,10 @@ def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answ
 
     async def recording(func, *args):
         handed_over.set()
-        return await run_in_threadpool(func, *args)
+        return await in_thread(func, *args)
 
     monkeypatch.setattr(tokens, "last_seen", busy_once_on_the_loop)
-    monkeypatch.setattr("cdrgate.api.cdr.run_in_threadpool", recording)
+    monkeypatch.setattr("cdrgate.api.cdr.in_thread", recording)
     answer = flow.get_random(token, "1000", DAY_START, DAY_END)
     assert busy_on_loop and handed_over.is_set()
     assert answer["status"] == "Success" and len(answer["random"]) == 32

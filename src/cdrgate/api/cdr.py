@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache, partial
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +18,7 @@ from cdrgate.api.envelope import (
     success,
 )
 from cdrgate.api.streaming import ExportResponse
+from cdrgate.api.threads import in_thread
 from cdrgate.services.downloads import DownloadRequest, RandomRequest
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 
@@ -42,7 +42,7 @@ async def _on_loop(db: Database, work: Callable[[A], R], ask: A) -> R:
             return await db.run_on_loop(partial(work, ask))  # called from C: no frame of its own
         except WriterBusy:
             pass
-    return await run_in_threadpool(work, ask)
+    return await in_thread(work, ask)
 
 
 async def get_random(request: Request, call: ApiCall) -> Response:
@@ -83,10 +83,10 @@ async def download(request: Request, call: ApiCall) -> Response:
         try:
             export = await _on_loop(downloads.db, downloads.open_download, ask)
         except CommitFailed:
-            await run_in_threadpool(downloads.commit_failed, ask)
+            await in_thread(downloads.commit_failed, ask)
             raise
     else:
-        export = await run_in_threadpool(downloads.open_download, ask)
+        export = await in_thread(downloads.open_download, ask)
     return ExportResponse(export, _download_headers(export.filename), call.settings)
 
 
