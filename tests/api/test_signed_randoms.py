@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from cdrgate.services.downloads import RANDOM_KEY
 from cdrgate.services.signed_randoms import RandomSigner
-from cdrgate.storage import server_keys
+from cdrgate.storage import audit, server_keys
 from cdrgate.storage.tables import cdr_random
 from tests.conftest import Flow, make_cdr
 
@@ -80,6 +80,23 @@ def test_concurrent_downloads_of_one_signed_random_have_one_winner(
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda f: _get(f, token, random), flows))
     assert sorted(answers) == ["20020"] * 7 + ["csv"]
+
+
+def test_concurrent_downloads_of_one_signed_random_are_audited_once_each(
+    make_client, api_account, add_cdrs, db
+):
+    add_cdrs(make_cdr(callfrom="1000", timestart="2026-05-28 10:00:00"))
+    flow = Flow(make_client())
+    token = flow.token()
+    random = flow.get_random(token, "1000", *DAY)["random"]
+    flows = [Flow(make_client()) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda f: _get(f, token, random), flows))
+    with db.read() as conn:
+        records = audit.query(conn)
+    assert sorted((r.outcome, r.errno, r.rows, r.account) for r in records) == [
+        ("failed", "20020", 0, "api")
+    ] * 7 + [("ok", None, 1, "api")]
 
 
 def test_an_expired_signed_random_is_20020(flow, clock):

@@ -1,0 +1,67 @@
+"""The flow's hand-over to a worker thread (``api/threads.py``): results and errors come back,
+a cancelled request waits for its call to end, and the threads are bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anyio
+import pytest
+
+from cdrgate.api import threads
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_a_calls_result_and_error_come_back_to_the_caller() -> None:
+    async def main() -> None:
+        assert await threads.in_thread(lambda x: x * 2, 21) == 42
+        assert await threads.in_thread(lambda _: threading.current_thread().name, None) != (
+            threading.current_thread().name
+        )
+        with pytest.raises(ValueError, match="refused"):
+            await threads.in_thread(_fail, "refused")
+
+    anyio.run(main)
+
+
+def test_a_cancelled_request_ends_only_once_its_call_has_ended() -> None:
+    ended = threading.Event()
+
+    def slow(_: None) -> None:
+        time.sleep(0.3)
+        ended.set()
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05):
+            await threads.in_thread(slow, None)
+        assert ended.is_set()  # the cancellation came only after the call
+
+    anyio.run(main)
+
+
+def test_calls_beyond_the_thread_bound_wait_for_a_free_thread(monkeypatch) -> None:
+    monkeypatch.setattr(threads, "MOST_THREADS", 2)
+    monkeypatch.setattr(threads, "_workers", threads._Workers())
+    lock = threading.Lock()
+    running, most = 0, 0
+
+    def work(_: None) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(threads.in_thread, work, None)
+
+    anyio.run(main)
+    assert most == 2

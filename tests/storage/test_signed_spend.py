@@ -1,0 +1,72 @@
+"""A signed random's spend with its audit record in one PostgreSQL statement: one spend, one
+record, and nothing written for a random spent already."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from cdrgate.storage import signed_spend
+from cdrgate.storage.db import Database
+from cdrgate.storage.randoms import RandomRow
+from cdrgate.storage.tables import cdr_random, download_audit
+from tests.conftest import migrated_postgres
+
+ROW = RandomRow(1_900_000_000_000, "a" * 64, "b" * 64, "1000", 100, 200, "127.0.0.1", None, 1)
+RECORD = {
+    "at_ms": 1_800_000_000_000, "account": "api", "client_ip": "127.0.0.1",
+    "api_version": "v1.1.0", "selector": "1000", "starttime": "s", "endtime": "e", "rows": 3,
+    "bytes": 120, "outcome": "ok", "errno": None, "kind": "cdr",
+}  # fmt: skip
+
+
+@pytest.fixture
+def pg_db() -> Iterator[Database]:
+    with migrated_postgres() as database:
+        yield database
+
+
+def _counts(db: Database) -> tuple[int, int]:
+    with db.read() as conn:
+        randoms = conn.execute(select(func.count()).select_from(cdr_random)).scalar_one()
+        records = conn.execute(select(func.count()).select_from(download_audit)).scalar_one()
+    return randoms, records
+
+
+def _spend(db: Database, row: RandomRow = ROW) -> int | None:
+    statements = db.autocommit()
+    assert statements is not None
+    with statements as conn:
+        return signed_spend.spend_audited(conn, row, RECORD)
+
+
+def test_the_spend_writes_its_row_and_record_and_returns_the_records_id(pg_db) -> None:
+    record_id = _spend(pg_db)
+    assert record_id is not None
+    with pg_db.read() as conn:
+        stored = conn.execute(select(download_audit)).one()._asdict()
+        spent = conn.execute(select(cdr_random)).one()
+    assert stored == {"id": record_id, **RECORD}
+    assert tuple(spent) == ROW
+
+
+def test_a_random_spent_already_writes_nothing_and_returns_none(pg_db) -> None:
+    assert _spend(pg_db) is not None
+    assert _spend(pg_db, ROW._replace(used_ms=2)) is None
+    assert _counts(pg_db) == (1, 1)
+
+
+def test_concurrent_spends_of_one_random_leave_one_row_and_one_record(pg_db) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: _spend(pg_db), range(8)))
+    assert sum(record_id is not None for record_id in ids) == 1
+    assert _counts(pg_db) == (1, 1)
+
+
+def test_sqlite_has_no_autocommit_connection(db) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's answer")
+    assert db.autocommit() is None
