@@ -3,6 +3,7 @@ a cancelled request waits for its call to end, and the threads are bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -65,3 +66,25 @@ def test_calls_beyond_the_thread_bound_wait_for_a_free_thread(monkeypatch) -> No
 
     anyio.run(main)
     assert most == 2
+
+
+def test_a_call_that_outlives_its_event_loop_leaves_its_thread_serving(monkeypatch) -> None:
+    monkeypatch.setattr(threads, "MOST_THREADS", 1)
+    workers = threads._Workers()
+    monkeypatch.setattr(threads, "_workers", workers)
+    release = threading.Event()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(threads.in_thread(lambda _: release.wait(5), None))
+    loop.run_until_complete(asyncio.sleep(0.05))  # the call has started in the thread
+    task.cancel()  # shielded: still pending when the loop closes under it
+    loop.close()
+    release.set()
+    # The one thread must take the next call (submitted as in_thread does, without waiting
+    # on a loop: a lost thread would leave it queued for ever).
+    served = threading.Event()
+    other = asyncio.new_event_loop()
+    try:
+        workers.submit((lambda _: served.set(), None, other, other.create_future()))
+        assert served.wait(5)
+    finally:
+        other.close()

@@ -66,12 +66,15 @@ class _Workers:
 def _run(
     work: Callable[[Any], Any], arg: Any, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any]
 ) -> None:
+    result, error = None, None
     try:
         result = work(arg)
     except BaseException as exc:  # handed to the caller, as anyio hands it
-        loop.call_soon_threadsafe(_settle, done, None, exc)
-    else:
-        loop.call_soon_threadsafe(_settle, done, result, None)
+        error = exc
+    try:
+        loop.call_soon_threadsafe(_settle, done, result, error)
+    except RuntimeError:
+        pass  # the loop is closed: nobody waits for the answer, and the thread lives on
 
 
 def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
