@@ -14,7 +14,7 @@ import calendar
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
@@ -82,26 +82,33 @@ def ensure(engine: Engine, ts_values: Iterable[int]) -> None:
             create_month(conn, start)
 
 
+def run_ddl(conn: Connection, statements: Sequence[str]) -> None:
+    """Run ``statements`` (DDL on ``cdr`` and its partitions) in a savepoint, each lock
+    waited for at most ``DDL_LOCK_TIMEOUT``; on an error the savepoint is rolled back (the
+    transaction goes on as before them) and the error raised."""
+    with conn.begin_nested():
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+
+
 def create_month(conn: Connection, start: int) -> None:
     name, end = partition_name(start), next_month(start)
     in_month = f"ts >= {start} AND ts < {end}"
-    savepoint = conn.begin_nested()
     try:
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
-        conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE cdr INCLUDING DEFAULTS)")
-        conn.exec_driver_sql(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {in_month} RETURNING *) "
-            f"INSERT INTO {name} SELECT * FROM moved"
+        run_ddl(
+            conn,
+            [
+                f"CREATE TABLE {name} (LIKE cdr INCLUDING DEFAULTS)",
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {in_month} RETURNING *) "
+                f"INSERT INTO {name} SELECT * FROM moved",
+                f"ALTER TABLE cdr ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})",
+            ],
         )
-        conn.exec_driver_sql(
-            f"ALTER TABLE cdr ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
-        )
-        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
-        savepoint.commit()
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
             raise
-        savepoint.rollback()
         log.info(
             "partition %s not created now (table busy); rows go to %s", name, DEFAULT_PARTITION
         )

@@ -166,19 +166,17 @@ class NewMonths:
             ).scalar_one()
         ):
             return False
-        savepoint = conn.begin_nested()
         try:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{partitions.DDL_LOCK_TIMEOUT}'")
-            conn.exec_driver_sql(f"ALTER TABLE {table} RENAME TO {name}")
-            # Fails when cdr_default now holds rows of the month, or its lock is not had.
-            conn.exec_driver_sql(
-                f"ALTER TABLE cdr ATTACH PARTITION {name} "
-                f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})"
+            partitions.run_ddl(
+                conn,
+                [
+                    f"ALTER TABLE {table} RENAME TO {name}",
+                    # Fails when cdr_default now holds rows of the month, or its lock is not had.
+                    f"ALTER TABLE cdr ATTACH PARTITION {name} "
+                    f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})",
+                ],
             )
-            conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
-            savepoint.commit()
         except DBAPIError:
-            savepoint.rollback()
             return False
         # Its indexes were named after the table when built; named as a month's are.
         for index in conn.exec_driver_sql(
