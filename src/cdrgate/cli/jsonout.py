@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cdrgate.ingest.files import ImportResult
+from cdrgate.ingest.result import ImportResult
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object per line instead of text.")

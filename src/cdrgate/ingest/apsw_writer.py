@@ -11,8 +11,9 @@ is installed this module does it instead, with the same statements: the fast pat
 The store is never open in two SQLite libraries in this process at once: POSIX locks belong to
 the process, and closing a descriptor drops every lock the process holds on the file, so one
 library closing its descriptor would silently drop the other's locks. This load therefore runs
-only when this process has no store connection checked out; it closes the pool's idle ones
-first, and the pool opens the store again only after the apsw connection is closed. Another
+only when this process has no store connection checked out: its caller closes the pool's
+idle ones first (``files.py``), and the pool opens the store again only after the apsw
+connection is closed; or the process has no pool yet (``first_load.py``). Another
 process may have the store open meanwhile (a server): between processes the locks are the
 file's, as between any two versions of SQLite, and the file stays in the stable format (no
 statement here uses anything the system's SQLite lacks; tests/ingest/test_apsw_writer.py).
@@ -30,19 +31,28 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import parallel, part, yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.scratch import scratch_folder
-from cdrgate.storage import summary
-from cdrgate.storage.cdrs import SECONDARY_INDEXES, SORTER_SETTINGS, row_values
-from cdrgate.storage.db import SQLITE_BUSY_TIMEOUT_S, Database, connection_settings
+from cdrgate.storage import summary_sql
+from cdrgate.storage.sqlite_settings import (
+    SECONDARY_INDEXES,
+    SORTER_SETTINGS,
+    SQLITE_BUSY_TIMEOUT_S,
+    connection_settings,
+)
 
 if part.APSW:
     import apsw
+
+# This module imports no SQLAlchemy: an import into an empty SQLite store runs it before
+# opening the store's pool, if it ever does (first_load.py).
+if TYPE_CHECKING:
+    from cdrgate.storage.db import Database
 
 # The writer's part of the file (parallel.WRITER_SHARE, for a writer in apsw's SQLite): its
 # half costs ~0.8 of what it does in the system's SQLite, ~1.15x the child's row rather than
@@ -57,7 +67,7 @@ def can_load(db: Database) -> bool:
 
 
 def load(
-    db: Database,
+    path: str,
     stream: BinaryIO,
     size: int,
     profile: SourceProfile,
@@ -66,13 +76,11 @@ def load(
 ) -> yeastar_sql.Loaded:
     """``parallel.load`` in apsw's SQLite, in a write transaction of its own, committed here:
     the Yeastar file behind ``stream`` (from where it is, to its ``size``) into the empty
-    store ``db`` (``can_load``), the second part loaded by ``helper`` (a new one when None
-    or used). ``progress`` gets the rows as they are stored. Raises
+    store in the file ``path`` (which no connection of this process may have open: closed
+    pool connections, ``can_load``), the second part loaded by ``helper`` (a new one when
+    None or used). ``progress`` gets the rows as they are stored. Raises
     :class:`yeastar_sql.Doubt` or :class:`parallel.HelperFailed` when the caller must read
     the file the Python way (nothing is stored then)."""
-    path = db.sqlite_file
-    assert path is not None
-    db.dispose()  # the pool's idle connections closed: apsw alone has the store open
     mapper = row_mapper(Format.yeastar, profile)
     with (
         scratch_folder("import") as folder,
@@ -102,12 +110,12 @@ def load(
         kinds.update(child.counted().kinds)
         if store.exact and copied == rows:
             conn.execute(f"ATTACH ? AS {parallel.COUNTS}", (str(counts),))
-            conn.execute(summary.add_counted_sql(f"{parallel.COUNTS}.counts"))
+            conn.execute(summary_sql.add_counted_sql(f"{parallel.COUNTS}.counts"))
         else:
             # A duplicate skipped, a quoted row, an hour before 1970: the store was empty,
             # so every row in it is this load's, and SQL counts them all (as Inserter would
             # count those rows by SQL, this only less often: such files are rare).
-            conn.execute(summary.add_every_row_sql())
+            conn.execute(summary_sql.add_every_row_sql())
         # The connection is closed after the commit: no setting needs restoring.
         for setting in SORTER_SETTINGS:
             conn.execute(f"PRAGMA {setting}")
@@ -195,11 +203,13 @@ class _Store:
         self.conn = conn
         self.progress = progress
         self.rows = self.inserted = 0
-        self.tally: summary.Tally = {}
+        self.tally: summary_sql.Tally = {}
         self.exact = True
 
     def add(self, record: CdrRecord, ts: int | None = None) -> None:
         """A row of a quoted chunk, parsed by the csv module (rare: counted by SQL)."""
+        from cdrgate.storage.cdrs import row_values  # SQLAlchemy's import, for a rare chunk
+
         self.exact = False
         values = row_values(record, None, ts)
         self.inserted += self._stored(lambda: self.conn.execute(_INSERT, values))
@@ -210,8 +220,8 @@ class _Store:
         self,
         sql: str,
         rows: Sequence[Sequence[object]],
-        tally: Callable[[], summary.Tally] | None,
-    ) -> summary.Tally | None:
+        tally: Callable[[], summary_sql.Tally] | None,
+    ) -> summary_sql.Tally | None:
         try:
             new = self._stored(lambda: self.conn.executemany(sql, rows))
         except part.REFUSED as exc:  # a row the SQL refused, or one of the wrong width
@@ -219,8 +229,8 @@ class _Store:
         self.rows += len(rows)
         self.inserted += new
         counts = None if tally is None else tally()
-        if counts is not None and new == len(rows) and summary.tally_is_exact(counts):
-            summary.merge_tally(self.tally, counts)
+        if counts is not None and new == len(rows) and summary_sql.tally_is_exact(counts):
+            summary_sql.merge_tally(self.tally, counts)
         else:
             self.exact = False
         self.progress(len(rows))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sqlalchemy import Connection
@@ -26,28 +25,13 @@ from cdrgate.ingest import apsw_writer, parallel, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
 from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
+from cdrgate.ingest.result import ImportResult as ImportResult  # its home is result.py
+from cdrgate.ingest.result import Progress, attempt
 from cdrgate.storage import cdrs, journal
 from cdrgate.storage.cdrs import Inserter, bulk_load
 from cdrgate.storage.db import Database
 
 Report = Callable[[Rejected], None]
-Progress = Callable[[int], None]  # called with the number of rows just stored
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    """``rows`` counts the rows that mapped to a CDR; ``rejected`` the malformed ones;
-    ``kinds`` how many rows of each (type, status), so a wrong mapping shows at once."""
-
-    source: str
-    rows: int
-    inserted: int
-    rejected: int = 0
-    kinds: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    @property
-    def duplicates(self) -> int:
-        return self.rows - self.inserted
 
 
 def import_file(
@@ -61,15 +45,19 @@ def import_file(
     strict: bool = False,
     progress: Progress | None = None,
     helper: parallel.Helper | None = None,
+    python_path: bool = False,
 ) -> ImportResult:
     """``helper``: a child process already started for a parallel load (ingest/parallel.py),
-    used if this file gets one (else one is started when needed); the caller closes it."""
+    used if this file gets one (else one is started when needed); the caller closes it.
+    ``python_path``: the file is read the Python way at once (a fast path has refused it
+    already: ingest/first_load.py)."""
+    fast_path = fmt is Format.yeastar and stream.seekable() and not python_path
     with _empty_store_journal(db):
-        if fmt is Format.yeastar and db.is_sqlite and yeastar_sql.AVAILABLE and stream.seekable():
+        if fast_path and db.is_sqlite and yeastar_sql.AVAILABLE:
             fast = _import_in_sql(db, source, stream, profile, progress, helper)
             if fast is not None:
                 return fast
-        elif fmt is Format.yeastar and not db.is_sqlite and stream.seekable():
+        elif fast_path and not db.is_sqlite:
             fast = _import_in_postgres(db, source, stream, progress)
             if fast is not None:
                 return fast
@@ -111,14 +99,16 @@ def _import_in_sql(
 ) -> ImportResult | None:
     """A Yeastar file through the fast path (yeastar_sql), on two cores when it is a large
     file going into an empty store (ingest/parallel.py), its writer in apsw's SQLite when it
-    can be (ingest/apsw_writer.py); None as ``_fast_import``."""
+    can be (ingest/apsw_writer.py); None as ``result.attempt``."""
     size = parallel.worth_it(stream)
-    if size is not None and apsw_writer.can_load(db) and cdrs.store_is_empty(db):
-        return _fast_import(
+    path = db.sqlite_file
+    if size is not None and path and apsw_writer.can_load(db) and cdrs.store_is_empty(db):
+        db.dispose()  # the pool's idle connections closed: apsw alone has the store open
+        return attempt(
             source,
             stream,
             progress,
-            lambda counted: apsw_writer.load(db, stream, size, profile, helper, counted),
+            lambda counted: apsw_writer.load(path, stream, size, profile, helper, counted),
         )
 
     def load(conn: Connection, inserter: Inserter) -> yeastar_sql.Kinds:
@@ -130,20 +120,20 @@ def _import_in_sql(
             inserter.flush()  # before the index builds, as in one pass
         return kinds
 
-    return _fast_import(source, stream, progress, _in_write_transaction(db, load))
+    return attempt(source, stream, progress, _in_write_transaction(db, load))
 
 
 def _import_in_postgres(
     db: Database, source: str, stream: BinaryIO, progress: Progress | None
 ) -> ImportResult | None:
-    """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None as ``_fast_import``."""
+    """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None as ``result.attempt``."""
     if stream.tell() != 0:
         return None  # the fast path reads a file from its start (a BOM, a header)
     # Imported here: it brings psycopg, which an import into SQLite (its start-up on the
     # import's critical path) does not need.
     from cdrgate.ingest import yeastar_pg
 
-    return _fast_import(
+    return attempt(
         source,
         stream,
         progress,
@@ -164,33 +154,6 @@ def _in_write_transaction(
         return inserter.rows, inserter.inserted, kinds
 
     return run
-
-
-def _fast_import(
-    source: str,
-    stream: BinaryIO,
-    progress: Progress | None,
-    load: Callable[[Progress], yeastar_sql.Loaded],
-) -> ImportResult | None:
-    """``load`` the file (in one write transaction); None, with the stream where it was and
-    nothing stored, when the Python path must read it (a bad row: its exact report)."""
-    start = stream.tell()
-    reported = 0
-
-    def counted(rows: int) -> None:
-        nonlocal reported
-        reported += rows
-        if progress is not None:
-            progress(rows)
-
-    try:
-        rows, inserted, kinds = load(counted)
-    except (yeastar_sql.Doubt, parallel.HelperFailed):
-        stream.seek(start)
-        if progress is not None and reported:
-            progress(-reported)  # the Python path counts its rows again from the start
-        return None
-    return ImportResult(source, rows, inserted, 0, dict(kinds))
 
 
 def _rows(

@@ -33,18 +33,23 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from cdrgate.ingest import part, yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.scratch import scratch_folder
-from cdrgate.storage import summary
-from cdrgate.storage.attached import detach_on_checkin
-from cdrgate.storage.cdrs import COLUMNS, Inserter, store_is_empty
-from cdrgate.storage.db import Database
+from cdrgate.storage import summary_sql
+from cdrgate.storage.columns import COLUMNS
+
+# The helper, the job and the copy serve the writer in apsw too (apsw_writer.py), which an
+# import into an empty SQLite store reaches without SQLAlchemy (first_load.py): what this
+# module needs of the pool's storage is imported where the pool's writer uses it.
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from cdrgate.storage.cdrs import Inserter
+    from cdrgate.storage.db import Database
 
 # Below this size (~200k rows) the child's start-up (a new interpreter and its imports) is
 # most of what the second core saves (bench/RESULTS.md, tenth round).
@@ -100,11 +105,11 @@ class Helper:
         loaded = self._answer(part.Loaded)
         return loaded.rows
 
-    def add_to_counts(self, tally: summary.Tally) -> None:
+    def add_to_counts(self, tally: summary_sql.Tally) -> None:
         """Have the child add ``tally`` to its counts (after ``loaded``: the child reads it
         then)."""
         try:
-            self._pipe.send(summary.tally_rows(tally))
+            self._pipe.send(summary_sql.tally_rows(tally))
         except OSError:
             raise HelperFailed(f"exit code {self._process.exitcode}") from None
 
@@ -151,13 +156,22 @@ def early_helper(db: Database, paths: Sequence[Path]) -> Helper | None:
     each) will be loaded in parallel into ``db``: its start-up (~0.5 s: a new interpreter and
     its imports) then runs on the other core while this process sets up the load. The caller
     passes it to ``import_file`` and closes it."""
-    if not (db.is_sqlite and yeastar_sql.AVAILABLE and _cores() >= 2 and store_is_empty(db)):
+    from cdrgate.storage.cdrs import store_is_empty
+
+    if not (db.is_sqlite and yeastar_sql.AVAILABLE and store_is_empty(db)):
         return None
-    for path in paths:
-        with contextlib.suppress(OSError):
-            if path.is_file() and path.stat().st_size >= MIN_BYTES:
-                return Helper()
+    if any(large_enough(path) for path in paths):
+        return Helper()
     return None
+
+
+def large_enough(path: Path) -> bool:
+    """Whether the file at ``path`` may get a parallel load, by its size and this machine's
+    CPUs (``worth_it`` says so of the open file)."""
+    try:
+        return _cores() >= 2 and path.is_file() and path.stat().st_size >= MIN_BYTES
+    except OSError:
+        return False
 
 
 def worth_it(stream: BinaryIO) -> int | None:
@@ -187,6 +201,8 @@ def load(
     ``conn``'s write transaction on an empty store, the second part loaded by ``helper`` (a
     new one when None). Raises :class:`yeastar_sql.Doubt` or :class:`HelperFailed` when the
     caller must roll back and read the file the Python way."""
+    from cdrgate.storage.attached import detach_on_checkin
+
     with scratch_folder("import") as folder, helping(helper) as child:
         cut, scratch, counts = submit(
             child, stream, size, WRITER_SHARE, profile, _table_info(conn), folder
@@ -235,8 +251,8 @@ def submit(
             size,
             str(scratch),
             str(counts),
-            summary.count_into_sql("cdr", "counts.counts"),
-            summary.tally_into_sql("counts.counts"),
+            summary_sql.count_into_sql("cdr", "counts.counts"),
+            summary_sql.tally_into_sql("counts.counts"),
             _columns(table_info),
             profile,
             yeastar_sql.CHUNK_BYTES,

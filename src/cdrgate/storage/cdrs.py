@@ -4,7 +4,6 @@ and the ordered export query."""
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sqlite3
 from bisect import bisect_left
@@ -44,6 +43,7 @@ from cdrgate.storage.driver import (
     postgres_driver,
     sqlite_driver,
 )
+from cdrgate.storage.sqlite_settings import SECONDARY_INDEXES, SORTER_SETTINGS
 from cdrgate.storage.tables import cdr
 from cdrgate.timefmt import parse_pbx_time
 
@@ -130,23 +130,6 @@ def bulk_load(conn: Connection) -> Iterator[bool]:
             conn.exec_driver_sql(create)
 
 
-# SQLite's sorter (CREATE INDEX) hands sorted runs to its worker threads only once the sort
-# spills out of the page cache into temporary files, and not at all when those "files" are
-# in memory (the store's temp_store=MEMORY). With a small cache, two threads and temporary
-# files on disk, the four builds of a 1M-row load take ~1.5-2.5 s instead of ~3-3.5 s (a
-# larger cache is slower again; bench/RESULTS.md, eighth round). The spilled runs are a few
-# tens of MB in SQLite's temporary directory, removed when the build ends.
-_SORT_THREADS = min(2, os.cpu_count() or 1)
-_SORT_CACHE_KIB = 2000
-# Those settings, for a connection that sets them once and closes after its builds (a parallel
-# import's writer in apsw: ingest/apsw_writer.py).
-SORTER_SETTINGS = (
-    f"threads = {_SORT_THREADS}",
-    f"cache_size = -{_SORT_CACHE_KIB}",
-    "temp_store = FILE",
-)
-
-
 @contextmanager
 def _sorter_on_threads(conn: Connection) -> Iterator[None]:
     """The connection's sorter threads, page cache and temporary storage set for an index
@@ -212,11 +195,6 @@ def store_is_empty(db: Database) -> bool:
 
 
 _ANY_ROW = select(cdr.c.id).limit(1)
-# The uniqueness key's index has no SQL (SQLite makes it for the constraint) and stays.
-SECONDARY_INDEXES = (
-    "SELECT name, sql FROM sqlite_master "
-    "WHERE type = 'index' AND tbl_name = 'cdr' AND sql IS NOT NULL ORDER BY name"
-)
 _SECONDARY_INDEXES = text(SECONDARY_INDEXES)
 
 

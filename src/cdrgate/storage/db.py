@@ -32,12 +32,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdrgate.errors import StorageUnavailable, UsageError
 from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
+from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
+from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
+from cdrgate.storage.sqlite_settings import connection_settings as connection_settings
 
 log = logging.getLogger("cdrgate.storage")
 
-SQLITE_BUSY_TIMEOUT_S = 30
-# A store connection's page cache (an export's has its own, EXPORT_CACHE_KIB).
-CACHE_KIB = 65536
 # Connections kept open per process, and opened past those for a burst (closed when returned).
 # Kept covers a keep-alive poller load (8 concurrent flows each hold one for their request):
 # with 5 kept, every request past the fifth opened and closed a PostgreSQL backend of its own
@@ -69,9 +69,6 @@ LOOP_CHECKPOINT_EVERY = 16
 # has copied the rest: the next BEGIN then reads at read-mark 0 and its first write restarts
 # the WAL. A pass copies only what was written since the last one, so the hold is short.
 LOOP_WAL_HOLD_FRAMES = 4096
-# After a restart, the first commit truncates a WAL file larger than this back to it (SQLite's
-# journal_size_limit): a burst's WAL does not keep its disk space for ever.
-WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 # The loop's writes look for a replaced or deleted store file (``check_file``) at most this
 # often: an os.stat per write showed in a small flow's profile, and the window only delays
 # the refusal (every other write, and readyz, still looks each time).
@@ -203,19 +200,6 @@ def _sqlite_engine(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-
-
-def connection_settings(busy_s: float, cache_kib: int = CACHE_KIB) -> tuple[str, ...]:
-    """The settings (PRAGMA ...) of every connection to a SQLite store, after its journal
-    mode: a pooled one's, and a parallel import's writer's in apsw (ingest/apsw_writer.py)."""
-    return (
-        "synchronous=NORMAL",
-        f"busy_timeout={int(busy_s * 1000)}",
-        "foreign_keys=ON",
-        "temp_store=MEMORY",
-        f"cache_size=-{cache_kib}",
-        f"journal_size_limit={WAL_SIZE_LIMIT_BYTES}",
-    )
 
 
 class Database:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from cdrgate.storage.db import Database
+if TYPE_CHECKING:
+    from cdrgate.storage.db import Database
 
 
 @contextlib.contextmanager
@@ -32,19 +34,32 @@ def rollback_journal(db: Database) -> Iterator[bool]:
     with db.connect() as conn:
         raw = conn.connection.driver_connection
         assert isinstance(raw, sqlite3.Connection)
-        timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-        raw.execute("PRAGMA busy_timeout = 0")
-        try:
-            mode = raw.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-        except sqlite3.OperationalError:  # "database is locked": someone else has it open
-            mode = "wal"
-        finally:
-            raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        left = leave_wal(raw)
     try:
-        yield mode == "delete"
+        yield left
     finally:
-        if mode == "delete":
+        if left:
             with db.connect() as conn:
                 raw = conn.connection.driver_connection
                 assert isinstance(raw, sqlite3.Connection)
-                raw.execute("PRAGMA journal_mode = WAL")
+                back_to_wal(raw)
+
+
+def leave_wal(raw: sqlite3.Connection) -> bool:
+    """``rollback_journal``'s first step on a connection outside any transaction: the store
+    out of WAL mode unless another connection has it open; returns whether it is. Also for an
+    import that opens the store without SQLAlchemy (``ingest/first_load.py``)."""
+    timeout = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        mode = raw.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+    except sqlite3.OperationalError:  # "database is locked": someone else has it open
+        mode = "wal"
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    return bool(mode == "delete")
+
+
+def back_to_wal(raw: sqlite3.Connection) -> None:
+    """``rollback_journal``'s last step: the store in WAL mode again."""
+    raw.execute("PRAGMA journal_mode = WAL")
