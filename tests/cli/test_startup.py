@@ -10,8 +10,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from cdrgate.cdr import CSV_HEADER
 from cdrgate.cli import app
+from cdrgate.storage import schema
 from cdrgate.storage.db import Database
+from tests.conftest import make_cdr
 
 
 def _modules_after(argv: list[str], names: list[str]) -> dict[str, bool]:
@@ -125,3 +128,42 @@ def test_alembics_metadata_gives_the_recording_index_its_condition_on_postgresql
     tables.with_postgresql_options()
     created = str(CreateIndex(index).compile(dialect=postgresql.dialect()))
     assert created.endswith("WHERE recording != ''")
+
+
+def test_a_first_file_into_an_empty_sqlite_store_reaches_its_first_row_without_sqlalchemy(
+    tmp_path,
+):
+    # ~0.45 s of CPU before the first row (bench/RESULTS.md, eighteenth round): the apsw
+    # writer and its child use none of it (ingest/first_load.py).
+    from cdrgate.ingest import part
+
+    if not part.APSW:
+        pytest.skip("apsw is not installed")
+    store = tmp_path / "store.db"
+    template = Database(f"sqlite:///{store}")
+    schema.upgrade(template)
+    template.dispose()
+    source = tmp_path / "calls.csv"
+    source.write_text(CSV_HEADER + "".join(make_cdr(callid=str(n)).csv_line() for n in range(9)))
+    probe = (
+        "import sys\n"
+        "from cdrgate.ingest import apsw_writer, parallel\n"
+        "parallel.MIN_BYTES = 1\n"
+        "real = apsw_writer.load\n"
+        "def load(*args):\n"
+        "    print('sqlalchemy at the first row:', 'sqlalchemy' in sys.modules)\n"
+        "    return real(*args)\n"
+        "apsw_writer.load = load\n"
+        "from cdrgate.cli import main\n"
+        "sys.argv = ['cdrgate', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "import", str(source), "--database", f"sqlite:///{store}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[:2] == [
+        "sqlalchemy at the first row: False",
+        f"{source}: 9 rows, 9 new, 0 already present",
+    ]

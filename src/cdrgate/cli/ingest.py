@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
@@ -25,22 +26,23 @@ from cdrgate.cli.exits import EXIT_FAILED
 from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
-from cdrgate.ingest import parallel
-from cdrgate.ingest.files import ImportResult, import_file
 from cdrgate.ingest.formats import Format, RowMapper, row_mapper
 from cdrgate.ingest.lines import Rejected
 from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
+from cdrgate.ingest.result import ImportResult
 from cdrgate.settings import Settings
-from cdrgate.storage.db import Database
 from cdrgate.timefmt import format_pbx_time
 
 if TYPE_CHECKING:
+    from cdrgate.ingest.parallel import Helper
     from cdrgate.services.retention import PruneReport
+    from cdrgate.storage.db import Database
 
-# --follow, ingest-key and prune import their own modules (the follower, the push keys, the
-# retention and recordings services) where they run: `cdrgate import` of a file, which loads
-# this module, imports them before its first row otherwise (bench/RESULTS.md, the writer's
-# head, thirteenth round).
+# Each command here imports the modules of its work where it runs (the storage and import
+# paths, the follower, the push keys, the retention and recordings services): `cdrgate
+# import` of a file, which loads this module, would import them all before its first row
+# otherwise, and a large first file into an empty SQLite store needs no SQLAlchemy at all
+# (ingest/first_load.py; bench/RESULTS.md, thirteenth and eighteenth rounds).
 
 # Options `cdrgate import` adds for Asterisk and FreeSWITCH files (see cli/data.py).
 FollowOption = Annotated[
@@ -88,43 +90,71 @@ def import_files(
             raise UsageError("--follow takes exactly one FILE (not stdin)")
         _follow(files[0], row_mapper(fmt, profile), database)
         return
-    db = open_database(database)
-    helper = parallel.early_helper(db, files) if fmt is Format.yeastar else None
+    store = _Store(database, files if fmt is Format.yeastar else [])
     try:
-        failed, rejected = _import_each(db, files, fmt, profile, strict, json_output, helper)
+        failed, rejected = _import_each(store, files, fmt, profile, strict, json_output)
     finally:
-        if helper is not None:
-            helper.close()
+        store.close()
     if failed or rejected:
         raise typer.Exit(EXIT_FAILED)
 
 
+class _Store:
+    """The store of an import, opened (through SQLAlchemy) when a file first needs it: at
+    once, as it always was, unless the first file may be loaded without it
+    (``first_load.store_file``: a large Yeastar file, a SQLite store that exists)."""
+
+    def __init__(self, url: str, yeastar_files: list[Path]) -> None:
+        from cdrgate.ingest import first_load
+
+        self.url = url
+        self._yeastar_files = yeastar_files
+        self._db: Database | None = None
+        self.helper: Helper | None = None
+        self.first_file = first_load.store_file(url, yeastar_files)
+        if self.first_file is None:
+            self.db()
+
+    def db(self) -> Database:
+        if self._db is None:
+            from cdrgate.ingest import parallel
+
+            self._db = open_database(self.url)
+            if self._yeastar_files:
+                self.helper = parallel.early_helper(self._db, self._yeastar_files)
+        return self._db
+
+    def close(self) -> None:
+        if self.helper is not None:
+            self.helper.close()
+
+
 def _import_each(
-    db: Database,
+    store: _Store,
     files: list[Path],
     fmt: Format,
     profile: SourceProfile,
     strict: bool,
     json_output: bool,
-    helper: parallel.Helper | None,
 ) -> tuple[int, int]:
     """Import ``files`` in turn; returns how many failed and how many rows were rejected."""
     failed = rejected = 0
-    for path in files:
+    for number, path in enumerate(files):
         try:
             with row_progress(f"importing {path}") as progress:
                 if str(path) == "-":
-                    result = import_file(
-                        db, "<stdin>", sys.stdin.buffer, fmt, profile, _report, strict=strict,
-                        progress=progress,
-                    )  # fmt: skip
+                    result = _import_file(
+                        store, "<stdin>", sys.stdin.buffer, fmt, profile, strict, progress
+                    )
                 else:
                     if not path.is_file():
                         raise ImportFailed(str(path), None, "no such file")
                     with path.open("rb") as stream:
-                        result = import_file(
-                            db, str(path), stream, fmt, profile, _report, strict=strict,
-                            progress=progress, helper=helper,
+                        first = store.first_file if number == 0 else None
+                        loaded = _first_load(first, path, stream, profile, progress)
+                        result = loaded if isinstance(loaded, ImportResult) else _import_file(
+                            store, str(path), stream, fmt, profile, strict, progress,
+                            python_path=loaded,
                         )  # fmt: skip
         except ImportFailed as exc:
             failed += 1
@@ -136,6 +166,46 @@ def _import_each(
             continue
         _summary(result)
     return failed, rejected
+
+
+def _first_load(
+    store_file: str | None,
+    path: Path,
+    stream: BinaryIO,
+    profile: SourceProfile,
+    progress: Callable[[int], None],
+) -> ImportResult | bool:
+    """The first file loaded without SQLAlchemy (``first_load``) when ``store_file`` is the
+    store's; else whether ``import_file`` is to read it the Python way at once (the load there
+    doubted: nothing stored)."""
+    if store_file is None:
+        return False
+    from cdrgate.ingest import first_load
+
+    loaded = first_load.load(store_file, str(path), stream, profile, progress)
+    if isinstance(loaded, ImportResult):
+        return loaded
+    return loaded is first_load.Fallback.PYTHON
+
+
+def _import_file(
+    store: _Store,
+    source: str,
+    stream: BinaryIO,
+    fmt: Format,
+    profile: SourceProfile,
+    strict: bool,
+    progress: Callable[[int], None],
+    *,
+    python_path: bool = False,
+) -> ImportResult:
+    """``ingest.files.import_file`` into the store, opened now if no file needed it yet."""
+    from cdrgate.ingest.files import import_file
+
+    return import_file(
+        store.db(), source, stream, fmt, profile, _report, strict=strict, progress=progress,
+        helper=store.helper, python_path=python_path,
+    )  # fmt: skip
 
 
 def _summary(result: ImportResult) -> None:
