@@ -6,8 +6,6 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import make_url
-
 from cdrgate import __version__, logredact
 from cdrgate.settings import LogFormat, Settings
 
@@ -58,6 +56,10 @@ def _deliberate_cuts_are_not_errors(record: logging.LogRecord) -> bool:
 
 def redacted_url(url: str) -> str:
     """A database URL fit for a log line: the password replaced by ***."""
+    # Imported here: `cdrgate config show` and every command's help need this module, and
+    # not SQLAlchemy (~0.3 s of a start-up; bench/RESULTS.md, eighteenth round).
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparseable URL is refused later; never echo it whole

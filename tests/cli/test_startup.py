@@ -80,6 +80,13 @@ def test_the_version_does_not_load_sqlalchemy():
     assert loaded == {"sqlalchemy": False, "cdrgate.cli.common": False}
 
 
+def test_the_help_lists_every_command_without_loading_sqlalchemy():
+    # Every command module is imported to list its help; each imports the storage (and with
+    # it SQLAlchemy, ~0.3 s) only where a command runs (bench/RESULTS.md, eighteenth round).
+    loaded = _modules_after(["--help"], ["sqlalchemy", "cdrgate.cli.serve", "cdrgate.cli.users"])
+    assert loaded == {"sqlalchemy": False, "cdrgate.cli.serve": True, "cdrgate.cli.users": True}
+
+
 def test_the_cdrgate_process_sets_its_imports_aside_from_the_collector(db: Database):
     probe = (
         "import gc, sys\n"

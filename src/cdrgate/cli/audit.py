@@ -11,7 +11,6 @@ import typer
 
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_existing
 from cdrgate.errors import UsageError
-from cdrgate.services.audit_log import AuditQuery, attempts
 
 COLUMNS = ("when", "account", "client_ip", "api", "filter", "rows", "bytes", "outcome")
 
@@ -83,6 +82,8 @@ def audit_log(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Show download attempts (when, account, IP, filter, rows, bytes, outcome)."""
+    from cdrgate.services.audit_log import AuditQuery, attempts
+
     query = AuditQuery(
         since_ms=_instant_ms(since, "--since"),
         until_ms=_instant_ms(until, "--until"),

@@ -19,14 +19,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
 from cdrgate.cli.jsonout import JsonOption, emit
+from cdrgate.client._windows import DEFAULT_OVERLAP
 from cdrgate.errors import UsageError
-from cdrgate.services import stores
-from cdrgate.services.recording_mirror import MirrorResult, RecordingMirror, after_each_window
-from cdrgate.services.sync import DEFAULT_OVERLAP, pbx_key, sync_pbx
 from cdrgate.timefmt import parse_pbx_time
 
 if TYPE_CHECKING:
     from cdrgate.client import CdrClient, DownloadStats
+    from cdrgate.services.recording_mirror import MirrorResult
+
+# `sync` imports the storage and sync services where it runs: `download` and every command's
+# help load this module, and need neither (SQLAlchemy: bench/RESULTS.md, eighteenth round).
 
 PASSWORD_ENV = "CDRGATE_PBX_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
@@ -261,6 +263,10 @@ def sync(
     json_output: JsonOption = False,
 ) -> None:
     """Copy a PBX's CDRs into a cdrgate database, incrementally (safe to rerun)."""
+    from cdrgate.services import stores
+    from cdrgate.services.recording_mirror import RecordingMirror, after_each_window
+    from cdrgate.services.sync import pbx_key, sync_pbx
+
     since_text, until_text = _time("--since", since), _time("--until", until)
     client = _client(
         pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours

@@ -5,8 +5,6 @@ from __future__ import annotations
 import typer
 
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_database, out
-from cdrgate.services import stores
-from cdrgate.storage import schema
 
 app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
@@ -15,6 +13,8 @@ app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 @cli_errors
 def upgrade(database: DatabaseOption = DEFAULT_DB) -> None:
     """Create or upgrade the schema to this version's newest revision."""
+    from cdrgate.storage import schema
+
     open_database(database).dispose()
     revision = schema.head_revision()
     out.print(f"schema at revision {revision}")
@@ -24,6 +24,9 @@ def upgrade(database: DatabaseOption = DEFAULT_DB) -> None:
 @cli_errors
 def status(database: DatabaseOption = DEFAULT_DB) -> None:
     """Show the schema revision of the database and of this code."""
+    from cdrgate.services import stores
+    from cdrgate.storage import schema
+
     current = stores.revision(database)
     head = schema.head_revision()
     out.print(f"database: {current or 'empty'}  code: {head}")

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from cdrgate import backup as backups
 from cdrgate import config as configs
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, out, say
 
@@ -39,6 +38,8 @@ def backup(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Copy a SQLite database, consistent while serve runs (PostgreSQL: use pg_dump)."""
+    from cdrgate import backup as backups
+
     size = backups.backup(database, output)
     say("backed up:", f"{output} ({size} bytes)", "green")
 
@@ -49,6 +50,8 @@ def restore(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Replace a SQLite database with a backup; refused while the database is in use."""
+    from cdrgate import backup as backups
+
     revision = backups.restore(backup_file, database)
     say(
         "restored:", f"{backup_file} (schema {revision}); run cdrgate db upgrade if needed", "green"

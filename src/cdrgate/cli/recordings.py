@@ -20,7 +20,6 @@ from cdrgate.cli.client_cmds import (
 )
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_existing, out
 from cdrgate.errors import UsageError
-from cdrgate.services.recording_files import scan
 
 app = typer.Typer(help="Look after the call recordings folder.", no_args_is_help=True)
 
@@ -34,6 +33,8 @@ def scan_command(
     """List files no CDR names and CDRs whose file is missing."""
     if not folder.is_dir():
         raise UsageError(f"{folder}: not a folder")
+    from cdrgate.services.recording_files import scan
+
     db = open_existing(database, write=False)  # a report: never creates or migrates a store
     report = scan(db, folder)
     for name in report.unreferenced:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, open_existing, out
 from cdrgate.cli.jsonout import JsonOption, emit
-from cdrgate.services.stats import StoreStats, store_stats
+
+if TYPE_CHECKING:
+    from cdrgate.services.stats import StoreStats
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -26,6 +30,8 @@ def _text(stats: StoreStats) -> list[str]:
 @cli_errors
 def stats_command(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
     """Show what the store holds: rows, time span, types, statuses, extensions."""
+    from cdrgate.services.stats import store_stats
+
     stats = store_stats(open_existing(database, write=False))
     if json_output:
         emit(stats.to_json())

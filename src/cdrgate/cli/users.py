@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cdrgate import passwords, scope
+from cdrgate import passwords
 from cdrgate.cli.common import (
     DEFAULT_DB,
     DatabaseOption,
@@ -20,8 +20,9 @@ from cdrgate.cli.common import (
 from cdrgate.cli.jsonout import JsonOption, emit
 from cdrgate.clock import system_clock
 from cdrgate.errors import UsageError
-from cdrgate.services import accounts
-from cdrgate.services.auth import set_api_user, set_api_user_scope
+
+# Each command imports the account services where it runs (they bring SQLAlchemy): every
+# command's help loads this module (bench/RESULTS.md, eighteenth round).
 
 app = typer.Typer(
     help="Manage API accounts (the PBX's API username and password).", no_args_is_help=True
@@ -51,6 +52,9 @@ def set_user(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Create an API account, or change its password or the extensions it may read."""
+    from cdrgate import scope
+    from cdrgate.services.auth import set_api_user, set_api_user_scope
+
     if password_stdin and generate:
         raise UsageError("give one of --password-stdin or --generate, not both")
     if not (password_stdin or generate or extensions is not None):
@@ -87,6 +91,9 @@ def set_user(
 @cli_errors
 def list_users(json_output: JsonOption = False, database: DatabaseOption = DEFAULT_DB) -> None:
     """List API accounts and the extensions each may read."""
+    from cdrgate import scope
+    from cdrgate.services import accounts
+
     for name, extensions in accounts.scopes(open_existing(database, write=False)):
         if json_output:
             emit({"name": name, "extensions": extensions or scope.ALL})
@@ -101,6 +108,8 @@ def delete_user(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Delete an API account."""
+    from cdrgate.services import accounts
+
     if not accounts.delete(open_existing(database, write=True), name):
         raise UsageError(f"no API user {name!r}")
     err.print(f"API user {name!r} deleted")
@@ -113,5 +122,7 @@ def unlock(
     database: DatabaseOption = DEFAULT_DB,
 ) -> None:
     """Lift a login lockout (as the device's "blocked API IP" list does)."""
+    from cdrgate.services import accounts
+
     count = accounts.unlock(open_existing(database, write=True), ip)
     err.print(f"cleared {count} lockout record(s)")

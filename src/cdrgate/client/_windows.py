@@ -12,6 +12,8 @@ from cdrgate.timefmt import from_datetime, parse_pbx_time
 
 TimeArg = datetime | str
 DEFAULT_WINDOW = timedelta(days=1)
+# How far before its mark a sync reads again (services/sync.py; `cdrgate sync`'s default).
+DEFAULT_OVERLAP = timedelta(hours=2)
 
 
 def to_seconds(value: TimeArg) -> int:

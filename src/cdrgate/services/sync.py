@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from cdrgate.cdr import CdrRecord, record_from_fields
+from cdrgate.client._windows import DEFAULT_OVERLAP as DEFAULT_OVERLAP
 from cdrgate.client._windows import TimeArg, split, to_seconds
 from cdrgate.errors import CdrgateError, UsageError
 from cdrgate.ingest.store import store_records
@@ -29,7 +30,6 @@ from cdrgate.timefmt import format_pbx_time, from_datetime, parse_pbx_time
 if TYPE_CHECKING:  # the client (httpx) loads when a sync runs, not with the CLI
     from cdrgate.client import Cdr, CdrClient
 
-DEFAULT_OVERLAP = timedelta(hours=2)
 # The PBX's clock is in its own (unknown) time zone: reach a day past our clock so "now"
 # on the device is always covered.
 END_MARGIN = timedelta(days=1)
