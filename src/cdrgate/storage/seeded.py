@@ -212,8 +212,12 @@ def _level(columns: Sequence[str], below: str, fence: str) -> str:
 
 def _format(dialect: str, template: str, values: Sequence[str]) -> str:
     """``template`` with each ``%`` replaced by the next value (``%2``: zero-padded to two
-    digits), as one call: SQLite's printf builds the string once, where a chain of ``||``
-    would build it piece by piece."""
+    digits). SQLite: one printf call, which builds the string once, where a chain of ``||``
+    would build it piece by piece. PostgreSQL: a chain of ``||``, which copies the pieces
+    into each new string, where ``concat`` turns every argument, the commas too, into a C
+    string through its type's output function and measures it again: the row-making
+    statement of a 1M-row seed took 0.7-0.9x the CPU (bench/RESULTS.md, eighteenth round).
+    No value is NULL (every CASE covers its draw), which ``||`` would carry into the result."""
     if template == "%":
         return f"CAST({values[0]} AS TEXT)"
     pieces = template.split("%")
@@ -221,11 +225,12 @@ def _format(dialect: str, template: str, values: Sequence[str]) -> str:
     padded = [piece.startswith("2") for piece in pieces[1:]]
     tails = [piece[1:] if pad else piece for piece, pad in zip(pieces[1:], padded, strict=True)]
     if dialect == "postgresql":
-        parts = [f"'{pieces[0]}'"]
+        parts = [f"'{pieces[0]}'"] if pieces[0] else []
         for value, pad, tail in zip(values, padded, tails, strict=True):
             parts.append(f"lpad(({value})::text, 2, '0')" if pad else f"({value})::text")
-            parts.append(f"'{tail}'")
-        return f"concat({', '.join(parts)})"
+            if tail:
+                parts.append(f"'{tail}'")
+        return f"({' || '.join(parts)})"
     spec = pieces[0] + "".join(
         ("%02d" if pad else "%s") + tail for pad, tail in zip(padded, tails, strict=True)
     )
