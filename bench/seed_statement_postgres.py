@@ -1,0 +1,67 @@
+"""The seed's row-making statement alone on PostgreSQL: its backend's CPU and wall seconds.
+
+    PYTHONPATH=<a build's src> .venv/bin/python bench/seed_statement_postgres.py \\
+        --database postgresql://.../db [--rows 1000000]
+
+One ``INSERT INTO <plain table> SELECT`` of ``storage/seeded.py``'s rows for the whole plan
+(the seed itself runs it per chunk of hours, into the months' tables), in a transaction rolled
+back at the end: no index build, no cdr_summary, no start-up. The table is a logged one with
+``cdr``'s columns, as a month loaded apart is. The CPU is the backend's (``/proc/<pid>/stat``,
+the cluster on this machine), which the neighbours move less than the wall. Run two builds
+interleaved through ``PYTHONPATH`` (bench/RESULTS.md, eighteenth round). The database must be
+migrated (``cdrgate db upgrade``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from sqlalchemy import create_engine, text
+
+from cdrgate.seed import SeedPlan, slots
+from cdrgate.storage import seeded
+from cdrgate.storage.cdrs import COLUMNS
+
+
+def backend_cpu(pid: int) -> float:
+    """User + system seconds of the backend ``pid`` (fields 14 and 15 of its stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True, help="postgresql://... (migrated)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    url = args.database.replace("postgresql://", "postgresql+psycopg://", 1)
+    plan = SeedPlan(count=args.rows)
+    hours = slots(plan)
+    names = ", ".join(COLUMNS)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        seeded.stage_hours(conn, hours)
+        conn.exec_driver_sql("CREATE TABLE seed_statement (LIKE cdr INCLUDING DEFAULTS)")
+        sql = (
+            f"INSERT INTO seed_statement ({names}) SELECT {names} "
+            f"FROM ({seeded.rows_sql('postgresql', plan)}) AS seeded"
+        )
+        params = seeded.bind_params(plan, hours[0].first_seq, hours[-1].first_seq)
+        load = open("/proc/loadavg").read().split()[:3]
+        cpu, wall = backend_cpu(pid), time.monotonic()
+        conn.execute(text(sql), params)
+        cpu, wall = backend_cpu(pid) - cpu, time.monotonic() - wall
+        conn.rollback()
+    engine.dispose()
+    print(
+        f"seed statement {args.rows} rows: wall {wall:.2f} s  backend cpu {cpu:.2f} s  "
+        f"load {' '.join(load)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
