@@ -15,6 +15,7 @@ from cdrgate.api.threads import in_thread
 from cdrgate.services.downloads import RandomRequest
 from cdrgate.storage import audit, tokens
 from cdrgate.storage.db import CommitFailed, Database
+from tests.conftest import make_cdr
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
 
@@ -191,3 +192,63 @@ def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answ
     answer = flow.get_random(token, "1000", DAY_START, DAY_END)
     assert busy_on_loop and handed_over.is_set()
     assert answer["status"] == "Success" and len(answer["random"]) == 32
+
+
+def _loop_statements(client) -> list[str]:
+    """Every statement the loop's connection runs from now on (opened by an earlier request)."""
+    loop_db = client.app.state.services.downloads.db
+    assert loop_db._loop_conn is not None
+    statements: list[str] = []
+    loop_db._loop_conn.connection.dbapi_connection.set_trace_callback(statements.append)
+    return statements
+
+
+def test_a_small_signed_download_on_the_loop_is_four_statements_without_a_savepoint(
+    client, flow, add_cdrs
+):
+    if not client.app.state.services.downloads.db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    add_cdrs(make_cdr())
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]  # on the loop
+    statements = _loop_statements(client)
+    response = client.get(flow.download_url(token, random, "1000", DAY_START, DAY_END))
+    assert response.status_code == 200 and len(response.text.splitlines()) == 2
+    # The token's read, the day's read, the spend, the audit record: in the turn's group
+    # commit, with no SAVEPOINT and RELEASE around them.
+    first_words = [" ".join(statement.split()[:3]) for statement in statements]
+    assert first_words == [
+        "BEGIN IMMEDIATE", "SELECT api_token.account, api_token.last_seen_ms,", "SELECT cdr.line FROM",
+        "INSERT INTO cdr_random", "INSERT INTO download_audit", "COMMIT",
+    ]  # fmt: skip
+
+
+def test_a_small_download_whose_audit_record_fails_after_its_spend_hears_30003_once_and_can_be_retried(
+    client, flow, db, add_cdrs, monkeypatch
+):
+    """Its spend has no SAVEPOINT to be undone by: the whole group commit is rolled back, so
+    the random is not spent, and the attempt is audited once (failed, 30003)."""
+    if not client.app.state.services.downloads.db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    add_cdrs(make_cdr())
+    token = flow.token()
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    insert = audit.insert
+    failed: list[str] = []
+
+    def fails_once(conn, values):
+        if not failed:
+            failed.append(values["outcome"])
+            raise sqlite3.OperationalError("disk I/O error")
+        return insert(conn, values)
+
+    monkeypatch.setattr(audit, "insert", fails_once)
+    url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+    assert client.get(url).json() == {"status": "Failed", "errno": "30003"}
+    assert failed == ["ok"]  # it failed after the spend, on the record of a sent download
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [(r.outcome, r.errno) for r in records] == [("failed", "30003")]
+    response = client.get(url)
+    assert response.status_code == 200 and len(response.text.splitlines()) == 2

@@ -213,6 +213,73 @@ def test_a_database_error_in_a_write_on_the_loop_is_storage_unavailable_and_roll
     assert _values(file_db) == [1]
 
 
+def _writes_last(db: Database, value: int, then: Exception | None = None) -> int:
+    """A block without a SAVEPOINT of its own: a read, then an insert of ``value`` (none when
+    ``value`` is 0), then ``then`` raised, if given."""
+    statements = db.writes_last()
+    assert statements is not None, "on the loop"
+    with statements as conn:
+        count = int(conn.exec_driver_sql("SELECT count(*) FROM probe").scalar_one())
+        if value:
+            conn.exec_driver_sql(f"INSERT INTO probe VALUES ({value})")
+        if then is not None:
+            raise then
+    return count
+
+
+def test_a_block_writing_last_on_the_loop_runs_no_savepoint_and_commits_with_its_turn(file_db):
+    _on_loop(file_db, lambda: _insert(file_db, 1))  # the loop's connection is open from here
+    assert file_db._loop_conn is not None
+    statements: list[str] = []
+    file_db._loop_conn.connection.dbapi_connection.set_trace_callback(statements.append)
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(lambda: _insert(file_db, 2)),
+            file_db.run_on_loop(lambda: _writes_last(file_db, 3)),
+        )
+    )
+    assert answers == [None, 2]  # its read saw the turn's other write
+    assert _values(file_db) == [1, 2, 3]
+    assert statements == [
+        "BEGIN IMMEDIATE", "SAVEPOINT w", "INSERT INTO probe VALUES (2)", "RELEASE w",
+        "SELECT count(*) FROM probe", "INSERT INTO probe VALUES (3)", "COMMIT",
+    ]  # fmt: skip
+
+
+def test_a_block_writing_last_that_raises_after_its_write_fails_its_whole_group_commit(file_db):
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(lambda: _insert(file_db, 1)),
+            file_db.run_on_loop(lambda: _writes_last(file_db, 2, RuntimeError("boom"))),
+            file_db.run_on_loop(lambda: _insert(file_db, 3)),
+        )
+    )
+    # No SAVEPOINT to undo its write alone: every request of the commit hears it failed.
+    assert all(isinstance(answer, CommitFailed) for answer in answers[:2])
+    assert str(answers[1]) == "boom"
+    assert answers[2] is None  # the next write opened a group commit of its own
+    assert _values(file_db) == [3]
+    _insert(file_db, 4)  # the writer lock was released
+    _on_loop(file_db, lambda: _writes_last(file_db, 5))
+    assert _values(file_db) == [3, 4, 5]
+
+
+def test_a_block_writing_last_that_raises_before_any_write_fails_alone(file_db):
+    answers = asyncio.run(
+        _together(
+            file_db.run_on_loop(lambda: _insert(file_db, 1)),
+            file_db.run_on_loop(lambda: _writes_last(file_db, 0, RuntimeError("refused"))),
+        )
+    )
+    assert answers[0] is None
+    assert isinstance(answers[1], RuntimeError)
+    assert _values(file_db) == [1]
+
+
+def test_outside_the_loop_there_is_no_block_writing_last(file_db):
+    assert file_db.writes_last() is None  # the caller writes in a transaction of its own
+
+
 def _orphan_writer(db: Database, *also: str) -> Callable[[], None]:
     """A write whose COMMIT fails (a deferred foreign key is checked then only), after
     ``also`` (statements run first in its transaction)."""

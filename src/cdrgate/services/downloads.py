@@ -35,7 +35,7 @@ from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
 from cdrgate.storage import cdrs, randoms, server_keys
 from cdrgate.storage.cdrs import CdrQuery
-from cdrgate.storage.db import Database, WriterBusy
+from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 ALL = "all"
@@ -376,6 +376,8 @@ class DownloadService:
             slot = None if page.last else self.slots.acquire(session.account)
         except _Audited as audited:
             raise audited.refusal from None
+        except CommitFailed:
+            raise  # the group commit with its audit record failed: the caller audits it again
         except ApiError as exc:
             self.audit.failed(attempt, exc.errno)
             raise
@@ -391,18 +393,25 @@ class DownloadService:
         self, ask: DownloadRequest, attempt: DownloadAttempt, token_hash: str, flt: CdrFilter,
         random: str, signer: RandomSigner,
     ) -> Export | None:  # fmt: skip
-        """``open_download``'s common case on PostgreSQL without a transaction: a signed
-        random spent from the token's login address, a result of one page. Three statements
-        in autocommit (the token's read, the day's read, then the spend with its audit record
-        in one statement: ``storage/signed_spend.py``) where the write transaction took six
-        round trips. None, with nothing written, for any other case (a stored random, a
-        refusal, the token's sliding mark due, a longer result, a random spent meanwhile):
-        then the write transaction runs as before and finds the errno.
+        """``open_download``'s common case, a signed random spent from the token's login
+        address with a result of one page, in fewer statements: the token's read, the day's
+        read, then the spend and its audit record (``storage/signed_spend.py``). None, with
+        nothing written, for any other case (a stored random, a refusal, the token's sliding
+        mark due, a longer result, a random spent meanwhile): then the write transaction runs
+        as before and finds the errno.
 
-        The day is read before the spend, in a snapshot of its own: a CDR committed before
-        the download was asked for is in it, as in the transaction's."""
+        On PostgreSQL without a transaction: three statements in autocommit, the writes one
+        statement, where the write transaction took six round trips; the day is read before the
+        spend in a snapshot of its own, so a CDR committed before the download was asked for
+        is in it, as in the transaction's. On SQLite on the event loop: four statements in the
+        loop's group commit without a SAVEPOINT around them (``Database.writes_last``), the
+        reads first, the two writes last, and nothing raised after them."""
+        if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+            return None
         statements = self.db.autocommit()
-        if statements is None or flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+        if statements is None:
+            statements = self.db.writes_last()
+        if statements is None:
             return None
         with statements as conn:
             # A dead token raises its errno here, as ``authenticate_in`` does.
@@ -424,16 +433,18 @@ class DownloadService:
                 session.login_ip, None, now,
             )  # fmt: skip
             attempt = attempt.by(session.account)
+            refusal = None
             if whole.empty and self.settings.empty_download == "errno":
                 refusal = _not_found()
-                failed = attempt.but(outcome="failed", errno=refusal.errno.value)
-                if self.audit.spent_in(conn, spent, failed) is None:
-                    return None
-                raise _Audited(refusal)
-            recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+                recorded = attempt.but(outcome="failed", errno=refusal.errno.value)
+            else:
+                recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+            # The writes, last: on SQLite nothing may raise after them inside the block.
             record_id = self.audit.spent_in(conn, spent, recorded)
             if record_id is None:
                 return None
+        if refusal is not None:
+            raise _Audited(refusal)
         return self._whole_export(whole, flt, recorded, record_id)
 
     def _whole_export(

@@ -491,7 +491,7 @@ class Database:
         """Commit the loop's group commit and answer its requests; a failed commit answers
         each with StorageUnavailable (30003). The writer lock is released either way."""
         if self._batch is not batch:
-            return  # committed early (``_writer_turn`` on the loop's thread)
+            return  # committed early (``_writer_turn`` on the loop's thread), or rolled back
         self._batch = None
         error: CommitFailed | None = None
         try:
@@ -507,6 +507,24 @@ class Database:
                 self._drop_loop_transaction(batch)
         finally:
             self._sqlite_writer.release()  # type: ignore[union-attr]
+        self._answer_batch(batch, error)
+
+    def _fail_batch(self, batch: _Batch, cause: BaseException) -> CommitFailed:
+        """Roll back the open group commit now, as if its commit had failed: every request
+        with writes in it answers 30003 (``_LoopWritesLast``: a block that raised after a
+        write it has no SAVEPOINT to undo). Returns the error for the block to raise."""
+        self._batch = None  # its scheduled commit then does nothing
+        error = CommitFailed(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
+        log.error("a group commit on the loop was rolled back (%d requests): %s",
+                  batch.writers + 1, error)  # fmt: skip
+        try:
+            self._drop_loop_transaction(batch)
+        finally:
+            self._sqlite_writer.release()  # type: ignore[union-attr]
+        self._answer_batch(batch, error)
+        return error
+
+    def _answer_batch(self, batch: _Batch, error: CommitFailed | None) -> None:
         batch.ended, batch.error = True, error
         for waiter in batch.waiters:
             if waiter.done():  # its request was cancelled
@@ -558,6 +576,15 @@ class Database:
         finally:
             self._sqlite_writer.release()
             self._wake_lock_waiters()
+
+    def writes_last(self) -> AbstractContextManager[Connection] | None:
+        """Inside ``run_on_loop`` (a SQLite file): the loop's group commit itself, with no
+        SAVEPOINT of the block's own (``_LoopWritesLast``), for a block whose reads all come
+        first and whose writes are its last statements; None elsewhere (then ``write``)."""
+        on_loop = _ON_LOOP.get()
+        if on_loop is None or self._file is None:
+            return None
+        return _LoopWritesLast(self, on_loop)
 
     def read(self, *, one_statement: bool = False) -> AbstractContextManager[Connection]:
         """A read transaction (one consistent snapshot on both engines).
@@ -854,6 +881,58 @@ class _LoopWrite:
         if not on_loop.wrote:
             on_loop.wrote, on_loop.batch = True, batch
             batch.writers += 1
+
+
+class _LoopWritesLast:
+    """``Database.writes_last`` inside ``run_on_loop``: the block's statements run in the
+    loop's group commit (opened on entry if none is) without the SAVEPOINT and RELEASE a
+    ``_LoopWrite`` puts around them: two statements of a small download's six, and SQLite's
+    savepoint work (its sub-journal copies of the pages the batch's writes touch again).
+
+    What the savepoint is for: a request that raises after a write must leave none of its
+    writes in the group commit (a download refused after its spend must not leave the random
+    spent). Here an exception undoes the block's writes only if it wrote nothing: one that
+    raises after a write (the connection's change count moved) rolls back the whole group
+    commit (``Database._fail_batch``), and every request in it answers 30003, as when its
+    commit fails. So the block must do its reads first and raise nothing of its own after
+    its first write; then only a failing statement (the disk, the file) ends that way, and
+    such a failure would most likely have failed the commit too. Its reads see the other
+    requests' writes of the turn, so its answer waits for that commit, as ``_LoopRead``'s."""
+
+    __slots__ = ("batch", "changes", "db", "on_loop")
+    batch: _Batch  # set on entry
+    changes: int
+
+    def __init__(self, db: Database, on_loop: _OnLoop) -> None:
+        self.db, self.on_loop = db, on_loop
+
+    def __enter__(self) -> Connection:
+        db = self.db
+        self.batch = batch = db._batch if db._batch is not None else db._open_batch()
+        raw = batch.raw
+        if not raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
+            raise StorageUnavailable("the loop's write transaction was rolled back")
+        self.changes = raw.total_changes
+        if self.on_loop.batch is None:
+            self.on_loop.batch = batch
+        return batch.tx.connection
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        batch = self.batch
+        wrote = batch.raw.total_changes != self.changes
+        if exc is None:
+            on_loop = self.on_loop
+            if wrote and not on_loop.wrote:
+                on_loop.wrote = True
+                batch.writers += 1
+            return
+        if wrote and not batch.ended:
+            raise self.db._fail_batch(batch, exc) from exc
+        translated = _storage_error(exc)
+        if translated is not None:
+            raise translated from exc
 
 
 class _LoopRead:

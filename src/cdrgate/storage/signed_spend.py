@@ -12,8 +12,9 @@ The audit record is inserted only from the row the spend returned, so there is o
 for the one download that spent the random (the primary key lets exactly one of any number of
 concurrent spends insert its row, as ``randoms.spend_signed`` says), and none when the random
 was spent already: then the statement returns no row, writes nothing, and the caller learns
-the errno the usual way (``services/downloads.py``). SQLite never runs it (its small
-download's writes are the loop's group commit, ``storage/db.py``).
+the errno the usual way (``services/downloads.py``). SQLite has no data-modifying CTE: there
+the two statements run in that order, the last of their block in the loop's group commit
+(``Database.writes_last``), which rolls the whole commit back if the second fails.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql
 
-from cdrgate.storage.driver import PostgresStatement, postgres_driver
+from cdrgate.storage import audit, randoms
+from cdrgate.storage.driver import PostgresStatement, postgres_driver, sqlite_driver
 from cdrgate.storage.randoms import RandomRow
 from cdrgate.storage.tables import cdr_random, download_audit
 
@@ -70,9 +72,16 @@ def spend_audited(conn: Connection, spent: RandomRow, record: Mapping[str, Any])
     this call spent the random, None if it was spent already (then nothing is written).
 
     ``conn`` is a PostgreSQL connection in autocommit (``Database.autocommit``): the statement
-    is its own transaction."""
+    is its own transaction; or, on SQLite, the loop's group commit (``Database.writes_last``):
+    the spend, then the record if the spend inserted its row."""
+    if sqlite_driver(conn) is not None:
+        # Two statements, the last of a SAVEPOINT-less block in the loop's group commit
+        # (``Database.writes_last``): a failure of the second rolls that commit back whole.
+        if not randoms.spend_signed(conn, spent):
+            return None
+        return audit.insert(conn, record)
     raw = postgres_driver(conn)
-    assert raw is not None, "PostgreSQL only"
+    assert raw is not None, "PostgreSQL or SQLite"
     params = {**spent._asdict(), **{_AUDIT + name: record[name] for name in _AUDIT_COLUMNS}}
     row = _statement().run(raw, params).fetchone()
     return None if row is None else int(row[0])
