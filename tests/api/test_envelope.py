@@ -27,7 +27,19 @@ def test_success_and_failure_carry_the_cors_headers(client):
         assert response.headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("body", ["not json", "[1,2]", '"text"', "{bad", "\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1,2]",
+        '"text"',
+        "{bad",
+        "\xff\xfe",
+        '{"a": "1"} {"b": "2"}',
+        '{"a": "1"}x',
+        "{} ]",
+    ],
+)
 def test_body_that_is_not_a_json_object_is_20000(client, body):
     response = client.post(
         "/api/v1.1.0/login",

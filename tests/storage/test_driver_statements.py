@@ -128,3 +128,21 @@ def test_a_driver_statement_that_fails_is_storage_unavailable_like_a_core_one(tm
             randoms.find(conn, 1, "a" * 64)
     finally:
         db.dispose()
+
+
+def test_a_store_connection_runs_its_hot_statements_on_one_kept_cursor(tmp_path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'kept.db'}")
+    schema.upgrade(db)
+    set_api_user(db, "api", "pw", NOW)
+    try:
+        with db.write() as conn:
+            tokens.create(conn, "t" * 64, "api", "127.0.0.1", NOW, {})
+            raw = driver.sqlite_driver(conn)
+            assert isinstance(raw, driver.StoreConnection)
+            # Each result is read whole before the next statement, so one cursor serves all.
+            assert tokens.last_seen(conn, "t" * 64) == ("api", NOW, None, "127.0.0.1")
+            assert tokens.touch(conn, "t" * 64, NOW + 1, IDLE_MS) == "api"
+            assert tokens.touch(conn, "u" * 64, NOW + 1, IDLE_MS) is None
+            assert raw.kept.description == (("account", None, None, None, None, None, None),)
+    finally:
+        db.dispose()

@@ -86,6 +86,10 @@ def _json_object(content: Mapping[str, str]) -> str:
 
 
 _quoted: Callable[[str], str] = json.encoder.encode_basestring
+# A request body is parsed by ``raw_decode`` on its stripped text: ``json.loads`` of a str
+# is ``raw_decode`` plus two whitespace regex matches around it (a stripped text has none)
+# and its type checks, -5.9k instructions a get_random (bench/RESULTS.md, sixteenth round).
+_DECODER = json.JSONDecoder()
 
 
 def success(**fields: str) -> Response:
@@ -127,10 +131,11 @@ async def read_json_fields(request: Request, limit: int) -> dict[str, str]:
     if text.startswith("<"):
         raise ApiError(Errno.XML_NOT_SUPPORTED)
     try:
-        data = json.loads(text)
+        data, end = _DECODER.raw_decode(text)
     except (ValueError, RecursionError):
         raise ApiError(Errno.JSON_ONLY) from None
-    if not isinstance(data, dict):
+    if end != len(text) or not isinstance(data, dict):  # more after the value: json.loads's
+        # "Extra data" (the text is stripped, so no trailing whitespace is left to allow)
         raise ApiError(Errno.JSON_ONLY)
     # UTF-8 text holds no surrogate, but a JSON escape can make one (``"\\ud800"``): such a
     # string cannot be encoded again (for the database, the log, the echo), as if the body

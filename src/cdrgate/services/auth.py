@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -34,10 +34,10 @@ EVENT_FIELDS: Mapping[str, str] = {
 TOUCH_EVERY_MS = 5_000
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(NamedTuple):
     """An authenticated request: whose it is, and what the account may read (``scope``:
-    None for every extension). Every read path takes its scope from here."""
+    None for every extension). Every read path takes its scope from here. One per request,
+    so a NamedTuple: a frozen dataclass sets each field with ``object.__setattr__``."""
 
     account: str
     token_hash: str

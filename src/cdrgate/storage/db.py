@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdrgate.errors import StorageUnavailable, UsageError
+from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
@@ -173,7 +174,7 @@ def _sqlite_engine(
 ) -> Engine:
     # on_loop: the event loop's connection must never wait, for the lock or to checkpoint.
     busy_s = 0 if on_loop else SQLITE_BUSY_TIMEOUT_S
-    connect_args = {"timeout": busy_s, "check_same_thread": False}
+    connect_args = {"timeout": busy_s, "check_same_thread": False, "factory": StoreConnection}
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, connect_args=connect_args, **kwargs)

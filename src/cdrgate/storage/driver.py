@@ -40,6 +40,25 @@ def _postgres_dialect() -> Any:
     return psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
 
 
+class StoreConnection(sqlite3.Connection):
+    """``sqlite3``'s connection to a store (``Database``'s engines make theirs so), with one
+    cursor kept for the statements whose result is read at once (``runner``).
+    ``Connection.execute`` makes a cursor object per statement: ~1.4k instructions of a
+    statement's ~8k in the ``sqlite3`` module (bench/RESULTS.md, sixteenth round)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kept = self.cursor()
+
+
+def runner(raw: sqlite3.Connection) -> sqlite3.Connection | sqlite3.Cursor:
+    """What runs a statement whose result is read whole before the next statement on ``raw``
+    (a kept cursor's next ``execute`` drops what it ran before): ``raw``'s kept cursor, or
+    ``raw`` itself (a cursor a statement) when it is not a ``StoreConnection``."""
+    kept: sqlite3.Cursor | None = getattr(raw, "kept", None)
+    return raw if kept is None else kept
+
+
 def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
     """The ``sqlite3`` connection under ``conn`` (in its transaction), None on PostgreSQL."""
     if conn.dialect.name != "sqlite":
@@ -127,12 +146,13 @@ class DriverStatement:
     def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         if self._getter is not None:
             return self._getter(params)
-        return tuple(
+        # A list, not a generator: a generator's frame is resumed once a value.
+        return tuple([
             mark.value if isinstance(mark, _Constant)
             else params[mark] if isinstance(mark, str)
             else params[mark[0]][mark[1]]
             for mark in self.marks
-        )  # fmt: skip
+        ])  # fmt: skip
 
 
 class SqliteStatement(DriverStatement):
@@ -144,6 +164,10 @@ class SqliteStatement(DriverStatement):
 
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> sqlite3.Cursor:
         return raw.execute(self.sql, self.args(params))
+
+    def run_at_once(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        """``run``, for a result read whole before the next statement (``runner``)."""
+        return runner(raw).execute(self.sql, self.args(params))
 
 
 class PostgresStatement(DriverStatement):
@@ -218,7 +242,7 @@ class HotStatement:
         form returns it: ``storage/audit.py``)."""
         raw = sqlite_driver(conn)
         if raw is not None:
-            row_id = self.sqlite.run(raw, params).lastrowid
+            row_id = self.sqlite.run_at_once(raw, params).lastrowid
             assert row_id is not None, "an INSERT of one row has its rowid"
             return row_id
         postgres = postgres_driver(conn)
@@ -235,7 +259,7 @@ class HotStatement:
         Core run that tests/storage/test_driver_statements.py compares them with)."""
         raw = sqlite_driver(conn)
         if raw is not None:
-            return self.sqlite.run(raw, params)
+            return self.sqlite.run_at_once(raw, params)  # read whole by first and rowcount
         postgres = postgres_driver(conn)
         if postgres is not None:
             return self.postgres.run(postgres, params)

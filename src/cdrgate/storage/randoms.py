@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.passwords import secret_hash
-from cdrgate.storage.driver import HotStatement, SqliteStatement, sqlite_driver
+from cdrgate.storage.driver import HotStatement, SqliteStatement, runner, sqlite_driver
 from cdrgate.storage.tables import cdr_random
 
 # Used and expired randoms are kept a little while for diagnosis, then purged.
@@ -201,13 +201,18 @@ def redeem(conn: Connection, spend: Spend, now_ms: int) -> bool:
     return _REDEEM.rowcount(conn, params) == 1
 
 
+# SQLite's INSERT takes the row's values in the table's column order, RandomRow's: the row is
+# its parameters as it is (``_asdict`` and the lookups back cost a download ~3 us).
+assert _SPEND_SIGNED.sqlite.marks == RandomRow._fields
+
+
 def spend_signed(conn: Connection, row: RandomRow) -> bool:
     """Insert a signed random's row (``used_ms`` set) unless it is there; True if this call
     inserted it (exactly one of any number of concurrent ones)."""
     raw = sqlite_driver(conn)
     if raw is None:
         return _SPEND_SIGNED.first(conn, row._asdict()) is not None
-    return _SPEND_SIGNED.sqlite.run(raw, row._asdict()).rowcount == 1
+    return runner(raw).execute(_SPEND_SIGNED.sqlite.sql, row).rowcount == 1
 
 
 def purge(conn: Connection, now_ms: int) -> int:
