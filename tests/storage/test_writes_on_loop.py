@@ -213,7 +213,7 @@ def test_a_database_error_in_a_write_on_the_loop_is_storage_unavailable_and_roll
     assert _values(file_db) == [1]
 
 
-def _writes_last(db: Database, value: int, then: Exception | None = None) -> int:
+def _writes_last(db: Database, value: int, then: BaseException | None = None) -> int:
     """A block without a SAVEPOINT of its own: a read, then an insert of ``value`` (none when
     ``value`` is 0), then ``then`` raised, if given."""
     statements = db.writes_last()
@@ -262,6 +262,16 @@ def test_a_block_writing_last_that_raises_after_its_write_fails_its_whole_group_
     _insert(file_db, 4)  # the writer lock was released
     _on_loop(file_db, lambda: _writes_last(file_db, 5))
     assert _values(file_db) == [3, 4, 5]
+
+
+def test_a_block_writing_last_interrupted_after_its_write_fails_its_group_commit_and_goes_on(
+    file_db,
+):
+    with pytest.raises(KeyboardInterrupt):
+        _on_loop(file_db, lambda: _writes_last(file_db, 1, KeyboardInterrupt()))
+    assert _values(file_db) == []
+    _on_loop(file_db, lambda: _writes_last(file_db, 2))  # the writer lock was released
+    assert _values(file_db) == [2]
 
 
 def test_a_block_writing_last_that_raises_before_any_write_fails_alone(file_db):

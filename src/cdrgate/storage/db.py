@@ -930,7 +930,10 @@ class _LoopWritesLast:
                 batch.writers += 1
             return
         if wrote and not batch.ended:
-            raise self.db._fail_batch(batch, exc) from exc
+            error = self.db._fail_batch(batch, exc)
+            if not isinstance(exc, Exception):
+                return  # KeyboardInterrupt and the like go on as they are
+            raise error from exc
         translated = _storage_error(exc)
         if translated is not None:
             raise translated from exc
