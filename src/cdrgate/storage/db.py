@@ -488,6 +488,13 @@ class Database:
         loop.call_soon(self._commit_batch, batch)
         return batch
 
+    def _joined_batch(self) -> _Batch:
+        """The loop's open group commit (opened now if none is), for a block to join."""
+        batch = self._batch if self._batch is not None else self._open_batch()
+        if not batch.raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
+            raise StorageUnavailable("the loop's write transaction was rolled back")
+        return batch
+
     def _commit_batch(self, batch: _Batch) -> None:
         """Commit the loop's group commit and answer its requests; a failed commit answers
         each with StorageUnavailable (30003). The writer lock is released either way."""
@@ -843,11 +850,8 @@ class _LoopWrite:
         self.db, self.on_loop = db, on_loop
 
     def __enter__(self) -> Connection:
-        db = self.db
-        self.batch = batch = db._batch if db._batch is not None else db._open_batch()
+        self.batch = batch = self.db._joined_batch()
         raw = batch.raw
-        if not raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
-            raise StorageUnavailable("the loop's write transaction was rolled back")
         # One fixed name: the same SQL text each time, so sqlite3's statement cache hits
         # (a name per request compiled all three statements again). Names need not be
         # unique: ROLLBACK TO and RELEASE act on the newest savepoint of that name, which
@@ -908,12 +912,8 @@ class _LoopWritesLast:
         self.db, self.on_loop = db, on_loop
 
     def __enter__(self) -> Connection:
-        db = self.db
-        self.batch = batch = db._batch if db._batch is not None else db._open_batch()
-        raw = batch.raw
-        if not raw.in_transaction:  # SQLite rolled it back itself (I/O error, disk full)
-            raise StorageUnavailable("the loop's write transaction was rolled back")
-        self.changes = raw.total_changes
+        self.batch = batch = self.db._joined_batch()
+        self.changes = batch.raw.total_changes
         if self.on_loop.batch is None:
             self.on_loop.batch = batch
         return batch.tx.connection
