@@ -35,7 +35,7 @@ from cdrgate.storage import partitions, summary
 from cdrgate.storage.columns import COLUMNS
 
 # Room to sort a month's index entries in memory (a 1M-row month's widest index is ~60 MB).
-_INDEX_MEMORY = "256MB"
+INDEX_MEMORY = "256MB"
 UNIQUE_VIOLATION = "23505"
 # The parent's index as pg_get_indexdef prints it: "CREATE [UNIQUE] INDEX name ON ONLY
 # public.cdr USING btree (...) [WHERE ...]"; the same index on a month's table is the text
@@ -115,96 +115,100 @@ class NewMonths:
         if not self._tables:
             return 0
         conn = self.conn
-        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{_INDEX_MEMORY}'")
-        indexes = conn.exec_driver_sql(_PARENT_INDEXES).all()
+        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{INDEX_MEMORY}'")
         dropped = 0
         for table in self._tables.values():
             conn.exec_driver_sql(f"ALTER TABLE {self.loading} DETACH PARTITION {table}")
-            dropped += self._build_indexes(table, [_index_sql(table, *index) for index in indexes])
+            dropped += build_indexes(conn, table)
         conn.exec_driver_sql(f"DROP TABLE {self.loading}")
         conn.exec_driver_sql(
             "SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY}
         )
         for start, table in self._tables.items():
-            if not self._attach(start, table):
-                dropped += self._insert(start, table)
+            if attach(conn, start, table):
+                summary.add_table(conn, partitions.partition_name(start))
+            else:
+                dropped += insert(conn, start, table)
         return dropped
 
-    def _build_indexes(self, table: str, statements: list[str]) -> int:
-        """Build ``table``'s indexes; returns how many duplicates were dropped first. A file
-        rarely holds duplicates: the unique index's build finds them, and only then are they
-        looked for (a sort of the month's rows) and the builds made again."""
-        conn = self.conn
-        savepoint = conn.begin_nested()
-        try:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-            savepoint.commit()
-            return 0
-        except DBAPIError as exc:
-            savepoint.rollback()
-            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-                raise
-        duplicates = (
-            f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {_DUPLICATE_KEY} "
-            f"ORDER BY id) AS nth FROM {table}) AS numbered WHERE nth > 1"
-        )
-        deleted = conn.exec_driver_sql(f"DELETE FROM {table} WHERE id IN ({duplicates})")
+
+def build_indexes(conn: Connection, table: str) -> int:
+    """Build on ``table`` (a month's rows) the indexes ``cdr``'s partitions have; returns how
+    many duplicates were dropped first. A load rarely holds duplicates: the unique index's
+    build finds them, and only then are they looked for (a sort of the month's rows) and the
+    builds made again."""
+    statements = [_index_sql(table, *index) for index in conn.exec_driver_sql(_PARENT_INDEXES)]
+    savepoint = conn.begin_nested()
+    try:
         for statement in statements:
             conn.exec_driver_sql(statement)
-        return max(int(deleted.rowcount), 0)
+        savepoint.commit()
+        return 0
+    except DBAPIError as exc:
+        savepoint.rollback()
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+    duplicates = (
+        f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {_DUPLICATE_KEY} "
+        f"ORDER BY id) AS nth FROM {table}) AS numbered WHERE nth > 1"
+    )
+    deleted = conn.exec_driver_sql(f"DELETE FROM {table} WHERE id IN ({duplicates})")
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+    return max(int(deleted.rowcount), 0)
 
-    def _attach(self, start: int, table: str) -> bool:
-        """Attach ``table`` as the month's partition, counted in cdr_summary; False (nothing
-        done) when that cannot be now (see the module docstring)."""
-        conn = self.conn
-        name = partitions.partition_name(start)
-        if (
-            start in partitions.existing(conn).values()
-            or conn.exec_driver_sql(
-                "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}
-            ).scalar_one()
-        ):
-            return False
-        try:
-            partitions.run_ddl(
-                conn,
-                [
-                    f"ALTER TABLE {table} RENAME TO {name}",
-                    # Fails when cdr_default now holds rows of the month, or its lock is not had.
-                    f"ALTER TABLE cdr ATTACH PARTITION {name} "
-                    f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})",
-                ],
-            )
-        except DBAPIError:
-            return False
-        # Its indexes were named after the table when built; named as a month's are.
-        for index in conn.exec_driver_sql(
-            "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %(name)s::regclass",
-            {"name": name},
-        ).scalars():
-            conn.exec_driver_sql(f"ALTER INDEX {index} RENAME TO {name}{index.removeprefix(table)}")
-        summary.add_table(conn, name)
-        return True
 
-    def _insert(self, start: int, table: str) -> int:
-        """The month's rows into ``cdr`` as any insert (duplicates of rows stored meanwhile
-        skipped, the new ones counted); returns how many were skipped."""
-        conn = self.conn
-        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
-        # A partition made meanwhile: its lock makes this backend read the new partition list
-        # before the INSERT routes rows (pg_bulk.ensure_months, which cannot be called here:
-        # partitions.ensure would wait for the DDL lock this transaction holds).
-        name = partitions.partition_name(start)
-        if conn.exec_driver_sql(
+def attach(conn: Connection, start: int, table: str) -> bool:
+    """Attach ``table`` (its indexes built) as the month's partition, not yet counted in
+    cdr_summary; False (nothing done) when that cannot be now (see the module docstring).
+    Call under the partitions' DDL lock."""
+    name = partitions.partition_name(start)
+    if (
+        start in partitions.existing(conn).values()
+        or conn.exec_driver_sql(
             "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}
-        ).scalar_one():
-            conn.exec_driver_sql(f"LOCK TABLE {name} IN ROW EXCLUSIVE MODE")
-        new = summary.insert_counted(
-            conn, f"INSERT INTO cdr (id, {_NAMES}) SELECT id, {_NAMES} FROM {table} ORDER BY id"
+        ).scalar_one()
+    ):
+        return False
+    try:
+        partitions.run_ddl(
+            conn,
+            [
+                f"ALTER TABLE {table} RENAME TO {name}",
+                # Fails when cdr_default now holds rows of the month, or its lock is not had.
+                f"ALTER TABLE cdr ATTACH PARTITION {name} "
+                f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})",
+            ],
         )
-        conn.exec_driver_sql(f"DROP TABLE {table}")
-        return int(rows) - new
+    except DBAPIError:
+        return False
+    # Its indexes were named after the table when built; named as a month's are.
+    for index in conn.exec_driver_sql(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %(name)s::regclass",
+        {"name": name},
+    ).scalars():
+        conn.exec_driver_sql(f"ALTER INDEX {index} RENAME TO {name}{index.removeprefix(table)}")
+    return True
+
+
+def insert(conn: Connection, start: int, table: str) -> int:
+    """The month's rows of ``table`` into ``cdr`` as any insert (duplicates of rows stored
+    meanwhile skipped, the new ones counted), then ``table`` dropped; returns how many were
+    skipped. Call under the partitions' DDL lock."""
+    rows = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+    # A partition made meanwhile: its lock makes this backend read the new partition list
+    # before the INSERT routes rows (pg_bulk.ensure_months, which cannot be called here:
+    # partitions.ensure would wait for the DDL lock this transaction holds).
+    name = partitions.partition_name(start)
+    if conn.exec_driver_sql(
+        "SELECT to_regclass(%(name)s) IS NOT NULL", {"name": name}
+    ).scalar_one():
+        conn.exec_driver_sql(f"LOCK TABLE {name} IN ROW EXCLUSIVE MODE")
+    new = summary.insert_counted(
+        conn, f"INSERT INTO cdr (id, {_NAMES}) SELECT id, {_NAMES} FROM {table} ORDER BY id"
+    )
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+    return int(rows) - new
 
 
 def _index_sql(table: str, index: str, constraint: str | None) -> str:
