@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from cdrgate.seed import SeedPlan, Slot, slots
-from cdrgate.storage import cdrs, journal, seeded_pipeline
+from cdrgate.storage import cdrs, journal, pg_seed_months, seeded_pipeline
 from cdrgate.storage.cdrs import bulk_load
 from cdrgate.storage.db import Database
 from cdrgate.storage.seeded import Stage
@@ -29,7 +29,9 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
     (bench/RESULTS.md, fifth round). On PostgreSQL the months new to the store are loaded
     apart and attached when the transaction ends (``Stage``, storage/pg_months.py): into an
     empty store the plan is one transaction there too, so that every month is loaded whole
-    (readers never wait on PostgreSQL: they see the store as it was until the commit).
+    (readers never wait on PostgreSQL: they see the store as it was until the commit), and
+    when none of its months has a partition yet, the months are made on two connections at
+    once (storage/pg_seed_months.py).
     Otherwise rows are committed every ``SEED_COMMIT_ROWS``: far fewer commits (and WAL
     checkpoints) than one per chunk, yet a server on the same database is never locked out
     for long.
@@ -40,11 +42,13 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
             if cdrs.is_empty(conn):  # still, now that this transaction holds the lock
                 chunks = _pipeline_chunks(hours, plan.count)
                 return seeded_pipeline.store_empty(conn, plan, chunks, progress)
-    chunks = list(_chunks(hours, SEED_BATCH))
     # Asked in a read of its own: a read of cdr in the seed's transaction would hold a lock on
     # cdr_default until the commit, and the month partitions another connection makes
     # meanwhile would wait out their lock timeout.
     empty_pg = not db.is_sqlite and cdrs.store_is_empty(db)
+    if empty_pg and hours and pg_seed_months.months_are_new(db, hours):
+        return pg_seed_months.store(db, plan, hours, progress)
+    chunks = list(_chunks(hours, SEED_BATCH))
     inserted = done = 0
     while done < len(chunks):
         with db.write() as conn, bulk_load(conn) as whole:

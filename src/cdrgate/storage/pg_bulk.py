@@ -21,6 +21,18 @@ from cdrgate.storage import partitions
 STAGE = "cdr_stage"
 # Any constant works; this one reads "cdrgate" in ASCII, so it is recognisable in pg_locks.
 CDR_INSERT_LOCK = 0x63647267617465
+ID_SEQUENCE = "cdr_id_seq"  # named by migration 0005
+
+
+def reserve_ids(conn: Connection, count: int) -> int:
+    """Take ``count`` consecutive ids of ``cdr``'s sequence at once (``count`` > 0); returns
+    the first. Holds the ``cdr`` insert lock until this transaction ends: every writer takes
+    ids under it, so none takes one between the two steps here, and the ids become visible
+    in order (see the module docstring)."""
+    serialise_cdr_inserts(conn)
+    first = int(conn.exec_driver_sql(f"SELECT nextval('{ID_SEQUENCE}')").scalar_one())
+    conn.exec_driver_sql(f"SELECT setval('{ID_SEQUENCE}', {first + count - 1})")
+    return first
 
 
 def serialise_cdr_inserts(conn: Connection) -> None:

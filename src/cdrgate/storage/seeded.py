@@ -242,8 +242,9 @@ def _hash(k: str) -> str:
     return f"({k} * {k} % {_PRIME} * ({k} * {k} % {_PRIME}) + {k}) % {_PRIME}"
 
 
-def rows_sql(dialect: str, plan: SeedPlan) -> str:
-    """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values).
+def rows_sql(dialect: str, plan: SeedPlan, numbered: bool = False) -> str:
+    """One SELECT of the staged hours' rows from ``:first`` to ``:last`` (first_seq values);
+    ``numbered``: with each row's number ``seq`` too (1..count, in time order).
 
     Five levels, each passing up as few columns as it can (copying a column from one level
     to the next costs about as much as computing a small one): the hash keys, the hashes,
@@ -339,7 +340,9 @@ def rows_sql(dialect: str, plan: SeedPlan) -> str:
         ],
     )
     recording = _format(dialect, "%-%-%-%-%.wav", [stamp, callid, callfrom, callto, type_])
+    passed_up = ["seq"] if numbered else []
     fields = [
+        *passed_up,
         "hour_ts + offset_s AS ts",
         f"{callid} AS callid",
         f"{timestart} AS timestart",
@@ -362,4 +365,4 @@ def rows_sql(dialect: str, plan: SeedPlan) -> str:
     ]
     sql = _level(fields, sql, fence)
     line = _format(dialect, ",".join(["%"] * len(RECORD_COLUMNS)) + "%", [*RECORD_COLUMNS, ":eol"])
-    return _level(["ts", *RECORD_COLUMNS, f"{line} AS line"], sql, fence)
+    return _level([*passed_up, "ts", *RECORD_COLUMNS, f"{line} AS line"], sql, fence)

@@ -1,0 +1,264 @@
+"""A seed into an empty PostgreSQL store, its months made on two connections at once.
+
+Why: PostgreSQL runs an ``INSERT ... SELECT`` on one core (no parallel plan for it), and
+making the seeded rows is most of a seed's work; a seed on one connection leaves the other
+core idle while its rows are made (bench/RESULTS.md, "Issue 17, the PostgreSQL seed on two
+cores (nineteenth round)"). So ``CONNECTIONS`` connections of their own, one thread each,
+take the plan's months in turn: each makes its month's rows into a table of its own, builds
+its indexes (``pg_months.build_indexes``) and counts them for cdr_summary, in one
+transaction, and commits. While one builds a month's indexes the other makes the next
+month's rows.
+
+A table committed by another connection is outside the seed's transaction, so the rules of a
+seed are kept this way:
+
+- ids: the seed's transaction takes the whole plan's ids from ``cdr``'s sequence first
+  (``pg_bulk.reserve_ids``, holding the insert lock to the commit as any writer does); row
+  ``seq`` gets id ``first + seq - 1``, in time order, whichever connection makes it;
+- nobody sees half a seed: the months' tables are not ``cdr``'s partitions until the seed's
+  transaction attaches them all, adds their counts and commits, in one short step at the end
+  (``pg_months.attach``; a range CHECK on each table spares the attach its scan);
+- a failed or interrupted seed (Ctrl-C and SIGTERM are exceptions here) leaves nothing: the
+  helpers are stopped (their statements cancelled), then every table this seed may have made
+  is dropped. A client killed outright cannot do that: the tables, named after the seed's
+  backend, are dropped by the next seed (``_drop_orphans``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from cdrgate.seed import SeedPlan, Slot
+from cdrgate.storage import partitions, pg_bulk, pg_months, summary
+from cdrgate.storage.columns import COLUMNS
+from cdrgate.storage.db import Database
+from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours, unstage_hours
+
+# The months are made on this many connections: as many as the cores the row making was
+# measured to leave idle (one statement uses one core; a 2-core server).
+CONNECTIONS = 2
+_PREFIX = "cdr_seed_"  # + the seed's backend pid + "_" + yyyymm; "_counts" for the counts
+_RANGE = "seed_month_range"
+_NAMES = ", ".join(COLUMNS)
+
+
+@dataclass(frozen=True)
+class Month:
+    start: int
+    hours: Sequence[Slot]  # the plan's hours whose rows may fall in this month
+    table: str
+
+    @property
+    def counts(self) -> str:
+        return f"{self.table}_counts"
+
+    @property
+    def rows(self) -> int:
+        """How many of the plan's rows fall in this month."""
+        end = partitions.next_month(self.start)
+        return sum(hour.calls for hour in self.hours if self.start <= hour.ts < end)
+
+
+def plan_months(plan_hours: Sequence[Slot], pid: int) -> list[Month]:
+    """The months of ``plan_hours``, their tables named after the seed's backend ``pid``."""
+    by_start: dict[int, list[Slot]] = {}
+    for hour in plan_hours:
+        # An hour whose rows cross into the next month is made by both months (each keeps
+        # its own rows).
+        for start in {partitions.month_start(hour.ts), partitions.month_start(hour.ts + 3599)}:
+            by_start.setdefault(start, []).append(hour)
+    return [
+        Month(start, hours, f"{_PREFIX}{pid}_{partitions.partition_name(start)[len('cdr_p') :]}")
+        for start, hours in sorted(by_start.items())
+    ]
+
+
+def months_are_new(db: Database, hours: Sequence[Slot]) -> bool:
+    """Whether none of the months of ``hours`` has a partition (this seed's case: the store
+    is empty, so ``cdr_default`` holds none of their rows either)."""
+    starts = {month.start for month in plan_months(hours, 0)}
+    with db.read() as conn:
+        return not starts & set(partitions.existing(conn).values())
+
+
+def store(
+    db: Database,
+    plan: SeedPlan,
+    hours: Sequence[Slot],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Store the plan's rows (``hours``: all of them), whose months have no partition, into
+    an empty ``cdr`` in one write transaction; returns how many were new. The months' tables
+    are dropped whatever happens (see the module docstring)."""
+    months: list[Month] = []
+    try:
+        with db.write() as conn:
+            pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            months = plan_months(hours, pid)
+            return _store(conn, plan, months, progress)
+    except BaseException:
+        # The transaction has ended (rolled back): nothing holds the tables any more.
+        if months:
+            _drop(db.engine, months)
+        raise
+
+
+def _store(
+    conn: Connection,
+    plan: SeedPlan,
+    months: list[Month],
+    progress: Callable[[int], None] | None,
+) -> int:
+    _drop_orphans(conn.engine)
+    first_id = pg_bulk.reserve_ids(conn, plan.count)
+    with _Helpers(conn.engine, plan, months, first_id - 1) as helpers:
+        for month in helpers.made():
+            # Counted while the helpers go on (this connection is idle otherwise): invisible
+            # to others until the commit, as the month's rows are.
+            summary.add_counted(conn, month.counts)
+            if progress is not None:
+                progress(month.rows)
+    # Every month made, committed and counted: attached, then the commit.
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
+    skipped = 0
+    for month in months:
+        if pg_months.attach(conn, month.start, month.table):
+            name = partitions.partition_name(month.start)
+            conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {_RANGE}")
+        else:  # another connection made the month meanwhile: its rows inserted instead
+            summary.subtract_table(conn, month.table)  # counted above: uncounted first
+            skipped += pg_months.insert(conn, month.start, month.table)
+        conn.exec_driver_sql(f"DROP TABLE {month.counts}")
+    return plan.count - skipped
+
+
+class _Stopped(Exception):
+    """A helper told to stop mid-month (its transaction rolls back)."""
+
+
+class _Helpers:
+    """``CONNECTIONS`` threads making ``months`` (in order, each taking the next one left);
+    leaving the ``with`` stops them, their running statements cancelled."""
+
+    def __init__(self, engine: Engine, plan: SeedPlan, months: list[Month], id_base: int):
+        self.engine, self.plan, self.id_base = engine, plan, id_base
+        self.todo: queue.SimpleQueue[Month] = queue.SimpleQueue()
+        for month in months:
+            self.todo.put(month)
+        self.total = len(months)
+        self.done: queue.SimpleQueue[Month | BaseException] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.running: list[Any] = []  # the helpers' driver connections, while they run
+        self.lock = threading.Lock()  # guards ``running`` against the cancel at the end
+        self.threads = [
+            threading.Thread(target=self._run, name=f"cdrgate-seed-{i}")
+            for i in range(min(CONNECTIONS, len(months)))
+        ]
+
+    def __enter__(self) -> _Helpers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        with self.lock:
+            for driver in self.running:
+                driver.cancel_safe()
+        for thread in self.threads:
+            thread.join()
+
+    def made(self) -> Iterator[Month]:
+        """Each month as it is made (committed); a helper's error is raised here."""
+        for _ in range(self.total):
+            item = self.done.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection
+                with self.lock:
+                    if self.stop.is_set():
+                        return
+                    self.running.append(driver)
+                try:
+                    self._make_months(conn)
+                finally:
+                    with self.lock:  # back to the pool: no one may cancel its statements now
+                        self.running.remove(driver)
+        except BaseException as exc:  # the seed waits on ``done``: it must hear of it
+            self.done.put(exc)
+
+    def _make_months(self, conn: Connection) -> None:
+        while not self.stop.is_set():
+            try:
+                month = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            self._make(conn, month)
+            self.done.put(month)
+
+    def _go_on(self) -> None:
+        """Between two statements: a cancel may arrive between them, so stop is asked too."""
+        if self.stop.is_set():
+            raise _Stopped
+
+    def _make(self, conn: Connection, month: Month) -> None:
+        """``month``'s table: its rows, indexes and counts, committed."""
+        start, end = month.start, partitions.next_month(month.start)
+        with conn.begin():
+            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
+            conn.exec_driver_sql(
+                f"CREATE TABLE {month.table} (LIKE cdr INCLUDING DEFAULTS, "
+                f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end}))"
+            )
+            stage_hours(conn, month.hours)
+            params = bind_params(self.plan, month.hours[0].first_seq, month.hours[-1].first_seq)
+            conn.execute(
+                text(
+                    f"INSERT INTO {month.table} (id, {_NAMES}) "
+                    f"SELECT {self.id_base} + seq, {_NAMES} "
+                    f"FROM ({rows_sql('postgresql', self.plan, numbered=True)}) AS seeded "
+                    f"WHERE ts >= {start} AND ts < {end}"
+                ),
+                params,
+            )
+            unstage_hours(conn)
+            self._go_on()
+            pg_months.build_indexes(conn, month.table)
+            self._go_on()
+            summary.count_into(conn, month.table, month.counts)
+            self._go_on()
+
+
+def _drop(engine: Engine, months: list[Month]) -> None:
+    """Drop every table the seed may have made (after its transaction ended)."""
+    names = ", ".join(name for month in months for name in (month.table, month.counts))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {names}")
+
+
+def _drop_orphans(engine: Engine) -> None:
+    """Drop the tables of seeds whose client was killed before it could (their backend is
+    gone); on a connection of its own, committed at once."""
+    with engine.begin() as other:
+        orphans = other.execute(
+            text(
+                "SELECT c.relname FROM pg_class AS c "
+                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
+                "AND c.relname LIKE :prefix AND NOT EXISTS (SELECT FROM pg_stat_activity AS a "
+                "WHERE c.relname LIKE 'cdr\\_seed\\_' || a.pid || '\\_%')"
+            ),
+            {"prefix": _PREFIX.replace("_", "\\_") + "%"},
+        ).scalars()
+        for name in list(orphans):
+            other.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")

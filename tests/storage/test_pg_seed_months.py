@@ -1,0 +1,205 @@
+"""pg_seed_months: a seed into an empty PostgreSQL store makes its months on two connections,
+and keeps every rule of a seed: the same rows, ids in time order, cdr_summary exact, readers
+never seeing half of it, and nothing left behind when it fails or is interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from cdrgate.ingest.seeding import seed_database
+from cdrgate.seed import SeedPlan, generate
+from cdrgate.storage import partitions, pg_months
+from cdrgate.storage.db import Database
+from cdrgate.timefmt import parse_pbx_time
+from tests.conftest import migrated_postgres
+
+pytestmark = pytest.mark.postgres
+
+DEADLINE_S = 60.0  # generous: the machine may be shared; a passing wait ends at once
+# Four months, two for each connection.
+PLAN = SeedPlan(count=4000, seed=5, start="2026-01-01 00:00:00", days=120, extensions=9)
+MONTHS = {"cdr_p202601", "cdr_p202602", "cdr_p202603", "cdr_p202604"}
+
+
+@pytest.fixture
+def pg() -> Iterator[Database]:
+    with migrated_postgres() as database:
+        yield database
+
+
+def _scalar(db: Database, sql: str) -> Any:
+    with db.read() as conn:
+        return conn.exec_driver_sql(sql).scalar_one()
+
+
+def _seed_tables(db: Database) -> list[str]:
+    with db.read() as conn:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                "AND relname LIKE 'cdr\\_seed\\_%%'"
+            ).scalars()
+        )
+
+
+def _partitions(db: Database) -> set[str]:
+    with db.read() as conn:
+        return set(
+            conn.exec_driver_sql(
+                "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'cdr'::regclass AND c.relname <> 'cdr_default'"
+            ).scalars()
+        )
+
+
+def _assert_as_before_a_seed(db: Database) -> None:
+    assert _scalar(db, "SELECT count(*) FROM cdr") == 0
+    assert _scalar(db, "SELECT count(*) FROM cdr_summary") == 0
+    assert _seed_tables(db) == []
+    assert _partitions(db) == set()
+
+
+def test_a_seed_over_months_stores_the_generated_rows_in_id_order(pg):
+    assert seed_database(pg, PLAN) == PLAN.count
+    with pg.read() as conn:
+        stored = conn.exec_driver_sql("SELECT id, ts, line FROM cdr ORDER BY id").all()
+    generated = list(generate(PLAN))
+    assert [line for _, _, line in stored] == [line for _, line in generated]
+    assert [ts for _, ts, _ in stored] == [parse_pbx_time(r.timestart) for r, _ in generated]
+    assert [id_ for id_, _, _ in stored] == list(range(1, PLAN.count + 1))
+    # The sequence is left past the last id: the next row stored follows the seed's.
+    assert _scalar(pg, "SELECT nextval('cdr_id_seq')") == PLAN.count + 1
+    assert _scalar(pg, "SELECT sum(calls) FROM cdr_summary") == PLAN.count
+    assert _scalar(pg, "SELECT sum(talk) FROM cdr_summary") == _scalar(
+        pg, "SELECT sum(talkduraction) FROM cdr"
+    )
+    assert _partitions(pg) == MONTHS
+    assert _seed_tables(pg) == []
+
+
+def test_a_seeded_month_is_a_partition_like_any_other(pg):
+    seed_database(pg, PLAN)
+    with pg.read() as conn:
+        # Indexes attached to cdr's and named as a month's; no CHECK left from the making.
+        indexes = conn.exec_driver_sql(
+            "SELECT x.indexrelid::regclass::text FROM pg_index AS x JOIN pg_inherits AS i "
+            "ON i.inhrelid = x.indexrelid WHERE x.indrelid = 'cdr_p202602'::regclass"
+        ).scalars()
+        parent = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'cdr'::regclass"
+        ).scalar_one()
+        checks = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'cdr_p202602'::regclass "
+            "AND contype = 'c'"
+        ).scalar_one()
+        names = list(indexes)
+    assert len(names) == parent and all(name.startswith("cdr_p202602") for name in names)
+    assert checks == 0
+
+
+def test_orphans_of_a_seed_killed_outright_are_dropped_by_the_next(pg):
+    # A client killed with SIGKILL cannot drop the months its helpers committed; no backend
+    # has pid 0.
+    with pg.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE cdr_seed_0_202601 (LIKE cdr)")
+        conn.exec_driver_sql("CREATE TABLE cdr_seed_0_202601_counts (hour bigint)")
+    assert seed_database(pg, PLAN) == PLAN.count
+    assert _seed_tables(pg) == []
+
+
+def test_a_helper_failing_mid_way_leaves_the_store_as_before(pg, monkeypatch):
+    built: list[str] = []
+    real = pg_months.build_indexes
+
+    def fail_on_the_third(conn, table):
+        built.append(table)
+        if len(built) == 3:
+            raise RuntimeError("disk full")
+        return real(conn, table)
+
+    monkeypatch.setattr(pg_months, "build_indexes", fail_on_the_third)
+    with pytest.raises(RuntimeError, match="disk full"):
+        seed_database(pg, PLAN)
+    _assert_as_before_a_seed(pg)
+    monkeypatch.setattr(pg_months, "build_indexes", real)
+    assert seed_database(pg, PLAN) == PLAN.count
+    assert _scalar(pg, "SELECT min(id) FROM cdr") > 0
+
+
+def test_a_failed_attach_leaves_the_store_as_before(pg, monkeypatch):
+    # The months' tables are renamed and attached in the seed's transaction: rolled back,
+    # they are the helpers' committed tables again, and dropped too.
+    attached: list[str] = []
+    real = pg_months.attach
+
+    def fail_on_the_second(conn, start, table):
+        attached.append(table)
+        done = real(conn, start, table)
+        if len(attached) == 2:
+            raise RuntimeError("no room")
+        return done
+
+    monkeypatch.setattr(pg_months, "attach", fail_on_the_second)
+    with pytest.raises(RuntimeError, match="no room"):
+        seed_database(pg, PLAN)
+    _assert_as_before_a_seed(pg)
+
+
+def test_a_month_made_meanwhile_by_another_writer_takes_the_seeds_rows_counted_once(pg):
+    february = parse_pbx_time("2026-02-10 00:00:00")
+    made: list[int] = []
+
+    def make_february_once(rows: int) -> None:
+        # While the helpers work, another connection makes February's partition.
+        if not made:
+            partitions.ensure(pg.engine, [february])
+        made.append(rows)
+
+    assert seed_database(pg, PLAN, make_february_once) == PLAN.count
+    assert sum(made) == PLAN.count
+    with pg.read() as conn:
+        ids = conn.exec_driver_sql("SELECT id FROM cdr ORDER BY ts, id").scalars()
+        assert list(ids) == list(range(1, PLAN.count + 1))
+    assert _scalar(pg, "SELECT sum(calls) FROM cdr_summary") == PLAN.count
+    assert _scalar(pg, "SELECT count(*) FROM cdr_default") == 0
+    assert _partitions(pg) == MONTHS
+    assert _seed_tables(pg) == []
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {DEADLINE_S} s: {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_seed_interrupted_mid_way_leaves_the_store_as_before(pg, signum):
+    # Enough rows that the months take a while: the signal lands while the helpers work.
+    command = [sys.executable, "-m", "cdrgate", "seed", "--count", "300000", "--database", pg.url]
+    with subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    ) as process:
+        try:
+            _wait_until(lambda: _seed_tables(pg) != [], "a month made by a helper")
+            # Meanwhile readers see the store as it was, without waiting.
+            with pg.read() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+                assert conn.exec_driver_sql("SELECT count(*) FROM cdr").scalar_one() == 0
+            process.send_signal(signum)
+            _out, err = process.communicate(timeout=DEADLINE_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode != 0, err
+    _assert_as_before_a_seed(pg)
+    assert seed_database(pg, PLAN) == PLAN.count
