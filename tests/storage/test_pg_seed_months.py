@@ -111,8 +111,13 @@ def test_orphans_of_a_seed_killed_outright_are_dropped_by_the_next(pg):
     with pg.write() as conn:
         conn.exec_driver_sql("CREATE TABLE cdr_seed_0_202601 (LIKE cdr)")
         conn.exec_driver_sql("CREATE TABLE cdr_seed_0_202601_counts (hour bigint)")
-    assert seed_database(pg, PLAN) == PLAN.count
-    assert _seed_tables(pg) == []
+    # A seed still running (its backend alive: this one, held open) keeps its tables.
+    with pg.engine.connect() as alive:
+        pid = alive.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        alive.exec_driver_sql(f"CREATE TABLE cdr_seed_{pid}_202601 (LIKE cdr)")
+        alive.commit()
+        assert seed_database(pg, PLAN) == PLAN.count
+        assert _seed_tables(pg) == [f"cdr_seed_{pid}_202601"]
 
 
 def test_a_helper_failing_mid_way_leaves_the_store_as_before(pg, monkeypatch):

@@ -255,10 +255,10 @@ def _drop_orphans(engine: Engine) -> None:
             text(
                 "SELECT c.relname FROM pg_class AS c "
                 "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
-                "AND c.relname LIKE :prefix AND NOT EXISTS (SELECT FROM pg_stat_activity AS a "
-                "WHERE c.relname LIKE 'cdr\\_seed\\_' || a.pid || '\\_%')"
+                "AND c.relname LIKE :prefix || '%' AND NOT EXISTS (SELECT FROM "
+                "pg_stat_activity AS a WHERE c.relname LIKE :prefix || a.pid || '\\_%')"
             ),
-            {"prefix": _PREFIX.replace("_", "\\_") + "%"},
+            {"prefix": _PREFIX.replace("_", "\\_")},  # "_" is LIKE's any character
         ).scalars()
         for name in list(orphans):
             other.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
