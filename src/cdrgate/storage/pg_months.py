@@ -49,9 +49,9 @@ _PARENT_INDEXES = (
     "FROM pg_index AS i LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid "
     "AND c.conrelid = i.indrelid WHERE i.indrelid = 'cdr'::regclass ORDER BY c.oid IS NULL"
 )
-# The duplicate rule on PostgreSQL (docs/storage.md "The price: the partition key in unique
-# constraints"): of rows alike in these, the first in file (id) order stays.
-_DUPLICATE_KEY = "sn, callid, ts"
+# The duplicate rule's constraint as pg_get_constraintdef prints it: "UNIQUE (ts, callid, sn)"
+# since migration 0016 (docs/storage.md "The price: the partition key in unique constraints").
+_UNIQUE_DEF = re.compile(r"UNIQUE \((.*)\)")
 _NAMES = ", ".join(COLUMNS)
 
 
@@ -134,10 +134,12 @@ class NewMonths:
 
 def build_indexes(conn: Connection, table: str) -> int:
     """Build on ``table`` (a month's rows) the indexes ``cdr``'s partitions have; returns how
-    many duplicates were dropped first. A load rarely holds duplicates: the unique index's
-    build finds them, and only then are they looked for (a sort of the month's rows) and the
-    builds made again."""
-    statements = [_index_sql(table, *index) for index in conn.exec_driver_sql(_PARENT_INDEXES)]
+    many duplicates (rows alike in the duplicate rule's columns) were dropped first. A load
+    rarely holds duplicates: the unique index's build finds them, and only then are they
+    looked for (a sort of the month's rows) and the builds made again; of rows alike, the
+    first in file (id) order stays."""
+    indexes = conn.exec_driver_sql(_PARENT_INDEXES).all()
+    statements = [_index_sql(table, *index) for index in indexes]
     savepoint = conn.begin_nested()
     try:
         for statement in statements:
@@ -149,7 +151,7 @@ def build_indexes(conn: Connection, table: str) -> int:
         if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
             raise
     duplicates = (
-        f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {_DUPLICATE_KEY} "
+        f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY {_duplicate_key(indexes)} "
         f"ORDER BY id) AS nth FROM {table}) AS numbered WHERE nth > 1"
     )
     deleted = conn.exec_driver_sql(f"DELETE FROM {table} WHERE id IN ({duplicates})")
@@ -209,6 +211,16 @@ def insert(conn: Connection, start: int, table: str) -> int:
     )
     conn.exec_driver_sql(f"DROP TABLE {table}")
     return int(rows) - new
+
+
+def _duplicate_key(indexes: Iterable[tuple[str, str | None]]) -> str:
+    """The columns of ``cdr``'s duplicate rule, from its constraints' definitions (rows of
+    ``_PARENT_INDEXES``): read from the catalog like the rest of the index set, so the
+    migrations stay its one home."""
+    for _, constraint in indexes:
+        if constraint is not None and (found := _UNIQUE_DEF.fullmatch(constraint)):
+            return found[1]
+    raise ValueError("cdr has no unique constraint")
 
 
 def _index_sql(table: str, index: str, constraint: str | None) -> str:
