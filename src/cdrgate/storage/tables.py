@@ -52,9 +52,11 @@ cdr = Table(
     # The row as the download writes it, rendered once at insert time: exports then copy
     # text instead of formatting 14 columns per row (see docs/storage.md).
     Column("line", Text, nullable=False),
-    # The uniqueness key: a PBX (serial number) never reuses a call id.
+    # The uniqueness key: a PBX (serial number) never reuses a call id. These keys are
+    # SQLite's; PostgreSQL's cdr, partitioned by month of ts, has the primary key (id, ts) and
+    # one B-tree for both lines below, UNIQUE (ts, callid, sn) (migrations 0005 and 0016).
     UniqueConstraint("sn", "callid"),
-    Index(None, "ts", "callid", "sn"),
+    Index(None, "ts", "callid", "sn"),  # the download order
     Index(None, "callfrom", "ts"),
     Index(None, "callto", "ts"),
 )
