@@ -10,12 +10,13 @@ so ``UNIQUE (ts, callid, sn)`` is the same rule, and its B-tree serves the downl
 one B-tree fewer to build after a bulk load and to keep on every insert (bench/RESULTS.md,
 nineteenth round). ``ON CONFLICT`` without a target, which every insert of ``cdr`` says, takes
 any unique index; one naming ``(sn, callid, ts)`` in any order infers it too (PostgreSQL's
-"INSERT", conflict_target). No query leads with ``sn`` without a time range (docs/storage.md
-"PostgreSQL"). SQLite's ``UNIQUE (sn, callid)`` has no ``ts`` and stays.
+"INSERT", conflict_target). No B-tree leads with ``sn`` any more: the query API's ``sn``
+filter reads its time range's index entries (docs/storage.md "One B-tree for the rule and
+the download order"). SQLite's ``UNIQUE (sn, callid)`` has no ``ts`` and stays.
 
 The upgrade builds the new unique index on every partition and drops the two old ones, in
 the migration's one transaction, under an ACCESS EXCLUSIVE lock on ``cdr``: on a large store
-run ``cdrgate db upgrade`` in a quiet hour (1M rows: see docs/storage.md).
+run ``cdrgate db upgrade`` in a quiet hour (1M rows: 2.2-2.5 s).
 """
 
 from __future__ import annotations
