@@ -19,8 +19,8 @@ TWO_MONTHS = [
     make_cdr(callid="1.2", timestart="2026-02-01 00:00:00"),
 ]
 KEY = {"ts", "callid", "sn"}
-ONE_BTREE = [(True, ("ts", "callid", "sn"))]
-TWO_BTREES = [(False, ("ts", "callid", "sn")), (True, ("sn", "callid", "ts"))]
+AFTER_0016 = [(False, ("sn",)), (True, ("ts", "callid", "sn"))]  # (sn): a serial's rows
+BEFORE_0016 = [(False, ("ts", "callid", "sn")), (True, ("sn", "callid", "ts"))]
 # The parent, the default partition and the months TWO_MONTHS made.
 TABLES = ("cdr", "cdr_default", "cdr_p202601", "cdr_p202602")
 
@@ -64,7 +64,7 @@ def test_one_unique_btree_keeps_the_duplicate_rule_and_the_download_order(pg_db:
     store_records(pg_db, TWO_MONTHS)
     with pg_db.read() as conn:
         for table in TABLES:
-            assert _key_btrees(conn, table) == ONE_BTREE, table
+            assert _key_btrees(conn, table) == AFTER_0016, table
     assert store_records(pg_db, TWO_MONTHS) == 0
 
 
@@ -84,11 +84,11 @@ def test_going_back_to_0015_puts_the_two_btrees_back_and_0016_makes_one_again(pg
     _migrate(pg_db, "downgrade", "0015")
     with pg_db.read() as conn:
         for table in TABLES:
-            assert _key_btrees(conn, table) == TWO_BTREES, table
+            assert _key_btrees(conn, table) == BEFORE_0016, table
     assert store_records(pg_db, TWO_MONTHS) == 0
     _migrate(pg_db, "upgrade", "head")
     with pg_db.read() as conn:
         for table in TABLES:
-            assert _key_btrees(conn, table) == ONE_BTREE, table
+            assert _key_btrees(conn, table) == AFTER_0016, table
         assert conn.exec_driver_sql("SELECT count(*) FROM cdr").scalar_one() == 2
     assert store_records(pg_db, [*TWO_MONTHS, make_cdr(callid="1.3")]) == 1

@@ -84,7 +84,7 @@ def test_a_new_month_is_attached_with_cdrs_indexes_and_keeps_the_duplicate_rule(
         left = conn.exec_driver_sql(
             "SELECT count(*) FROM pg_class WHERE relname LIKE 'cdr_loading%%'"
         ).scalar_one()
-    assert attached == parents == 5  # migration 0016: one B-tree holds the key and the order
+    assert attached == parents == 6  # 0016: one B-tree holds the key and the order, (sn)
     assert left == 0
     # The month's unique index is cdr's duplicate rule from now on.
     with pg.write() as conn:

@@ -10,11 +10,13 @@ so ``UNIQUE (ts, callid, sn)`` is the same rule, and its B-tree serves the downl
 one B-tree fewer to build after a bulk load and to keep on every insert (bench/RESULTS.md,
 nineteenth round). ``ON CONFLICT`` without a target, which every insert of ``cdr`` says, takes
 any unique index; one naming ``(sn, callid, ts)`` in any order infers it too (PostgreSQL's
-"INSERT", conflict_target). No B-tree leads with ``sn`` any more: the query API's ``sn``
-filter reads its time range's index entries (docs/storage.md "One B-tree for the rule and
-the download order"). SQLite's ``UNIQUE (sn, callid)`` has no ``ts`` and stays.
+"INSERT", conflict_target). The old rule's B-tree also found a serial's rows (the query
+API's ``sn`` filter, a store of many PBXs); a plain ``(sn)`` index keeps that: with one
+entry list per serial (B-tree deduplication) it is a few MB and the cheapest of the builds
+(docs/storage.md "One B-tree for the rule and the download order"). SQLite's
+``UNIQUE (sn, callid)`` has no ``ts`` and stays (it leads with ``sn``).
 
-The upgrade builds the new unique index on every partition and drops the two old ones, in
+The upgrade builds the new indexes on every partition and drops the two old ones, in
 the migration's one transaction, under an ACCESS EXCLUSIVE lock on ``cdr``: on a large store
 run ``cdrgate db upgrade`` in a quiet hour (1M rows: 2.2-2.5 s).
 """
@@ -42,6 +44,7 @@ def upgrade() -> None:
         return  # SQLite: UNIQUE (sn, callid) and the (ts, callid, sn) index, as 0001 made them.
     op.execute(f"SET LOCAL maintenance_work_mem = '{_INDEX_MEMORY}'")
     op.execute("ALTER TABLE cdr ADD CONSTRAINT uq_cdr_ts_callid_sn UNIQUE (ts, callid, sn)")
+    op.execute("CREATE INDEX ix_cdr_sn ON cdr (sn)")
     op.execute("ALTER TABLE cdr DROP CONSTRAINT uq_cdr_sn_callid_ts")
     op.execute("DROP INDEX ix_cdr_ts_callid_sn")
 
@@ -52,4 +55,5 @@ def downgrade() -> None:
     op.execute(f"SET LOCAL maintenance_work_mem = '{_INDEX_MEMORY}'")
     op.execute("ALTER TABLE cdr ADD CONSTRAINT uq_cdr_sn_callid_ts UNIQUE (sn, callid, ts)")
     op.execute("CREATE INDEX ix_cdr_ts_callid_sn ON cdr (ts, callid, sn)")
+    op.execute("DROP INDEX ix_cdr_sn")
     op.execute("ALTER TABLE cdr DROP CONSTRAINT uq_cdr_ts_callid_sn")
