@@ -119,10 +119,13 @@ class AuthService:
             self._touch(conn, token_hash, now)
         return session
 
-    def session_in(self, conn: Connection, token_hash: str) -> tuple[Session, bool]:
-        """``authenticate_in`` without its write: the session, and whether its sliding mark is
-        due one (the caller then authenticates in a write transaction instead)."""
-        return self._live(tokens.last_seen(conn, token_hash), token_hash, self.now_ms())
+    def session_of(
+        self, seen: tokens.Seen | None, token_hash: str, now: int
+    ) -> tuple[Session, bool]:
+        """``authenticate_in`` of a session already read (``tokens.last_seen``), without its
+        write: the session, and whether its sliding mark is due one (the caller then
+        authenticates in a write transaction instead)."""
+        return self._live(seen, token_hash, now)
 
     def _live(self, seen: tokens.Seen | None, token_hash: str, now: int) -> tuple[Session, bool]:
         """``(the session, whether the sliding mark is due a write)``, or the errno of a dead

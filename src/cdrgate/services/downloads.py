@@ -21,7 +21,7 @@ from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.scope import Scope
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
-from cdrgate.services.auth import AuthService, Session, token_hash_of
+from cdrgate.services.auth import TOUCH_EVERY_MS, AuthService, Session, token_hash_of
 from cdrgate.services.export import (
     PAGE_ROWS,
     Cursor,
@@ -33,7 +33,7 @@ from cdrgate.services.export import (
 )
 from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms, server_keys
+from cdrgate.storage import cdrs, randoms, server_keys, session_day
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
@@ -408,24 +408,35 @@ class DownloadService:
         reads first, the two writes last, and nothing raised after them."""
         if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
             return None
+        key = randoms.key_of(random)
+        if key is None:
+            return None
+        if not signer.signed(random, token_hash, flt.selector, flt.start_ts, flt.end_ts):
+            return None
+        expires_ms, random_hash = key
         statements = self.db.autocommit()
         if statements is None:
             statements = self.db.writes_last()
         if statements is None:
             return None
         with statements as conn:
-            # A dead token raises its errno here, as ``authenticate_in`` does.
-            session, touch_due = self.auth.session_in(conn, token_hash)
-            key = randoms.key_of(random)
-            if touch_due or key is None or ask.client_ip != session.login_ip:
-                return None
-            if not signer.signed(random, token_hash, flt.selector, flt.start_ts, flt.end_ts):
-                return None
-            expires_ms, random_hash = key
             now = self.auth.now_ms()
             if expires_ms <= now:
                 return None
-            whole = self._whole_result(conn, flt.query(session.scope))
+            # The token and, when it can answer this download, the day's lines: on PostgreSQL
+            # one statement (``storage/session_day.py``).
+            unscoped = flt.query()
+            read = session_day.read(
+                conn, token_hash, now - TOUCH_EVERY_MS, ask.client_ip, unscoped, PAGE_ROWS
+            )
+            # A dead token raises its errno here, as ``authenticate_in`` does.
+            session, touch_due = self.auth.session_of(read.seen, token_hash, now)
+            if touch_due or ask.client_ip != session.login_ip:
+                return None
+            if session.scope is None:
+                whole = None if read.day is None else self._page(unscoped, read.day)
+            else:
+                whole = self._whole_result(conn, flt.query(session.scope))
             if whole is None:
                 return None
             spent = randoms.RandomRow(
@@ -478,8 +489,10 @@ class DownloadService:
         if query.end_ts - query.start_ts >= WHOLE_RESULT_SPAN:
             return None
         lines = cdrs.read_whole(conn, query, PAGE_ROWS)
-        if lines is None:
-            return None
+        return None if lines is None else self._page(query, lines)
+
+    def _page(self, query: CdrQuery, lines: list[str]) -> Page:
+        """The one page of a result read whole: ``lines``, all of ``query``'s."""
         return Page.of_lines(query, lines, Cursor(query.end_ts + 1, 1), self.settings.csv_safe)
 
     def _finished(

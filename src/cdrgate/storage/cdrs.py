@@ -449,6 +449,12 @@ def _postgres_statement(by_extension: bool, limited: bool, exts: int) -> Postgre
     return PostgresStatement.of(_statement(False, False, limited, False, None, False, False))
 
 
+def day_lines(limited: bool) -> Select[Any]:
+    """``_either_side`` with each row's order (ts, callid, sn) beside its line: a small
+    download's read inside a larger PostgreSQL statement (storage/session_day.py)."""
+    return _either_side(limited).add_columns(cdr.c.ts, cdr.c.callid, cdr.c.sn)
+
+
 def _either_side(limited: bool) -> Select[Any]:
     """The rows where an extension is the caller or the callee, as one OR of the two index
     ranges, each with the time range in it, so that SQLite scans each of its indexes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
@@ -49,8 +49,9 @@ _TOUCH = HotStatement.of(
 )
 # The account's scope comes with the token check: the session and what it may read are one
 # answer, and so does the login address (a signed random is issued to it only). A token whose
-# account was deleted joins nothing, so it is unknown from then on.
-_LAST_SEEN = HotStatement.of(
+# account was deleted joins nothing, so it is unknown from then on. ``SESSION`` is also the
+# head of a small download's statement on PostgreSQL (storage/session_day.py).
+SESSION = (
     select(
         api_token.c.account,
         api_token.c.last_seen_ms,
@@ -60,6 +61,7 @@ _LAST_SEEN = HotStatement.of(
     .join(api_account, api_account.c.name == api_token.c.account)
     .where(api_token.c.token_hash == bindparam("hash"))
 )
+_LAST_SEEN = HotStatement.of(SESSION)
 
 
 def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str | None:
@@ -80,7 +82,12 @@ class Seen(NamedTuple):
 def last_seen(conn: Connection, token_hash: str) -> Seen | None:
     """A session, expired or not; None if unknown (or its account is gone)."""
     row = _LAST_SEEN.first(conn, {"hash": token_hash})
-    return None if row is None else Seen(row[0], int(row[1]), row[2], row[3])
+    return None if row is None else seen_of(row)
+
+
+def seen_of(row: Sequence[Any]) -> Seen:
+    """A session from the first columns of a row of ``SESSION``."""
+    return Seen(row[0], int(row[1]), row[2], row[3])
 
 
 def exists(conn: Connection, token_hash: str) -> bool:
