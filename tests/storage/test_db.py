@@ -80,3 +80,28 @@ def test_writes_to_a_sqlite_file_deleted_or_replaced_under_the_server_are_refuse
             conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
     assert f"was {how} while in use" in caplog.text
     db.dispose()
+
+
+def test_the_flows_autocommit_statements_are_planned_once_and_others_per_run(db):
+    """A small flow's statements run on connections that keep one (generic) plan per prepared
+    statement; every other read keeps PostgreSQL's choice (a year's export is faster on a plan
+    made for its values)."""
+    statements = db.autocommit()
+    if statements is None:
+        pytest.skip("PostgreSQL's connections")
+    with statements as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
+    with db.read(one_statement=True) as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
+    with db.read() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+    with db.write() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+
+
+def test_a_process_keeps_at_most_15_connections_besides_the_downloads_pool(db):
+    """The README's max_connections rule: workers x 15."""
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's pools")
+    pools = [db.engine.pool, db._one_statement.pool]
+    assert sum(pool.size() + pool._max_overflow for pool in pools) == 15

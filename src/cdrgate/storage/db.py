@@ -43,9 +43,19 @@ log = logging.getLogger("cdrgate.storage")
 # Kept covers a keep-alive poller load (8 concurrent flows each hold one for their request):
 # with 5 kept, every request past the fifth opened and closed a PostgreSQL backend of its own
 # (bench/RESULTS.md, eighth round: 267 -> 338 flows/s, p99 94 -> 52 ms). The total per process
-# is unchanged (15), which the README's max_connections rule counts.
-POSTGRES_POOL_SIZE = 10
-POSTGRES_MAX_OVERFLOW = 5
+# is unchanged (15), which the README's max_connections rule counts: since the nineteenth
+# round, 6 (+4) here and ``STATEMENT_POOL_SIZE`` kept for the flows' autocommit statements.
+POSTGRES_POOL_SIZE = 6
+POSTGRES_MAX_OVERFLOW = 4
+# ``Database.read(one_statement=True)`` and ``Database.autocommit()`` (a flow's get_random and
+# small download) take connections from a pool of their own on PostgreSQL, always in
+# autocommit, and planning their prepared statements once (``plan_cache_mode =
+# force_generic_plan``): with PostgreSQL's default, a small download's day read was planned
+# again on every run (a custom plan, to prune the monthly partitions at plan time), ~270 us of
+# the backend's CPU of ~500 (bench/RESULTS.md, nineteenth round); a generic plan prunes them
+# when it runs. Only these short statements get that mode: a year's export by extension ran
+# slower on a generic plan. No overflow: a burst waits for one of these, briefly held.
+STATEMENT_POOL_SIZE = 5
 # Downloads read their pages through a pool of their own, so exports can never take the
 # connections logins, randoms, audit and ingest need; and since a download reads each page
 # once, its connections keep a small page cache (the others' is 64 MB each).
@@ -146,7 +156,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     raise UsageError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
+def _postgresql_engine(
+    url: Any, cache_kib: int = 0, generic_plans: bool = False, **kwargs: Any
+) -> Engine:
     # Every worker process has its own pool: workers x (pool_size + max_overflow) must stay
     # below the server's max_connections (100 by default); requests beyond wait for a slot.
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
@@ -158,7 +170,9 @@ def _postgresql_engine(url: Any, cache_kib: int = 0, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_recycle", 1800)
     # JIT compiles any plan costing over 100000, which a large export does: that is tens to
     # hundreds of ms before the first row, for a streamed index scan that gains nothing.
-    options = " ".join(filter(None, [url.query.get("options"), "-c jit=off"]))
+    # ``generic_plans``: see ``STATEMENT_POOL_SIZE``.
+    generic = "-c plan_cache_mode=force_generic_plan" if generic_plans else None
+    options = " ".join(filter(None, [url.query.get("options"), "-c jit=off", generic]))
     connect_args = {"application_name": "cdrgate", "connect_timeout": 10, "options": options}
     connect_args.update(kwargs.pop("connect_args", {}))
     engine = create_engine(
@@ -223,10 +237,10 @@ class Database:
         self._engine_kwargs = engine_kwargs
         self._export_engine: Engine | None = None
         self.dialect = self.engine.dialect.name
-        # ``read(one_statement=True)``'s connections on PostgreSQL: the same pool, handed out
-        # in autocommit (psycopg sets it on the client, no round trip; the pool resets it).
+        # ``read(one_statement=True)``'s and ``autocommit()``'s connections on PostgreSQL: a
+        # pool of their own, always in autocommit (see ``STATEMENT_POOL_SIZE``).
         self._one_statement = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            make_engine(self.url, **self._statement_options())
             if self.dialect == "postgresql"
             else None
         )
@@ -650,6 +664,15 @@ class Database:
             "cache_kib": EXPORT_CACHE_KIB,
         }
 
+    def _statement_options(self) -> dict[str, Any]:
+        return {
+            "pool_size": STATEMENT_POOL_SIZE,
+            "max_overflow": 0,
+            **self._engine_kwargs,
+            "isolation_level": "AUTOCOMMIT",
+            "generic_plans": True,
+        }
+
     def _primary_export(self) -> Engine:
         if self._export_engine is None:
             self._export_engine = make_engine(self.url, **self._export_options())
@@ -701,7 +724,9 @@ class Database:
         """Pooled connections checked out now, downloads' pool included."""
         # The loop's one connection stays checked out by design: it holds no transaction
         # between turns of the loop (each group commit ends in the turn after it began).
-        engines = [e for e in (self.engine, self._export_engine) if e is not None]
+        engines = [
+            e for e in (self.engine, self._one_statement, self._export_engine) if e is not None
+        ]
         return sum(e.pool.checkedout() for e in engines)  # type: ignore[attr-defined]
 
     def none_in_use(self) -> bool:
@@ -757,7 +782,7 @@ class Database:
             self._loop_conn.close()
             self._loop_conn = None
         self.engine.dispose()
-        for engine in (self._export_engine, self._loop_engine):
+        for engine in (self._one_statement, self._export_engine, self._loop_engine):
             if engine is not None:
                 engine.dispose()
         if self._replicas is not None:
