@@ -404,9 +404,9 @@ class DownloadService:
         with the day's (``storage/session_day.py``; a scoped account's day is read apart), then
         the writes, where the write transaction took six round trips; the day is read before
         the spend in a snapshot of its own, so a CDR committed before the download was asked
-        for is in it, as in the transaction's. On SQLite on the event loop: four statements in the
-        loop's group commit without a SAVEPOINT around them (``Database.writes_last``), the
-        reads first, the two writes last, and nothing raised after them."""
+        for is in it, as in the transaction's. On SQLite on the event loop: four statements in
+        the loop's group commit without a SAVEPOINT around them (``Database.writes_last``),
+        the reads first, the two writes last, and nothing raised after them."""
         if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
             return None
         key = randoms.key_of(random)
