@@ -42,10 +42,11 @@ log = logging.getLogger("cdrgate.storage")
 # Connections kept open per process, and opened past those for a burst (closed when returned).
 # Kept covers a keep-alive poller load (8 concurrent flows each hold one for their request):
 # with 5 kept, every request past the fifth opened and closed a PostgreSQL backend of its own
-# (bench/RESULTS.md, eighth round: 267 -> 338 flows/s, p99 94 -> 52 ms). The total per process
-# is unchanged (15), which the README's max_connections rule counts: since the nineteenth
-# round, 6 (+4) here and ``STATEMENT_POOL_SIZE`` for the flows' autocommit statements, which
-# hold theirs from that pool, not this one.
+# (bench/RESULTS.md, eighth round: 267 -> 338 flows/s, p99 94 -> 52 ms). Requests' total per
+# process is unchanged (15): since the nineteenth round, 6 (+4) here and
+# ``STATEMENT_POOL_SIZE`` for the flows' autocommit statements, which hold theirs from that
+# pool, not this one. With the downloads' pool (``EXPORT_POOL_SIZE`` + as many) that is the
+# 23 the README's max_connections rule counts.
 POSTGRES_POOL_SIZE = 6
 POSTGRES_MAX_OVERFLOW = 4
 # ``Database.read(one_statement=True)`` and ``Database.autocommit()`` (a flow's get_random and
