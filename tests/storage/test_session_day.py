@@ -36,13 +36,18 @@ def session(db: Database, add_cdrs) -> Database:
     return db
 
 
-def _read(db: Database, fresh_after_ms: int = SEEN_MS - 1, client_ip: str = LOGIN_IP, **kw):
+def _read(
+    db: Database,
+    fresh_after_ms: int = SEEN_MS - 1,
+    client_ip: str = LOGIN_IP,
+    *,
+    token_hash: str = HASH,
+    query: CdrQuery = DAY,
+    most: int = 1000,
+) -> session_day.SessionDay:
     statements = db.autocommit() or db.read()
     with statements as conn:
-        return session_day.read(
-            conn, kw.get("token_hash", HASH), fresh_after_ms, client_ip, kw.get("query", DAY),
-            kw.get("most", 1000),
-        )  # fmt: skip
+        return session_day.read(conn, token_hash, fresh_after_ms, client_ip, query, most)
 
 
 def test_a_fresh_token_from_its_address_reads_its_session_and_the_days_lines(session):
