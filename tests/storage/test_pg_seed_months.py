@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from cdrgate.ingest.seeding import seed_database
-from cdrgate.seed import SeedPlan, generate
+from cdrgate.seed import SeedPlan, generate, slots
 from cdrgate.storage import partitions, pg_months
 from cdrgate.storage.db import Database
+from cdrgate.storage.pg_seed_months import making_order, plan_months
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import migrated_postgres
 
@@ -83,6 +84,16 @@ def test_a_seed_over_months_stores_the_generated_rows_in_id_order(pg):
     )
     assert _partitions(pg) == MONTHS
     assert _seed_tables(pg) == []
+
+
+def test_the_months_are_made_largest_first_so_the_connections_end_together():
+    # Not a rule of the stored rows (ids follow seq whatever the order), but of the seed's
+    # time: the month left for last is the one a connection finishes alone.
+    months = plan_months(slots(SeedPlan(count=1_000_000)), 0)
+    order = making_order(months)
+    assert sorted(order, key=lambda month: month.start) == months
+    assert [month.rows for month in order] == sorted((m.rows for m in months), reverse=True)
+    assert order[-1].start == parse_pbx_time("2026-02-01 00:00:00")  # 28 days: the smallest
 
 
 def test_a_seeded_month_is_a_partition_like_any_other(pg):

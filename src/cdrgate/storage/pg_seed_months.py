@@ -4,10 +4,10 @@ Why: PostgreSQL runs an ``INSERT ... SELECT`` on one core (no parallel plan for 
 making the seeded rows is most of a seed's work; a seed on one connection leaves the other
 core idle while its rows are made (bench/RESULTS.md, "Issue 17, the PostgreSQL seed on two
 cores (nineteenth round)"). So ``CONNECTIONS`` connections of their own, one thread each,
-take the plan's months in turn: each makes its month's rows into a table of its own, builds
-its indexes (``pg_months.build_indexes``) and counts them for cdr_summary, in one
-transaction, and commits. While one builds a month's indexes the other makes the next
-month's rows.
+take the plan's months in turn, largest first (``making_order``): each makes its month's rows
+into a table of its own, builds its indexes (``pg_months.build_indexes``) and counts them
+for cdr_summary, in one transaction, and commits. While one builds a month's indexes the
+other makes the next month's rows.
 
 A table committed by another connection is outside the seed's transaction, so the rules of a
 seed are kept this way:
@@ -79,6 +79,15 @@ def plan_months(plan_hours: Sequence[Slot], pid: int) -> list[Month]:
     ]
 
 
+def making_order(months: Sequence[Month]) -> list[Month]:
+    """The order the helpers take ``months`` in: largest first. A month is the grain of the
+    work, and the connection that ends first sits idle while the other finishes its last
+    month; taking the small months last makes that wait short (in time order the last two
+    months of 2026, both of 31 days, ended ~0.6-1 s apart: bench/RESULTS.md, twentieth
+    round). Ids do not depend on it: row ``seq`` has its id whichever month is made first."""
+    return sorted(months, key=lambda month: month.rows, reverse=True)
+
+
 def months_are_new(db: Database, hours: Sequence[Slot]) -> bool:
     """Whether none of the months of ``hours`` has a partition (this seed's case: the store
     is empty, so ``cdr_default`` holds none of their rows either)."""
@@ -143,19 +152,21 @@ class _Stopped(Exception):
 
 
 class _Helpers:
-    """``CONNECTIONS`` threads making ``months`` (in order, each taking the next one left);
-    leaving the ``with`` stops them, their running statements cancelled."""
+    """``CONNECTIONS`` threads making ``months`` (in ``making_order``, each taking the next
+    one left); leaving the ``with`` stops them, their running statements cancelled."""
 
     def __init__(self, engine: Engine, plan: SeedPlan, months: list[Month], id_base: int):
         self.engine, self.plan, self.id_base = engine, plan, id_base
         self.todo: queue.SimpleQueue[Month] = queue.SimpleQueue()
-        for month in months:
+        for month in making_order(months):
             self.todo.put(month)
         self.total = len(months)
+        self.making = 0  # how many helpers are making a month now (guarded by ``lock``)
         self.done: queue.SimpleQueue[Month | BaseException] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.running: list[Any] = []  # the helpers' driver connections, while they run
-        self.lock = threading.Lock()  # guards ``running`` against the cancel at the end
+        # Guards ``running`` against the cancel at the end, and ``making``.
+        self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._run, name=f"cdrgate-seed-{i}")
             for i in range(min(CONNECTIONS, len(months)))
@@ -188,6 +199,11 @@ class _Helpers:
                 driver = conn.connection.driver_connection
                 with self.lock:
                     if self.stop.is_set():
+                        # Told to stop before starting: nothing made, nothing to say on
+                        # ``done``. Only ``__exit__`` sets ``stop``, and the seed leaves the
+                        # ``with`` only after ``made()`` ended (every month heard of) or
+                        # raised (no one reads ``done`` any more): no one waits for a word
+                        # from this thread.
                         return
                     self.running.append(driver)
                 try:
@@ -200,12 +216,23 @@ class _Helpers:
 
     def _make_months(self, conn: Connection) -> None:
         while not self.stop.is_set():
+            with self.lock:
+                try:
+                    month = self.todo.get_nowait()
+                except queue.Empty:
+                    return
+                self.making += 1
             try:
-                month = self.todo.get_nowait()
-            except queue.Empty:
-                return
-            self._make(conn, month)
+                self._make(conn, month)
+            finally:
+                with self.lock:
+                    self.making -= 1
             self.done.put(month)
+
+    def _alone(self) -> bool:
+        """Whether no other helper is making a month now, nor will: the other core is free."""
+        with self.lock:
+            return self.making == 1 and self.todo.empty()
 
     def _go_on(self) -> None:
         """Between two statements: a cancel may arrive between them, so stop is asked too."""
@@ -234,6 +261,12 @@ class _Helpers:
             )
             unstage_hours(conn)
             self._go_on()
+            # Parallel workers for the index builds only when this helper is alone (the
+            # last month): while both helpers work, both cores are busy, and the workers'
+            # start and merge cost ~30 % more CPU for the same builds (bench/RESULTS.md,
+            # twentieth round). Otherwise the server's own setting.
+            workers = "DEFAULT" if self._alone() else "0"
+            conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
             pg_months.build_indexes(conn, month.table)
             self._go_on()
             summary.count_into(conn, month.table, month.counts)
