@@ -5,9 +5,9 @@ making the seeded rows is most of a seed's work; a seed on one connection leaves
 core idle while its rows are made (bench/RESULTS.md, "Issue 17, the PostgreSQL seed on two
 cores (nineteenth round)"). So ``CONNECTIONS`` connections of their own, one thread each,
 take the plan's months in turn, largest first (``making_order``): each makes its month's rows
-into a table of its own, builds its indexes (``pg_months.build_indexes``) and counts them
-for cdr_summary, in one transaction, and commits. While one builds a month's indexes the
-other makes the next month's rows.
+into a table of its own and builds its indexes (``pg_months.build_indexes``), in one
+transaction, and commits. While one builds a month's indexes the other makes the next
+month's rows, and the seed's own connection counts the months already made into cdr_summary.
 
 A table committed by another connection is outside the seed's transaction, so the rules of a
 seed are kept this way:
@@ -43,7 +43,7 @@ from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours, unstage_h
 # The months are made on this many connections: as many as the cores the row making was
 # measured to leave idle (one statement uses one core; a 2-core server).
 CONNECTIONS = 2
-_PREFIX = "cdr_seed_"  # + the seed's backend pid + "_" + yyyymm; "_counts" for the counts
+_PREFIX = "cdr_seed_"  # + the seed's backend pid + "_" + yyyymm
 _RANGE = "seed_month_range"
 _NAMES = ", ".join(COLUMNS)
 
@@ -53,10 +53,6 @@ class Month:
     start: int
     hours: Sequence[Slot]  # the plan's hours whose rows may fall in this month
     table: str
-
-    @property
-    def counts(self) -> str:
-        return f"{self.table}_counts"
 
     @property
     def rows(self) -> int:
@@ -128,9 +124,12 @@ def _store(
     first_id = pg_bulk.reserve_ids(conn, plan.count)
     with _Helpers(conn.engine, plan, months, first_id - 1) as helpers:
         for month in helpers.made():
-            # Counted while the helpers go on (this connection is idle otherwise): invisible
-            # to others until the commit, as the month's rows are.
-            summary.add_counted(conn, month.counts)
+            # Counted from the month's committed table while the helpers go on (this
+            # connection is idle otherwise), invisible to others until the commit as the
+            # month's rows are. One GROUP BY into cdr_summary here: counted into a table of
+            # its own by the helper and added here took ~0.3 s more CPU for 1M rows
+            # (bench/RESULTS.md, twentieth round).
+            summary.add_table(conn, month.table)
             if progress is not None:
                 progress(month.rows)
     # Every month made, committed and counted: attached, then the commit.
@@ -143,7 +142,6 @@ def _store(
         else:  # another connection made the month meanwhile: its rows inserted instead
             summary.subtract_table(conn, month.table)  # counted above: uncounted first
             skipped += pg_months.insert(conn, month.start, month.table)
-        conn.exec_driver_sql(f"DROP TABLE {month.counts}")
     return plan.count - skipped
 
 
@@ -240,7 +238,7 @@ class _Helpers:
             raise _Stopped
 
     def _make(self, conn: Connection, month: Month) -> None:
-        """``month``'s table: its rows, indexes and counts, committed."""
+        """``month``'s table: its rows and indexes, committed."""
         start, end = month.start, partitions.next_month(month.start)
         with conn.begin():
             conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
@@ -269,13 +267,11 @@ class _Helpers:
             conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
             pg_months.build_indexes(conn, month.table)
             self._go_on()
-            summary.count_into(conn, month.table, month.counts)
-            self._go_on()
 
 
 def _drop(engine: Engine, months: list[Month]) -> None:
     """Drop every table the seed may have made (after its transaction ended)."""
-    names = ", ".join(name for month in months for name in (month.table, month.counts))
+    names = ", ".join(month.table for month in months)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {names}")
 
