@@ -11,9 +11,10 @@ COUNTS = (
     "{sign} sum(talkduraction) AS talk, {sign} sum(callduraction) AS duration "
     "FROM {source} WHERE {where} GROUP BY ts / 3600 * 3600, status, type"
 )
-ADD = (
-    "INSERT INTO cdr_summary (hour, status, type, calls, talk, duration) {select} "
-    "ON CONFLICT (hour, status, type) DO UPDATE SET "
+# Counts of hours cdr_summary holds no row of; fails (a unique violation) on one it holds.
+INSERT = "INSERT INTO cdr_summary (hour, status, type, calls, talk, duration) {select}"
+ADD = INSERT + (
+    " ON CONFLICT (hour, status, type) DO UPDATE SET "
     "calls = cdr_summary.calls + excluded.calls, talk = cdr_summary.talk + excluded.talk, "
     "duration = cdr_summary.duration + excluded.duration"
 )
