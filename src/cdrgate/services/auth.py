@@ -103,7 +103,7 @@ class AuthService:
         now = self.now_ms()
         with self.db.read(one_statement=True) as conn:
             seen = tokens.last_seen(conn, token_hash)
-        session, touch_due = self._live(seen, token_hash, now)
+        session, touch_due = self.session_of(seen, token_hash, now)
         if touch_due:
             with self.db.write() as conn:
                 self._touch(conn, token_hash, now)
@@ -114,7 +114,7 @@ class AuthService:
         anyway (issue or redeem a random) costs one transaction, not a read plus a write."""
         now = self.now_ms()
         seen = tokens.last_seen(conn, token_hash)
-        session, touch_due = self._live(seen, token_hash, now)
+        session, touch_due = self.session_of(seen, token_hash, now)
         if touch_due:
             self._touch(conn, token_hash, now)
         return session
@@ -122,14 +122,10 @@ class AuthService:
     def session_of(
         self, seen: tokens.Seen | None, token_hash: str, now: int
     ) -> tuple[Session, bool]:
-        """``authenticate_in`` of a session already read (``tokens.last_seen``), without its
-        write: the session, and whether its sliding mark is due one (the caller then
+        """``(the session, whether the sliding mark is due a write)`` of a session read as
+        ``tokens.last_seen`` reads it (the scope with the token), or the errno of a dead token:
+        ``authenticate_in`` without its write (a caller that finds the mark due then
         authenticates in a write transaction instead)."""
-        return self._live(seen, token_hash, now)
-
-    def _live(self, seen: tokens.Seen | None, token_hash: str, now: int) -> tuple[Session, bool]:
-        """``(the session, whether the sliding mark is due a write)``, or the errno of a dead
-        token. ``seen`` is ``tokens.last_seen``: the scope is read with the token."""
         if seen is None:
             raise ApiError(Errno.TOKEN_UNKNOWN, "token never issued, logged out or purged")
         account, last_seen_ms, extensions, login_ip = seen

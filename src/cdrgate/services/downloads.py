@@ -33,7 +33,7 @@ from cdrgate.services.export import (
 )
 from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms, server_keys, session_day
+from cdrgate.storage import cdrs, randoms, server_keys, session_day, tokens
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
@@ -424,20 +424,24 @@ class DownloadService:
             now = self.auth.now_ms()
             if expires_ms <= now:
                 return None
-            # The token and, when it can answer this download, the day's lines: on PostgreSQL
-            # one statement (``storage/session_day.py``).
-            unscoped = flt.query()
-            read = session_day.read(
-                conn, token_hash, now - TOUCH_EVERY_MS, ask.client_ip, unscoped, PAGE_ROWS
-            )
+            read = None
+            if self.db.dialect == "postgresql" and flt.selector != ALL:
+                # The token and, when it can answer this download, the day's lines in one
+                # statement (``storage/session_day.py``); on SQLite the two reads cost no round
+                # trip, so the token is read here and the day below, once the token allows it.
+                fresh_after = now - TOUCH_EVERY_MS
+                read = session_day.read(
+                    conn, token_hash, fresh_after, ask.client_ip, flt.query(), PAGE_ROWS
+                )
+            seen = tokens.last_seen(conn, token_hash) if read is None else read.seen
             # A dead token raises its errno here, as ``authenticate_in`` does.
-            session, touch_due = self.auth.session_of(read.seen, token_hash, now)
+            session, touch_due = self.auth.session_of(seen, token_hash, now)
             if touch_due or ask.client_ip != session.login_ip:
                 return None
-            if session.scope is None:
-                whole = None if read.day is None else self._page(unscoped, read.day)
-            else:
+            if read is None or session.scope is not None:
                 whole = self._whole_result(conn, flt.query(session.scope))
+            else:  # read with the token (None: more than a page)
+                whole = None if read.day is None else self._page(flt.query(), read.day)
             if whole is None:
                 return None
             spent = randoms.RandomRow(

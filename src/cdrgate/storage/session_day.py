@@ -52,21 +52,12 @@ def read(
     most: int,
 ) -> SessionDay:
     """The session of ``token_hash`` and, when the download can be answered from it, the lines
-    of ``query`` (no scope) if there are at most ``most``: when the session was seen after
-    ``fresh_after_ms`` (live, its sliding mark not due), logged in from ``client_ip``, and its
-    account has no scope. One statement on PostgreSQL for extensions; else
-    ``tokens.last_seen``, then ``cdrs.read_whole``."""
-    raw = postgres_driver(conn)
-    if raw is None or query.extensions is None:
-        seen = tokens.last_seen(conn, token_hash)
-        if (
-            seen is None
-            or seen.last_seen_ms <= fresh_after_ms
-            or seen.login_ip != client_ip
-            or seen.extensions is not None
-        ):
-            return SessionDay(seen, None)
-        return SessionDay(seen, cdrs.read_whole(conn, query, most))
+    of ``query`` (extensions, no scope) if there are at most ``most``: when the session was
+    seen after ``fresh_after_ms`` (live, its sliding mark not due), logged in from
+    ``client_ip``, and its account has no scope. On PostgreSQL only: on SQLite the token's
+    read and the day's cost no round trip, and the caller makes them apart (the day only once
+    the token is known to allow it), as before this statement."""
+    assert query.extensions is not None, "the one statement reads extensions"
     params = {
         "hash": token_hash,
         "fresh_after": fresh_after_ms,
@@ -76,7 +67,7 @@ def read(
         "end": query.end_ts,
         "limit": most + 1,
     }
-    row = _statement(len(query.extensions)).run(raw, params).fetchone()
+    row = _statement(len(query.extensions)).run(postgres_driver(conn), params).fetchone()
     if row is None:
         return SessionDay(None, None)
     day: list[str] | None = row[4]
