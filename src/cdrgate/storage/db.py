@@ -643,14 +643,8 @@ class Database:
             yield conn
 
     @staticmethod
-    @contextmanager
-    def _in_autocommit(engine: Engine) -> Iterator[Connection]:
-        # No ``conn.begin()``: in autocommit its BEGIN and COMMIT reach no database, but the
-        # calls through SQLAlchemy and psycopg cost ~100 us of CPU a block (seventeenth round).
-        # A Core statement run in the block still autobegins, and the rollback at close
-        # changes nothing either.
-        with _translate_errors(), engine.connect() as conn:
-            yield conn
+    def _in_autocommit(engine: Engine) -> AbstractContextManager[Connection]:
+        return _Autocommit(engine)
 
     @contextmanager
     def read_export(self) -> Iterator[Connection]:
@@ -858,6 +852,50 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
 
 def _driver_error(exc: sqlite3.OperationalError) -> StorageUnavailable:
     return StorageUnavailable(str(exc).splitlines()[0])
+
+
+class _Autocommit:
+    """``Database.autocommit()`` and ``read(one_statement=True)`` on PostgreSQL: a connection of
+    the statements' pool (always in autocommit), closed on exit, errors translated as
+    ``_translate_errors`` does. No ``conn.begin()``: in autocommit its BEGIN and COMMIT reach
+    no database, but the calls through SQLAlchemy and psycopg cost ~100 us of CPU a block
+    (seventeenth round); a Core statement run in the block still autobegins, and the rollback
+    at close changes nothing either.
+
+    A class, not a generator, as ``_LoopWrite``: every request of a PostgreSQL flow opens one,
+    and the two nested generator context managers it replaced cost ~10 us a block
+    (bench/RESULTS.md, twentieth round)."""
+
+    __slots__ = ("conn", "engine")
+    conn: Connection  # set on entry
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Connection:
+        try:
+            self.conn = self.engine.connect()
+        except Exception as exc:
+            error = _storage_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return self.conn
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        try:
+            self.conn.close()
+        except Exception as closing:
+            error = _storage_error(closing)
+            if error is None:
+                raise
+            raise error from closing
+        if isinstance(exc, Exception):
+            translated = _storage_error(exc)
+            if translated is not None:
+                raise translated from exc
 
 
 class _LoopWrite:
