@@ -105,3 +105,20 @@ def test_a_process_keeps_at_most_15_connections_besides_the_downloads_pool(db):
         pytest.skip("PostgreSQL's pools")
     pools = [db.engine.pool, db._one_statement.pool]
     assert sum(pool.size() + pool._max_overflow for pool in pools) == 15
+
+
+def test_an_autocommit_block_answers_a_lost_connection_as_storage_unavailable(db):
+    """A flow's autocommit block returns its connection to the pool, and a connection lost
+    inside it is StorageUnavailable (errno 30003), not a driver error (a 500)."""
+    statements = db.autocommit()
+    if statements is None:
+        pytest.skip("PostgreSQL's connections")
+    with statements as conn:
+        assert db.connections_in_use() == 1
+    assert db.connections_in_use() == 0
+    with pytest.raises(StorageUnavailable), db.read(one_statement=True) as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with db.read() as admin:  # as a restart or a failover does
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        conn.exec_driver_sql("SELECT 1")
+    assert db.connections_in_use() == 0
