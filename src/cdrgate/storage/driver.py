@@ -59,6 +59,25 @@ def runner(raw: sqlite3.Connection) -> sqlite3.Connection | sqlite3.Cursor:
     return raw if kept is None else kept
 
 
+# ``postgres_runner``'s cursor, an attribute of the psycopg connection it runs on.
+_KEPT_CURSOR = "cdrgate_kept_cursor"
+
+
+def postgres_runner(raw: Any) -> Any:
+    """What runs a statement whose result is read whole before the next statement on ``raw``
+    (a ``psycopg.Connection``): a cursor kept on it, made on its first statement. As
+    ``sqlite3``'s, psycopg's ``Connection.execute`` makes a cursor per statement: ~25-45 us of
+    the client's ~100-160 us of CPU for a one-row lookup (bench/RESULTS.md, twentieth round).
+    Kept on the connection itself, so that it lives and ends with it (a table keyed by the
+    connection would keep both alive: a cursor refers to its connection); a connection is used
+    by one thread at a time (the pool's checkout)."""
+    kept = getattr(raw, _KEPT_CURSOR, None)
+    if kept is None:
+        kept = raw.cursor()
+        setattr(raw, _KEPT_CURSOR, kept)
+    return kept
+
+
 def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
     """The ``sqlite3`` connection under ``conn`` (in its transaction), None on PostgreSQL."""
     if conn.dialect.name != "sqlite":
@@ -183,6 +202,10 @@ class PostgresStatement(DriverStatement):
     def run(self, raw: Any, params: Mapping[str, Any]) -> Any:
         return raw.execute(self.sql, self.args(params))
 
+    def run_at_once(self, raw: Any, params: Mapping[str, Any]) -> Any:
+        """``run``, for a result read whole before the next statement (``postgres_runner``)."""
+        return postgres_runner(raw).execute(self.sql, self.args(params))
+
 
 @dataclass(frozen=True)
 class _Constant:
@@ -247,7 +270,7 @@ class HotStatement:
             return row_id
         postgres = postgres_driver(conn)
         if postgres is not None:
-            row = self.postgres.run(postgres, params).fetchone()
+            row = self.postgres.run_at_once(postgres, params).fetchone()
             assert row is not None, "an INSERT ... RETURNING of one row has its key"
             return int(row[0])
         key = conn.execute(self.core, dict(params)).inserted_primary_key
@@ -262,5 +285,5 @@ class HotStatement:
             return self.sqlite.run_at_once(raw, params)  # read whole by first and rowcount
         postgres = postgres_driver(conn)
         if postgres is not None:
-            return self.postgres.run(postgres, params)
+            return self.postgres.run_at_once(postgres, params)  # as SQLite's
         return None

@@ -67,7 +67,8 @@ def read(
         "end": query.end_ts,
         "limit": most + 1,
     }
-    row = _statement(len(query.extensions)).run(postgres_driver(conn), params).fetchone()
+    statement = _statement(len(query.extensions))
+    row = statement.run_at_once(postgres_driver(conn), params).fetchone()
     if row is None:
         return SessionDay(None, None)
     day: list[str] | None = row[4]

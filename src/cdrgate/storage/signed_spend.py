@@ -83,5 +83,5 @@ def spend_audited(conn: Connection, spent: RandomRow, record: Mapping[str, Any])
     raw = postgres_driver(conn)
     assert raw is not None, "PostgreSQL or SQLite"
     params = {**spent._asdict(), **{_AUDIT + name: record[name] for name in _AUDIT_COLUMNS}}
-    row = _statement().run(raw, params).fetchone()
+    row = _statement().run_at_once(raw, params).fetchone()
     return None if row is None else int(row[0])
