@@ -146,3 +146,21 @@ def test_a_store_connection_runs_its_hot_statements_on_one_kept_cursor(tmp_path)
             assert raw.kept.description == (("account", None, None, None, None, None, None),)
     finally:
         db.dispose()
+
+
+def test_a_postgres_connection_runs_its_hot_statements_on_one_kept_cursor(db) -> None:
+    """As SQLite's: psycopg's ``Connection.execute`` made a cursor per statement."""
+    if db.is_sqlite:
+        pytest.skip("psycopg's connection")
+    set_api_user(db, "api", "pw", NOW)
+    with db.write() as conn:
+        tokens.create(conn, "t" * 64, "api", "127.0.0.1", NOW, {})
+        raw = driver.postgres_driver(conn)
+        assert tokens.last_seen(conn, "t" * 64) == ("api", NOW, None, "127.0.0.1")
+        kept = driver.postgres_runner(raw)
+        # Each result is read whole before the next statement, so one cursor serves all.
+        assert tokens.touch(conn, "t" * 64, NOW + 1, IDLE_MS) == "api"
+        assert tokens.touch(conn, "u" * 64, NOW + 1, IDLE_MS) is None
+        assert tokens.last_seen(conn, "u" * 64) is None
+        assert driver.postgres_runner(raw) is kept
+        assert kept.description[0].name == "account"
