@@ -30,6 +30,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 from typing import BinaryIO
 
@@ -52,11 +53,11 @@ _ROWS = "cdr_file_rows"
 # memory (_SORT_MEMORY).
 CHUNK_BYTES = 8 << 20
 _FIELDS = ", ".join(CSV_COLUMNS)
-_BOM = "\ufeff".encode()
+BOM = "\ufeff".encode()
 
 # ``n`` numbers the rows as they are copied: the INSERT takes them in that order, so ids
 # follow the file. Dropped at commit (or with the rolled-back transaction that made it).
-_CREATE_STAGE = (
+CREATE_STAGE = (
     f"CREATE TEMP TABLE {STAGE} ("
     + ", ".join(f"{name} text" for name in CSV_COLUMNS)
     + ", n bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
@@ -135,7 +136,7 @@ def _select_sql(quoting: bool, headers: bool, ids: bool = False) -> str:
 
 
 @cache
-def _insert_sql(target: str, quoting: bool, headers: bool) -> str:
+def insert_sql(target: str, quoting: bool, headers: bool) -> str:
     return (
         f"INSERT INTO {target} ({', '.join(COLUMNS)}) {_select_sql(quoting, headers)} "
         "ON CONFLICT DO NOTHING"
@@ -155,17 +156,20 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
     """Insert every row of a Yeastar file, from its start, with ``inserter`` (in its
     transaction, on ``conn``, file order); returns the rows per (type, status). Raises
     :class:`Doubt` when the Python path must read the file instead (the caller rolls back)."""
+    # Imported here: it builds on this module's pieces.
+    from cdrgate.ingest import yeastar_pg_empty
+
     kinds: Kinds = Counter()
     try:
-        # DateStyle: see _VALID. work_mem: each chunk's rows (~30 MB) sorted into file order
-        # in memory, not through temporary files.
-        conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
-        conn.exec_driver_sql(_CREATE_STAGE)
+        set_up(conn)
+        if yeastar_pg_empty.applies(conn, stream):
+            yeastar_pg_empty.load(conn, stream, inserter, kinds)
+            return kinds
+        conn.exec_driver_sql(CREATE_STAGE)
         new_months = NewMonths(conn)
-        for number, block in enumerate(_blocks(stream)):
+        for number, block in enumerate(blocks(stream)):
             if number == 0:
-                block = block.removeprefix(_BOM)
+                block = block.removeprefix(BOM)
             _load_block(conn, block, inserter, kinds, new_months)
         # The rows stored in cdr are counted before the months apart join them there.
         inserter.flush()
@@ -176,9 +180,26 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
     return kinds
 
 
-def _load_block(
-    conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds, new_months: NewMonths
-) -> None:
+def set_up(conn: Connection) -> None:
+    """The settings of a transaction that converts chunks (``conn``'s, to its end)."""
+    # DateStyle: see _VALID. work_mem: each chunk's rows (~30 MB) sorted into file order in
+    # memory, not through temporary files.
+    conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk as copied into the stage table."""
+
+    rows: int  # not counting header rows
+    months: Counter[int]  # rows per month (its first second), as far as the survey reads them
+    quoting: bool  # not plain: fields may need quotes in ``line``
+    headers: bool  # holds header rows
+
+
+def copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> Chunk:
+    """``block`` into the (emptied) stage table, surveyed; its rows counted in ``kinds``."""
     plain = _is_plain(block)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -191,7 +212,7 @@ def _load_block(
                     copy.write_row(row)
         copied = max(int(cursor.rowcount), 0)
         rows = 0
-        months: Counter[int] = Counter()  # rows per month (its first second)
+        months: Counter[int] = Counter()
         for header, month, type_, status, count in cursor.execute(_SURVEY):
             if header:
                 continue
@@ -202,6 +223,14 @@ def _load_block(
                 months[calendar.timegm((int(found[1]), int(found[2]), 1, 0, 0, 0))] += count
     finally:
         cursor.close()
+    return Chunk(rows, months, not plain, rows < copied)
+
+
+def _load_block(
+    conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds, new_months: NewMonths
+) -> None:
+    chunk = copy_chunk(conn, block, kinds)
+    rows, months = chunk.rows, chunk.months
     if not rows:
         return
     # Months a bad time names (say 0000-01) fail here or in the INSERT: a Doubt either way.
@@ -209,11 +238,11 @@ def _load_block(
     if stored or not apart:
         ensure_months(conn, stored)
     serialise_cdr_inserts(conn)
-    quoting, headers = not plain, rows < copied
+    quoting, headers = chunk.quoting, chunk.headers
     if not apart:
-        inserter.add_selected(_insert_sql("cdr", quoting, headers), rows)
+        inserter.add_selected(insert_sql("cdr", quoting, headers), rows)
     elif not stored and sum(months.values()) == rows:
-        sql = _insert_sql(new_months.loading, quoting, headers)
+        sql = insert_sql(new_months.loading, quoting, headers)
         inserter.add_apart(rows, max(int(conn.exec_driver_sql(sql).rowcount), 0))
     else:
         _load_mixed(conn, inserter, new_months, apart, rows, _select_sql(quoting, headers, True))
@@ -247,7 +276,7 @@ def _load_mixed(
     conn.exec_driver_sql(f"DROP TABLE {_ROWS}")
 
 
-def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+def blocks(stream: BinaryIO) -> Iterator[bytes]:
     """The file in pieces of whole lines (cut after a line feed)."""
     rest = b""
     while block := stream.read(CHUNK_BYTES):

@@ -1,0 +1,328 @@
+"""A Yeastar file into an empty PostgreSQL store, on two connections: one loads the rows
+while the import's own connection builds the months already loaded.
+
+Why: on one connection the import's backend COPYs and converts the whole file, then builds
+every month's indexes and counts it, one core idle all along; the builds and counts were
+~45 % of its statements (bench/RESULTS.md, "Issue 17, the PostgreSQL import on two
+connections (twentieth round)"). Here:
+
+- **the loader**, a connection of its own, does per chunk what ``yeastar_pg`` does (COPY
+  into its stage table, the same checks and conversion in one INSERT ... SELECT), into a
+  table per month (``cdr_import_<loader pid>_<yyyymm>``, routed there by a partitioned
+  table of the same name without the month), and commits per chunk: another connection can
+  build only on committed rows;
+- **a month is taken as finished once a whole chunk has gone by without a row of it** (a
+  Yeastar file is written in time order). The loader then detaches it from the routing
+  table and hands it to **the builder**: the import's own connection, in a thread, builds
+  the month's indexes (``pg_months.build_indexes``: duplicates within it dropped, the first
+  in file order kept), adds a CHECK of its range (sparing the attach its scan) and counts it
+  into cdr_summary, in the import's transaction;
+- a row of a month already handed over (a file out of time order) goes into a new table of
+  that month, whose rows are added to the built one at the end in file order, ``ON CONFLICT
+  DO NOTHING`` (a duplicate of a row earlier in the file is skipped), counted as they go in;
+- at the end the months left are built, the late rows added, and under the partitions' DDL
+  lock every month is attached (``pg_months.attach``; inserted instead when its partition
+  was made meanwhile), then the import's transaction commits.
+
+The rules kept:
+
+- ids follow the file: rows take them from cdr's sequence as they go in, in file order; the
+  import's transaction holds the cdr insert lock from the start, so no other writer takes
+  one meanwhile (``pg_bulk``);
+- the store is empty (no row, no month partition), checked under that lock: no row of the
+  file can be a duplicate of a stored one;
+- readers never see half a file: the tables become partitions of cdr only in the import's
+  transaction, which commits once;
+- a row the SQL refuses raises on the loader as on one connection: ``Doubt``, the caller
+  rolls back and the Python path names the line;
+- a failed or interrupted import leaves the store as it was: the builder is stopped (its
+  statement cancelled), the import's transaction goes back to where this path began (a
+  savepoint: its locks on the tables are let go), and the loader drops every table it made.
+  A client killed outright cannot: its tables are dropped by the next import into an empty
+  store, their loader's backend being gone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection, Engine, text
+
+from cdrgate.ingest import yeastar_pg
+from cdrgate.ingest.yeastar_sql import Kinds
+from cdrgate.storage import partitions, pg_bulk, pg_months, summary
+from cdrgate.storage.cdrs import Inserter
+from cdrgate.storage.columns import COLUMNS
+
+PREFIX = "cdr_import_"  # + the loader's backend pid [+ "_" + yyyymm [+ "_" + chunk]]
+# A month is finished once this many whole chunks have gone by without a row of it.
+FINISHED_AFTER = 1
+_RANGE = "import_month_range"
+_NAMES = ", ".join(COLUMNS)
+
+
+@dataclass(frozen=True)
+class Month:
+    start: int
+    table: str
+    late: bool  # rows of a month already handed to the builder
+
+
+def applies(conn: Connection, stream: BinaryIO) -> bool:
+    """Whether ``stream`` (at its start) goes this way into ``conn``'s store: more than one
+    chunk (a second connection has nothing to overlap otherwise) into an empty store. Takes
+    the cdr insert lock (held to the commit) before looking, so the store stays empty."""
+    size = stream.seek(0, 2)
+    stream.seek(0)
+    if size <= yeastar_pg.CHUNK_BYTES:
+        return False
+    pg_bulk.serialise_cdr_inserts(conn)
+    if partitions.existing(conn):
+        return False
+    # Asked on another connection: a lock on cdr_default held to the commit would make
+    # other connections' partitions.ensure wait (pg_months._known_months).
+    with conn.engine.connect() as other:
+        stored = other.exec_driver_sql("SELECT EXISTS (SELECT FROM cdr)").scalar_one()
+        other.rollback()
+    return not stored
+
+
+def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -> None:
+    """Every row of the Yeastar file ``stream`` into the empty store (``applies``), in
+    ``conn``'s transaction as ``yeastar_pg.load`` does; ``kinds`` counts them."""
+    drop_orphans(conn.engine)
+    savepoint = conn.begin_nested()
+    conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
+    builder = _Builder(conn)
+    loader = _Loader(conn.engine)
+    try:
+        for number, block in enumerate(yeastar_pg.blocks(stream)):
+            if number == 0:
+                block = block.removeprefix(yeastar_pg.BOM)
+            rows, finished = loader.load(number, block, kinds)
+            builder.take(finished)
+            if rows:
+                inserter.add_apart(rows, rows)
+        builder.take(loader.finish())
+        dropped = builder.finish()
+        dropped += _add_late(conn, loader.late, builder.built)
+        dropped += _attach(conn, builder.built)
+        savepoint.commit()
+        inserter.inserted -= dropped
+    except BaseException:
+        builder.stop()
+        savepoint.rollback()  # the builder's locks on the loader's tables go with it
+        loader.drop_tables()
+        raise
+    finally:
+        loader.close()
+
+
+class _Loader:
+    """The loader's connection: each chunk into the months' tables, committed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect()
+        pid = int(self.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        self.conn.commit()
+        self.routing = f"{PREFIX}{pid}"
+        self.routed: dict[int, Month] = {}  # month start -> its table that rows go to now
+        self.last_seen: dict[int, int] = {}  # month start -> the last chunk holding a row of it
+        self.handed: set[int] = set()  # months handed to the builder
+        self.late: list[Month] = []
+        self.tables: list[str] = []  # every table made, for drop_tables
+        self.staged = False
+
+    def load(self, number: int, block: bytes, kinds: Kinds) -> tuple[int, list[Month]]:
+        """Chunk ``number`` in, committed; returns its rows and the months finished now."""
+        conn = self.conn
+        with conn.begin():
+            yeastar_pg.set_up(conn)
+            if not self.staged:
+                # Emptied per chunk; dropped with this connection's session (``close``).
+                conn.exec_driver_sql(yeastar_pg.CREATE_STAGE.removesuffix(" ON COMMIT DROP"))
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {self.routing} (LIKE cdr INCLUDING DEFAULTS) "
+                    "PARTITION BY RANGE (ts)"
+                )
+                self.tables.append(self.routing)
+                self.staged = True
+            chunk = yeastar_pg.copy_chunk(conn, block, kinds)
+            for start in chunk.months:
+                self.last_seen[start] = number
+                if start not in self.routed:
+                    self._route(start, number)
+            if chunk.rows:
+                sql = yeastar_pg.insert_sql(self.routing, chunk.quoting, chunk.headers)
+                conn.exec_driver_sql(sql)
+            finished = [
+                month
+                for start, month in self.routed.items()
+                if self.last_seen[start] <= number - FINISHED_AFTER
+            ]
+            self._detach(finished)
+        return chunk.rows, self._hand(finished)
+
+    def finish(self) -> list[Month]:
+        """The months still routed (the file is done), detached; the routing table dropped."""
+        with self.conn.begin():
+            months = list(self.routed.values())
+            self._detach(months)
+            self.conn.exec_driver_sql(f"DROP TABLE {self.routing}")
+        return self._hand(months)
+
+    def _route(self, start: int, number: int) -> None:
+        name = f"{self.routing}_{partitions.partition_name(start).removeprefix('cdr_p')}"
+        late = start in self.handed
+        if late:
+            name += f"_{number}"
+        self.conn.exec_driver_sql(
+            f"CREATE TABLE {name} PARTITION OF {self.routing} "
+            f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)})"
+        )
+        self.tables.append(name)
+        self.routed[start] = Month(start, name, late)
+
+    def _detach(self, months: Iterable[Month]) -> None:
+        for month in months:
+            self.conn.exec_driver_sql(f"ALTER TABLE {self.routing} DETACH PARTITION {month.table}")
+            del self.routed[month.start]
+
+    def _hand(self, months: list[Month]) -> list[Month]:
+        """The months detached and committed: the new ones for the builder; late ones kept."""
+        self.late += [month for month in months if month.late]
+        self.handed.update(month.start for month in months)
+        return [month for month in months if not month.late]
+
+    def drop_tables(self) -> None:
+        """Drop every table made (after the import's transaction let go of them). Bounded:
+        what is not dropped now is an orphan for the next import (``drop_orphans``)."""
+        if not self.tables:
+            return
+        self.conn.rollback()
+        with self.conn.begin():
+            self.conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.tables)}")
+
+    def close(self) -> None:
+        """End the loader's session: its stage table goes with it, and so does its backend,
+        which makes any table of it left behind an orphan."""
+        try:
+            self.conn.rollback()
+            if self.staged:
+                with self.conn.begin():
+                    self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {yeastar_pg.STAGE}")
+        finally:
+            self.conn.invalidate()
+            self.conn.close()
+
+
+class _Builder:
+    """The import's connection, in a thread, building each month handed to it in turn."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.todo: queue.SimpleQueue[Month | None] = queue.SimpleQueue()
+        self.built: list[Month] = []
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cdrgate-import-builder")
+        self.thread.start()
+
+    def take(self, months: list[Month]) -> None:
+        """Build ``months`` next; raises what stopped the builder, if anything did."""
+        if self.error is not None:
+            raise self.error
+        for month in months:
+            self.todo.put(month)
+
+    def finish(self) -> int:
+        """Once every month handed over is built: how many duplicates were dropped."""
+        self.todo.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.dropped
+
+    def stop(self) -> None:
+        """Stop at once (the import failed): the running statement cancelled."""
+        self.stopping.set()
+        self.todo.put(None)
+        if self.thread.is_alive():
+            driver: Any = self.conn.connection.driver_connection
+            driver.cancel_safe()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while (month := self.todo.get()) is not None and not self.stopping.is_set():
+                self.dropped += _build(self.conn, month)
+                self.built.append(month)
+        except BaseException as exc:  # the loader hears of it at its next chunk
+            self.error = exc
+
+
+def _build(conn: Connection, month: Month) -> int:
+    """``month``'s indexes, range CHECK and counts; returns the duplicates dropped."""
+    dropped = pg_months.build_indexes(conn, month.table)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {month.table} ADD CONSTRAINT {_RANGE} "
+        f"CHECK (ts >= {month.start} AND ts < {partitions.next_month(month.start)})"
+    )
+    summary.add_table(conn, month.table)
+    return dropped
+
+
+def _add_late(conn: Connection, late: list[Month], built: list[Month]) -> int:
+    """Each late table's rows into its month's built table, in file order, duplicates of the
+    rows before them skipped, counted as they go in; returns how many were skipped."""
+    tables = {month.start: month.table for month in built}
+    skipped = 0
+    for month in late:  # in the order they were made: file order
+        rows = int(conn.exec_driver_sql(f"SELECT count(*) FROM {month.table}").scalar_one())
+        skipped += rows - summary.insert_counted(
+            conn,
+            f"INSERT INTO {tables[month.start]} (id, {_NAMES}) "
+            f"SELECT id, {_NAMES} FROM {month.table} ORDER BY id",
+        )
+        conn.exec_driver_sql(f"DROP TABLE {month.table}")
+    return skipped
+
+
+def _attach(conn: Connection, built: list[Month]) -> int:
+    """Every month as cdr's partition (or its rows inserted when one was made meanwhile);
+    returns the rows skipped."""
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
+    skipped = 0
+    for month in built:
+        if pg_months.attach(conn, month.start, month.table):
+            name = partitions.partition_name(month.start)
+            conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {_RANGE}")
+        else:  # counted when built: uncounted first, then counted as inserted
+            summary.subtract_table(conn, month.table)
+            skipped += pg_months.insert(conn, month.start, month.table)
+    return skipped
+
+
+def drop_orphans(engine: Engine) -> None:
+    """Drop the tables of imports whose client was killed before it could (their loader's
+    backend is gone); on a connection of its own, committed at once."""
+    with engine.begin() as other:
+        orphans = other.execute(
+            text(
+                "SELECT c.relname FROM pg_class AS c "
+                "WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND c.relkind IN ('r', 'p') AND c.relname LIKE :prefix || '%' "
+                "AND NOT EXISTS (SELECT FROM pg_stat_activity AS a "
+                "WHERE c.relname = :bare || a.pid OR c.relname LIKE :prefix || a.pid || '\\_%')"
+            ),
+            {"prefix": PREFIX.replace("_", "\\_"), "bare": PREFIX},
+        ).scalars()
+        names = list(orphans)
+        if names:
+            other.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}")
