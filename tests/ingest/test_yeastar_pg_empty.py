@@ -113,11 +113,11 @@ def _interrupt_the_builder(monkeypatch: pytest.MonkeyPatch) -> None:
     build = yeastar_pg_empty._build
     built: list[Any] = []
 
-    def second_build_interrupted(conn: Any, month: Any) -> int:
+    def second_build_interrupted(*args: Any) -> int:
         if built:
             raise KeyboardInterrupt
-        built.append(month)
-        return build(conn, month)
+        built.append(args)
+        return build(*args)
 
     monkeypatch.setattr(yeastar_pg_empty, "_build", second_build_interrupted)
 

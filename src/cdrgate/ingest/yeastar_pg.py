@@ -200,7 +200,22 @@ class Chunk:
 
 def copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> Chunk:
     """``block`` into the (emptied) stage table, surveyed; its rows counted in ``kinds``."""
-    plain = _is_plain(block)
+    plain = is_plain(block)
+    copied = copy_block(conn, block, plain)
+    rows = 0
+    months: Counter[int] = Counter()
+    for header, month, type_, status, count in conn.exec_driver_sql(_SURVEY):
+        if header:
+            continue
+        rows += count
+        kinds[type_, status] += count
+        if (start := month_start(month)) is not None:
+            months[start] += count
+    return Chunk(rows, months, not plain, rows < copied)
+
+
+def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
+    """``block`` (``is_plain`` or not) into the emptied stage table; returns the lines copied."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(f"TRUNCATE {STAGE}")
@@ -210,20 +225,18 @@ def copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> Chunk:
             else:
                 for row in _csv_rows(block):
                     copy.write_row(row)
-        copied = max(int(cursor.rowcount), 0)
-        rows = 0
-        months: Counter[int] = Counter()
-        for header, month, type_, status, count in cursor.execute(_SURVEY):
-            if header:
-                continue
-            rows += count
-            kinds[type_, status] += count
-            found = _MONTH.fullmatch(month)
-            if found and int(found[1]) >= 1 and 1 <= int(found[2]) <= 12:
-                months[calendar.timegm((int(found[1]), int(found[2]), 1, 0, 0, 0))] += count
+        return max(int(cursor.rowcount), 0)
     finally:
         cursor.close()
-    return Chunk(rows, months, not plain, rows < copied)
+
+
+def month_start(month: str) -> int | None:
+    """The first second of the month ``month`` ("yyyy-mm", as a time starts) names; None
+    when it names none (the row's time is refused anyway)."""
+    found = _MONTH.fullmatch(month)
+    if found and int(found[1]) >= 1 and 1 <= int(found[2]) <= 12:
+        return calendar.timegm((int(found[1]), int(found[2]), 1, 0, 0, 0))
+    return None
 
 
 def _load_block(
@@ -289,7 +302,7 @@ def blocks(stream: BinaryIO) -> Iterator[bytes]:
         yield rest
 
 
-def _is_plain(block: bytes) -> bool:
+def is_plain(block: bytes) -> bool:
     """Whether the server's CSV parser reads ``block`` as the csv module would: no quote
     (where the two differ), no blank line (the csv module skips it, COPY refuses it), CR only
     before LF, and no line ``\\.`` (COPY's end-of-data marker)."""
