@@ -12,7 +12,8 @@
 # other rows (the same months, other callids; made once per build, as its migrations may
 # differ), each into a fresh database. Printed per run: wall and CPU seconds of the cdrgate
 # process (user+sys), the server's CPU seconds (its finished backends, from the postmaster's
-# reaped children) and the load average. Bounded: each run is killed after TIMEOUT (300) s.
+# reaped children; autovacuum is off meanwhile) and the load average. Bounded: each run is
+# killed after TIMEOUT (300) s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 URL=${CDRGATE_TEST_POSTGRES:?run this under scripts/with-postgres.sh}
@@ -28,6 +29,14 @@ COLUMNS_SQL="callid text, timestart text, callfrom text, callto text, callduract
 
 export PGOPTIONS="-c client_min_messages=warning"
 sql() { psql "$URL" -qAtX -c "$1"; }
+
+# No autovacuum while measuring: the postmaster reaps its workers too, and their vacuum and
+# analyze of a store made just before (5.7 s of CPU for a 1M-row store below) landed in
+# whichever run was going on: +10.8 s in the nineteenth round's first import (bench/
+# RESULTS.md, twentieth round). Each run's figure is then its own work.
+sql "ALTER SYSTEM SET autovacuum = off" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
+trap 'sql "ALTER SYSTEM RESET autovacuum" >/dev/null; sql "SELECT pg_reload_conf()" >/dev/null' EXIT
 
 # The postmaster reaps every backend, so its children's CPU grows by what each finished
 # connection used.
@@ -88,6 +97,8 @@ sed -E '2,$ s/^([^,]*),/\1b,/' "$FILE" >"$OTHER"
 for build in $BUILDS; do
   fresh "full_${build%%=*}"
   "${build#*=}" import "$OTHER" --database "$BASE/full_${build%%=*}" >/dev/null 2>&1
+  # What autovacuum would have done to a store in use (runs copy it as their template).
+  psql "$BASE/full_${build%%=*}" -qAtX -c "VACUUM (ANALYZE)" >/dev/null
 done
 
 for round in $(seq "$ROUNDS"); do

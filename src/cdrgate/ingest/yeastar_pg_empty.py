@@ -70,8 +70,9 @@ STAGE = yeastar_pg.STAGE
 # row has (text alike in some other field) only makes an empty table; a row whose month is
 # not found here (a time of another shape) has no table to go to: an error, so a Doubt.
 _MONTH_OF_LINE = re.compile(rb"\n[^,\n]*,([0-9]{4}-[0-9]{2})")
-# Every header row has it (cdr.is_header; yeastar_pg._HEADER), in any case.
-_HEADER_WORD = re.compile(rb"(?i)timestart")
+# Every header row has it, in some case (cdr.is_header; yeastar_pg._HEADER). Looked for in
+# the chunk made lower case: 12 ms a chunk against 48 ms for a case-blind regex.
+_HEADER_WORD = b"timestart"
 _NAMES = ", ".join(COLUMNS)
 
 
@@ -169,7 +170,7 @@ class _Loader:
                 if start not in self.routed:
                     self._route(start, number)
             # Header rows are looked for (and skipped) only in a chunk that may hold one.
-            headers = not plain or _HEADER_WORD.search(block) is not None
+            headers = not plain or _HEADER_WORD in block.lower()
             sql = yeastar_pg.insert_sql(self.routing, not plain, headers)
             # No unique index on the months' tables yet: every row copied goes in.
             rows = max(int(conn.exec_driver_sql(sql).rowcount), 0)
