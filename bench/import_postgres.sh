@@ -36,7 +36,9 @@ sql() { psql "$URL" -qAtX -c "$1"; }
 # RESULTS.md, twentieth round). Each run's figure is then its own work.
 sql "ALTER SYSTEM SET autovacuum = off" >/dev/null
 sql "SELECT pg_reload_conf()" >/dev/null
-trap 'sql "ALTER SYSTEM RESET autovacuum" >/dev/null; sql "SELECT pg_reload_conf()" >/dev/null' EXIT
+# This run's own files: another run of this script may go on meanwhile.
+SCRATCH=$(mktemp -d /tmp/import_postgres.XXXXXX)
+trap 'sql "ALTER SYSTEM RESET autovacuum" >/dev/null; sql "SELECT pg_reload_conf()" >/dev/null; rm -rf "$SCRATCH"' EXIT
 
 # The postmaster reaps every backend, so its children's CPU grows by what each finished
 # connection used.
@@ -61,11 +63,11 @@ measure() {  # measure LABEL DB COMMAND...
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   settled "$db"
   before=$(server_cpu)
-  /usr/bin/time -o /tmp/import_postgres.time -f "%e %U %S" timeout "$TIMEOUT" "$@" \
-    >/dev/null 2>/tmp/import_postgres.err || echo "FAILED: $label: $(tail -n 3 /tmp/import_postgres.err)"
+  /usr/bin/time -o $SCRATCH/time -f "%e %U %S" timeout "$TIMEOUT" "$@" \
+    >/dev/null 2>$SCRATCH/err || echo "FAILED: $label: $(tail -n 3 $SCRATCH/err)"
   settled "$db"
   after=$(server_cpu)
-  read -r wall user sys </tmp/import_postgres.time
+  read -r wall user sys <$SCRATCH/time
   printf "RESULT %-22s wall %6.2f s  client cpu %5.2f s  server cpu %6.2f s  load %s\n" \
     "$label" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$after - $before" | bc)" "$load"
   sql "DROP DATABASE IF EXISTS $db" >/dev/null
@@ -92,7 +94,7 @@ seed_run() {  # seed_run LABEL CDRGATE
   measure "$1" bench_seed "$2" seed --count 1000000 --database "$BASE/bench_seed"
 }
 
-OTHER=/tmp/import_postgres_other.csv
+OTHER=$SCRATCH/other.csv
 sed -E '2,$ s/^([^,]*),/\1b,/' "$FILE" >"$OTHER"
 for build in $BUILDS; do
   fresh "full_${build%%=*}"
@@ -111,4 +113,3 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 for build in $BUILDS; do sql "DROP DATABASE full_${build%%=*}" >/dev/null; done
-rm -f "$OTHER"
