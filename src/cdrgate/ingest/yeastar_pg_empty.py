@@ -49,10 +49,12 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from cdrgate.ingest import yeastar_pg
 from cdrgate.ingest.yeastar_sql import Kinds
@@ -108,9 +110,10 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -
     drop_orphans(conn.engine)
     savepoint = conn.begin_nested()
     conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
-    builder = _Builder(conn)
     loader = _Loader(conn.engine)
+    builder = _Builder(conn)
     try:
+        builder.start()
         for number, block in enumerate(yeastar_pg.blocks(stream)):
             if number == 0:
                 block = block.removeprefix(yeastar_pg.BOM)
@@ -226,19 +229,24 @@ class _Loader:
         what is not dropped now is an orphan for the next import (``drop_orphans``)."""
         if not self.tables:
             return
-        self.conn.rollback()
-        with self.conn.begin():
-            self.conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.tables)}")
+        # Not raised: the import's own error is the one to report.
+        with suppress(DBAPIError):
+            self.conn.rollback()
+            with self.conn.begin():
+                self.conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.tables)}")
 
     def close(self) -> None:
         """End the loader's session: its stage table goes with it, and so does its backend,
         which makes any table of it left behind an orphan."""
         try:
-            self.conn.rollback()
-            if self.staged:
-                with self.conn.begin():
-                    self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {yeastar_pg.STAGE}")
+            # Dropped first all the same: a session's end drops it only after the client
+            # has gone. Not raised (a broken connection): the session ends anyway.
+            with suppress(DBAPIError):
+                self.conn.rollback()
+                if self.staged:
+                    with self.conn.begin():
+                        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
         finally:
             self.conn.invalidate()
             self.conn.close()
@@ -256,6 +264,8 @@ class _Builder:
         self.error: BaseException | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="cdrgate-import-builder")
+
+    def start(self) -> None:
         self.thread.start()
 
     def take(self, months: list[Month]) -> None:
@@ -280,7 +290,8 @@ class _Builder:
         if self.thread.is_alive():
             driver: Any = self.conn.connection.driver_connection
             driver.cancel_safe()
-        self.thread.join()
+        if self.thread.ident is not None:  # started
+            self.thread.join()
 
     def _run(self) -> None:
         try:
