@@ -56,11 +56,11 @@ _FIELDS = ", ".join(CSV_COLUMNS)
 BOM = "\ufeff".encode()
 
 # ``n`` numbers the rows as they are copied: the INSERT takes them in that order, so ids
-# follow the file. Dropped at commit (or with the rolled-back transaction that made it).
+# follow the file.
 CREATE_STAGE = (
     f"CREATE TEMP TABLE {STAGE} ("
     + ", ".join(f"{name} text" for name in CSV_COLUMNS)
-    + ", n bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
+    + ", n bigint GENERATED ALWAYS AS IDENTITY)"
 )
 # FORCE_NOT_NULL: an empty unquoted field is '' (as the csv module reads it), not NULL.
 _COPY_CSV = f"COPY {STAGE} ({_FIELDS}) FROM STDIN (FORMAT csv, FORCE_NOT_NULL ({_FIELDS}))"
@@ -165,7 +165,8 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
         if yeastar_pg_empty.applies(conn, stream):
             yeastar_pg_empty.load(conn, stream, inserter, kinds)
             return kinds
-        conn.exec_driver_sql(CREATE_STAGE)
+        # Dropped at commit (or with the rolled-back transaction that made it).
+        conn.exec_driver_sql(f"{CREATE_STAGE} ON COMMIT DROP")
         new_months = NewMonths(conn)
         for number, block in enumerate(blocks(stream)):
             if number == 0:

@@ -159,7 +159,7 @@ class _Loader:
             yeastar_pg.set_up(conn)
             if not self.staged:
                 # Emptied per chunk; dropped with this connection's session (``close``).
-                conn.exec_driver_sql(yeastar_pg.CREATE_STAGE.removesuffix(" ON COMMIT DROP"))
+                conn.exec_driver_sql(yeastar_pg.CREATE_STAGE)
                 conn.exec_driver_sql(
                     f"CREATE TABLE {self.routing} (LIKE cdr INCLUDING DEFAULTS) "
                     "PARTITION BY RANGE (ts)"
