@@ -53,7 +53,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from cdrgate.ingest import yeastar_pg
@@ -107,7 +107,7 @@ def applies(conn: Connection, stream: BinaryIO) -> bool:
 def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -> None:
     """Every row of the Yeastar file ``stream`` into the empty store (``applies``), in
     ``conn``'s transaction as ``yeastar_pg.load`` does; ``kinds`` counts them."""
-    drop_orphans(conn.engine)
+    pg_bulk.drop_orphan_tables(conn.engine, PREFIX)
     savepoint = conn.begin_nested()
     conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
     loader = _Loader(conn.engine)
@@ -226,7 +226,7 @@ class _Loader:
 
     def drop_tables(self) -> None:
         """Drop every table made (after the import's transaction let go of them). Bounded:
-        what is not dropped now is an orphan for the next import (``drop_orphans``)."""
+        what is not dropped now is an orphan for the next import (``pg_bulk.drop_orphan_tables``)."""
         if not self.tables:
             return
         # Not raised: the import's own error is the one to report.
@@ -363,22 +363,3 @@ def _attach(conn: Connection, built: list[Month]) -> int:
             summary.subtract_table(conn, month.table)
             skipped += pg_months.insert(conn, month.start, month.table)
     return skipped
-
-
-def drop_orphans(engine: Engine) -> None:
-    """Drop the tables of imports whose client was killed before it could (their loader's
-    backend is gone); on a connection of its own, committed at once."""
-    with engine.begin() as other:
-        orphans = other.execute(
-            text(
-                "SELECT c.relname FROM pg_class AS c "
-                "WHERE c.relnamespace = current_schema()::regnamespace "
-                "AND c.relkind IN ('r', 'p') AND c.relname LIKE :prefix || '%' "
-                "AND NOT EXISTS (SELECT FROM pg_stat_activity AS a "
-                "WHERE c.relname = :bare || a.pid OR c.relname LIKE :prefix || a.pid || '\\_%')"
-            ),
-            {"prefix": PREFIX.replace("_", "\\_"), "bare": PREFIX},
-        ).scalars()
-        names = list(orphans)
-        if names:
-            other.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, text
 
 from cdrgate.storage import partitions
 
@@ -95,3 +95,24 @@ def copy_rows(conn: Connection, columns: Sequence[str], rows: Sequence[tuple[obj
         return max(int(cursor.rowcount), 0)
     finally:
         cursor.close()
+
+
+def drop_orphan_tables(engine: Engine, prefix: str) -> None:
+    """Drop the tables named ``prefix`` + a backend's pid [+ "_" + anything] whose backend is
+    gone: left by a bulk load (a seed's or an import's months made on connections of their
+    own) whose client was killed before it could drop them. On a connection of its own,
+    committed at once."""
+    with engine.begin() as other:
+        orphans = other.execute(
+            text(
+                "SELECT c.relname FROM pg_class AS c "
+                "WHERE c.relnamespace = current_schema()::regnamespace "
+                "AND c.relkind IN ('r', 'p') AND c.relname LIKE :like || '%' "
+                "AND NOT EXISTS (SELECT FROM pg_stat_activity AS a "
+                "WHERE c.relname = :prefix || a.pid OR c.relname LIKE :like || a.pid || '\\_%')"
+            ),
+            {"like": prefix.replace("_", "\\_"), "prefix": prefix},  # "_" is LIKE's any character
+        ).scalars()
+        names = list(orphans)
+        if names:
+            other.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(names)}")

@@ -21,7 +21,7 @@ seed are kept this way:
 - a failed or interrupted seed (Ctrl-C and SIGTERM are exceptions here) leaves nothing: the
   helpers are stopped (their statements cancelled), then every table this seed may have made
   is dropped. A client killed outright cannot do that: the tables, named after the seed's
-  backend, are dropped by the next seed (``_drop_orphans``).
+  backend, are dropped by the next seed (``pg_bulk.drop_orphan_tables``).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _store(
     months: list[Month],
     progress: Callable[[int], None] | None,
 ) -> int:
-    _drop_orphans(conn.engine)
+    pg_bulk.drop_orphan_tables(conn.engine, _PREFIX)
     first_id = pg_bulk.reserve_ids(conn, plan.count)
     with _Helpers(conn.engine, plan, months, first_id - 1) as helpers:
         for month in helpers.made():
@@ -291,20 +291,3 @@ def _drop(engine: Engine, months: list[Month]) -> None:
     names = ", ".join(month.table for month in months)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {names}")
-
-
-def _drop_orphans(engine: Engine) -> None:
-    """Drop the tables of seeds whose client was killed before it could (their backend is
-    gone); on a connection of its own, committed at once."""
-    with engine.begin() as other:
-        orphans = other.execute(
-            text(
-                "SELECT c.relname FROM pg_class AS c "
-                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' "
-                "AND c.relname LIKE :prefix || '%' AND NOT EXISTS (SELECT FROM "
-                "pg_stat_activity AS a WHERE c.relname LIKE :prefix || a.pid || '\\_%')"
-            ),
-            {"prefix": _PREFIX.replace("_", "\\_")},  # "_" is LIKE's any character
-        ).scalars()
-        for name in list(orphans):
-            other.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
