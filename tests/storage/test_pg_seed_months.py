@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate, slots
-from cdrgate.storage import partitions, pg_months
+from cdrgate.storage import partitions, pg_months, summary
 from cdrgate.storage.db import Database
 from cdrgate.storage.pg_seed_months import making_order, plan_months
 from cdrgate.timefmt import parse_pbx_time
@@ -140,6 +141,34 @@ def test_hours_left_at_zero_in_cdr_summary_are_counted_into(pg):
     assert _seed_tables(pg) == []
 
 
+def test_a_month_is_counted_while_its_plain_indexes_are_built(pg, monkeypatch):
+    # The seed's connection counts a month as soon as its rows are committed: the last
+    # month's count is then not alone at the end, after every helper is done. Each month's
+    # plain index builds here wait until the month has been counted (the seed would fail at
+    # the deadline if the count waited for them).
+    counted: set[str] = set()
+    condition = threading.Condition()
+    add_new, build_plain = summary.add_table_new, pg_months.build_plain_indexes
+
+    def counting(conn, table):
+        add_new(conn, table)
+        with condition:
+            counted.add(table)
+            condition.notify_all()
+
+    def building_once_counted(conn, table):
+        with condition:
+            assert condition.wait_for(lambda: table in counted, DEADLINE_S), table
+        build_plain(conn, table)
+
+    monkeypatch.setattr(summary, "add_table_new", counting)
+    monkeypatch.setattr(pg_months, "build_plain_indexes", building_once_counted)
+    assert seed_database(pg, PLAN) == PLAN.count
+    assert len(counted) == len(MONTHS)
+    assert _summary(pg) == _counted_from_rows(pg)
+    assert _partitions(pg) == MONTHS
+
+
 def test_a_seeded_month_is_a_partition_like_any_other(pg):
     seed_database(pg, PLAN)
     with pg.read() as conn:
@@ -179,11 +208,11 @@ def test_a_helper_failing_mid_way_leaves_the_store_as_before(pg, monkeypatch):
     built: list[str] = []
     real = pg_months.build_indexes
 
-    def fail_on_the_third(conn, table):
+    def fail_on_the_third(conn, table, plain=True):
         built.append(table)
         if len(built) == 3:
             raise RuntimeError("disk full")
-        return real(conn, table)
+        return real(conn, table, plain)
 
     monkeypatch.setattr(pg_months, "build_indexes", fail_on_the_third)
     with pytest.raises(RuntimeError, match="disk full"):

@@ -132,14 +132,15 @@ class NewMonths:
         return dropped
 
 
-def build_indexes(conn: Connection, table: str) -> int:
+def build_indexes(conn: Connection, table: str, plain: bool = True) -> int:
     """Build on ``table`` (a month's rows) the indexes ``cdr``'s partitions have; returns how
     many duplicates (rows alike in the duplicate rule's columns) were dropped first. A load
     rarely holds duplicates: the unique index's build finds them, and only then are they
     looked for (a sort of the month's rows) and the builds made again; of rows alike, the
-    first in file (id) order stays."""
+    first in file (id) order stays. ``plain`` False: the constraints' indexes only (the
+    primary key and the duplicate rule), the others left to ``build_plain_indexes``."""
     indexes = conn.exec_driver_sql(_PARENT_INDEXES).all()
-    statements = [_index_sql(table, *index) for index in indexes]
+    statements = [_index_sql(table, *index) for index in indexes if plain or index[1] is not None]
     savepoint = conn.begin_nested()
     try:
         for statement in statements:
@@ -158,6 +159,16 @@ def build_indexes(conn: Connection, table: str) -> int:
     for statement in statements:
         conn.exec_driver_sql(statement)
     return max(int(deleted.rowcount), 0)
+
+
+def build_plain_indexes(conn: Connection, table: str) -> None:
+    """Build on ``table`` the indexes of ``cdr``'s partitions that are no constraint's, once
+    ``build_indexes(conn, table, plain=False)`` has built the others (and dropped any
+    duplicates). CREATE INDEX takes a SHARE lock, which lets other transactions read the
+    table meanwhile, where ALTER TABLE ... ADD of a constraint takes ACCESS EXCLUSIVE."""
+    for index, constraint in conn.exec_driver_sql(_PARENT_INDEXES).all():
+        if constraint is None:
+            conn.exec_driver_sql(_index_sql(table, index, None))
 
 
 def attach(conn: Connection, start: int, table: str) -> bool:

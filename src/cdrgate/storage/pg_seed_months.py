@@ -5,9 +5,10 @@ making the seeded rows is most of a seed's work; a seed on one connection leaves
 core idle while its rows are made (bench/RESULTS.md, "Issue 17, the PostgreSQL seed on two
 cores (nineteenth round)"). So ``CONNECTIONS`` connections of their own, one thread each,
 take the plan's months in turn, largest first (``making_order``): each makes its month's rows
-into a table of its own and builds its indexes (``pg_months.build_indexes``), in one
-transaction, and commits. While one builds a month's indexes the other makes the next
-month's rows, and the seed's own connection counts the months already made into cdr_summary.
+into a table of its own with the constraints' indexes (``pg_months.build_indexes``) and
+commits, then builds the month's other indexes and commits again. While one builds a month's
+indexes the other makes the next month's rows, and the seed's own connection counts into
+cdr_summary each month whose rows are in, while its plain indexes are built.
 
 A table committed by another connection is outside the seed's transaction, so the rules of a
 seed are kept this way:
@@ -124,14 +125,16 @@ def _store(
     pg_bulk.drop_orphan_tables(conn.engine, _PREFIX)
     first_id = pg_bulk.reserve_ids(conn, plan.count)
     with _Helpers(conn.engine, plan, months, first_id - 1) as helpers:
-        for month in helpers.made():
-            # Counted from the month's committed table while the helpers go on (this
+        for month in helpers.rows_made():
+            # Counted from the month's committed rows while the helpers go on (this
             # connection is idle otherwise), invisible to others until the commit as the
-            # month's rows are.
+            # month's rows are. The month's plain indexes are built meanwhile: CREATE INDEX
+            # lets this transaction read the table, and the last month's count is then no
+            # longer alone at the end, after every helper is done.
             _count(conn, month.table)
             if progress is not None:
                 progress(month.rows)
-    # Every month made, committed and counted: attached, then the commit.
+    # Every month made, indexed and counted: attached, then the commit.
     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
     skipped = 0
     for month in months:
@@ -168,7 +171,10 @@ class _Stopped(Exception):
 
 class _Helpers:
     """``CONNECTIONS`` threads making ``months`` (in ``making_order``, each taking the next
-    one left); leaving the ``with`` stops them, their running statements cancelled."""
+    one left); leaving the ``with`` stops them, their running statements cancelled.
+
+    A month is told of twice on ``done``: when its rows (and the constraints' indexes) are
+    committed, and when all its indexes are."""
 
     def __init__(self, engine: Engine, plan: SeedPlan, months: list[Month], id_base: int):
         self.engine, self.plan, self.id_base = engine, plan, id_base
@@ -177,7 +183,8 @@ class _Helpers:
             self.todo.put(month)
         self.total = len(months)
         self.making = 0  # how many helpers are making a month now (guarded by ``lock``)
-        self.done: queue.SimpleQueue[Month | BaseException] = queue.SimpleQueue()
+        # (month, whether all its indexes are built), or a helper's error.
+        self.done: queue.SimpleQueue[tuple[Month, bool] | BaseException] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.running: list[Any] = []  # the helpers' driver connections, while they run
         # Guards ``running`` against the cancel at the end, and ``making``.
@@ -200,13 +207,16 @@ class _Helpers:
         for thread in self.threads:
             thread.join()
 
-    def made(self) -> Iterator[Month]:
-        """Each month as it is made (committed); a helper's error is raised here."""
-        for _ in range(self.total):
+    def rows_made(self) -> Iterator[Month]:
+        """Each month as its rows are committed; ends once every month is made, all its
+        indexes built too. A helper's error is raised here."""
+        for _ in range(2 * self.total):
             item = self.done.get()
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            month, indexed = item
+            if not indexed:
+                yield month
 
     def _run(self) -> None:
         try:
@@ -216,7 +226,7 @@ class _Helpers:
                     if self.stop.is_set():
                         # Told to stop before starting: nothing made, nothing to say on
                         # ``done``. Only ``__exit__`` sets ``stop``, and the seed leaves the
-                        # ``with`` only after ``made()`` ended (every month heard of) or
+                        # ``with`` only after ``rows_made()`` ended (every month heard of) or
                         # raised (no one reads ``done`` any more): no one waits for a word
                         # from this thread.
                         return
@@ -242,7 +252,6 @@ class _Helpers:
             finally:
                 with self.lock:
                     self.making -= 1
-            self.done.put(month)
 
     def _alone(self) -> bool:
         """Whether no other helper is making a month now, nor will: the other core is free."""
@@ -255,10 +264,12 @@ class _Helpers:
             raise _Stopped
 
     def _make(self, conn: Connection, month: Month) -> None:
-        """``month``'s table: its rows and indexes, committed."""
+        """``month``'s table: its rows and the constraints' indexes, committed, then its
+        other indexes, committed (each told of on ``done``). The constraints come first: ALTER
+        TABLE ... ADD takes ACCESS EXCLUSIVE, which the seed's lock on a table it counted
+        (held to its commit) would block."""
         start, end = month.start, partitions.next_month(month.start)
         with conn.begin():
-            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
             conn.exec_driver_sql(
                 f"CREATE TABLE {month.table} (LIKE cdr INCLUDING DEFAULTS, "
                 f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end}))"
@@ -276,14 +287,24 @@ class _Helpers:
             )
             unstage_hours(conn)
             self._go_on()
-            # Parallel workers for the index builds only when this helper is alone (the
-            # last month): while both helpers work, both cores are busy, and the workers'
-            # start and merge cost ~30 % more CPU for the same builds (bench/RESULTS.md,
-            # twentieth round). Otherwise the server's own setting.
-            workers = "DEFAULT" if self._alone() else "0"
-            conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
-            pg_months.build_indexes(conn, month.table)
+            self._settings(conn)
+            pg_months.build_indexes(conn, month.table, plain=False)
             self._go_on()
+        self.done.put((month, False))
+        with conn.begin():
+            self._settings(conn)
+            pg_months.build_plain_indexes(conn, month.table)
+            self._go_on()
+        self.done.put((month, True))
+
+    def _settings(self, conn: Connection) -> None:
+        """For this transaction's index builds: room to sort in memory, and parallel workers
+        only when this helper is alone (the last month): while both helpers work, both cores
+        are busy, and the workers' start and merge cost ~30 % more CPU for the same builds
+        (bench/RESULTS.md, twentieth round). Otherwise the server's own setting."""
+        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
+        workers = "DEFAULT" if self._alone() else "0"
+        conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
 
 
 def _drop(engine: Engine, months: list[Month]) -> None:
