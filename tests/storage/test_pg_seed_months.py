@@ -17,7 +17,7 @@ import pytest
 
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate, slots
-from cdrgate.storage import partitions, pg_months, summary
+from cdrgate.storage import partitions, pg_months, pg_seed_months, seeded, summary
 from cdrgate.storage.db import Database
 from cdrgate.storage.pg_seed_months import making_order, plan_months
 from cdrgate.timefmt import parse_pbx_time
@@ -148,7 +148,7 @@ def test_a_month_is_counted_while_its_plain_indexes_are_built(pg, monkeypatch):
     # the deadline if the count waited for them).
     counted: set[str] = set()
     condition = threading.Condition()
-    add_new, build_plain = summary.add_table_new, pg_months.build_plain_indexes
+    add_new, plain_indexes = summary.add_table_new, pg_months.plain_indexes
 
     def counting(conn, table):
         add_new(conn, table)
@@ -159,14 +159,54 @@ def test_a_month_is_counted_while_its_plain_indexes_are_built(pg, monkeypatch):
     def building_once_counted(conn, table):
         with condition:
             assert condition.wait_for(lambda: table in counted, DEADLINE_S), table
-        build_plain(conn, table)
+        return plain_indexes(conn, table)
 
     monkeypatch.setattr(summary, "add_table_new", counting)
-    monkeypatch.setattr(pg_months, "build_plain_indexes", building_once_counted)
+    monkeypatch.setattr(pg_months, "plain_indexes", building_once_counted)
     assert seed_database(pg, PLAN) == PLAN.count
     assert len(counted) == len(MONTHS)
     assert _summary(pg) == _counted_from_rows(pg)
     assert _partitions(pg) == MONTHS
+
+
+def test_the_last_months_are_made_in_pieces_by_both_connections(pg, monkeypatch):
+    # The connections end together: the last months (in making order), as many as there
+    # are connections, are made in pieces of whole hours that both take in turn, into the
+    # month's one table, each piece committed; the others whole. A piece of the first month
+    # made in pieces waits until the other connection has taken one too.
+    monkeypatch.setattr(pg_seed_months, "PIECE_ROWS", 150)
+    order = making_order(plan_months(slots(PLAN), 0))
+    split = order[-pg_seed_months.CONNECTIONS :]
+    first_split = {hours[0].first_seq for hours in split[0].pieces(150)}
+    makers: dict[int, str] = {}  # a piece's first row -> the thread that made it
+    condition = threading.Condition()
+    real = seeded.bind_params
+
+    def noting(plan, first, last):
+        with condition:
+            makers[first] = threading.current_thread().name
+            condition.notify_all()
+            if first in first_split:
+                assert condition.wait_for(
+                    lambda: len({makers[f] for f in first_split if f in makers}) > 1, DEADLINE_S
+                )
+        return real(plan, first, last)
+
+    monkeypatch.setattr(pg_seed_months, "bind_params", noting)
+    assert seed_database(pg, PLAN) == PLAN.count
+    with pg.read() as conn:
+        ids = conn.exec_driver_sql("SELECT id FROM cdr ORDER BY ts, id").scalars()
+        assert list(ids) == list(range(1, PLAN.count + 1))
+        for month in order:
+            name = partitions.partition_name(month.start)
+            # One transaction a piece (rows of one transaction share its xmin).
+            made_by = conn.exec_driver_sql(f"SELECT count(DISTINCT xmin::text) FROM {name}")
+            pieces = len(month.pieces(150)) if month in split else 1
+            assert made_by.scalar_one() == pieces
+    assert all(len(month.pieces(150)) > 1 for month in split)
+    assert len({makers[first] for first in first_split}) == 2
+    assert _summary(pg) == _counted_from_rows(pg)
+    assert _seed_tables(pg) == []
 
 
 def test_a_seeded_month_is_a_partition_like_any_other(pg):

@@ -138,7 +138,7 @@ def build_indexes(conn: Connection, table: str, plain: bool = True) -> int:
     rarely holds duplicates: the unique index's build finds them, and only then are they
     looked for (a sort of the month's rows) and the builds made again; of rows alike, the
     first in file (id) order stays. ``plain`` False: the constraints' indexes only (the
-    primary key and the duplicate rule), the others left to ``build_plain_indexes``."""
+    primary key and the duplicate rule), the others left to ``plain_indexes``."""
     indexes = conn.exec_driver_sql(_PARENT_INDEXES).all()
     statements = [_index_sql(table, *index) for index in indexes if plain or index[1] is not None]
     savepoint = conn.begin_nested()
@@ -161,14 +161,18 @@ def build_indexes(conn: Connection, table: str, plain: bool = True) -> int:
     return max(int(deleted.rowcount), 0)
 
 
-def build_plain_indexes(conn: Connection, table: str) -> None:
-    """Build on ``table`` the indexes of ``cdr``'s partitions that are no constraint's, once
-    ``build_indexes(conn, table, plain=False)`` has built the others (and dropped any
-    duplicates). CREATE INDEX takes a SHARE lock, which lets other transactions read the
-    table meanwhile, where ALTER TABLE ... ADD of a constraint takes ACCESS EXCLUSIVE."""
-    for index, constraint in conn.exec_driver_sql(_PARENT_INDEXES).all():
-        if constraint is None:
-            conn.exec_driver_sql(_index_sql(table, index, None))
+def plain_indexes(conn: Connection, table: str) -> list[str]:
+    """The statements building on ``table`` the indexes of ``cdr``'s partitions that are no
+    constraint's, once ``build_indexes(conn, table, plain=False)`` has built the others (and
+    dropped any duplicates). Each may run in a transaction of its own, at the same time as
+    the others: CREATE INDEX takes a SHARE lock, which lets other transactions read the
+    table and build its other indexes meanwhile, where ALTER TABLE ... ADD of a constraint
+    takes ACCESS EXCLUSIVE."""
+    return [
+        _index_sql(table, index, None)
+        for index, constraint in conn.exec_driver_sql(_PARENT_INDEXES).all()
+        if constraint is None
+    ]
 
 
 def attach(conn: Connection, start: int, table: str) -> bool:

@@ -3,12 +3,15 @@
 Why: PostgreSQL runs an ``INSERT ... SELECT`` on one core (no parallel plan for it), and
 making the seeded rows is most of a seed's work; a seed on one connection leaves the other
 core idle while its rows are made (bench/RESULTS.md, "Issue 17, the PostgreSQL seed on two
-cores (nineteenth round)"). So ``CONNECTIONS`` connections of their own, one thread each,
-take the plan's months in turn, largest first (``making_order``): each makes its month's rows
-into a table of its own with the constraints' indexes (``pg_months.build_indexes``) and
-commits, then builds the month's other indexes and commits again. While one builds a month's
-indexes the other makes the next month's rows, and the seed's own connection counts into
-cdr_summary each month whose rows are in, while its plain indexes are built.
+cores (nineteenth round)"). So every month gets a table of its own, made empty and committed
+first, and ``CONNECTIONS`` connections of their own, one thread each, take the next piece of
+work left, each committed: the months' rows, whole months largest first (``making_order``),
+then the last months in pieces of about ``PIECE_ROWS`` rows (whole hours, in time order);
+the constraints' indexes of a month (``pg_months.build_indexes``), by the connection that
+committed its last rows; then each of its plain indexes (``pg_months.plain_indexes``), first
+in line for either connection. Both connections end together, within a piece of work of
+each other (bench/RESULTS.md, twenty-first round). The seed's own connection counts into
+cdr_summary each month whose rows and constraints are in, while its plain indexes are built.
 
 A table committed by another connection is outside the seed's transaction, so the rules of a
 seed are kept this way:
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +44,27 @@ from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import partitions, pg_bulk, pg_months, summary
 from cdrgate.storage.columns import COLUMNS
 from cdrgate.storage.db import Database
-from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours, unstage_hours
+from cdrgate.storage.seeded import (
+    bind_params,
+    rows_sql,
+    stage_hours,
+    stage_more_hours,
+    unstage_hours,
+)
 
 # The months are made on this many connections: as many as the cores the row making was
 # measured to leave idle (one statement uses one core; a 2-core server).
 CONNECTIONS = 2
+# The last months in making order, as many as the connections, are made in pieces of about
+# ``PIECE_ROWS`` rows (whole hours), which the connections take in turn: the connection that
+# ends its last whole month first starts on them, the other joins when it ends its own, and
+# both end within a piece of each other, where whole months left one core idle for up to a
+# month's rows and indexes. The two pieces made at a time are neighbours in time, so the
+# month's table still holds its rows in about time order (ts correlation 0.97-0.997 for
+# pieces of 5-10k rows; a month made as two halves at once gave 0.49-0.55). The other months
+# stay whole: each piece costs a statement, a commit and a thread's wake-up, 5-20 ms at load
+# 7 (bench/RESULTS.md, twenty-first round).
+PIECE_ROWS = 5_000
 _PREFIX = "cdr_seed_"  # + the seed's backend pid + "_" + yyyymm
 _RANGE = "seed_month_range"
 _NAMES = ", ".join(COLUMNS)
@@ -61,6 +81,25 @@ class Month:
         """How many of the plan's rows fall in this month."""
         end = partitions.next_month(self.start)
         return sum(hour.calls for hour in self.hours if self.start <= hour.ts < end)
+
+    def pieces(self, rows: int) -> list[list[Slot]]:
+        """The month's hours in runs of consecutive hours, each holding about ``rows`` of the
+        plan's rows (the last one fewer)."""
+        runs: list[list[Slot]] = [[]]
+        size = 0
+        for hour in self.hours:
+            if size >= rows:
+                runs.append([])
+                size = 0
+            runs[-1].append(hour)
+            size += hour.calls
+        return runs
+
+
+@dataclass(frozen=True)
+class Piece:
+    month: Month
+    hours: Sequence[Slot]  # consecutive hours of the month
 
 
 def plan_months(plan_hours: Sequence[Slot], pid: int) -> list[Month]:
@@ -123,6 +162,7 @@ def _store(
     progress: Callable[[int], None] | None,
 ) -> int:
     pg_bulk.drop_orphan_tables(conn.engine, _PREFIX)
+    _create(conn.engine, months)
     first_id = pg_bulk.reserve_ids(conn, plan.count)
     with _Helpers(conn.engine, plan, months, first_id - 1) as helpers:
         for month in helpers.rows_made():
@@ -147,6 +187,19 @@ def _store(
     return plan.count - skipped
 
 
+def _create(engine: Engine, months: list[Month]) -> None:
+    """Every month's table, empty, with a CHECK of its range (which spares the attach its
+    scan), committed on a connection of its own: both helpers make a month's pieces into it,
+    each in a transaction of its own."""
+    with engine.begin() as other:
+        for month in months:
+            start, end = month.start, partitions.next_month(month.start)
+            other.exec_driver_sql(
+                f"CREATE TABLE {month.table} (LIKE cdr INCLUDING DEFAULTS, "
+                f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end}))"
+            )
+
+
 def _count(conn: Connection, table: str) -> None:
     """Count the rows of ``table`` (a month made by a helper) into cdr_summary: one GROUP BY
     of the table (counted into a table of its own by the helper and added here took ~0.3 s
@@ -169,29 +222,49 @@ class _Stopped(Exception):
     """A helper told to stop mid-month (its transaction rolls back)."""
 
 
+@dataclass(frozen=True)
+class IndexBuild:
+    month: Month
+    statement: str  # the CREATE INDEX of one of the month's plain indexes
+
+
 class _Helpers:
-    """``CONNECTIONS`` threads making ``months`` (in ``making_order``, each taking the next
-    one left); leaving the ``with`` stops them, their running statements cancelled.
+    """``CONNECTIONS`` threads making ``months``, each taking the next piece of work left:
+    a month's rows (whole, in ``making_order``, or a piece of one of the last months), then,
+    by the connection that committed its last rows, the month's constraints' indexes; the
+    month's plain indexes are then first in line, each a piece of work either connection
+    takes. Leaving the ``with`` stops them, their running statements cancelled.
 
     A month is told of twice on ``done``: when its rows (and the constraints' indexes) are
     committed, and when all its indexes are."""
 
     def __init__(self, engine: Engine, plan: SeedPlan, months: list[Month], id_base: int):
         self.engine, self.plan, self.id_base = engine, plan, id_base
-        self.todo: queue.SimpleQueue[Month] = queue.SimpleQueue()
-        for month in making_order(months):
-            self.todo.put(month)
+        self.rows = rows_sql("postgresql", plan, numbered=True)
+        self.todo: deque[Piece | IndexBuild] = deque()
+        # Month table -> its pieces, then its plain index builds, not committed yet.
+        self.left: dict[str, int] = {}
+        order = making_order(months)
+        for nth, month in enumerate(order):
+            split = nth >= len(order) - CONNECTIONS
+            runs = month.pieces(PIECE_ROWS) if split else [list(month.hours)]
+            self.left[month.table] = len(runs)
+            self.todo.extend(Piece(month, hours) for hours in runs)
         self.total = len(months)
-        self.making = 0  # how many helpers are making a month now (guarded by ``lock``)
+        self.making = 0  # how many helpers are working now
         # (month, whether all its indexes are built), or a helper's error.
         self.done: queue.SimpleQueue[tuple[Month, bool] | BaseException] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.running: list[Any] = []  # the helpers' driver connections, while they run
-        # Guards ``running`` against the cancel at the end, and ``making``.
+        # Guards ``running`` against the cancel at the end, ``todo``, ``left`` and ``making``.
         self.lock = threading.Lock()
+        # Told when work is added, a helper's work ends, or the helpers must stop: a helper
+        # with nothing to take waits while the other works (its month's index builds will
+        # be added to ``todo``), and ends only when both have nothing left.
+        self.changed = threading.Condition(self.lock)
         self.threads = [
             threading.Thread(target=self._run, name=f"cdrgate-seed-{i}")
-            for i in range(min(CONNECTIONS, len(months)))
+            for i in range(min(CONNECTIONS, len(self.todo)))
         ]
 
     def __enter__(self) -> _Helpers:
@@ -202,6 +275,7 @@ class _Helpers:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         with self.lock:
+            self.changed.notify_all()
             for driver in self.running:
                 driver.cancel_safe()
         for thread in self.threads:
@@ -232,79 +306,132 @@ class _Helpers:
                         return
                     self.running.append(driver)
                 try:
-                    self._make_months(conn)
+                    self._work(conn)
                 finally:
                     with self.lock:  # back to the pool: no one may cancel its statements now
                         self.running.remove(driver)
         except BaseException as exc:  # the seed waits on ``done``: it must hear of it
             self.done.put(exc)
 
-    def _make_months(self, conn: Connection) -> None:
-        while not self.stop.is_set():
-            with self.lock:
-                try:
-                    month = self.todo.get_nowait()
-                except queue.Empty:
-                    return
-                self.making += 1
-            try:
-                self._make(conn, month)
-            finally:
+    def _work(self, conn: Connection) -> None:
+        staged: set[int] = set()  # the months whose hours this connection has staged
+        try:
+            while True:
                 with self.lock:
-                    self.making -= 1
+                    self.changed.wait_for(
+                        lambda: self.todo or not self.making or self.stop.is_set()
+                    )
+                    if self.stop.is_set() or not self.todo:
+                        break
+                    work = self.todo.popleft()
+                    self.making += 1
+                try:
+                    if isinstance(work, Piece):
+                        self._make(conn, work, staged)
+                    else:
+                        self._build(conn, work)
+                finally:
+                    with self.lock:
+                        self.making -= 1
+                        self.changed.notify_all()
+        except BaseException:
+            # The staged hours are a temporary table of the session: a connection that
+            # failed mid-way is closed rather than handed back to the pool with it.
+            conn.invalidate()
+            raise
+        if staged:
+            with conn.begin():
+                unstage_hours(conn)
 
     def _alone(self) -> bool:
-        """Whether no other helper is making a month now, nor will: the other core is free."""
+        """Whether no other helper is working now, nor will: the other core is free."""
         with self.lock:
-            return self.making == 1 and self.todo.empty()
+            return self.making == 1 and not self.todo
 
     def _go_on(self) -> None:
         """Between two statements: a cancel may arrive between them, so stop is asked too."""
         if self.stop.is_set():
             raise _Stopped
 
-    def _make(self, conn: Connection, month: Month) -> None:
-        """``month``'s table: its rows and the constraints' indexes, committed, then its
-        other indexes, committed (each told of on ``done``). The constraints come first: ALTER
-        TABLE ... ADD takes ACCESS EXCLUSIVE, which the seed's lock on a table it counted
-        (held to its commit) would block."""
+    def _make(self, conn: Connection, piece: Piece, staged: set[int]) -> None:
+        """``piece``'s rows, committed; then, when they were its month's last, the month's
+        constraints' indexes."""
+        month = piece.month
         start, end = month.start, partitions.next_month(month.start)
         with conn.begin():
-            conn.exec_driver_sql(
-                f"CREATE TABLE {month.table} (LIKE cdr INCLUDING DEFAULTS, "
-                f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end}))"
-            )
-            stage_hours(conn, month.hours)
-            params = bind_params(self.plan, month.hours[0].first_seq, month.hours[-1].first_seq)
+            # Each connection stages a month's hours (a few hundred) when it first meets the
+            # month; an hour crossing into the next month is staged once.
+            if not staged:
+                stage_hours(conn, month.hours)
+            elif month.start not in staged:
+                new = [hour for hour in month.hours if not _staged(hour, staged)]
+                if new:
+                    stage_more_hours(conn, new)
+            params = bind_params(self.plan, piece.hours[0].first_seq, piece.hours[-1].first_seq)
             conn.execute(
                 text(
                     f"INSERT INTO {month.table} (id, {_NAMES}) "
                     f"SELECT {self.id_base} + seq, {_NAMES} "
-                    f"FROM ({rows_sql('postgresql', self.plan, numbered=True)}) AS seeded "
+                    f"FROM ({self.rows}) AS seeded "
                     f"WHERE ts >= {start} AND ts < {end}"
                 ),
                 params,
             )
-            unstage_hours(conn)
             self._go_on()
+        staged.add(month.start)  # committed: the staged hours stay with the session
+        if self._committed(month):
+            self._constraints(conn, month)
+
+    def _constraints(self, conn: Connection, month: Month) -> None:
+        """``month``'s constraints' indexes, committed (told of on ``done``: the seed counts
+        the month meanwhile); then its plain indexes first in line. The constraints come
+        first: ALTER TABLE ... ADD takes ACCESS EXCLUSIVE, which the seed's lock on a table
+        it counted (held to its commit) would block; CREATE INDEX does not."""
+        with conn.begin():
             self._settings(conn)
             pg_months.build_indexes(conn, month.table, plain=False)
             self._go_on()
         self.done.put((month, False))
         with conn.begin():
+            builds = [IndexBuild(month, sql) for sql in pg_months.plain_indexes(conn, month.table)]
+        with self.lock:
+            self.left[month.table] = len(builds)
+            # First in line: the month's pages are still in the server's cache, and the other
+            # helper, when free, takes one too, so that at the end both finish together.
+            self.todo.extendleft(reversed(builds))
+            self.changed.notify_all()
+        if not builds:
+            self.done.put((month, True))
+
+    def _build(self, conn: Connection, build: IndexBuild) -> None:
+        """One of a month's plain indexes, committed; all of them told of on ``done``."""
+        with conn.begin():
             self._settings(conn)
-            pg_months.build_plain_indexes(conn, month.table)
+            conn.exec_driver_sql(build.statement)
             self._go_on()
-        self.done.put((month, True))
+        if self._committed(build.month):
+            self.done.put((build.month, True))
+
+    def _committed(self, month: Month) -> bool:
+        """One more piece of ``month``'s work committed: whether it was the last left."""
+        with self.lock:
+            self.left[month.table] -= 1
+            return self.left[month.table] == 0
 
     def _settings(self, conn: Connection) -> None:
         """For this transaction's index builds: room to sort in memory, and parallel workers
-        only when this helper is alone (the last month): while both helpers work, both cores
+        only when this helper is alone (the last index): while both helpers work, both cores
         are busy, and the workers' start and merge cost ~30 % more CPU for the same builds
         (bench/RESULTS.md, twentieth round). Otherwise the server's own setting."""
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
         workers = "DEFAULT" if self._alone() else "0"
         conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
+
+
+def _staged(hour: Slot, months: set[int]) -> bool:
+    """Whether ``hour`` was staged with one of ``months`` (month starts): an hour belongs to
+    the months of its first and last second."""
+    return any(partitions.month_start(ts) in months for ts in (hour.ts, hour.ts + 3599))
 
 
 def _drop(engine: Engine, months: list[Month]) -> None:

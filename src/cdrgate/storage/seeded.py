@@ -156,10 +156,7 @@ def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
         f"CREATE TEMP TABLE seed_slot (first_seq {integer} PRIMARY KEY, calls {integer} "
         f"NOT NULL, ts {integer} NOT NULL, clock TEXT NOT NULL)"
     )
-    conn.execute(
-        text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
-        [vars(hour) for hour in hours],
-    )
+    stage_more_hours(conn, hours)
     if not pg:
         # The row numbers within an hour: PostgreSQL has generate_series, SQLite's library
         # does not, so a table of 0..max-1 (its rowid) stands in.
@@ -171,6 +168,15 @@ def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
             ),
             {"n": max(hour.calls for hour in hours)},
         )
+
+
+def stage_more_hours(conn: Connection, hours: Sequence[Slot]) -> None:
+    """Add ``hours`` (none of them staged yet) to those ``stage_hours`` staged on PostgreSQL
+    (SQLite's counter table would not grow with them)."""
+    conn.execute(
+        text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
+        [vars(hour) for hour in hours],
+    )
 
 
 def unstage_hours(conn: Connection) -> None:
