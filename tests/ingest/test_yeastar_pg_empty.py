@@ -166,3 +166,18 @@ def test_a_store_holding_rows_is_loaded_on_one_connection(pg, two_connection_run
     fast, slow = _both_paths(pg, _lines(*_IN_ORDER).encode(), before)
     assert fast == slow
     assert two_connection_runs == []
+
+
+def test_ids_follow_the_file_and_the_next_write_takes_a_later_one(pg, two_connection_runs):
+    # Headers in the middle (a file concatenated from two exports) take ids of their own
+    # lines' block, unused: the rows' ids still follow the file, and cdr's sequence has moved
+    # past every one of them.
+    data = _lines(*_IN_ORDER[:12]) + CSV_HEADER + _lines(*_IN_ORDER[12:])
+    result = _import(pg, io.BytesIO(data.encode()))
+    assert isinstance(result, ImportResult) and result.inserted == len(_IN_ORDER)
+    assert two_connection_runs == ["stored"]
+    later = make_cdr(callid="later", timestart="2031-02-20 12:00:00")
+    _import(pg, io.BytesIO(_lines(later).encode()))
+    with pg.read() as conn:
+        callids = conn.exec_driver_sql("SELECT callid FROM cdr ORDER BY id").scalars().all()
+    assert callids == [record.callid for record in (*_IN_ORDER, later)]

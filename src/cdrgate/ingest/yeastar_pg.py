@@ -120,18 +120,33 @@ def _line(quoting: bool) -> str:
 def _select_sql(quoting: bool, headers: bool, ids: bool = False) -> str:
     """The chunk's rows as stored (``COLUMNS``; with ``ids``, first an id from cdr's
     sequence, taken in file order), in file order."""
+    first = "nextval('cdr_id_seq') AS id, " if ids else ""
+    # PostgreSQL computes a volatile output column (nextval) after the sort: ids follow n.
+    return f"SELECT {first}{_rows_sql(quoting, headers)} ORDER BY n"
+
+
+def _rows_sql(quoting: bool, headers: bool) -> str:
+    """The chunk's rows as stored (``COLUMNS``), in no set order."""
     values = {name: name for name in CSV_COLUMNS}
     values["ts"] = _TS
     values.update({name: f"{name}::int" for name in _DURATIONS})
     values["line"] = _line(quoting)
     # A chunk without headers (the survey says) is spared the test on every row.
-    where = f"WHERE NOT ({_HEADER}) " if headers else ""
-    # PostgreSQL computes a volatile output column (nextval) after the sort: ids follow n.
-    first = "nextval('cdr_id_seq') AS id, " if ids else ""
+    where = f" WHERE NOT ({_HEADER})" if headers else ""
+    return f"{', '.join(f'{values[name]} AS {name}' for name in COLUMNS)} FROM {STAGE}{where}"
+
+
+@cache
+def insert_numbered_sql(target: str, quoting: bool, headers: bool) -> str:
+    """The chunk's rows into ``target`` (no unique index) with ids from a block reserved for
+    the chunk's lines (``pg_bulk.take_ids``): the id of line ``n`` is ``n`` plus the
+    parameter ``before`` (the block's first id less one), so ids follow the file whatever
+    order the rows are written in, and the INSERT needs neither a sort by ``n`` nor a
+    ``nextval`` per row (about a fifth of its CPU: bench/RESULTS.md, "the loader's CPU
+    (twenty-first round)")."""
     return (
-        f"SELECT {first}{', '.join(f'{values[name]} AS {name}' for name in COLUMNS)} "
-        f"FROM {STAGE} "
-        f"{where}ORDER BY n"
+        f"INSERT INTO {target} (id, {', '.join(COLUMNS)}) "
+        f"SELECT n + %(before)s AS id, {_rows_sql(quoting, headers)}"
     )
 
 
@@ -219,7 +234,8 @@ def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
     """``block`` (``is_plain`` or not) into the emptied stage table; returns the lines copied."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(f"TRUNCATE {STAGE}")
+        # n numbers the chunk's lines from 1 (insert_numbered_sql).
+        cursor.execute(f"TRUNCATE {STAGE} RESTART IDENTITY")
         with cursor.copy(_COPY_CSV if plain else _COPY_ROWS) as copy:
             if plain:
                 copy.write(block)

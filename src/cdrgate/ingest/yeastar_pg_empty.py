@@ -167,16 +167,19 @@ class _Loader:
                 self.tables.append(self.routing)
                 self.staged = True
             plain = yeastar_pg.is_plain(block)
-            yeastar_pg.copy_block(conn, block, plain)
+            copied = yeastar_pg.copy_block(conn, block, plain)
+            # Ids for the chunk's lines, taken at once: the import's own transaction holds
+            # the cdr insert lock (``applies``), so no other writer takes one meanwhile.
+            before = pg_bulk.take_ids(conn, copied) - 1 if copied else 0
             for start in _months(block) if plain else self._staged_months():
                 self.last_seen[start] = number
                 if start not in self.routed:
                     self._route(start, number)
             # Header rows are looked for (and skipped) only in a chunk that may hold one.
             headers = not plain or _HEADER_WORD in block.lower()
-            sql = yeastar_pg.insert_sql(self.routing, not plain, headers)
+            sql = yeastar_pg.insert_numbered_sql(self.routing, not plain, headers)
             # No unique index on the months' tables yet: every row copied goes in.
-            rows = max(int(conn.exec_driver_sql(sql).rowcount), 0)
+            rows = max(int(conn.exec_driver_sql(sql, {"before": before}).rowcount), 0)
             finished = [
                 month
                 for start, month in self.routed.items()

@@ -30,6 +30,13 @@ def reserve_ids(conn: Connection, count: int) -> int:
     ids under it, so none takes one between the two steps here, and the ids become visible
     in order (see the module docstring)."""
     serialise_cdr_inserts(conn)
+    return take_ids(conn, count)
+
+
+def take_ids(conn: Connection, count: int) -> int:
+    """``reserve_ids`` without taking the lock: for a connection working for a transaction
+    that holds it (an import's loader, ``ingest/yeastar_pg_empty.py``), where taking it
+    would wait for that transaction's end."""
     first = int(conn.exec_driver_sql(f"SELECT nextval('{ID_SEQUENCE}')").scalar_one())
     conn.exec_driver_sql(f"SELECT setval('{ID_SEQUENCE}', {first + count - 1})")
     return first
