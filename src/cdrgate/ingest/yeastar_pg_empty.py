@@ -66,6 +66,8 @@ PREFIX = "cdr_import_"  # + the loader's backend pid [+ "_" + yyyymm [+ "_" + ch
 # A month is finished once this many whole chunks have gone by without a row of it.
 FINISHED_AFTER = 1
 _RANGE = "import_month_range"
+# A month's cdr_summary counts, made by the builder (pg_temp: its session's own).
+_COUNTS = "pg_temp.import_month_counts"
 STAGE = yeastar_pg.STAGE
 # The month ("yyyy-mm") of a plain chunk's line: the start of its second field, timestart.
 # The first line is found with a line end put before the chunk. A month found here that no
@@ -315,13 +317,23 @@ def _months(block: bytes) -> set[int]:
 def _build(conn: Connection, month: Month, kinds: Kinds) -> int:
     """``month``'s rows counted in ``kinds``, its indexes, range CHECK and counts in
     cdr_summary; returns the duplicates dropped."""
-    _count_kinds(conn, month.table, kinds)
+    # One pass over the rows counts both: the kinds from cdr_summary's counts of the month
+    # (every row, as read), the counts themselves added once the duplicates are known.
+    summary.count_into(conn, month.table, _COUNTS)
+    for type_, status, count in conn.exec_driver_sql(
+        f"SELECT type, status, sum(calls) FROM {_COUNTS} GROUP BY 1, 2"
+    ):
+        kinds[type_, status] += count
     dropped = pg_months.build_indexes(conn, month.table)
     conn.exec_driver_sql(
         f"ALTER TABLE {month.table} ADD CONSTRAINT {_RANGE} "
         f"CHECK (ts >= {month.start} AND ts < {partitions.next_month(month.start)})"
     )
-    summary.add_table(conn, month.table)
+    if dropped:  # rare: the counts hold the duplicates dropped since, so count again
+        summary.add_table(conn, month.table)
+    else:
+        summary.add_counted(conn, _COUNTS)
+    conn.exec_driver_sql(f"DROP TABLE {_COUNTS}")
     return dropped
 
 
