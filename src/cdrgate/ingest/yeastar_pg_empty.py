@@ -26,7 +26,8 @@ connections (twentieth round)"). Here:
 
 The rules kept:
 
-- ids follow the file: rows take them from cdr's sequence as they go in, in file order; the
+- ids follow the file: each chunk takes a block of cdr's sequence, one id a line, and a
+  row's id is its line's place in the block (``yeastar_pg.insert_numbered_sql``); the
   import's transaction holds the cdr insert lock from the start, so no other writer takes
   one meanwhile (``pg_bulk``);
 - the store is empty (no row, no month partition), checked under that lock: no row of the
