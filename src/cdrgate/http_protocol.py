@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, lenient, with head and body
 timeouts.
 
-Eight differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
+Nine differences from uvicorn's own, all at the socket edge where no ASGI middleware can reach:
 
 - Request targets with raw spaces are accepted, as the PBX's embedded web server (Boa) does.
   The Yeastar docs print download links with literal spaces in the times
@@ -41,6 +41,9 @@ Eight differences from uvicorn's own, all at the socket edge where no ASGI middl
   alive and parsed the rest of the body for nothing: 100 MB read whole, a chunked body that
   never ends held for ever.
 
+- A response's head is written with its first body bytes, in one ``send()`` where uvicorn
+  made two (``http_head.py``); a head whose body does not follow in the same turn of the
+  event loop is written alone at its end.
 - A request whose ``Transfer-Encoding`` names any coding but ``chunked`` alone (``gzip,
   chunked``) gets ``501 Not Implemented`` and the close, as RFC 9112 asks and nginx answers.
   The parser reads such a body as plain chunked and drops the other coding: a gzipped login
@@ -59,6 +62,8 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from cdrgate.http_head import HeadWithBody
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{3,10}) (.+) (HTTP/\d\.\d)")
 MAX_REQUEST_LINE = 64 * 1024
@@ -100,6 +105,8 @@ def _over_ip(transport: asyncio.Transport) -> bool:
 
 def fix_request_line(line: bytes) -> bytes:
     """``GET /a?t=1 2 HTTP/1.1`` -> ``GET /a?t=1%202 HTTP/1.1``; other lines are left alone."""
+    if line.count(b" ") <= 2:  # every well-formed line: no space inside the target to encode
+        return line
     match = _REQUEST_LINE.fullmatch(line)
     if match is None or b" " not in match[2]:
         return line
@@ -135,6 +142,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._writes = HeadWithBody(transport, self.loop)
         if self.client is None and _over_ip(transport):
             # Reset before it was accepted (the peer's address is already gone): whatever
             # request it queued has no one to answer. A flood that connects, sends a request
@@ -264,6 +272,10 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._answering = cycle
+        # Its head leaves with its first body bytes (``http_head.py``); the cycle writes
+        # nothing before its task runs.
+        self._writes.answering(cycle)
+        cycle.transport = self._writes  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
     def send_400_response(self, msg: str) -> None:
