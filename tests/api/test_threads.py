@@ -44,6 +44,39 @@ def test_a_cancelled_request_ends_only_once_its_call_has_ended() -> None:
     anyio.run(main)
 
 
+def test_a_request_cancelled_by_a_plain_asyncio_cancel_ends_only_once_its_call_has_ended() -> None:
+    # uvicorn cancels the requests still running at the end of a graceful shutdown with
+    # Task.cancel(), not through an anyio scope: the database work must still end first.
+    ended = threading.Event()
+
+    def slow(_: None) -> None:
+        time.sleep(0.3)
+        ended.set()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(threads.in_thread(slow, None))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ended.is_set()
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_requests_call_that_fails_ends_it_as_cancelled() -> None:
+    def failing(_: None) -> None:
+        time.sleep(0.2)
+        raise ValueError("refused")
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05) as scope:
+            await threads.in_thread(failing, None)
+        assert scope.cancelled_caught
+
+    anyio.run(main)
+
+
 def test_calls_beyond_the_thread_bound_wait_for_a_free_thread(monkeypatch) -> None:
     monkeypatch.setattr(threads, "MOST_THREADS", 2)
     monkeypatch.setattr(threads, "_workers", threads._Workers())
@@ -84,7 +117,7 @@ def test_a_call_that_outlives_its_event_loop_leaves_its_thread_serving(monkeypat
     served = threading.Event()
     other = asyncio.new_event_loop()
     try:
-        workers.submit((lambda _: served.set(), None, other, other.create_future()))
+        workers.submit(threads._Call(lambda _: served.set(), None, other))
         assert served.wait(5)
     finally:
         other.close()

@@ -10,9 +10,14 @@ result comes back to the loop through ``call_soon_threadsafe``.
 What anyio's hand-over gave is kept:
 
 - **Shielded**: a request cancelled while its call runs waits for the call to end, then is
-  cancelled (``anyio.CancelScope(shield=True)``, as anyio's own ``run_sync`` does), so no
-  request ends while its database work goes on (a download's random spent, its export never
-  finished). Unlike anyio's, a call still queued for a thread when cancelled runs all the same.
+  cancelled, so no request ends while its database work goes on (a download's random spent,
+  its export never finished). Unlike anyio's, a call still queued for a thread when cancelled
+  runs all the same. The shield costs nothing until a cancel comes: the call's future is
+  awaited bare, and only a cancelled request waits again, for a future of its own, inside
+  ``anyio.CancelScope(shield=True)`` (anyio's scopes cancel a task again at every turn of the
+  loop otherwise). A scope entered around every call cost ~8-10 us a call (bench/RESULTS.md,
+  twenty-first round), and held only against anyio's scopes: a plain asyncio cancel (uvicorn's,
+  at the end of a graceful shutdown) went through it; the first now waits too.
 - **Bounded**: at most ``MOST_THREADS`` threads (anyio's default limiter); calls beyond wait
   in the queue for one, as they waited for a token. Threads start as calls need them.
 
@@ -23,6 +28,7 @@ a thread's storage work must never see the loop's (``storage/db.py``'s ``_ON_LOO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import threading
@@ -36,7 +42,21 @@ R = TypeVar("R")
 
 MOST_THREADS = 40
 
-_Call = tuple[Callable[[Any], Any], Any, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+class _Call:
+    """One call handed to a worker, and the future its outcome goes to (replaced when its
+    request is cancelled: asyncio cancels the future a cancelled task awaits)."""
+
+    __slots__ = ("arg", "ended", "future", "loop", "work")
+
+    def __init__(
+        self, work: Callable[[Any], Any], arg: Any, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.work = work
+        self.arg = arg
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.ended = False  # set on the loop, as the outcome is handed over
 
 
 class _Workers:
@@ -58,32 +78,32 @@ class _Workers:
 
     def _work(self) -> None:
         while True:
-            _run(*self._calls.get())  # its frame, and all it held, gone before the next wait
+            _run(self._calls.get())  # its frame, and all it held, gone before the next wait
             with self._lock:
                 self._idle += 1
 
 
-def _run(
-    work: Callable[[Any], Any], arg: Any, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any]
-) -> None:
+def _run(call: _Call) -> None:
     result, error = None, None
     try:
-        result = work(arg)
+        result = call.work(call.arg)
     except BaseException as exc:  # handed to the caller, as anyio hands it
         error = exc
     try:
-        loop.call_soon_threadsafe(_settle, done, result, error)
+        call.loop.call_soon_threadsafe(_settle, call, result, error)
     except RuntimeError:
         pass  # the loop is closed: nobody waits for the answer, and the thread lives on
 
 
-def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if done.done():  # the loop's future was cancelled from outside the shield: nobody waits
+def _settle(call: _Call, result: Any, error: BaseException | None) -> None:
+    call.ended = True
+    future = call.future
+    if future.done():  # cancelled, and its request no longer waits for it
         return
     if error is None:
-        done.set_result(result)
+        future.set_result(result)
     else:
-        done.set_exception(error)
+        future.set_exception(error)
 
 
 _workers = _Workers()
@@ -100,9 +120,20 @@ os.register_at_fork(after_in_child=_forget)
 
 async def in_thread(work: Callable[[A], R], arg: A) -> R:
     """``work(arg)`` in a worker thread; its result or exception, once it has ended."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[R] = loop.create_future()
-    _workers.submit((work, arg, loop, done))
-    with anyio.CancelScope(shield=True):
-        result = await done
+    call = _Call(work, arg, asyncio.get_running_loop())
+    _workers.submit(call)
+    try:
+        result: R = await call.future
+    except asyncio.CancelledError:
+        if not call.ended:
+            await _until_ended(call)
+        raise
     return result
+
+
+async def _until_ended(call: _Call) -> None:
+    """A cancelled request's wait for its call's end; its outcome has nobody to go to."""
+    call.future = call.loop.create_future()
+    # The request is cancelled: its call's error, if any, has nobody to go to.
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await call.future
