@@ -48,6 +48,9 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
         HttpToolsProtocol.connection_made
     )
     assert "self.response_started = False" in inspect.getsource(RequestResponseCycle.__init__)
+    # A cycle writes through its own ``transport`` attribute, which ``http_head`` replaces.
+    assert "self.transport = transport" in inspect.getsource(RequestResponseCycle.__init__)
+    assert "self.transport.write(" in inspect.getsource(RequestResponseCycle.send)
     # The head's headers, lower-cased, as the transfer-coding check reads them.
     assert "self.headers.append((name, value))" in inspect.getsource(HttpToolsProtocol.on_header)
     assert "name = name.lower()" in inspect.getsource(HttpToolsProtocol.on_header)
