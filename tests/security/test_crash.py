@@ -22,6 +22,7 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.seed import SeedPlan, generate
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
+from tests.interruptible import popen_interruptible
 from tests.servers import CLI
 
 KILL_SEED = 6
@@ -126,15 +127,9 @@ def _seed_writing_in_place(path: Path, scratch: Path) -> subprocess.Popen[bytes]
     db.dispose()
     empty_size = path.stat().st_size
     scratch.mkdir()
-    # SIGINT as a terminal's Ctrl-C finds it: a runner started in the background may have
-    # left it ignored, and an ignored signal stays ignored across exec (a handled one does not).
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        process = subprocess.Popen([*CLI, "seed", "--count", "1000000", "--database", url],
-                                   env={**os.environ, "TMPDIR": str(scratch)},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    process = popen_interruptible([*CLI, "seed", "--count", "1000000", "--database", url],
+                                  env={**os.environ, "TMPDIR": str(scratch)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     for _ in range(120_000):  # bounded (a couple of minutes), not a timing assertion
         if process.poll() is not None:
             break

@@ -22,6 +22,7 @@ from cdrgate.storage.db import Database
 from cdrgate.storage.pg_seed_months import making_order, plan_months
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import migrated_postgres
+from tests.interruptible import popen_interruptible
 
 pytestmark = pytest.mark.postgres
 
@@ -315,7 +316,7 @@ def _wait_until(condition: Callable[[], bool], what: str) -> None:
 def test_a_seed_interrupted_mid_way_leaves_the_store_as_before(pg, signum):
     # Enough rows that the months take a while: the signal lands while the helpers work.
     command = [sys.executable, "-m", "cdrgate", "seed", "--count", "300000", "--database", pg.url]
-    with subprocess.Popen(
+    with popen_interruptible(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
     ) as process:
         try:
