@@ -117,3 +117,22 @@ def test_100_continue_is_written_at_once_not_held_as_a_head():
         assert len(transport.writes) == 2 and transport.writes[1].endswith(b"\r\n\r\nok")
 
     asyncio.run(main())
+
+
+def test_a_head_request_on_a_closing_connection_is_answered():
+    # uvicorn writes no body bytes for HEAD and then closes a connection not kept alive: the
+    # held head must go out before the close (curl -I over HTTP/1.0, Connection: close).
+    async def app(scope, receive, send):
+        await send(HEAD)
+        await send(BODY)
+
+    async def main() -> None:
+        protocol, transport = _connect(app)
+        protocol.data_received(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await _answered(protocol)
+        assert transport.closed
+        assert len(transport.writes) == 1
+        assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert transport.writes[0].endswith(b"\r\n\r\n")
+
+    asyncio.run(main())

@@ -10,8 +10,9 @@ messages in one step of its task (every envelope, a small download) leaves in on
 
 The head is never held past the turn of the event loop it was sent in: a response whose body
 comes later (a large export reads its first page in a thread first) has its head written at
-the end of that turn, alone, as before. A head held when the connection is closed is dropped
-with the connection (the answer could not have completed anyway).
+the end of that turn, alone, as before. A head held when the cycle closes the connection is
+written first: an answer without body bytes (uvicorn writes none for HEAD) ends with the close
+on a connection not kept alive (HTTP/1.0, ``Connection: close``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ class HeadWithBody:
                 self._transport.write(held)
 
     def close(self) -> None:
-        self._held = None
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)  # the close sends what is buffered first
         self._transport.close()
 
     def is_closing(self) -> bool:
