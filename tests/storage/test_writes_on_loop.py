@@ -448,5 +448,16 @@ def test_a_long_reader_does_not_stall_writers_and_the_wal_is_bounded_once_it_end
         reader.execute("ROLLBACK")
         reader.close()
     assert pinned > WAL_BOUND  # no checkpoint can pass the snapshot, so the WAL grew
-    _sustained_writes(blob_db, wal)
-    assert os.path.getsize(wal) <= WAL_BOUND  # restarted, and truncated to the size limit
+    # Restarted, and truncated to the size limit, by the writes that follow. Each run is an
+    # event loop of its own that ends with its writers: on a slow disk the pass copying the
+    # snapshot's backlog (~55 MiB) outlasts the first run's writes, and the held pass it
+    # asks for can no longer start once that loop has closed (a server's loop lives on).
+    # The next run's first write then restarts the WAL. Bounded: a WAL that stays pinned
+    # after the reader has gone fails here.
+    sizes = []
+    for _ in range(3):
+        _sustained_writes(blob_db, wal)
+        sizes.append(os.path.getsize(wal))
+        if sizes[-1] <= WAL_BOUND:
+            break
+    assert sizes[-1] <= WAL_BOUND, sizes
