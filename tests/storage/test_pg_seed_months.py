@@ -304,6 +304,15 @@ def test_a_month_made_meanwhile_by_another_writer_takes_the_seeds_rows_counted_o
     assert _seed_tables(pg) == []
 
 
+def _seed_rows(db: Database) -> int:
+    """The rows committed so far into the seed's months' tables."""
+    with db.read() as conn:
+        return sum(
+            conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+            for table in _seed_tables(db)
+        )
+
+
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not condition():
@@ -320,7 +329,8 @@ def test_a_seed_interrupted_mid_way_leaves_the_store_as_before(pg, signum):
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
     ) as process:
         try:
-            _wait_until(lambda: _seed_tables(pg) != [], "a month made by a helper")
+            # The months' tables are made empty up front: wait for committed rows in one.
+            _wait_until(lambda: _seed_rows(pg) > 0, "a month made by a helper")
             # Meanwhile readers see the store as it was, without waiting.
             with pg.read() as conn:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")

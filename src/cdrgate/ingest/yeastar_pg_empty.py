@@ -21,8 +21,8 @@ connections (twentieth round)"). Here:
   that month, whose rows are added to the built one at the end in file order, ``ON CONFLICT
   DO NOTHING`` (a duplicate of a row earlier in the file is skipped), counted as they go in;
 - at the end the months left are built, the late rows added, and under the partitions' DDL
-  lock every month is attached (``pg_months.attach``; inserted instead when its partition
-  was made meanwhile), then the import's transaction commits.
+  lock every month is attached (``pg_months.attach_counted``; inserted instead when its
+  partition was made meanwhile), then the import's transaction commits.
 
 The rules kept:
 
@@ -128,7 +128,8 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -
         dropped = builder.finish()
         kinds.update(builder.kinds)
         dropped += _add_late(conn, loader.late, builder.built, kinds)
-        dropped += _attach(conn, builder.built)
+        months_built = ((month.start, month.table) for month in builder.built)
+        dropped += pg_months.attach_counted(conn, months_built, _RANGE)
         savepoint.commit()
         inserter.inserted -= dropped
     except BaseException:
@@ -338,13 +339,17 @@ def _build(conn: Connection, month: Month, kinds: Kinds) -> int:
     return dropped
 
 
-def _count_kinds(conn: Connection, table: str, kinds: Kinds) -> None:
+def _count_kinds(conn: Connection, table: str, kinds: Kinds) -> int:
     """``table``'s rows per (type, status) into ``kinds``: what the one-connection path's
-    survey counts per chunk, here counted per month off the loader's path."""
+    survey counts per chunk, here counted per month off the loader's path; returns how
+    many rows it holds."""
+    rows = 0
     for type_, status, count in conn.exec_driver_sql(
         f"SELECT type, status, count(*) FROM {table} GROUP BY 1, 2"
     ):
         kinds[type_, status] += count
+        rows += count
+    return rows
 
 
 def _add_late(conn: Connection, late: list[Month], built: list[Month], kinds: Kinds) -> int:
@@ -353,29 +358,11 @@ def _add_late(conn: Connection, late: list[Month], built: list[Month], kinds: Ki
     tables = {month.start: month.table for month in built}
     skipped = 0
     for month in late:  # in the order they were made: file order
-        _count_kinds(conn, month.table, kinds)
-        rows = int(conn.exec_driver_sql(f"SELECT count(*) FROM {month.table}").scalar_one())
+        rows = _count_kinds(conn, month.table, kinds)
         skipped += rows - summary.insert_counted(
             conn,
             f"INSERT INTO {tables[month.start]} (id, {_NAMES}) "
             f"SELECT id, {_NAMES} FROM {month.table} ORDER BY id",
         )
         conn.exec_driver_sql(f"DROP TABLE {month.table}")
-    return skipped
-
-
-def _attach(conn: Connection, built: list[Month]) -> int:
-    """Every month as cdr's partition (or its rows inserted when one was made meanwhile);
-    returns the rows skipped."""
-    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
-    skipped = 0
-    for month in built:
-        if pg_months.attach(conn, month.start, month.table):
-            name = partitions.partition_name(month.start)
-            conn.exec_driver_sql(
-                f"ALTER TABLE {name} DROP CONSTRAINT {_RANGE}, RESET (autovacuum_enabled)"
-            )
-        else:  # counted when built: uncounted first, then counted as inserted
-            summary.subtract_table(conn, month.table)
-            skipped += pg_months.insert(conn, month.start, month.table)
     return skipped

@@ -208,6 +208,26 @@ def attach(conn: Connection, start: int, table: str) -> bool:
     return True
 
 
+def attach_counted(conn: Connection, months: Iterable[tuple[int, str]], check: str) -> int:
+    """Each month's table (``(start, table)``, its indexes built and a range CHECK named
+    ``check`` on it, its rows already counted into cdr_summary) attached as the month's
+    partition, the CHECK dropped and its autovacuum setting reset; a month whose partition
+    was made meanwhile has its rows uncounted, then inserted (``insert``). Takes the
+    partitions' DDL lock (held to the commit); returns the rows skipped as duplicates."""
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
+    skipped = 0
+    for start, table in months:
+        if attach(conn, start, table):
+            name = partitions.partition_name(start)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {name} DROP CONSTRAINT {check}, RESET (autovacuum_enabled)"
+            )
+        else:
+            summary.subtract_table(conn, table)
+            skipped += insert(conn, start, table)
+    return skipped
+
+
 def insert(conn: Connection, start: int, table: str) -> int:
     """The month's rows of ``table`` into ``cdr`` as any insert (duplicates of rows stored
     meanwhile skipped, the new ones counted), then ``table`` dropped; returns how many were

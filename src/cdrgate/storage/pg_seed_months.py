@@ -21,7 +21,7 @@ seed are kept this way:
   ``seq`` gets id ``first + seq - 1``, in time order, whichever connection makes it;
 - nobody sees half a seed: the months' tables are not ``cdr``'s partitions until the seed's
   transaction attaches them all, adds their counts and commits, in one short step at the end
-  (``pg_months.attach``; a range CHECK on each table spares the attach its scan);
+  (``pg_months.attach_counted``; a range CHECK on each table spares the attach its scan);
 - a failed or interrupted seed (Ctrl-C and SIGTERM are exceptions here) leaves nothing: the
   helpers are stopped (their statements cancelled), then every table this seed may have made
   is dropped. A client killed outright cannot do that: the tables, named after the seed's
@@ -106,9 +106,7 @@ def plan_months(plan_hours: Sequence[Slot], pid: int) -> list[Month]:
     """The months of ``plan_hours``, their tables named after the seed's backend ``pid``."""
     by_start: dict[int, list[Slot]] = {}
     for hour in plan_hours:
-        # An hour whose rows cross into the next month is made by both months (each keeps
-        # its own rows).
-        for start in {partitions.month_start(hour.ts), partitions.month_start(hour.ts + 3599)}:
+        for start in _months_of(hour):
             by_start.setdefault(start, []).append(hour)
     return [
         Month(start, hours, f"{_PREFIX}{pid}_{partitions.partition_name(start)[len('cdr_p') :]}")
@@ -175,16 +173,8 @@ def _store(
             if progress is not None:
                 progress(month.rows)
     # Every month made, indexed and counted: attached, then the commit.
-    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": partitions.DDL_LOCK_KEY})
-    skipped = 0
-    for month in months:
-        if pg_months.attach(conn, month.start, month.table):
-            name = partitions.partition_name(month.start)
-            conn.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {_RANGE}")
-        else:  # another connection made the month meanwhile: its rows inserted instead
-            summary.subtract_table(conn, month.table)  # counted above: uncounted first
-            skipped += pg_months.insert(conn, month.start, month.table)
-    return plan.count - skipped
+    months_made = ((month.start, month.table) for month in months)
+    return plan.count - pg_months.attach_counted(conn, months_made, _RANGE)
 
 
 def _create(engine: Engine, months: list[Month]) -> None:
@@ -364,7 +354,7 @@ class _Helpers:
             if not staged:
                 stage_hours(conn, month.hours)
             elif month.start not in staged:
-                new = [hour for hour in month.hours if not _staged(hour, staged)]
+                new = [hour for hour in month.hours if not _months_of(hour) & staged]
                 if new:
                     stage_more_hours(conn, new)
             params = bind_params(self.plan, piece.hours[0].first_seq, piece.hours[-1].first_seq)
@@ -428,10 +418,10 @@ class _Helpers:
         conn.exec_driver_sql(f"SET LOCAL max_parallel_maintenance_workers = {workers}")
 
 
-def _staged(hour: Slot, months: set[int]) -> bool:
-    """Whether ``hour`` was staged with one of ``months`` (month starts): an hour belongs to
-    the months of its first and last second."""
-    return any(partitions.month_start(ts) in months for ts in (hour.ts, hour.ts + 3599))
+def _months_of(hour: Slot) -> set[int]:
+    """The months ``hour`` belongs to: those of its first and last second. An hour whose rows
+    cross into the next month is made by both months (each keeps its own rows)."""
+    return {partitions.month_start(hour.ts), partitions.month_start(hour.ts + 3599)}
 
 
 def _drop(engine: Engine, months: list[Month]) -> None:
