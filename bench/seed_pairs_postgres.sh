@@ -17,6 +17,9 @@ ROUNDS=${2:-3}
 BUILDS=${BUILDS:-this=.venv/bin/cdrgate}
 BASE=${URL%/*}
 TIMEOUT=${TIMEOUT:-300}
+# This run's own files: two runs at once (helpers sharing a machine) must not read each other's.
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
 
 export PGOPTIONS="-c client_min_messages=warning"
 sql() { psql "$URL" -qAtX -c "$1"; }
@@ -39,12 +42,12 @@ for round in $(seq "$ROUNDS"); do
     settled bench_seed
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     before=$(server_cpu)
-    /usr/bin/time -o /tmp/seed_pairs.time -f "%e %U %S" timeout "$TIMEOUT" \
+    /usr/bin/time -o "$SCRATCH/time" -f "%e %U %S" timeout "$TIMEOUT" \
       "$cdrgate" seed --count "$ROWS" --database "$BASE/bench_seed" \
-      >/dev/null 2>/tmp/seed_pairs.err || echo "FAILED: $label: $(tail -n 3 /tmp/seed_pairs.err)"
+      >/dev/null 2>"$SCRATCH/err" || echo "FAILED: $label: $(tail -n 3 "$SCRATCH/err")"
     settled bench_seed
     after=$(server_cpu)
-    read -r wall user sys </tmp/seed_pairs.time
+    read -r wall user sys <"$SCRATCH/time"
     printf "RESULT %-10s #%d  wall %6.2f s  client cpu %5.2f s  server cpu %6.2f s  load %s\n" \
       "$label" "$round" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$after - $before" | bc)" "$load"
   done

@@ -230,6 +230,31 @@ def test_a_seeded_month_is_a_partition_like_any_other(pg):
     assert checks == 0
 
 
+def test_autovacuum_leaves_the_months_alone_until_they_are_attached(pg, monkeypatch):
+    # A month's table is committed while the seed goes on: autovacuum would VACUUM and
+    # ANALYZE it mid-seed (and hold a lock an index build or the attach waits behind). Off
+    # while the month is made, reset once it is cdr's partition.
+    options: dict[str, Any] = {}
+    add_new = summary.add_table_new
+
+    def noting(conn, table):
+        options[table] = conn.exec_driver_sql(
+            f"SELECT reloptions FROM pg_class WHERE oid = '{table}'::regclass"
+        ).scalar_one()
+        add_new(conn, table)
+
+    monkeypatch.setattr(summary, "add_table_new", noting)
+    seed_database(pg, PLAN)
+    assert len(options) == len(MONTHS)
+    assert all(value == ["autovacuum_enabled=false"] for value in options.values()), options
+    with pg.read() as conn:
+        after = conn.exec_driver_sql(
+            "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' AND relname LIKE 'cdr\\_p2%%'"
+        ).all()
+    assert {name for name, _ in after} == MONTHS
+    assert all(value is None for _, value in after)
+
+
 def test_orphans_of_a_seed_killed_outright_are_dropped_by_the_next(pg):
     # A client killed with SIGKILL cannot drop the months its helpers committed; no backend
     # has pid 0.

@@ -180,13 +180,21 @@ def _store(
 def _create(engine: Engine, months: list[Month]) -> None:
     """Every month's table, empty, with a CHECK of its range (which spares the attach its
     scan), committed on a connection of its own: both helpers make a month's pieces into it,
-    each in a transaction of its own."""
+    each in a transaction of its own.
+
+    Autovacuum off until the attach resets it (``pg_months.attach_counted``), as the
+    import's months have it: a committed table of ~80k new rows is past autovacuum's insert
+    threshold, and a worker visiting the database mid-seed would VACUUM and ANALYZE each
+    month made so far (~0.5 s of CPU a month on a 2-core server the seed keeps busy), and
+    hold a lock that a helper's CREATE INDEX or the attach waits behind (for up to
+    ``deadlock_timeout`` before the worker is cancelled)."""
     with engine.begin() as other:
         for month in months:
             start, end = month.start, partitions.next_month(month.start)
             other.exec_driver_sql(
                 f"CREATE TABLE {month.table} (LIKE cdr INCLUDING DEFAULTS, "
-                f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end}))"
+                f"CONSTRAINT {_RANGE} CHECK (ts >= {start} AND ts < {end})) "
+                "WITH (autovacuum_enabled = false)"
             )
 
 
