@@ -173,9 +173,28 @@ def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
 def stage_more_hours(conn: Connection, hours: Sequence[Slot]) -> None:
     """Add ``hours`` (none of them staged yet) to those ``stage_hours`` staged on PostgreSQL
     (SQLite's counter table would not grow with them)."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(
+            text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
+            [vars(hour) for hour in hours],
+        )
+        return
+    # One statement of four arrays, where executemany runs one INSERT an hour (8,760 for a
+    # year, each bound and executed by the server, each row's parameters dumped by psycopg):
+    # a year's hours in ~0.03 s of the client's CPU instead of ~0.10 s, and the server's
+    # share too (bench/RESULTS.md, twenty-second round). A 1M-row seed on two connections
+    # stages ~20,000 hours, while the server keeps both cores busy.
     conn.execute(
-        text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
-        [vars(hour) for hour in hours],
+        text(
+            "INSERT INTO seed_slot SELECT * FROM unnest(CAST(:first_seq AS bigint[]), "
+            "CAST(:calls AS bigint[]), CAST(:ts AS bigint[]), CAST(:clock AS text[]))"
+        ),
+        {
+            "first_seq": [hour.first_seq for hour in hours],
+            "calls": [hour.calls for hour in hours],
+            "ts": [hour.ts for hour in hours],
+            "clock": [hour.clock for hour in hours],
+        },
     )
 
 
