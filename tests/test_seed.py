@@ -6,9 +6,9 @@ import pytest
 
 from cdrgate.ingest import seeding
 from cdrgate.ingest.seeding import seed_database
-from cdrgate.seed import SeedPlan, generate
+from cdrgate.seed import SeedPlan, generate, slots
 from cdrgate.storage import cdrs
-from cdrgate.timefmt import parse_pbx_time
+from cdrgate.timefmt import format_pbx_time, parse_pbx_time
 
 
 def test_same_plan_same_rows_other_seed_other_rows():
@@ -65,6 +65,15 @@ def test_rows_stay_inside_the_plan():
     )
     assert {r.callto for r in records if r.type == "Internal"} == extensions
     assert all(r.sn == plan.serial for r in records)
+
+
+def test_each_hour_names_its_clock_as_format_pbx_time_does():
+    # The hours' "yyyy-mm-dd hh:" texts are made a day at a time; a start off the hour and a
+    # year's end are crossed too.
+    plan = SeedPlan(count=50_000, start="2026-12-30 21:37:12", days=3)
+    hours = slots(plan)
+    assert hours[0].clock == "2026-12-30 21:" and hours[-1].clock.startswith("2027-01-02 ")
+    assert all(hour.clock == format_pbx_time(hour.ts)[:14] for hour in hours)
 
 
 def test_a_recording_is_named_as_the_pbx_names_it():

@@ -11,6 +11,7 @@ an in-memory SQLite database, for callers that want the rows rather than a seede
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,9 +86,20 @@ def slots(plan: SeedPlan) -> list[Slot]:
         upto = plan.count * cumulative // total
         if upto > reached:
             ts = start_ts + hour * 3600
-            found.append(Slot(reached + 1, upto - reached, ts, format_pbx_time(ts)[:14]))
+            found.append(Slot(reached + 1, upto - reached, ts, _hour_clock(ts)))
             reached = upto
     return found
+
+
+def _hour_clock(ts: int) -> str:
+    """``format_pbx_time(ts)[:14]`` ("yyyy-mm-dd hh:"), the day's text made once a day: a
+    year's 8,760 hours took ~0.04 s of the seed's start in ``format_pbx_time``."""
+    return f"{_day_text(ts // 86400)} {ts % 86400 // 3600:02d}:"
+
+
+@functools.cache
+def _day_text(day: int) -> str:
+    return format_pbx_time(day * 86400)[:10]
 
 
 def generate(plan: SeedPlan) -> Iterator[tuple[CdrRecord, str]]:

@@ -30,6 +30,7 @@ seed are kept this way:
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections import deque
@@ -429,7 +430,15 @@ class _Helpers:
 def _months_of(hour: Slot) -> set[int]:
     """The months ``hour`` belongs to: those of its first and last second. An hour whose rows
     cross into the next month is made by both months (each keeps its own rows)."""
-    return {partitions.month_start(hour.ts), partitions.month_start(hour.ts + 3599)}
+    return {_month_of_day(hour.ts // 86400), _month_of_day((hour.ts + 3599) // 86400)}
+
+
+@functools.cache
+def _month_of_day(day: int) -> int:
+    """The month of day ``day`` (days since 1970-01-01): a month is whole days, so the month
+    of each of a day's seconds. Asked for every hour of the plan, three times before the
+    helpers' first rows (8,760 hours a year; ``month_start`` ~2 us a call, in pure Python)."""
+    return partitions.month_start(day * 86400)
 
 
 def _drop(engine: Engine, months: list[Month]) -> None:
