@@ -58,7 +58,7 @@ def import_file(
             if fast is not None:
                 return fast
         elif fast_path and not db.is_sqlite:
-            fast = _import_in_postgres(db, source, stream, progress)
+            fast = _import_in_postgres(db, source, stream, profile, progress)
             if fast is not None:
                 return fast
         strict = strict or FORMATS[fmt].always_strict
@@ -124,7 +124,7 @@ def _import_in_sql(
 
 
 def _import_in_postgres(
-    db: Database, source: str, stream: BinaryIO, progress: Progress | None
+    db: Database, source: str, stream: BinaryIO, profile: SourceProfile, progress: Progress | None
 ) -> ImportResult | None:
     """A Yeastar file through PostgreSQL's fast path (yeastar_pg); None as ``result.attempt``."""
     if stream.tell() != 0:
@@ -133,11 +133,14 @@ def _import_in_postgres(
     # import's critical path) does not need.
     from cdrgate.ingest import yeastar_pg
 
+    mapper = row_mapper(Format.yeastar, profile)
     return attempt(
         source,
         stream,
         progress,
-        _in_write_transaction(db, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter)),
+        _in_write_transaction(
+            db, lambda conn, inserter: yeastar_pg.load(conn, stream, inserter, mapper)
+        ),
     )
 
 

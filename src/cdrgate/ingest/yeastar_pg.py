@@ -39,6 +39,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from cdrgate.cdr import CSV_COLUMNS
+from cdrgate.ingest.formats import RowMapper
 from cdrgate.ingest.yeastar_sql import Doubt, Kinds
 from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.columns import COLUMNS
@@ -174,9 +175,10 @@ _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _SORT_MEMORY = "64MB"
 
 
-def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
+def load(conn: Connection, stream: BinaryIO, inserter: Inserter, mapper: RowMapper) -> Kinds:
     """Insert every row of a Yeastar file, from its start, with ``inserter`` (in its
-    transaction, on ``conn``, file order); returns the rows per (type, status). Raises
+    transaction, on ``conn``, file order); returns the rows per (type, status). ``mapper``
+    parses a row in Python where the load into an empty store does (``yeastar_copy``). Raises
     :class:`Doubt` when the Python path must read the file instead (the caller rolls back)."""
     # Imported here: it builds on this module's pieces.
     from cdrgate.ingest import yeastar_pg_empty
@@ -185,7 +187,7 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter) -> Kinds:
     try:
         set_up(conn)
         if yeastar_pg_empty.applies(conn, stream):
-            yeastar_pg_empty.load(conn, stream, inserter, kinds)
+            yeastar_pg_empty.load(conn, stream, inserter, kinds, mapper)
             return kinds
         # Dropped at commit (or with the rolled-back transaction that made it).
         conn.exec_driver_sql(f"{CREATE_STAGE} ON COMMIT DROP")
@@ -247,7 +249,7 @@ def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
             if plain:
                 copy.write(block)
             else:
-                for row in _csv_rows(block):
+                for row in csv_rows(block):
                     copy.write_row(row)
         return max(int(cursor.rowcount), 0)
     finally:
@@ -345,7 +347,7 @@ def _may_hold_long_line(block: bytes) -> bool:
     return any(block.find(b"\n", at, at + window) < 0 for at in range(0, len(block), window))
 
 
-def _csv_rows(block: bytes) -> Iterator[list[str]]:
+def csv_rows(block: bytes) -> Iterator[list[str]]:
     """A chunk that is not plain, read by the csv module as the Python path reads it (blank
     rows skipped); Doubt for what it cannot read alone (a quoted field running past the
     chunk) or a row the COPY would refuse anyway."""

@@ -46,10 +46,8 @@ The rules kept:
 from __future__ import annotations
 
 import queue
-import re
 import threading
 from collections import Counter
-from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -57,7 +55,8 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from cdrgate.ingest import yeastar_pg
+from cdrgate.ingest import yeastar_copy, yeastar_pg
+from cdrgate.ingest.formats import RowMapper
 from cdrgate.ingest.yeastar_sql import Kinds
 from cdrgate.storage import partitions, pg_bulk, pg_months, summary
 from cdrgate.storage.cdrs import Inserter
@@ -69,15 +68,8 @@ FINISHED_AFTER = 1
 _RANGE = "import_month_range"
 # A month's cdr_summary counts, made by the builder (pg_temp: its session's own).
 _COUNTS = "pg_temp.import_month_counts"
-STAGE = yeastar_pg.STAGE
-# The month ("yyyy-mm") of a plain chunk's line: the start of its second field, timestart.
-# The first line is found with a line end put before the chunk. A month found here that no
-# row has (text alike in some other field) only makes an empty table; a row whose month is
-# not found here (a time of another shape) has no table to go to: an error, so a Doubt.
-_MONTH_OF_LINE = re.compile(rb"\n[^,\n]*,([0-9]{4}-[0-9]{2})")
-# Every header row has it, in some case (cdr.is_header; yeastar_pg._HEADER). Looked for in
-# the chunk made lower case: 12 ms a chunk against 48 ms for a case-blind regex.
-_HEADER_WORD = b"timestart"
+# Chunks parsed ahead of the loader (each ~20 MB of COPY input for 8 MB of file).
+_AHEAD = 2
 _NAMES = ", ".join(COLUMNS)
 
 
@@ -107,20 +99,23 @@ def applies(conn: Connection, stream: BinaryIO) -> bool:
     return not stored
 
 
-def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -> None:
+def load(
+    conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds, mapper: RowMapper
+) -> None:
     """Every row of the Yeastar file ``stream`` into the empty store (``applies``), in
-    ``conn``'s transaction as ``yeastar_pg.load`` does; ``kinds`` counts them."""
+    ``conn``'s transaction as ``yeastar_pg.load`` does; ``kinds`` counts them, ``mapper``
+    parses a row the quick checks do not vouch for (``yeastar_copy``)."""
     pg_bulk.drop_orphan_tables(conn.engine, PREFIX)
     savepoint = conn.begin_nested()
     conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
     loader = _Loader(conn.engine)
     builder = _Builder(conn)
+    parser = _Parser(yeastar_copy.Parser(mapper, loader.first_id), stream)
     try:
         builder.start()
-        for number, block in enumerate(yeastar_pg.blocks(stream)):
-            if number == 0:
-                block = block.removeprefix(yeastar_pg.BOM)
-            rows, finished = loader.load(number, block)
+        parser.start()
+        while (chunk := parser.next()) is not None:
+            rows, finished = loader.load(chunk)
             builder.take(finished)
             if rows:
                 inserter.add_apart(rows, rows)
@@ -133,6 +128,7 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -
         savepoint.commit()
         inserter.inserted -= dropped
     except BaseException:
+        parser.stop()
         builder.stop()
         savepoint.rollback()  # the builder's locks on the loader's tables go with it
         loader.drop_tables()
@@ -141,78 +137,113 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter, kinds: Kinds) -
         loader.close()
 
 
+class _Parser:
+    """The file parsed in a thread of its own, a chunk or two ahead of the loader: the
+    loader's COPY then overlaps the next chunk's parse (on the other core: the GIL is let go
+    while psycopg waits on the server)."""
+
+    def __init__(self, parser: yeastar_copy.Parser, stream: BinaryIO) -> None:
+        self.parser = parser
+        self.stream = stream
+        self.ready: queue.Queue[yeastar_copy.Chunk | BaseException | None] = queue.Queue(
+            maxsize=_AHEAD
+        )
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cdrgate-import-parser")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def next(self) -> yeastar_copy.Chunk | None:
+        """The next chunk parsed, None at the end; raises what stopped the parse (Doubt)."""
+        item = self.ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        while self.thread.is_alive():  # a put waiting for room ends once room is made
+            with suppress(queue.Empty):
+                self.ready.get(timeout=0.05)
+        if self.thread.ident is not None:
+            self.thread.join()
+
+    def _run(self) -> None:
+        item: yeastar_copy.Chunk | BaseException | None = None
+        try:
+            for chunk in yeastar_copy.chunks(yeastar_pg.blocks(self.stream), self.parser):
+                if self.stopping.is_set():
+                    return
+                self.ready.put(chunk)
+        except BaseException as exc:  # the loader raises it at its next chunk
+            item = exc
+        if not self.stopping.is_set():
+            self.ready.put(item)
+
+
 class _Loader:
-    """The loader's connection: each chunk into the months' tables, committed."""
+    """The loader's connection: each chunk's months COPYed into their tables, committed."""
 
     def __init__(self, engine: Engine) -> None:
         self.conn = engine.connect()
         pid = int(self.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        # The file's ids from here on, a line each: the import's own transaction holds the
+        # cdr insert lock (``applies``), so no other writer takes one meanwhile; the sequence
+        # is moved past each chunk's as it is loaded.
+        self.first_id = pg_bulk.take_ids(self.conn, 1)
         self.conn.commit()
-        self.routing = f"{PREFIX}{pid}"
+        self.prefix = f"{PREFIX}{pid}"
         self.routed: dict[int, Month] = {}  # month start -> its table that rows go to now
         self.last_seen: dict[int, int] = {}  # month start -> the last chunk holding a row of it
         self.handed: set[int] = set()  # months handed to the builder
         self.late: list[Month] = []
         self.tables: list[str] = []  # every table made, for drop_tables
-        self.staged = False
+        self.number = 0  # chunks loaded
 
-    def load(self, number: int, block: bytes) -> tuple[int, list[Month]]:
-        """Chunk ``number`` in, committed; returns its rows and the months finished now."""
+    def load(self, chunk: yeastar_copy.Chunk) -> tuple[int, list[Month]]:
+        """``chunk``'s rows in, committed; returns how many and the months finished now."""
         conn = self.conn
+        number = self.number
+        self.number += 1
+        rows = 0
         with conn.begin():
-            yeastar_pg.set_up(conn)
-            if not self.staged:
-                # Emptied per chunk; dropped with this connection's session (``close``).
-                conn.exec_driver_sql(yeastar_pg.CREATE_STAGE)
-                conn.exec_driver_sql(
-                    f"CREATE TABLE {self.routing} (LIKE cdr INCLUDING DEFAULTS) "
-                    "PARTITION BY RANGE (ts)"
-                )
-                self.tables.append(self.routing)
-                self.staged = True
-            plain = yeastar_pg.is_plain(block)
-            copied = yeastar_pg.copy_block(conn, block, plain)
-            # Ids for the chunk's lines, taken at once: the import's own transaction holds
-            # the cdr insert lock (``applies``), so no other writer takes one meanwhile.
-            before = pg_bulk.take_ids(conn, copied) - 1 if copied else 0
-            for start in _months(block) if plain else self._staged_months():
-                self.last_seen[start] = number
-                if start not in self.routed:
-                    self._route(start, number)
-            # Header rows are looked for (and skipped) only in a chunk that may hold one.
-            headers = not plain or _HEADER_WORD in block.lower()
-            sql = yeastar_pg.insert_numbered_sql(self.routing, not plain, headers)
-            # No unique index on the months' tables yet: every row copied goes in.
-            rows = max(int(conn.exec_driver_sql(sql, {"before": before}).rowcount), 0)
-            finished = [
-                month
-                for start, month in self.routed.items()
-                if self.last_seen[start] <= number - FINISHED_AFTER
-            ]
-            self._detach(finished)
+            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {chunk.next_id - 1})")
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for start, month in chunk.months.items():
+                    self.last_seen[start] = number
+                    if start not in self.routed:
+                        self._route(start, number)
+                    table = self.routed[start].table
+                    if month.quick:
+                        with cursor.copy(yeastar_copy.QUICK_COPY.format(table=table)) as copy:
+                            copy.write(b"".join(month.quick))
+                    if month.rows:
+                        with cursor.copy(yeastar_copy.ROWS_COPY.format(table=table)) as copy:
+                            for row in month.rows:
+                                copy.write_row(row)
+                    rows += len(month)
+            finally:
+                cursor.close()
+        finished = [
+            month
+            for start, month in self.routed.items()
+            if self.last_seen[start] <= number - FINISHED_AFTER
+        ]
         return rows, self._hand(finished)
 
-    def _staged_months(self) -> set[int]:
-        """The months of the stage table's rows (a chunk not plain: rare)."""
-        found = self.conn.exec_driver_sql(f"SELECT DISTINCT substr(timestart, 1, 7) FROM {STAGE}")
-        return {start for (month,) in found if (start := yeastar_pg.month_start(month)) is not None}
-
     def finish(self) -> list[Month]:
-        """The months still routed (the file is done), detached; the routing table dropped."""
-        with self.conn.begin():
-            months = list(self.routed.values())
-            self._detach(months)
-            self.conn.exec_driver_sql(f"DROP TABLE {self.routing}")
-        return self._hand(months)
+        """The months still routed (the file is done)."""
+        return self._hand(list(self.routed.values()))
 
     def _route(self, start: int, number: int) -> None:
-        name = f"{self.routing}_{partitions.partition_name(start).removeprefix('cdr_p')}"
+        name = f"{self.prefix}_{partitions.partition_name(start).removeprefix('cdr_p')}"
         late = start in self.handed
         if late:
             name += f"_{number}"
         self.conn.exec_driver_sql(
-            f"CREATE TABLE {name} PARTITION OF {self.routing} "
-            f"FOR VALUES FROM ({start}) TO ({partitions.next_month(start)}) "
+            f"CREATE TABLE {name} (LIKE cdr INCLUDING DEFAULTS) "
             # Committed, so autovacuum would analyse it while the import goes on; it does
             # once it is cdr's partition.
             "WITH (autovacuum_enabled = false)"
@@ -220,13 +251,10 @@ class _Loader:
         self.tables.append(name)
         self.routed[start] = Month(start, name, late)
 
-    def _detach(self, months: Iterable[Month]) -> None:
-        for month in months:
-            self.conn.exec_driver_sql(f"ALTER TABLE {self.routing} DETACH PARTITION {month.table}")
-            del self.routed[month.start]
-
     def _hand(self, months: list[Month]) -> list[Month]:
-        """The months detached and committed: the new ones for the builder; late ones kept."""
+        """The months committed and done with: the new ones for the builder; late ones kept."""
+        for month in months:
+            del self.routed[month.start]
         self.late += [month for month in months if month.late]
         self.handed.update(month.start for month in months)
         return [month for month in months if not month.late]
@@ -244,16 +272,10 @@ class _Loader:
                 self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {', '.join(self.tables)}")
 
     def close(self) -> None:
-        """End the loader's session: its stage table goes with it, and so does its backend,
-        which makes any table of it left behind an orphan."""
+        """End the loader's session, which makes any table of it left behind an orphan."""
         try:
-            # Dropped first all the same: a session's end drops it only after the client
-            # has gone. Not raised (a broken connection): the session ends anyway.
-            with suppress(DBAPIError):
+            with suppress(DBAPIError):  # a broken connection: the session ends anyway
                 self.conn.rollback()
-                if self.staged:
-                    with self.conn.begin():
-                        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STAGE}")
         finally:
             self.conn.invalidate()
             self.conn.close()
@@ -307,13 +329,6 @@ class _Builder:
                 self.built.append(month)
         except BaseException as exc:  # the loader hears of it at its next chunk
             self.error = exc
-
-
-def _months(block: bytes) -> set[int]:
-    """The months of a plain chunk's rows (and perhaps a few more): its survey in Python,
-    ~30 ms of client CPU a chunk against ~250 ms of the loader's for the survey in SQL."""
-    months = {month.decode() for month in _MONTH_OF_LINE.findall(b"\n" + block)}
-    return {start for month in months if (start := yeastar_pg.month_start(month)) is not None}
 
 
 def _build(conn: Connection, month: Month, kinds: Kinds) -> int:
