@@ -61,21 +61,20 @@ _MINUTE_SECOND = {b"%02d:%02d" % (m, s): m * 60 + s for m in range(60) for s in 
 _SECONDS = frozenset(b"%d" % n for n in range(100_000))
 
 
-@dataclass
-class Month:
-    """One month's rows of a chunk."""
-
-    quick: list[bytes] = field(default_factory=list)  # QUICK_COPY's CSV lines
-    rows: list[tuple[object, ...]] = field(default_factory=list)  # (id, *row_values)
-
-    def __len__(self) -> int:
-        return len(self.quick) + len(self.rows)
+# Rows a piece: ~0.5 MB of COPY input, so the server parses one piece while this process
+# makes the next (one thread: a parse thread and a COPY thread took turns at the GIL).
+PIECE_ROWS = 2048
 
 
 @dataclass
-class Chunk:
-    months: dict[int, Month]  # month start -> its rows
-    next_id: int  # the id after the chunk's last line's
+class Piece:
+    """Rows of one month, in file order: ``quick`` (QUICK_COPY's CSV text) or ``rows``
+    (``(id, *row_values)`` tuples for ROWS_COPY)."""
+
+    month: int  # its first second
+    size: int  # rows
+    quick: bytes = b""
+    rows: list[tuple[object, ...]] = field(default_factory=list)
 
 
 class Parser:
@@ -87,16 +86,28 @@ class Parser:
         # "yyyy-mm-dd hh:" -> (its first second, its month's), None when no such hour.
         self._hours: dict[bytes, tuple[int, int] | None] = {}
 
-    def parse(self, block: bytes) -> Chunk:
-        months: dict[int, Month] = {}
+    def pieces(self, block: bytes) -> Iterator[Piece]:
+        """``block``'s rows as pieces, in file order; ``next_id`` is past its lines once
+        every piece has been taken."""
         if yeastar_pg.is_plain(block) and b"\x00" not in block:
-            self._plain(block, months)
-        else:
-            for fields in yeastar_pg.csv_rows(block):
-                self._mapped(fields, months)
-        return Chunk(months, self.next_id)
+            yield from self._plain(block)
+            return
+        rows: list[tuple[object, ...]] = []
+        month = -1
+        for fields in yeastar_pg.csv_rows(block):
+            row = self._mapped(fields)
+            if row is None:
+                continue
+            start = partitions.month_start(row[3])  # type: ignore[arg-type]  # ts
+            if rows and (start != month or len(rows) >= PIECE_ROWS):
+                yield Piece(month, len(rows), rows=rows)
+                rows = []
+            month = start
+            rows.append(row)
+        if rows:
+            yield Piece(month, len(rows), rows=rows)
 
-    def _plain(self, block: bytes, months: dict[int, Month]) -> None:
+    def _plain(self, block: bytes) -> Iterator[Piece]:
         if b"\r" in block:
             block = block.replace(b"\r\n", b"\n")
         lines = block.split(b"\n")
@@ -104,7 +115,7 @@ class Parser:
             lines.pop()
         hours, minute_second, seconds = self._hours, _MINUTE_SECOND, _SECONDS
         ident = self.next_id
-        month = current = -1
+        current = -1
         quick: list[bytes] = []
         for line in lines:
             fields = line.split(b",")
@@ -119,23 +130,31 @@ class Parser:
                 or fields[4] not in seconds
                 or fields[5] not in seconds
             ):
+                if quick:
+                    yield Piece(current, len(quick), b"".join(quick))
+                    quick = []
                 self.next_id = ident
                 try:
                     text = [value.decode() for value in fields]
                 except UnicodeDecodeError:
                     raise Doubt("not UTF-8") from None  # the Python path names the line
-                self._mapped(text, months)
+                if (row := self._mapped(text)) is not None:
+                    yield Piece(partitions.month_start(row[3]), 1, rows=[row])  # type: ignore[arg-type]
                 ident += 1
                 continue
             start, month = hour
-            if month != current:
-                quick = months.setdefault(month, Month()).quick
+            if month != current or len(quick) >= PIECE_ROWS:
+                if quick:
+                    yield Piece(current, len(quick), b"".join(quick))
+                    quick = []
                 current = month
             callid = fields[0]
             # The line after "callid,yyyy-mm-dd hh:mm:ss,": the file's own fields, as stored.
             rest = line[len(callid) + 21 :]
             quick.append(b'%d,%s,%d,%s,"%s\n"\n' % (ident, callid, start + offset, rest, line))
             ident += 1
+        if quick:
+            yield Piece(current, len(quick), b"".join(quick))
         self.next_id = ident
 
     def _hour(self, text: bytes) -> tuple[int, int] | None:
@@ -150,8 +169,8 @@ class Parser:
         self._hours[text] = found
         return found
 
-    def _mapped(self, fields: list[str], months: dict[int, Month]) -> None:
-        """A row by the Python path's rules (a header is skipped); its line takes an id."""
+    def _mapped(self, fields: list[str]) -> tuple[object, ...] | None:
+        """A row by the Python path's rules, None for a header; its line takes an id."""
         ident = self.next_id
         self.next_id += 1
         try:
@@ -159,14 +178,6 @@ class Parser:
         except ValueError as exc:
             raise Doubt(str(exc)) from None
         if parsed is None:
-            return
+            return None
         record, ts = parsed
-        row = (ident, *row_values(record, ts=ts))
-        months.setdefault(partitions.month_start(ts), Month()).rows.append(row)
-
-
-def chunks(blocks: Iterator[bytes], parser: Parser) -> Iterator[Chunk]:
-    for number, block in enumerate(blocks):
-        if number == 0:
-            block = block.removeprefix(yeastar_pg.BOM)
-        yield parser.parse(block)
+        return (ident, *row_values(record, ts=ts))

@@ -48,7 +48,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -68,8 +68,6 @@ FINISHED_AFTER = 1
 _RANGE = "import_month_range"
 # A month's cdr_summary counts, made by the builder (pg_temp: its session's own).
 _COUNTS = "pg_temp.import_month_counts"
-# Chunks parsed ahead of the loader (each ~20 MB of COPY input for 8 MB of file).
-_AHEAD = 2
 _NAMES = ", ".join(COLUMNS)
 
 
@@ -78,6 +76,15 @@ class Month:
     start: int
     table: str
     late: bool  # rows of a month already handed to the builder
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A month whose indexes are built and rows counted (``_prepare``), by the loader."""
+
+    month: Month
+    counts: str  # its cdr_summary counts (a table of the loader's, committed)
+    dropped: int
 
 
 def applies(conn: Connection, stream: BinaryIO) -> bool:
@@ -110,17 +117,23 @@ def load(
     conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
     loader = _Loader(conn.engine)
     builder = _Builder(conn)
-    parser = _Parser(yeastar_copy.Parser(mapper, loader.first_id), stream)
+    parser = yeastar_copy.Parser(mapper, loader.first_id)
     try:
         builder.start()
-        parser.start()
-        while (chunk := parser.next()) is not None:
-            rows, finished = loader.load(chunk)
+        for number, block in enumerate(yeastar_pg.blocks(stream)):
+            if number == 0:
+                block = block.removeprefix(yeastar_pg.BOM)
+            rows, finished = loader.load(parser, block)
             builder.take(finished)
             if rows:
                 inserter.add_apart(rows, rows)
         builder.take(loader.finish())
-        dropped = builder.finish()
+        # The file read, the loader's connection prepares months too: the builder alone
+        # was the import's last seconds (bench/RESULTS.md, twenty-second round).
+        prepared = []
+        while (month := builder.spare()) is not None:
+            prepared.append(loader.prepare(month))
+        dropped = builder.finish(prepared)
         kinds.update(builder.kinds)
         dropped += _add_late(conn, loader.late, builder.built, kinds)
         months_built = ((month.start, month.table) for month in builder.built)
@@ -128,58 +141,12 @@ def load(
         savepoint.commit()
         inserter.inserted -= dropped
     except BaseException:
-        parser.stop()
         builder.stop()
         savepoint.rollback()  # the builder's locks on the loader's tables go with it
         loader.drop_tables()
         raise
     finally:
         loader.close()
-
-
-class _Parser:
-    """The file parsed in a thread of its own, a chunk or two ahead of the loader: the
-    loader's COPY then overlaps the next chunk's parse (on the other core: the GIL is let go
-    while psycopg waits on the server)."""
-
-    def __init__(self, parser: yeastar_copy.Parser, stream: BinaryIO) -> None:
-        self.parser = parser
-        self.stream = stream
-        self.ready: queue.Queue[yeastar_copy.Chunk | BaseException | None] = queue.Queue(
-            maxsize=_AHEAD
-        )
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="cdrgate-import-parser")
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def next(self) -> yeastar_copy.Chunk | None:
-        """The next chunk parsed, None at the end; raises what stopped the parse (Doubt)."""
-        item = self.ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def stop(self) -> None:
-        self.stopping.set()
-        while self.thread.is_alive():  # a put waiting for room ends once room is made
-            with suppress(queue.Empty):
-                self.ready.get(timeout=0.05)
-        if self.thread.ident is not None:
-            self.thread.join()
-
-    def _run(self) -> None:
-        item: yeastar_copy.Chunk | BaseException | None = None
-        try:
-            for chunk in yeastar_copy.chunks(yeastar_pg.blocks(self.stream), self.parser):
-                if self.stopping.is_set():
-                    return
-                self.ready.put(chunk)
-        except BaseException as exc:  # the loader raises it at its next chunk
-            item = exc
-        if not self.stopping.is_set():
-            self.ready.put(item)
 
 
 class _Loader:
@@ -201,31 +168,42 @@ class _Loader:
         self.tables: list[str] = []  # every table made, for drop_tables
         self.number = 0  # chunks loaded
 
-    def load(self, chunk: yeastar_copy.Chunk) -> tuple[int, list[Month]]:
-        """``chunk``'s rows in, committed; returns how many and the months finished now."""
+    def load(self, parser: yeastar_copy.Parser, block: bytes) -> tuple[int, list[Month]]:
+        """``block``'s rows in, committed; returns how many and the months finished now."""
         conn = self.conn
         number = self.number
         self.number += 1
         rows = 0
         with conn.begin():
-            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {chunk.next_id - 1})")
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            # One COPY open at a time, into one month's table, in one format; the pieces
+            # are written as they are parsed, while the server reads the ones before.
+            copies = ExitStack()
+            open_as: tuple[str, bool] | None = None
             try:
-                for start, month in chunk.months.items():
-                    self.last_seen[start] = number
-                    if start not in self.routed:
-                        self._route(start, number)
-                    table = self.routed[start].table
-                    if month.quick:
-                        with cursor.copy(yeastar_copy.QUICK_COPY.format(table=table)) as copy:
-                            copy.write(b"".join(month.quick))
-                    if month.rows:
-                        with cursor.copy(yeastar_copy.ROWS_COPY.format(table=table)) as copy:
-                            for row in month.rows:
+                with copies:
+                    for piece in parser.pieces(block):
+                        self.last_seen[piece.month] = number
+                        if piece.month not in self.routed:
+                            copies.close()
+                            open_as = None
+                            self._route(piece.month, number)
+                        table = self.routed[piece.month].table
+                        quick = bool(piece.quick)
+                        if open_as != (table, quick):
+                            copies.close()
+                            sql = yeastar_copy.QUICK_COPY if quick else yeastar_copy.ROWS_COPY
+                            copy = copies.enter_context(cursor.copy(sql.format(table=table)))
+                            open_as = table, quick
+                        if quick:
+                            copy.write(piece.quick)
+                        else:
+                            for row in piece.rows:
                                 copy.write_row(row)
-                    rows += len(month)
+                        rows += piece.size
             finally:
                 cursor.close()
+            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {parser.next_id - 1})")
         finished = [
             month
             for start, month in self.routed.items()
@@ -259,6 +237,16 @@ class _Loader:
         self.handed.update(month.start for month in months)
         return [month for month in months if not month.late]
 
+    def prepare(self, month: Month) -> _Prepared:
+        """``_prepare`` of ``month`` here, committed (its counts in a table of its own)."""
+        counts = f"{month.table}_counts"
+        self.tables.append(counts)
+        with self.conn.begin():
+            self.conn.exec_driver_sql(
+                f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'"
+            )
+            return _Prepared(month, counts, _prepare(self.conn, month, counts))
+
     def drop_tables(self) -> None:
         """Drop every table made (after the import's transaction let go of them). Bounded:
         what is not dropped now is an orphan for the next import (``pg_bulk.drop_orphan_tables``)."""
@@ -286,7 +274,7 @@ class _Builder:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.todo: queue.SimpleQueue[Month | None] = queue.SimpleQueue()
+        self.todo: queue.SimpleQueue[Month | _Prepared | None] = queue.SimpleQueue()
         self.built: list[Month] = []
         self.kinds: Kinds = Counter()  # the rows of the months built, as read (duplicates too)
         self.dropped = 0
@@ -304,8 +292,21 @@ class _Builder:
         for month in months:
             self.todo.put(month)
 
-    def finish(self) -> int:
-        """Once every month handed over is built: how many duplicates were dropped."""
+    def spare(self) -> Month | None:
+        """A month handed over and not begun yet, taken back (for the loader to prepare)."""
+        with suppress(queue.Empty):
+            while True:
+                item = self.todo.get_nowait()
+                if isinstance(item, Month):
+                    return item
+                self.todo.put(item)  # pragma: no cover - only Months are queued before finish
+        return None
+
+    def finish(self, prepared: list[_Prepared]) -> int:
+        """Once every month handed over is built, and ``prepared`` added: how many
+        duplicates were dropped."""
+        for item in prepared:
+            self.todo.put(item)
         self.todo.put(None)
         self.thread.join()
         if self.error is not None:
@@ -324,34 +325,42 @@ class _Builder:
 
     def _run(self) -> None:
         try:
-            while (month := self.todo.get()) is not None and not self.stopping.is_set():
-                self.dropped += _build(self.conn, month, self.kinds)
-                self.built.append(month)
+            while (item := self.todo.get()) is not None and not self.stopping.is_set():
+                if isinstance(item, Month):
+                    item = _Prepared(item, _COUNTS, _prepare(self.conn, item, _COUNTS))
+                _add(self.conn, item, self.kinds)
+                self.dropped += item.dropped
+                self.built.append(item.month)
         except BaseException as exc:  # the loader hears of it at its next chunk
             self.error = exc
 
 
-def _build(conn: Connection, month: Month, kinds: Kinds) -> int:
-    """``month``'s rows counted in ``kinds``, its indexes, range CHECK and counts in
-    cdr_summary; returns the duplicates dropped."""
+def _prepare(conn: Connection, month: Month, counts: str) -> int:
+    """``month``'s cdr_summary counts into the new table ``counts``, then its indexes and
+    range CHECK; returns the duplicates dropped. Any connection may do it, in a transaction
+    of its own (the loader, once the file is read) or in the import's (the builder)."""
     # One pass over the rows counts both: the kinds from cdr_summary's counts of the month
     # (every row, as read), the counts themselves added once the duplicates are known.
-    summary.count_into(conn, month.table, _COUNTS)
-    for type_, status, count in conn.exec_driver_sql(
-        f"SELECT type, status, sum(calls) FROM {_COUNTS} GROUP BY 1, 2"
-    ):
-        kinds[type_, status] += count
+    summary.count_into(conn, month.table, counts)
     dropped = pg_months.build_indexes(conn, month.table)
     conn.exec_driver_sql(
         f"ALTER TABLE {month.table} ADD CONSTRAINT {_RANGE} "
         f"CHECK (ts >= {month.start} AND ts < {partitions.next_month(month.start)})"
     )
-    if dropped:  # rare: the counts hold the duplicates dropped since, so count again
-        summary.add_table(conn, month.table)
-    else:
-        summary.add_counted(conn, _COUNTS)
-    conn.exec_driver_sql(f"DROP TABLE {_COUNTS}")
     return dropped
+
+
+def _add(conn: Connection, prepared: _Prepared, kinds: Kinds) -> None:
+    """A prepared month's counts into ``kinds`` and cdr_summary (the import's transaction)."""
+    for type_, status, count in conn.exec_driver_sql(
+        f"SELECT type, status, sum(calls) FROM {prepared.counts} GROUP BY 1, 2"
+    ):
+        kinds[type_, status] += count
+    if prepared.dropped:  # rare: the counts hold the duplicates dropped since, so count again
+        summary.add_table(conn, prepared.month.table)
+    else:
+        summary.add_counted(conn, prepared.counts)
+    conn.exec_driver_sql(f"DROP TABLE {prepared.counts}")
 
 
 def _count_kinds(conn: Connection, table: str, kinds: Kinds) -> int:
