@@ -203,9 +203,7 @@ def _odd_rows() -> list[str]:
     return odd
 
 
-def test_rows_the_quick_checks_refuse_are_stored_by_the_python_paths_rules(
-    pg, two_connection_runs
-):
+def test_rows_the_quick_checks_refuse_are_stored_by_the_python_paths_rules(pg, two_connection_runs):
     rows = _odd_rows()
     data = _lines(*_IN_ORDER[:10]) + "".join(rows[:4]) + CSV_HEADER.upper()
     data += _lines(*_IN_ORDER[10:]) + "".join(rows[4:])
