@@ -186,7 +186,7 @@ def test_ids_follow_the_file_and_the_next_write_takes_a_later_one(pg, two_connec
 def _odd_rows() -> list[str]:
     """Rows the client's quick checks do not vouch for, each of which the Python path stores
     (some in another form than read: ``line`` is then rendered, as that path renders it)."""
-    odd = []
+    odd: list[str] = []
     for change in (
         {"callduraction": " 42"},  # padded: stored as 42, line rendered
         {"talkduraction": "007"},
