@@ -114,7 +114,7 @@ def load(
     parses a row the quick checks do not vouch for (``yeastar_copy``)."""
     pg_bulk.drop_orphan_tables(conn.engine, PREFIX)
     savepoint = conn.begin_nested()
-    conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
+    _build_settings(conn)
     loader = _Loader(conn.engine)
     builder = _Builder(conn)
     parser = yeastar_copy.Parser(mapper, loader.first_id)
@@ -242,9 +242,7 @@ class _Loader:
         counts = f"{month.table}_counts"
         self.tables.append(counts)
         with self.conn.begin():
-            self.conn.exec_driver_sql(
-                f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'"
-            )
+            _build_settings(self.conn)
             return _Prepared(month, counts, _prepare(self.conn, month, counts))
 
     def drop_tables(self) -> None:
@@ -333,6 +331,15 @@ class _Builder:
                 self.built.append(item.month)
         except BaseException as exc:  # the loader hears of it at its next chunk
             self.error = exc
+
+
+def _build_settings(conn: Connection) -> None:
+    """The settings of a transaction building months' indexes (to its end)."""
+    conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{pg_months.INDEX_MEMORY}'")
+    # No parallel workers: the loader, this process and a second build keep both cores busy
+    # already, and a month's build on workers cost ~0.7-1.7 s more server CPU an import
+    # (bench/RESULTS.md, twenty-second round).
+    conn.exec_driver_sql("SET LOCAL max_parallel_maintenance_workers = 0")
 
 
 def _prepare(conn: Connection, month: Month, counts: str) -> int:
