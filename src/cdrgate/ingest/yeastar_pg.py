@@ -145,20 +145,6 @@ def _rows_sql(quoting: bool, headers: bool) -> str:
 
 
 @cache
-def insert_numbered_sql(target: str, quoting: bool, headers: bool) -> str:
-    """The chunk's rows into ``target`` (no unique index) with ids from a block reserved for
-    the chunk's lines (``pg_bulk.take_ids``): the id of line ``n`` is ``n`` plus the
-    parameter ``before`` (the block's first id less one), so ids follow the file whatever
-    order the rows are written in, and the INSERT needs neither a sort by ``n`` nor a
-    ``nextval`` per row (about a fifth of its CPU: bench/RESULTS.md, "the loader's CPU
-    (twenty-first round)")."""
-    return (
-        f"INSERT INTO {target} (id, {', '.join(COLUMNS)}) "
-        f"SELECT n + %(before)s AS id, {_rows_sql(quoting, headers)}"
-    )
-
-
-@cache
 def insert_sql(target: str, quoting: bool, headers: bool) -> str:
     return (
         f"INSERT INTO {target} ({', '.join(COLUMNS)}) {_select_sql(quoting, headers)} "
@@ -243,7 +229,7 @@ def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
     """``block`` (``is_plain`` or not) into the emptied stage table; returns the lines copied."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        # n numbers the chunk's lines from 1 (insert_numbered_sql).
+        # n numbers the chunk's lines from 1: the INSERT takes them in that order.
         cursor.execute(f"TRUNCATE {STAGE} RESTART IDENTITY")
         with cursor.copy(_COPY_CSV if plain else _COPY_ROWS) as copy:
             if plain:

@@ -1,22 +1,28 @@
-"""A Yeastar file into an empty PostgreSQL store, on two connections: one loads the rows
+"""A Yeastar file into an empty PostgreSQL store in one pass on the server: this process
+parses and checks the rows and COPYs their final columns straight into a table per month,
 while the import's own connection builds the months already loaded.
 
-Why: on one connection the import's backend COPYs and converts the whole file, then builds
-every month's indexes and counts it, one core idle all along; the builds and counts were
-~45 % of its statements (bench/RESULTS.md, "Issue 17, the PostgreSQL import on two
-connections (twentieth round)"). Here:
+Why: converting the rows on the server (COPY into a stage table of text, then an INSERT ...
+SELECT doing the checks, the casts and ``line``) cost ~10 s of server CPU for 1M rows, more
+than 2x psql's ``\\copy`` of the file before any index was built (bench/RESULTS.md, twenty-first
+round). Checked here by the Python path's own rules (``yeastar_copy``), the rows cost the
+server only COPY's parse of their columns, the heap and the index builds (twenty-second round).
+Here:
 
-- **the loader**, a connection of its own, does per chunk what ``yeastar_pg`` does (COPY
-  into its stage table, the same checks and conversion in one INSERT ... SELECT), into a
-  table per month (``cdr_import_<loader pid>_<yyyymm>``, routed there by a partitioned
-  table of the same name without the month), and commits per chunk: another connection can
-  build only on committed rows;
+- **the loader**, a connection of its own, takes the file in chunks of whole lines; each
+  chunk's rows, parsed in pieces of a few thousand (``yeastar_copy.Parser``), are written to
+  one COPY at a time into their month's table (``cdr_import_<loader pid>_<yyyymm>``, no
+  index), the server reading a piece while the next is parsed here, and each chunk is
+  committed: another connection can build only on committed rows;
 - **a month is taken as finished once a whole chunk has gone by without a row of it** (a
-  Yeastar file is written in time order). The loader then detaches it from the routing
-  table and hands it to **the builder**: the import's own connection, in a thread, builds
-  the month's indexes (``pg_months.build_indexes``: duplicates within it dropped, the first
-  in file order kept), adds a CHECK of its range (sparing the attach its scan) and counts it
-  into cdr_summary, in the import's transaction;
+  Yeastar file is written in time order). The loader hands it to **the builder**: the
+  import's own connection, in a thread, counts it (cdr_summary's counts, in a temporary
+  table), builds its indexes (``pg_months.build_indexes``: duplicates within it dropped, the
+  first in file order kept), adds a CHECK of its range (sparing the attach its scan) and adds
+  its counts to cdr_summary, in the import's transaction. Once the file is read, the loader
+  prepares the months the builder has not begun (counts into a table of its own, indexes,
+  CHECK; committed) and the builder only adds their counts: the builder alone was the
+  import's last seconds;
 - a row of a month already handed over (a file out of time order) goes into a new table of
   that month, whose rows are added to the built one at the end in file order, ``ON CONFLICT
   DO NOTHING`` (a duplicate of a row earlier in the file is skipped), counted as they go in;
@@ -26,16 +32,17 @@ connections (twentieth round)"). Here:
 
 The rules kept:
 
-- ids follow the file: each chunk takes a block of cdr's sequence, one id a line, and a
-  row's id is its line's place in the block (``yeastar_pg.insert_numbered_sql``); the
-  import's transaction holds the cdr insert lock from the start, so no other writer takes
-  one meanwhile (``pg_bulk``);
+- the rows stored are the Python path's: a row the quick checks do not vouch for is parsed
+  by its row mapper, and one the mapper refuses raises ``Doubt``: the caller rolls back and
+  the Python path reads the file, naming the line;
+- ids follow the file: every line (a csv record in a chunk that is not plain) takes the next
+  id from one taken at the start, and cdr's sequence is moved past each chunk's as it is
+  committed; the import's transaction holds the cdr insert lock from the start, so no other
+  writer takes one meanwhile (``pg_bulk``);
 - the store is empty (no row, no month partition), checked under that lock: no row of the
   file can be a duplicate of a stored one;
 - readers never see half a file: the tables become partitions of cdr only in the import's
   transaction, which commits once;
-- a row the SQL refuses raises on the loader as on one connection: ``Doubt``, the caller
-  rolls back and the Python path names the line;
 - a failed or interrupted import leaves the store as it was: the builder is stopped (its
   statement cancelled), the import's transaction goes back to where this path began (a
   savepoint: its locks on the tables are let go), and the loader drops every table it made.
