@@ -214,6 +214,14 @@ def test_rows_the_quick_checks_refuse_are_stored_by_the_python_paths_rules(pg, t
     assert two_connection_runs == ["stored"]
 
 
+def test_blank_lines_are_no_rows(pg, two_connection_runs):
+    data = "\n" + _lines(*_IN_ORDER[:7]) + "\n\n" + _lines(*_IN_ORDER[7:]) + "\r\n"
+    fast, slow = _both_paths(pg, data.encode())
+    assert fast == slow
+    assert fast[0].inserted == len(_IN_ORDER)
+    assert two_connection_runs == ["stored"]
+
+
 def test_a_quoted_or_crlf_file_is_stored_as_the_python_path_stores_it(pg, two_connection_runs):
     quoted = make_cdr(callid="q", timestart="2031-03-03 03:03:03", callfrom='"Bob" <1>')
     data = CSV_HEADER + _lines(*_IN_ORDER[:12], quoted, *_IN_ORDER[12:])

@@ -322,10 +322,10 @@ def is_plain(block: bytes) -> bool:
         return False
     if b"\n\n" in block or b"\n\r\n" in block or b"\n\\." in block:
         return False
-    return block.count(b"\r") == block.count(b"\r\n") and not _may_hold_long_line(block)
+    return block.count(b"\r") == block.count(b"\r\n") and not may_hold_long_line(block)
 
 
-def _may_hold_long_line(block: bytes) -> bool:
+def may_hold_long_line(block: bytes) -> bool:
     """Whether a line of ``block`` may be longer than the csv module takes a field (it
     refuses the file; COPY would not). A line that long spans a whole window of half that
     size, so a line end in every window rules it out, in a few hundred searches per chunk."""
