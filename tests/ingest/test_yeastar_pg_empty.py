@@ -109,6 +109,20 @@ def test_a_bad_row_sends_the_file_to_the_python_path_and_leaves_no_table(pg, two
     assert _import_tables(pg) == []
 
 
+def test_a_bad_row_inside_a_chunk_being_copied_leaves_nothing(pg, two_connection_runs, monkeypatch):
+    # Chunks of 8-13 rows: the bad row comes after rows of its chunk already written to an
+    # open COPY, which is then abandoned with the chunk's transaction.
+    monkeypatch.setattr(yeastar_pg, "CHUNK_BYTES", 1200)
+    fields = make_cdr(callid="bad", timestart="2031-02-10 10:00:00").csv_fields()
+    fields[4] = "-1"
+    data = _lines(*_IN_ORDER[:18]) + ",".join(fields) + "\n" + _lines(*_IN_ORDER[18:])
+    result = _import(pg, io.BytesIO(data.encode()))
+    assert isinstance(result, str) and "f.csv:19: " in result
+    assert two_connection_runs == ["Doubt"]
+    assert _contents(pg) == ([], [])
+    assert _import_tables(pg) == []
+
+
 def _interrupt_the_builder(monkeypatch: pytest.MonkeyPatch) -> None:
     prepare = yeastar_pg_empty._prepare
     built: list[Any] = []
