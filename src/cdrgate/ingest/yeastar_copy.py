@@ -3,9 +3,9 @@
 
 Why: converting the rows on the server (COPY into a stage table of text, then one INSERT ...
 SELECT doing the checks, the casts and ``line``) cost the import ~10 s of server CPU for 1M
-rows, four times the COPY of the file alone; the checks in Python cost ~1.7 s of client
-CPU, and the COPY of the final columns about what psql's ``\\copy`` of the file costs
-(bench/RESULTS.md, "the PostgreSQL import in one pass (twenty-second round)").
+rows, over three times psql's ``\\copy`` of the file; the checks in Python cost ~1.7 s of
+client CPU, and the COPY of the final columns ~1.5x the server CPU of that ``\\copy``
+(bench/RESULTS.md, "the PostgreSQL import in one pass on the server (twenty-second round)").
 
 The rules are the Python path's (``cdr.parse_fields``, ``formats.row_mapper``, ``row_values``),
 in one place: a row goes the quick way only when those would store exactly its fields and its

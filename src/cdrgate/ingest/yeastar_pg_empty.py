@@ -210,7 +210,9 @@ class _Loader:
                         rows += piece.size
             finally:
                 cursor.close()
-            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {parser.next_id - 1})")
+            # Past the chunk's ids (never back before the first: a chunk of blank lines).
+            last = max(parser.next_id - 1, self.first_id)
+            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {last})")
         finished = [
             month
             for start, month in self.routed.items()
