@@ -98,6 +98,7 @@ def create_app(
                 await purger
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            await db.close_on_loop()  # this loop's asyncpg pool (``storage/pg_loop.py``)
             if database is None:
                 db.dispose()
 

@@ -18,8 +18,10 @@ from cdrgate.api.envelope import (
     success,
 )
 from cdrgate.api.streaming import ExportResponse
-from cdrgate.api.threads import in_thread
-from cdrgate.services.downloads import DownloadRequest, RandomRequest
+from cdrgate.api.threads import in_thread, to_completion
+from cdrgate.errors import StorageUnavailable
+from cdrgate.services.downloads import DownloadRequest, DownloadService, RandomRequest
+from cdrgate.services.export import Export
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 
 A = TypeVar("A")
@@ -56,7 +58,11 @@ async def get_random(request: Request, call: ApiCall) -> Response:
         client_ip=call.client_ip,
     )
     downloads = call.services.downloads
-    random = await _on_loop(downloads.db, downloads.issue_random, ask)
+    random = None
+    if downloads.db.loop_statements is not None:  # PostgreSQL: its statement on the loop
+        random = await to_completion(downloads.issue_random_on_loop(ask))
+    if random is None:
+        random = await _on_loop(downloads.db, downloads.issue_random, ask)
     # Echo the inputs exactly as sent: some clients build the link from the echo.
     return success(
         **{call.version.selector: ask.selector or ""},
@@ -79,6 +85,9 @@ async def download(request: Request, call: ApiCall) -> Response:
         api_version=call.version.path,
     )
     downloads = call.services.downloads
+    export = await _small_on_loop(downloads, ask)
+    if export is not None:
+        return ExportResponse(export, _download_headers(export.filename), call.settings)
     if downloads.runs_on_loop(ask):
         try:
             export = await _on_loop(downloads.db, downloads.open_download, ask)
@@ -88,6 +97,19 @@ async def download(request: Request, call: ApiCall) -> Response:
     else:
         export = await in_thread(downloads.open_download, ask)
     return ExportResponse(export, _download_headers(export.filename), call.settings)
+
+
+async def _small_on_loop(downloads: DownloadService, ask: DownloadRequest) -> Export | None:
+    """A small download's statements on the loop (PostgreSQL, ``storage/pg_loop.py``); None
+    when it is not one (then the thread's path answers it)."""
+    if downloads.db.loop_autocommit() is None:
+        return None
+    try:
+        return await to_completion(downloads.small_download_on_loop(ask))
+    except StorageUnavailable:
+        # Its spend may have failed with its audit record: audited again, as failed (30003).
+        await in_thread(downloads.commit_failed, ask)
+        raise
 
 
 # A download's headers, encoded as Starlette would encode them, once: only the file name

@@ -32,7 +32,8 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -137,3 +138,32 @@ async def _until_ended(call: _Call) -> None:
     # The request is cancelled: its call's error, if any, has nobody to go to.
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
         await call.future
+
+
+async def to_completion(work: Coroutine[Any, Any, R]) -> R:
+    """``await work`` (statements on the loop: ``storage/pg_loop.py``), shielded as
+    ``in_thread``'s call is: it runs as a task of its own, and a request cancelled meanwhile
+    waits for it to end, then is cancelled, so a statement is never cut (a random spent, its
+    download's audit record unwritten). Awaited through a future of its own, not the task: a
+    cancelled request cancels what it awaits."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
+    ended: asyncio.Future[None] = loop.create_future()
+    task.add_done_callback(partial(_wake, ended))
+    try:
+        await ended
+    except asyncio.CancelledError:
+        if not task.done():
+            again: asyncio.Future[None] = loop.create_future()
+            task.add_done_callback(partial(_wake, again))
+            with anyio.CancelScope(shield=True):
+                await again
+        if not task.cancelled():
+            task.exception()  # its outcome has nobody to go to (not logged as unretrieved)
+        raise
+    return task.result()
+
+
+def _wake(future: asyncio.Future[None], _task: object) -> None:
+    if not future.done():  # cancelled, and its request no longer waits for it
+        future.set_result(None)

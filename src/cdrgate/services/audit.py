@@ -27,6 +27,7 @@ from cdrgate.errors import Errno
 from cdrgate.settings import Settings
 from cdrgate.storage import audit, signed_spend
 from cdrgate.storage.db import Database, WriterBusy
+from cdrgate.storage.pg_loop import LoopStatements
 from cdrgate.storage.randoms import RandomRow
 
 log = logging.getLogger("cdrgate.audit")
@@ -119,6 +120,17 @@ class DownloadAudit:
         if record_id is not None and attempt.outcome == "failed":
             metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
         return record_id
+
+    async def spent_on_loop(
+        self, statements: LoopStatements, spent: RandomRow, attempt: DownloadAttempt
+    ) -> int | None:
+        """``spent_in``, its one statement run on the event loop (``storage/pg_loop.py``)."""
+        row = await statements.row(
+            signed_spend.statement(), signed_spend.params(spent, vars(attempt)), writes=True
+        )
+        if row is not None and attempt.outcome == "failed":
+            metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
+        return None if row is None else int(row[0])
 
     def settle(
         self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int

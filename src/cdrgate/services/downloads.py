@@ -463,6 +463,101 @@ class DownloadService:
             raise _Audited(refusal)
         return self._whole_export(whole, flt, recorded, record_id)
 
+    async def issue_random_on_loop(self, ask: RandomRequest) -> str | None:
+        """``issue_random``'s common case on the event loop, its one statement (the token's
+        read) through asyncpg (``storage/pg_loop.py``): a signed random, for a caller at the
+        token's login address without ``allowedip``, whose sliding mark is not due. None, with
+        nothing written, for any other case (and before this process's key is read): then
+        ``issue_random`` answers, in a thread. A dead token's errno is raised here, as there."""
+        statements = self.db.loop_statements
+        signer = self._random_signer
+        if statements is None or signer is None:
+            return None
+        try:
+            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+            if parse_allowed_ip(ask.allowedip) is not None:
+                return None
+        except ApiError:
+            return None  # refused: ``issue_random`` raises it after the token's sliding mark
+        token_hash = token_hash_of(ask.token)
+        now = self.auth.now_ms()
+        row = await statements.row(tokens.last_seen_statement(), {"hash": token_hash})
+        seen = None if row is None else tokens.seen_of(row)
+        session, touch_due = self.auth.session_of(seen, token_hash, now)
+        if touch_due or session.login_ip != ask.client_ip:
+            return None
+        expires_ms = now + self.settings.random_ttl_seconds * 1000
+        return signer.issue(expires_ms, session.token_hash, flt.selector, flt.start_ts, flt.end_ts)
+
+    async def small_download_on_loop(self, ask: DownloadRequest) -> Export | None:
+        """``open_download``'s common case (``_small_signed``: a signed random spent from the
+        token's login address, one extension list's day of at most a page) on the event loop,
+        its two statements through asyncpg (``storage/pg_loop.py``): the token's read with the
+        day's, then the spend with its audit record. None, with nothing written, for any other
+        case, a refusal included (a dead token, a random spent meanwhile): then
+        ``open_download`` answers it and audits it, in a thread, as before. Where
+        ``autocommit()`` is None (SQLite, replicas) it is always None.
+
+        ``StorageUnavailable`` is raised as it is: the caller audits the attempt (as
+        ``commit_failed`` does) in a thread. The caller also runs this to its end when its
+        request is cancelled (``api/threads.py``'s ``to_completion``): a spend is never cut."""
+        statements = self.db.loop_autocommit()
+        signer = self._random_signer
+        if statements is None or signer is None:
+            return None
+        try:
+            token_hash = token_hash_of(ask.token)
+            flt = parse_filter(ask.selector, ask.starttime, ask.endtime)
+            random = _random_text(ask.random)
+        except ApiError:
+            return None
+        if random is None or flt.selector == ALL or flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+            return None
+        key = randoms.key_of(random)
+        if key is None or not signer.signed(
+            random, token_hash, flt.selector, flt.start_ts, flt.end_ts
+        ):
+            return None
+        expires_ms, random_hash = key
+        now = self.auth.now_ms()
+        if expires_ms <= now:
+            return None
+        attempt = self.audit.begin(
+            ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
+        )
+        query = flt.query()
+        row = await statements.row(
+            session_day.statement(query),
+            session_day.params(token_hash, now - TOUCH_EVERY_MS, ask.client_ip, query, PAGE_ROWS),
+        )
+        read = session_day.answer(row, PAGE_ROWS)
+        if read.seen is None or read.day is None:
+            return None  # a token unknown, due its mark, elsewhere or scoped; or a long day
+        try:
+            session, touch_due = self.auth.session_of(read.seen, token_hash, now)
+        except ApiError:
+            return None  # expired: refused and audited by ``open_download``
+        if touch_due or ask.client_ip != session.login_ip:
+            return None
+        whole = self._page(query, read.day)
+        spent = randoms.RandomRow(
+            expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts,
+            session.login_ip, None, now,
+        )  # fmt: skip
+        attempt = attempt.by(session.account)
+        refusal = None
+        if whole.empty and self.settings.empty_download == "errno":
+            refusal = _not_found()
+            recorded = attempt.but(outcome="failed", errno=refusal.errno.value)
+        else:
+            recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+        record_id = await self.audit.spent_on_loop(statements, spent, recorded)
+        if record_id is None:
+            return None  # spent meanwhile: ``open_download`` finds and audits its errno
+        if refusal is not None:
+            raise refusal  # audited with the spend
+        return self._whole_export(whole, flt, recorded, record_id)
+
     def _whole_export(
         self, whole: Page, flt: CdrFilter, recorded: DownloadAttempt, record_id: int
     ) -> Export:

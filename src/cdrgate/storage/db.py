@@ -32,6 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdrgate.errors import StorageUnavailable, UsageError
 from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
+from cdrgate.storage.pg_loop import LoopStatements
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
 from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
@@ -145,6 +146,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _loop_statements(url: str) -> LoopStatements | None:
+    try:
+        return LoopStatements(make_url(url), STATEMENT_POOL_SIZE)
+    except ValueError as exc:  # options asyncpg cannot be given: psycopg runs them all
+        log.warning("small flows' statements through psycopg: %s", exc)
+        return None
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(normalise_url(url))
@@ -246,6 +255,9 @@ class Database:
             if self.dialect == "postgresql"
             else None
         )
+        # A small flow's statements on the event loop through asyncpg (``storage/pg_loop.py``),
+        # on as many connections as the statements' pool above.
+        self.loop_statements = _loop_statements(self.url) if self.dialect == "postgresql" else None
         self._replicas: ReplicaSet | None = None
         self._export_replica: Replica | None = None  # set on a view made by for_export
         if replicas:
@@ -636,6 +648,16 @@ class Database:
         if self._one_statement is None or self._replicas is not None:
             return None
         return self._in_autocommit(self._one_statement)
+
+    def loop_autocommit(self) -> LoopStatements | None:
+        """``autocommit()``'s statements on the event loop (``storage/pg_loop.py``): None where
+        ``autocommit()`` is None (SQLite, replicas)."""
+        return None if self._replicas is not None else self.loop_statements
+
+    async def close_on_loop(self) -> None:
+        """Close the running loop's asyncpg pool, if it made one (the app's shutdown)."""
+        if self.loop_statements is not None:
+            await self.loop_statements.close()
 
     @contextmanager
     def _read(self, engine: Engine) -> Iterator[Connection]:

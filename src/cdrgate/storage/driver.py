@@ -14,6 +14,7 @@ SQLAlchemy's.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -205,6 +206,26 @@ class PostgresStatement(DriverStatement):
     def run_at_once(self, raw: Any, params: Mapping[str, Any]) -> Any:
         """``run``, for a result read whole before the next statement (``postgres_runner``)."""
         return postgres_runner(raw).execute(self.sql, self.args(params))
+
+    @cached_property
+    def numbered_sql(self) -> str:
+        """``sql`` with PostgreSQL's own numbered marks (``$1``, ``$2``...) for asyncpg
+        (``storage/pg_loop.py``), which sends the text as it is: psycopg's ``%%`` is a ``%``."""
+        count = 0
+
+        def number(mark: re.Match[str]) -> str:
+            nonlocal count
+            if mark.group() == "%%":
+                return "%"
+            count += 1
+            return f"${count}"
+
+        numbered = _MARK.sub(number, self.sql)
+        assert count == len(self.marks), "one value a mark"
+        return numbered
+
+
+_MARK = re.compile(r"%%|%s")
 
 
 @dataclass(frozen=True)

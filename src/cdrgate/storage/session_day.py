@@ -22,8 +22,9 @@ are read in one snapshot, taken after the download was asked for, as the two rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, Connection, and_, bindparam, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql
@@ -57,8 +58,28 @@ def read(
     ``client_ip``, and its account has no scope. On PostgreSQL only: on SQLite the token's
     read and the day's cost no round trip, and the caller makes them apart (the day only once
     the token is known to allow it), as before this statement."""
+    row = (
+        statement(query)
+        .run_at_once(
+            postgres_driver(conn), params(token_hash, fresh_after_ms, client_ip, query, most)
+        )
+        .fetchone()
+    )
+    return answer(row, most)
+
+
+def statement(query: CdrQuery) -> PostgresStatement:
+    """``read``'s statement for ``query`` (asyncpg runs it too: ``storage/pg_loop.py``)."""
     assert query.extensions is not None, "the one statement reads extensions"
-    params = {
+    return _statement(len(query.extensions))
+
+
+def params(
+    token_hash: str, fresh_after_ms: int, client_ip: str, query: CdrQuery, most: int
+) -> dict[str, Any]:
+    """``statement(query)``'s values for ``read``'s arguments."""
+    assert query.extensions is not None, "the one statement reads extensions"
+    return {
         "hash": token_hash,
         "fresh_after": fresh_after_ms,
         "client_ip": client_ip,
@@ -67,8 +88,10 @@ def read(
         "end": query.end_ts,
         "limit": most + 1,
     }
-    statement = _statement(len(query.extensions))
-    row = statement.run_at_once(postgres_driver(conn), params).fetchone()
+
+
+def answer(row: Sequence[Any] | None, most: int) -> SessionDay:
+    """``read``'s answer from the statement's row (psycopg's or asyncpg's)."""
     if row is None:
         return SessionDay(None, None)
     day: list[str] | None = row[4]

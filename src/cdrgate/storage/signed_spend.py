@@ -61,9 +61,15 @@ _SPEND_AUDITED = (
 
 
 @cache
-def _statement() -> PostgresStatement:
-    """Compiled on first use: a SQLite process never loads PostgreSQL's dialect."""
+def statement() -> PostgresStatement:
+    """Compiled on first use: a SQLite process never loads PostgreSQL's dialect. asyncpg runs
+    it too (``storage/pg_loop.py``), with ``params``."""
     return PostgresStatement.of(_SPEND_AUDITED)
+
+
+def params(spent: RandomRow, record: Mapping[str, Any]) -> dict[str, Any]:
+    """``statement()``'s values: the random's row and the audit ``record``."""
+    return {**spent._asdict(), **{_AUDIT + name: record[name] for name in _AUDIT_COLUMNS}}
 
 
 def spend_audited(conn: Connection, spent: RandomRow, record: Mapping[str, Any]) -> int | None:
@@ -82,6 +88,5 @@ def spend_audited(conn: Connection, spent: RandomRow, record: Mapping[str, Any])
         return audit.insert(conn, record)
     raw = postgres_driver(conn)
     assert raw is not None, "PostgreSQL or SQLite"
-    params = {**spent._asdict(), **{_AUDIT + name: record[name] for name in _AUDIT_COLUMNS}}
-    row = _statement().run_at_once(raw, params).fetchone()
+    row = statement().run_at_once(raw, params(spent, record)).fetchone()
     return None if row is None else int(row[0])

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from cdrgate.storage.driver import HotStatement
+from cdrgate.storage.driver import HotStatement, PostgresStatement
 from cdrgate.storage.tables import api_account, api_token
 
 # Expired sessions are kept this long so a late request still hears "expired" (20006)
@@ -62,6 +62,12 @@ SESSION = (
     .where(api_token.c.token_hash == bindparam("hash"))
 )
 _LAST_SEEN = HotStatement.of(SESSION)
+
+
+def last_seen_statement() -> PostgresStatement:
+    """``last_seen``'s statement on PostgreSQL (asyncpg runs it too: ``storage/pg_loop.py``);
+    its row is read by ``seen_of``."""
+    return _LAST_SEEN.postgres
 
 
 def touch(conn: Connection, token_hash: str, now_ms: int, idle_ms: int) -> str | None:

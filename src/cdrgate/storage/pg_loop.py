@@ -1,0 +1,238 @@
+"""A small flow's PostgreSQL statements on the event loop, through asyncpg.
+
+Through psycopg a flow's statement is handed to a worker thread (``api/threads.py``), runs
+there, and its answer is handed back: a PostgreSQL flow request cost ~250 us of the worker
+threads' CPU besides the loop's ~170 (bench/RESULTS.md, twenty-second round). asyncpg runs
+the same statements on the loop itself, with its protocol in Cython, binary formats and each
+statement prepared once a connection: the three statements of a flow cost its client ~205 us
+of CPU where psycopg through the thread hand-over cost ~500 (same round, in process). Only a
+flow's statements run here (``services/downloads.py``: ``issue_random_on_loop`` and
+``small_download_on_loop``); everything else stays on SQLAlchemy and psycopg.
+
+The connections are those of ``Database.read(one_statement=True)`` and
+``Database.autocommit()``: autocommit, generic plans (see ``db.STATEMENT_POOL_SIZE``), no JIT,
+as many per process, made as the loop needs them. The pool is the running loop's: made on its
+first statement, closed by the app's shutdown (``close``), after the drain. A connection the
+server closed while it was idle (a restart, ``pg_terminate_backend``) is seen by the loop, which
+reads its end, and replaced when next taken; one lost under a statement raises
+``StorageUnavailable`` (the documented errno), and a read is tried once more on a new one.
+
+asyncpg is imported on a pool's first use: a SQLite process never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from cdrgate.errors import StorageUnavailable
+from cdrgate.storage.driver import PostgresStatement
+
+# As SQLAlchemy's pool_timeout for the psycopg pools: a burst beyond the pool waits this long
+# for a connection, then is answered as a database that is down.
+ACQUIRE_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0  # psycopg's connect_timeout in ``db._postgresql_engine``
+
+
+class LoopStatements:
+    """A ``Database``'s flow statements on the running loop (a pool of connections per loop)."""
+
+    def __init__(self, url: URL, size: int) -> None:
+        self._dsn, settings = _asyncpg_dsn(url)
+        self._settings = {
+            **settings,
+            "application_name": "cdrgate",
+            "jit": "off",
+            "plan_cache_mode": "force_generic_plan",
+        }
+        self._size = size
+        self._pools: dict[asyncio.AbstractEventLoop, _Pool] = {}
+
+    async def row(
+        self, statement: PostgresStatement, params: Mapping[str, Any], *, writes: bool = False
+    ) -> Sequence[Any] | None:
+        """The first row of ``statement`` run with ``params`` (autocommit), or None. A read
+        (``writes`` false) whose connection was lost is run once more on a fresh one: it has no
+        effect to repeat. A write's is not (it may have committed): the caller learns
+        ``StorageUnavailable``."""
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _Pool(self._connect, self._size)
+        sql, args = statement.numbered_sql, statement.args(params)
+        for attempt in (1, 2):
+            try:
+                conn = await pool.take()
+                try:
+                    row: Sequence[Any] | None = await conn.fetchrow(sql, *args)
+                except BaseException as exc:
+                    pool.give(conn, lose=not isinstance(exc, Exception))
+                    raise
+                pool.give(conn)
+                return row
+            except Exception as exc:
+                error = _storage_error(exc)
+                if error is None:
+                    raise
+                if writes or attempt == 2 or not _lost(exc):
+                    raise error from exc
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Close the running loop's connections (the app's shutdown, after the drain)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    async def _connect(self) -> Any:
+        import asyncpg  # here: a SQLite process never loads it
+
+        return await asyncpg.connect(
+            self._dsn, timeout=CONNECT_TIMEOUT_S, server_settings=self._settings
+        )
+
+
+class _Pool:
+    """A loop's connections, one taken a statement and given back at once. Not asyncpg's
+    ``Pool``: its acquire and release cost a flow's three statements ~30 % more of the
+    loop's CPU than the statements' own (its timeout a task, its reset a statement; twenty-
+    second round). Made as statements need them, up to ``size``; a statement beyond waits
+    (at most ``ACQUIRE_TIMEOUT_S``) for one given back."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]], size: int) -> None:
+        self._connect = connect
+        self._size = size
+        self._idle: list[Any] = []
+        self._open = 0  # connections made or being made, not yet lost or closed
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    async def take(self) -> Any:
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.is_closed():
+                    return conn
+                self._open -= 1  # closed by the server while idle (the loop read its end)
+            if self._closed:
+                raise StorageUnavailable("the server is shutting down")
+            if self._open < self._size:
+                self._open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._open -= 1
+                    self._wake()
+                    raise
+            await self._wait()
+
+    def give(self, conn: Any, *, lose: bool = False) -> None:
+        """Give ``conn`` back after its statement; ``lose``: it was cut (a cancel), and its
+        protocol may be mid-statement: closed, not reused."""
+        if lose or self._closed or conn.is_closed():
+            self._open -= 1
+            conn.terminate()
+        else:
+            self._idle.append(conn)
+        self._wake()
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        for conn in idle:
+            with suppress(Exception):
+                await conn.close(timeout=CONNECT_TIMEOUT_S)
+        while self._waiters:
+            self._wake()
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+                await waiter
+        except TimeoutError:
+            self._leave(waiter)
+            # As db._storage_error answers SQLAlchemy's pool timeout.
+            raise StorageUnavailable("no database connection free (pool exhausted)") from None
+        except BaseException:
+            self._leave(waiter)
+            raise
+
+    def _leave(self, waiter: asyncio.Future[None]) -> None:
+        """``waiter`` stops waiting (a timeout, a cancel)."""
+        if waiter.done() and not waiter.cancelled():
+            self._wake()  # woken, but leaving: the next waiter's turn
+        else:
+            with suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+def _asyncpg_dsn(url: URL) -> tuple[str, dict[str, str]]:
+    """``url`` as asyncpg's DSN, and the settings its ``options`` sets (``-c name=value``, as
+    libpq takes them; asyncpg takes them as ``server_settings``)."""
+    options = url.query.get("options")
+    settings: dict[str, str] = {}
+    words = shlex.split(options if isinstance(options, str) else " ".join(options or ()))
+    pending = False
+    for word in words:
+        if pending or word.startswith("-c") or word.startswith("--"):
+            setting = word if pending else word[2:]
+            pending = word == "-c"
+            if pending:
+                continue
+            name, sep, value = setting.partition("=")
+            if not sep:
+                raise ValueError(f"cannot read the database URL's options: {options!r}")
+            settings[name.replace("-", "_")] = value
+        else:
+            raise ValueError(f"cannot read the database URL's options: {options!r}")
+    plain = url.difference_update_query(["options"]).set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False), settings
+
+
+def _storage_error(exc: BaseException) -> StorageUnavailable | None:
+    """The StorageUnavailable that asyncpg's ``exc`` means, as ``db._storage_error`` maps
+    psycopg's ``OperationalError``: the connection (lost, refused, the server shutting down or
+    out of connections), a wait for one, a conflict the server gave up on; None otherwise."""
+    import asyncpg
+
+    failures = (
+        asyncpg.PostgresConnectionError,  # class 08, and a connection lost under a statement
+        asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, terminated, cancelled
+        asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
+        asyncpg.exceptions.TransactionRollbackError,  # 40: deadlock, serialization
+        asyncpg.InterfaceError,  # the connection closed on our side
+        OSError,  # refused, unreachable
+        TimeoutError,  # the connect, or the wait for a free connection
+    )
+    if isinstance(exc, failures):
+        return StorageUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return None
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection went away (a new one may well work)."""
+    import asyncpg
+
+    return isinstance(
+        exc,
+        asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.AdminShutdownError
+        | ConnectionError,
+    )
