@@ -121,3 +121,70 @@ def test_a_call_that_outlives_its_event_loop_leaves_its_thread_serving(monkeypat
         assert served.wait(5)
     finally:
         other.close()
+
+
+# ``to_completion``: the same shield for statements run on the loop (storage/pg_loop.py).
+
+
+def test_work_on_the_loop_gives_its_result_and_error_to_the_caller() -> None:
+    async def twice(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("refused")
+
+    async def main() -> None:
+        assert await threads.to_completion(twice(21)) == 42
+        with pytest.raises(ValueError, match="refused"):
+            await threads.to_completion(failing())
+
+    anyio.run(main)
+
+
+def test_a_request_cancelled_by_a_scope_ends_only_once_its_work_on_the_loop_has_ended() -> None:
+    ended: list[bool] = []
+
+    async def slow() -> None:
+        await asyncio.sleep(0.3)  # a statement's wait for its answer
+        ended.append(True)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05) as scope:
+            await threads.to_completion(slow())
+        assert scope.cancelled_caught
+        assert ended == [True]  # the cancellation came only after the work
+
+    anyio.run(main)
+
+
+def test_a_request_cancelled_by_a_plain_cancel_ends_only_once_its_work_on_the_loop_has_ended():
+    ended: list[bool] = []
+
+    async def slow() -> None:
+        await asyncio.sleep(0.3)
+        ended.append(True)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(threads.to_completion(slow()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ended == [True]
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_requests_work_on_the_loop_that_fails_ends_it_as_cancelled() -> None:
+    async def failing() -> None:
+        await asyncio.sleep(0.2)
+        raise ValueError("refused")
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05) as scope:
+            await threads.to_completion(failing())
+        assert scope.cancelled_caught
+
+    anyio.run(main)

@@ -174,3 +174,35 @@ def test_a_first_file_into_an_empty_sqlite_store_reaches_its_first_row_without_s
         "sqlalchemy at the first row: False",
         f"{source}: 9 rows, 9 new, 0 already present",
     ]
+
+
+def test_a_sqlite_servers_small_flow_does_not_load_asyncpg(tmp_path):
+    # asyncpg runs PostgreSQL's flow statements on the loop (storage/pg_loop.py), imported on
+    # a pool's first use only.
+    probe = (
+        "import sys, time\n"
+        "from starlette.testclient import TestClient\n"
+        "from cdrgate.app import create_app\n"
+        "from cdrgate.services.auth import set_api_user\n"
+        "from cdrgate.settings import Settings\n"
+        "from cdrgate.storage import schema\n"
+        "from cdrgate.storage.db import Database\n"
+        "from tests.conftest import API_MD5, API_PASSWORD, API_USER, Flow\n"
+        "db = Database(sys.argv[1])\n"
+        "schema.upgrade(db)\n"
+        "set_api_user(db, API_USER, API_PASSWORD, int(time.time() * 1000))\n"
+        "app = create_app(Settings(database=db.url, access_log=False), database=db)\n"
+        "with TestClient(app, client=('127.0.0.1', 50000)) as http:\n"
+        "    flow = Flow(http)\n"
+        "    token = flow.token()\n"
+        "    answer = flow.download(token, '1000', '2026-05-28 00:00:00', '2026-05-28 23:59:59')\n"
+        "    assert answer.status_code == 200, answer.text\n"
+        "db.dispose()\n"
+        "print('asyncpg' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, f"sqlite:///{tmp_path / 'store.db'}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]

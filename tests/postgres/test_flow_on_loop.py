@@ -1,0 +1,207 @@
+"""A PostgreSQL small flow's statements on the event loop through asyncpg (storage/pg_loop.py):
+no worker thread once the process has its key; a download cancelled under its spend still
+spends and audits; connections the server closed are replaced; a connection lost under a
+spend answers 30003 and audits it; a lost read is read again; the shutdown closes the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from cdrgate.api import threads
+from cdrgate.app import create_app
+from cdrgate.errors import Errno
+from cdrgate.ingest.store import store_records
+from cdrgate.services.auth import set_api_user
+from cdrgate.settings import Settings
+from cdrgate.storage import pg_loop
+from cdrgate.storage.db import Database
+from cdrgate.storage.tables import cdr_random, download_audit
+from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
+
+DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
+OK = "text/csv; charset=utf-8"
+
+
+@pytest.fixture
+def served(pg_db: Database, clock) -> Iterator[tuple[Flow, Database]]:
+    set_api_user(pg_db, API_USER, API_PASSWORD, int(clock() * 1000))
+    store_records(pg_db, [make_cdr(callfrom="1000", timestart="2026-05-28 10:00:00")])
+    app = create_app(Settings(database=pg_db.url, access_log=False), database=pg_db, clock=clock)
+    with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 50000)) as http:
+        yield Flow(http), pg_db
+
+
+def _download(flow: Flow, token: str) -> str:
+    random = flow.get_random(token, "1000", *DAY)["random"]
+    response = flow.http.get(flow.download_url(token, random, "1000", *DAY))
+    return "csv" if response.headers["content-type"] == OK else response.json()["errno"]
+
+
+def _audit(db: Database) -> list[tuple[str, str | None]]:
+    with db.read() as conn:
+        rows = conn.execute(select(download_audit.c.outcome, download_audit.c.errno))
+        return [(row[0], row[1]) for row in rows]
+
+
+def _admin() -> psycopg.Connection[Any]:
+    return psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True)
+
+
+def test_a_small_flow_runs_no_worker_thread_once_the_key_is_read(served, monkeypatch):
+    flow, _db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"  # the first get_random reads the key in a thread
+    handed: list[object] = []
+    monkeypatch.setattr(threads._workers, "submit", handed.append)
+    for _ in range(3):
+        assert _download(flow, token) == "csv"
+    assert handed == []
+
+
+def test_a_download_cancelled_under_its_spend_still_spends_and_audits(served, monkeypatch):
+    flow, db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"  # the key, read once
+    random = flow.get_random(token, "1000", *DAY)["random"]
+    target = flow.download_url(token, random, "1000", *DAY)
+    path, query = target.split("?", 1)
+    app = flow.http.app
+    real_row = pg_loop.LoopStatements.row
+    spending = asyncio.Event()
+
+    async def slow_row(self, statement, params, *, writes=False):
+        if writes:
+            spending.set()
+            await asyncio.sleep(0.3)  # the spend's round trip, slowed
+        return await real_row(self, statement, params, writes=writes)
+
+    monkeypatch.setattr(pg_loop.LoopStatements, "row", slow_row)
+
+    async def cancelled_download() -> None:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
+            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
+        }  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.Event().wait()  # the client says nothing more
+            return {}
+
+        async def send(_message: dict[str, Any]) -> None:
+            pass
+
+        request = asyncio.ensure_future(app(scope, receive, send))
+        await spending.wait()
+        request.cancel()  # a client gone, a shutdown's cut: mid-statement
+        await asyncio.wait([request])
+        assert request.cancelled()
+        await db.close_on_loop()
+
+    before = len(_audit(db))
+    asyncio.run(cancelled_download())
+    with db.read() as conn:
+        spent = conn.execute(select(cdr_random.c.used_ms)).scalars().all()
+    assert len(spent) == 2 and all(used is not None for used in spent)  # both randoms spent
+    assert _audit(db)[before:] == [("ok", None)]  # and the cancelled one audited with it
+
+
+def test_connections_the_server_closed_are_replaced_without_a_failed_request(served):
+    flow, _db = served
+    token = flow.token()
+    for _ in range(3):
+        assert _download(flow, token) == "csv"
+    with _admin() as admin:  # as a restart or a failover does to every connection
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'cdrgate' AND pid <> pg_backend_pid()"
+        )
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdrgate'"
+        ).fetchone() != (0,):
+            pass
+    for _ in range(3):
+        assert _download(flow, token) == "csv"
+
+
+class _Dying:
+    """An asyncpg connection whose backend is terminated just before a statement whose text
+    holds ``marker`` (once): the connection lost under that statement."""
+
+    def __init__(self, conn: Any, marker: str, killed: list[int]) -> None:
+        self.conn, self.marker, self.killed = conn, marker, killed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        if self.marker in sql and not self.killed:
+            pid = self.conn.get_server_pid()
+            self.killed.append(pid)
+            with _admin() as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                while admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone() != (0,):
+                    pass
+        return await self.conn.fetchrow(sql, *args)
+
+
+def _dying(monkeypatch, marker: str) -> list[int]:
+    killed: list[int] = []
+    real_connect = pg_loop.LoopStatements._connect
+
+    async def connect(self):
+        return _Dying(await real_connect(self), marker, killed)
+
+    monkeypatch.setattr(pg_loop.LoopStatements, "_connect", connect)
+    return killed
+
+
+def test_a_connection_lost_under_a_spend_answers_30003_and_audits_it(served, monkeypatch):
+    flow, db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"
+    flow.http.portal.call(db.close_on_loop)  # new connections, through the patched connect
+    killed = _dying(monkeypatch, "download_audit")
+    before = len(_audit(db))
+    assert _download(flow, token) == Errno.APISRV_DOWN.value  # not retried: it may have run
+    assert killed
+    assert _audit(db)[before:] == [("failed", Errno.APISRV_DOWN.value)]
+    assert _download(flow, token) == "csv"  # a new connection for the next
+
+
+def test_a_read_whose_connection_was_lost_is_read_again(served, monkeypatch):
+    flow, db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"
+    flow.http.portal.call(db.close_on_loop)
+    killed = _dying(monkeypatch, "api_token")  # get_random's token read
+    assert _download(flow, token) == "csv"
+    assert killed
+
+
+def test_the_shutdown_closes_the_loops_connections(pg_db: Database, clock):
+    set_api_user(pg_db, API_USER, API_PASSWORD, int(clock() * 1000))
+    app = create_app(Settings(database=pg_db.url, access_log=False), database=pg_db, clock=clock)
+    with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 50000)) as http:
+        flow = Flow(http)
+        token = flow.token()
+        for _ in range(2):
+            flow.get_random(token, "1000", *DAY)
+        statements = pg_db.loop_statements
+        assert statements is not None
+        (pool,) = statements._pools.values()
+        conns = list(pool._idle)
+        assert conns
+    assert statements._pools == {}
+    assert all(conn.is_closed() for conn in conns)
