@@ -47,7 +47,8 @@ log = logging.getLogger("cdrgate.storage")
 # process is unchanged (15): since the nineteenth round, 6 (+4) here and
 # ``STATEMENT_POOL_SIZE`` for the flows' autocommit statements, which hold theirs from that
 # pool, not this one. With the downloads' pool (``EXPORT_POOL_SIZE`` + as many) that is the
-# 23 the README's max_connections rule counts.
+# 23, and with the small flows' asyncpg connections (``STATEMENT_POOL_SIZE`` more, on the
+# loop: ``storage/pg_loop.py``) the 28 the README's max_connections rule counts.
 POSTGRES_POOL_SIZE = 6
 POSTGRES_MAX_OVERFLOW = 4
 # ``Database.read(one_statement=True)`` and ``Database.autocommit()`` (a flow's get_random and
