@@ -9,9 +9,9 @@ of CPU where psycopg through the thread hand-over cost ~500 (same round, in proc
 flow's statements run here (``services/downloads.py``: ``issue_random_on_loop`` and
 ``small_download_on_loop``); everything else stays on SQLAlchemy and psycopg.
 
-The connections are those of ``Database.read(one_statement=True)`` and
-``Database.autocommit()``: autocommit, generic plans (see ``db.STATEMENT_POOL_SIZE``), no JIT,
-as many per process, made as the loop needs them. The pool is the running loop's: made on its
+The connections are set as ``Database.read(one_statement=True)``'s and
+``Database.autocommit()``'s psycopg ones are: autocommit, generic plans (see
+``db.STATEMENT_POOL_SIZE``), no JIT; as many per process, made as the loop needs them. The pool is the running loop's: made on its
 first statement, closed by the app's shutdown (``close``), after the drain. A connection the
 server closed while it was idle (a restart, ``pg_terminate_backend``) is seen by the loop, which
 reads its end, and replaced when next taken; one lost under a statement raises
@@ -201,6 +201,8 @@ def _asyncpg_dsn(url: URL) -> tuple[str, dict[str, str]]:
             settings[name.replace("-", "_")] = value
         else:
             raise ValueError(f"cannot read the database URL's options: {options!r}")
+    if pending:
+        raise ValueError(f"cannot read the database URL's options: {options!r}")
     plain = url.difference_update_query(["options"]).set(drivername="postgresql")
     return plain.render_as_string(hide_password=False), settings
 

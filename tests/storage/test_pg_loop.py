@@ -1,0 +1,47 @@
+"""asyncpg's form of a flow's statements and of the database URL (storage/pg_loop.py); the
+statements themselves run in tests/postgres/test_flow_on_loop.py."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from cdrgate.storage import session_day, signed_spend, tokens
+from cdrgate.storage.driver import PostgresStatement
+from cdrgate.storage.pg_loop import _asyncpg_dsn
+
+
+def test_a_statements_marks_are_numbered_in_order_and_a_literal_percent_kept():
+    statement = PostgresStatement("SELECT %s::VARCHAR LIKE 'a%%' || %s, %s", ("a", "b", "c"))
+    assert statement.numbered_sql == "SELECT $1::VARCHAR LIKE 'a%' || $2, $3"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [tokens.last_seen_statement(), signed_spend.statement(), session_day._statement(3)],
+    ids=["token", "spend", "day"],
+)
+def test_the_flows_statements_have_one_number_a_mark(statement: PostgresStatement):
+    numbered = statement.numbered_sql
+    assert "%s" not in numbered
+    assert f"${len(statement.marks)}" in numbered
+    assert f"${len(statement.marks) + 1}" not in numbered
+
+
+def test_the_urls_options_become_server_settings_and_the_driver_is_dropped():
+    url = make_url(
+        "postgresql+psycopg://u:p%40ss@db.example:5433/cdr?sslmode=require"
+        "&options=-csearch_path%3Dt_1 -c work_mem=8MB --lock-timeout=5s"
+    )
+    dsn, settings = _asyncpg_dsn(url)
+    assert settings == {"search_path": "t_1", "work_mem": "8MB", "lock_timeout": "5s"}
+    assert dsn == "postgresql://u:p%40ss@db.example:5433/cdr?sslmode=require"
+
+
+def test_options_it_cannot_read_are_refused():
+    with pytest.raises(ValueError, match="options"):
+        _asyncpg_dsn(make_url("postgresql+psycopg://db/cdr?options=-csearch_path"))
+    with pytest.raises(ValueError, match="options"):
+        _asyncpg_dsn(make_url("postgresql+psycopg://db/cdr?options=verbose"))
+    with pytest.raises(ValueError, match="options"):
+        _asyncpg_dsn(make_url("postgresql+psycopg://db/cdr?options=-c"))
