@@ -45,3 +45,53 @@ def test_options_it_cannot_read_are_refused():
         _asyncpg_dsn(make_url("postgresql+psycopg://db/cdr?options=verbose"))
     with pytest.raises(ValueError, match="options"):
         _asyncpg_dsn(make_url("postgresql+psycopg://db/cdr?options=-c"))
+
+
+class _Conn:
+    """An asyncpg connection as the pool sees it; ``refuses``: asyncpg's answer when the server
+    ended it while idle and the loop has read the server's error but not yet the end."""
+
+    def __init__(self, refuses: bool) -> None:
+        self.refuses, self.terminated = refuses, False
+
+    def is_closed(self) -> bool:
+        return self.terminated
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+    async def fetchrow(self, sql: str, *args: object) -> tuple[int]:
+        import asyncpg
+
+        if self.refuses:
+            raise asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            )
+        return (7,)
+
+
+def test_a_statement_asyncpg_would_not_start_runs_on_another_connection_a_write_too():
+    import asyncio
+
+    from cdrgate.storage.pg_loop import LoopStatements
+
+    made: list[_Conn] = []
+
+    async def connect() -> _Conn:
+        made.append(_Conn(refuses=len(made) < 2))
+        return made[-1]
+
+    async def run() -> list[object]:
+        statements = LoopStatements(make_url("postgresql+psycopg://db/cdr"), 5)
+        statements._connect = connect  # type: ignore[method-assign]
+        # Two connections in the pool, both out of step (as after pg_terminate_backend).
+        spends = (statements.row(signed_spend.statement(), _SPEND, writes=True) for _ in range(2))
+        return list(await asyncio.gather(*spends))
+
+    assert asyncio.run(run()) == [(7,), (7,)]
+    # The two out of step closed, not given back; the statements ran on a new one.
+    assert [conn.terminated for conn in made[:2]] == [True, True]
+    assert len(made) > 2 and not any(conn.terminated for conn in made[2:])
+
+
+_SPEND = {name: None for name in signed_spend.statement().marks}

@@ -60,29 +60,36 @@ class LoopStatements:
         """The first row of ``statement`` run with ``params`` (autocommit), or None. A read
         (``writes`` false) whose connection was lost is run once more on a fresh one: it has no
         effect to repeat. A write's is not (it may have committed): the caller learns
-        ``StorageUnavailable``."""
+        ``StorageUnavailable``. A statement asyncpg refused to start (``_unsent``) is run on
+        another connection, a write too: nothing of it reached the server."""
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
             pool = self._pools[loop] = _Pool(self._connect, self._size)
         sql, args = statement.numbered_sql, statement.args(params)
-        for attempt in (1, 2):
+        retried = False
+        # Each connection found out of step is closed, so past the pool's size a new one is made.
+        for _ in range(self._size + 2):
             try:
                 conn = await pool.take()
                 try:
                     row: Sequence[Any] | None = await conn.fetchrow(sql, *args)
                 except BaseException as exc:
-                    pool.give(conn, lose=not isinstance(exc, Exception))
+                    # Cut (a cancel) or lost: closed, not reused.
+                    pool.give(conn, lose=not isinstance(exc, Exception) or _lost(exc))
                     raise
                 pool.give(conn)
                 return row
             except Exception as exc:
+                if _unsent(exc):
+                    continue
                 error = _storage_error(exc)
                 if error is None:
                     raise
-                if writes or attempt == 2 or not _lost(exc):
+                if writes or retried or not _lost(exc):
                     raise error from exc
-        raise AssertionError("unreachable")
+                retried = True
+        raise StorageUnavailable("no database connection in step with the server")
 
     async def close(self) -> None:
         """Close the running loop's connections (the app's shutdown, after the drain)."""
@@ -219,6 +226,7 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
         asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
         asyncpg.exceptions.TransactionRollbackError,  # 40: deadlock, serialization
         asyncpg.InterfaceError,  # the connection closed on our side
+        asyncpg.exceptions.InternalClientError,  # its protocol out of step with the server
         OSError,  # refused, unreachable
         TimeoutError,  # the connect, or the wait for a free connection
     )
@@ -228,7 +236,8 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
 
 
 def _lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection went away (a new one may well work)."""
+    """Whether ``exc`` says the connection went away or is out of step with the server (a new
+    one may well work)."""
     import asyncpg
 
     return isinstance(
@@ -236,5 +245,19 @@ def _lost(exc: BaseException) -> bool:
         asyncpg.ConnectionDoesNotExistError
         | asyncpg.InterfaceError
         | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InternalClientError
         | ConnectionError,
+    )
+
+
+def _unsent(exc: BaseException) -> bool:
+    """Whether asyncpg refused to start the statement because its connection's protocol was
+    not idle: it checks its state before it sends anything. So it goes when the server ended
+    an idle connection (``pg_terminate_backend``, a restart) and the loop has read the error
+    the server sent but not yet the connection's end (seen in a test run: "cannot switch to state 12;
+    another operation (2) is in progress", 2 being the wait for the end of an error)."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) and str(exc).startswith(
+        "cannot switch to state"
     )
