@@ -407,14 +407,9 @@ class DownloadService:
         for is in it, as in the transaction's. On SQLite on the event loop: four statements in
         the loop's group commit without a SAVEPOINT around them (``Database.writes_last``),
         the reads first, the two writes last, and nothing raised after them."""
-        if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
-            return None
-        key = randoms.key_of(random)
+        key = _signed_key(random, token_hash, flt, signer)
         if key is None:
             return None
-        if not signer.signed(random, token_hash, flt.selector, flt.start_ts, flt.end_ts):
-            return None
-        expires_ms, random_hash = key
         statements = self.db.autocommit()
         if statements is None:
             statements = self.db.writes_last()
@@ -422,7 +417,7 @@ class DownloadService:
             return None
         with statements as conn:
             now = self.auth.now_ms()
-            if expires_ms <= now:
+            if key[0] <= now:
                 return None
             read = None
             if self.db.dialect == "postgresql" and flt.selector != ALL:
@@ -435,8 +430,8 @@ class DownloadService:
                 )
             seen = tokens.last_seen(conn, token_hash) if read is None else read.seen
             # A dead token raises its errno here, as ``authenticate_in`` does.
-            session, touch_due = self.auth.session_of(seen, token_hash, now)
-            if touch_due or ask.client_ip != session.login_ip:
+            session = self._fresh_session(seen, token_hash, now, ask.client_ip)
+            if session is None:
                 return None
             if read is None or session.scope is not None:
                 whole = self._whole_result(conn, flt.query(session.scope))
@@ -444,17 +439,7 @@ class DownloadService:
                 whole = None if read.day is None else self._page(flt.query(), read.day)
             if whole is None:
                 return None
-            spent = randoms.RandomRow(
-                expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts,
-                session.login_ip, None, now,
-            )  # fmt: skip
-            attempt = attempt.by(session.account)
-            refusal = None
-            if whole.empty and self.settings.empty_download == "errno":
-                refusal = _not_found()
-                recorded = attempt.but(outcome="failed", errno=refusal.errno.value)
-            else:
-                recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+            spent, recorded, refusal = self._spend_of(key, flt, session, now, attempt, whole)
             # The writes, last: on SQLite nothing may raise after them inside the block.
             record_id = self.audit.spent_in(conn, spent, recorded)
             if record_id is None:
@@ -483,8 +468,8 @@ class DownloadService:
         now = self.auth.now_ms()
         row = await statements.row(tokens.last_seen_statement(), {"hash": token_hash})
         seen = None if row is None else tokens.seen_of(row)
-        session, touch_due = self.auth.session_of(seen, token_hash, now)
-        if touch_due or session.login_ip != ask.client_ip:
+        session = self._fresh_session(seen, token_hash, now, ask.client_ip)
+        if session is None:
             return None
         expires_ms = now + self.settings.random_ttl_seconds * 1000
         return signer.issue(expires_ms, session.token_hash, flt.selector, flt.start_ts, flt.end_ts)
@@ -511,16 +496,11 @@ class DownloadService:
             random = _random_text(ask.random)
         except ApiError:
             return None
-        if random is None or flt.selector == ALL or flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+        if random is None or flt.selector == ALL:  # ``all``: the day is not read with the token
             return None
-        key = randoms.key_of(random)
-        if key is None or not signer.signed(
-            random, token_hash, flt.selector, flt.start_ts, flt.end_ts
-        ):
-            return None
-        expires_ms, random_hash = key
+        key = _signed_key(random, token_hash, flt, signer)
         now = self.auth.now_ms()
-        if expires_ms <= now:
+        if key is None or key[0] <= now:
             return None
         attempt = self.audit.begin(
             ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
@@ -534,29 +514,49 @@ class DownloadService:
         if read.seen is None or read.day is None:
             return None  # a token unknown, due its mark, elsewhere or scoped; or a long day
         try:
-            session, touch_due = self.auth.session_of(read.seen, token_hash, now)
+            session = self._fresh_session(read.seen, token_hash, now, ask.client_ip)
         except ApiError:
             return None  # expired: refused and audited by ``open_download``
-        if touch_due or ask.client_ip != session.login_ip:
+        if session is None:
             return None
         whole = self._page(query, read.day)
-        spent = randoms.RandomRow(
-            expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts,
-            session.login_ip, None, now,
-        )  # fmt: skip
-        attempt = attempt.by(session.account)
-        refusal = None
-        if whole.empty and self.settings.empty_download == "errno":
-            refusal = _not_found()
-            recorded = attempt.but(outcome="failed", errno=refusal.errno.value)
-        else:
-            recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+        spent, recorded, refusal = self._spend_of(key, flt, session, now, attempt, whole)
         record_id = await self.audit.spent_on_loop(statements, spent, recorded)
         if record_id is None:
             return None  # spent meanwhile: ``open_download`` finds and audits its errno
         if refusal is not None:
             raise refusal  # audited with the spend
         return self._whole_export(whole, flt, recorded, record_id)
+
+    def _fresh_session(
+        self, seen: tokens.Seen | None, token_hash: str, now: int, client_ip: str
+    ) -> Session | None:
+        """The session of a token read as ``tokens.last_seen`` reads it, when a request may be
+        answered without a write: its sliding mark is not due, and it comes from the token's
+        login address. None otherwise (the write transaction's path answers it); a dead
+        token's errno is raised, as ``authenticate_in`` raises it."""
+        session, touch_due = self.auth.session_of(seen, token_hash, now)
+        if touch_due or client_ip != session.login_ip:
+            return None
+        return session
+
+    def _spend_of(
+        self, key: tuple[int, str], flt: CdrFilter, session: Session, now: int,
+        attempt: DownloadAttempt, whole: Page,
+    ) -> tuple[randoms.RandomRow, DownloadAttempt, ApiError | None]:  # fmt: skip
+        """A signed random's spend (``key``: its expiry and hash), with the audit record
+        written with it, and the refusal to raise once it is written (an empty result where
+        ``empty_download`` is ``errno``), for ``_small_signed`` and ``small_download_on_loop``."""
+        expires_ms, random_hash = key
+        spent = randoms.RandomRow(
+            expires_ms, random_hash, session.token_hash, flt.selector, flt.start_ts, flt.end_ts,
+            session.login_ip, None, now,
+        )  # fmt: skip
+        attempt = attempt.by(session.account)
+        if whole.empty and self.settings.empty_download == "errno":
+            refusal = _not_found()
+            return spent, attempt.but(outcome="failed", errno=refusal.errno.value), refusal
+        return spent, attempt.ended("ok", whole.rows, _body_size(whole)), None
 
     def _whole_export(
         self, whole: Page, flt: CdrFilter, recorded: DownloadAttempt, record_id: int
@@ -663,3 +663,16 @@ class DownloadService:
     def purge_spent(self) -> int:
         with self.db.write() as conn:
             return randoms.purge(conn, self.auth.now_ms())
+
+
+def _signed_key(
+    random: str, token_hash: str, flt: CdrFilter, signer: RandomSigner
+) -> tuple[int, str] | None:
+    """A random's expiry and hash when it is one this server signed for this token and filter
+    and the filter spans less than a day (``_small_signed``'s way); None otherwise."""
+    if flt.end_ts - flt.start_ts >= WHOLE_RESULT_SPAN:
+        return None
+    key = randoms.key_of(random)
+    if key is None or not signer.signed(random, token_hash, flt.selector, flt.start_ts, flt.end_ts):
+        return None
+    return key
