@@ -301,13 +301,13 @@ class _Builder:
 
     def spare(self) -> Month | None:
         """A month handed over and not begun yet, taken back (for the loader to prepare)."""
-        with suppress(queue.Empty):
-            while True:
-                item = self.todo.get_nowait()
-                if isinstance(item, Month):
-                    return item
-                self.todo.put(item)  # pragma: no cover - only Months are queued before finish
-        return None
+        try:
+            item = self.todo.get_nowait()
+        except queue.Empty:
+            return None
+        # Only months are queued before ``finish`` (which queues what was prepared, then None).
+        assert isinstance(item, Month), item
+        return item
 
     def finish(self, prepared: list[_Prepared]) -> int:
         """Once every month handed over is built, and ``prepared`` added: how many
