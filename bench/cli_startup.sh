@@ -2,12 +2,13 @@
 # Start-up of `cdrgate --version` and `cdrgate --help`: main's build against this one,
 # interleaved, ROUNDS runs each (default 10):
 #   bench/cli_startup.sh [MAIN_CDRGATE] [ROUNDS]
-# MAIN_CDRGATE defaults to /work/main/.venv/bin/cdrgate. Printed per command and build: the
+# MAIN_CDRGATE (the reference build) defaults to this one: two runs of one build, the noise
+# floor. Printed per command and build: the
 # load average, wall seconds (min / median / max) and the process's mean CPU seconds
 # (user+sys), which neighbours move less than wall time. Bounded: each run is killed after 30 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MAIN=${1:-/work/main/.venv/bin/cdrgate}
+MAIN=${1:-.venv/bin/cdrgate}
 ROUNDS=${2:-10}
 THIS=.venv/bin/cdrgate
 OUT=$(mktemp -d)

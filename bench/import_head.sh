@@ -3,13 +3,14 @@
 # parallel load) into a copy of an empty migrated store, main's build against this one,
 # interleaved, ROUNDS runs each (default 10):
 #   bench/import_head.sh [MAIN_CDRGATE] [ROUNDS] [ROWS]
-# MAIN_CDRGATE defaults to /work/main/.venv/bin/cdrgate. With so few rows the process is
+# MAIN_CDRGATE (the reference build) defaults to this one: two runs of one build, the noise
+# floor. With so few rows the process is
 # almost all start-up (the writer's head: imports, opening the store) and exit. Printed per
 # build: the load average, wall seconds (min / median / max) and the process's mean CPU
 # seconds (user+sys), which neighbours move less than wall time. Each run is killed after 30 s.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MAIN=${1:-/work/main/.venv/bin/cdrgate}
+MAIN=${1:-.venv/bin/cdrgate}
 ROUNDS=${2:-10}
 ROWS=${3:-1000}
 THIS=.venv/bin/cdrgate

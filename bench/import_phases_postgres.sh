@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a PostgreSQL import's time and CPU go, per backend and statement kind:
 #   scripts/with-postgres.sh bench/import_phases_postgres.sh [FILE]
-# BUILDS (default "main=/work/main/.venv/bin/cdrgate this=.venv/bin/cdrgate", LABEL=CDRGATE
+# BUILDS (default "this=.venv/bin/cdrgate", LABEL=CDRGATE
 # words, as bench/import_postgres.sh takes them) are run interleaved, PAIRS (default 3) times:
 # per run a fresh database migrated by the build, autovacuum off, `log_min_duration_statement
 # = 0` and `log_statement_stats = on` on the database, one `cdrgate import` of FILE (default
@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 URL=${CDRGATE_TEST_POSTGRES:?run this under scripts/with-postgres.sh}
 FILE=${1:-bench/data/seed-1000000-1.csv}
-BUILDS=${BUILDS:-main=/work/main/.venv/bin/cdrgate this=.venv/bin/cdrgate}
+BUILDS=${BUILDS:-this=.venv/bin/cdrgate}
 PAIRS=${PAIRS:-3}
 TIMEOUT=${TIMEOUT:-300}
 BASE=${URL%/*}

@@ -3,9 +3,9 @@
 # builds interleaved, with psql's \copy of the same file into a plain 14-column text table as
 # the reference, in the same run:
 #   scripts/with-postgres.sh bench/import_postgres.sh [FILE] [MAIN_CDRGATE]
-# FILE defaults to bench/data/seed-1000000-1.csv (copy it from /work/main/bench/data);
-# MAIN_CDRGATE to /work/main/.venv/bin/cdrgate. BUILDS, when set, lists the builds instead, as
-# LABEL=CDRGATE words (default: "main=MAIN_CDRGATE this=.venv/bin/cdrgate"); a build of another
+# FILE defaults to bench/data/seed-1000000-1.csv (bench/import_csv.py writes it);
+# MAIN_CDRGATE, when given, is a reference build run beside this one. BUILDS, when set, lists the builds instead, as
+# LABEL=CDRGATE words (default: "main=MAIN_CDRGATE this=.venv/bin/cdrgate", or this one alone); a build of another
 # worktree runs through a two-line script: `PYTHONPATH=<worktree>/src exec .venv/bin/python -m
 # cdrgate "$@"`. ROUNDS (default 2) rounds of: \copy, then per build an import into an empty
 # store, a seed of 1M rows into an empty store, and an import into a store already holding 1M
@@ -18,8 +18,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 URL=${CDRGATE_TEST_POSTGRES:?run this under scripts/with-postgres.sh}
 FILE=${1:-bench/data/seed-1000000-1.csv}
-MAIN=${2:-/work/main/.venv/bin/cdrgate}
-BUILDS=${BUILDS:-main=$MAIN this=.venv/bin/cdrgate}
+MAIN=${2:-}
+BUILDS=${BUILDS:-${MAIN:+main=$MAIN }this=.venv/bin/cdrgate}
 BASE=${URL%/*}
 TIMEOUT=${TIMEOUT:-300}
 ROUNDS=${ROUNDS:-2}
