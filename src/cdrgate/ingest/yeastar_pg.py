@@ -58,7 +58,7 @@ BOM = "\ufeff".encode()
 
 # ``n`` numbers the rows as they are copied: the INSERT takes them in that order, so ids
 # follow the file.
-CREATE_STAGE = (
+_CREATE_STAGE = (
     f"CREATE TEMP TABLE {STAGE} ("
     + ", ".join(f"{name} text" for name in CSV_COLUMNS)
     + ", n bigint GENERATED ALWAYS AS IDENTITY)"
@@ -176,7 +176,7 @@ def load(conn: Connection, stream: BinaryIO, inserter: Inserter, mapper: RowMapp
             yeastar_pg_empty.load(conn, stream, inserter, kinds, mapper)
             return kinds
         # Dropped at commit (or with the rolled-back transaction that made it).
-        conn.exec_driver_sql(f"{CREATE_STAGE} ON COMMIT DROP")
+        conn.exec_driver_sql(f"{_CREATE_STAGE} ON COMMIT DROP")
         new_months = NewMonths(conn)
         for number, block in enumerate(blocks(stream)):
             if number == 0:
@@ -200,7 +200,7 @@ def set_up(conn: Connection) -> None:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class _Chunk:
     """A chunk as copied into the stage table."""
 
     rows: int  # not counting header rows
@@ -209,10 +209,10 @@ class Chunk:
     headers: bool  # holds header rows
 
 
-def copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> Chunk:
+def _copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> _Chunk:
     """``block`` into the (emptied) stage table, surveyed; its rows counted in ``kinds``."""
     plain = is_plain(block)
-    copied = copy_block(conn, block, plain)
+    copied = _copy_block(conn, block, plain)
     rows = 0
     months: Counter[int] = Counter()
     for header, month, type_, status, count in conn.exec_driver_sql(_SURVEY):
@@ -220,12 +220,12 @@ def copy_chunk(conn: Connection, block: bytes, kinds: Kinds) -> Chunk:
             continue
         rows += count
         kinds[type_, status] += count
-        if (start := month_start(month)) is not None:
+        if (start := _month_of(month)) is not None:
             months[start] += count
-    return Chunk(rows, months, not plain, rows < copied)
+    return _Chunk(rows, months, not plain, rows < copied)
 
 
-def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
+def _copy_block(conn: Connection, block: bytes, plain: bool) -> int:
     """``block`` (``is_plain`` or not) into the emptied stage table; returns the lines copied."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -242,7 +242,7 @@ def copy_block(conn: Connection, block: bytes, plain: bool) -> int:
         cursor.close()
 
 
-def month_start(month: str) -> int | None:
+def _month_of(month: str) -> int | None:
     """The first second of the month ``month`` ("yyyy-mm", as a time starts) names; None
     when it names none (the row's time is refused anyway)."""
     found = _MONTH.fullmatch(month)
@@ -254,7 +254,7 @@ def month_start(month: str) -> int | None:
 def _load_block(
     conn: Connection, block: bytes, inserter: Inserter, kinds: Kinds, new_months: NewMonths
 ) -> None:
-    chunk = copy_chunk(conn, block, kinds)
+    chunk = _copy_chunk(conn, block, kinds)
     rows, months = chunk.rows, chunk.months
     if not rows:
         return
