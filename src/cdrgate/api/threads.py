@@ -135,7 +135,6 @@ async def in_thread(work: Callable[[A], R], arg: A) -> R:
 async def _until_ended(call: _Call) -> None:
     """A cancelled request's wait for its call's end; its outcome has nobody to go to."""
     call.future = call.loop.create_future()
-    # The request is cancelled: its call's error, if any, has nobody to go to.
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
         await call.future
 

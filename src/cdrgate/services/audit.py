@@ -116,10 +116,7 @@ class DownloadAudit:
         """Spend a signed random and write ``attempt`` (its outcome known: ``ok`` as
         ``record_in`` writes it, or ``failed``) in one statement (``storage/signed_spend.py``);
         the record's id, or None when the random was spent already (nothing is written)."""
-        record_id = signed_spend.spend_audited(conn, spent, vars(attempt))
-        if record_id is not None and attempt.outcome == "failed":
-            metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
-        return record_id
+        return _counted(signed_spend.spend_audited(conn, spent, vars(attempt)), attempt)
 
     async def spent_on_loop(
         self, statements: LoopStatements, spent: RandomRow, attempt: DownloadAttempt
@@ -128,9 +125,7 @@ class DownloadAudit:
         row = await statements.row(
             signed_spend.statement(), signed_spend.params(spent, vars(attempt)), writes=True
         )
-        if row is not None and attempt.outcome == "failed":
-            metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
-        return None if row is None else int(row[0])
+        return _counted(None if row is None else int(row[0]), attempt)
 
     def settle(
         self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int
@@ -176,3 +171,11 @@ def _clip(value: str | None) -> str:
 
 def _summary(attempt: DownloadAttempt) -> dict[str, Any]:
     return {k: v for k, v in asdict(attempt).items() if k in ("at_ms", "client_ip", "outcome")}
+
+
+def _counted(record_id: int | None, attempt: DownloadAttempt) -> int | None:
+    """A spend's record id (None: the random was spent already, nothing written); a failed
+    attempt written with it is counted in the metrics now, as it has no export to end."""
+    if record_id is not None and attempt.outcome == "failed":
+        metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
+    return record_id
