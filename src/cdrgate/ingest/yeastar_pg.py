@@ -46,6 +46,7 @@ from cdrgate.storage.columns import COLUMNS
 from cdrgate.storage.partitions import next_month
 from cdrgate.storage.pg_bulk import ensure_months, serialise_cdr_inserts
 from cdrgate.storage.pg_months import NewMonths
+from cdrgate.storage.tables import CDR_ID_SEQUENCE
 
 STAGE = "cdr_file_stage"
 # A chunk's rows as stored, with their ids, when it goes to both sides (``_load_mixed``).
@@ -123,7 +124,7 @@ def _line(quoting: bool) -> str:
 def _select_sql(quoting: bool, headers: bool, ids: bool = False) -> str:
     """The chunk's rows as stored (``COLUMNS``; with ``ids``, first an id from cdr's
     sequence, taken in file order), in file order."""
-    first = "nextval('cdr_id_seq') AS id, " if ids else ""
+    first = f"nextval('{CDR_ID_SEQUENCE}') AS id, " if ids else ""
     # PostgreSQL computes a volatile output column (nextval) after the sort: ids follow n.
     return f"SELECT {first}{_rows_sql(quoting, headers)} ORDER BY n"
 

@@ -68,6 +68,7 @@ from cdrgate.ingest.yeastar_sql import Kinds
 from cdrgate.storage import partitions, pg_bulk, pg_months, summary
 from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.columns import COLUMNS
+from cdrgate.storage.tables import CDR_ID_SEQUENCE
 
 PREFIX = "cdr_import_"  # + the loader's backend pid [+ "_" + yyyymm [+ "_" + chunk]]
 # A month is finished once this many whole chunks have gone by without a row of it.
@@ -212,7 +213,7 @@ class _Loader:
                 cursor.close()
             # Past the chunk's ids (never back before the first: a chunk of blank lines).
             last = max(parser.next_id - 1, self.first_id)
-            conn.exec_driver_sql(f"SELECT setval('{pg_bulk.ID_SEQUENCE}', {last})")
+            conn.exec_driver_sql(f"SELECT setval('{CDR_ID_SEQUENCE}', {last})")
         finished = [
             month
             for start, month in self.routed.items()

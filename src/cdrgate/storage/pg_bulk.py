@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, Engine, text
 
 from cdrgate.storage import partitions
+from cdrgate.storage.tables import CDR_ID_SEQUENCE
 
 STAGE = "cdr_stage"
 # Any constant works; this one reads "cdrgate" in ASCII, so it is recognisable in pg_locks.
 CDR_INSERT_LOCK = 0x63647267617465
-ID_SEQUENCE = "cdr_id_seq"  # named by migration 0005
 
 
 def reserve_ids(conn: Connection, count: int) -> int:
@@ -37,8 +37,8 @@ def take_ids(conn: Connection, count: int) -> int:
     """``reserve_ids`` without taking the lock: for a connection working for a transaction
     that holds it (an import's loader, ``ingest/yeastar_pg_empty.py``), where taking it
     would wait for that transaction's end."""
-    first = int(conn.exec_driver_sql(f"SELECT nextval('{ID_SEQUENCE}')").scalar_one())
-    conn.exec_driver_sql(f"SELECT setval('{ID_SEQUENCE}', {first + count - 1})")
+    first = int(conn.exec_driver_sql(f"SELECT nextval('{CDR_ID_SEQUENCE}')").scalar_one())
+    conn.exec_driver_sql(f"SELECT setval('{CDR_ID_SEQUENCE}', {first + count - 1})")
     return first
 
 

@@ -171,8 +171,9 @@ def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
 
 
 def stage_more_hours(conn: Connection, hours: Sequence[Slot]) -> None:
-    """Add ``hours`` (none of them staged yet) to those ``stage_hours`` staged on PostgreSQL
-    (SQLite's counter table would not grow with them)."""
+    """Stage ``hours`` (none of them staged yet) in ``seed_slot``: ``stage_hours``' own on
+    either engine, and more after them on PostgreSQL only (SQLite's counter table, sized by
+    ``stage_hours`` for its hours, would not grow with them)."""
     if conn.dialect.name != "postgresql":
         conn.execute(
             text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),

@@ -32,7 +32,7 @@ from cdrgate.storage.summary_sql import merge_tally as merge_tally
 from cdrgate.storage.summary_sql import tally_into_sql as tally_into_sql
 from cdrgate.storage.summary_sql import tally_is_exact as tally_is_exact
 from cdrgate.storage.summary_sql import tally_rows as tally_rows
-from cdrgate.storage.tables import cdr
+from cdrgate.storage.tables import CDR_ID_SEQUENCE, cdr
 from cdrgate.timefmt import parse_pbx_time
 
 HOUR_S = 3_600
@@ -48,10 +48,10 @@ _MINE = {
 }
 
 
-# PostgreSQL asks the id sequence (named by migration 0005), not the table: a lock on cdr
+# PostgreSQL asks the id sequence, not the table: a lock on cdr
 # taken in this transaction would block the month partitions that its inserts may create
 # (partitions.ensure, on another connection).
-_NEWEST_PG = text("SELECT coalesce(pg_sequence_last_value('cdr_id_seq'::regclass), 0)")
+_NEWEST_PG = text(f"SELECT coalesce(pg_sequence_last_value('{CDR_ID_SEQUENCE}'::regclass), 0)")
 
 
 def newest_id(conn: Connection) -> int:

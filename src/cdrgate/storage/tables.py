@@ -61,6 +61,10 @@ cdr = Table(
     Index(None, "callto", "ts"),
 )
 
+# PostgreSQL's sequence of cdr.id (named by migration 0005): writers that take ids ahead of
+# their rows (bulk loads) and readers of the newest id ask it by this name.
+CDR_ID_SEQUENCE = "cdr_id_seq"
+
 # The CDRs that name a recording file. Its index holds only these (migration 0011: most CDRs
 # name none), and the engines use a partial index only for a query that says the same
 # condition, with the literal, not a parameter: every question about a recording name says it.
