@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -30,13 +31,28 @@ DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
 OK = "text/csv; charset=utf-8"
 
 
-@pytest.fixture
-def served(pg_db: Database, clock) -> Iterator[tuple[Flow, Database]]:
+@contextmanager
+def _serving(pg_db: Database, clock, **settings: Any) -> Iterator[tuple[Flow, Database]]:
     set_api_user(pg_db, API_USER, API_PASSWORD, int(clock() * 1000))
-    store_records(pg_db, [make_cdr(callfrom="1000", timestart="2026-05-28 10:00:00")])
-    app = create_app(Settings(database=pg_db.url, access_log=False), database=pg_db, clock=clock)
+    store_records(
+        pg_db,
+        [
+            # Not ASCII, and a cell csv_safe rewrites: the bytes sent are not the characters,
+            # nor, with csv_safe, the stored line's.
+            make_cdr(callfrom="1000", timestart="2026-05-28 10:00:00", pincode="=né€"),
+            make_cdr(callid="b.1", callto="1000", callfrom="555", timestart="2026-05-28 11:00:00"),
+        ],
+    )
+    given = Settings(database=pg_db.url, access_log=False, **settings)
+    app = create_app(given, database=pg_db, clock=clock)
     with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 50000)) as http:
         yield Flow(http), pg_db
+
+
+@pytest.fixture
+def served(pg_db: Database, clock) -> Iterator[tuple[Flow, Database]]:
+    with _serving(pg_db, clock) as serving:
+        yield serving
 
 
 def _download(flow: Flow, token: str) -> str:
@@ -64,6 +80,77 @@ def test_a_small_flow_runs_no_worker_thread_once_the_key_is_read(served, monkeyp
     for _ in range(3):
         assert _download(flow, token) == "csv"
     assert handed == []
+
+
+def _counting_statements(monkeypatch) -> list[bool]:
+    """The loop's statements from now on, as whether each was run as a write."""
+    ran: list[bool] = []
+    real_row = pg_loop.LoopStatements.row
+
+    async def row(self, statement, params, *, writes=False):
+        ran.append(writes)
+        return await real_row(self, statement, params, writes=writes)
+
+    monkeypatch.setattr(pg_loop.LoopStatements, "row", row)
+    return ran
+
+
+def _records(db: Database) -> list[tuple[str, str | None, int, int]]:
+    with db.read() as conn:
+        rows = conn.execute(
+            select(
+                download_audit.c.outcome, download_audit.c.errno, download_audit.c.rows,
+                download_audit.c.bytes,
+            ).order_by(download_audit.c.id)
+        )  # fmt: skip
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def test_a_small_download_is_one_statement_that_audits_the_bytes_the_client_receives(
+    served, monkeypatch
+):
+    flow, db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"  # the key, read once
+    random = flow.get_random(token, "1000", *DAY)["random"]
+    ran = _counting_statements(monkeypatch)
+    before = len(_records(db))
+    response = flow.http.get(flow.download_url(token, random, "1000", *DAY))
+    assert response.headers["content-type"] == OK
+    assert ran == [True]  # the token, the day, the spend and its record: one statement
+    body = response.content
+    assert len(body) > len(body.decode("utf-8"))  # not ASCII: bytes are counted, not characters
+    assert _records(db)[before:] == [("ok", None, 2, len(body))]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"csv_safe": True}, {"empty_download": "errno"}],
+    ids=["csv_safe", "empty-refused"],
+)
+def test_what_the_one_statement_does_not_spend_the_two_statements_answer_on_the_loop(
+    pg_db, clock, monkeypatch, settings
+):
+    with _serving(pg_db, clock, **settings) as (flow, db):
+        token = flow.token()
+        assert _download(flow, token) == "csv"  # the key, read once
+        day = DAY if "csv_safe" in settings else ("2026-05-27 00:00:00", "2026-05-27 23:59:59")
+        random = flow.get_random(token, "1000", *day)["random"]
+        ran = _counting_statements(monkeypatch)
+        handed: list[object] = []
+        monkeypatch.setattr(threads._workers, "submit", handed.append)
+        before = len(_records(db))
+        response = flow.http.get(flow.download_url(token, random, "1000", *day))
+        assert handed == []  # answered on the loop
+        if "csv_safe" in settings:
+            assert ran == [False, True]  # the day read, then the spend with its record
+            body = response.content
+            assert b"'=n" in body  # rewritten: the bytes are not the stored line's
+            assert _records(db)[before:] == [("ok", None, 2, len(body))]
+        else:
+            assert ran == [True, True]  # the one statement spent nothing; then the refusal's
+            assert response.json()["errno"] == Errno.CDR_NOT_FOUND.value
+            assert _records(db)[before:] == [("failed", Errno.CDR_NOT_FOUND.value, 0, 0)]
 
 
 def test_a_download_cancelled_under_its_spend_still_spends_and_audits(served, monkeypatch):

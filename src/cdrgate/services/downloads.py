@@ -11,7 +11,7 @@ import hmac
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -33,7 +33,7 @@ from cdrgate.services.export import (
 )
 from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms, server_keys, session_day, tokens
+from cdrgate.storage import cdrs, randoms, server_keys, session_day, session_spend, tokens
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
@@ -191,9 +191,14 @@ class _Audited(Exception):
         self.refusal = refusal
 
 
+# The bytes a download sends before its lines: ``_body_size``'s, and the one statement's that
+# counts a small download's bytes on the server (``storage/session_spend.py``).
+_HEADER_SIZE = len(CSV_HEADER_BYTES)
+
+
 def _body_size(page: Page) -> int:
     """The bytes ``Export`` sends for a one-page result (header and lines, UTF-8)."""
-    return len(CSV_HEADER_BYTES) + len(page.body)
+    return _HEADER_SIZE + len(page.body)
 
 
 def _random_text(random: str | None) -> str | None:
@@ -477,11 +482,15 @@ class DownloadService:
     async def small_download_on_loop(self, ask: DownloadRequest) -> Export | None:
         """``open_download``'s common case (``_small_signed``: a signed random spent from the
         token's login address, one extension list's day of at most a page) on the event loop,
-        its two statements through asyncpg (``storage/pg_loop.py``): the token's read with the
-        day's, then the spend with its audit record. None, with nothing written, for any other
-        case, a refusal included (a dead token, a random spent meanwhile): then
-        ``open_download`` answers it and audits it, in a thread, as before. Where
-        ``autocommit()`` is None (SQLite, replicas) it is always None.
+        through asyncpg (``storage/pg_loop.py``): one statement reads the token with the day
+        and, when the download can be answered from them, spends the random and writes its
+        audit record (``storage/session_spend.py``). Where it spends nothing but the download
+        may still be answered here (``csv_safe``, whose lines' bytes the server cannot count,
+        reads with ``session_day``'s statement instead; an empty day refused), the two
+        statements of before answer: the day read, then the spend. None, with nothing
+        written, for any other case, a refusal included (a dead token, a random spent
+        meanwhile): then ``open_download`` answers it and audits it, in a thread, as before.
+        Where ``autocommit()`` is None (SQLite, replicas) it is always None.
 
         ``StorageUnavailable`` is raised as it is: the caller audits the attempt (as
         ``commit_failed`` does) in a thread. The caller also runs this to its end when its
@@ -506,10 +515,26 @@ class DownloadService:
             ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
         )
         query = flt.query()
-        row = await statements.row(
-            session_day.statement(query),
-            session_day.params(token_hash, now - TOUCH_EVERY_MS, ask.client_ip, query, PAGE_ROWS),
-        )
+        fresh_after = now - TOUCH_EVERY_MS
+        if self.settings.csv_safe:
+            # The lines are rewritten before they are sent: their bytes are not the stored
+            # ones, so the server cannot count them; the day is read, then spent.
+            row = await statements.row(
+                session_day.statement(query),
+                session_day.params(token_hash, fresh_after, ask.client_ip, query, PAGE_ROWS),
+            )
+        else:
+            row = await statements.row(
+                session_spend.statement(query),
+                self._spend_params(key, token_hash, fresh_after, now, ask, flt, query, attempt),
+                writes=True,
+            )
+            spent_now = session_spend.spent_of(row)
+            if spent_now is not None:
+                assert row is not None
+                return self._spent_with_day(flt, query, row[0], row[4], attempt, spent_now)
+        # Nothing spent (a token unknown, due its mark, elsewhere or scoped; a long day; an
+        # empty one refused; the random spent already): as the two statements answered.
         read = session_day.answer(row, PAGE_ROWS)
         if read.seen is None or read.day is None:
             return None  # a token unknown, due its mark, elsewhere or scoped; or a long day
@@ -527,6 +552,38 @@ class DownloadService:
         if refusal is not None:
             raise refusal  # audited with the spend
         return self._whole_export(whole, flt, recorded, record_id)
+
+    def _spend_params(
+        self, key: tuple[int, str], token_hash: str, fresh_after: int, now: int,
+        ask: DownloadRequest, flt: CdrFilter, query: CdrQuery, attempt: DownloadAttempt,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``session_spend``'s values for ``small_download_on_loop``: what ``_fresh_session``
+        and ``_spend_of`` check and write, as the statement checks and writes them (the random
+        spent from the token's login address, which the statement checks is the caller's)."""
+        expires_ms, random_hash = key
+        spent = randoms.RandomRow(
+            expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts,
+            ask.client_ip, None, now,
+        )  # fmt: skip
+        # An empty result where ``empty_download`` is ``errno`` is refused and audited so by
+        # the two statements' path: the one statement spends only a day with a line then.
+        least = 1 if self.settings.empty_download == "errno" else 0
+        idle_ms = self.settings.token_idle_seconds * 1000
+        return session_spend.params(
+            token_hash, fresh_after, now - idle_ms, ask.client_ip, query, PAGE_ROWS, least,
+            spent, vars(attempt.ended("ok", 0, 0)), _HEADER_SIZE,
+        )  # fmt: skip
+
+    def _spent_with_day(
+        self, flt: CdrFilter, query: CdrQuery, account: str, day: list[str],
+        attempt: DownloadAttempt, spent: session_spend.Spent,
+    ) -> Export:  # fmt: skip
+        """The export of a download whose random ``session_spend``'s statement spent, with its
+        record as written (``spent``: the rows and bytes the server counted, so that ``settle``
+        corrects the record if what is sent differs)."""
+        whole = self._page(query, day)
+        recorded = attempt.by(account).ended("ok", spent.rows, spent.bytes)
+        return self._whole_export(whole, flt, recorded, spent.record_id)
 
     def _fresh_session(
         self, seen: tokens.Seen | None, token_hash: str, now: int, client_ip: str

@@ -26,7 +26,17 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Connection, and_, bindparam, case, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.storage import cdrs, tokens
@@ -102,6 +112,12 @@ def answer(row: Sequence[Any] | None, most: int) -> SessionDay:
 def _statement(exts: int) -> PostgresStatement:
     """Compiled on first use, per length of the extension list (``cdrs._postgres_statement``
     does the same): a SQLite process never loads PostgreSQL's dialect."""
+    return PostgresStatement.of(core(), expand={"exts": exts})
+
+
+def core() -> Select[Any]:
+    """The statement's Core form, its last column ``day``; also the head of a small download's
+    statement that spends the random with it (``storage/session_spend.py``)."""
     day = cdrs.day_lines(limited=True).subquery("day")
     lines = func.coalesce(
         func.array_agg(postgresql.aggregate_order_by(day.c.line, day.c.ts, day.c.callid, day.c.sn)),
@@ -112,5 +128,6 @@ def _statement(exts: int) -> PostgresStatement:
         api_token.c.client_ip == bindparam("client_ip"),
         api_account.c.extensions.is_(None),
     )
-    stmt = tokens.SESSION.add_columns(case((read_day, select(lines).scalar_subquery())))
-    return PostgresStatement.of(stmt, expand={"exts": exts})
+    return tokens.SESSION.add_columns(
+        case((read_day, select(lines).scalar_subquery())).label("day")
+    )
