@@ -77,6 +77,7 @@ class Tally:
     loop_sys: float = 0.0  # of which in the kernel (the sends and receives, the selector)
     loop_waits: int = 0  # the main threads' voluntary context switches: the loop went idle
     client_waits: int = 0  # the load generator's: it went idle, and a server's send woke it
+    postgres_cpu: float = 0.0  # a local PostgreSQL server's processes, over the timed part
 
 
 async def login(conn: Connection, md5: str) -> str:
@@ -109,7 +110,7 @@ async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool
 
 async def scenario(
     base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int],
-    wal: Path | None = None,
+    wal: Path | None = None, postmaster: int | None = None,
 ) -> Tally:  # fmt: skip
     parts = urlsplit(base)
     conns = [Connection(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
@@ -124,6 +125,7 @@ async def scenario(
     action = one_flow if kind == "flow" else trivial
     tally = Tally()
     cpu_before, client_before = cpu_seconds(pids), _own_cpu()
+    postgres_before = postgres_cpu(postmaster)
     loop_before, sys_before, waits_before = loop_threads(pids)
     client_waits_before = loop_threads([os.getpid()])[2]
     deadline = time.perf_counter() + seconds
@@ -154,6 +156,7 @@ async def scenario(
     await asyncio.gather(watch_wal(), *(client(i) for i in range(clients)))
     tally.elapsed = time.perf_counter() - started
     tally.cpu = cpu_seconds(pids) - cpu_before
+    tally.postgres_cpu = postgres_cpu(postmaster) - postgres_before
     loop_after, sys_after, waits_after = loop_threads(pids)
     tally.loop_cpu, tally.loop_sys = loop_after - loop_before, sys_after - sys_before
     tally.loop_waits = waits_after - waits_before
@@ -192,6 +195,45 @@ def loop_threads(pids: list[int]) -> tuple[float, float, int]:
                     waits += int(line.split()[1])
     tick = os.sysconf("SC_CLK_TCK")
     return cpu / tick, system / tick, waits
+
+
+def postmaster_of(database_url: str) -> int | None:
+    """The pid of the PostgreSQL server at ``database_url`` when it runs on this machine (its
+    backends are its children), else None."""
+    if not database_url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    url = re.sub(r"^postgresql\+\w+://", "postgresql://", database_url)
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    try:
+        with open(f"/proc/{row[0]}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None  # not on this machine
+
+
+def postgres_cpu(postmaster: int | None) -> float:
+    """user + sys CPU seconds of a PostgreSQL server: the postmaster, its children (backends,
+    background workers) and the children it reaped; 0 without one."""
+    if postmaster is None:
+        return 0.0
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: counted in the postmaster's reaped children
+        if int(entry) == postmaster:
+            total += sum(int(value) for value in fields[11:15])  # own and reaped children's
+        elif int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wal_size(database: Path) -> int:
@@ -235,6 +277,7 @@ def main() -> None:
     extra = ["--workers", str(args.workers)] if args.workers > 1 else []
     summary = []
     wal = sqlite_path(database_url)
+    postmaster = postmaster_of(database_url)
     with b.serve(database_url, *extra) as server:
         for clients in (int(n) for n in args.clients.split(",")):
             rates: dict[str, list[float]] = {"trivial": [], "flow": []}
@@ -245,7 +288,16 @@ def main() -> None:
                     pids = [server.served.process.pid, *server.served.worker_pids()]
                     load = os.getloadavg()[0]
                     tally = asyncio.run(
-                        scenario(server.base, server.md5, clients, args.seconds, kind, pids, wal)
+                        scenario(
+                            server.base,
+                            server.md5,
+                            clients,
+                            args.seconds,
+                            kind,
+                            pids,
+                            wal,
+                            postmaster,
+                        )
                     )
                     cpu = tally.cpu
                     done = len(tally.latencies) * (2 if kind == "flow" else 1)
@@ -264,6 +316,11 @@ def main() -> None:
                         f"{tally.client_waits / max(done, 1):.2f}/request  "
                         f"load {load:.1f}"
                         + (f"  WAL max {tally.wal_max / 2**20:.0f} MiB" if wal else "")
+                        + (
+                            f"  PostgreSQL {1e6 * tally.postgres_cpu / max(done, 1):.0f} us/request"
+                            if postmaster is not None
+                            else ""
+                        )
                         + (f" (first: {tally.first_error})" if errs else "")
                     )
             ratio = statistics.median(rates["flow"]) / statistics.median(rates["trivial"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from cdrgate.storage import session_day, signed_spend, tokens
+from cdrgate.storage import session_day, session_spend, signed_spend, tokens
 from cdrgate.storage.driver import PostgresStatement
 from cdrgate.storage.pg_loop import _asyncpg_dsn
 
@@ -18,8 +18,13 @@ def test_a_statements_marks_are_numbered_in_order_and_a_literal_percent_kept():
 
 @pytest.mark.parametrize(
     "statement",
-    [tokens.last_seen_statement(), signed_spend.statement(), session_day._statement(3)],
-    ids=["token", "spend", "day"],
+    [
+        tokens.last_seen_statement(),
+        signed_spend.statement(),
+        session_day._statement(3),
+        session_spend._statement(3),
+    ],
+    ids=["token", "spend", "day", "day-and-spend"],
 )
 def test_the_flows_statements_have_one_number_a_mark(statement: PostgresStatement):
     numbered = statement.numbered_sql
