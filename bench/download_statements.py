@@ -1,0 +1,119 @@
+"""A small download's statements on PostgreSQL through asyncpg, as the event loop runs them:
+the two of before (``session_day``'s token-with-the-day read, then ``signed_spend``'s spend
+with its audit record) against the one (``session_spend``), interleaved rounds; the client's
+CPU and the backend's a download (bench/RESULTS.md, twenty-third round).
+
+    .venv/bin/python bench/download_statements.py --database postgresql://.../copy \\
+        [--downloads 2000] [--rounds 4]
+
+Use a fresh copy of a seeded store (``cdrgate seed``): it writes a bench account and token,
+and every download spends a random and writes an audit record. The backend's CPU is read from
+/proc: the server must run on this machine. Bounded: rounds x 2 x downloads statements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from cdrgate.cdr import CSV_HEADER_BYTES
+from cdrgate.storage import session_day, session_spend, signed_spend
+from cdrgate.storage.cdrs import CdrQuery
+from cdrgate.storage.pg_loop import _asyncpg_dsn
+from cdrgate.storage.randoms import RandomRow
+from cdrgate.timefmt import parse_pbx_time
+
+TOKEN = "b" * 64
+PEER = "127.0.0.1"
+PAGE = 1000
+FIRST_DAY = parse_pbx_time("2026-01-01 00:00:00")  # ``cdrgate seed``'s year
+
+
+def backend_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def main(database: str, downloads: int, rounds: int) -> None:
+    dsn, settings = _asyncpg_dsn(make_url(database))
+    settings = {**settings, "jit": "off", "plan_cache_mode": "force_generic_plan"}
+    conn = await asyncpg.connect(dsn, server_settings=settings)
+    now = int(time.time() * 1000)
+    await conn.execute(
+        "INSERT INTO api_account (name, password_hash, created_ms, updated_ms) "
+        "VALUES ('bench-statements', 'x', $1, $1) ON CONFLICT DO NOTHING",
+        now,
+    )
+    await conn.execute(
+        "INSERT INTO api_token (token_hash, account, client_ip, created_ms, last_seen_ms) "
+        "VALUES ($1, 'bench-statements', $2, $3, $4) ON CONFLICT (token_hash) "
+        "DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        TOKEN, PEER, now, now + 10**9,
+    )  # fmt: skip
+    record: dict[str, Any] = {
+        "at_ms": now, "account": None, "client_ip": PEER, "api_version": "v1.1.0",
+        "selector": "", "starttime": "", "endtime": "", "rows": 0, "bytes": 0, "outcome": "ok",
+        "errno": None, "kind": "cdr",
+    }  # fmt: skip
+    picker = random.Random(1)
+
+    def pick() -> tuple[CdrQuery, RandomRow]:
+        day = FIRST_DAY + 86400 * picker.randrange(365)
+        query = CdrQuery(day, day + 86399, (str(1000 + picker.randrange(50)),))
+        spent = RandomRow(
+            now + 10**8, secrets.token_hex(32), TOKEN, query.extensions[0],  # type: ignore[index]
+            day, day + 86399, PEER, None, now,
+        )  # fmt: skip
+        return query, spent
+
+    async def two(query: CdrQuery, spent: RandomRow) -> None:
+        read = session_day.statement(query)
+        values = session_day.params(TOKEN, now - 5000, PEER, query, PAGE)
+        await conn.fetchrow(read.numbered_sql, *read.args(values))
+        spend = signed_spend.statement()
+        row = await conn.fetchrow(
+            spend.numbered_sql, *spend.args(signed_spend.params(spent, record))
+        )
+        assert row is not None, "spent"
+
+    async def one(query: CdrQuery, spent: RandomRow) -> None:
+        statement = session_spend.statement(query)
+        values = session_spend.params(
+            TOKEN, now - 5000, now - 10**7, PEER, query, PAGE, 0, spent, record,
+            len(CSV_HEADER_BYTES),
+        )  # fmt: skip
+        row = await conn.fetchrow(statement.numbered_sql, *statement.args(values))
+        assert session_spend.spent_of(row) is not None, "spent"
+
+    pid = conn.get_server_pid()
+    for turn in range(rounds):
+        for name, run in (("two statements", two), ("one statement", one)):
+            cpu, backend = time.process_time(), backend_cpu(pid)
+            for _ in range(downloads):
+                await run(*pick())
+            cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
+            print(
+                f"round {turn + 1} {name:<14}: client {1e6 * cpu / downloads:6.1f} us, "
+                f"backend {1e6 * backend / downloads:6.1f} us a download  "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    await conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--downloads", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    asyncio.run(main(args.database, args.downloads, args.rounds))
