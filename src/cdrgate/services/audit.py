@@ -7,8 +7,10 @@ download costs one extra small write and nothing per row.
 One exception, for speed: a download whose whole result is in hand when its random is spent
 (a small one, see ``DownloadService``) is recorded as ``ok`` with its row and byte counts in
 the redeem's own transaction (``record_in``), or on PostgreSQL in the signed random's spend,
-one statement (``spent_in``), and corrected by ``settle`` if the send then ends otherwise
-(aborted, cut). A flow thus costs one write transaction less. The price: if
+one statement (``spent_in``; on the event loop the statement that reads the token and the
+day too, its rows and bytes counted by the server: ``storage/session_spend.py``, run by
+``DownloadService.small_download_on_loop``), and corrected by ``settle`` if the send then
+ends otherwise (aborted, cut). A flow thus costs one write transaction less. The price: if
 the process dies while sending those few kilobytes, the record says ``ok`` for a body the
 client may not have received whole (before, the record was lost entirely).
 """
