@@ -188,3 +188,64 @@ def test_a_cancelled_requests_work_on_the_loop_that_fails_ends_it_as_cancelled()
         assert scope.cancelled_caught
 
     anyio.run(main)
+
+
+def test_a_cancelled_requests_result_goes_to_if_cancelled_and_a_failure_does_not() -> None:
+    given: list[object] = []
+
+    async def keep(result: object) -> None:
+        await asyncio.sleep(0.05)  # awaited to its end before the cancel goes on
+        given.append(result)
+
+    def slow(value: object) -> object:
+        time.sleep(0.2)
+        if value is None:
+            raise ValueError("refused")
+        return value
+
+    async def on_the_loop(value: object) -> object:
+        await asyncio.sleep(0.2)
+        return slow(None) if value is None else value
+
+    async def main() -> None:
+        for value in ("made", None):
+            for via in ("thread", "loop"):
+                if via == "thread":
+                    work = threads.in_thread(slow, value, if_cancelled=keep)
+                else:
+                    work = threads.to_completion(on_the_loop(value), if_cancelled=keep)
+                task = asyncio.ensure_future(work)
+                await asyncio.sleep(0.05)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+        assert given == ["made", "made"]
+
+    asyncio.run(main())
+
+
+def test_a_result_that_comes_after_its_future_was_cancelled_still_goes_to_if_cancelled() -> None:
+    # The cancel reaches the request's future before the worker's outcome is handed over:
+    # the outcome is kept on the call, not lost with the future.
+    given: list[object] = []
+    started = threading.Event()
+
+    async def keep(result: object) -> None:
+        given.append(result)
+
+    def work(_: None) -> str:
+        started.set()
+        return "made"
+
+    async def main() -> None:
+        task = asyncio.ensure_future(threads.in_thread(work, None, if_cancelled=keep))
+        await asyncio.sleep(0)  # the call handed over
+        # The loop held (not awaited): the worker's outcome is queued behind it, unread.
+        assert started.wait(5)
+        time.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert given == ["made"]
+
+    asyncio.run(main())

@@ -1,13 +1,16 @@
 """A PostgreSQL small flow's statements on the event loop through asyncpg (storage/pg_loop.py):
 no worker thread once the process has its key; a download cancelled under its spend still
-spends and audits; connections the server closed are replaced; a connection lost under a
-spend answers 30003 and audits it; a lost read is read again; the shutdown closes the pool."""
+spends, and is audited as never sent (on the thread's path too); connections the server
+closed are replaced; a connection lost under a spend answers 30003 and audits it; a lost read
+is read again; the shutdown closes the pool."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +23,7 @@ from cdrgate.api import threads
 from cdrgate.app import create_app
 from cdrgate.errors import Errno
 from cdrgate.ingest.store import store_records
+from cdrgate.services import downloads, export
 from cdrgate.services.auth import set_api_user
 from cdrgate.settings import Settings
 from cdrgate.storage import pg_loop
@@ -153,14 +157,48 @@ def test_what_the_one_statement_does_not_spend_the_two_statements_answer_on_the_
             assert _records(db)[before:] == [("failed", Errno.CDR_NOT_FOUND.value, 0, 0)]
 
 
-def test_a_download_cancelled_under_its_spend_still_spends_and_audits(served, monkeypatch):
+def _cancel_at(
+    db: Database, app: Any, target: str, moment: Callable[[], Awaitable[object]]
+) -> None:
+    """GET ``target`` from ``app`` on a loop of its own, and cancel the request once
+    ``moment()`` returns (as uvicorn cancels a request at the drain's deadline)."""
+    path, query = target.split("?", 1)
+
+    async def cancelled_download() -> None:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
+            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
+        }  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.Event().wait()  # the client says nothing more
+            return {}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        request = asyncio.ensure_future(app(scope, receive, send))
+        await moment()
+        request.cancel()  # a shutdown's cut: under the download's database work
+        await asyncio.wait([request])
+        assert request.cancelled()
+        assert sent == []  # not a byte of the answer
+        await db.close_on_loop()
+
+    asyncio.run(cancelled_download())
+
+
+def test_a_download_cancelled_under_its_spend_still_spends_and_is_audited_unsent(
+    served, monkeypatch
+):
     flow, db = served
     token = flow.token()
     assert _download(flow, token) == "csv"  # the key, read once
     random = flow.get_random(token, "1000", *DAY)["random"]
     target = flow.download_url(token, random, "1000", *DAY)
-    path, query = target.split("?", 1)
-    app = flow.http.app
     real_row = pg_loop.LoopStatements.row
     spending = asyncio.Event()
 
@@ -171,35 +209,52 @@ def test_a_download_cancelled_under_its_spend_still_spends_and_audits(served, mo
         return await real_row(self, statement, params, writes=writes)
 
     monkeypatch.setattr(pg_loop.LoopStatements, "row", slow_row)
-
-    async def cancelled_download() -> None:
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
-            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
-        }  # fmt: skip
-
-        async def receive() -> dict[str, Any]:
-            await asyncio.Event().wait()  # the client says nothing more
-            return {}
-
-        async def send(_message: dict[str, Any]) -> None:
-            pass
-
-        request = asyncio.ensure_future(app(scope, receive, send))
-        await spending.wait()
-        request.cancel()  # a client gone, a shutdown's cut: mid-statement
-        await asyncio.wait([request])
-        assert request.cancelled()
-        await db.close_on_loop()
-
     before = len(_audit(db))
-    asyncio.run(cancelled_download())
+    _cancel_at(db, flow.http.app, target, spending.wait)
     with db.read() as conn:
         spent = conn.execute(select(cdr_random.c.used_ms)).scalars().all()
     assert len(spent) == 2 and all(used is not None for used in spent)  # both randoms spent
-    assert _audit(db)[before:] == [("ok", None)]  # and the cancelled one audited with it
+    # Audited with the spend as "ok", then, never sent, as a download the drain cut.
+    assert _records(db)[before:] == [("cut", None, 0, 0)]
+
+
+def _in_thread_until(event: threading.Event) -> Callable[[], Awaitable[object]]:
+    async def moment() -> None:
+        await asyncio.to_thread(event.wait, 30)
+
+    return moment
+
+
+@pytest.mark.parametrize("result", ["whole", "paged"])
+def test_a_download_cancelled_in_its_thread_after_its_spend_is_audited_unsent(
+    served, monkeypatch, result
+):
+    """The thread's path (``all`` is never on the loop): a small result audited ``ok`` with
+    its spend is corrected; a paged one, whose record is written when it ends, is written."""
+    flow, db = served
+    token = flow.token()
+    day = DAY if result == "whole" else ("2026-05-01 00:00:00", "2026-05-31 23:59:59")
+    random = flow.get_random(token, "all", *day)["random"]
+    target = flow.download_url(token, random, "all", *day)
+    opened = threading.Event()
+    service = downloads.DownloadService
+    real = service._whole_export if result == "whole" else export.first_page
+
+    def slowed(*args: Any) -> Any:
+        made = real(*args)
+        opened.set()
+        time.sleep(0.3)  # the rest of the thread's work, slowed
+        return made
+
+    if result == "whole":
+        monkeypatch.setattr(service, "_whole_export", slowed)
+    else:
+        monkeypatch.setattr(downloads, "first_page", slowed)
+    slots = flow.http.app.state.services.downloads.slots
+    before = len(_audit(db))
+    _cancel_at(db, flow.http.app, target, _in_thread_until(opened))
+    assert _records(db)[before:] == [("cut", None, 0, 0)]
+    assert slots.in_use == 0
 
 
 def test_connections_the_server_closed_are_replaced_without_a_failed_request(served):

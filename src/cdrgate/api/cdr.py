@@ -17,7 +17,7 @@ from cdrgate.api.envelope import (
     read_json_fields,
     success,
 )
-from cdrgate.api.streaming import ExportResponse
+from cdrgate.api.streaming import ExportResponse, finish_unsent
 from cdrgate.api.threads import in_thread, to_completion
 from cdrgate.errors import StorageUnavailable
 from cdrgate.services.downloads import DownloadRequest, DownloadService, RandomRequest
@@ -95,7 +95,8 @@ async def download(request: Request, call: ApiCall) -> Response:
             await in_thread(downloads.commit_failed, ask)
             raise
     else:
-        export = await in_thread(downloads.open_download, ask)
+        # Cancelled while it ran (the drain's deadline): its export is never sent.
+        export = await in_thread(downloads.open_download, ask, if_cancelled=finish_unsent)
     return ExportResponse(export, _download_headers(export.filename), call.settings)
 
 
@@ -105,7 +106,10 @@ async def _small_on_loop(downloads: DownloadService, ask: DownloadRequest) -> Ex
     if downloads.db.loop_autocommit() is None:
         return None
     try:
-        return await to_completion(downloads.small_download_on_loop(ask))
+        # Cancelled after its spend (the drain's deadline): its export is never sent.
+        return await to_completion(
+            downloads.small_download_on_loop(ask), if_cancelled=finish_unsent
+        )
     except StorageUnavailable:
         # Its spend may have failed with its audit record: audited again, as failed (30003).
         await in_thread(downloads.commit_failed, ask)

@@ -61,6 +61,9 @@ WHOLE_SEND_BYTES = 64 * 1024
 # under 1 ms), so a busy machine does not make a fast reader look slow, and well under the
 # seconds a stalled one takes.
 SEND_WAIT = 0.05
+# How a download the server cancelled (at its drain deadline) ends, whether it was cut
+# mid-send or before its first byte (``finish_unsent``).
+CANCELLED: Outcome = "cut"
 # One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
 # process may run several (tests, an in-process server beside a client).
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
@@ -157,14 +160,13 @@ class ExportResponse(Response):
         except anyio.get_cancelled_exc_class():
             # Not the client leaving (that cancel stays inside the group): the server is
             # stopping and its drain deadline has passed.
-            outcome = "cut"
+            outcome = CANCELLED
             raise
         finally:
             if outcome == "ok" and isinstance(self.export, Export) and self.export.recorded:
                 self.export.finish(outcome)  # no database work: no thread hop
             else:
-                with anyio.CancelScope(shield=True):
-                    await run_sync(self.export.finish, outcome)
+                await _finish(self.export, outcome)
 
     async def _send_whole(self, send: Send, body: bytes, export: Export) -> None:
         outcome: Outcome = "aborted"
@@ -189,8 +191,7 @@ class ExportResponse(Response):
             if outcome == "ok":
                 export.finish(outcome)  # recorded as ok already: no database work
             else:
-                with anyio.CancelScope(shield=True):
-                    await run_sync(export.finish, outcome)
+                await _finish(export, outcome)
 
     async def _stream(
         self, send: Send, group: anyio.abc.TaskGroup, first: bytes | None = None
@@ -258,6 +259,23 @@ class ExportResponse(Response):
 
         group.start_soon(read)
         return done
+
+
+async def finish_unsent(export: Streamed | None) -> None:
+    """An export whose request was cancelled before its response began (the server's drain
+    deadline: uvicorn cancels a request no other way), so not a byte of it was sent: finished
+    as a stream that cancel cuts is (``CANCELLED``, nothing sent), which releases its slot and
+    makes its audit record say so (a small download's, written ``ok`` with its spend, is
+    corrected). For ``api/threads``'s ``if_cancelled``; None: no export was made."""
+    if export is not None:
+        await _finish(export, CANCELLED)
+
+
+async def _finish(export: Streamed, outcome: Outcome) -> None:
+    """``export.finish(outcome)`` in a worker thread (it may write the audit record), to its
+    end whatever cancels the request meanwhile."""
+    with anyio.CancelScope(shield=True):
+        await run_sync(export.finish, outcome)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

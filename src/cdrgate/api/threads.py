@@ -32,7 +32,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar
 
@@ -40,6 +40,8 @@ import anyio
 
 A = TypeVar("A")
 R = TypeVar("R")
+# What a cancelled request does with a result nobody will use (``in_thread``'s ``if_cancelled``).
+Abandoned = Callable[[R], Awaitable[None]]
 
 MOST_THREADS = 40
 
@@ -48,7 +50,7 @@ class _Call:
     """One call handed to a worker, and the future its outcome goes to (replaced when its
     request is cancelled: asyncio cancels the future a cancelled task awaits)."""
 
-    __slots__ = ("arg", "ended", "future", "loop", "work")
+    __slots__ = ("arg", "ended", "error", "future", "loop", "result", "work")
 
     def __init__(
         self, work: Callable[[Any], Any], arg: Any, loop: asyncio.AbstractEventLoop
@@ -58,6 +60,10 @@ class _Call:
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
         self.ended = False  # set on the loop, as the outcome is handed over
+        # The outcome, kept for a cancelled request's ``if_cancelled`` (its future may have
+        # been cancelled before the outcome came).
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
 class _Workers:
@@ -97,7 +103,7 @@ def _run(call: _Call) -> None:
 
 
 def _settle(call: _Call, result: Any, error: BaseException | None) -> None:
-    call.ended = True
+    call.ended, call.result, call.error = True, result, error
     future = call.future
     if future.done():  # cancelled, and its request no longer waits for it
         return
@@ -119,8 +125,14 @@ def _forget() -> None:
 os.register_at_fork(after_in_child=_forget)
 
 
-async def in_thread(work: Callable[[A], R], arg: A) -> R:
-    """``work(arg)`` in a worker thread; its result or exception, once it has ended."""
+async def in_thread(
+    work: Callable[[A], R], arg: A, *, if_cancelled: Abandoned[R] | None = None
+) -> R:
+    """``work(arg)`` in a worker thread; its result or exception, once it has ended.
+
+    ``if_cancelled``: given the result of a call whose request was cancelled meanwhile (it
+    ran to its end all the same, and nobody will use what it made), before the cancel goes
+    on: a download's export, whose audit record must say it was never sent."""
     call = _Call(work, arg, asyncio.get_running_loop())
     _workers.submit(call)
     try:
@@ -128,6 +140,8 @@ async def in_thread(work: Callable[[A], R], arg: A) -> R:
     except asyncio.CancelledError:
         if not call.ended:
             await _until_ended(call)
+        if if_cancelled is not None and call.error is None:
+            await _abandoned(if_cancelled, call.result)
         raise
     return result
 
@@ -139,12 +153,14 @@ async def _until_ended(call: _Call) -> None:
         await call.future
 
 
-async def to_completion(work: Coroutine[Any, Any, R]) -> R:
+async def to_completion(
+    work: Coroutine[Any, Any, R], *, if_cancelled: Abandoned[R] | None = None
+) -> R:
     """``await work`` (statements on the loop: ``storage/pg_loop.py``), shielded as
     ``in_thread``'s call is: it runs as a task of its own, and a request cancelled meanwhile
     waits for it to end, then is cancelled, so a statement is never cut (a random spent, its
     download's audit record unwritten). Awaited through a future of its own, not the task: a
-    cancelled request cancels what it awaits."""
+    cancelled request cancels what it awaits. ``if_cancelled``: as ``in_thread``'s."""
     loop = asyncio.get_running_loop()
     task = loop.create_task(work)
     ended: asyncio.Future[None] = loop.create_future()
@@ -157,10 +173,17 @@ async def to_completion(work: Coroutine[Any, Any, R]) -> R:
             task.add_done_callback(partial(_wake, again))
             with anyio.CancelScope(shield=True):
                 await again
-        if not task.cancelled():
-            task.exception()  # its outcome has nobody to go to (not logged as unretrieved)
+        if not task.cancelled() and task.exception() is None and if_cancelled is not None:
+            await _abandoned(if_cancelled, task.result())
         raise
     return task.result()
+
+
+async def _abandoned(if_cancelled: Abandoned[R], result: R) -> None:
+    """``if_cancelled(result)`` to its end, as a cancelled request's last work: shielded
+    from a second cancel (anyio's scopes cancel again at every turn of the loop)."""
+    with anyio.CancelScope(shield=True):
+        await if_cancelled(result)
 
 
 def _wake(future: asyncio.Future[None], _task: object) -> None:
