@@ -40,30 +40,46 @@ from cdrgate.storage.sqlite_settings import connection_settings as connection_se
 
 log = logging.getLogger("cdrgate.storage")
 
-# Connections kept open per process, and opened past those for a burst (closed when returned).
-# Kept covers a keep-alive poller load (8 concurrent flows each hold one for their request):
-# with 5 kept, every request past the fifth opened and closed a PostgreSQL backend of its own
-# (bench/RESULTS.md, eighth round: 267 -> 338 flows/s, p99 94 -> 52 ms). Requests' total per
-# process is unchanged (15): since the nineteenth round, 6 (+4) here and
-# ``STATEMENT_POOL_SIZE`` for the flows' autocommit statements, which hold theirs from that
-# pool, not this one. With the downloads' pool (``EXPORT_POOL_SIZE`` + as many) that is the
-# 23, and with the small flows' asyncpg connections (``STATEMENT_POOL_SIZE`` more, on the
-# loop: ``storage/pg_loop.py``) the 28 the README's max_connections rule counts.
+# What a process may hold against the server's ``max_connections``, pool by pool (the sum is
+# ``CONNECTIONS_A_PROCESS``: README's rule for ``--workers``). Each is sized by what holds one
+# (twenty-third round, bench/RESULTS.md): a pool too small makes a burst wait for a free
+# connection (at most ``pool_timeout``, 30 s, then 30003), never fail at once.
+#
+# Requests' transactions in worker threads (logins, stored randoms, the downloads the loop
+# does not answer, audit records, ingest): kept covers a keep-alive poller load (8 concurrent
+# flows each held one for their request: with 5 kept, every request past the fifth opened and
+# closed a PostgreSQL backend of its own; bench/RESULTS.md, eighth round). Since the
+# twenty-second round the small flows' statements run on the loop (``LOOP_POOL_SIZE``), and
+# this pool serves what they do not: 2 past the 6 kept for a burst (was 4).
 POSTGRES_POOL_SIZE = 6
-POSTGRES_MAX_OVERFLOW = 4
-# ``Database.read(one_statement=True)`` and ``Database.autocommit()`` (a flow's get_random and
-# small download) take connections from a pool of their own on PostgreSQL, always in
+POSTGRES_MAX_OVERFLOW = 2
+# ``Database.read(one_statement=True)`` and ``Database.autocommit()`` (a token's read for any
+# authenticated request in a thread, and the small download's thread path: a flow the loop
+# does not answer) take connections from a pool of their own on PostgreSQL, always in
 # autocommit, and planning their prepared statements once (``plan_cache_mode =
 # force_generic_plan``): with PostgreSQL's default, a small download's day read was planned
 # again on every run (a custom plan, to prune the monthly partitions at plan time), ~270 us of
 # the backend's CPU of ~500 (bench/RESULTS.md, nineteenth round); a generic plan prunes them
 # when it runs. Only these short statements get that mode: a year's export by extension ran
-# slower on a generic plan. No overflow: a burst waits for one of these, briefly held.
-STATEMENT_POOL_SIZE = 5
+# slower on a generic plan. No overflow: a burst waits for one of these, held for a statement
+# or two. 3, not the 5 it had while the small flows ran here (before the twenty-second round).
+STATEMENT_POOL_SIZE = 3
+# The small flows' statements on the event loop through asyncpg (``storage/pg_loop.py``), set
+# as the statements' pool above is. Each is held for one round trip, but the loop starts the
+# next request's statement while others are out: at 8 clients all 5 are in use, and 3 or 2
+# cost a flow request more of the loop's CPU (its waits for one; twenty-third round).
+LOOP_POOL_SIZE = 5
 # Downloads read their pages through a pool of their own, so exports can never take the
 # connections logins, randoms, audit and ingest need; and since a download reads each page
-# once, its connections keep a small page cache (the others' is 64 MB each).
+# once, its connections keep a small page cache (the others' is 64 MB each). Pages are read
+# ``api/streaming.PAGE_THREADS`` (4) at a time; a download's first page (in its request's
+# thread) and the query API's reads wait for one of these beyond that. No overflow (was 4).
 EXPORT_POOL_SIZE = 4
+EXPORT_MAX_OVERFLOW = 0
+CONNECTIONS_A_PROCESS = (
+    POSTGRES_POOL_SIZE + POSTGRES_MAX_OVERFLOW + STATEMENT_POOL_SIZE + LOOP_POOL_SIZE
+    + EXPORT_POOL_SIZE + EXPORT_MAX_OVERFLOW
+)  # fmt: skip
 EXPORT_CACHE_KIB = 4096
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # The event loop's own connection never checkpoints at commit (it would write megabytes on the
@@ -149,7 +165,7 @@ def normalise_url(url: str) -> str:
 
 def _loop_statements(url: str) -> LoopStatements | None:
     try:
-        return LoopStatements(make_url(url), STATEMENT_POOL_SIZE)
+        return LoopStatements(make_url(url), LOOP_POOL_SIZE)
     except ValueError as exc:  # options asyncpg cannot be given: psycopg runs them all
         log.warning("small flows' statements through psycopg: %s", exc)
         return None
@@ -257,7 +273,7 @@ class Database:
             else None
         )
         # A small flow's statements on the event loop through asyncpg (``storage/pg_loop.py``),
-        # on as many connections as the statements' pool above.
+        # on ``LOOP_POOL_SIZE`` connections.
         self.loop_statements = _loop_statements(self.url) if self.dialect == "postgresql" else None
         self._replicas: ReplicaSet | None = None
         self._export_replica: Replica | None = None  # set on a view made by for_export
@@ -678,7 +694,7 @@ class Database:
     def _export_options(self) -> dict[str, Any]:
         return {
             "pool_size": EXPORT_POOL_SIZE,
-            "max_overflow": EXPORT_POOL_SIZE,
+            "max_overflow": EXPORT_MAX_OVERFLOW,
             **self._engine_kwargs,
             "cache_kib": EXPORT_CACHE_KIB,
         }

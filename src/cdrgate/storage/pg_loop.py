@@ -11,11 +11,13 @@ flow's statements run here (``services/downloads.py``: ``issue_random_on_loop`` 
 
 The connections are set as ``Database.read(one_statement=True)``'s and
 ``Database.autocommit()``'s psycopg ones are: autocommit, generic plans (see
-``db.STATEMENT_POOL_SIZE``), no JIT; as many per process, made as the loop needs them. The pool is the running loop's: made on its
-first statement, closed by the app's shutdown (``close``), after the drain. A connection the
-server closed while it was idle (a restart, ``pg_terminate_backend``) is seen by the loop, which
-reads its end, and replaced when next taken; one lost under a statement raises
-``StorageUnavailable`` (the documented errno), and a read is tried once more on a new one.
+``db.STATEMENT_POOL_SIZE``), no JIT; ``db.LOOP_POOL_SIZE`` per process, made as the loop
+needs them. The pool is the running loop's: made on its first statement, closed by the app's
+shutdown (``close``), after the drain. A connection the server closed while it was idle (a
+restart, ``pg_terminate_backend``) is seen by the loop, which reads its end, and replaced
+when next taken; a connection the server refuses (too many clients) or one lost under a
+statement raises ``StorageUnavailable`` (the documented errno), and a read whose connection was
+lost is tried once more on a new one.
 
 asyncpg is imported on a pool's first use: a SQLite process never loads it.
 """
