@@ -252,3 +252,60 @@ def test_a_small_download_whose_audit_record_fails_after_its_spend_hears_30003_o
     assert [(r.outcome, r.errno) for r in records] == [("failed", "30003")]
     response = client.get(url)
     assert response.status_code == 200 and len(response.text.splitlines()) == 2
+
+
+@pytest.mark.parametrize("result", ["whole", "paged"])
+def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
+    client, flow, db, add_cdrs, monkeypatch, result
+):
+    """The drain's deadline cancels a short download waiting for the group commit holding its
+    spend and audit record: the commit lands, and the record says nothing was sent (``cut``,
+    0 rows, 0 bytes), where it said ``ok`` (a whole result) or was never written (paged)."""
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    add_cdrs(make_cdr())
+    if result == "paged":  # more than a page in the day: a paged export, its record at its end
+        monkeypatch.setattr("cdrgate.services.downloads.PAGE_ROWS", 0)
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    path, query = flow.download_url(token, random, "1000", DAY_START, DAY_END).split("?", 1)
+    requests: list[asyncio.Future[None]] = []
+    commit = Database._commit_batch
+
+    def cancel_then_commit(self, batch):
+        if requests and not requests[0].done():
+            requests[0].cancel()  # while it waits for this very commit
+        commit(self, batch)
+
+    monkeypatch.setattr(Database, "_commit_batch", cancel_then_commit)
+
+    async def cancelled_download() -> None:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
+            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
+        }  # fmt: skip
+        sent: list[object] = []
+
+        async def receive() -> dict[str, object]:
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: object) -> None:
+            sent.append(message)
+
+        requests.append(asyncio.ensure_future(client.app(scope, receive, send)))
+        await asyncio.wait(requests)
+        assert requests[0].cancelled() and sent == []
+
+    asyncio.run(cancelled_download())
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+        used = conn.exec_driver_sql("SELECT count(*) FROM cdr_random").scalar()
+    assert used == 1  # spent: the commit went on
+    assert [(r.outcome, r.errno, r.rows, r.bytes) for r in records] == [("cut", None, 0, 0)]
+    slots = client.app.state.services.downloads.slots
+    assert slots.in_use == 0

@@ -18,7 +18,7 @@ from cdrgate.api.envelope import (
     success,
 )
 from cdrgate.api.streaming import ExportResponse, finish_unsent
-from cdrgate.api.threads import in_thread, to_completion
+from cdrgate.api.threads import Abandoned, in_thread, to_completion
 from cdrgate.errors import StorageUnavailable
 from cdrgate.services.downloads import DownloadRequest, DownloadService, RandomRequest
 from cdrgate.services.export import Export
@@ -33,18 +33,22 @@ def _selector(params: Mapping[str, str], version: ApiVersion) -> str | None:
     return value if value is not None else params.get(version.other_selector)
 
 
-async def _on_loop(db: Database, work: Callable[[A], R], ask: A) -> R:
+async def _on_loop(
+    db: Database, work: Callable[[A], R], ask: A, if_cancelled: Abandoned[R] | None = None
+) -> R:
     """``work(ask)`` on the event loop when its write can start at once, else in a thread.
 
     A worker thread costs a request more than its small SQLite transaction: the hand-over,
     and the GIL passed back and forth with the loop (bench/RESULTS.md, fifth round).
+    ``if_cancelled``: see ``in_thread``.
     """
     if db.writes_on_loop:
         try:
-            return await db.run_on_loop(partial(work, ask))  # called from C: no frame of its own
+            # ``partial``: called from C, no frame of its own.
+            return await db.run_on_loop(partial(work, ask), if_cancelled=if_cancelled)
         except WriterBusy:
             pass
-    return await in_thread(work, ask)
+    return await in_thread(work, ask, if_cancelled=if_cancelled)
 
 
 async def get_random(request: Request, call: ApiCall) -> Response:
@@ -88,14 +92,16 @@ async def download(request: Request, call: ApiCall) -> Response:
     export = await _small_on_loop(downloads, ask)
     if export is not None:
         return ExportResponse(export, _download_headers(export.filename), call.settings)
+    # Cancelled while it ran (the drain's deadline), its export is never sent: ``finish_unsent``.
     if downloads.runs_on_loop(ask):
         try:
-            export = await _on_loop(downloads.db, downloads.open_download, ask)
+            export = await _on_loop(
+                downloads.db, downloads.open_download, ask, if_cancelled=finish_unsent
+            )
         except CommitFailed:
             await in_thread(downloads.commit_failed, ask)
             raise
     else:
-        # Cancelled while it ran (the drain's deadline): its export is never sent.
         export = await in_thread(downloads.open_download, ask, if_cancelled=finish_unsent)
     return ExportResponse(export, _download_headers(export.filename), call.settings)
 

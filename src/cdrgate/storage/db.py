@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -315,7 +315,9 @@ class Database:
         database is one per connection, so the loop's own connection would not see it)."""
         return self._file is not None
 
-    async def run_on_loop(self, call: Callable[[], T]) -> T:
+    async def run_on_loop(
+        self, call: Callable[[], T], *, if_cancelled: Callable[[T], Awaitable[None]] | None = None
+    ) -> T:
         """Run ``call`` on the event loop, its writes in the loop's group commit (``_Batch``):
         the write transaction on the loop's own connection that every request writing in this
         turn of the loop shares, if this process's writer lock is free and no other process
@@ -331,6 +333,11 @@ class Database:
         WriterBusy, with nothing written, when that write would wait for another process's
         writer; the caller then runs ``call`` in a worker thread instead (so ``call`` must have
         no effect before its first write).
+
+        ``if_cancelled``: given ``call``'s result when the request is cancelled while it waits
+        for the group commit holding its writes, once that has committed (its writes stay,
+        and nobody will use the result: a download's export, never sent); as
+        ``api/threads.in_thread``'s.
         """
         while True:
             while self._hold is not None:  # a checkpoint is restarting the WAL
@@ -357,12 +364,29 @@ class Database:
         if batch is None and on_loop.alongside:
             await self._alongside()
         elif batch is not None and not batch.ended:
-            await self._wait(batch.waiters)
+            try:
+                await self._wait(batch.waiters)
+            except asyncio.CancelledError:
+                if if_cancelled is not None and error is None:
+                    await self._committed_anyway(batch, if_cancelled, result)
+                raise
         elif batch is not None and batch.error is not None:  # ended within ``call``
             raise CommitFailed(str(batch.error))
         if error is not None:
             raise error
         return result
+
+    async def _committed_anyway(
+        self, batch: _Batch, if_cancelled: Callable[[T], Awaitable[None]], result: T
+    ) -> None:
+        """``run_on_loop``'s request was cancelled while its group commit was open: the commit
+        goes on, and once it has committed, ``if_cancelled(result)``. A failed commit took the
+        call's writes with it: nothing to give."""
+        if not batch.ended:
+            with suppress(CommitFailed):
+                await self._wait(batch.waiters)
+        if batch.error is None:
+            await if_cancelled(result)
 
     @staticmethod
     def in_loop_call() -> bool:
