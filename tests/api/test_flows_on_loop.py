@@ -31,9 +31,9 @@ def another_process_writing(client, monkeypatch) -> Iterator[threading.Event]:
     other.execute("BEGIN IMMEDIATE")
     handed_over = threading.Event()
 
-    async def recording(func, *args):
+    async def recording(func, *args, **options):
         handed_over.set()
-        return await in_thread(func, *args)
+        return await in_thread(func, *args, **options)
 
     monkeypatch.setattr("cdrgate.api.cdr.in_thread", recording)
 
@@ -183,9 +183,9 @@ def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answ
 
     handed_over = threading.Event()
 
-    async def recording(func, *args):
+    async def recording(func, *args, **options):
         handed_over.set()
-        return await in_thread(func, *args)
+        return await in_thread(func, *args, **options)
 
     monkeypatch.setattr(tokens, "last_seen", busy_once_on_the_loop)
     monkeypatch.setattr("cdrgate.api.cdr.in_thread", recording)

@@ -1,8 +1,7 @@
-"""What a process holds against PostgreSQL's ``max_connections``, and what a request answers
-when it can have no connection: ``CONNECTIONS_A_PROCESS`` is the pools' own sum; a pool
-exhausted, or a server that refuses a new connection (too many clients), is answered 30003
-once the pool's wait is over, never a 500 nor an unexpected error, and the next requests work
-once connections are free again."""
+"""What a request answers when it can have no PostgreSQL connection (the budget a process
+holds is ``tests/storage/test_db.py``'s): a pool exhausted, or a server that refuses a new
+connection (too many clients), is answered 30003 once the pool's wait is over, never a 500 nor
+an unexpected error, and the next requests work once connections are free again."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from cdrgate.services.auth import set_api_user
 from cdrgate.settings import Settings
 from cdrgate.storage import db as storage_db
 from cdrgate.storage import pg_loop, schema
-from cdrgate.storage.db import CONNECTIONS_A_PROCESS, Database, normalise_url
+from cdrgate.storage.db import Database, normalise_url
 from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr, postgres_schema
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
@@ -50,16 +49,6 @@ def _download(flow: Flow, token: str, random: str) -> str:
 
 def _plain(url: str) -> str:
     return make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(False)
-
-
-def test_the_budget_a_process_is_its_pools_sizes_and_four_workers_stay_well_under_97(pg_db):
-    pg_db.export_read(lambda conn: None)  # the downloads' pool is made on first use
-    engines = [pg_db.engine, pg_db._one_statement, pg_db._export_engine]
-    pooled = sum(e.pool.size() + e.pool._max_overflow for e in engines)
-    assert pg_db.loop_statements is not None
-    assert pooled + pg_db.loop_statements._size == CONNECTIONS_A_PROCESS
-    # PostgreSQL's default max_connections (100) less its superuser_reserved_connections (3).
-    assert 4 * CONNECTIONS_A_PROCESS <= 80 < 97
 
 
 def _store(url: str, clock) -> Database:

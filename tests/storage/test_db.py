@@ -12,7 +12,7 @@ import pytest
 
 from cdrgate.errors import StorageUnavailable
 from cdrgate.storage import schema
-from cdrgate.storage.db import Database
+from cdrgate.storage.db import CONNECTIONS_A_PROCESS, Database
 
 
 @pytest.fixture
@@ -99,12 +99,17 @@ def test_the_flows_autocommit_statements_are_planned_once_and_others_per_run(db)
         assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
 
 
-def test_a_process_keeps_at_most_15_connections_besides_the_downloads_pool(db):
-    """The README's max_connections rule: workers x 15."""
+def test_a_process_holds_at_most_20_connections_its_pools_own_sum(db):
+    """The README's max_connections rule: workers x 20 (``CONNECTIONS_A_PROCESS``), the sum of
+    every pool's most: the requests', the one-statement reads', the downloads' and the loop's;
+    4 workers stay well under PostgreSQL's default 100 less its 3 reserved."""
     if db.is_sqlite:
         pytest.skip("PostgreSQL's pools")
-    pools = [db.engine.pool, db._one_statement.pool]
-    assert sum(pool.size() + pool._max_overflow for pool in pools) == 15
+    db.export_read(lambda conn: None)  # the downloads' pool is made on first use
+    pools = [db.engine.pool, db._one_statement.pool, db._export_engine.pool]
+    pooled = sum(pool.size() + pool._max_overflow for pool in pools)
+    assert pooled + db.loop_statements._size == CONNECTIONS_A_PROCESS == 20
+    assert 4 * CONNECTIONS_A_PROCESS < 97
 
 
 def test_an_autocommit_block_answers_a_lost_connection_as_storage_unavailable(db):
