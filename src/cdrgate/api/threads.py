@@ -173,6 +173,7 @@ async def to_completion(
             task.add_done_callback(partial(_wake, again))
             with anyio.CancelScope(shield=True):
                 await again
+        # Its exception, if any, has nobody to go to (taken, so not logged as unretrieved).
         if not task.cancelled() and task.exception() is None and if_cancelled is not None:
             await _abandoned(if_cancelled, task.result())
         raise
