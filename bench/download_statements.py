@@ -43,7 +43,9 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def main(database: str, downloads: int, rounds: int) -> None:
+async def bench_connection(database: str) -> tuple[Any, int, dict[str, Any]]:
+    """A connection set as the loop's (``storage/pg_loop.py``), with the bench's account and
+    token written; the time now (ms) and an audit record to write with each spend."""
     dsn, settings = _asyncpg_dsn(make_url(database))
     settings = {**settings, "jit": "off", "plan_cache_mode": "force_generic_plan"}
     conn = await asyncpg.connect(dsn, server_settings=settings)
@@ -64,16 +66,35 @@ async def main(database: str, downloads: int, rounds: int) -> None:
         "selector": "", "starttime": "", "endtime": "", "rows": 0, "bytes": 0, "outcome": "ok",
         "errno": None, "kind": "cdr",
     }  # fmt: skip
-    picker = random.Random(1)
+    return conn, now, record
 
-    def pick() -> tuple[CdrQuery, RandomRow]:
-        day = FIRST_DAY + 86400 * picker.randrange(365)
-        query = CdrQuery(day, day + 86399, (str(1000 + picker.randrange(50)),))
-        spent = RandomRow(
-            now + 10**8, secrets.token_hex(32), TOKEN, query.extensions[0],  # type: ignore[index]
-            day, day + 86399, PEER, None, now,
-        )  # fmt: skip
-        return query, spent
+
+def a_download(
+    picker: random.Random, now: int, days: tuple[int, int] = (0, 365)
+) -> tuple[CdrQuery, RandomRow]:
+    """One extension's day of the seed's year (its ``days``, from 0) and a random to spend."""
+    day = FIRST_DAY + 86400 * picker.randrange(*days)
+    query = CdrQuery(day, day + 86399, (str(1000 + picker.randrange(50)),))
+    spent = RandomRow(
+        now + 10**8, secrets.token_hex(32), TOKEN, query.extensions[0],  # type: ignore[index]
+        day, day + 86399, PEER, None, now,
+    )  # fmt: skip
+    return query, spent
+
+
+def one_statement_values(
+    query: CdrQuery, spent: RandomRow, now: int, record: dict[str, Any]
+) -> dict[str, Any]:
+    """``session_spend``'s values for a download that spends."""
+    return session_spend.params(
+        TOKEN, now - 5000, now - 10**7, PEER, query, PAGE, 0, spent, record,
+        len(CSV_HEADER_BYTES),
+    )  # fmt: skip
+
+
+async def main(database: str, downloads: int, rounds: int) -> None:
+    conn, now, record = await bench_connection(database)
+    picker = random.Random(1)
 
     async def two(query: CdrQuery, spent: RandomRow) -> None:
         read = session_day.statement(query)
@@ -87,10 +108,7 @@ async def main(database: str, downloads: int, rounds: int) -> None:
 
     async def one(query: CdrQuery, spent: RandomRow) -> None:
         statement = session_spend.statement(query)
-        values = session_spend.params(
-            TOKEN, now - 5000, now - 10**7, PEER, query, PAGE, 0, spent, record,
-            len(CSV_HEADER_BYTES),
-        )  # fmt: skip
+        values = one_statement_values(query, spent, now, record)
         row = await conn.fetchrow(statement.numbered_sql, *statement.args(values))
         assert session_spend.spent_of(row) is not None, "spent"
 
@@ -99,7 +117,7 @@ async def main(database: str, downloads: int, rounds: int) -> None:
         for name, run in (("two statements", two), ("one statement", one)):
             cpu, backend = time.process_time(), backend_cpu(pid)
             for _ in range(downloads):
-                await run(*pick())
+                await run(*a_download(picker, now))
             cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
             print(
                 f"round {turn + 1} {name:<14}: client {1e6 * cpu / downloads:6.1f} us, "

@@ -25,33 +25,16 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import time
-from typing import Any
 
-import asyncpg
-from sqlalchemy.engine import make_url
+from download_statements import a_download, backend_cpu, bench_connection, one_statement_values
 
-from cdrgate.cdr import CSV_HEADER_BYTES
 from cdrgate.storage import session_spend
 from cdrgate.storage.cdrs import CdrQuery
-from cdrgate.storage.pg_loop import _asyncpg_dsn
-from cdrgate.storage.randoms import RandomRow
-from cdrgate.timefmt import parse_pbx_time
 
-TOKEN = "b" * 64
-PEER = "127.0.0.1"
-PAGE = 1000
-FIRST_DAY = parse_pbx_time("2026-01-01 00:00:00")  # ``cdrgate seed``'s year
 MARCH = (59, 90)  # March 2026's days of the year, from 0
 SUBQUERY_ORDER = " ORDER BY cdr.ts, cdr.callid, cdr.sn \n LIMIT"
 AGG_ORDER = "array_agg(day.line ORDER BY day.ts, day.callid, day.sn)"
-
-
-def backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def variants(sql: str) -> dict[str, str]:
@@ -68,26 +51,7 @@ def variants(sql: str) -> dict[str, str]:
 
 async def main(database: str, downloads: int, rounds: int, names: list[str], march: bool) -> None:
     assert march or "month" not in names, "the month variant reads March: use --march"
-    dsn, settings = _asyncpg_dsn(make_url(database))
-    settings = {**settings, "jit": "off", "plan_cache_mode": "force_generic_plan"}
-    conn = await asyncpg.connect(dsn, server_settings=settings)
-    now = int(time.time() * 1000)
-    await conn.execute(
-        "INSERT INTO api_account (name, password_hash, created_ms, updated_ms) "
-        "VALUES ('bench-statements', 'x', $1, $1) ON CONFLICT DO NOTHING",
-        now,
-    )
-    await conn.execute(
-        "INSERT INTO api_token (token_hash, account, client_ip, created_ms, last_seen_ms) "
-        "VALUES ($1, 'bench-statements', $2, $3, $4) ON CONFLICT (token_hash) "
-        "DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-        TOKEN, PEER, now, now + 10**9,
-    )  # fmt: skip
-    record: dict[str, Any] = {
-        "at_ms": now, "account": None, "client_ip": PEER, "api_version": "v1.1.0",
-        "selector": "", "starttime": "", "endtime": "", "rows": 0, "bytes": 0, "outcome": "ok",
-        "errno": None, "kind": "cdr",
-    }  # fmt: skip
+    conn, now, record = await bench_connection(database)
     picker = random.Random(1)
     days = MARCH if march else (0, 365)
     statement = session_spend.statement(CdrQuery(0, 1, ("1",)))
@@ -98,16 +62,8 @@ async def main(database: str, downloads: int, rounds: int, names: list[str], mar
             sql = texts[name]
             cpu, backend = time.process_time(), backend_cpu(pid)
             for _ in range(downloads):
-                day = FIRST_DAY + 86400 * picker.randrange(*days)
-                query = CdrQuery(day, day + 86399, (str(1000 + picker.randrange(50)),))
-                spent = RandomRow(
-                    now + 10**8, secrets.token_hex(32), TOKEN, query.extensions[0],  # type: ignore[index]
-                    day, day + 86399, PEER, None, now,
-                )  # fmt: skip
-                values = session_spend.params(
-                    TOKEN, now - 5000, now - 10**7, PEER, query, PAGE, 0, spent, record,
-                    len(CSV_HEADER_BYTES),
-                )  # fmt: skip
+                query, spent = a_download(picker, now, days)
+                values = one_statement_values(query, spent, now, record)
                 row = await conn.fetchrow(sql, *statement.args(values))
                 assert session_spend.spent_of(row) is not None, "spent"
             cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
