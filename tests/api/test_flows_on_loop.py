@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from starlette.types import Message
 
 from cdrgate.api.threads import in_thread
 from cdrgate.services.downloads import RandomRequest
 from cdrgate.storage import audit, tokens
 from cdrgate.storage.db import CommitFailed, Database
+from tests import cancelled_request
 from tests.conftest import make_cdr
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
@@ -270,7 +272,7 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     token = flow.token()
     flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
-    path, query = flow.download_url(token, random, "1000", DAY_START, DAY_END).split("?", 1)
+    target = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     requests: list[asyncio.Future[None]] = []
     commit = Database._commit_batch
 
@@ -282,22 +284,8 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     monkeypatch.setattr(Database, "_commit_batch", cancel_then_commit)
 
     async def cancelled_download() -> None:
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
-            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
-        }  # fmt: skip
-        sent: list[object] = []
-
-        async def receive() -> dict[str, object]:
-            await asyncio.Event().wait()
-            return {}
-
-        async def send(message: object) -> None:
-            sent.append(message)
-
-        requests.append(asyncio.ensure_future(client.app(scope, receive, send)))
+        sent: list[Message] = []
+        requests.append(cancelled_request.get(client.app, target, sent))
         await asyncio.wait(requests)
         assert requests[0].cancelled() and sent == []
 

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from cdrgate.api import threads
 from cdrgate.app import create_app
@@ -29,6 +30,7 @@ from cdrgate.settings import Settings
 from cdrgate.storage import pg_loop
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr_random, download_audit
+from tests import cancelled_request
 from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
@@ -162,25 +164,10 @@ def _cancel_at(
 ) -> None:
     """GET ``target`` from ``app`` on a loop of its own, and cancel the request once
     ``moment()`` returns (as uvicorn cancels a request at the drain's deadline)."""
-    path, query = target.split("?", 1)
 
     async def cancelled_download() -> None:
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": query.encode(), "client": ("127.0.0.1", 50000),
-            "server": ("pbx.test", 8088), "headers": [(b"host", b"pbx.test:8088")],
-        }  # fmt: skip
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            await asyncio.Event().wait()  # the client says nothing more
-            return {}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        request = asyncio.ensure_future(app(scope, receive, send))
+        sent: list[Message] = []
+        request = cancelled_request.get(app, target, sent)
         await moment()
         request.cancel()  # a shutdown's cut: under the download's database work
         await asyncio.wait([request])
