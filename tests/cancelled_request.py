@@ -8,9 +8,12 @@ import asyncio
 from starlette.types import ASGIApp, Message
 
 
-def get(app: ASGIApp, target: str, sent: list[Message]) -> asyncio.Future[None]:
+def get(
+    app: ASGIApp, target: str, sent: list[Message], *, stalled: bool = False
+) -> asyncio.Future[None]:
     """``GET target`` (path and query) from ``app`` as a task of the running loop, from a
-    client that says nothing more; what the app sends goes to ``sent``."""
+    client that says nothing more; what the app sends goes to ``sent``. ``stalled``: the
+    first message sent never returns (a connection whose buffers are full)."""
     path, query = target.split("?", 1)
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -25,5 +28,7 @@ def get(app: ASGIApp, target: str, sent: list[Message]) -> asyncio.Future[None]:
 
     async def send(message: Message) -> None:
         sent.append(message)
+        if stalled:
+            await asyncio.Event().wait()
 
     return asyncio.ensure_future(app(scope, receive, send))

@@ -297,3 +297,32 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     assert [(r.outcome, r.errno, r.rows, r.bytes) for r in records] == [("cut", None, 0, 0)]
     slots = client.app.state.services.downloads.slots
     assert slots.in_use == 0
+
+
+def test_a_small_download_cancelled_while_its_body_is_sent_is_audited_cut(
+    client, flow, db, add_cdrs
+):
+    """The drain's deadline cancels a small download whose whole body is being sent (the
+    connection takes nothing more): its record, written ``ok`` with its spend, says ``cut``
+    with nothing counted as sent, as a streamed download's does."""
+    add_cdrs(make_cdr())
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    target = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+
+    async def cancelled_download() -> None:
+        sent: list[Message] = []
+        request = cancelled_request.get(client.app, target, sent, stalled=True)
+        while not sent:
+            await asyncio.sleep(0.01)
+        request.cancel()  # the drain's deadline, while the send waits
+        await asyncio.wait([request])
+        assert request.cancelled()
+        assert [message["type"] for message in sent] == ["http.response.start"]
+        await client.app.state.services.downloads.db.close_on_loop()  # PostgreSQL's, if any
+
+    asyncio.run(cancelled_download())
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [(r.outcome, r.rows, r.bytes) for r in records] == [("cut", 0, 0)]

@@ -170,6 +170,7 @@ class ExportResponse(Response):
 
     async def _send_whole(self, send: Send, body: bytes, export: Export) -> None:
         outcome: Outcome = "aborted"
+        handed = False  # the body given to the connection (counted as sent from then on)
         try:
             # The deadline every send has: the transport takes such a body at once unless
             # earlier responses on this connection (pipelined, never read) fill its buffer,
@@ -182,15 +183,23 @@ class ExportResponse(Response):
                     {"type": "http.response.start", "status": self.status_code,
                      "headers": self.raw_headers}
                 )  # fmt: skip
+                handed = True
                 await send({"type": "http.response.body", "body": body, "more_body": False})
             outcome = "ok"
         except TimeoutError:
             log.warning("download cut, connection closed: client reads too slowly (no progress)")
             outcome = "cut"
+        except asyncio.CancelledError:
+            # asyncio.timeout turns only its own cancel into TimeoutError: this one is the
+            # server's drain deadline, a cut as in ``__call__``.
+            outcome = CANCELLED
+            raise
         finally:
             if outcome == "ok":
                 export.finish(outcome)  # recorded as ok already: no database work
             else:
+                if not handed:
+                    export.none_sent()
                 await _finish(export, outcome)
 
     async def _stream(

@@ -237,6 +237,11 @@ class Export:
         self.bytes += len(chunk)
         return chunk
 
+    def none_sent(self) -> None:
+        """The whole body, handed out as one chunk, never reached the connection (its send
+        had not begun): nothing counted as sent."""
+        self.rows = self.bytes = 0
+
     def finish(self, outcome: Outcome) -> None:
         on_finish, self._on_finish = self._on_finish, None
         if on_finish is not None:
