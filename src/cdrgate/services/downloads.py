@@ -171,13 +171,22 @@ def _spend_signed(
         if expires_ms <= now:
             return ApiError(Errno.CDR_RANDOM_INVALID, _EXPIRED)
         return ApiError(Errno.ALLOWEDIP_ERROR, _WRONG_ADDRESS)
-    spent = randoms.RandomRow(
-        expires_ms, random_hash, session.token_hash, flt.selector, flt.start_ts, flt.end_ts,
-        session.login_ip, None, now,
-    )  # fmt: skip
+    spent = _spent_row(random_key, session.token_hash, flt, session.login_ip, now)
     if randoms.spend_signed(conn, spent):
         return None
     return ApiError(Errno.CDR_RANDOM_INVALID, _USED)
+
+
+def _spent_row(
+    key: tuple[int, str], token_hash: str, flt: CdrFilter, login_ip: str, now: int
+) -> randoms.RandomRow:
+    """The spent row of a signed random (``key``: its expiry and hash) of ``token_hash`` for
+    ``flt``, spent now from the token's login address (the only one a signed random allows)."""
+    expires_ms, random_hash = key
+    return randoms.RandomRow(
+        expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts, login_ip,
+        None, now,
+    )  # fmt: skip
 
 
 def _not_found() -> ApiError:
@@ -560,11 +569,7 @@ class DownloadService:
         """``session_spend``'s values for ``small_download_on_loop``: what ``_fresh_session``
         and ``_spend_of`` check and write, as the statement checks and writes them (the random
         spent from the token's login address, which the statement checks is the caller's)."""
-        expires_ms, random_hash = key
-        spent = randoms.RandomRow(
-            expires_ms, random_hash, token_hash, flt.selector, flt.start_ts, flt.end_ts,
-            ask.client_ip, None, now,
-        )  # fmt: skip
+        spent = _spent_row(key, token_hash, flt, ask.client_ip, now)
         # An empty result where ``empty_download`` is ``errno`` is refused and audited so by
         # the two statements' path: the one statement spends only a day with a line then.
         least = 1 if self.settings.empty_download == "errno" else 0
@@ -604,11 +609,7 @@ class DownloadService:
         """A signed random's spend (``key``: its expiry and hash), with the audit record
         written with it, and the refusal to raise once it is written (an empty result where
         ``empty_download`` is ``errno``), for ``_small_signed`` and ``small_download_on_loop``."""
-        expires_ms, random_hash = key
-        spent = randoms.RandomRow(
-            expires_ms, random_hash, session.token_hash, flt.selector, flt.start_ts, flt.end_ts,
-            session.login_ip, None, now,
-        )  # fmt: skip
+        spent = _spent_row(key, session.token_hash, flt, session.login_ip, now)
         attempt = attempt.by(session.account)
         if whole.empty and self.settings.empty_download == "errno":
             refusal = _not_found()
