@@ -39,16 +39,14 @@ from typing import Any, NamedTuple
 from sqlalchemy import BigInteger, Integer, and_, bindparam, func, literal_column, select, true
 from sqlalchemy.dialects import postgresql
 
-from cdrgate.storage import session_day
+from cdrgate.storage import session_day, signed_spend
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.driver import PostgresStatement
 from cdrgate.storage.randoms import RandomRow
 from cdrgate.storage.tables import cdr_random, download_audit
 
-# The record's columns the statement computes; every other one is a parameter named with
-# ``_AUDIT`` before the column's name (the two tables share column names: client_ip, selector).
+# The record's columns the statement computes; every other one is ``signed_spend``'s parameter.
 _COMPUTED = ("account", "rows", "bytes")
-_AUDIT = "audit_"
 _GIVEN = tuple(column.key for column in download_audit.c if column.key not in ("id", *_COMPUTED))
 
 
@@ -79,8 +77,8 @@ def params(
     assert spent.client_ip == client_ip, "a random spent from its token's login address"
     return {
         **session_day.params(token_hash, fresh_after_ms, client_ip, query, most),
-        **spent._asdict(),
-        **{_AUDIT + name: record[name] for name in _GIVEN},
+        # The random's row and the record (its computed columns unused), as ``signed_spend``'s.
+        **signed_spend.params(spent, record),
         "alive_after": alive_after_ms,
         "most": most,
         "least": least,
@@ -128,7 +126,7 @@ def _statement(exts: int) -> PostgresStatement:
         "rows": func.cardinality(day),
         "bytes": bindparam("header_size", type_=BigInteger) + lines_size,
     }
-    given = {name: bindparam(_AUDIT + name, type_=download_audit.c[name].type) for name in _GIVEN}
+    given = {name: signed_spend.audit_value(name) for name in _GIVEN}
     values = {**given, **computed}
     columns = [column.key for column in download_audit.c if column.key != "id"]
     audited = (

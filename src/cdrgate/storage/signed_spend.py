@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BindParameter, Connection, bindparam, select
 from sqlalchemy.dialects import postgresql
 
 from cdrgate.storage import audit, randoms
@@ -43,18 +43,20 @@ _SPENT = (
     .returning(cdr_random.c.expires_ms)
     .cte("spent")
 )
+
+
 # The record's values are typed parameters (rendered ``%s::BIGINT`` and so on): in a SELECT
 # list PostgreSQL could not infer their types from the columns they go to.
+def audit_value(name: str) -> BindParameter[Any]:
+    """The audit record's column ``name`` as the typed parameter ``params`` names it (also
+    ``storage/session_spend.py``'s)."""
+    return bindparam(_AUDIT + name, type_=download_audit.c[name].type)
+
+
 _SPEND_AUDITED = (
     download_audit.insert()
     .from_select(
-        _AUDIT_COLUMNS,
-        select(
-            *(
-                bindparam(_AUDIT + name, type_=download_audit.c[name].type)
-                for name in _AUDIT_COLUMNS
-            )
-        ).select_from(_SPENT),
+        _AUDIT_COLUMNS, select(*(audit_value(name) for name in _AUDIT_COLUMNS)).select_from(_SPENT)
     )
     .returning(download_audit.c.id)
 )
