@@ -19,6 +19,8 @@ import os
 import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -92,6 +94,30 @@ def one_statement_values(
     )  # fmt: skip
 
 
+async def timed_rounds(
+    conn: Any, rounds: int, downloads: int, runs: Mapping[str, Callable[[], Awaitable[None]]]
+) -> None:
+    """``rounds`` rounds of ``downloads`` calls of each of ``runs`` in turn (interleaved), each
+    printed with the client's CPU and ``conn``'s backend's a download."""
+    pid = conn.get_server_pid()
+    width = max(map(len, runs))
+    for turn in range(rounds):
+        for name, run in runs.items():
+            cpu, backend = time.process_time(), backend_cpu(pid)
+            for _ in range(downloads):
+                await run()
+            cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
+            print(
+                f"round {turn + 1} {name:<{width}}: client {1e6 * cpu / downloads:6.1f} us, "
+                f"backend {1e6 * backend / downloads:6.1f} us a download  "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+
+
+Runner = Callable[[CdrQuery, RandomRow], Awaitable[None]]
+
+
 async def main(database: str, downloads: int, rounds: int) -> None:
     conn, now, record = await bench_connection(database)
     picker = random.Random(1)
@@ -112,19 +138,11 @@ async def main(database: str, downloads: int, rounds: int) -> None:
         row = await conn.fetchrow(statement.numbered_sql, *statement.args(values))
         assert session_spend.spent_of(row) is not None, "spent"
 
-    pid = conn.get_server_pid()
-    for turn in range(rounds):
-        for name, run in (("two statements", two), ("one statement", one)):
-            cpu, backend = time.process_time(), backend_cpu(pid)
-            for _ in range(downloads):
-                await run(*a_download(picker, now))
-            cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
-            print(
-                f"round {turn + 1} {name:<14}: client {1e6 * cpu / downloads:6.1f} us, "
-                f"backend {1e6 * backend / downloads:6.1f} us a download  "
-                f"load {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+    async def download(run: Runner) -> None:
+        await run(*a_download(picker, now))
+
+    await timed_rounds(conn, rounds, downloads, {"two statements": partial(download, two),
+                                                 "one statement": partial(download, one)})  # fmt: skip
     await conn.close()
 
 

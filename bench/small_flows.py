@@ -3,9 +3,14 @@
 
     .venv/bin/python bench/small_flows.py [--rows 1000000] [--seconds 8] [--repeat 2]
                                           [--database URL] [--workers N]
+                                          [--client lean|asyncio|wrk] [--loop uvloop|asyncio]
 
-The load generator is a minimal asyncio HTTP/1.1 keep-alive client (one connection per
-client), so the client side costs little of the two cores it shares with the server. Every
+The load generator is a minimal HTTP/1.1 keep-alive client (one connection per client), so
+the client side costs little of the two cores it shares with the server: by default (from the
+twenty-fourth round) ``lean_client``'s callback-driven protocol on uvloop; ``--client asyncio
+--loop asyncio`` runs the stream client of the rounds before (figures comparable with theirs),
+``--client wrk`` Debian's wrk with ``small_flows.lua`` (a C generator, as a cross-check; not
+installed by CI). All three send the same requests and check every answer alike. Every
 client logs in once before the clock starts. Each scenario runs for a fixed time (bounded),
 repeated and interleaved; errors are counted (any non-200 answer, errno envelope or exception).
 """
@@ -19,15 +24,23 @@ import os
 import random
 import re
 import statistics
+import threading
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import benchlib as b
+import uvloop
+import wrk_client
+from lean_client import Driver, FlowRequests, LeanConnection, watchdog
 
 SEED_START = date(2026, 1, 1)
+CLIENTS = ("lean", "asyncio", "wrk")  # the load generators: --client
+LOOPS = ("uvloop", "asyncio")  # their event loops: --loop
 _LENGTH = re.compile(rb"content-length:\s*(\d+)")
 
 
@@ -67,6 +80,8 @@ class Connection:
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    done: int = 0  # good answers: GET /'s, or flows (a download each)
+    p99: float = float("nan")  # seconds: a flow's (wrk: a request's)
     errors: int = 0
     elapsed: float = 0.0
     first_error: str = ""
@@ -110,10 +125,14 @@ async def trivial(conn: Connection, _token: str, _picker: random.Random) -> bool
 
 async def scenario(
     base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int],
-    wal: Path | None = None, postmaster: int | None = None,
+    wal: Path | None = None, postmaster: int | None = None, generator: str = "asyncio",
 ) -> Tally:  # fmt: skip
     parts = urlsplit(base)
-    conns = [Connection(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    lean = generator == "lean"
+    conns: list[Any] = [
+        (LeanConnection if lean else Connection)(host, port) for _ in range(clients)
+    ]
     for conn in conns:
         await conn.open()
     tokens = [await login(conn, md5) for conn in conns] if kind == "flow" else [""] * clients
@@ -124,9 +143,8 @@ async def scenario(
         await conn.open()
     action = one_flow if kind == "flow" else trivial
     tally = Tally()
-    cpu_before, client_before = cpu_seconds(pids), _own_cpu()
-    postgres_before = postgres_cpu(postmaster)
-    loop_before, sys_before, waits_before = loop_threads(pids)
+    server = ServerClock(pids, postmaster)
+    client_before = _own_cpu()
     client_waits_before = loop_threads([os.getpid()])[2]
     deadline = time.perf_counter() + seconds
 
@@ -153,18 +171,76 @@ async def scenario(
             await asyncio.sleep(0.25)
 
     started = time.perf_counter()
-    await asyncio.gather(watch_wal(), *(client(i) for i in range(clients)))
+    guard = None
+    if lean:  # each client a Driver: answers checked and the next request sent in callbacks
+        guard = asyncio.ensure_future(watchdog(conns, deadline))  # each request's 30 s bound
+        drivers = [
+            Driver(conn, FlowRequests(b.API, token) if kind == "flow" else None,
+                   random.Random(index), deadline, tally)
+            for index, (conn, token) in enumerate(zip(conns, tokens, strict=True))
+        ]  # fmt: skip
+        for driver in drivers:
+            driver.next()
+        await asyncio.gather(watch_wal(), *(driver.finished for driver in drivers))
+    else:
+        await asyncio.gather(watch_wal(), *(client(i) for i in range(clients)))
     tally.elapsed = time.perf_counter() - started
-    tally.cpu = cpu_seconds(pids) - cpu_before
-    tally.postgres_cpu = postgres_cpu(postmaster) - postgres_before
-    loop_after, sys_after, waits_after = loop_threads(pids)
-    tally.loop_cpu, tally.loop_sys = loop_after - loop_before, sys_after - sys_before
-    tally.loop_waits = waits_after - waits_before
+    if guard is not None:
+        guard.cancel()
+    server.stop(tally)
     tally.client_waits = loop_threads([os.getpid()])[2] - client_waits_before
     tally.client_cpu = _own_cpu() - client_before
     for conn in conns:
         await conn.close()
+    tally.done = len(tally.latencies)
+    tally.p99 = b.percentile(tally.latencies, 99) if tally.latencies else float("nan")
     return tally
+
+
+def wrk_scenario(
+    base: str, md5: str, clients: int, seconds: float, kind: str, pids: list[int],
+    wal: Path | None = None, postmaster: int | None = None,
+) -> Tally:  # fmt: skip
+    """``scenario`` with wrk as the load generator (``wrk_client``), measured the same way."""
+    tokens = wrk_client.logins(base, md5, clients) if kind == "flow" else []
+    tally = Tally()
+    server = ServerClock(pids, postmaster)
+    watching = threading.Event()
+
+    def watch_wal() -> None:
+        while wal is not None and not watching.wait(0.25):
+            tally.wal_max = max(tally.wal_max, wal_size(wal))
+
+    watcher = threading.Thread(target=watch_wal)
+    watcher.start()
+    try:
+        ran = wrk_client.run(base, clients, seconds, kind, tokens)
+    finally:
+        watching.set()
+        watcher.join()
+    server.stop(tally)
+    tally.done, tally.errors, tally.first_error = ran.done, ran.errors, ran.first_error
+    tally.p99, tally.elapsed = ran.p99, ran.elapsed
+    tally.client_cpu, tally.client_waits = ran.cpu, ran.waits
+    return tally
+
+
+class ServerClock:
+    """The server's counters over a scenario's timed part, whichever generator drives it: its
+    processes' CPU, their loops' CPU, system time and idle waits, a local PostgreSQL's CPU."""
+
+    def __init__(self, pids: list[int], postmaster: int | None) -> None:
+        self.pids, self.postmaster = pids, postmaster
+        self.cpu, self.postgres = cpu_seconds(pids), postgres_cpu(postmaster)
+        self.loop = loop_threads(pids)
+
+    def stop(self, tally: Tally) -> None:
+        """The counters' growth since the start, into ``tally``."""
+        tally.cpu = cpu_seconds(self.pids) - self.cpu
+        tally.postgres_cpu = postgres_cpu(self.postmaster) - self.postgres
+        loop_cpu, loop_sys, waits = loop_threads(self.pids)
+        tally.loop_cpu, tally.loop_sys = loop_cpu - self.loop[0], loop_sys - self.loop[1]
+        tally.loop_waits = waits - self.loop[2]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -205,14 +281,16 @@ def postmaster_of(database_url: str) -> int | None:
     import psycopg
 
     url = re.sub(r"^postgresql\+\w+://", "postgresql://", database_url)
+    # The backend's parent read while its connection is open: once closed, the backend may
+    # be gone before /proc is read, and the run would silently lose its PostgreSQL column.
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    try:
-        with open(f"/proc/{row[0]}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None  # not on this machine
+        assert row is not None
+        try:
+            with open(f"/proc/{row[0]}/stat") as stat:
+                return int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None  # not on this machine
 
 
 def postgres_cpu(postmaster: int | None) -> float:
@@ -257,8 +335,7 @@ def _own_cpu() -> float:
 
 
 def summarise(tally: Tally) -> tuple[float, float, int]:
-    p99 = b.percentile(tally.latencies, 99) * 1000 if tally.latencies else float("nan")
-    return len(tally.latencies) / tally.elapsed, p99, tally.errors
+    return tally.done / tally.elapsed, tally.p99 * 1000, tally.errors
 
 
 def main() -> None:
@@ -271,8 +348,22 @@ def main() -> None:
     parser.add_argument(
         "--clients", default="8,64", help="comma-separated client counts (issue 17's target: 8)"
     )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default=CLIENTS[0],
+        help="the load generator: lean (protocol, from the twenty-fourth round) or asyncio "
+        "(the stream client of the rounds before, for comparable figures)",
+    )
+    parser.add_argument("--loop", choices=LOOPS, default=LOOPS[0], help="the generator's loop")
     args = parser.parse_args()
-    b.say(f"== small_flows | workers {args.workers} | {b.machine()}")
+    run: Callable[[Coroutine[Any, Any, Tally]], Tally] = (
+        uvloop.run if args.loop == "uvloop" else asyncio.run
+    )
+    b.say(
+        f"== small_flows | workers {args.workers} | client {args.client}"
+        f"{'' if args.client == 'wrk' else f' on {args.loop}'} | {b.machine()}"
+    )
     database_url = args.database or b.url(b.seeded_db(args.rows))
     extra = ["--workers", str(args.workers)] if args.workers > 1 else []
     summary = []
@@ -287,20 +378,13 @@ def main() -> None:
                 for kind in ("trivial", "flow"):
                     pids = [server.served.process.pid, *server.served.worker_pids()]
                     load = os.getloadavg()[0]
-                    tally = asyncio.run(
-                        scenario(
-                            server.base,
-                            server.md5,
-                            clients,
-                            args.seconds,
-                            kind,
-                            pids,
-                            wal,
-                            postmaster,
-                        )
-                    )
+                    at = (server.base, server.md5, clients, args.seconds, kind, pids, wal)
+                    if args.client == "wrk":
+                        tally = wrk_scenario(*at, postmaster)
+                    else:
+                        tally = run(scenario(*at, postmaster, args.client))
                     cpu = tally.cpu
-                    done = len(tally.latencies) * (2 if kind == "flow" else 1)
+                    done = tally.done * (2 if kind == "flow" else 1)
                     rate, p99, errs = summarise(tally)
                     rates[kind].append(rate)
                     p99s[kind].append(p99)

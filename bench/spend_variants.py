@@ -7,8 +7,12 @@ alternatives the code may use (bench/RESULTS.md, twenty-third round, second part
 - ``no-order``: the day's subquery without its ORDER BY (the aggregate orders the lines);
 - ``agg-plain``: ``array_agg`` without its ORDER BY (the order then rests on the subquery's);
 - ``no-conflict``: the random's INSERT without ON CONFLICT DO NOTHING;
-- ``month``: the day read from its month's table (``cdr_pYYYYMM``) instead of ``cdr``; with
-  ``--march`` only (every day then falls in March 2026, one month's table).
+- ``month``: the day read from its month's table (``cdr_p202603``) instead of ``cdr``, as
+  ``session_spend.statement(query, month)`` builds it (``storage/day_months.py``); with
+  ``--march`` only (every day then falls in March 2026, one month's table);
+- ``months``: each day read from its own month's table, as the server does for a range inside
+  one month whose partition it knows (``day_months``): a statement a month a connection,
+  each planned (and re-planned after an invalidation) apart.
 
     .venv/bin/python bench/spend_variants.py --database postgresql://.../copy \\
         [--downloads 3000] [--rounds 3] [--variants current,no-order] [--march]
@@ -23,13 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import time
+from functools import partial
 
-from download_statements import a_download, backend_cpu, bench_connection, one_statement_values
+from download_statements import a_download, bench_connection, one_statement_values, timed_rounds
 
-from cdrgate.storage import session_spend
+from cdrgate.storage import day_months, session_spend
 from cdrgate.storage.cdrs import CdrQuery
 
 MARCH = (59, 90)  # March 2026's days of the year, from 0
@@ -45,8 +48,12 @@ def variants(sql: str) -> dict[str, str]:
         "no-order": sql.replace(SUBQUERY_ORDER, "\n LIMIT"),
         "agg-plain": sql.replace(AGG_ORDER, "array_agg(day.line)"),
         "no-conflict": sql.replace(" ON CONFLICT DO NOTHING", ""),
-        "month": sql.replace("FROM cdr \n", "FROM cdr_p202603 AS cdr \n"),
+        "month": session_spend.statement(CdrQuery(0, 1, ("1",)), "cdr_p202603").numbered_sql,
     }
+
+
+def _months_sql(query: CdrQuery) -> str:
+    return session_spend.statement(query, day_months.month_of(query)).numbered_sql
 
 
 async def main(database: str, downloads: int, rounds: int, names: list[str], march: bool) -> None:
@@ -56,23 +63,15 @@ async def main(database: str, downloads: int, rounds: int, names: list[str], mar
     days = MARCH if march else (0, 365)
     statement = session_spend.statement(CdrQuery(0, 1, ("1",)))
     texts = variants(statement.numbered_sql)
-    pid = conn.get_server_pid()
-    for turn in range(rounds):
-        for name in names:
-            sql = texts[name]
-            cpu, backend = time.process_time(), backend_cpu(pid)
-            for _ in range(downloads):
-                query, spent = a_download(picker, now, days)
-                values = one_statement_values(query, spent, now, record)
-                row = await conn.fetchrow(sql, *statement.args(values))
-                assert session_spend.spent_of(row) is not None, "spent"
-            cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
-            print(
-                f"round {turn + 1} {name:<12}: backend {1e6 * backend / downloads:6.1f} us, "
-                f"client {1e6 * cpu / downloads:6.1f} us a download  "
-                f"load {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
+
+    async def download(name: str) -> None:
+        query, spent = a_download(picker, now, days)
+        values = one_statement_values(query, spent, now, record)
+        sql = texts[name] if name != "months" else _months_sql(query)
+        row = await conn.fetchrow(sql, *statement.args(values))
+        assert session_spend.spent_of(row) is not None, "spent"
+
+    await timed_rounds(conn, rounds, downloads, {name: partial(download, name) for name in names})
     await conn.close()
 
 
