@@ -12,8 +12,11 @@ from contextlib import contextmanager
 import pytest
 from starlette.types import Message
 
+from cdrgate import metrics
 from cdrgate.api.threads import in_thread
+from cdrgate.errors import StorageUnavailable
 from cdrgate.services.downloads import RandomRequest
+from cdrgate.services.export import ExportSlots
 from cdrgate.storage import audit, tokens
 from cdrgate.storage.db import CommitFailed, Database
 from tests import cancelled_request
@@ -299,6 +302,65 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     assert slots.in_use == 0
 
 
+@pytest.mark.parametrize("result", ["whole", "paged"])
+@pytest.mark.parametrize("cancelled", [False, True], ids=["answered", "cancelled"])
+def test_a_download_whose_group_commit_fails_is_audited_failed_once(
+    client, flow, db, add_cdrs, monkeypatch, result, cancelled
+):
+    """The group commit holding a short download's spend (and, whole, its record) fails: the
+    attempt is audited once, failed 30003, its slot (paged) released, whether the request
+    hears 30003 or the drain's deadline cancels it while it waits for that commit (it had no
+    record then: ``commit_failed`` was left to the answer that never came)."""
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    add_cdrs(make_cdr(), make_cdr(callid="b.1", timestart="2026-05-28 11:00:00"))
+    if result == "paged":  # a first page of one row of two: a paged export, its slot taken
+        monkeypatch.setattr("cdrgate.services.downloads.PAGE_ROWS", 0)
+        monkeypatch.setattr("cdrgate.services.export.MAX_PAGE_ROWS", 1)
+    token = flow.token()
+    flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    target = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+    requests: list[asyncio.Future[None]] = []
+    commit = Database._commit_batch
+    slots = client.app.state.services.downloads.slots
+    taken: list[str] = []
+    acquire = slots.acquire
+
+    def counted(account: str) -> ExportSlots.Slot:
+        taken.append(account)
+        return acquire(account)
+
+    monkeypatch.setattr(slots, "acquire", counted)
+
+    def cancelled_then_rolled_back(self, batch):
+        if requests and not requests[0].done():
+            requests[0].cancel()  # while it waits for this very commit
+        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
+        commit(self, batch)
+
+    monkeypatch.setattr(Database, "_commit_batch", cancelled_then_rolled_back)
+    if cancelled:
+
+        async def cancelled_download() -> None:
+            sent: list[Message] = []
+            requests.append(cancelled_request.get(client.app, target, sent))
+            await asyncio.wait(requests)
+            assert requests[0].cancelled() and sent == []
+
+        asyncio.run(cancelled_download())
+    else:
+        assert client.get(target).json() == {"status": "Failed", "errno": "30003"}
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+        used = conn.exec_driver_sql("SELECT count(*) FROM cdr_random").scalar()
+    assert used == 0  # the spend went with the commit
+    assert [(r.outcome, r.errno, r.rows, r.bytes) for r in records] == [("failed", "30003", 0, 0)]
+    assert len(taken) == (1 if result == "paged" else 0)
+    assert slots.in_use == 0
+
+
 def test_a_small_download_cancelled_while_its_body_is_sent_is_audited_cut(
     client, flow, db, add_cdrs
 ):
@@ -326,3 +388,163 @@ def test_a_small_download_cancelled_while_its_body_is_sent_is_audited_cut(
     with db.read() as conn:
         records = audit.query(conn, limit=10)
     assert [(r.outcome, r.rows, r.bytes) for r in records] == [("cut", 0, 0)]
+
+
+def _downloads_counted() -> dict[str, float]:
+    """``cdrgate_downloads_total`` for cdr downloads, by outcome (this process's registry)."""
+    return {
+        outcome: metrics.REGISTRY.get_sample_value(
+            "cdrgate_downloads_total", {"kind": "cdr", "outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("ok", "failed", "aborted", "cut")
+    }
+
+
+def _counted(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {outcome: after[outcome] - before[outcome] for outcome in after}
+
+
+def _never_issued(random: str) -> str:
+    """A random of the right shape that the server never issued (its signature broken)."""
+    return random[:-4] + ("AAAA" if not random.endswith("AAAA") else "BBBB")
+
+
+def _attempt(flow, attempt: str) -> tuple[str, str, str | None]:
+    """A token and a random for ``attempt`` of the day (``unknown-random``: a random never
+    issued; ``unknown-token``: a dead token; else both good), and the errno a refusal of it
+    answers (an empty day's 20021; None for a dead token's, whose answer carries none)."""
+    token = flow.token()
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    if attempt == "unknown-random":
+        return token, _never_issued(random), "20020"
+    if attempt == "unknown-token":
+        return "0" * len(token), random, None
+    return token, random, "20021"
+
+
+def _cancelled_at_its_commit(client, url: str, requests: list[asyncio.Future[None]]) -> None:
+    """GET ``url`` as ``requests[0]``, which the test's ``_commit_batch`` cancels while it
+    waits for that commit: nothing is sent."""
+
+    async def cancelled_download() -> None:
+        sent: list[Message] = []
+        requests.append(cancelled_request.get(client.app, url, sent))
+        await asyncio.wait(requests)
+        assert requests[0].cancelled() and sent == []
+
+    asyncio.run(cancelled_download())
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    ["empty-day", "unknown-random", "unknown-token", "spent-whole"],
+)
+@pytest.mark.parametrize("cancelled", [False, True], ids=["answered", "cancelled"])
+def test_a_download_whose_group_commit_fails_is_counted_once_as_audited(
+    client, flow, db, add_cdrs, monkeypatch, attempt, cancelled
+):
+    """A download answered on the loop whose group commit then fails is audited once, failed
+    30003 (``commit_failed``), and counted once so in ``cdrgate_downloads_total``: a refusal
+    recorded in the failed commit (an empty day with its spend, ``spent_in``; a random never
+    issued, ``failed_in``; a dead token, ``record``) was counted there too, and a spend's
+    ``ok`` must not be counted at all (its export is never sent). The same when the drain's
+    deadline cancels the request while it waits for that commit."""
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    if attempt == "spent-whole":
+        add_cdrs(make_cdr())
+    token, random, _errno = _attempt(flow, attempt)
+    commit = Database._commit_batch
+    requests: list[asyncio.Future[None]] = []
+
+    def rolled_back_by_sqlite(self, batch):
+        if requests and not requests[0].done():
+            requests[0].cancel()  # while it waits for this very commit
+        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
+        commit(self, batch)
+
+    monkeypatch.setattr(Database, "_commit_batch", rolled_back_by_sqlite)
+    before = _downloads_counted()
+    url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+    if cancelled:
+        _cancelled_at_its_commit(client, url, requests)
+    else:
+        assert client.get(url).json() == {"status": "Failed", "errno": "30003"}
+    after = _downloads_counted()
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [(r.outcome, r.errno) for r in records] == [("failed", "30003")]
+    assert _counted(before, after) == {"ok": 0, "failed": 1, "aborted": 0, "cut": 0}
+
+
+@pytest.mark.parametrize("attempt", ["empty-day", "unknown-random", "unknown-token"])
+@pytest.mark.parametrize("cancelled", [False, True], ids=["answered", "cancelled"])
+def test_a_refusal_on_the_loop_is_counted_once_its_group_commit_commits(
+    client, flow, db, monkeypatch, attempt, cancelled
+):
+    """A refusal's count waits for the group commit holding its record (``Database.on_commit``)
+    and is not lost with it: counted once when that commits, whether the request hears its
+    errno or the drain's deadline cancels it while it waits for that commit."""
+    loop_db = client.app.state.services.downloads.db
+    if not loop_db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+    token, random, errno = _attempt(flow, attempt)
+    commit = Database._commit_batch
+    requests: list[asyncio.Future[None]] = []
+
+    def cancel_then_commit(self, batch):
+        if requests and not requests[0].done():
+            requests[0].cancel()  # while it waits for this very commit
+        commit(self, batch)
+
+    monkeypatch.setattr(Database, "_commit_batch", cancel_then_commit)
+    before = _downloads_counted()
+    url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
+    if cancelled:
+        _cancelled_at_its_commit(client, url, requests)
+    else:
+        answer = client.get(url).json()
+        assert answer["status"] == "Failed" and (errno is None or answer["errno"] == errno)
+    after = _downloads_counted()
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [r.outcome for r in records] == ["failed"]
+    assert errno is None or [r.errno for r in records] == [errno]
+    assert _counted(before, after) == {"ok": 0, "failed": 1, "aborted": 0, "cut": 0}
+
+
+def test_a_refusal_whose_thread_transaction_fails_to_commit_is_counted_once(
+    client, flow, db, monkeypatch
+):
+    """The thread's path (``open_download`` in a worker: PostgreSQL's, SQLite's when the
+    writer is busy): a refusal recorded in the redeem's transaction, which then fails to
+    commit, is audited failed 30003 once and counted once (it was counted at the refusal,
+    then again with the 30003 record)."""
+    downloads = client.app.state.services.downloads
+    token = flow.token()
+    random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
+    unknown = _never_issued(random)
+    monkeypatch.setattr(type(downloads), "runs_on_loop", lambda self, ask: False)
+    real_write = Database._write
+    failed: list[bool] = []
+
+    @contextmanager
+    def commit_fails_once(self, durable):
+        with real_write(self, durable) as conn:
+            yield conn
+            if not failed:  # the redeem's transaction, its refusal recorded: rolled back
+                failed.append(True)
+                raise StorageUnavailable("the commit failed")
+
+    monkeypatch.setattr(Database, "_write", commit_fails_once)
+    before = _downloads_counted()
+    url = flow.download_url(token, unknown, "1000", DAY_START, DAY_END)
+    assert client.get(url).json() == {"status": "Failed", "errno": "30003"}
+    after = _downloads_counted()
+    assert failed == [True]
+    with db.read() as conn:
+        records = audit.query(conn, limit=10)
+    assert [(r.outcome, r.errno) for r in records] == [("failed", "30003")]
+    assert _counted(before, after) == {"ok": 0, "failed": 1, "aborted": 0, "cut": 0}

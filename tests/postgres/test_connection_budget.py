@@ -9,11 +9,13 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -97,6 +99,24 @@ def limited(clock) -> Iterator[tuple[Database, str]]:
             conn.execute(f"DROP ROLE {name}")
 
 
+def _backends_gone(role_dsn: str) -> None:
+    """Wait until the server has no backend of the role left: a closed connection's backend
+    exits after the client has gone, and until then it still counts against the role's
+    limit (seen on a loaded machine: the test's own connections refused)."""
+    role = conninfo_to_dict(role_dsn)["user"]
+    left = None
+    with psycopg.connect(_plain(os.environ[POSTGRES_ENV]), autocommit=True) as conn:
+        for _ in range(200):  # 10 s at most
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)
+            ).fetchone()
+            left = row[0] if row is not None else None
+            if left == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"{left} backends of the role still there after 10 s")
+
+
 def _served(database: Database, clock) -> TestClient:
     app = create_app(
         Settings(database=database.url, access_log=False), database=database, clock=clock
@@ -122,6 +142,7 @@ def test_a_server_that_refuses_new_connections_is_answered_30003_then_served_aga
         # This process's connections closed, every one the role may have taken by others.
         flow.http.portal.call(database.close_on_loop)
         database.dispose()
+        _backends_gone(role_dsn)
         others = [psycopg.connect(role_dsn) for _ in range(ROLE_LIMIT)]
         try:
             with pytest.raises(psycopg.OperationalError, match="too many connections"):

@@ -1,8 +1,9 @@
 """A PostgreSQL small flow's statements on the event loop through asyncpg (storage/pg_loop.py):
 no worker thread once the process has its key; a download cancelled under its spend still
 spends, and is audited as never sent (on the thread's path too); connections the server
-closed are replaced; a connection lost under a spend answers 30003 and audits it; a lost read
-is read again; the shutdown closes the pool."""
+closed are replaced; a connection lost under a spend answers 30003 and audits it, once where
+the spend committed before its answer was lost; a lost read is read again; the shutdown
+closes the pool."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from starlette.types import Message
 
+from cdrgate import metrics
 from cdrgate.api import threads
 from cdrgate.app import create_app
-from cdrgate.errors import Errno
+from cdrgate.errors import Errno, StorageUnavailable
 from cdrgate.ingest.store import store_records
 from cdrgate.services import downloads, export
-from cdrgate.services.auth import set_api_user
+from cdrgate.services.auth import TOUCH_EVERY_MS, set_api_user
 from cdrgate.settings import Settings
-from cdrgate.storage import pg_loop
+from cdrgate.storage import audit, pg_loop, signed_spend
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr_random, download_audit
 from tests import cancelled_request
@@ -205,6 +207,70 @@ def test_a_download_cancelled_under_its_spend_still_spends_and_is_audited_unsent
     assert _records(db)[before:] == [("cut", None, 0, 0)]
 
 
+@pytest.mark.parametrize("statements", ["one", "two"])
+def test_a_download_cancelled_while_its_spend_fails_is_audited_failed_once(
+    pg_db, clock, monkeypatch, statements
+):
+    """The spend's statement fails (30003: a connection lost under it) while the drain's
+    deadline cancels the request: the attempt is audited once, failed 30003, as it is when no
+    cancel comes (it had no record: ``commit_failed`` was left to the answer that never came).
+    ``two``: ``csv_safe``'s day read, then the spend (``audit.spent_on_loop``)."""
+    settings = {"csv_safe": True} if statements == "two" else {}
+    with _serving(pg_db, clock, **settings) as (flow, db):
+        token = flow.token()
+        assert _download(flow, token) == "csv"  # the key, read once
+        random = flow.get_random(token, "1000", *DAY)["random"]
+        target = flow.download_url(token, random, "1000", *DAY)
+        real_row = pg_loop.LoopStatements.row
+        spending = asyncio.Event()
+        ran: list[bool] = []
+
+        async def failing_spend(self, statement, params, *, writes=False):
+            ran.append(writes)
+            if writes:
+                spending.set()
+                await asyncio.sleep(0.3)  # the spend's round trip, slowed
+                raise StorageUnavailable("connection lost under the spend")
+            return await real_row(self, statement, params, writes=writes)
+
+        monkeypatch.setattr(pg_loop.LoopStatements, "row", failing_spend)
+        before = len(_records(db))
+        _cancel_at(db, flow.http.app, target, spending.wait)
+        assert ran == ([True] if statements == "one" else [False, True])
+        assert _records(db)[before:] == [("failed", Errno.APISRV_DOWN.value, 0, 0)]
+
+
+@pytest.mark.parametrize("result", ["whole", "paged"])
+def test_a_download_cancelled_while_its_thread_fails_is_audited_failed_once(
+    served, monkeypatch, result
+):
+    """The thread's path (``all``): its spend with its record (whole) or its first page's
+    read (paged, after the spend) fails while the drain's deadline cancels
+    the request: audited once, failed 30003, its slot (if any) released."""
+    flow, db = served
+    token = flow.token()
+    day = DAY if result == "whole" else ("2026-05-01 00:00:00", "2026-05-31 23:59:59")
+    random = flow.get_random(token, "all", *day)["random"]
+    target = flow.download_url(token, random, "all", *day)
+    failing = threading.Event()
+
+    def fails(*_args: Any) -> Any:
+        failing.set()
+        time.sleep(0.3)  # the rest of the thread's work, slowed
+        raise StorageUnavailable("connection lost")
+
+    service = flow.http.app.state.services.downloads
+    if result == "whole":  # the spend with its record, one statement in autocommit
+        monkeypatch.setattr(service.audit, "spent_in", fails)
+    else:
+        monkeypatch.setattr(downloads, "first_page", fails)
+    slots = service.slots
+    before = len(_records(db))
+    _cancel_at(db, flow.http.app, target, _in_thread_until(failing))
+    assert _records(db)[before:] == [("failed", Errno.APISRV_DOWN.value, 0, 0)]
+    assert slots.in_use == 0
+
+
 def _in_thread_until(event: threading.Event) -> Callable[[], Awaitable[object]]:
     async def moment() -> None:
         await asyncio.to_thread(event.wait, 30)
@@ -309,6 +375,136 @@ def test_a_connection_lost_under_a_spend_answers_30003_and_audits_it(served, mon
     assert _download(flow, token) == "csv"  # a new connection for the next
 
 
+def _failed_counted() -> float:
+    """``cdrgate_downloads_total`` for failed cdr downloads (this process's registry)."""
+    sample = metrics.REGISTRY.get_sample_value(
+        "cdrgate_downloads_total", {"kind": "cdr", "outcome": "failed"}
+    )
+    return sample or 0.0
+
+
+class _DyingAfter(_Dying):
+    """An asyncpg connection whose backend is terminated just after a statement whose text
+    holds ``marker`` ran (once), which then raises asyncpg's error for a connection lost
+    under a statement: the statement committed, its answer never came."""
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        row = await self.conn.fetchrow(sql, *args)
+        if self.marker in sql and not self.killed:
+            import asyncpg
+
+            pid = self.conn.get_server_pid()
+            self.killed.append(pid)
+            with _admin() as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+        return row
+
+
+def _committed_then_lost(monkeypatch, path: str) -> list[str]:
+    """The spend's statement (with its record) runs and commits, then its answer is lost:
+    the driver's error raised after it returned, as a connection that dies right then
+    raises it. ``path``: the loop's one statement (``one``; ``terminated``: its backend
+    terminated then, asyncpg's own error) or two (``csv_safe``), or the thread's (``all``:
+    ``signed_spend`` in autocommit, psycopg's own error)."""
+    lost: list[str] = []
+    if path == "terminated":
+        real_connect = pg_loop.LoopStatements._connect
+        killed: list[int] = []
+
+        async def connect(self):
+            return _DyingAfter(await real_connect(self), "download_audit", killed)
+
+        async def seen(self, statement, params, *, writes=False):
+            try:
+                return await real_row(self, statement, params, writes=writes)
+            finally:
+                if killed and not lost:
+                    lost.append(path)
+
+        monkeypatch.setattr(pg_loop.LoopStatements, "_connect", connect)
+        real_row = pg_loop.LoopStatements.row
+        monkeypatch.setattr(pg_loop.LoopStatements, "row", seen)
+        return lost
+    if path == "thread":
+        real_spend = signed_spend.spend_audited
+
+        def spend_then_lose(conn: Any, spent: Any, record: Any) -> int | None:
+            real_spend(conn, spent, record)
+            lost.append(path)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(signed_spend, "spend_audited", spend_then_lose)
+        return lost
+    real_row = pg_loop.LoopStatements.row
+
+    async def row_then_lose(self, statement, params, *, writes=False):
+        row = await real_row(self, statement, params, writes=writes)
+        if writes:
+            lost.append(path)
+            raise StorageUnavailable("connection lost: the server closed it")
+        return row
+
+    monkeypatch.setattr(pg_loop.LoopStatements, "row", row_then_lose)
+    return lost
+
+
+@pytest.mark.parametrize("path", ["one", "terminated", "two", "thread"])
+def test_a_spend_committed_whose_answer_was_lost_is_audited_failed_once(
+    pg_db, clock, monkeypatch, path
+):
+    """The spend with its ``ok`` record commits and its connection is lost before the answer
+    comes: the client hears 30003, its random is spent, and the attempt has one record,
+    failed 30003 with nothing sent (its ``ok`` one, corrected: the client got nothing),
+    counted once in the metrics (was: the ``ok`` record and a second, failed)."""
+    settings = {"csv_safe": True} if path == "two" else {}
+    selector = "all" if path == "thread" else "1000"
+    with _serving(pg_db, clock, **settings) as (flow, db):
+        token = flow.token()
+        assert _download(flow, token) == "csv"  # the key, read once
+        random = flow.get_random(token, selector, *DAY)["random"]
+        flow.http.portal.call(db.close_on_loop)  # new connections, through any patched connect
+        lost = _committed_then_lost(monkeypatch, path)
+        before, counted = len(_records(db)), _failed_counted()
+        response = flow.http.get(flow.download_url(token, random, selector, *DAY))
+        assert response.json()["errno"] == Errno.APISRV_DOWN.value
+        assert lost == [path]
+        with db.read() as conn:
+            spent = conn.execute(select(cdr_random.c.used_ms)).scalars().all()
+        assert len(spent) == 2 and all(used is not None for used in spent)  # it committed
+        assert _records(db)[before:] == [("failed", Errno.APISRV_DOWN.value, 0, 0)]
+        assert _failed_counted() == counted + 1
+        monkeypatch.undo()
+        assert _download(flow, token) == "csv"  # the next, as ever
+
+
+@pytest.mark.parametrize("path", ["one", "thread"])
+def test_a_lost_spend_whose_commit_cannot_be_told_is_audited_failed_as_before(
+    pg_db, clock, monkeypatch, path
+):
+    """The check on a new connection fails too (the database still unreachable): the attempt
+    is audited failed 30003 as before, a second record beside the committed ``ok`` one (the
+    documented limit), the failure counted once."""
+    selector = "all" if path == "thread" else "1000"
+    with _serving(pg_db, clock) as (flow, db):
+        token = flow.token()
+        assert _download(flow, token) == "csv"
+        random = flow.get_random(token, selector, *DAY)["random"]
+        lost = _committed_then_lost(monkeypatch, path)
+
+        def unreachable(*_args: Any) -> bool:
+            raise StorageUnavailable("still down")
+
+        monkeypatch.setattr(audit, "fail_spent", unreachable, raising=False)  # main: none
+        before, counted = len(_records(db)), _failed_counted()
+        response = flow.http.get(flow.download_url(token, random, selector, *DAY))
+        assert response.json()["errno"] == Errno.APISRV_DOWN.value
+        assert lost == [path]
+        added = _records(db)[before:]
+        assert [record[:2] for record in added] == [("ok", None), ("failed", "30003")]
+        assert _failed_counted() == counted + 1
+
+
 def test_a_read_whose_connection_was_lost_is_read_again(served, monkeypatch):
     flow, db = served
     token = flow.token()
@@ -334,3 +530,47 @@ def test_the_shutdown_closes_the_loops_connections(pg_db: Database, clock):
         assert conns
     assert statements._pools == {}
     assert all(conn.is_closed() for conn in conns)
+
+
+@pytest.mark.parametrize("case", ["spent-already", "mark-due"])
+def test_a_download_cancelled_where_its_statement_spent_nothing_is_audited_cut_once(
+    served, clock, monkeypatch, case
+):
+    """The one statement spends nothing (the random spent already; the token's sliding mark
+    due), so the thread's path would decide the answer, and the drain's deadline cancels the
+    request meanwhile: the attempt is audited once, ``cut`` with nothing sent, where it had no
+    record at all; its random is left as it was."""
+    flow, db = served
+    token = flow.token()
+    assert _download(flow, token) == "csv"  # the key, read once
+    random = flow.get_random(token, "1000", *DAY)["random"]
+    target = flow.download_url(token, random, "1000", *DAY)
+    if case == "spent-already":
+        assert flow.http.get(target).headers["content-type"] == OK
+    else:
+        clock.advance(TOUCH_EVERY_MS / 1000 + 1)
+    with db.read() as conn:
+        spent_before = conn.execute(select(cdr_random.c.used_ms)).scalars().all()
+    real_row = pg_loop.LoopStatements.row
+    reading = asyncio.Event()
+
+    async def slow_row(self, statement, params, *, writes=False):
+        reading.set()
+        await asyncio.sleep(0.3)  # the statement's round trip, slowed
+        return await real_row(self, statement, params, writes=writes)
+
+    monkeypatch.setattr(pg_loop.LoopStatements, "row", slow_row)
+    handed: list[object] = []
+    submit = threads._workers.submit
+
+    def recorded(call: Any) -> None:
+        handed.append(call.work)
+        submit(call)
+
+    monkeypatch.setattr(threads._workers, "submit", recorded)
+    before = len(_records(db))
+    _cancel_at(db, flow.http.app, target, reading.wait)
+    assert _records(db)[before:] == [("cut", None, 0, 0)]
+    with db.read() as conn:
+        assert conn.execute(select(cdr_random.c.used_ms)).scalars().all() == spent_before
+    assert len(handed) == 1  # the audit's write, and no open_download after the cancel

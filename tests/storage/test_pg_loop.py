@@ -21,10 +21,12 @@ def test_a_statements_marks_are_numbered_in_order_and_a_literal_percent_kept():
     [
         tokens.last_seen_statement(),
         signed_spend.statement(),
-        session_day._statement(3),
-        session_spend._statement(3),
+        session_day._statement(3, None),
+        session_spend._statement(3, None),
+        session_day._statement(3, "cdr_p202605"),
+        session_spend._statement(3, "cdr_p202605"),
     ],
-    ids=["token", "spend", "day", "day-and-spend"],
+    ids=["token", "spend", "day", "day-and-spend", "month-day", "month-day-and-spend"],
 )
 def test_the_flows_statements_have_one_number_a_mark(statement: PostgresStatement):
     numbered = statement.numbered_sql

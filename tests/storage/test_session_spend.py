@@ -59,7 +59,7 @@ def session(db: Database, add_cdrs) -> Database:
 def _run(
     db: Database, *, fresh_after: int = SEEN_MS - 1, alive_after: int = SEEN_MS - 1,
     client_ip: str = LOGIN_IP, token_hash: str = HASH, query: CdrQuery = DAY, most: int = 1000,
-    least: int = 0, row: RandomRow = ROW,
+    least: int = 0, row: RandomRow = ROW, month: str | None = None,
 ) -> Sequence[Any] | None:  # fmt: skip
     values = session_spend.params(
         token_hash, fresh_after, alive_after, client_ip, query, most, least,
@@ -70,7 +70,7 @@ def _run(
     with statements as conn:
         raw = postgres_driver(conn)
         found: Sequence[Any] | None = (
-            session_spend.statement(query).run_at_once(raw, values).fetchone()
+            session_spend.statement(query, month).run_at_once(raw, values).fetchone()
         )
         return found
 
@@ -90,13 +90,19 @@ def _day_read(db: Database, **kwargs: Any) -> session_day.SessionDay:
         )  # fmt: skip
 
 
-def test_the_random_is_spent_with_a_record_of_the_rows_and_bytes_the_download_sends(session):
+# The day read from ``cdr``, or from its month's partition (``storage/day_months.py``): the
+# same answer and the same writes.
+MONTHS = pytest.mark.parametrize("month", [None, "cdr_p202605"], ids=["cdr", "month"])
+
+
+@MONTHS
+def test_the_random_is_spent_with_a_record_of_the_rows_and_bytes_the_download_sends(session, month):
     with session.read() as conn:
         lines = read_whole(conn, DAY, 1000)
     assert lines is not None and len(lines) == 2
     sent = len(CSV_HEADER_BYTES) + len("".join(lines).encode())  # as ``Export`` sends them
     assert sent > len(CSV_HEADER_BYTES) + len("".join(lines))  # the test's line is not ASCII
-    row = _run(session)
+    row = _run(session, month=month)
     spent = session_spend.spent_of(row)
     assert spent is not None and (spent.rows, spent.bytes) == (2, sent)
     assert row is not None and session_day.answer(row, 1000) == _day_read(session)
@@ -115,6 +121,7 @@ def test_an_empty_day_is_spent_when_allowed_and_not_where_it_is_refused(session)
     assert spent is not None and (spent.rows, spent.bytes) == (0, len(CSV_HEADER_BYTES))
 
 
+@MONTHS
 @pytest.mark.parametrize(
     "why",
     [
@@ -122,7 +129,7 @@ def test_an_empty_day_is_spent_when_allowed_and_not_where_it_is_refused(session)
         "day longer than a page", "unknown token",
     ],
 )  # fmt: skip
-def test_nothing_is_written_when_the_download_cannot_be_answered_from_the_day(session, why):
+def test_nothing_is_written_when_the_download_cannot_be_answered_from_the_day(session, why, month):
     kwargs: dict[str, Any] = {}
     if why == "sliding mark due":
         kwargs["fresh_after"] = SEEN_MS
@@ -137,7 +144,7 @@ def test_nothing_is_written_when_the_download_cannot_be_answered_from_the_day(se
         kwargs["most"] = 1
     else:
         kwargs["token_hash"] = "u" * 64
-    row = _run(session, **kwargs)
+    row = _run(session, month=month, **kwargs)
     assert session_spend.spent_of(row) is None
     assert _written(session) == ([], [])
     read_kwargs = {k: v for k, v in kwargs.items() if k != "alive_after"}
@@ -153,9 +160,12 @@ def test_a_random_spent_already_writes_nothing(session):
     assert randoms == [ROW] and len(records) == 1
 
 
-def test_concurrent_spends_of_one_random_leave_one_row_and_one_record(session):
+@MONTHS
+def test_concurrent_spends_of_one_random_leave_one_row_and_one_record(session, month):
     with ThreadPoolExecutor(8) as pool:
-        spent = list(pool.map(lambda _: session_spend.spent_of(_run(session)), range(8)))
+        spent = list(
+            pool.map(lambda _: session_spend.spent_of(_run(session, month=month)), range(8))
+        )
     assert sum(one is not None for one in spent) == 1
     with session.read() as conn:
         assert conn.execute(select(func.count()).select_from(cdr_random)).scalar_one() == 1

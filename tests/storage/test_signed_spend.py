@@ -1,5 +1,6 @@
 """A signed random's spend with its audit record in one PostgreSQL statement: one spend, one
-record, and nothing written for a random spent already."""
+record, and nothing written for a random spent already; a spend whose answer was lost found
+committed by its random and record (``audit.fail_spent``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from cdrgate.storage import signed_spend
+from cdrgate.storage import audit, signed_spend
 from cdrgate.storage.db import Database
 from cdrgate.storage.randoms import RandomRow
 from cdrgate.storage.tables import cdr_random, download_audit
@@ -70,3 +71,40 @@ def test_sqlite_has_no_autocommit_connection(db) -> None:
     if not db.is_sqlite:
         pytest.skip("SQLite's answer")
     assert db.autocommit() is None
+
+
+def _fail_spent(db: Database, row: RandomRow = ROW) -> bool:
+    with db.write() as conn:
+        return audit.fail_spent(conn, row, RECORD, "30003")
+
+
+def _outcomes(db: Database) -> list[tuple[str, str | None, int, int]]:
+    a = download_audit.c
+    with db.read() as conn:
+        rows = conn.execute(select(a.outcome, a.errno, a.rows, a.bytes).order_by(a.id))
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def test_a_lost_spend_found_committed_has_its_record_corrected_failed(pg_db) -> None:
+    """``audit.fail_spent``: the spend committed (its answer lost): its record, and only it,
+    is corrected to failed with nothing sent; asked again, it is no longer the one sent."""
+    with pg_db.write() as conn:  # an earlier download alike in every key (same millisecond)
+        audit.insert(conn, RECORD)
+    assert _spend(pg_db) is not None
+    assert _fail_spent(pg_db)
+    assert _outcomes(pg_db) == [("ok", None, 3, 120), ("failed", "30003", 0, 0)]
+    assert not _fail_spent(pg_db)
+
+
+def test_a_lost_spend_that_did_not_commit_is_not_found(pg_db) -> None:
+    """Not committed: the random unspent, or spent by another attempt (another time, or
+    another transaction than the record alike): nothing found, nothing changed."""
+    assert not _fail_spent(pg_db)
+    assert _spend(pg_db) is not None
+    assert not _fail_spent(pg_db, ROW._replace(used_ms=2))  # spent by another attempt
+    with pg_db.write() as conn:  # a random spent apart from a record alike: two transactions
+        conn.execute(cdr_random.insert().values(ROW._replace(random_hash="c" * 64)._asdict()))
+    with pg_db.write() as conn:
+        audit.insert(conn, RECORD)
+    assert not _fail_spent(pg_db, ROW._replace(random_hash="c" * 64))
+    assert _outcomes(pg_db) == [("ok", None, 3, 120), ("ok", None, 3, 120)]

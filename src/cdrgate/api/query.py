@@ -126,12 +126,12 @@ ROUTES = [
 
 
 def csv_response(stream: CsvStream, settings: Settings) -> Response:
-    # Sent like a device download: pages read off the loop under the downloads' thread cap, a
-    # disconnect noticed at once, a client below the minimum rate cut, never a short file
-    # that looks complete.
+    # Sent like a device download: pages read off the loop (under the query API's own thread
+    # cap and share of the downloads' pool, not the downloads' cap), a disconnect noticed at
+    # once, a client below the minimum rate cut, never a short file that looks complete.
     headers = {
         **_NO_STORE,
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{stream.filename}"',
     }
-    return ExportResponse(stream, headers, settings)
+    return ExportResponse(stream, headers, settings, query_pages=True)

@@ -5,12 +5,13 @@ garbage collector when the client disconnects, at an unknown time and sometimes 
 loop thread. Here the response drives the export itself:
 
 - each page is read in a worker thread, at most ``PAGE_THREADS`` at a time for all
-  downloads, so exports never take the threads (and pooled connections) that logins,
-  randoms, audit and ingest need; while the client keeps up (no send of the last page had
-  to wait longer than ``SEND_WAIT``), a CDR export reads its next page while the current one
-  is being sent (so one export holds at most two pages) and its pages grow; once a send
-  waits, the page read ahead is dropped and the export goes on a small page at a time, each
-  read after the last is handed over, until a page is sent without waiting again;
+  downloads (the query API's CSV pages: ``QUERY_PAGE_THREADS`` of their own), so exports
+  never take the threads (and pooled connections) that logins, randoms, audit and ingest
+  need; while the client keeps up (no send of the last page had to wait longer than
+  ``SEND_WAIT``), a CDR export reads its next page while the current one is being sent (so
+  one export holds at most two pages) and its pages grow; once a send waits, the page read
+  ahead is dropped and the export goes on a small page at a time, each read after the last
+  is handed over, until a page is sent without waiting again;
 - a task watches ``receive()`` for the disconnect, and cancels the stream at once;
 - a client reading slower than ``download_min_rate`` bytes/s over ``download_rate_window``
   seconds is cut (a send blocked that long counts as no progress); a page is sent in pieces
@@ -44,6 +45,7 @@ from starlette.types import Message, Receive, Scope, Send
 from cdrgate.errors import StorageUnavailable
 from cdrgate.services.export import Export, Outcome
 from cdrgate.settings import Settings
+from cdrgate.storage.db import QUERY_READS
 
 log = logging.getLogger("cdrgate.downloads")
 
@@ -64,19 +66,28 @@ SEND_WAIT = 0.05
 # How a download the server cancelled (at its drain deadline) ends, whether it was cut
 # mid-send or before its first byte (``finish_unsent``).
 CANCELLED: Outcome = "cut"
-# One limiter per event loop: an anyio limiter belongs to the loop it first runs on, and a
-# process may run several (tests, an in-process server beside a client).
-_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-    weakref.WeakKeyDictionary()
-)
+# The JSON query API's CSV pages are read in threads of their own, as many as its share of
+# the downloads' pool (``db.QUERY_READS``): such a page waits in its thread for that share,
+# which the query API's long reads may hold, and must not hold one of ``PAGE_THREADS``
+# meanwhile (the downloads' pages would wait behind it; twenty-fourth round).
+QUERY_PAGE_THREADS = QUERY_READS
+# One limiter of each per event loop: an anyio limiter belongs to the loop it first runs on,
+# and a process may run several (tests, an in-process server beside a client).
+_limiters: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[bool, anyio.CapacityLimiter]
+] = weakref.WeakKeyDictionary()
 
 
-def _page_threads() -> anyio.CapacityLimiter:
+def _page_threads(query: bool = False) -> anyio.CapacityLimiter:
+    """The downloads' page threads (a recording's too), or (``query``) the query API's."""
     loop = asyncio.get_running_loop()
-    limiter = _limiters.get(loop)
-    if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(PAGE_THREADS)
-    return limiter
+    limiters = _limiters.get(loop)
+    if limiters is None:
+        limiters = _limiters[loop] = {
+            False: anyio.CapacityLimiter(PAGE_THREADS),
+            True: anyio.CapacityLimiter(QUERY_PAGE_THREADS),
+        }
+    return limiters[query]
 
 
 class TooSlow(Exception):
@@ -130,9 +141,12 @@ class ExportResponse(Response):
     def __init__(
         self, export: Export | Streamed,
         headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]], settings: Settings,
-        status_code: int = 200,
+        status_code: int = 200, *, query_pages: bool = False,
     ) -> None:  # fmt: skip
-        """``headers``: a mapping, or the headers already encoded (lower-case names)."""
+        """``headers``: a mapping, or the headers already encoded (lower-case names).
+        ``query_pages``: the query API's CSV, its pages read in its own threads
+        (``QUERY_PAGE_THREADS``)."""
+        self.query_pages = query_pages
         self.status_code = status_code
         self.background = None
         self.export = export
@@ -220,7 +234,9 @@ class ExportResponse(Response):
                 elif self.export.ready:  # in memory already: no thread hop
                     chunk = self.export.next_chunk()
                 else:
-                    chunk = await run_sync(self.export.next_chunk, limiter=_page_threads())
+                    chunk = await run_sync(
+                        self.export.next_chunk, limiter=_page_threads(self.query_pages)
+                    )
                 if chunk is None:
                     break
                 read = self._read_ahead(group, keeping_up)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import Connection
 
 from cdrgate import metrics
 from cdrgate.clock import Clock
-from cdrgate.errors import Errno
+from cdrgate.errors import Errno, StorageUnavailable
 from cdrgate.settings import Settings
 from cdrgate.storage import audit, signed_spend
 from cdrgate.storage.db import Database, WriterBusy
@@ -33,6 +34,22 @@ from cdrgate.storage.pg_loop import LoopStatements
 from cdrgate.storage.randoms import RandomRow
 
 log = logging.getLogger("cdrgate.audit")
+
+
+class SpendLost(StorageUnavailable):
+    """A signed random's spend with its audit record ``attempt`` (PostgreSQL, one statement in
+    autocommit: ``storage/signed_spend.py``, ``storage/session_spend.py``) whose connection
+    failed before its answer came: the server may have committed both. ``spent``: the random's
+    row as sent. The client hears 30003 (its random may be spent); ``DownloadAudit.spend_lost``
+    finds out whether the record is there, so that the attempt is audited once."""
+
+    def __init__(
+        self, failure: StorageUnavailable, spent: RandomRow, attempt: DownloadAttempt
+    ) -> None:
+        super().__init__(str(failure))
+        self.spent = spent
+        self.attempt = attempt
+
 
 # ok: sent whole; failed: refused (errno); aborted: the client went away mid-stream;
 # cut: the server ended it (a client reading too slowly, or shutdown at the drain deadline).
@@ -103,11 +120,25 @@ class DownloadAudit:
     def failed(self, attempt: DownloadAttempt, errno: Errno) -> None:
         self.record(attempt.but(outcome="failed", errno=errno.value))
 
-    def failed_in(self, conn: Connection, attempt: DownloadAttempt, errno: Errno) -> None:
-        """``failed`` in the caller's transaction (a refusal found in it: its outcome is known)."""
+    def failed_in(
+        self, conn: Connection, attempt: DownloadAttempt, errno: Errno
+    ) -> DownloadAttempt:
+        """``failed`` in the caller's transaction (a refusal found in it: its outcome is known).
+        Returns the record written, for the caller to ``count`` once its transaction has
+        committed: if the commit fails, the attempt is audited (and counted) again, failed
+        30003, and counting it here as well made it two."""
         refused = attempt.but(outcome="failed", errno=errno.value)
-        metrics.record_download(refused.kind, refused.outcome, refused.rows, refused.bytes)
         audit.insert(conn, vars(refused))
+        return refused
+
+    def count(self, attempt: DownloadAttempt) -> None:
+        """Count ``attempt`` in the metrics once its record is kept: at once, or inside
+        ``Database.run_on_loop``'s call when its group commit commits (``Database.on_commit``;
+        a failed commit audits and counts the attempt again, as ``commit_failed``)."""
+        self.db.on_commit(
+            partial(metrics.record_download, attempt.kind, attempt.outcome, attempt.rows,
+                    attempt.bytes)
+        )  # fmt: skip
 
     def record_in(self, conn: Connection, attempt: DownloadAttempt) -> int:
         """Write ``attempt`` in the caller's transaction, before the download is sent (see
@@ -118,7 +149,7 @@ class DownloadAudit:
         """Spend a signed random and write ``attempt`` (its outcome known: ``ok`` as
         ``record_in`` writes it, or ``failed``) in one statement (``storage/signed_spend.py``);
         the record's id, or None when the random was spent already (nothing is written)."""
-        return _counted(signed_spend.spend_audited(conn, spent, vars(attempt)), attempt)
+        return self._counted(signed_spend.spend_audited(conn, spent, vars(attempt)), attempt)
 
     async def spent_on_loop(
         self, statements: LoopStatements, spent: RandomRow, attempt: DownloadAttempt
@@ -127,7 +158,36 @@ class DownloadAudit:
         row = await statements.row(
             signed_spend.statement(), signed_spend.params(spent, vars(attempt)), writes=True
         )
-        return _counted(None if row is None else int(row[0]), attempt)
+        return self._counted(None if row is None else int(row[0]), attempt)
+
+    def _counted(self, record_id: int | None, attempt: DownloadAttempt) -> int | None:
+        """A spend's record id (None: the random was spent already, nothing written); a failed
+        attempt written with it is counted in the metrics once kept, as it has no export to
+        end (an ``ok`` one is counted by ``settle``)."""
+        if record_id is not None and attempt.outcome == "failed":
+            self.count(attempt)
+        return record_id
+
+    def spend_lost(self, lost: SpendLost) -> bool:
+        """A spend whose connection was lost (``lost``), asked on a new connection whether it
+        committed: if so its record, written as ``ok`` (or a refusal), is corrected to failed
+        30003 with nothing sent (the client heard that and got nothing), counted once, and
+        True is returned. False when it did not commit, or when that cannot be told (the
+        database still unreachable): the caller audits the attempt failed as before, a second
+        record for it if the spend had committed after all (docs/storage.md)."""
+        try:
+            with self.db.write() as conn:
+                found = audit.fail_spent(
+                    conn, lost.spent, vars(lost.attempt), Errno.APISRV_DOWN.value
+                )
+        except Exception as exc:
+            # Its class only: a driver's message may hold the statement's parameters.
+            log.warning("could not tell whether a lost spend committed: %s", type(exc).__name__)
+            return False
+        if found:
+            self.count(lost.attempt.but(outcome="failed", errno=Errno.APISRV_DOWN.value, rows=0,
+                                        bytes=0))  # fmt: skip
+        return found
 
     def settle(
         self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int
@@ -145,7 +205,6 @@ class DownloadAudit:
             log.exception("could not correct download audit %s", _summary(ended))
 
     def record(self, attempt: DownloadAttempt) -> None:
-        metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
         try:
             with self.db.write() as conn:
                 audit.insert(conn, vars(attempt))
@@ -154,6 +213,9 @@ class DownloadAudit:
         except Exception:
             # The answer to the client must not depend on the audit write; the log keeps it.
             log.exception("could not record download audit %s", _summary(attempt))
+        # Counted once, whether its record was written or not; on the loop once the group
+        # commit holding it has committed (if that fails, the attempt is audited again).
+        self.count(attempt)
 
     def purge_old(self) -> int:
         if self.settings.audit_days <= 0:
@@ -173,11 +235,3 @@ def _clip(value: str | None) -> str:
 
 def _summary(attempt: DownloadAttempt) -> dict[str, Any]:
     return {k: v for k, v in asdict(attempt).items() if k in ("at_ms", "client_ip", "outcome")}
-
-
-def _counted(record_id: int | None, attempt: DownloadAttempt) -> int | None:
-    """A spend's record id (None: the random was spent already, nothing written); a failed
-    attempt written with it is counted in the metrics now, as it has no export to end."""
-    if record_id is not None and attempt.outcome == "failed":
-        metrics.record_download(attempt.kind, attempt.outcome, attempt.rows, attempt.bytes)
-    return record_id

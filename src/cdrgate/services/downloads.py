@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
@@ -20,7 +20,7 @@ from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.iprules import normalise_ip
 from cdrgate.scope import Scope
-from cdrgate.services.audit import DownloadAttempt, DownloadAudit
+from cdrgate.services.audit import DownloadAttempt, DownloadAudit, SpendLost
 from cdrgate.services.auth import TOUCH_EVERY_MS, AuthService, Session, token_hash_of
 from cdrgate.services.export import (
     PAGE_ROWS,
@@ -33,7 +33,15 @@ from cdrgate.services.export import (
 )
 from cdrgate.services.signed_randoms import RandomSigner
 from cdrgate.settings import Settings
-from cdrgate.storage import cdrs, randoms, server_keys, session_day, session_spend, tokens
+from cdrgate.storage import (
+    cdrs,
+    day_months,
+    randoms,
+    server_keys,
+    session_day,
+    session_spend,
+    tokens,
+)
 from cdrgate.storage.cdrs import CdrQuery
 from cdrgate.storage.db import CommitFailed, Database, WriterBusy
 from cdrgate.timefmt import format_pbx_time, parse_pbx_time
@@ -236,6 +244,8 @@ class DownloadService:
         self._random_signer: RandomSigner | None = None
         self._key_reread_ms: int | None = None  # the last re-read, on the service's clock
         self._key_reread_lock = threading.Lock()
+        # The monthly partitions a small download's day on the loop is read from.
+        self._day_months = day_months.DayMonths()
 
     def _signer(self) -> RandomSigner:
         """The signer under the database's key, read (or created) once per process.
@@ -356,6 +366,7 @@ class DownloadService:
             # Authenticate and redeem in one write transaction; refusals are raised after
             # the commit, so the token's sliding mark is kept as for any other request.
             whole: Page | None = None
+            refused_record: DownloadAttempt | None = None
             with self.db.write() as conn:
                 session = self.auth.authenticate_in(conn, token_hash)
                 attempt = attempt.by(session.account)
@@ -371,11 +382,15 @@ class DownloadService:
                     refused, whole = _not_found(), None
                 if refused is not None:
                     # Its outcome is known: audited in this transaction, no second write.
-                    self.audit.failed_in(conn, attempt, refused.errno)
+                    refused_record = self.audit.failed_in(conn, attempt, refused.errno)
                 if whole is not None:
                     recorded = attempt.ended("ok", whole.rows, _body_size(whole))
                     record_id = self.audit.record_in(conn, recorded)
             if refused is not None:
+                # Counted now that its transaction has committed (on the loop, once the group
+                # commit it joined has): a failed commit audits and counts the attempt again.
+                assert refused_record is not None  # written with the refusal, above
+                self.audit.count(refused_record)
                 raise _Audited(refused)
             if whole is not None:
                 return self._whole_export(whole, flt, recorded, record_id)
@@ -394,6 +409,11 @@ class DownloadService:
             raise  # the group commit with its audit record failed: the caller audits it again
         except ApiError as exc:
             self.audit.failed(attempt, exc.errno)
+            raise
+        except SpendLost as lost:
+            # Committed (its record corrected): audited once; else as any other failure.
+            if not self.audit.spend_lost(lost):
+                self.audit.failed(attempt, Errno.APISRV_DOWN)
             raise
         except StorageUnavailable:
             self.audit.failed(attempt, Errno.APISRV_DOWN)
@@ -425,39 +445,48 @@ class DownloadService:
         if key is None:
             return None
         statements = self.db.autocommit()
+        autocommit = statements is not None
         if statements is None:
             statements = self.db.writes_last()
         if statements is None:
             return None
-        with statements as conn:
-            now = self.auth.now_ms()
-            if key[0] <= now:
-                return None
-            read = None
-            if self.db.dialect == "postgresql" and flt.selector != ALL:
-                # The token and, when it can answer this download, the day's lines in one
-                # statement (``storage/session_day.py``); on SQLite the two reads cost no round
-                # trip, so the token is read here and the day below, once the token allows it.
-                fresh_after = now - TOUCH_EVERY_MS
-                read = session_day.read(
-                    conn, token_hash, fresh_after, ask.client_ip, flt.query(), PAGE_ROWS
-                )
-            seen = tokens.last_seen(conn, token_hash) if read is None else read.seen
-            # A dead token raises its errno here, as ``authenticate_in`` does.
-            session = self._fresh_session(seen, token_hash, now, ask.client_ip)
-            if session is None:
-                return None
-            if read is None or session.scope is not None:
-                whole = self._whole_result(conn, flt.query(session.scope))
-            else:  # read with the token (None: more than a page)
-                whole = None if read.day is None else self._page(flt.query(), read.day)
-            if whole is None:
-                return None
-            spent, recorded, refusal = self._spend_of(key, flt, session, now, attempt, whole)
-            # The writes, last: on SQLite nothing may raise after them inside the block.
-            record_id = self.audit.spent_in(conn, spent, recorded)
-            if record_id is None:
-                return None
+        spending: tuple[randoms.RandomRow, DownloadAttempt] | None = None
+        try:
+            with statements as conn:
+                now = self.auth.now_ms()
+                if key[0] <= now:
+                    return None
+                read = None
+                if self.db.dialect == "postgresql" and flt.selector != ALL:
+                    # The token and, when it can answer this download, the day's lines in one
+                    # statement (``storage/session_day.py``); on SQLite the two reads cost no round
+                    # trip, so the token is read here and the day below, once the token allows it.
+                    fresh_after = now - TOUCH_EVERY_MS
+                    read = session_day.read(
+                        conn, token_hash, fresh_after, ask.client_ip, flt.query(), PAGE_ROWS
+                    )
+                seen = tokens.last_seen(conn, token_hash) if read is None else read.seen
+                # A dead token raises its errno here, as ``authenticate_in`` does.
+                session = self._fresh_session(seen, token_hash, now, ask.client_ip)
+                if session is None:
+                    return None
+                if read is None or session.scope is not None:
+                    whole = self._whole_result(conn, flt.query(session.scope))
+                else:  # read with the token (None: more than a page)
+                    whole = None if read.day is None else self._page(flt.query(), read.day)
+                if whole is None:
+                    return None
+                spent, recorded, refusal = self._spend_of(key, flt, session, now, attempt, whole)
+                if autocommit:  # one statement of its own: it may commit, its answer lost
+                    spending = (spent, recorded)
+                # The writes, last: on SQLite nothing may raise after them inside the block.
+                record_id = self.audit.spent_in(conn, spent, recorded)
+                if record_id is None:
+                    return None
+        except StorageUnavailable as exc:
+            if spending is None:
+                raise
+            raise SpendLost(exc, *spending) from exc
         if refusal is not None:
             raise _Audited(refusal)
         return self._whole_export(whole, flt, recorded, record_id)
@@ -525,19 +554,30 @@ class DownloadService:
         )
         query = flt.query()
         fresh_after = now - TOUCH_EVERY_MS
+        # The day is read from its month's partition where it can be (``day_months``).
+        months = self._day_months
         if self.settings.csv_safe:
             # The lines are rewritten before they are sent: their bytes are not the stored
             # ones, so the server cannot count them; the day is read, then spent.
-            row = await statements.row(
-                session_day.statement(query),
+            row = await months.row(
+                statements,
+                query,
+                partial(session_day.statement, query),
                 session_day.params(token_hash, fresh_after, ask.client_ip, query, PAGE_ROWS),
             )
         else:
-            row = await statements.row(
-                session_spend.statement(query),
-                self._spend_params(key, token_hash, fresh_after, now, ask, flt, query, attempt),
-                writes=True,
-            )
+            spent_row = _spent_row(key, token_hash, flt, ask.client_ip, now)
+            sent = attempt.ended("ok", 0, 0)  # its account, rows and bytes the statement's
+            try:
+                row = await months.row(
+                    statements,
+                    query,
+                    partial(session_spend.statement, query),
+                    self._spend_params(token_hash, fresh_after, now, ask, query, spent_row, sent),
+                    writes=True,
+                )
+            except StorageUnavailable as exc:
+                raise SpendLost(exc, spent_row, sent) from exc  # it may have committed
             spent_now = session_spend.spent_of(row)
             if spent_now is not None:
                 assert row is not None
@@ -555,7 +595,10 @@ class DownloadService:
             return None
         whole = self._page(query, read.day)
         spent, recorded, refusal = self._spend_of(key, flt, session, now, attempt, whole)
-        record_id = await self.audit.spent_on_loop(statements, spent, recorded)
+        try:
+            record_id = await self.audit.spent_on_loop(statements, spent, recorded)
+        except StorageUnavailable as exc:
+            raise SpendLost(exc, spent, recorded) from exc  # it may have committed
         if record_id is None:
             return None  # spent meanwhile: ``open_download`` finds and audits its errno
         if refusal is not None:
@@ -563,20 +606,20 @@ class DownloadService:
         return self._whole_export(whole, flt, recorded, record_id)
 
     def _spend_params(
-        self, key: tuple[int, str], token_hash: str, fresh_after: int, now: int,
-        ask: DownloadRequest, flt: CdrFilter, query: CdrQuery, attempt: DownloadAttempt,
+        self, token_hash: str, fresh_after: int, now: int, ask: DownloadRequest,
+        query: CdrQuery, spent: randoms.RandomRow, sent: DownloadAttempt,
     ) -> dict[str, Any]:  # fmt: skip
         """``session_spend``'s values for ``small_download_on_loop``: what ``_fresh_session``
         and ``_spend_of`` check and write, as the statement checks and writes them (the random
-        spent from the token's login address, which the statement checks is the caller's)."""
-        spent = _spent_row(key, token_hash, flt, ask.client_ip, now)
+        ``spent`` from the token's login address, which the statement checks is the caller's;
+        the record ``sent``, whose account, rows and bytes the statement computes)."""
         # An empty result where ``empty_download`` is ``errno`` is refused and audited so by
         # the two statements' path: the one statement spends only a day with a line then.
         least = 1 if self.settings.empty_download == "errno" else 0
         idle_ms = self.settings.token_idle_seconds * 1000
         return session_spend.params(
             token_hash, fresh_after, now - idle_ms, ask.client_ip, query, PAGE_ROWS, least,
-            spent, vars(attempt.ended("ok", 0, 0)), _HEADER_SIZE,
+            spent, vars(sent), _HEADER_SIZE,
         )  # fmt: skip
 
     def _spent_with_day(
@@ -628,14 +671,42 @@ class DownloadService:
             ),
         )  # fmt: skip
 
-    def commit_failed(self, ask: DownloadRequest) -> None:
+    def commit_failed(self, ask: DownloadRequest, export: Export | None = None) -> None:
         """``open_download(ask)`` ran on the loop and the group commit holding its writes failed
-        (``Database.run_on_loop``): its audit record went with them, so the attempt is audited
-        again, as failed with 30003 (its account, read in that transaction, is not known)."""
+        (``Database.run_on_loop``; whether its request hears 30003 or was cancelled meanwhile),
+        or ``small_download_on_loop``'s statements failed (``spend_failed``, where a lost spend
+        was not found committed): its audit record went with them, or was never written, so
+        the attempt is audited again, as failed with 30003 (its account, read in that
+        transaction, is not known). ``export``: what ``open_download`` returned, if it did. A
+        paged one, audited when it ends and holding a slot, is finished ``failed`` (its slot
+        released, its record written once, with its account); a whole one's record went with
+        the commit."""
+        if export is not None and not export.recorded:
+            export.finish("failed")
+            return
         attempt = self.audit.begin(
             ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
         )
         self.audit.failed(attempt, Errno.APISRV_DOWN)
+
+    def spend_failed(self, ask: DownloadRequest, failure: StorageUnavailable) -> None:
+        """``small_download_on_loop(ask)``'s statements failed (``failure``): audited failed
+        30003, once. A spend whose connection was lost (``SpendLost``) and that committed has
+        its record corrected so (``DownloadAudit.spend_lost``); any other failure, or one that
+        cannot be told, is audited as ``commit_failed`` audits it."""
+        if isinstance(failure, SpendLost) and self.audit.spend_lost(failure):
+            return
+        self.commit_failed(ask)
+
+    def cut_undecided(self, ask: DownloadRequest, outcome: Outcome) -> None:
+        """``ask``'s request was cancelled (``outcome``: the drain's ``cut``) before any answer
+        to it was decided: nothing spent, nothing written, nothing sent (``small_download_on_
+        loop`` returned None, its thread's path never run). Audited once, so (its account,
+        never read, is not known)."""
+        attempt = self.audit.begin(
+            ask.client_ip, ask.api_version, ask.selector, ask.starttime, ask.endtime
+        )
+        self.audit.record(attempt.ended(outcome, 0, 0))
 
     def _whole_result(self, conn: Connection, query: CdrQuery) -> Page | None:
         """The whole result of a short range when it fits one page (maybe empty), read on the

@@ -249,8 +249,9 @@ def _pbx_time(ts: int) -> str:
 class CsvStream:
     """The whole filtered, sorted result as the device's CSV, a page per ``next_chunk`` call.
 
-    Each page is its own short read transaction on the export pool: nothing is held in the
-    database between pages, however slowly the client reads (see services/export.py).
+    Each page is its own short read transaction on the export pool, within the query API's
+    share of it (``Database.query_read``): nothing is held in the database between pages,
+    however slowly the client reads (see services/export.py).
     """
 
     filename = "cdr.csv"
@@ -287,7 +288,7 @@ class CsvStream:
         """The next bytes of the CSV, or None at the end. Does database work: off the loop."""
         if self._done:
             return None
-        rows = self.db.export_read(
+        rows = self.db.query_read(
             lambda conn: store.read_lines(conn, self.filters, self.sort, self._after, CSV_PAGE_ROWS)
         )
         if len(rows) < CSV_PAGE_ROWS:
@@ -345,7 +346,7 @@ class QueryService:
             # same export limits as CDR downloads (busy: 503 here, 20010 on the device API).
             slot = self.slots.acquire(session.account)
             return CsvStream(self._reader(), filters, sort, after, self.settings.csv_safe, slot)
-        rows, total = self._reader().export_read(
+        rows, total = self._reader().query_read(
             lambda conn: (
                 store.read_items(conn, filters, sort, after, limit + 1),
                 store.total(conn, filters) if count else None,
@@ -363,7 +364,7 @@ class QueryService:
         params = Params(ask.params, CHANGES_PARAMS)
         after = params.integer("after", 0, MAX_INT) or 0
         limit = params.integer("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-        rows, last = self._reader().export_read(
+        rows, last = self._reader().query_read(
             lambda conn: store.read_changes(conn, after, limit, session.scope)
         )
         items = [{"seq": int(row[0]), **item(row)} for row in rows]
@@ -380,7 +381,7 @@ class QueryService:
         if params.text("group") is None:
             raise BadParameter("group", f"required: one of {', '.join(get_args(Group))}")
         group = cast(Group, params.choice("group", get_args(Group), ""))
-        rows = self._reader().export_read(lambda conn: store.read_stats(conn, filters, group))
+        rows = self._reader().query_read(lambda conn: store.read_stats(conn, filters, group))
         return [StatGroup(_group_key(group, key), *counts) for key, *counts in rows]
 
 

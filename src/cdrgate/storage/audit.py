@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    String,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    select,
+    update,
+)
 
 from cdrgate.storage.driver import HotStatement, SqliteStatement
-from cdrgate.storage.tables import download_audit
+from cdrgate.storage.randoms import RandomRow
+from cdrgate.storage.tables import cdr_random, download_audit
 
 # One per download: built once (see storage/randoms.py), run on the driver. Every column but
 # the id: a record gives them all. The id: SQLite's rowid, PostgreSQL's RETURNING.
@@ -34,6 +46,61 @@ def insert(conn: Connection, values: Mapping[str, Any]) -> int:
 def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) -> None:
     """Correct a record written before its download ended (see services/audit.py)."""
     conn.execute(_SETTLE, {"row_id": row_id, "outcome": outcome, "rows": rows, "size": size})
+
+
+# The columns a spend's record is found by once its connection was lost (``fail_spent``):
+# what the attempt gave it, not what the statement computed (account, rows, bytes).
+_SPENT_KEYS = ("at_ms", "client_ip", "api_version", "selector", "starttime", "endtime", "kind")
+
+
+def fail_spent(conn: Connection, spent: RandomRow, record: Mapping[str, Any], errno: str) -> bool:
+    """A spend of the random ``spent`` (its row as sent, ``used_ms`` set) with the audit
+    ``record`` (as sent) in one PostgreSQL statement (``storage/signed_spend.py``,
+    ``storage/session_spend.py``), whose connection was lost before its answer came: if it
+    committed, its record is corrected to failed ``errno`` with nothing sent and True is
+    returned; False when it did not (nothing written).
+
+    Committed is: the random's row is there, spent at ``spent.used_ms`` by ``spent``'s token,
+    and a record with ``record``'s keys (its time, address, version, filter, kind), outcome
+    and errno was written by the same transaction (the rows' ``xmin``): the one statement
+    wrote both. The keys alone do not tell it from an earlier download of the same range in
+    the same millisecond; the random alone does not tell which record went with it."""
+    return conn.execute(_fail_spent(), _fail_spent_params(spent, record, errno)).first() is not None
+
+
+@cache
+def _fail_spent() -> Any:
+    """Built on first use (PostgreSQL only: ``xmin`` is its system column)."""
+    a = download_audit.c
+    r = cdr_random.c
+    # The transaction that inserted each row: one statement wrote the random's and the record.
+    same_writer = literal_column("cdr_random.xmin") == literal_column("download_audit.xmin")
+    committed = exists().where(
+        r.expires_ms == bindparam("expires_ms"),
+        r.random_hash == bindparam("random_hash"),
+        r.token_hash == bindparam("token_hash"),
+        r.used_ms == bindparam("used_ms"),
+        same_writer,
+    )
+    return (
+        update(download_audit)
+        .where(
+            *(a[key] == bindparam("k_" + key) for key in _SPENT_KEYS),
+            a.outcome == bindparam("k_outcome"),
+            a.errno.is_not_distinct_from(bindparam("k_errno", type_=String)),
+            committed,
+        )
+        .values(outcome="failed", errno=bindparam("errno"), rows=0, bytes=0)
+        .returning(a.id)
+    )
+
+
+def _fail_spent_params(spent: RandomRow, record: Mapping[str, Any], errno: str) -> dict[str, Any]:
+    keys = {"k_" + key: record[key] for key in (*_SPENT_KEYS, "outcome", "errno")}
+    return {
+        "expires_ms": spent.expires_ms, "random_hash": spent.random_hash,
+        "token_hash": spent.token_hash, "used_ms": spent.used_ms, "errno": errno, **keys,
+    }  # fmt: skip
 
 
 def query(

@@ -73,14 +73,27 @@ LOOP_POOL_SIZE = 5
 # connections logins, randoms, audit and ingest need; and since a download reads each page
 # once, its connections keep a small page cache (the others' is 64 MB each). Pages are read
 # ``api/streaming.PAGE_THREADS`` (4) at a time; a download's first page (in its request's
-# thread) and the query API's reads wait for one of these beyond that. No overflow (was 4).
+# thread) waits for one of these beyond that. No overflow (was 4).
 EXPORT_POOL_SIZE = 4
 EXPORT_MAX_OVERFLOW = 0
+# The JSON query API reads on the downloads' pool too (``query_read``: its pages and counts,
+# its CSV's pages, changes, stats; the console's), but holds at most this many of its
+# connections at once: four long reads (a year's stats, a count) took all 4, and every
+# download's pages waited behind them (a week's download 4-8 s where it took 0.1 s alone, up
+# to the pool's 30 s, then 30003; twenty-fourth round). The fourth is the downloads' alone,
+# so a download waits only for other downloads' page reads; a query-API read past its share
+# waits for one as long as for a pooled connection, then 503. 3, not 2: at 2 the query API
+# answered four clients' long reads ~20 % slower (on a busy machine), at 3 as fast as with
+# no share. No connection more: the budget stays ``CONNECTIONS_A_PROCESS``.
+QUERY_READS = 3
 CONNECTIONS_A_PROCESS = (
     POSTGRES_POOL_SIZE + POSTGRES_MAX_OVERFLOW + STATEMENT_POOL_SIZE + LOOP_POOL_SIZE
     + EXPORT_POOL_SIZE + EXPORT_MAX_OVERFLOW
 )  # fmt: skip
 EXPORT_CACHE_KIB = 4096
+# How long a query-API read waits for its share (``QUERY_READS``): SQLAlchemy's default
+# ``pool_timeout``, which a ``Database``'s own ``pool_timeout`` replaces, as for its pools.
+QUERY_WAIT_S = 30.0
 DEFAULT_MAX_REPLICA_LAG_MS = 1000
 # The event loop's own connection never checkpoints at commit (it would write megabytes on the
 # loop); after this many group commits on it, a passive one starts in a thread. Counted per
@@ -150,9 +163,19 @@ class _OnLoop:
     # It read only by ``read(one_statement=True)``: answered with a group commit it does not
     # depend on (``Database._alongside``).
     alongside: bool = False
+    # ``Database.on_commit``'s actions: run once the group commit holding its writes has
+    # committed, dropped if it fails (or if ``call`` is run again, its writes undone).
+    committed: list[Callable[[], None]] | None = None
 
 
 _ON_LOOP: ContextVar[_OnLoop | None] = ContextVar("cdrgate_on_loop", default=None)
+
+
+def _run_committed(on_loop: _OnLoop) -> None:
+    """``on_loop``'s ``on_commit`` actions, once: its writes are kept."""
+    actions, on_loop.committed = on_loop.committed, None
+    for action in actions or ():
+        action()
 
 
 def normalise_url(url: str) -> str:
@@ -308,6 +331,10 @@ class Database:
         self._lock_waiters_lock = threading.Lock()
         self._file_checked_at = -LOOP_FILE_CHECK_S
         self._file_lost: str | None = None  # set once for good: the file was deleted/replaced
+        # The query API's share of the downloads' pool (``QUERY_READS``), shared with the
+        # views ``for_export`` makes (a replica's pool is as small: the share holds there too).
+        self._query_share = threading.BoundedSemaphore(QUERY_READS)
+        self._query_wait_s = float(engine_kwargs.get("pool_timeout", QUERY_WAIT_S))
 
     @property
     def writes_on_loop(self) -> bool:
@@ -316,8 +343,9 @@ class Database:
         return self._file is not None
 
     async def run_on_loop(
-        self, call: Callable[[], T], *, if_cancelled: Callable[[T], Awaitable[None]] | None = None
-    ) -> T:
+        self, call: Callable[[], T], *, if_cancelled: Callable[[T], Awaitable[None]] | None = None,
+        if_lost: Callable[[T | None], Awaitable[None]] | None = None,
+    ) -> T:  # fmt: skip
         """Run ``call`` on the event loop, its writes in the loop's group commit (``_Batch``):
         the write transaction on the loop's own connection that every request writing in this
         turn of the loop shares, if this process's writer lock is free and no other process
@@ -338,6 +366,12 @@ class Database:
         for the group commit holding its writes, once that has committed (its writes stay,
         and nobody will use the result: a download's export, never sent); as
         ``api/threads.in_thread``'s.
+
+        ``if_lost``: given ``call``'s result (None when it raised) when the group commit its
+        answer waits for failed, so its writes are gone (a download's spend and audit record),
+        before CommitFailed is raised; and the same for a request cancelled while it waits for
+        that commit, before the cancel goes on (it will hear no CommitFailed), so whatever the
+        lost writes stood for is done once either way.
         """
         while True:
             while self._hold is not None:  # a checkpoint is restarting the WAL
@@ -348,6 +382,7 @@ class Database:
             on_loop = _OnLoop()
             token = _ON_LOOP.set(on_loop)
             error: Exception | None = None
+            result: T | None = None
             try:
                 result = call()
             except _ThreadWriting:
@@ -366,27 +401,66 @@ class Database:
         elif batch is not None and not batch.ended:
             try:
                 await self._wait(batch.waiters)
+            except CommitFailed:
+                if if_lost is not None:
+                    await if_lost(result)
+                raise
             except asyncio.CancelledError:
-                if if_cancelled is not None and error is None:
-                    await self._committed_anyway(batch, if_cancelled, result)
+                kept = None if error is not None else if_cancelled
+                await self._ended_anyway(batch, on_loop, result, kept, if_lost)
                 raise
         elif batch is not None and batch.error is not None:  # ended within ``call``
+            if if_lost is not None:
+                await if_lost(result)
             raise CommitFailed(str(batch.error))
+        _run_committed(on_loop)
         if error is not None:
             raise error
-        return result
+        return result  # type: ignore[return-value]  # set: ``call`` returned
 
-    async def _committed_anyway(
-        self, batch: _Batch, if_cancelled: Callable[[T], Awaitable[None]], result: T
+    async def _ended_anyway(
+        self,
+        batch: _Batch,
+        on_loop: _OnLoop,
+        result: T | None,
+        if_cancelled: Callable[[T], Awaitable[None]] | None,
+        if_lost: Callable[[T | None], Awaitable[None]] | None,
     ) -> None:
         """``run_on_loop``'s request was cancelled while its group commit was open: the commit
-        goes on, and once it has committed, ``if_cancelled(result)``. A failed commit took the
-        call's writes with it: nothing to give."""
-        if not batch.ended:
-            with suppress(CommitFailed):
-                await self._wait(batch.waiters)
-        if batch.error is None:
-            await if_cancelled(result)
+        goes on, and once it has ended, ``on_loop``'s ``on_commit`` actions and
+        ``if_cancelled(result)`` when it committed (given only for a call that returned),
+        ``if_lost(result)`` when it failed (the call's writes went with it). Shielded: the
+        request's last work, which a second cancel (anyio's scopes cancel again at every turn
+        of the loop) must not cut; the commit is the next turn's."""
+        if if_cancelled is None and if_lost is None and not on_loop.committed:
+            return  # nothing to do once it ends
+        import anyio  # here: the CLI's commands load this module, and never get here
+
+        with anyio.CancelScope(shield=True):
+            if not batch.ended:
+                with suppress(CommitFailed):
+                    await self._wait(batch.waiters)
+            if batch.error is None:
+                _run_committed(on_loop)
+                if if_cancelled is not None:
+                    await if_cancelled(result)  # type: ignore[arg-type]  # ``call`` returned
+            elif if_lost is not None:
+                await if_lost(result)
+
+    @staticmethod
+    def on_commit(action: Callable[[], None]) -> None:
+        """``action()`` once the writes made so far are committed: inside ``run_on_loop``'s
+        call, when the group commit holding them has committed (never if it fails: the
+        caller's ``if_lost`` stands for them then, nor if the call is run again); elsewhere
+        at once (a thread's ``write()`` commits as its block ends, so call this after it).
+        For what must count a write once it is kept, as the downloads' metrics do."""
+        on_loop = _ON_LOOP.get()
+        if on_loop is None:
+            action()
+        elif on_loop.committed is None:
+            on_loop.committed = [action]
+        else:
+            on_loop.committed.append(action)
 
     @staticmethod
     def in_loop_call() -> bool:
@@ -778,6 +852,17 @@ class Database:
                 self._replicas.skip(replica, str(exc).splitlines()[0])
         with self.read_export() as conn:
             return read(conn)
+
+    def query_read(self, read: Callable[[Connection], T]) -> T:
+        """``export_read`` for the JSON query API, within its share of the downloads' pool
+        (``QUERY_READS`` reads of this process at once): past it, a read waits for one of the
+        share as long as for a pooled connection, then StorageUnavailable."""
+        if not self._query_share.acquire(timeout=self._query_wait_s):
+            raise StorageUnavailable("no database connection free (the query API's share)")
+        try:
+            return self.export_read(read)
+        finally:
+            self._query_share.release()
 
     def connections_in_use(self) -> int:
         """Pooled connections checked out now, downloads' pool included."""

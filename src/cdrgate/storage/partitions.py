@@ -15,8 +15,20 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Text,
+    cast,
+    column,
+    literal_column,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import OperationalError
 
 from cdrgate.storage import summary
@@ -50,14 +62,27 @@ def partition_name(start: int) -> str:
     return time.strftime("cdr_p%Y%m", time.gmtime(start))
 
 
+def is_month_name(name: str) -> bool:
+    """Whether ``name`` is a monthly partition's, as ``partition_name`` makes them."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
+def names() -> Select[Any]:
+    """The names of ``cdr``'s partitions (its default one too), from the catalog: read here
+    and, as one array, by the event loop's statements (``storage/day_months.py``)."""
+    inherits = table("pg_inherits", column("inhrelid"), column("inhparent"))
+    pg_class: Any = table("pg_class", column("oid"), column("relname"))
+    return (
+        select(cast(pg_class.c.relname, Text).label("name"))
+        .select_from(inherits.join(pg_class, pg_class.c.oid == inherits.c.inhrelid))
+        .where(inherits.c.inhparent == literal_column("'cdr'::regclass"))
+    )
+
+
 def existing(conn: Connection) -> dict[str, int]:
     """The monthly partitions of ``cdr``: name -> first second of the month."""
-    names = conn.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'cdr'::regclass"
-    ).scalars()
     found = {}
-    for name in names:
+    for name in conn.execute(names()).scalars():
         if match := _NAME_RE.fullmatch(name):
             year, month = int(match[1]), int(match[2])
             found[name] = calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))

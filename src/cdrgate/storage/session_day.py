@@ -78,10 +78,11 @@ def read(
     return answer(row, most)
 
 
-def statement(query: CdrQuery) -> PostgresStatement:
-    """``read``'s statement for ``query`` (asyncpg runs it too: ``storage/pg_loop.py``)."""
+def statement(query: CdrQuery, month: str | None = None) -> PostgresStatement:
+    """``read``'s statement for ``query`` (asyncpg runs it too: ``storage/pg_loop.py``);
+    ``month``: the day read from that monthly partition (``storage/day_months.py``)."""
     assert query.extensions is not None, "the one statement reads extensions"
-    return _statement(len(query.extensions))
+    return _statement(len(query.extensions), month)
 
 
 def params(
@@ -108,17 +109,18 @@ def answer(row: Sequence[Any] | None, most: int) -> SessionDay:
     return SessionDay(tokens.seen_of(row), None if day is None or len(day) > most else day)
 
 
-@lru_cache(maxsize=64)
-def _statement(exts: int) -> PostgresStatement:
+@lru_cache(maxsize=256)
+def _statement(exts: int, month: str | None) -> PostgresStatement:
     """Compiled on first use, per length of the extension list (``cdrs._postgres_statement``
-    does the same): a SQLite process never loads PostgreSQL's dialect."""
-    return PostgresStatement.of(core(), expand={"exts": exts})
+    does the same) and month read: a SQLite process never loads PostgreSQL's dialect."""
+    return PostgresStatement.of(core(month), expand={"exts": exts})
 
 
-def core() -> Select[Any]:
-    """The statement's Core form, its last column ``day``; also the head of a small download's
-    statement that spends the random with it (``storage/session_spend.py``)."""
-    day = cdrs.day_lines(limited=True).subquery("day")
+def core(month: str | None = None) -> Select[Any]:
+    """The statement's Core form, its last column ``day`` (read from ``cdr``, or from its
+    partition ``month``); also the head of a small download's statement that spends the
+    random with it (``storage/session_spend.py``)."""
+    day = cdrs.day_lines(limited=True, month=month).subquery("day")
     lines = func.coalesce(
         func.array_agg(postgresql.aggregate_order_by(day.c.line, day.c.ts, day.c.callid, day.c.sn)),
         literal_column("'{}'"),  # a day read without a line: empty, not NULL ("not read")

@@ -25,6 +25,10 @@ is inserted only from the row the spend returned, write no record either. All pa
 statement see one snapshot, taken after the download was asked for; the record's ``rows`` and
 ``bytes`` are computed from the lines the statement read and returned with its id.
 
+The day is read from ``cdr``, or, on the loop, from its month's partition when the range lies
+inside one month whose partition the process knows (``storage/day_months.py``): the plan then
+holds one partition, not all of them.
+
 The bytes: ``_body_size``'s rule (``services/downloads.py``: the header and the lines, UTF-8)
 with the header's length a parameter (the caller's constant) and the lines' UTF-8 length
 counted by the server (``convert_to``: the database's encoding need not be UTF-8).
@@ -58,11 +62,12 @@ class Spent(NamedTuple):
     bytes: int
 
 
-def statement(query: CdrQuery) -> PostgresStatement:
+def statement(query: CdrQuery, month: str | None = None) -> PostgresStatement:
     """The statement for ``query`` (extensions, no scope); asyncpg runs it
-    (``storage/pg_loop.py``)."""
+    (``storage/pg_loop.py``). ``month``: the day read from that monthly partition of ``cdr``
+    (``storage/day_months.py``: one the range lies inside) instead of ``cdr``."""
     assert query.extensions is not None, "the one statement reads extensions"
-    return _statement(len(query.extensions))
+    return _statement(len(query.extensions), month)
 
 
 def params(
@@ -94,10 +99,11 @@ def spent_of(row: Sequence[Any] | None) -> Spent | None:
     return Spent(int(row[5]), int(row[6]), int(row[7]))
 
 
-@lru_cache(maxsize=64)
-def _statement(exts: int) -> PostgresStatement:
-    """Compiled on first use, per length of the extension list (as ``session_day``'s)."""
-    session = session_day.core().cte("s")
+@lru_cache(maxsize=256)
+def _statement(exts: int, month: str | None) -> PostgresStatement:
+    """Compiled on first use, per length of the extension list and month (as
+    ``session_day``'s)."""
+    session = session_day.core(month).cte("s")
     day = session.c.day
     answerable = and_(
         day.is_not(None),  # fresh, from the caller's address, unscoped: the day was read
