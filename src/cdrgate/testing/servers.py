@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import os
 import subprocess
 import sys
 import time
@@ -23,21 +23,25 @@ class ServerStartError(RuntimeError):
     """``cdrgate serve`` exited or did not answer in time; the message holds its output."""
 
 
-def free_port() -> int:
-    """A loopback port free right now (the child binds it; a clash fails the start loudly)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
-    base_url: str
-    port: int
+    scheme: str
     log: Path
     directory: Path  # its working directory: --self-signed writes its certificate here
     env: dict[str, str]
+    # The port the server picked (it is started with --port 0): known once it listens.
+    _port: int | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the server's port is known once it listens: wait_until_up first")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def database_url(self) -> str:
@@ -90,15 +94,17 @@ def start_server(
     directory), output to ``log``; ``env`` must name the database (CDRGATE_DATABASE).
 
     With ``wait`` (the default) it returns once the server answers HTTP; without, call
-    :func:`wait_until_up` later (several servers can then start at once)."""
+    :func:`wait_until_up` later (several servers can then start at once); its ``port`` and
+    ``base_url`` are known from then on."""
     directory = cwd if cwd is not None else log.parent
-    port = free_port()
-    command = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    # --port 0: the server's own bind picks the port. A port picked here and handed over would
+    # be free only until then: another process (a parallel suite) could take it in between.
+    command = [*CLI, "serve", "--host", "127.0.0.1", "--port", "0", *args]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             command, env=dict(env), stdout=log_file, stderr=subprocess.STDOUT, cwd=directory
         )
-    server = Server(process, f"{scheme}://127.0.0.1:{port}", port, log, directory, dict(env))
+    server = Server(process, scheme, log, directory, dict(env))
     if wait:
         wait_until_up(server)
     return server
@@ -110,15 +116,23 @@ def wait_until_up(server: Server, timeout: float = READY_TIMEOUT_S) -> None:
     while True:
         if server.process.poll() is not None:
             raise ServerStartError("cdrgate serve exited:\n" + server.output())
-        try:
-            # verify=False: a --self-signed server is up once it answers at all.
-            httpx.get(server.base_url + "/", timeout=1, verify=False)
+        if server._port is None:
+            server._port = listening_port(server.process.pid)
+        if server._port is not None and _answers(server.base_url):
             return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise ServerStartError("cdrgate serve did not start:\n" + server.output()) from None
-            time.sleep(0.1)
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerStartError("cdrgate serve did not start:\n" + server.output())
+        time.sleep(0.1)
+
+
+def _answers(base_url: str) -> bool:
+    try:
+        # verify=False: a --self-signed server is up once it answers at all.
+        httpx.get(base_url + "/", timeout=1, verify=False)
+        return True
+    except httpx.TransportError:
+        return False
 
 
 @contextmanager
@@ -131,6 +145,33 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+def listening_port(pid: int) -> int | None:
+    """The TCP port process ``pid`` listens on, or None while it listens on none.
+
+    Read from /proc: the process's socket inodes, matched against the kernel's table of TCP
+    sockets in the LISTEN state. (Its log names the port only at --log-level info.)"""
+    try:
+        inodes = set()
+        for entry in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(entry)
+            except FileNotFoundError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == TCP_LISTEN and fields[9] in inodes:
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    except FileNotFoundError:  # the process is gone: the caller sees it exit
+        pass
+    return None
+
+
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
 def _status_kib(pid: int, field: str) -> int:
