@@ -107,18 +107,10 @@ def test_a_short_download_waits_in_a_thread_while_another_process_writes_and_is_
 def test_a_download_whose_shared_commit_fails_hears_30003_is_audited_once_and_can_be_retried(
     client, flow, db, monkeypatch
 ):
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     token = flow.token()
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
-    commit = Database._commit_batch
-
-    def rolled_back_by_sqlite(self, batch):
-        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
-        commit(self, batch)
-
-    monkeypatch.setattr(Database, "_commit_batch", rolled_back_by_sqlite)
+    _group_commits(monkeypatch, rolled_back=True)
     url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     assert client.get(url).json() == {"status": "Failed", "errno": "30003"}
     with db.read() as conn:
@@ -170,9 +162,7 @@ def test_a_signed_get_random_whose_token_read_finds_sqlite_busy_on_the_loop_answ
 ):
     """SQLite may answer a WAL reader busy (another connection recovering or resetting the
     WAL); the loop's connection has no busy timeout, so the request is run again in a thread."""
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     token = flow.token()
     flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
     last_seen = tokens.last_seen
@@ -211,8 +201,7 @@ def _loop_statements(client) -> list[str]:
 def test_a_small_signed_download_on_the_loop_is_four_statements_without_a_savepoint(
     client, flow, add_cdrs
 ):
-    if not client.app.state.services.downloads.db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     add_cdrs(make_cdr())
     token = flow.token()
     flow.get_random(token, "1000", DAY_START, DAY_END)  # the signing key, read once
@@ -234,8 +223,7 @@ def test_a_small_download_whose_audit_record_fails_after_its_spend_hears_30003_o
 ):
     """Its spend has no SAVEPOINT to be undone by: the whole group commit is rolled back, so
     the random is not spent, and the attempt is audited once (failed, 30003)."""
-    if not client.app.state.services.downloads.db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     add_cdrs(make_cdr())
     token = flow.token()
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
@@ -266,9 +254,7 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     """The drain's deadline cancels a short download waiting for the group commit holding its
     spend and audit record: the commit lands, and the record says nothing was sent (``cut``,
     0 rows, 0 bytes), where it said ``ok`` (a whole result) or was never written (paged)."""
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     add_cdrs(make_cdr())
     if result == "paged":  # more than a page in the day: a paged export, its record at its end
         monkeypatch.setattr("cdrgate.services.downloads.PAGE_ROWS", 0)
@@ -277,22 +263,8 @@ def test_a_download_cancelled_while_its_group_commit_is_open_is_audited_unsent(
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
     target = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     requests: list[asyncio.Future[None]] = []
-    commit = Database._commit_batch
-
-    def cancel_then_commit(self, batch):
-        if requests and not requests[0].done():
-            requests[0].cancel()  # while it waits for this very commit
-        commit(self, batch)
-
-    monkeypatch.setattr(Database, "_commit_batch", cancel_then_commit)
-
-    async def cancelled_download() -> None:
-        sent: list[Message] = []
-        requests.append(cancelled_request.get(client.app, target, sent))
-        await asyncio.wait(requests)
-        assert requests[0].cancelled() and sent == []
-
-    asyncio.run(cancelled_download())
+    _group_commits(monkeypatch, cancelling=requests, rolled_back=False)
+    _cancelled_at_its_commit(client, target, requests)
     with db.read() as conn:
         records = audit.query(conn, limit=10)
         used = conn.exec_driver_sql("SELECT count(*) FROM cdr_random").scalar()
@@ -311,9 +283,7 @@ def test_a_download_whose_group_commit_fails_is_audited_failed_once(
     attempt is audited once, failed 30003, its slot (paged) released, whether the request
     hears 30003 or the drain's deadline cancels it while it waits for that commit (it had no
     record then: ``commit_failed`` was left to the answer that never came)."""
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     add_cdrs(make_cdr(), make_cdr(callid="b.1", timestart="2026-05-28 11:00:00"))
     if result == "paged":  # a first page of one row of two: a paged export, its slot taken
         monkeypatch.setattr("cdrgate.services.downloads.PAGE_ROWS", 0)
@@ -323,7 +293,6 @@ def test_a_download_whose_group_commit_fails_is_audited_failed_once(
     random = flow.get_random(token, "1000", DAY_START, DAY_END)["random"]
     target = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     requests: list[asyncio.Future[None]] = []
-    commit = Database._commit_batch
     slots = client.app.state.services.downloads.slots
     taken: list[str] = []
     acquire = slots.acquire
@@ -334,22 +303,9 @@ def test_a_download_whose_group_commit_fails_is_audited_failed_once(
 
     monkeypatch.setattr(slots, "acquire", counted)
 
-    def cancelled_then_rolled_back(self, batch):
-        if requests and not requests[0].done():
-            requests[0].cancel()  # while it waits for this very commit
-        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
-        commit(self, batch)
-
-    monkeypatch.setattr(Database, "_commit_batch", cancelled_then_rolled_back)
+    _group_commits(monkeypatch, cancelling=requests, rolled_back=True)
     if cancelled:
-
-        async def cancelled_download() -> None:
-            sent: list[Message] = []
-            requests.append(cancelled_request.get(client.app, target, sent))
-            await asyncio.wait(requests)
-            assert requests[0].cancelled() and sent == []
-
-        asyncio.run(cancelled_download())
+        _cancelled_at_its_commit(client, target, requests)
     else:
         assert client.get(target).json() == {"status": "Failed", "errno": "30003"}
     with db.read() as conn:
@@ -388,6 +344,30 @@ def test_a_small_download_cancelled_while_its_body_is_sent_is_audited_cut(
     with db.read() as conn:
         records = audit.query(conn, limit=10)
     assert [(r.outcome, r.rows, r.bytes) for r in records] == [("cut", 0, 0)]
+
+
+def _skip_unless_writes_on_loop(client) -> None:
+    if not client.app.state.services.downloads.db.writes_on_loop:
+        pytest.skip("only a SQLite file writes on the loop")
+
+
+def _group_commits(
+    monkeypatch, *, cancelling: list[asyncio.Future[None]] | None = None, rolled_back: bool
+) -> None:
+    """Each group commit first cancels ``cancelling[0]`` (the drain's deadline, while that
+    request waits for this very commit) and, ``rolled_back``, fails as SQLite fails one on an
+    I/O error or a full disk (it rolls the transaction back itself)."""
+    requests = [] if cancelling is None else cancelling  # filled later: the same list
+    commit = Database._commit_batch
+
+    def group_commit(self, batch):
+        if requests and not requests[0].done():
+            requests[0].cancel()
+        if rolled_back:
+            batch.raw.rollback()
+        commit(self, batch)
+
+    monkeypatch.setattr(Database, "_commit_batch", group_commit)
 
 
 def _downloads_counted() -> dict[str, float]:
@@ -450,22 +430,12 @@ def test_a_download_whose_group_commit_fails_is_counted_once_as_audited(
     issued, ``failed_in``; a dead token, ``record``) was counted there too, and a spend's
     ``ok`` must not be counted at all (its export is never sent). The same when the drain's
     deadline cancels the request while it waits for that commit."""
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     if attempt == "spent-whole":
         add_cdrs(make_cdr())
     token, random, _errno = _attempt(flow, attempt)
-    commit = Database._commit_batch
     requests: list[asyncio.Future[None]] = []
-
-    def rolled_back_by_sqlite(self, batch):
-        if requests and not requests[0].done():
-            requests[0].cancel()  # while it waits for this very commit
-        batch.raw.rollback()  # as SQLite does itself on an I/O error or a full disk
-        commit(self, batch)
-
-    monkeypatch.setattr(Database, "_commit_batch", rolled_back_by_sqlite)
+    _group_commits(monkeypatch, cancelling=requests, rolled_back=True)
     before = _downloads_counted()
     url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     if cancelled:
@@ -487,19 +457,10 @@ def test_a_refusal_on_the_loop_is_counted_once_its_group_commit_commits(
     """A refusal's count waits for the group commit holding its record (``Database.on_commit``)
     and is not lost with it: counted once when that commits, whether the request hears its
     errno or the drain's deadline cancels it while it waits for that commit."""
-    loop_db = client.app.state.services.downloads.db
-    if not loop_db.writes_on_loop:
-        pytest.skip("only a SQLite file writes on the loop")
+    _skip_unless_writes_on_loop(client)
     token, random, errno = _attempt(flow, attempt)
-    commit = Database._commit_batch
     requests: list[asyncio.Future[None]] = []
-
-    def cancel_then_commit(self, batch):
-        if requests and not requests[0].done():
-            requests[0].cancel()  # while it waits for this very commit
-        commit(self, batch)
-
-    monkeypatch.setattr(Database, "_commit_batch", cancel_then_commit)
+    _group_commits(monkeypatch, cancelling=requests, rolled_back=False)
     before = _downloads_counted()
     url = flow.download_url(token, random, "1000", DAY_START, DAY_END)
     if cancelled:
