@@ -14,6 +14,13 @@ must run on this machine) summed over the months. Then per round: each month loa
 six built after, against the six made first and maintained by the load, and against only
 the two append-only keys (id, ts) and (ts, callid, sn) maintained. Bounded: ~50 s a round
 for a 1M-row store at load 5 (1m44s for --rounds 2).
+
+With ``--designs``, instead: per round, the designs of the two extension B-trees
+(``DESIGNS``: integer hashes, coded ids, one GIN, a side table, hash indexes, and a bound)
+built the same way, both sides' statements timed together; then what coding the numbers
+would cost a load (``CODING``) and the dictionary's upkeep by an import. Bounded: ~55 s a
+round at load 3 (2m47s for --rounds 3). ``bench/extension_reads_postgres.py`` measures the
+designs' reads.
 """
 
 from __future__ import annotations
@@ -39,6 +46,55 @@ COUNTS = (
     f"FROM {SCRATCH} GROUP BY 1, 2, 3"
 )
 KEYS = list(BTREES.values())[:2]
+
+# Designs that keep the some-extensions reads indexed with cheaper builds than the text pair
+# (twenty-fifth round): each the statements that build both sides for one month, timed as a
+# B-tree above. ``coded`` copies the month with its extensions' integer ids (a dictionary of
+# every number in the store, made once, untimed: what the import would have to keep), so only
+# its builds are timed here; ``CODING`` below is what the coding costs a load.
+HASH8 = "hashtextextended({side}, 0)"
+DESIGNS: dict[str, list[str]] = {
+    "text (callfrom, ts), (callto, ts)": [BTREES["(callfrom, ts)"], BTREES["(callto, ts)"]],
+    "hash8 (hashtextextended(side, 0), ts)": [
+        f"CREATE INDEX ON {SCRATCH} (({HASH8.format(side=side)}), ts)"
+        for side in ("callfrom", "callto")
+    ],
+    "hash4 (hashtext(side), ts)": [
+        f"CREATE INDEX ON {SCRATCH} ((hashtext({side})), ts)" for side in ("callfrom", "callto")
+    ],
+    "hash4 by day (hashtext(side), ts / 86400)": [
+        f"CREATE INDEX ON {SCRATCH} ((hashtext({side})), ((ts / 86400)::int))"
+        for side in ("callfrom", "callto")
+    ],
+    "coded (side_id int4, ts)": [
+        f"CREATE INDEX ON {SCRATCH} ({side}_id, ts)" for side in ("callfrom", "callto")
+    ],
+    "one B-tree, side table (hash8, ts, id)": [
+        f"CREATE TABLE {SCRATCH}_side AS "
+        f"SELECT {HASH8.format(side='callfrom')} AS ext, ts, id FROM {SCRATCH} UNION ALL "
+        f"SELECT {HASH8.format(side='callto')}, ts, id FROM {SCRATCH}",
+        f"CREATE INDEX ON {SCRATCH}_side (ext, ts)",
+    ],
+    "one GIN, ARRAY[hashtext(callfrom), hashtext(callto)]": [
+        f"CREATE INDEX ON {SCRATCH} USING gin ((ARRAY[hashtext(callfrom), hashtext(callto)]))"
+    ],
+    "hash index USING hash (side)": [
+        f"CREATE INDEX ON {SCRATCH} USING hash ({side})" for side in ("callfrom", "callto")
+    ],
+    # A bound, not a design: two B-trees of the cheapest key there is (the heap's own order,
+    # nothing to reorder), what any design of two 1M-entry B-trees costs at least.
+    "floor: (id) twice": [f"CREATE INDEX ON {SCRATCH} (id)"] * 2,
+}
+IDS = "bench_month_btrees_ids"
+# A month coded against the dictionary (the import would join its rows to it, or the client
+# would look each number up), against the same month copied as it is.
+CODING = {
+    "plain": f"INSERT INTO {SCRATCH} SELECT m.*, 0, 0 FROM {{month}} m",
+    "coded": (
+        f"INSERT INTO {SCRATCH} SELECT m.*, f.id, t.id FROM {{month}} m "
+        f"JOIN {IDS} f ON f.ext = m.callfrom JOIN {IDS} t ON t.ext = m.callto"
+    ),
+}
 
 
 def backend_cpu(pid: int) -> float:
@@ -71,9 +127,16 @@ class Months:
             self.conn.execute(statement)  # type: ignore[arg-type]
         return backend_cpu(self.pid) - before
 
-    def fresh(self, month: str, copy: bool) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}, {SCRATCH}_counts")  # type: ignore[arg-type]
-        if copy:
+    def fresh(self, month: str, copy: bool, coded: bool = False) -> None:
+        self.drop()
+        if copy and coded:
+            self.conn.execute(
+                f"CREATE TABLE {SCRATCH} AS SELECT m.*, f.id AS callfrom_id, t.id AS callto_id "  # type: ignore[arg-type]
+                f"FROM {month} m JOIN {IDS} f ON f.ext = m.callfrom "
+                f"JOIN {IDS} t ON t.ext = m.callto ORDER BY m.id"
+            )
+            self.conn.execute(f"SELECT count(*) FROM {SCRATCH}")  # type: ignore[arg-type]
+        elif copy:
             self.conn.execute(f"CREATE TABLE {SCRATCH} AS SELECT * FROM {month}")  # type: ignore[arg-type]
             # Hint bits set before the timed statement, as the import's first scan does.
             self.conn.execute(f"SELECT count(*) FROM {SCRATCH}")  # type: ignore[arg-type]
@@ -84,10 +147,53 @@ class Months:
             )
 
     def each_btree(self, statement: str) -> float:
+        return self.each_design([statement])
+
+    def each_design(self, statements: list[str], coded: bool = False) -> float:
         total = 0.0
         for month in self.names:
-            self.fresh(month, copy=True)
-            total += self.timed([statement])
+            self.fresh(month, copy=True, coded=coded)
+            total += self.timed(statements)
+        return total
+
+    def dictionary(self) -> None:
+        """Every number of the store (callers and callees) with an integer id: what the
+        coded design's import would keep up to date."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {IDS}")  # type: ignore[arg-type]
+        self.conn.execute(
+            f"CREATE TABLE {IDS} AS SELECT ext, (row_number() OVER ())::int AS id "  # type: ignore[arg-type]
+            "FROM (SELECT callfrom AS ext FROM cdr UNION SELECT callto FROM cdr) AS numbers"
+        )
+        self.conn.execute(f"ALTER TABLE {IDS} ADD PRIMARY KEY (ext)")  # type: ignore[arg-type]
+        self.conn.execute(f"ANALYZE {IDS}")  # type: ignore[arg-type]
+
+    def coding(self, statement: str) -> float:
+        """CPU of loading the months through ``statement`` into an unindexed table with the
+        two id columns."""
+        total = 0.0
+        for month in self.names:
+            self.drop()
+            self.conn.execute(
+                f"CREATE TABLE {SCRATCH} (LIKE {month} INCLUDING DEFAULTS, "  # type: ignore[arg-type]
+                "callfrom_id int NOT NULL, callto_id int NOT NULL) "
+                "WITH (autovacuum_enabled = false)"
+            )
+            total += self.timed([statement.format(month=month)])
+        return total
+
+    def dictionary_upkeep(self) -> float:
+        """CPU of the dictionary's upkeep by an import into an empty store: each month's
+        new numbers inserted into it (its text B-tree maintained)."""
+        self.conn.execute(f"TRUNCATE {IDS}")  # type: ignore[arg-type]
+        total = 0.0
+        for month in self.names:
+            total += self.timed(
+                [
+                    f"INSERT INTO {IDS} SELECT ext, (row_number() OVER ())::int FROM "
+                    f"(SELECT callfrom AS ext FROM {month} UNION SELECT callto FROM {month}) "
+                    "AS numbers ON CONFLICT DO NOTHING"
+                ]
+            )
         return total
 
     def loaded(self, first: list[str], after: list[str]) -> tuple[float, float]:
@@ -107,16 +213,30 @@ class Months:
         return loads, builds
 
     def drop(self) -> None:
-        self.conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}, {SCRATCH}_counts")  # type: ignore[arg-type]
+        self.conn.execute(
+            f"DROP TABLE IF EXISTS {SCRATCH}, {SCRATCH}_counts, {SCRATCH}_side"  # type: ignore[arg-type]
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--designs",
+        action="store_true",
+        help="time DESIGNS (the extension B-trees' alternatives) and the coding instead",
+    )
     args = parser.parse_args()
     with psycopg.connect(args.url, autocommit=True) as conn:
         months = Months(conn)
+        if args.designs:
+            try:
+                designs(months, args.rounds)
+            finally:
+                months.drop()
+                conn.execute(f"DROP TABLE IF EXISTS {IDS}")  # type: ignore[arg-type]
+            return
         try:
             print(f"{len(months.names)} months; load {load()}")
             figures: dict[str, list[float]] = {name: [] for name in [*BTREES, "counts"]}
@@ -144,6 +264,25 @@ def main() -> None:
                     )
         finally:
             months.drop()
+
+
+def designs(months: Months, rounds: int) -> None:
+    """Each design's builds per round, interleaved; then the coded design's load costs."""
+    print(f"{len(months.names)} months; load {load()}")
+    months.dictionary()
+    figures: dict[str, list[float]] = {name: [] for name in DESIGNS}
+    coding: dict[str, list[float]] = {name: [] for name in [*CODING, "dictionary upkeep"]}
+    for _ in range(rounds):
+        for name, statements in DESIGNS.items():
+            figures[name].append(months.each_design(statements, coded=name.startswith("coded")))
+        for name, statement in CODING.items():
+            coding[name].append(months.coding(statement))
+    # Last: it empties the dictionary and fills it again month by month.
+    for _ in range(rounds):
+        coding["dictionary upkeep"].append(months.dictionary_upkeep())
+    for name, values in [*figures.items(), *coding.items()]:
+        print(f"  {name:40s} " + " / ".join(f"{value:.2f}" for value in values) + " s")
+    print(f"load {load()}")
 
 
 if __name__ == "__main__":
