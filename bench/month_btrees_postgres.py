@@ -85,6 +85,18 @@ DESIGNS: dict[str, list[str]] = {
     # nothing to reorder), what any design of two 1M-entry B-trees costs at least.
     "floor: (id) twice": [f"CREATE INDEX ON {SCRATCH} (id)"] * 2,
 }
+# Without B-tree deduplication: a build then neither compares each entry with the one before
+# nor copies it as a posting list's first (CopyIndexTuple and _bt_keep_natts_fast were ~15 %
+# and ~7 % of a build's samples under perf), and near-unique keys have nothing to merge.
+NO_DEDUP = " WITH (deduplicate_items = off)"
+DESIGNS |= {
+    f"{name}, dedup off": [statement + NO_DEDUP for statement in DESIGNS[name]]
+    for name in (
+        "text (callfrom, ts), (callto, ts)",
+        "hash4 (hashtext(side), ts)",
+        "floor: (id) twice",
+    )
+}
 IDS = "bench_month_btrees_ids"
 # A month coded against the dictionary (the import would join its rows to it, or the client
 # would look each number up), against the same month copied as it is.
@@ -227,12 +239,15 @@ def main() -> None:
         action="store_true",
         help="time DESIGNS (the extension B-trees' alternatives) and the coding instead",
     )
+    parser.add_argument(
+        "--only", default="", help="with --designs: comma-separated prefixes of design names"
+    )
     args = parser.parse_args()
     with psycopg.connect(args.url, autocommit=True) as conn:
         months = Months(conn)
         if args.designs:
             try:
-                designs(months, args.rounds)
+                designs(months, args.rounds, [p for p in args.only.split(",") if p])
             finally:
                 months.drop()
                 conn.execute(f"DROP TABLE IF EXISTS {IDS}")  # type: ignore[arg-type]
@@ -266,19 +281,29 @@ def main() -> None:
             months.drop()
 
 
-def designs(months: Months, rounds: int) -> None:
-    """Each design's builds per round, interleaved; then the coded design's load costs."""
+def designs(months: Months, rounds: int, only: list[str]) -> None:
+    """Each design's builds per round, interleaved; then the coded design's load costs.
+    ``only``: the designs whose names start with one of these (all when empty; the coding's
+    costs only with the coded design)."""
     print(f"{len(months.names)} months; load {load()}")
-    months.dictionary()
-    figures: dict[str, list[float]] = {name: [] for name in DESIGNS}
-    coding: dict[str, list[float]] = {name: [] for name in [*CODING, "dictionary upkeep"]}
+    chosen = {
+        name: statements
+        for name, statements in DESIGNS.items()
+        if not only or any(name.startswith(prefix) for prefix in only)
+    }
+    coded = any(name.startswith("coded") for name in chosen)
+    if coded:
+        months.dictionary()
+    figures: dict[str, list[float]] = {name: [] for name in chosen}
+    costs = [*CODING, "dictionary upkeep"] if coded else []
+    coding: dict[str, list[float]] = {name: [] for name in costs}
     for _ in range(rounds):
-        for name, statements in DESIGNS.items():
+        for name, statements in chosen.items():
             figures[name].append(months.each_design(statements, coded=name.startswith("coded")))
-        for name, statement in CODING.items():
+        for name, statement in CODING.items() if coded else ():
             coding[name].append(months.coding(statement))
     # Last: it empties the dictionary and fills it again month by month.
-    for _ in range(rounds):
+    for _ in range(rounds if coded else 0):
         coding["dictionary upkeep"].append(months.dictionary_upkeep())
     for name, values in [*figures.items(), *coding.items()]:
         print(f"  {name:40s} " + " / ".join(f"{value:.2f}" for value in values) + " s")
