@@ -139,23 +139,25 @@ async def read_json_fields(request: Request, limit: int) -> dict[str, str]:
         raise ApiError(Errno.JSON_ONLY)
     # UTF-8 text holds no surrogate, but a JSON escape can make one (``"\\ud800"``): such a
     # string cannot be encoded again (for the database, the log, the echo), as if the body
-    # were not UTF-8. Only a body with an escape can hold one.
-    if "\\u" in text and not _encodable(data):
-        raise ApiError(Errno.JSON_ONLY, "body holds an unpaired surrogate escape")
+    # were not UTF-8. Nor can a NUL (``"\\u0000"``) be stored: PostgreSQL text refuses it,
+    # and the login, heartbeat or download that carried it failed as a database error
+    # (30003, logged as unexpected). JSON refuses both raw, so only an escape makes one.
+    if "\\u" in text and not _storable(data):
+        raise ApiError(Errno.JSON_ONLY, "body holds a NUL or an unpaired surrogate escape")
     if all(type(value) is str for value in data.values()):
         return data  # what every client sends: JSON keys are strings already
     return {key: scalar for key, value in data.items() if (scalar := _scalar(value)) is not None}
 
 
-def _encodable(data: dict[str, Any]) -> bool:
-    """Whether every key and string value of the body's object is valid Unicode."""
-    try:
-        for key, value in data.items():
-            key.encode()
-            if isinstance(value, str):
-                value.encode()
-    except UnicodeEncodeError:
-        return False
+def _storable(data: dict[str, Any]) -> bool:
+    """Whether every key and string value of the body's object is Unicode without a NUL."""
+    for text in (*data, *(value for value in data.values() if isinstance(value, str))):
+        if "\x00" in text:
+            return False
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return False
     return True
 
 

@@ -51,6 +51,10 @@ def set_extensions(conn: Connection, name: str, extensions: str | None, now_ms: 
 
 
 def password_hash(conn: Connection, name: str) -> str | None:
+    if "\x00" in name:
+        # No account's name holds a NUL (PostgreSQL text cannot), and asking PostgreSQL about
+        # one fails: a sign-in form's name with one is a wrong name, not a 500.
+        return None
     return conn.execute(
         select(api_account.c.password_hash).where(api_account.c.name == name)
     ).scalar_one_or_none()
