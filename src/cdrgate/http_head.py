@@ -18,6 +18,7 @@ on a connection not kept alive (HTTP/1.0, ``Connection: close``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
@@ -26,11 +27,18 @@ class HeadWithBody:
     """The three transport methods a cycle calls (``write``, ``close``, ``is_closing``), on one
     connection's transport, for one cycle at a time (``answering``)."""
 
-    __slots__ = ("_cycle", "_head_written", "_held", "_loop", "_transport")
+    __slots__ = ("_close", "_cycle", "_head_written", "_held", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        close: Callable[[], None],
+    ) -> None:
+        """``close``: how the connection ends when a cycle closes it after its answer."""
         self._transport = transport
         self._loop = loop
+        self._close = close
         self._cycle: RequestResponseCycle | None = None
         self._head_written = False
         self._held: bytes | None = None
@@ -70,7 +78,7 @@ class HeadWithBody:
             self._held = None
             if not self._transport.is_closing():
                 self._transport.write(held)  # the close sends what is buffered first
-        self._transport.close()
+        self._close()
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()

@@ -39,7 +39,8 @@ Nine differences from uvicorn's own, all at the socket edge where no ASGI middle
   most ``LINGER_SECONDS`` (nginx's lingering close: closing at once with unread bytes would
   reset the connection, and the client could lose the answer). uvicorn kept the connection
   alive and parsed the rest of the body for nothing: 100 MB read whole, a chunked body that
-  never ends held for ever.
+  never ends held for ever. On a connection not kept alive (HTTP/1.0, ``Connection: close``)
+  uvicorn closed at once, with the body's bytes unread: a reset, not a FIN.
 
 - A response's head is written with its first body bytes, in one ``send()`` where uvicorn
   made two (``http_head.py``); a head whose body does not follow in the same turn of the
@@ -142,7 +143,7 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._writes = HeadWithBody(transport, self.loop)
+        self._writes = HeadWithBody(transport, self.loop, self._close_answered)
         if self.client is None and _over_ip(transport):
             # Reset before it was accepted (the peer's address is already gone): whatever
             # request it queued has no one to answer. A flood that connects, sends a request
@@ -170,6 +171,8 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._lingering:
+            return  # its answer closed a connection not kept alive (``_close_answered``)
         if self._client_done and not self._answering_one():
             self.transport.close()
             return
@@ -217,6 +220,19 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
             self._wait_for(_BODY_TOO_SLOW, max(left, 0.0))
         else:
             self._wait_for(_BODY_STOPPED)
+
+    def _close_answered(self) -> None:
+        """How a connection not kept alive (HTTP/1.0, ``Connection: close``) ends after its
+        answer: closed at once, or, while the answered request's body is still arriving,
+        by the lingering close a kept-alive one gets. Closed at once with that body's bytes
+        unread, the close was a reset: the client's send failed (Node's http emits
+        ECONNRESET after the answer), and a client that reads only once its body is sent
+        could lose the answer."""
+        if self._in_body and not self.transport.is_closing():
+            self.flow.resume_reading()  # what arrives is read and dropped
+            self._linger()
+        else:
+            self.transport.close()
 
     def _linger(self) -> None:
         self._lingering = True
