@@ -18,11 +18,17 @@ from cdrgate.http_protocol import LenientHttpToolsProtocol, fix_request_line, kn
             b"GET /api/v1.1.0/cdr/download?starttime=2018-11-07%2000:00:00&x=1 HTTP/1.1",
         ),
         (b"POST /a?b=c d e HTTP/1.0", b"POST /a?b=c%20d%20e HTTP/1.0"),
+        (b"GET /a?n=\xc3\xa9&m=\xff HTTP/1.1", b"GET /a?n=%C3%A9&m=%FF HTTP/1.1"),
+        (b"GET /a?n=1 \xc3\xa9 HTTP/1.1", b"GET /a?n=1%20%C3%A9 HTTP/1.1"),
         (b"GET /plain HTTP/1.1", b"GET /plain HTTP/1.1"),
+        (b"GET /a?b=%C3%A9&c=\t HTTP/1.1", b"GET /a?b=%C3%A9&c=\t HTTP/1.1"),  # the parser's
         (b"garbage without version", b"garbage without version"),
+        (b"\x16\x03\x01 \xff", b"\x16\x03\x01 \xff"),  # a TLS hello: the parser refuses it
     ],
 )
-def test_spaces_in_the_target_are_encoded_and_nothing_else_changes(line, fixed):
+def test_spaces_and_bytes_past_ascii_in_the_target_are_encoded_and_nothing_else_changes(
+    line, fixed
+):
     assert fix_request_line(line) == fixed
 
 

@@ -8,6 +8,8 @@ Nine differences from uvicorn's own, all at the socket edge where no ASGI middle
   (``...&starttime=2018-11-07 00:00:00&...``), and clients that paste such a link into a
   request line unencoded (PHP's ``file_get_contents``, raw sockets) work against the device.
   Strict parsers answer 400, so spaces in the target are percent-encoded before the parser runs.
+  So are bytes past ASCII (UTF-8 typed into a link: curl sends it as typed), which nginx takes
+  too; the parser answered them with a plain-text 400 where the API answers JSON.
 - A connection that does not complete a request head within ``timeout_keep_alive`` seconds is
   closed. uvicorn only times out the idle gap *after* a response; a client that connects and
   sends nothing (or a byte a minute) would otherwise hold its socket forever, and a thousand of
@@ -105,13 +107,25 @@ def _over_ip(transport: asyncio.Transport) -> bool:
 
 
 def fix_request_line(line: bytes) -> bytes:
-    """``GET /a?t=1 2 HTTP/1.1`` -> ``GET /a?t=1%202 HTTP/1.1``; other lines are left alone."""
-    if line.count(b" ") <= 2:  # every well-formed line: no space inside the target to encode
+    """``GET /a?t=1 2&n=é HTTP/1.1`` -> ``GET /a?t=1%202&n=%C3%A9 HTTP/1.1``: spaces and bytes
+    past ASCII in the target percent-encoded; other lines are left alone."""
+    if line.count(b" ") <= 2 and line.isascii():  # every well-formed line
         return line
     match = _REQUEST_LINE.fullmatch(line)
-    if match is None or b" " not in match[2]:
+    if match is None:
         return line
-    return b" ".join((match[1], match[2].replace(b" ", b"%20"), match[3]))
+    target = match[2]
+    if b" " not in target and target.isascii():
+        return line
+    return b" ".join((match[1], _RAW_IN_TARGET.sub(_percent_encoded, target), match[3]))
+
+
+# What a client may put raw in a target that the parser refuses and nginx and the device take.
+_RAW_IN_TARGET = re.compile(rb"[ \x80-\xff]")
+
+
+def _percent_encoded(byte: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % byte[0][0]
 
 
 class LenientHttpToolsProtocol(HttpToolsProtocol):

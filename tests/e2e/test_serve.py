@@ -96,6 +96,24 @@ def test_a_link_with_literal_spaces_works_like_on_the_device(served):
     assert body.decode() == expected_csv(served)
 
 
+def test_a_link_with_raw_utf8_gets_the_api_answer_not_a_plain_text_400(served):
+    # curl sends a link as typed: a character past ASCII leaves as raw UTF-8 bytes, which
+    # nginx and the device take. The parser refused them with "Invalid HTTP request received."
+    ext = "1003,é"  # one extension, and one typed wrong: it finds no CDR
+    with client_from("127.0.0.1", served) as http:
+        token = login(http, served)
+        random = get_random(http, token, ext)
+    raw_link = link(token, random, ext).encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(b"GET %s HTTP/1.0\r\nHost: pbx\r\n\r\n" % raw_link)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body.decode() == expected_csv(served, ext) == expected_csv(served, "1003")
+
+
 def test_tokens_and_randoms_never_reach_the_log(served):
     with client_from("127.0.0.1", served) as http:
         token = login(http, served)
