@@ -57,6 +57,8 @@ def test_the_uvicorn_seam_the_protocol_builds_on_is_still_there():
     # A cycle writes through its own ``transport`` attribute, which ``http_head`` replaces.
     assert "self.transport = transport" in inspect.getsource(RequestResponseCycle.__init__)
     assert "self.transport.write(" in inspect.getsource(RequestResponseCycle.send)
+    # ... and closes through it on a connection not kept alive (``_close_answered``).
+    assert "self.transport.close()" in inspect.getsource(RequestResponseCycle.send)
     # The head's headers, lower-cased, as the transfer-coding check reads them.
     assert "self.headers.append((name, value))" in inspect.getsource(HttpToolsProtocol.on_header)
     assert "name = name.lower()" in inspect.getsource(HttpToolsProtocol.on_header)
