@@ -55,8 +55,12 @@ def api(server: Server, endpoint: str, fields: dict[str, str]) -> dict[str, str]
     return json.loads(body)
 
 
-def assert_nothing_unexpected_logged(server: Server) -> None:
-    log = server.output()
+@pytest.fixture
+def logged(server: Server) -> Iterator[None]:
+    """After the test: its requests logged no traceback (the log is the module's server's)."""
+    start = len(server.output())
+    yield
+    log = server.output()[start:]
     assert "Traceback" not in log
     assert "unexpected error" not in log
 
@@ -74,11 +78,10 @@ def token(server: Server) -> str:
     ],
     ids=["username", "url", "version"],
 )
-def test_a_login_with_a_nul_is_20000(server, fields):
+def test_a_login_with_a_nul_is_20000(logged, server, fields):
     # Before: 30003 ("apisrv not started") and a traceback, the store's refusal taken for
     # an outage.
     assert api(server, "login", fields) == BODY_JSON_ONLY
-    assert_nothing_unexpected_logged(server)
 
 
 @pytest.mark.parametrize(
@@ -91,16 +94,32 @@ def test_a_login_with_a_nul_is_20000(server, fields):
     ],
     ids=["heartbeat-ipaddr", "heartbeat-url", "cdr-get_random", "recording-get_random"],
 )
-def test_a_tokened_request_with_a_nul_is_20000_and_the_token_still_works(server, endpoint, fields):
+def test_a_tokened_request_with_a_nul_is_20000_and_the_token_still_works(
+    logged, server, endpoint, fields
+):
     # Before, a get_random with a NUL extid was answered with a random whose download then
     # failed as a database error.
     key = token(server)
     assert api(server, f"{endpoint}?token={key}", fields) == BODY_JSON_ONLY
     assert api(server, f"heartbeat?token={key}", {})["status"] == "Success"
-    assert_nothing_unexpected_logged(server)
 
 
-def test_a_console_sign_in_with_a_nul_in_the_name_is_a_wrong_name_not_a_500(server):
+def test_a_download_link_with_a_nul_in_its_extid_is_20020_and_spends_nothing(logged, server):
+    # Before: 30003 and a traceback (the stored randoms asked about a NUL extid).
+    key = token(server)
+    random = api(server, f"cdr/get_random?token={key}", {"extid": "1000", **DAY})["random"]
+    times = "&".join(f"{name}={value.replace(' ', '%20')}" for name, value in DAY.items())
+
+    def download(extid: str) -> dict[str, str]:
+        target = f"/api/v1.1.0/cdr/download?extid={extid}&{times}&token={key}&random={random}"
+        return json.loads(exchange(server, f"GET {target}", b"")[1])
+
+    assert download("1000%00") == {"status": "Failed", "errno": "20020"}
+    # The random is still good: spent now, on a store without CDRs.
+    assert download("1000") == {"status": "Failed", "errno": "20021"}
+
+
+def test_a_console_sign_in_with_a_nul_in_the_name_is_a_wrong_name_not_a_500(logged, server):
     head, page = exchange(server, "GET /ui/", b"")
     cookie = re.search(r"set-cookie: (cdrgate_signin=[0-9a-f]+)", head, re.IGNORECASE)
     csrf = re.search(rb'name="csrf" value="([^"]+)"', page)
@@ -114,4 +133,3 @@ def test_a_console_sign_in_with_a_nul_in_the_name_is_a_wrong_name_not_a_500(serv
     )
     assert head.startswith("HTTP/1.1 401 ")  # before: 500 Internal Server Error
     assert b"Wrong username or password." in page
-    assert_nothing_unexpected_logged(server)
