@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import PASSWORD, Server, ServerFactory, read_to_close
+from tests.servers import PASSWORD, Server, ServerFactory, read_to_close, run_cli
 
 LOGIN = b'{"username": "api", "password": "%s", "port": "1"}' % (
     hashlib.md5(PASSWORD.encode()).hexdigest().encode()
@@ -205,3 +205,25 @@ def test_a_chunked_body_is_still_read(server):
         answer = read_to_close(sock)
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer_body(answer)["status"] == "Success"
+
+
+def test_a_push_holding_a_lone_surrogate_escape_is_refused_for_good_not_retried(server):
+    # A sender re-sends a push until it hears 200 (docs/ingest.md). JSON can spell a string
+    # no store can encode ("\ud800"): its commit failed and the 503 asked for it again, for
+    # ever. Refused for good now, as an API body holding one is.
+    key = run_cli("ingest-key", "add", "surrogates", env=server.env).split()[-1]
+    assert key.startswith("cdrk_")
+    event = (
+        b'{"event": "NewCdr", "callid": "1.1", "timestart": "2026-05-02 10:00:00", '
+        b'"callfrom": "\\ud800", "callto": "1000", "callduraction": "1", '
+        b'"talkduraction": "0", "status": "ANSWERED", "type": "Internal"}'
+    )
+    auth = b"Authorization: Bearer %s\r\nConnection: close\r\n" % key.encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(post("/api/v2.0.0/cdr/push", event, auth))
+        answer = read_to_close(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer_body(answer) == {
+        "status": "Failed", "errno": "20000", "reason": "body holds an unpaired surrogate escape",
+    }  # fmt: skip
+    assert "Traceback" not in server.output()

@@ -48,14 +48,28 @@ class PushResult:
 def parse_events(body: bytes) -> list[Mapping[str, Any]]:
     """One event object, or a JSON array of them; anything else is 20000."""
     try:
-        data = json.loads(body.decode("utf-8-sig"))
+        text = body.decode("utf-8-sig")
+        data = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(Errno.JSON_ONLY, "body is not JSON") from None
+    # JSON can spell a string that is not Unicode (``"\\ud800"``), as for an API body
+    # (``envelope.read_json_fields``): no store can encode it, so its commit failed, and the
+    # 503 that answered it had the sender send it again, for ever. Only an escape makes one.
+    if "\\u" in text and not _encodable(data):
+        raise ApiError(Errno.JSON_ONLY, "body holds an unpaired surrogate escape")
     events = data if isinstance(data, list) else [data]
     for index, event in enumerate(events):
         if not isinstance(event, dict):
             raise BadEvent(Errno.JSON_ONLY, index, "not a JSON object")
     return events
+
+
+def _encodable(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def map_events(events: Sequence[Mapping[str, Any]], default_sn: str) -> tuple[list[CdrRecord], int]:
