@@ -12,7 +12,8 @@ The head is never held past the turn of the event loop it was sent in: a respons
 comes later (a large export reads its first page in a thread first) has its head written at
 the end of that turn, alone, as before. A head held when the cycle closes the connection is
 written first: an answer without body bytes (uvicorn writes none for HEAD) ends with the close
-on a connection not kept alive (HTTP/1.0, ``Connection: close``).
+on a connection not kept alive (HTTP/1.0, ``Connection: close``). A head answering a request
+whose body is still arriving says ``connection: close`` (``_closing``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class HeadWithBody:
         # it (``100 Continue``) is not held.
         if not self._head_written and cycle is not None and cycle.response_started:
             self._head_written = True
+            if cycle.more_body and cycle.keep_alive:
+                data = _closing(cycle, data)
             self._held = data
             self._loop.call_soon(self._write_held)
             return
@@ -82,3 +85,16 @@ class HeadWithBody:
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
+
+
+def _closing(cycle: RequestResponseCycle, head: bytes) -> bytes:
+    """``head`` saying ``connection: close``, for a request answered before its body was whole.
+
+    The connection ends after this answer (what still arrives is read and dropped: the
+    protocol's lingering close), so the head must say so, as nginx's does: a client told
+    nothing reuses the connection for its next request and finds it closed ("server
+    disconnected without sending a response"). A handler answers before reading the body
+    when the body is larger than the API accepts, or a scripted fault answers an errno;
+    a client whose body's last packet is slower than the answer meets it."""
+    cycle.keep_alive = False  # uvicorn's cycle then closes the connection after the answer
+    return head[:-2] + b"connection: close\r\n\r\n"

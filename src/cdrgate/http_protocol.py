@@ -37,8 +37,9 @@ Nine differences from uvicorn's own, all at the socket edge where no ASGI middle
   the accept queue full of such connections; uvicorn answers each request in full (from
   "unknown": the peer's address is gone), and every honest client waits behind the queue.
 - A request answered before its body was whole (larger than the API accepts: errno 20000) ends
-  its connection: the answer, then a FIN, then what still arrives is read and dropped for at
-  most ``LINGER_SECONDS`` (nginx's lingering close: closing at once with unread bytes would
+  its connection: the answer (its head saying ``connection: close``, ``http_head.py``), then a
+  FIN, then what still arrives is read and dropped for at most ``LINGER_SECONDS`` (nginx's
+  lingering close: closing at once with unread bytes would
   reset the connection, and the client could lose the answer). uvicorn kept the connection
   alive and parsed the rest of the body for nothing: 100 MB read whole, a chunked body that
   never ends held for ever. On a connection not kept alive (HTTP/1.0, ``Connection: close``)

@@ -3,7 +3,9 @@ refused where it could reach real clients by accident."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,32 @@ def test_errno_for_the_next_k_calls_then_normal_answers(server_factory):
     assert [a["status"] for a in answers] == ["Failed", "Failed", "Success"]
     assert answers[0]["errno"] == "30003"
     assert server.output().count("answered errno 30003") == 2
+
+
+def test_an_errno_answered_before_the_body_arrived_says_the_connection_closes(server_factory):
+    # A fault answers without reading the body. When the client's body is slower than the
+    # answer (its last packet late, the machine loaded), the connection ends after the answer:
+    # a head that did not say so had httpx send its next login on a closed connection
+    # ("Server disconnected without sending a response").
+    server = server_factory('[[fault]]\nendpoint = "login"\nerrno = "30003"\ncount = 1\n')
+    body = json.dumps({"username": "api", "password": PASSWORD_MD5}).encode()
+    head = (
+        b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: pbx\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)  # the body is not sent yet
+        answer = b""
+        while b"30003" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        sock.sendall(body)
+        assert sock.recv(65536) == b""  # then the close, as the head said
+    assert b"connection: close" in answer.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")
+    # And a client on keep-alive goes on through new connections.
+    with httpx.Client(base_url=server.base_url) as http:
+        assert login(http)["status"] == "Success"
 
 
 def test_a_cut_download_is_a_broken_transfer_not_a_short_file(server_factory):

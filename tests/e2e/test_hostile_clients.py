@@ -146,6 +146,9 @@ def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(
                 ended = "with a reset"
                 break
     assert answer_body(answer) == {"status": "Failed", "errno": "20000"}
+    # The head says so: a client told nothing would send its next request on this
+    # connection and find it closed.
+    assert b"connection: close" in answer.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")
     assert ended == "with a FIN"
     assert sent < budget
     assert "Traceback" not in server.output()
