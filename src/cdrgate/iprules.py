@@ -22,6 +22,19 @@ def normalise_ip(text: str) -> str:
     return str(address)
 
 
+def hop_ip(hop: str) -> str:
+    """``normalise_ip`` of one X-Forwarded-For hop, its port dropped where the proxy named one
+    (``203.0.113.7:51234``, ``[2001:db8::7]:51234``: some cloud load balancers send those).
+    Read strictly, such a hop was not an address, and every client behind the proxy was
+    taken for the proxy itself: one lockout and one random's IP rule for all of them."""
+    hop = hop.strip()
+    if hop.startswith("[") and "]:" in hop:
+        hop = hop[1 : hop.index("]:")]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    return normalise_ip(hop)
+
+
 def parse_networks(specs: tuple[str, ...], what: str = "") -> tuple[Network, ...]:
     """``10.0.0.0/8``, ``192.0.2.7`` or ``::1``; a bad entry is a usage error, not a crash."""
     networks = []

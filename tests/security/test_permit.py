@@ -55,6 +55,25 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(make_client, api
     assert outside.json() == REFUSED
 
 
+@pytest.mark.parametrize(
+    ("inside", "outside"),
+    [("10.1.1.1:51234", "8.8.8.8:443"), ("[::ffff:10.1.1.1]:51234", "[2001:4860::8888]:443")],
+)
+def test_a_forwarded_hop_with_its_port_is_the_client(make_client, api_account, inside, outside):
+    # Some cloud load balancers send the client's port in X-Forwarded-For. Read as no
+    # address, it made every client behind the proxy the proxy itself (here: all refused).
+    proxied = make_client(
+        ip="127.0.0.1", trusted_proxies=("127.0.0.1",), permitted_networks=("10.0.0.0/8",)
+    )
+    body = {"username": API_USER, "password": API_MD5}
+    answers = [
+        proxied.post("/api/v1.1.0/login", json=body, headers={"X-Forwarded-For": hop}).json()
+        for hop in (inside, outside)
+    ]
+    assert answers[0]["status"] == "Success"
+    assert answers[1] == REFUSED
+
+
 def test_a_bad_network_is_a_usage_error(db):
     with pytest.raises(UsageError, match="not an IP address or network"):
         create_app(Settings(database=db.url, permitted_networks=("10.0.0.300/8",)), database=db)

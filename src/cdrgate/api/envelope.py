@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdrgate.errors import ApiError, Errno
-from cdrgate.iprules import in_networks, normalise_ip, parse_networks
+from cdrgate.iprules import hop_ip, in_networks, normalise_ip, parse_networks
 
 CORS_HEADERS: Mapping[str, str] = {
     "Access-Control-Allow-Origin": "*",
@@ -249,11 +249,11 @@ class ProxyPolicy:
         # Walk from the nearest hop; the first address not a trusted proxy is the client.
         for hop in reversed([p for p in forwarded if p]):
             try:
-                hop_ip = normalise_ip(hop)
+                address = hop_ip(hop)
             except ValueError:
                 return peer
-            if not self.trusts(hop_ip):
-                return hop_ip
+            if not self.trusts(address):
+                return address
         return peer
 
 
