@@ -2,7 +2,8 @@
 no worker thread once the process has its key; a download cancelled under its spend still
 spends, and is audited as never sent (on the thread's path too); connections the server
 closed are replaced; a connection lost under a spend answers 30003 and audits it, once where
-the spend committed before its answer was lost; a lost read is read again; the shutdown
+the spend committed before its answer was lost (the thread's write transaction's COMMIT
+too), and nothing more where that cannot be told; a lost read is read again; the shutdown
 closes the pool."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from starlette.testclient import TestClient
 from starlette.types import Message
 
@@ -426,6 +428,8 @@ def _committed_then_lost(monkeypatch, path: str) -> list[str]:
         real_row = pg_loop.LoopStatements.row
         monkeypatch.setattr(pg_loop.LoopStatements, "row", seen)
         return lost
+    if path in ("transaction", "refused"):
+        return _committed_then_lost_in_transaction(monkeypatch, path)
     if path == "thread":
         real_spend = signed_spend.spend_audited
 
@@ -449,24 +453,65 @@ def _committed_then_lost(monkeypatch, path: str) -> list[str]:
     return lost
 
 
-@pytest.mark.parametrize("path", ["one", "terminated", "two", "thread"])
+def _committed_then_lost_in_transaction(monkeypatch, path: str) -> list[str]:
+    """The write transaction that wrote the download's audit record (``open_download``'s,
+    psycopg in a thread) commits, then its connection dies before the COMMIT's answer comes:
+    its backend terminated, psycopg's error raised, as a connection lost then raises it."""
+    lost: list[str] = []
+    recorded: list[Any] = []  # the pooled connections that wrote a record
+    real_insert = audit.insert
+
+    def insert(conn: Any, values: Any) -> int:
+        recorded.append(conn.connection)
+        return real_insert(conn, values)
+
+    real_commit = PGDialect_psycopg.do_commit
+
+    def commit_then_lose(self: Any, pooled: Any) -> None:
+        real_commit(self, pooled)
+        if pooled in recorded and not lost:
+            lost.append(path)
+            pid = pooled.driver_connection.info.backend_pid
+            with _admin() as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(audit, "insert", insert)
+    monkeypatch.setattr(PGDialect_psycopg, "do_commit", commit_then_lose)
+    return lost
+
+
+# The paths a download's spend with its audit record takes, and how each is asked for:
+# ``transaction``, a stored random (``allowedip``) read whole in the write transaction;
+# ``refused``, one whose day is empty where ``empty_download`` is ``errno`` (spent, refused).
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "two": {"csv_safe": True},
+    "refused": {"empty_download": "errno"},
+}
+_SELECTOR = {"thread": "all"}
+_EMPTY_DAY = ("2026-05-27 00:00:00", "2026-05-27 23:59:59")
+
+
+@pytest.mark.parametrize("path", ["one", "terminated", "two", "thread", "transaction", "refused"])
 def test_a_spend_committed_whose_answer_was_lost_is_audited_failed_once(
     pg_db, clock, monkeypatch, path
 ):
-    """The spend with its ``ok`` record commits and its connection is lost before the answer
-    comes: the client hears 30003, its random is spent, and the attempt has one record,
-    failed 30003 with nothing sent (its ``ok`` one, corrected: the client got nothing),
-    counted once in the metrics (was: the ``ok`` record and a second, failed)."""
-    settings = {"csv_safe": True} if path == "two" else {}
-    selector = "all" if path == "thread" else "1000"
-    with _serving(pg_db, clock, **settings) as (flow, db):
+    """The spend with its ``ok`` record (or its refusal's) commits and its connection is lost
+    before the answer comes: the client hears 30003, its random is spent, and the attempt has
+    one record, failed 30003 with nothing sent (its ``ok`` one, corrected: the client got
+    nothing), counted once in the metrics (was: the ``ok`` record and a second, failed; on
+    the write transaction's path until the twenty-fifth round too)."""
+    selector = _SELECTOR.get(path, "1000")
+    day = _EMPTY_DAY if path == "refused" else DAY
+    stored = {"allowedip": "127.0.0.1"} if path in ("transaction", "refused") else {}
+    with _serving(pg_db, clock, **_SETTINGS.get(path, {})) as (flow, db):
         token = flow.token()
         assert _download(flow, token) == "csv"  # the key, read once
-        random = flow.get_random(token, selector, *DAY)["random"]
+        random = flow.get_random(token, selector, *day, **stored)["random"]
         flow.http.portal.call(db.close_on_loop)  # new connections, through any patched connect
         lost = _committed_then_lost(monkeypatch, path)
         before, counted = len(_records(db)), _failed_counted()
-        response = flow.http.get(flow.download_url(token, random, selector, *DAY))
+        response = flow.http.get(flow.download_url(token, random, selector, *day))
         assert response.json()["errno"] == Errno.APISRV_DOWN.value
         assert lost == [path]
         with db.read() as conn:
@@ -478,31 +523,35 @@ def test_a_spend_committed_whose_answer_was_lost_is_audited_failed_once(
         assert _download(flow, token) == "csv"  # the next, as ever
 
 
-@pytest.mark.parametrize("path", ["one", "thread"])
-def test_a_lost_spend_whose_commit_cannot_be_told_is_audited_failed_as_before(
-    pg_db, clock, monkeypatch, path
+@pytest.mark.parametrize("path", ["one", "thread", "transaction"])
+def test_a_lost_spend_whose_check_fails_keeps_one_record_and_logs_it(
+    pg_db, clock, monkeypatch, caplog, path
 ):
-    """The check on a new connection fails too (the database still unreachable): the attempt
-    is audited failed 30003 as before, a second record beside the committed ``ok`` one (the
-    documented limit), the failure counted once."""
-    selector = "all" if path == "thread" else "1000"
+    """The check on a new connection fails too (here the check alone: the database back
+    for any write after it): nothing more is written, so the attempt keeps the one record
+    its lost write committed (``ok``: the documented limit, the client heard 30003), the log
+    names it, and the failure is counted once (was: a second record, failed, beside it)."""
+    selector = _SELECTOR.get(path, "1000")
+    stored = {"allowedip": "127.0.0.1"} if path == "transaction" else {}
     with _serving(pg_db, clock) as (flow, db):
         token = flow.token()
         assert _download(flow, token) == "csv"
-        random = flow.get_random(token, selector, *DAY)["random"]
+        random = flow.get_random(token, selector, *DAY, **stored)["random"]
         lost = _committed_then_lost(monkeypatch, path)
 
         def unreachable(*_args: Any) -> bool:
             raise StorageUnavailable("still down")
 
-        monkeypatch.setattr(audit, "fail_spent", unreachable, raising=False)  # main: none
+        for check in ("fail_spent", "fail_written"):
+            monkeypatch.setattr(audit, check, unreachable, raising=False)  # main: no fail_written
         before, counted = len(_records(db)), _failed_counted()
         response = flow.http.get(flow.download_url(token, random, selector, *DAY))
         assert response.json()["errno"] == Errno.APISRV_DOWN.value
         assert lost == [path]
-        added = _records(db)[before:]
-        assert [record[:2] for record in added] == [("ok", None), ("failed", "30003")]
+        assert [record[:2] for record in _records(db)[before:]] == [("ok", None)]
         assert _failed_counted() == counted + 1
+        logged = [r.getMessage() for r in caplog.records if r.name == "cdrgate.audit"]
+        assert len(logged) == 1 and "'outcome': 'ok'" in logged[0], logged
 
 
 def test_a_read_whose_connection_was_lost_is_read_again(served, monkeypatch):

@@ -1,6 +1,7 @@
 """A signed random's spend with its audit record in one PostgreSQL statement: one spend, one
 record, and nothing written for a random spent already; a spend whose answer was lost found
-committed by its random and record (``audit.fail_spent``)."""
+committed by its random and record (``audit.fail_spent``); a write transaction whose COMMIT's
+answer was lost audited once under its record's id (``audit.fail_written``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select, text
 
 from cdrgate.storage import audit, signed_spend
 from cdrgate.storage.db import Database
@@ -22,6 +23,7 @@ RECORD = {
     "api_version": "v1.1.0", "selector": "1000", "starttime": "s", "endtime": "e", "rows": 3,
     "bytes": 120, "outcome": "ok", "errno": None, "kind": "cdr",
 }  # fmt: skip
+FAILED = {**RECORD, "outcome": "failed", "errno": "30003", "rows": 0, "bytes": 0}
 
 
 @pytest.fixture
@@ -75,7 +77,7 @@ def test_sqlite_has_no_autocommit_connection(db) -> None:
 
 def _fail_spent(db: Database, row: RandomRow = ROW) -> bool:
     with db.write() as conn:
-        return audit.fail_spent(conn, row, RECORD, "30003")
+        return audit.fail_spent(conn, row, RECORD, FAILED)
 
 
 def _outcomes(db: Database) -> list[tuple[str, str | None, int, int]]:
@@ -108,3 +110,58 @@ def test_a_lost_spend_that_did_not_commit_is_not_found(pg_db) -> None:
         audit.insert(conn, RECORD)
     assert not _fail_spent(pg_db, ROW._replace(random_hash="c" * 64))
     assert _outcomes(pg_db) == [("ok", None, 3, 120), ("ok", None, 3, 120)]
+
+
+def _records(db: Database) -> list[tuple[int, str, str | None, int, int]]:
+    a = download_audit.c
+    with db.read() as conn:
+        rows = conn.execute(select(a.id, a.outcome, a.errno, a.rows, a.bytes).order_by(a.id))
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+
+def _fail_written(db: Database, record_id: int) -> None:
+    with db.write() as conn:
+        audit.fail_written(conn, record_id, FAILED)
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_lost_write_is_audited_once_under_its_records_id(pg_db, committed: bool) -> None:
+    """``audit.fail_written``: the write transaction that wrote record ``id`` lost its COMMIT's
+    answer. Committed, that record is corrected to failed with nothing sent; not (rolled
+    back), the failed record is written under that id: one record either way."""
+    with pg_db.engine.connect() as conn, conn.begin() as transaction:
+        record_id = audit.insert(conn, RECORD)
+        if not committed:
+            transaction.rollback()
+    _fail_written(pg_db, record_id)
+    assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]
+
+
+@pytest.mark.parametrize("commits", [True, False])
+def test_a_lost_write_still_running_is_waited_for_not_doubled(
+    pg_db, monkeypatch, commits: bool
+) -> None:
+    """The lost transaction has not ended yet (its COMMIT on its way, its backend unaware its
+    client is gone): ``fail_written`` waits for it, then corrects its record or writes the
+    failed one; a look then (before it ended) would have found nothing and written a second."""
+    monkeypatch.setattr(audit, "LOST_WRITE_WAIT", "10min")  # the wait's bound, out of the way
+    with pg_db.engine.connect() as conn:
+        transaction = conn.begin()
+        record_id = audit.insert(conn, RECORD)
+        with ThreadPoolExecutor(1) as pool:
+            auditing = pool.submit(_fail_written, pg_db, record_id)
+            with pg_db.engine.connect() as watcher:
+                waiting = (
+                    select(func.count())
+                    .where(
+                        literal_column("wait_event_type") == "Lock",
+                        literal_column("query").like("INSERT INTO download_audit%"),
+                    )
+                    .select_from(text("pg_stat_activity"))
+                )
+                while not auditing.done() and watcher.execute(waiting).scalar_one() == 0:
+                    watcher.rollback()  # a fresh snapshot of the activity each time
+            assert not auditing.done()  # it waits for the lost transaction
+            transaction.commit() if commits else transaction.rollback()
+            auditing.result()
+    assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]

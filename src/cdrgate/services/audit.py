@@ -37,18 +37,23 @@ log = logging.getLogger("cdrgate.audit")
 
 
 class SpendLost(StorageUnavailable):
-    """A signed random's spend with its audit record ``attempt`` (PostgreSQL, one statement in
-    autocommit: ``storage/signed_spend.py``, ``storage/session_spend.py``) whose connection
-    failed before its answer came: the server may have committed both. ``spent``: the random's
-    row as sent. The client hears 30003 (its random may be spent); ``DownloadAudit.spend_lost``
-    finds out whether the record is there, so that the attempt is audited once."""
+    """A PostgreSQL write holding a download's audit record ``attempt`` (as sent) whose
+    connection failed before its answer came: the server may have committed it, the record
+    with it. The client hears 30003 (its random may be spent); ``DownloadAudit.spend_lost``
+    audits the attempt once, whichever it was. The record is found by ``record_id`` where
+    the write returned it before its COMMIT (a write transaction: ``open_download``'s), else
+    by the random ``spent`` (its row as sent) that one statement spent with it, in autocommit,
+    the id in the answer lost (``storage/signed_spend.py``, ``storage/session_spend.py``)."""
 
     def __init__(
-        self, failure: StorageUnavailable, spent: RandomRow, attempt: DownloadAttempt
-    ) -> None:
+        self, failure: StorageUnavailable, attempt: DownloadAttempt, *,
+        spent: RandomRow | None = None, record_id: int | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(str(failure))
-        self.spent = spent
+        assert (spent is None) != (record_id is None), "found by one of them"
         self.attempt = attempt
+        self.spent = spent
+        self.record_id = record_id
 
 
 # ok: sent whole; failed: refused (errno); aborted: the client went away mid-stream;
@@ -122,14 +127,14 @@ class DownloadAudit:
 
     def failed_in(
         self, conn: Connection, attempt: DownloadAttempt, errno: Errno
-    ) -> DownloadAttempt:
+    ) -> tuple[int, DownloadAttempt]:
         """``failed`` in the caller's transaction (a refusal found in it: its outcome is known).
-        Returns the record written, for the caller to ``count`` once its transaction has
-        committed: if the commit fails, the attempt is audited (and counted) again, failed
-        30003, and counting it here as well made it two."""
+        Returns the record's id and the record written, for the caller to ``count`` once its
+        transaction has committed (if the commit fails, the attempt is audited, and counted,
+        as failed 30003: counting it here as well made it two), or to have it corrected if
+        that commit's answer is lost (``SpendLost``)."""
         refused = attempt.but(outcome="failed", errno=errno.value)
-        audit.insert(conn, vars(refused))
-        return refused
+        return audit.insert(conn, vars(refused)), refused
 
     def count(self, attempt: DownloadAttempt) -> None:
         """Count ``attempt`` in the metrics once its record is kept: at once, or inside
@@ -168,26 +173,32 @@ class DownloadAudit:
             self.count(attempt)
         return record_id
 
-    def spend_lost(self, lost: SpendLost) -> bool:
-        """A spend whose connection was lost (``lost``), asked on a new connection whether it
-        committed: if so its record, written as ``ok`` (or a refusal), is corrected to failed
-        30003 with nothing sent (the client heard that and got nothing), counted once, and
-        True is returned. False when it did not commit, or when that cannot be told (the
-        database still unreachable): the caller audits the attempt failed as before, a second
-        record for it if the spend had committed after all (docs/storage.md)."""
+    def spend_lost(self, lost: SpendLost) -> None:
+        """Audit once, as failed 30003 with nothing sent (what the client heard and got), an
+        attempt whose write lost its answer (``lost``), in one transaction on a new connection:
+        its record corrected where that write committed, else the failed record written
+        (``audit.fail_written`` by the record's id, one statement; ``audit.fail_spent`` by the
+        random's spend, then the insert). Counted once. If that transaction fails too (the
+        database still unreachable), nothing more is written and the log names the attempt:
+        its record, where the lost write committed, still says what was sent (docs/storage.md)."""
+        failed = lost.attempt.but(outcome="failed", errno=Errno.APISRV_DOWN.value, rows=0,
+                                  bytes=0)  # fmt: skip
         try:
             with self.db.write() as conn:
-                found = audit.fail_spent(
-                    conn, lost.spent, vars(lost.attempt), Errno.APISRV_DOWN.value
-                )
+                if lost.record_id is not None:
+                    audit.fail_written(conn, lost.record_id, vars(failed))
+                else:
+                    assert lost.spent is not None  # one or the other: ``SpendLost``
+                    if not audit.fail_spent(conn, lost.spent, vars(lost.attempt), vars(failed)):
+                        audit.insert(conn, vars(failed))
         except Exception as exc:
             # Its class only: a driver's message may hold the statement's parameters.
-            log.warning("could not tell whether a lost spend committed: %s", type(exc).__name__)
-            return False
-        if found:
-            self.count(lost.attempt.but(outcome="failed", errno=Errno.APISRV_DOWN.value, rows=0,
-                                        bytes=0))  # fmt: skip
-        return found
+            log.error(
+                "could not audit a download whose write lost its answer (%s); if that write "
+                "committed, its record stays as sent: %s", type(exc).__name__,
+                _summary(lost.attempt),
+            )  # fmt: skip
+        self.count(failed)
 
     def settle(
         self, row_id: int, recorded: DownloadAttempt, outcome: Outcome, rows: int, size: int

@@ -370,31 +370,43 @@ class DownloadService:
             # Authenticate and redeem in one write transaction; refusals are raised after
             # the commit, so the token's sliding mark is kept as for any other request.
             whole: Page | None = None
-            refused_record: DownloadAttempt | None = None
-            with self.db.write() as conn:
-                session = self.auth.authenticate_in(conn, token_hash)
-                attempt = attempt.by(session.account)
-                if refused is None:
-                    refused = self._redeem(conn, session, flt, random, ask.client_ip, signer)
-                # Taken in the redeem's transaction: no CDR committed before it lies beyond.
-                position = self.db.wal_position(conn) if refused is None else None
-                # None: no replicas, every read is on this primary, so a small result can be
-                # read here and its audit record written in this same transaction.
-                if refused is None and position is None:
-                    whole = self._whole_result(conn, flt.query(session.scope))
-                if whole is not None and whole.empty and self.settings.empty_download == "errno":
-                    refused, whole = _not_found(), None
-                if refused is not None:
-                    # Its outcome is known: audited in this transaction, no second write.
-                    refused_record = self.audit.failed_in(conn, attempt, refused.errno)
-                if whole is not None:
-                    recorded = attempt.ended("ok", whole.rows, _body_size(whole))
-                    record_id = self.audit.record_in(conn, recorded)
+            written: tuple[int, DownloadAttempt] | None = None  # the record, with its id
+            try:
+                with self.db.write() as conn:
+                    session = self.auth.authenticate_in(conn, token_hash)
+                    attempt = attempt.by(session.account)
+                    if refused is None:
+                        refused = self._redeem(conn, session, flt, random, ask.client_ip, signer)
+                    # Taken in the redeem's transaction: no CDR committed before it lies beyond.
+                    position = self.db.wal_position(conn) if refused is None else None
+                    # None: no replicas, every read is on this primary, so a small result can
+                    # be read here and its audit record written in this same transaction.
+                    if refused is None and position is None:
+                        whole = self._whole_result(conn, flt.query(session.scope))
+                    if (
+                        whole is not None
+                        and whole.empty
+                        and self.settings.empty_download == "errno"
+                    ):
+                        refused, whole = _not_found(), None
+                    if refused is not None:
+                        # Its outcome is known: audited in this transaction, no second write.
+                        written = self.audit.failed_in(conn, attempt, refused.errno)
+                    if whole is not None:
+                        recorded = attempt.ended("ok", whole.rows, _body_size(whole))
+                        record_id = self.audit.record_in(conn, recorded)
+                        written = (record_id, recorded)
+            except StorageUnavailable as exc:
+                # On PostgreSQL its COMMIT may have landed, the record with it, its answer lost
+                # (SQLite's commit is this process's own: one that raised did not commit).
+                if written is None or self.db.is_sqlite:
+                    raise
+                raise SpendLost(exc, written[1], record_id=written[0]) from exc
             if refused is not None:
                 # Counted now that its transaction has committed (on the loop, once the group
                 # commit it joined has): a failed commit audits and counts the attempt again.
-                assert refused_record is not None  # written with the refusal, above
-                self.audit.count(refused_record)
+                assert written is not None  # written with the refusal, above
+                self.audit.count(written[1])
                 raise _Audited(refused)
             if whole is not None:
                 return self._whole_export(whole, flt, recorded, record_id)
@@ -415,9 +427,7 @@ class DownloadService:
             self.audit.failed(attempt, exc.errno)
             raise
         except SpendLost as lost:
-            # Committed (its record corrected): audited once; else as any other failure.
-            if not self.audit.spend_lost(lost):
-                self.audit.failed(attempt, Errno.APISRV_DOWN)
+            self.audit.spend_lost(lost)  # audited once, whether its write committed or not
             raise
         except StorageUnavailable:
             self.audit.failed(attempt, Errno.APISRV_DOWN)
@@ -490,7 +500,7 @@ class DownloadService:
         except StorageUnavailable as exc:
             if spending is None:
                 raise
-            raise SpendLost(exc, *spending) from exc
+            raise SpendLost(exc, spending[1], spent=spending[0]) from exc
         if refusal is not None:
             raise _Audited(refusal)
         return self._whole_export(whole, flt, recorded, record_id)
@@ -581,7 +591,7 @@ class DownloadService:
                     writes=True,
                 )
             except StorageUnavailable as exc:
-                raise SpendLost(exc, spent_row, sent) from exc  # it may have committed
+                raise SpendLost(exc, sent, spent=spent_row) from exc  # it may have committed
             spent_now = session_spend.spent_of(row)
             if spent_now is not None:
                 assert row is not None
@@ -602,7 +612,7 @@ class DownloadService:
         try:
             record_id = await self.audit.spent_on_loop(statements, spent, recorded)
         except StorageUnavailable as exc:
-            raise SpendLost(exc, spent, recorded) from exc  # it may have committed
+            raise SpendLost(exc, recorded, spent=spent) from exc  # it may have committed
         if record_id is None:
             return None  # spent meanwhile: ``open_download`` finds and audits its errno
         if refusal is not None:
@@ -695,12 +705,12 @@ class DownloadService:
 
     def spend_failed(self, ask: DownloadRequest, failure: StorageUnavailable) -> None:
         """``small_download_on_loop(ask)``'s statements failed (``failure``): audited failed
-        30003, once. A spend whose connection was lost (``SpendLost``) and that committed has
-        its record corrected so (``DownloadAudit.spend_lost``); any other failure, or one that
-        cannot be told, is audited as ``commit_failed`` audits it."""
-        if isinstance(failure, SpendLost) and self.audit.spend_lost(failure):
-            return
-        self.commit_failed(ask)
+        30003, once. A spend whose connection was lost (``SpendLost``), committed or not, by
+        ``DownloadAudit.spend_lost``; any other failure as ``commit_failed`` audits it."""
+        if isinstance(failure, SpendLost):
+            self.audit.spend_lost(failure)
+        else:
+            self.commit_failed(ask)
 
     def cut_undecided(self, ask: DownloadRequest, outcome: Outcome) -> None:
         """``ask``'s request was cancelled (``outcome``: the drain's ``cut``) before any answer

@@ -17,6 +17,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from cdrgate.storage.driver import HotStatement, SqliteStatement
 from cdrgate.storage.randoms import RandomRow
@@ -53,19 +54,26 @@ def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) ->
 _SPENT_KEYS = ("at_ms", "client_ip", "api_version", "selector", "starttime", "endtime", "kind")
 
 
-def fail_spent(conn: Connection, spent: RandomRow, record: Mapping[str, Any], errno: str) -> bool:
+def fail_spent(
+    conn: Connection, spent: RandomRow, record: Mapping[str, Any], failed: Mapping[str, Any]
+) -> bool:
     """A spend of the random ``spent`` (its row as sent, ``used_ms`` set) with the audit
     ``record`` (as sent) in one PostgreSQL statement (``storage/signed_spend.py``,
     ``storage/session_spend.py``), whose connection was lost before its answer came: if it
-    committed, its record is corrected to failed ``errno`` with nothing sent and True is
-    returned; False when it did not (nothing written).
+    committed, its record is corrected to ``failed``'s outcome, errno, rows and bytes and True
+    is returned; False when it did not (nothing written).
 
     Committed is: the random's row is there, spent at ``spent.used_ms`` by ``spent``'s token,
     and a record with ``record``'s keys (its time, address, version, filter, kind), outcome
     and errno was written by the same transaction (the rows' ``xmin``): the one statement
     wrote both. The keys alone do not tell it from an earlier download of the same range in
     the same millisecond; the random alone does not tell which record went with it."""
-    return conn.execute(_fail_spent(), _fail_spent_params(spent, record, errno)).first() is not None
+    params = _fail_spent_params(spent, record, failed)
+    return conn.execute(_fail_spent(), params).first() is not None
+
+
+# What a record found by ``fail_spent`` or ``fail_written`` is corrected to: the failed one's.
+_CORRECTED = ("outcome", "errno", "rows", "bytes")
 
 
 @cache
@@ -90,16 +98,51 @@ def _fail_spent() -> Any:
             a.errno.is_not_distinct_from(bindparam("k_errno", type_=String)),
             committed,
         )
-        .values(outcome="failed", errno=bindparam("errno"), rows=0, bytes=0)
+        .values({key: bindparam("v_" + key) for key in _CORRECTED})
         .returning(a.id)
     )
 
 
-def _fail_spent_params(spent: RandomRow, record: Mapping[str, Any], errno: str) -> dict[str, Any]:
+# How long ``fail_written`` waits for the lost transaction to end (a COMMIT still on its way,
+# or a backend that has not yet noticed its client is gone) before giving up: it is then
+# audited as one whose check failed (services/audit.py).
+LOST_WRITE_WAIT = "5s"
+
+
+def fail_written(conn: Connection, record_id: int, failed: Mapping[str, Any]) -> None:
+    """A write transaction that wrote the audit record ``record_id`` (PostgreSQL) lost its
+    connection before its COMMIT's answer came: the attempt is audited as ``failed`` (every
+    column but ``id``) under that id, in one statement, whether the transaction committed or
+    not. Committed, its record is corrected to ``failed``'s outcome, errno, rows and bytes;
+    not, ``failed`` is written with that id.
+
+    The id came from the sequence in that transaction and is never handed out again, so no
+    other record can hold it; and the insert of an id that a transaction still running has
+    written waits for that transaction to end (a unique index's rule) before it decides, so
+    a COMMIT still on its way cannot land a second record after this one (at most
+    ``LOST_WRITE_WAIT``: then this raises, and nothing is written)."""
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOST_WRITE_WAIT}'")
+    conn.execute(_fail_written(), {"id": record_id, **failed})
+
+
+@cache
+def _fail_written() -> Any:
+    """Built on first use (PostgreSQL only)."""
+    upsert = postgresql.insert(download_audit)
+    return upsert.on_conflict_do_update(
+        index_elements=[download_audit.c.id],
+        set_={key: upsert.excluded[key] for key in _CORRECTED},
+    )
+
+
+def _fail_spent_params(
+    spent: RandomRow, record: Mapping[str, Any], failed: Mapping[str, Any]
+) -> dict[str, Any]:
     keys = {"k_" + key: record[key] for key in (*_SPENT_KEYS, "outcome", "errno")}
+    values = {"v_" + key: failed[key] for key in _CORRECTED}
     return {
         "expires_ms": spent.expires_ms, "random_hash": spent.random_hash,
-        "token_hash": spent.token_hash, "used_ms": spent.used_ms, "errno": errno, **keys,
+        "token_hash": spent.token_hash, "used_ms": spent.used_ms, **keys, **values,
     }  # fmt: skip
 
 
