@@ -5,8 +5,9 @@ answer was lost audited once under its record's id (``audit.fail_written``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, literal_column, select, text
@@ -16,6 +17,8 @@ from cdrgate.storage.db import Database
 from cdrgate.storage.randoms import RandomRow
 from cdrgate.storage.tables import cdr_random, download_audit
 from tests.conftest import migrated_postgres
+
+T = TypeVar("T")
 
 ROW = RandomRow(1_900_000_000_000, "a" * 64, "b" * 64, "1000", 100, 200, "127.0.0.1", None, 1)
 RECORD = {
@@ -137,6 +140,27 @@ def test_a_lost_write_is_audited_once_under_its_records_id(pg_db, committed: boo
     assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]
 
 
+def _waits_for_it(db: Database, table: str, work: Callable[[], T]) -> Future[T]:
+    """``work`` started in a thread, once it is seen waiting for a lock in an insert into
+    ``table`` (in ``pg_stat_activity``: no sleep), the caller to end what it waits for."""
+    pool = ThreadPoolExecutor(1)
+    running = pool.submit(work)
+    pool.shutdown(wait=False)
+    waiting = (
+        select(func.count())
+        .select_from(text("pg_stat_activity"))
+        .where(
+            literal_column("wait_event_type") == "Lock",
+            literal_column("query").like(f"INSERT INTO {table}%"),
+        )
+    )
+    with db.engine.connect() as watcher:
+        while not running.done() and watcher.execute(waiting).scalar_one() == 0:
+            watcher.rollback()  # a fresh snapshot of the activity each time
+    assert not running.done()  # it waits
+    return running
+
+
 @pytest.mark.parametrize("commits", [True, False])
 def test_a_lost_write_still_running_is_waited_for_not_doubled(
     pg_db, monkeypatch, commits: bool
@@ -148,20 +172,24 @@ def test_a_lost_write_still_running_is_waited_for_not_doubled(
     with pg_db.engine.connect() as conn:
         transaction = conn.begin()
         record_id = audit.insert(conn, RECORD)
-        with ThreadPoolExecutor(1) as pool:
-            auditing = pool.submit(_fail_written, pg_db, record_id)
-            with pg_db.engine.connect() as watcher:
-                waiting = (
-                    select(func.count())
-                    .where(
-                        literal_column("wait_event_type") == "Lock",
-                        literal_column("query").like("INSERT INTO download_audit%"),
-                    )
-                    .select_from(text("pg_stat_activity"))
-                )
-                while not auditing.done() and watcher.execute(waiting).scalar_one() == 0:
-                    watcher.rollback()  # a fresh snapshot of the activity each time
-            assert not auditing.done()  # it waits for the lost transaction
-            transaction.commit() if commits else transaction.rollback()
-            auditing.result()
+        auditing = _waits_for_it(pg_db, "download_audit", lambda: _fail_written(pg_db, record_id))
+        transaction.commit() if commits else transaction.rollback()
+        auditing.result()
     assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]
+
+
+@pytest.mark.parametrize("commits", [True, False])
+def test_a_lost_spend_still_running_is_waited_for(pg_db, monkeypatch, commits: bool) -> None:
+    """The one statement's spend has not ended yet: ``fail_spent`` waits for it, then finds
+    its record committed (and corrects it) or not (and the random is left unspent); a look
+    before it ended would have found nothing (then the caller writes a second record)."""
+    monkeypatch.setattr(audit, "LOST_WRITE_WAIT", "10min")
+    with pg_db.engine.connect() as conn:
+        transaction = conn.begin()
+        assert signed_spend.spend_audited(conn, ROW, RECORD) is not None
+        looking = _waits_for_it(pg_db, "cdr_random", lambda: _fail_spent(pg_db))
+        transaction.commit() if commits else transaction.rollback()
+        assert looking.result() == commits
+    expected = [("failed", "30003", 0, 0)] if commits else []
+    assert _outcomes(pg_db) == expected
+    assert _counts(pg_db) == ((1, 1) if commits else (0, 0))

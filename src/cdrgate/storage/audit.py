@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from cdrgate.storage import randoms
 from cdrgate.storage.driver import HotStatement, SqliteStatement
 from cdrgate.storage.randoms import RandomRow
 from cdrgate.storage.tables import cdr_random, download_audit
@@ -49,6 +50,16 @@ def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) ->
     conn.execute(_SETTLE, {"row_id": row_id, "outcome": outcome, "rows": rows, "size": size})
 
 
+# How long ``fail_written`` and ``fail_spent`` wait for the lost write to end (a COMMIT still on
+# its way, or a backend that has not yet noticed its client is gone) before giving up: it is
+# then audited as one whose check failed (services/audit.py).
+LOST_WRITE_WAIT = "5s"
+
+
+def _bound_wait(conn: Connection) -> None:
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOST_WRITE_WAIT}'")
+
+
 # The columns a spend's record is found by once its connection was lost (``fail_spent``):
 # what the attempt gave it, not what the statement computed (account, rows, bytes).
 _SPENT_KEYS = ("at_ms", "client_ip", "api_version", "selector", "starttime", "endtime", "kind")
@@ -67,7 +78,16 @@ def fail_spent(
     and a record with ``record``'s keys (its time, address, version, filter, kind), outcome
     and errno was written by the same transaction (the rows' ``xmin``): the one statement
     wrote both. The keys alone do not tell it from an earlier download of the same range in
-    the same millisecond; the random alone does not tell which record went with it."""
+    the same millisecond; the random alone does not tell which record went with it.
+
+    A statement still running that spends it (its backend not yet aware its client is gone)
+    is waited for first, as ``fail_written`` waits: the random's row inserted again, which
+    waits for the transaction that inserted that key to end (the primary key's rule), then
+    undone (a savepoint), so a spend that never committed leaves the random unspent."""
+    _bound_wait(conn)
+    savepoint = conn.begin_nested()
+    randoms.spend_signed(conn, spent)
+    savepoint.rollback()
     params = _fail_spent_params(spent, record, failed)
     return conn.execute(_fail_spent(), params).first() is not None
 
@@ -103,12 +123,6 @@ def _fail_spent() -> Any:
     )
 
 
-# How long ``fail_written`` waits for the lost transaction to end (a COMMIT still on its way,
-# or a backend that has not yet noticed its client is gone) before giving up: it is then
-# audited as one whose check failed (services/audit.py).
-LOST_WRITE_WAIT = "5s"
-
-
 def fail_written(conn: Connection, record_id: int, failed: Mapping[str, Any]) -> None:
     """A write transaction that wrote the audit record ``record_id`` (PostgreSQL) lost its
     connection before its COMMIT's answer came: the attempt is audited as ``failed`` (every
@@ -121,7 +135,7 @@ def fail_written(conn: Connection, record_id: int, failed: Mapping[str, Any]) ->
     written waits for that transaction to end (a unique index's rule) before it decides, so
     a COMMIT still on its way cannot land a second record after this one (at most
     ``LOST_WRITE_WAIT``: then this raises, and nothing is written)."""
-    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOST_WRITE_WAIT}'")
+    _bound_wait(conn)
     conn.execute(_fail_written(), {"id": record_id, **failed})
 
 
