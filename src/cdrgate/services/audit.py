@@ -178,9 +178,10 @@ class DownloadAudit:
         attempt whose write lost its answer (``lost``), in one transaction on a new connection:
         its record corrected where that write committed, else the failed record written
         (``audit.fail_written`` by the record's id, one statement; ``audit.fail_spent`` by the
-        random's spend, then the insert). Counted once. If that transaction fails too (the
-        database still unreachable), nothing more is written and the log names the attempt:
-        its record, where the lost write committed, still says what was sent (docs/storage.md)."""
+        random's spend, then the insert; each waits, bounded, for a lost write still running).
+        Counted once. If that transaction fails too (the database still unreachable, or that
+        wait run out), nothing more is written and the log names the attempt: its record,
+        where the lost write committed, still says what it was to send (docs/storage.md)."""
         failed = lost.attempt.but(outcome="failed", errno=Errno.APISRV_DOWN.value, rows=0,
                                   bytes=0)  # fmt: skip
         try:
