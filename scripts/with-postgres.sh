@@ -8,6 +8,9 @@
 # --replica adds a streaming replica (pg_basebackup -R) on a second loopback port, exported
 # as CDRGATE_TEST_POSTGRES_REPLICA, and CDRGATE_TEST_POSTGRES_REPLICA_DATA/_BIN so tests can
 # stop and start it (as the cluster's owner: CDRGATE_TEST_PG_AS names it when not ourselves).
+# A free port is only free until someone else binds it (CI runs two of these scripts; other
+# runs share the machine): a server that cannot bind its port is started again on a new one.
+# CDRGATE_TEST_PG_FIRST_PORT names a port each server tries first (a test holds it busy).
 set -euo pipefail
 
 REPLICA=0
@@ -30,10 +33,53 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The port to try next for a server's start: the test's busy port first, then a free one.
+next_port() {
+  if [ "$1" -eq 1 ] && [ -n "${CDRGATE_TEST_PG_FIRST_PORT:-}" ]; then
+    echo "$CDRGATE_TEST_PG_FIRST_PORT"
+  else
+    free_port
+  fi
+}
+
+# start_server DATA_DIR (PORT_IN_CONF|PORT_ON_COMMAND_LINE) [postgres options...]
+# Sets STARTED_PORT. The port free_port found can be taken before the postmaster binds it,
+# so a start that failed on "Address already in use" (its log says so) is tried again on a
+# new port; any other failure shows the log and ends the run.
+start_server() {
+  local data=$1 where=$2 attempt port
+  shift 2
+  for attempt in 1 2 3 4 5; do
+    port=$(next_port "$attempt")
+    local opts="$*"
+    if [ "$where" = PORT_IN_CONF ]; then
+      # Tests stop and start this server with pg_ctl alone: the port lives in its config.
+      sed -i '/^port = /d' "$data/postgresql.auto.conf"
+      echo "port = $port" >>"$data/postgresql.auto.conf"
+    else
+      opts="$opts -p $port"
+    fi
+    rm -f "$data/server.log"
+    if as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o "$opts" \
+      >/dev/null 2>&1; then
+      STARTED_PORT=$port
+      return 0
+    fi
+    if ! grep -q "Address already in use" "$data/server.log" 2>/dev/null; then
+      cat "$data/server.log" >&2 2>/dev/null || true
+      echo "with-postgres: the server in $data did not start" >&2
+      exit 2
+    fi
+    echo "with-postgres: 127.0.0.1:$port was taken before the server bound it; another port" >&2
+  done
+  cat "$data/server.log" >&2
+  echo "with-postgres: no free port after $attempt tries" >&2
+  exit 2
+}
+
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/cdrgate-pg.XXXXXX")
 REPLICA_DATA=""
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$DATA"; fi
-PORT=$(free_port)
 
 cleanup() {
   if [ -n "$REPLICA_DATA" ]; then
@@ -49,9 +95,9 @@ as_owner "$PG_BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-sync 
 # Durability is pointless for a throwaway test cluster; turning it off keeps CI fast.
 # (wal_level=replica and max_wal_senders are the defaults, so a replica needs nothing more;
 # trust auth on loopback covers the replication connection too.)
-as_owner "$PG_BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start -o \
-  "-c listen_addresses=127.0.0.1 -p $PORT -k $DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-  >/dev/null
+start_server "$DATA" PORT_ON_COMMAND_LINE -c listen_addresses=127.0.0.1 -k "$DATA" -c fsync=off \
+  -c synchronous_commit=off -c full_page_writes=off -c max_connections=200
+PORT=$STARTED_PORT
 
 export CDRGATE_TEST_POSTGRES="postgresql://postgres@127.0.0.1:$PORT/postgres"
 echo "with-postgres: PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT" >&2
@@ -60,7 +106,6 @@ if [ "$REPLICA" -eq 1 ]; then
   REPLICA_DATA=$(mktemp -d "${TMPDIR:-/tmp}/cdrgate-pg-replica.XXXXXX")
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$REPLICA_DATA"; fi
   chmod 700 "$REPLICA_DATA"
-  REPLICA_PORT=$(free_port)
   # -R writes standby.signal and primary_conninfo: the copy starts as a streaming replica.
   # Its output goes to a log (it warns about the primary's socket in the data directory).
   if ! as_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$REPLICA_DATA" \
@@ -72,13 +117,13 @@ if [ "$REPLICA" -eq 1 ]; then
   # In its configuration file, not on the command line: tests stop and start it again.
   cat >>"$REPLICA_DATA/postgresql.auto.conf" <<CONF
 listen_addresses = '127.0.0.1'
-port = $REPLICA_PORT
 unix_socket_directories = '$REPLICA_DATA'
 fsync = off
 max_connections = 200
 hot_standby_feedback = on
 CONF
-  as_owner "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -l "$REPLICA_DATA/server.log" -w -t 60 start >/dev/null
+  start_server "$REPLICA_DATA" PORT_IN_CONF
+  REPLICA_PORT=$STARTED_PORT
   export CDRGATE_TEST_POSTGRES_REPLICA="postgresql://postgres@127.0.0.1:$REPLICA_PORT/postgres"
   export CDRGATE_TEST_POSTGRES_REPLICA_DATA="$REPLICA_DATA"
   export CDRGATE_TEST_POSTGRES_BIN="$PG_BIN"
