@@ -19,7 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from starlette.testclient import TestClient
 from starlette.types import Message
 
@@ -36,6 +35,7 @@ from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr_random, download_audit
 from tests import cancelled_request
 from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
+from tests.postgres.lost_commit import lose_commit_after
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
 OK = "text/csv; charset=utf-8"
@@ -455,30 +455,8 @@ def _committed_then_lost(monkeypatch, path: str) -> list[str]:
 
 def _committed_then_lost_in_transaction(monkeypatch, path: str) -> list[str]:
     """The write transaction that wrote the download's audit record (``open_download``'s,
-    psycopg in a thread) commits, then its connection dies before the COMMIT's answer comes:
-    its backend terminated, psycopg's error raised, as a connection lost then raises it."""
-    lost: list[str] = []
-    recorded: list[Any] = []  # the pooled connections that wrote a record
-    real_insert = audit.insert
-
-    def insert(conn: Any, values: Any) -> int:
-        recorded.append(conn.connection)
-        return real_insert(conn, values)
-
-    real_commit = PGDialect_psycopg.do_commit
-
-    def commit_then_lose(self: Any, pooled: Any) -> None:
-        real_commit(self, pooled)
-        if pooled in recorded and not lost:
-            lost.append(path)
-            pid = pooled.driver_connection.info.backend_pid
-            with _admin() as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr(audit, "insert", insert)
-    monkeypatch.setattr(PGDialect_psycopg, "do_commit", commit_then_lose)
-    return lost
+    psycopg in a thread) commits, then its connection dies before the COMMIT's answer comes."""
+    return lose_commit_after(monkeypatch, audit, "insert", path)
 
 
 # The paths a download's spend with its audit record takes, and how each is asked for:

@@ -187,31 +187,29 @@ class RecordingService:
         range_header: str | None, open_file: Callable[[Session], OpenFile],
     ) -> RecordingBody:  # fmt: skip
         """Authenticate, open the file and answer its body; every refusal is audited here,
-        a sent file by the body's ``finish``."""
+        a sent file by the body's ``finish``. A file opened and then refused is closed here
+        (``open_file`` closes one it opened and then failed on)."""
         attempt = self.audit.begin(client_ip, api_version, name, kind="recording")
         slot: ExportSlots.Slot | None = None
+        opened: OpenFile | None = None
         try:
             session = self.auth.authenticate(token)
             attempt = attempt.by(session.account)
             opened = open_file(session)
             # After the random is spent, as for CDR downloads (ask a new one and retry): taken
             # before, the losers of a race on one random would hold slots the winner needs.
-            try:
-                slot = self.slots.acquire(session.account)
-            except ApiError:
-                opened.stream.close()
-                raise
+            slot = self.slots.acquire(session.account)
             return self._body(opened, range_header, attempt, slot)
         except ApiError as exc:
-            _release(slot)
+            _let_go(slot, opened)
             self.audit.failed(attempt, exc.errno)
             raise
         except UnsatisfiableRange:
-            _release(slot)
+            _let_go(slot, opened)
             self.audit.record(attempt)
             raise
         except Exception:
-            _release(slot)
+            _let_go(slot, opened)
             self.audit.failed(attempt, Errno.APISRV_DOWN)
             raise
 
@@ -243,11 +241,16 @@ class RecordingService:
             raise ApiError(Errno.ALLOWEDIP_ERROR)
         # Open before spending: a file that vanished since get_random leaves the random unused.
         opened = self._find(name, session)
-        with self.db.write() as conn:
-            won = recordings.redeem_random(conn, *key, now)
-        if not won:
+        try:
+            with self.db.write() as conn:
+                won = recordings.redeem_random(conn, *key, now)
+            if not won:
+                raise ApiError(Errno.RECORDING_RANDOM_INVALID)
+        except BaseException:
+            # Lost the race, or the spend failed (30003; its COMMIT's answer lost, it may have
+            # spent the random): nothing is sent, so the file is not held open until collected.
             opened.stream.close()
-            raise ApiError(Errno.RECORDING_RANDOM_INVALID)
+            raise
         return opened
 
     def _find(self, name: str, session: Session) -> OpenFile:
@@ -280,8 +283,7 @@ class RecordingService:
             first, last = span
             partial = True
             if first >= size:
-                opened.stream.close()
-                raise UnsatisfiableRange(size)
+                raise UnsatisfiableRange(size)  # the file is closed by ``_audited``
         return RecordingBody(
             opened,
             first,
@@ -297,9 +299,12 @@ class RecordingService:
         self.audit.record(attempt.ended(outcome, 1 if outcome == "ok" else 0, sent))
 
 
-def _release(slot: ExportSlots.Slot | None) -> None:
+def _let_go(slot: ExportSlots.Slot | None, opened: OpenFile | None) -> None:
+    """What a refused download held: its export slot and its open file."""
     if slot is not None:
         slot.release()
+    if opened is not None:
+        opened.stream.close()
 
 
 def _required(value: str | None) -> str:

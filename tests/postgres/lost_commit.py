@@ -1,0 +1,43 @@
+"""A write transaction on psycopg (a worker thread's) that commits, then loses its connection
+before the COMMIT's answer comes: its backend terminated and psycopg's error raised, as a
+connection lost right then raises it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+from tests.conftest import POSTGRES_ENV
+
+
+def lose_commit_after(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, label: str
+) -> list[str]:
+    """The first transaction that called ``module.name(conn, ...)`` commits, then its answer
+    is lost; the list returned gets ``label`` when that happened."""
+    lost: list[str] = []
+    watched: list[Any] = []  # the pooled connections that called it
+    real_call = getattr(module, name)
+
+    def call(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        watched.append(conn.connection)
+        return real_call(conn, *args, **kwargs)
+
+    real_commit = PGDialect_psycopg.do_commit
+
+    def commit_then_lose(self: Any, pooled: Any) -> None:
+        real_commit(self, pooled)
+        if pooled in watched and not lost:
+            lost.append(label)
+            pid = pooled.driver_connection.info.backend_pid
+            with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(module, name, call)
+    monkeypatch.setattr(PGDialect_psycopg, "do_commit", commit_then_lose)
+    return lost

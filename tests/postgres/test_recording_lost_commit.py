@@ -1,0 +1,86 @@
+"""A recording download on PostgreSQL whose random's spend committed and lost its COMMIT's
+answer: the client hears 30003, the attempt is audited once, and the file it opened to send
+is closed at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from cdrgate import metrics, recfolder
+from cdrgate.app import create_app
+from cdrgate.errors import Errno
+from cdrgate.ingest.store import store_records
+from cdrgate.services.auth import set_api_user
+from cdrgate.settings import Settings
+from cdrgate.storage import recordings
+from cdrgate.storage.db import Database
+from cdrgate.storage.tables import download_audit, recording_random
+from tests.conftest import API_PASSWORD, API_USER, make_cdr
+from tests.postgres.lost_commit import lose_commit_after
+from tests.recordings.conftest import WAV, RecordingFlow
+
+NAME = "20260528100000-1000-0215550100.wav"
+
+
+@pytest.fixture
+def rec(pg_db: Database, clock, tmp_path) -> Iterator[RecordingFlow]:
+    folder = tmp_path / "recordings"
+    (folder / "2026" / "05" / "28").mkdir(parents=True)
+    (folder / "2026" / "05" / "28" / NAME).write_bytes(WAV)
+    set_api_user(pg_db, API_USER, API_PASSWORD, int(clock() * 1000))
+    store_records(pg_db, [make_cdr(recording=NAME)])
+    settings = Settings(database=pg_db.url, access_log=False, recordings=str(folder))
+    app = create_app(settings, database=pg_db, clock=clock)
+    with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 50000)) as http:
+        yield RecordingFlow(http)
+
+
+def _opened_files(monkeypatch) -> list[Any]:
+    """Every stream the recordings folder opens from now on."""
+    streams: list[Any] = []
+    real_open = recfolder.RecordingFolder.open
+
+    def open_(self, name):
+        opened = real_open(self, name)
+        if opened is not None:
+            streams.append(opened.stream)
+        return opened
+
+    monkeypatch.setattr(recfolder.RecordingFolder, "open", open_)
+    return streams
+
+
+def _failed_counted() -> float:
+    sample = metrics.REGISTRY.get_sample_value(
+        "cdrgate_downloads_total", {"kind": "recording", "outcome": "failed"}
+    )
+    return sample or 0.0
+
+
+def test_a_spend_whose_commit_answer_was_lost_is_audited_once_and_closes_its_file(
+    rec, pg_db, monkeypatch
+):
+    token = rec.token()
+    random = rec.random(token, NAME)
+    streams = _opened_files(monkeypatch)
+    lost = lose_commit_after(monkeypatch, recordings, "redeem_random", "redeem")
+    counted = _failed_counted()
+    answer = rec.fetch(token, NAME, random).json()
+    assert answer == {"status": "Failed", "errno": Errno.APISRV_DOWN.value}
+    assert lost == ["redeem"]
+    with pg_db.read() as conn:
+        assert conn.execute(select(recording_random.c.used_ms)).scalar_one() is not None
+        records = conn.execute(
+            select(download_audit.c.kind, download_audit.c.outcome, download_audit.c.errno)
+        ).all()
+    assert [tuple(r) for r in records] == [("recording", "failed", Errno.APISRV_DOWN.value)]
+    assert _failed_counted() == counted + 1
+    # Was: left open until the garbage collector found it (a ResourceWarning).
+    assert len(streams) == 1 and streams[0].closed
+    monkeypatch.undo()
+    assert rec.download(NAME).content == WAV  # the next, as ever
