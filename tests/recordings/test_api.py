@@ -290,6 +290,23 @@ def test_a_range_past_the_end_is_416(rec, store_recording):
     assert response.headers["content-range"] == f"bytes */{len(WAV)}"
 
 
+def test_a_range_of_numbers_longer_than_python_reads_is_still_a_range(rec, store_recording):
+    """Digits past Python's int limit (4300) are positions past the end: was 30003."""
+    store_recording(NAME)
+    huge = "9" * 5000
+    past_end = rec.download(NAME, headers={"Range": f"bytes={huge}-"})
+    assert past_end.status_code == 416
+    assert past_end.headers["content-range"] == f"bytes */{len(WAV)}"
+    to_the_end = rec.download(NAME, headers={"Range": f"bytes=4-{huge}"})
+    assert to_the_end.status_code == 206
+    assert to_the_end.content == WAV[4:]
+    whole = rec.download(NAME, headers={"Range": f"bytes=-{huge}"})
+    assert whole.status_code == 206
+    assert whole.content == WAV
+    padded = rec.download(NAME, headers={"Range": f"bytes={'0' * 5000}4-9"})
+    assert padded.content == WAV[4:10]
+
+
 def test_a_malformed_range_sends_the_whole_file(rec, store_recording):
     store_recording(NAME)
     response = rec.download(NAME, headers={"Range": "lines=1-2"})

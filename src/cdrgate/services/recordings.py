@@ -325,14 +325,21 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if match is None or (not match[1] and not match[2]):
         return None
     if not match[1]:  # the last N bytes
-        suffix = int(match[2])
+        suffix = _position(match[2], size)
         if suffix == 0:
             return size, size
         return max(0, size - suffix), size - 1
-    first = int(match[1])
+    first = _position(match[1], size)
     if first >= size:
         return first, first  # unsatisfiable: answered 416
-    last = int(match[2]) if match[2] else size - 1
+    last = _position(match[2], size) if match[2] else size - 1
     if last < first:
         return None
     return first, min(last, size - 1)
+
+
+def _position(digits: str, size: int) -> int:
+    """A Range number; one with more digits than the file's size is past its end, whatever
+    it is (``int`` refuses more than 4300 digits: such a header answered 30003)."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= len(str(size)) else size + 1
