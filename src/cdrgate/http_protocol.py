@@ -14,7 +14,9 @@ Nine differences from uvicorn's own, all at the socket edge where no ASGI middle
   closed. uvicorn only times out the idle gap *after* a response; a client that connects and
   sends nothing (or a byte a minute) would otherwise hold its socket forever, and a thousand of
   them exhaust the file limit. One value bounds both waits, so ``serve`` passes the
-  ``idle_timeout_seconds`` setting as uvicorn's keep-alive timeout.
+  ``idle_timeout_seconds`` setting as uvicorn's keep-alive timeout. Over HTTPS this wait
+  starts once the TLS handshake is done; the handshake itself is bounded by the loop
+  (``serve_loop.py``), since this protocol hears of a connection only after it.
 - A request body that stops arriving (a Content-Length larger than what is sent, or a sender
   that stalls) closes the connection after the same number of seconds without a body byte, as
   nginx's ``client_body_timeout`` does. uvicorn would wait for the rest for ever, with the

@@ -101,7 +101,7 @@ class Settings:
     )
     idle_timeout_seconds: int = _setting(
         10,
-        "Seconds `serve` waits for a request head (first or kept-alive), or for more of a request body, before closing a connection.",
+        "Seconds `serve` waits for a TLS handshake, a request head (first or kept-alive), or more of a request body, before closing a connection.",
         _positive_int,
     )
     max_connections: int = _setting(

@@ -145,6 +145,7 @@ def serve(
     from cdrgate.drain import exit_zero_on_sigterm
     from cdrgate.http_protocol import LenientHttpToolsProtocol
     from cdrgate.metrics import worker_metrics
+    from cdrgate.serve_loop import loop_factory
     from cdrgate.services import accounts
 
     settings = load_settings(
@@ -226,6 +227,9 @@ def serve(
             # The protocol uses this as its request-head timeout too: one bound on silence.
             timeout_keep_alive=settings.idle_timeout_seconds,
             limit_concurrency=settings.max_connections,  # past it uvicorn answers 503
+            # uvicorn's loop with the TLS handshake bounded by the same timeout, not 60 s.
+            # uvicorn types `loop` as a name but takes a factory as well (passed through).
+            loop=loop_factory(settings.idle_timeout_seconds),  # type: ignore[arg-type]
             timeout_graceful_shutdown=settings.drain_seconds,
         )
 
