@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import os
 import random
 import time
 from dataclasses import dataclass
 
 import psycopg
+from month_btrees_postgres import HASH8, backend_cpu, load  # one copy of each
 
-HZ = os.sysconf("SC_CLK_TCK")
 PREFIX = "bench_ext_"
 # The other B-trees of a month, as the import makes them (migrations 0005, 0011, 0016).
 COMMON = [
@@ -71,7 +70,6 @@ class Design:
 
 
 TEXT = either("{side} = ANY (%(exts)s::text[])")
-HASH8 = "hashtextextended({side}, 0)"
 DESIGNS = [
     Design(
         "text", ["CREATE INDEX ON {t} (callfrom, ts)", "CREATE INDEX ON {t} (callto, ts)"], TEXT
@@ -132,17 +130,6 @@ DESIGNS = [
         extra_columns=", f.id AS callfrom_id, t.id AS callto_id",
     ),
 ]
-
-
-def backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
-
-
-def load() -> str:
-    with open("/proc/loadavg") as loadavg:
-        return " ".join(loadavg.read().split()[:3])
 
 
 Conn = psycopg.Connection[tuple[object, ...]]

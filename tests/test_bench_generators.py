@@ -90,12 +90,25 @@ def _plain(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
 
 
+# Long enough that each client finishes flows on a loaded machine (CI runs two suites at once):
+# the tests compare what was sent, not how fast.
+SECONDS = 1.0
+
+
 async def _run(fake: FakeServer, generator: str, kind: str) -> Any:
     server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
         return await small_flows.scenario(
-            f"http://127.0.0.1:{port}", "md5", 4, 0.3, kind, [os.getpid()], None, None, generator
+            f"http://127.0.0.1:{port}",
+            "md5",
+            4,
+            SECONDS,
+            kind,
+            [os.getpid()],
+            None,
+            None,
+            generator,
         )
 
 
