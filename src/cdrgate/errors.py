@@ -30,6 +30,7 @@ class Errno(StrEnum):
     TOKEN_UNKNOWN = "20004"
     TOKEN_EMPTY = "20005"
     TOKEN_EXPIRED = "20006"
+    PORT_ERROR = "20008"
     # The device's "failed to hand the request to apisrv": cdrgate answers it when the
     # download limits are reached (retry shortly with a new random).
     SERVER_BUSY = "20010"
@@ -55,6 +56,7 @@ MEANINGS: dict[str, str] = {
     Errno.TOKEN_UNKNOWN: "no such token",
     Errno.TOKEN_EMPTY: "token is empty",
     Errno.TOKEN_EXPIRED: "token timed out",
+    Errno.PORT_ERROR: "port error",
     Errno.SERVER_BUSY: "server busy (download limits reached)",
     Errno.HEARTBEAT_FAILED: "heartbeat failed",
     Errno.RECORDING_RANDOM_INVALID: "recording random invalid or expired",

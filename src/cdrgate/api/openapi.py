@@ -17,6 +17,7 @@ from cdrgate import __version__
 from cdrgate.api.openapi_query import query_paths, query_schemas
 from cdrgate.api.openapi_recording import recording_operations, recording_schemas
 from cdrgate.errors import Errno
+from cdrgate.services.auth import EVENT_FIELDS
 
 OPENAPI_PATH = "/openapi.json"
 # The versions documented; "v1.10" (a docs typo cdrgate also accepts) is left out on purpose.
@@ -29,6 +30,13 @@ _PBX_TIME = {
     "example": "2026-05-01 00:00:00",
 }
 _STRING_OR_NUMBER = {"oneOf": [{"type": "string"}, {"type": "number"}]}
+
+
+def _event_field(name: str, number_too: bool = False) -> dict[str, Any]:
+    """An event-push field of login/heartbeat, with the longest value kept (20000 past it;
+    20008 for ``port``)."""
+    string = {"type": "string", "maxLength": EVENT_FIELDS[name].max_chars}
+    return {"oneOf": [string, {"type": "number"}]} if number_too else string
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -246,21 +254,21 @@ def _schemas() -> dict[str, Any]:
                     "type": "string",
                     "description": "md5 of the API password, 32 hex characters.",
                 },
-                "port": _STRING_OR_NUMBER,
-                "version": {"type": "string"},
-                "url": {"type": "string"},
-                "urltag": _STRING_OR_NUMBER,
+                "port": _event_field("port", number_too=True),
+                "version": _event_field("version"),
+                "url": _event_field("url"),
+                "urltag": _event_field("urltag", number_too=True),
             },
         },
         "HeartbeatRequest": {
             "type": "object",
             "properties": {
-                "ipaddr": {"type": "string"},
-                "port": _STRING_OR_NUMBER,
-                "url": {"type": "string"},
-                "urltag": _STRING_OR_NUMBER,
-                "urlflag": _STRING_OR_NUMBER,
-                "version": {"type": "string"},
+                "ipaddr": _event_field("ipaddr"),
+                "port": _event_field("port", number_too=True),
+                "url": _event_field("url"),
+                "urltag": _event_field("urltag", number_too=True),
+                "urlflag": _event_field("urlflag", number_too=True),
+                "version": _event_field("version"),
             },
         },
         "Index": {

@@ -16,15 +16,24 @@ from cdrgate.settings import Settings
 from cdrgate.storage import accounts, login_guard, tokens
 from cdrgate.storage.db import Database
 
-# Event-push fields a client may send on login/heartbeat, mapped to their columns.
-# The English v1 heartbeat table spells urltag "urlflag"; both are accepted.
-EVENT_FIELDS: Mapping[str, str] = {
-    "ipaddr": "event_ip",
-    "port": "event_port",
-    "url": "event_url",
-    "urltag": "event_urltag",
-    "urlflag": "event_urltag",
-    "version": "event_version",
+
+class EventField(NamedTuple):
+    column: str
+    max_chars: int
+
+
+# Event-push fields a client may send on login/heartbeat: the column each is kept in, and the
+# longest value kept. cdrgate pushes no events, so they are only recorded; real clients send
+# short ones ("8260", "1.0.2", "http://192.168.5.100:8260/cdr"), and uncapped a body could
+# store up to 64 KiB in each, a token. The English v1 heartbeat table spells urltag
+# "urlflag"; both are accepted.
+EVENT_FIELDS: Mapping[str, EventField] = {
+    "ipaddr": EventField("event_ip", 255),  # an address, or a host name
+    "port": EventField("event_port", 16),
+    "url": EventField("event_url", 2048),
+    "urltag": EventField("event_urltag", 16),
+    "urlflag": EventField("event_urltag", 16),
+    "version": EventField("event_version", 32),
 }
 
 
@@ -58,6 +67,7 @@ class AuthService:
         self, username: str, password_md5: str, client_ip: str, event: Mapping[str, str]
     ) -> str:
         """Check credentials and open a session; returns the new token."""
+        columns = event_columns(event)
         now = self.now_ms()
         with self.db.read() as conn:
             if login_guard.locked_until(conn, client_ip) > now:
@@ -71,9 +81,7 @@ class AuthService:
             if not login_guard.reset(conn, client_ip, now):
                 metrics.record_login("locked_out")
                 raise ApiError(Errno.LOCKED_OUT, "locked out by a concurrent failed login")
-            tokens.create(
-                conn, passwords.secret_hash(token), username, client_ip, now, event_columns(event)
-            )
+            tokens.create(conn, passwords.secret_hash(token), username, client_ip, now, columns)
         metrics.record_login("ok")
         return token
 
@@ -144,9 +152,10 @@ class AuthService:
             raise ApiError(errno, "token expired or removed meanwhile")
 
     def heartbeat(self, token: str | None, event: Mapping[str, str]) -> None:
+        columns = event_columns(event)
         session = self.authenticate(token)
         with self.db.write() as conn:
-            tokens.set_event_target(conn, session.token_hash, event_columns(event))
+            tokens.set_event_target(conn, session.token_hash, columns)
 
     def logout(self, token: str | None) -> None:
         session = self.authenticate(token)
@@ -176,7 +185,18 @@ _token_hash = lru_cache(maxsize=256)(passwords.secret_hash)
 
 
 def event_columns(event: Mapping[str, str]) -> dict[str, str]:
-    return {EVENT_FIELDS[key]: value for key, value in event.items() if key in EVENT_FIELDS}
+    """The event fields of a login or heartbeat as columns; a value longer than its field
+    allows is the device's "port error" (20008) for a port, else 20000 (as a body too large)."""
+    columns = {}
+    for key, value in event.items():
+        field = EVENT_FIELDS.get(key)
+        if field is None:
+            continue
+        if len(value) > field.max_chars:
+            errno = Errno.PORT_ERROR if key == "port" else Errno.JSON_ONLY
+            raise ApiError(errno, f"{key} is longer than {field.max_chars} characters")
+        columns[field.column] = value
+    return columns
 
 
 def set_api_user(
