@@ -80,10 +80,11 @@ class ApiRoute(Route):
         """``dispatch``'s answer, sent without Starlette's per-route wrapper (a closure, a
         second exception handler and a wrapped ``send`` per request): ``dispatch`` answers
         every failure itself, and what still escapes it meets the same handlers in the app's
-        ``ExceptionMiddleware``, which wraps every request anyway."""
-        if scope["method"] not in self.methods:  # type: ignore[operator]
-            await super().handle(scope, receive, send)  # Starlette's 405
-            return
+        ``ExceptionMiddleware``, which wraps every request anyway.
+
+        Whatever the method: one the route does not list (TRACE, CONNECT, WebDAV's) reaches
+        here as a partial match, and gets the envelope (20001, or 10003 for an unknown
+        endpoint) a PUT gets, not Starlette's plain-text 405 that no Yeastar client reads."""
         response = await dispatch(Request(scope, receive, send))
         await response(scope, receive, send)
 
