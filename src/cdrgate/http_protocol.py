@@ -188,14 +188,13 @@ class LenientHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        # A request answered before its body was whole never gets past here: its head said
+        # ``connection: close`` (``http_head._closing``), so its cycle ended the connection
+        # through ``_close_answered``, which lingers.
         if self._lingering:
             return  # its answer closed a connection not kept alive (``_close_answered``)
         if self._client_done and not self._answering_one():
             self.transport.close()
-            return
-        # A body still arriving with nothing else being answered is the answered request's.
-        if self._in_body and not self._answering_one() and not self.transport.is_closing():
-            self._linger()
             return
         if self._refusal is not None:
             if not self.transport.is_closing() and not self._answering_one():
