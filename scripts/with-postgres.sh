@@ -11,6 +11,8 @@
 # A free port is only free until someone else binds it (CI runs two of these scripts; other
 # runs share the machine): a server that cannot bind its port is started again on a new one.
 # CDRGATE_TEST_PG_FIRST_PORT names a port each server tries first (a test holds it busy).
+# CDRGATE_TEST_PG_BIN names the PostgreSQL binaries (default: the newest under
+# /usr/lib/postgresql).
 set -euo pipefail
 
 REPLICA=0
@@ -19,9 +21,9 @@ if [ "${1:-}" = "--replica" ]; then
   shift
 fi
 
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+PG_BIN=${CDRGATE_TEST_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)}
 if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
-  echo "with-postgres: no PostgreSQL server binaries under /usr/lib/postgresql" >&2
+  echo "with-postgres: no PostgreSQL server binaries (${PG_BIN:-none under /usr/lib/postgresql})" >&2
   exit 2
 fi
 
@@ -42,12 +44,19 @@ next_port() {
   fi
 }
 
+# A setting's value quoted for postgresql.conf: a path is kept whole, whatever it holds.
+conf_quoted() {
+  printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"
+}
+
 # start_server DATA_DIR (PORT_IN_CONF|PORT_ON_COMMAND_LINE) [postgres options...]
 # Sets STARTED_PORT. The port free_port found can be taken before the postmaster binds it,
 # so a start that failed on "Address already in use" (its log says so) is tried again on a
-# new port; any other failure shows the log and ends the run.
+# new port; any other failure shows the log and pg_ctl's own words (a start can fail before
+# the server writes any log), and ends the run. The options pass through a shell inside
+# pg_ctl (-o), so none may hold a path: paths go in postgresql.auto.conf.
 start_server() {
-  local data=$1 where=$2 attempt port
+  local data=$1 where=$2 attempt port said
   shift 2
   for attempt in 1 2 3 4 5; do
     port=$(next_port "$attempt")
@@ -60,13 +69,14 @@ start_server() {
       opts="$opts -p $port"
     fi
     rm -f "$data/server.log"
-    if as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o "$opts" \
-      >/dev/null 2>&1; then
+    if said=$(as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start \
+      -o "$opts" 2>&1); then
       STARTED_PORT=$port
       return 0
     fi
     if ! grep -q "Address already in use" "$data/server.log" 2>/dev/null; then
       cat "$data/server.log" >&2 2>/dev/null || true
+      printf '%s\n' "$said" >&2
       echo "with-postgres: the server in $data did not start" >&2
       exit 2
     fi
@@ -92,10 +102,11 @@ cleanup() {
 trap cleanup EXIT
 
 as_owner "$PG_BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+echo "unix_socket_directories = $(conf_quoted "$DATA")" >>"$DATA/postgresql.auto.conf"
 # Durability is pointless for a throwaway test cluster; turning it off keeps CI fast.
 # (wal_level=replica and max_wal_senders are the defaults, so a replica needs nothing more;
 # trust auth on loopback covers the replication connection too.)
-start_server "$DATA" PORT_ON_COMMAND_LINE -c listen_addresses=127.0.0.1 -k "$DATA" -c fsync=off \
+start_server "$DATA" PORT_ON_COMMAND_LINE -c listen_addresses=127.0.0.1 -c fsync=off \
   -c synchronous_commit=off -c full_page_writes=off -c max_connections=200
 PORT=$STARTED_PORT
 
@@ -117,7 +128,7 @@ if [ "$REPLICA" -eq 1 ]; then
   # In its configuration file, not on the command line: tests stop and start it again.
   cat >>"$REPLICA_DATA/postgresql.auto.conf" <<CONF
 listen_addresses = '127.0.0.1'
-unix_socket_directories = '$REPLICA_DATA'
+unix_socket_directories = $(conf_quoted "$REPLICA_DATA")
 fsync = off
 max_connections = 200
 hot_standby_feedback = on
