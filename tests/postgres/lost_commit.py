@@ -41,3 +41,32 @@ def lose_commit_after(
     monkeypatch.setattr(module, name, call)
     monkeypatch.setattr(PGDialect_psycopg, "do_commit", commit_then_lose)
     return lost
+
+
+def lose_connection_before_commit(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, label: str
+) -> list[str]:
+    """The first transaction that called ``module.name(conn, ...)`` loses its connection just
+    before its COMMIT (its backend terminated: psycopg's own error then), so nothing it wrote
+    is kept; the list returned gets ``label`` when that happened."""
+    lost: list[str] = []
+    watched: list[Any] = []
+    real_call = getattr(module, name)
+
+    def call(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        watched.append(conn.connection)
+        return real_call(conn, *args, **kwargs)
+
+    real_commit = PGDialect_psycopg.do_commit
+
+    def lose_then_commit(self: Any, pooled: Any) -> None:
+        if pooled in watched and not lost:
+            lost.append(label)
+            pid = pooled.driver_connection.info.backend_pid
+            with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        real_commit(self, pooled)
+
+    monkeypatch.setattr(module, name, call)
+    monkeypatch.setattr(PGDialect_psycopg, "do_commit", lose_then_commit)
+    return lost

@@ -520,7 +520,7 @@ def test_a_lost_spend_whose_check_fails_keeps_one_record_and_logs_it(
         def unreachable(*_args: Any) -> bool:
             raise StorageUnavailable("still down")
 
-        for check in ("fail_spent", "fail_written"):
+        for check in ("fail_spent", "write_under"):
             monkeypatch.setattr(audit, check, unreachable)
         before, counted = len(_records(db)), _failed_counted()
         response = flow.http.get(flow.download_url(token, random, selector, *DAY))

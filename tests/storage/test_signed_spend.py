@@ -1,7 +1,7 @@
 """A signed random's spend with its audit record in one PostgreSQL statement: one spend, one
 record, and nothing written for a random spent already; a spend whose answer was lost found
 committed by its random and record (``audit.fail_spent``); a write transaction whose COMMIT's
-answer was lost audited once under its record's id (``audit.fail_written``)."""
+answer was lost audited once under its record's id (``audit.write_under``)."""
 
 from __future__ import annotations
 
@@ -122,21 +122,21 @@ def _records(db: Database) -> list[tuple[int, str, str | None, int, int]]:
         return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
 
-def _fail_written(db: Database, record_id: int) -> None:
+def _write_under(db: Database, record_id: int) -> None:
     with db.write() as conn:
-        audit.fail_written(conn, record_id, FAILED)
+        audit.write_under(conn, record_id, FAILED)
 
 
 @pytest.mark.parametrize("committed", [True, False])
 def test_a_lost_write_is_audited_once_under_its_records_id(pg_db, committed: bool) -> None:
-    """``audit.fail_written``: the write transaction that wrote record ``id`` lost its COMMIT's
+    """``audit.write_under``: the write transaction that wrote record ``id`` lost its COMMIT's
     answer. Committed, that record is corrected to failed with nothing sent; not (rolled
     back), the failed record is written under that id: one record either way."""
     with pg_db.engine.connect() as conn, conn.begin() as transaction:
         record_id = audit.insert(conn, RECORD)
         if not committed:
             transaction.rollback()
-    _fail_written(pg_db, record_id)
+    _write_under(pg_db, record_id)
     assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]
 
 
@@ -166,13 +166,13 @@ def test_a_lost_write_still_running_is_waited_for_not_doubled(
     pg_db, monkeypatch, commits: bool
 ) -> None:
     """The lost transaction has not ended yet (its COMMIT on its way, its backend unaware its
-    client is gone): ``fail_written`` waits for it, then corrects its record or writes the
+    client is gone): ``write_under`` waits for it, then corrects its record or writes the
     failed one; a look then (before it ended) would have found nothing and written a second."""
     monkeypatch.setattr(audit, "LOST_WRITE_WAIT", "10min")  # the wait's bound, out of the way
     with pg_db.engine.connect() as conn:
         transaction = conn.begin()
         record_id = audit.insert(conn, RECORD)
-        auditing = _waits_for_it(pg_db, "download_audit", lambda: _fail_written(pg_db, record_id))
+        auditing = _waits_for_it(pg_db, "download_audit", lambda: _write_under(pg_db, record_id))
         transaction.commit() if commits else transaction.rollback()
         auditing.result()
     assert _records(pg_db) == [(record_id, "failed", "30003", 0, 0)]

@@ -177,7 +177,7 @@ class DownloadAudit:
         """Audit once, as failed 30003 with nothing sent (what the client heard and got), an
         attempt whose write lost its answer (``lost``), in one transaction on a new connection:
         its record corrected where that write committed, else the failed record written
-        (``audit.fail_written`` by the record's id, one statement; ``audit.fail_spent`` by the
+        (``audit.write_under`` by the record's id, one statement; ``audit.fail_spent`` by the
         random's spend, then the insert; each waits, bounded, for a lost write still running).
         Counted once. If that transaction fails too (the database still unreachable, or that
         wait run out), nothing more is written and the log names the attempt: its record,
@@ -187,7 +187,7 @@ class DownloadAudit:
         try:
             with self.db.write() as conn:
                 if lost.record_id is not None:
-                    audit.fail_written(conn, lost.record_id, vars(failed))
+                    audit.write_under(conn, lost.record_id, vars(failed))
                 else:
                     assert lost.spent is not None  # one or the other: ``SpendLost``
                     if not audit.fail_spent(conn, lost.spent, vars(lost.attempt), vars(failed)):
@@ -217,17 +217,49 @@ class DownloadAudit:
             log.exception("could not correct download audit %s", _summary(ended))
 
     def record(self, attempt: DownloadAttempt) -> None:
+        written: list[int] = []  # the record's id, once its insert has returned it
         try:
             with self.db.write() as conn:
-                audit.insert(conn, vars(attempt))
+                written.append(audit.insert(conn, vars(attempt)))
         except WriterBusy:
             raise  # nothing written: the caller runs again in a thread (Database.run_on_loop)
+        except StorageUnavailable as exc:
+            if self.db.is_sqlite:
+                log.exception("could not record download audit %s", _summary(attempt))
+            else:
+                self._record_again(attempt, written[0] if written else None, exc)
         except Exception:
             # The answer to the client must not depend on the audit write; the log keeps it.
             log.exception("could not record download audit %s", _summary(attempt))
         # Counted once, whether its record was written or not; on the loop once the group
         # commit holding it has committed (if that fails, the attempt is audited again).
         self.count(attempt)
+
+    def _record_again(
+        self, attempt: DownloadAttempt, record_id: int | None, failure: StorageUnavailable
+    ) -> None:
+        """``record``'s PostgreSQL write failed (``failure``: its connection lost, a backend
+        restarted or killed, a network blip): written once more, in a new transaction on a
+        new connection. Where the insert had its id, its COMMIT may have landed all the same:
+        the record goes under that id (``audit.write_under``, which waits, bounded, for a
+        COMMIT still on its way), so it is never kept twice; where it had none, nothing was
+        committed. A database still down fails this too: the log names the attempt."""
+        log.warning(
+            "could not record download audit (%s): writing it again on a new connection",
+            type(failure).__name__,
+        )
+        try:
+            with self.db.write() as conn:
+                if record_id is None:
+                    audit.insert(conn, vars(attempt))
+                else:
+                    audit.write_under(conn, record_id, vars(attempt))
+        except Exception as exc:
+            # Classes only: a driver's message may hold the statement's parameters.
+            log.error(
+                "could not record download audit, twice (%s, then %s): %s",
+                type(failure).__name__, type(exc).__name__, _summary(attempt),
+            )  # fmt: skip
 
     def purge_old(self) -> int:
         if self.settings.audit_days <= 0:

@@ -50,7 +50,7 @@ def settle(conn: Connection, row_id: int, outcome: str, rows: int, size: int) ->
     conn.execute(_SETTLE, {"row_id": row_id, "outcome": outcome, "rows": rows, "size": size})
 
 
-# How long ``fail_written`` and ``fail_spent`` wait for the lost write to end (a COMMIT still on
+# How long ``write_under`` and ``fail_spent`` wait for the lost write to end (a COMMIT still on
 # its way, or a backend that has not yet noticed its client is gone) before giving up: it is
 # then audited as one whose check failed (services/audit.py).
 LOST_WRITE_WAIT = "5s"
@@ -81,7 +81,7 @@ def fail_spent(
     the same millisecond; the random alone does not tell which record went with it.
 
     A statement still running that spends it (its backend not yet aware its client is gone)
-    is waited for first, as ``fail_written`` waits: the random's row inserted again, which
+    is waited for first, as ``write_under`` waits: the random's row inserted again, which
     waits for the transaction that inserted that key to end (the primary key's rule), then
     undone (a savepoint), so a spend that never committed leaves the random unspent."""
     _bound_wait(conn)
@@ -92,7 +92,7 @@ def fail_spent(
     return conn.execute(_fail_spent(), params).first() is not None
 
 
-# What a record found by ``fail_spent`` or ``fail_written`` is corrected to: the failed one's.
+# What a record found by ``fail_spent`` or ``write_under`` is corrected to: the new one's.
 _CORRECTED = ("outcome", "errno", "rows", "bytes")
 
 
@@ -123,12 +123,13 @@ def _fail_spent() -> Any:
     )
 
 
-def fail_written(conn: Connection, record_id: int, failed: Mapping[str, Any]) -> None:
-    """A write transaction that wrote the audit record ``record_id`` (PostgreSQL) lost its
-    connection before its COMMIT's answer came: the attempt is audited as ``failed`` (every
-    column but ``id``) under that id, in one statement, whether the transaction committed or
-    not. Committed, its record is corrected to ``failed``'s outcome, errno, rows and bytes;
-    not, ``failed`` is written with that id.
+def write_under(conn: Connection, record_id: int, record: Mapping[str, Any]) -> None:
+    """A write transaction that wrote an audit record under ``record_id`` (PostgreSQL) lost its
+    connection before its COMMIT's answer came: ``record`` (every column but ``id``) is
+    written under that id, in one statement, whether the transaction committed or not.
+    Committed, its record is corrected to ``record``'s outcome, errno, rows and bytes (a
+    lost spend's attempt audited as failed; a record written again, the same); not,
+    ``record`` is written with that id.
 
     The id came from the sequence in that transaction and is never handed out again, so no
     other record can hold it; and the insert of an id that a transaction still running has
@@ -136,11 +137,11 @@ def fail_written(conn: Connection, record_id: int, failed: Mapping[str, Any]) ->
     a COMMIT still on its way cannot land a second record after this one (at most
     ``LOST_WRITE_WAIT``: then this raises, and nothing is written)."""
     _bound_wait(conn)
-    conn.execute(_fail_written(), {"id": record_id, **failed})
+    conn.execute(_write_under(), {"id": record_id, **record})
 
 
 @cache
-def _fail_written() -> Any:
+def _write_under() -> Any:
     """Built on first use (PostgreSQL only)."""
     upsert = postgresql.insert(download_audit)
     return upsert.on_conflict_do_update(
