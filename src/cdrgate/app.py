@@ -22,7 +22,7 @@ from cdrgate.api.envelope import ClientAddress, ProxyPolicy
 from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
-from cdrgate.api.routes import ApiRoute
+from cdrgate.api.routes import STANDARD_METHODS, ApiRoute
 from cdrgate.background import to_the_end
 from cdrgate.clock import Clock, system_clock
 from cdrgate.faults import FaultInjector, FaultPlan
@@ -42,7 +42,6 @@ from cdrgate.storage.db import Database
 log = logging.getLogger("cdrgate")
 access_log = logging.getLogger("cdrgate.access")
 
-ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 PURGE_INTERVAL_S = 60.0
 
 
@@ -105,7 +104,7 @@ def create_app(
     app = Starlette(
         routes=[
             # First: most requests are the protocol's, and no other route is under /api/.
-            ApiRoute(ALL_METHODS),
+            ApiRoute(list(STANDARD_METHODS)),
             Route("/", index, methods=["GET"]),
             Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             *opswiring.routes(settings, db, clock),

@@ -19,14 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdrgate import metrics
 from cdrgate.api.envelope import ERRNO_NOTE
 from cdrgate.api.openapi import OPENAPI_PATH
-from cdrgate.api.routes import ENDPOINTS
+from cdrgate.api.routes import ENDPOINTS, STANDARD_METHODS
 from cdrgate.clock import Clock
 from cdrgate.storage.db import Database
 
 METRICS_PATH = "/metrics"
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 NOT_API_TRAFFIC = HEALTH_PATHS | {METRICS_PATH}
-METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"})
+METHODS = frozenset(STANDARD_METHODS)
 DOWNLOAD_ROUTE = "cdr/download"
 # Envelopes are small; a body beyond this is not an error envelope worth parsing.
 ENVELOPE_SNIFF_BYTES = 4096
