@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -164,16 +163,20 @@ def test_what_the_one_statement_does_not_spend_the_two_statements_answer_on_the_
 
 
 def _cancel_at(
-    db: Database, app: Any, target: str, moment: Callable[[], Awaitable[object]]
-) -> None:
+    db: Database, app: Any, target: str, moment: Callable[[], Awaitable[object]],
+    cancelled: threading.Event | None = None,
+) -> None:  # fmt: skip
     """GET ``target`` from ``app`` on a loop of its own, and cancel the request once
-    ``moment()`` returns (as uvicorn cancels a request at the drain's deadline)."""
+    ``moment()`` returns (as uvicorn cancels a request at the drain's deadline); then set
+    ``cancelled``, which a worker thread's slowed work can wait for."""
 
     async def cancelled_download() -> None:
         sent: list[Message] = []
         request = cancelled_request.get(app, target, sent)
         await moment()
         request.cancel()  # a shutdown's cut: under the download's database work
+        if cancelled is not None:
+            cancelled.set()
         await asyncio.wait([request])
         assert request.cancelled()
         assert sent == []  # not a byte of the answer
@@ -254,11 +257,11 @@ def test_a_download_cancelled_while_its_thread_fails_is_audited_failed_once(
     day = DAY if result == "whole" else ("2026-05-01 00:00:00", "2026-05-31 23:59:59")
     random = flow.get_random(token, "all", *day)["random"]
     target = flow.download_url(token, random, "all", *day)
-    failing = threading.Event()
+    failing, cancelled = threading.Event(), threading.Event()
 
     def fails(*_args: Any) -> Any:
         failing.set()
-        time.sleep(0.3)  # the rest of the thread's work, slowed
+        cancelled.wait(30)  # the rest of the thread's work outlasts the cancel
         raise StorageUnavailable("connection lost")
 
     service = flow.http.app.state.services.downloads
@@ -268,7 +271,7 @@ def test_a_download_cancelled_while_its_thread_fails_is_audited_failed_once(
         monkeypatch.setattr(downloads, "first_page", fails)
     slots = service.slots
     before = len(_records(db))
-    _cancel_at(db, flow.http.app, target, _in_thread_until(failing))
+    _cancel_at(db, flow.http.app, target, _in_thread_until(failing), cancelled)
     assert _records(db)[before:] == [("failed", Errno.APISRV_DOWN.value, 0, 0)]
     assert slots.in_use == 0
 
@@ -291,14 +294,14 @@ def test_a_download_cancelled_in_its_thread_after_its_spend_is_audited_unsent(
     day = DAY if result == "whole" else ("2026-05-01 00:00:00", "2026-05-31 23:59:59")
     random = flow.get_random(token, "all", *day)["random"]
     target = flow.download_url(token, random, "all", *day)
-    opened = threading.Event()
+    opened, cancelled = threading.Event(), threading.Event()
     service = downloads.DownloadService
     real = service._whole_export if result == "whole" else export.first_page
 
     def slowed(*args: Any) -> Any:
         made = real(*args)
         opened.set()
-        time.sleep(0.3)  # the rest of the thread's work, slowed
+        cancelled.wait(30)  # the rest of the thread's work outlasts the cancel
         return made
 
     if result == "whole":
@@ -307,7 +310,7 @@ def test_a_download_cancelled_in_its_thread_after_its_spend_is_audited_unsent(
         monkeypatch.setattr(downloads, "first_page", slowed)
     slots = flow.http.app.state.services.downloads.slots
     before = len(_audit(db))
-    _cancel_at(db, flow.http.app, target, _in_thread_until(opened))
+    _cancel_at(db, flow.http.app, target, _in_thread_until(opened), cancelled)
     assert _records(db)[before:] == [("cut", None, 0, 0)]
     assert slots.in_use == 0
 
@@ -587,11 +590,11 @@ def test_a_download_cancelled_where_its_statement_spent_nothing_is_audited_cut_o
         return await real_row(self, statement, params, writes=writes)
 
     monkeypatch.setattr(pg_loop.LoopStatements, "row", slow_row)
-    handed: list[object] = []
+    handed: list[str] = []
     submit = threads._workers.submit
 
     def recorded(call: Any) -> None:
-        handed.append(call.work)
+        handed.append(getattr(call.work, "func", call.work).__name__)  # a partial's function
         submit(call)
 
     monkeypatch.setattr(threads._workers, "submit", recorded)
@@ -600,4 +603,4 @@ def test_a_download_cancelled_where_its_statement_spent_nothing_is_audited_cut_o
     assert _records(db)[before:] == [("cut", None, 0, 0)]
     with db.read() as conn:
         assert conn.execute(select(cdr_random.c.used_ms)).scalars().all() == spent_before
-    assert len(handed) == 1  # the audit's write, and no open_download after the cancel
+    assert handed == ["cut_undecided"]  # the audit's write, and no open_download after the cancel
