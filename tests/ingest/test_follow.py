@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,18 +18,9 @@ from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.lines import Rejected
 from cdrgate.ingest.profile import SourceProfile
 from tests.ingest.conftest import asterisk_line, stored_lines
+from tests.waiting import DEADLINE_S, wait_until
 
-DEADLINE_S = 30.0  # generous: the machine may be shared; a passing wait ends at once
 MAPPER = row_mapper(Format.asterisk, SourceProfile.build("pbx-a"))
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll until ``condition`` holds; fail (not hang) after the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def call(n: int, **overrides) -> str:

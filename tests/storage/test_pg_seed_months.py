@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from cdrgate.storage.pg_seed_months import making_order, plan_months
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import migrated_postgres
 from tests.interruptible import popen_interruptible
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -343,14 +343,6 @@ def _seed_rows(db: Database) -> int:
         )
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {DEADLINE_S} s: {what}")
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_seed_interrupted_mid_way_leaves_the_store_as_before(pg, signum):
     # Enough rows that the months take a while: the signal lands while the helpers work.
@@ -360,7 +352,7 @@ def test_a_seed_interrupted_mid_way_leaves_the_store_as_before(pg, signum):
     ) as process:
         try:
             # The months' tables are made empty up front: wait for committed rows in one.
-            _wait_until(lambda: _seed_rows(pg) > 0, "a month made by a helper")
+            wait_until(lambda: _seed_rows(pg) > 0, "a month made by a helper", DEADLINE_S)
             # Meanwhile readers see the store as it was, without waiting.
             with pg.read() as conn:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
