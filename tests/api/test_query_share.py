@@ -6,7 +6,6 @@ beyond the share wait their turn, then 503, never a 500."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from cdrgate.api import streaming
 from cdrgate.api.streaming import PAGE_THREADS, QUERY_PAGE_THREADS
 from cdrgate.app import create_app
 from cdrgate.ingest.store import store_records
@@ -25,6 +25,7 @@ from cdrgate.storage import query as query_store
 from cdrgate.storage import schema
 from cdrgate.storage.db import QUERY_READS, Database
 from tests.conftest import API_PASSWORD, API_USER, Flow, make_cdr
+from tests.waiting import wait_until
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
 STATS = "/v1/stats?group=day"
@@ -59,6 +60,36 @@ def _served(store: Database, clock) -> Iterator[tuple[TestClient, Flow, str, str
         yield http, flow, token, flow.get_random(token, "1000", *DAY)["random"]
 
 
+class _Asking:
+    """Counts the calls of a wrapped callable that ``asks(*args)`` picks out."""
+
+    def __init__(self, asks: Any = lambda *_args: True) -> None:
+        self.asks = asks
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def counted(self, *args: Any) -> None:
+        if self.asks(*args):
+            with self.lock:
+                self.count += 1
+
+
+class _CountedShare:
+    """The query API's share (``Database._query_share``), counting the reads that asked for it
+    (those past it too, which wait, then are refused)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.asked = _Asking()
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        self.asked.counted()
+        return bool(self.real.acquire(*args, **kwargs))
+
+    def release(self) -> None:
+        self.real.release()
+
+
 class _Held:
     """``read_stats`` held, its connection taken, until ``release`` is set."""
 
@@ -89,6 +120,8 @@ def test_long_query_api_reads_leave_the_downloads_their_connections(store, clock
     monkeypatch.setattr("cdrgate.services.downloads.PAGE_ROWS", 0)
     held = _Held()
     monkeypatch.setattr(query_store, "read_stats", held.wrap(query_store.read_stats))
+    share = _CountedShare(store._query_share)
+    monkeypatch.setattr(store, "_query_share", share)
     with _served(store, clock) as (http, flow, token, random):
         bearer = {"Authorization": f"Bearer {token}"}
         answers: list[int] = []
@@ -101,17 +134,23 @@ def test_long_query_api_reads_leave_the_downloads_their_connections(store, clock
         for reader in readers:
             reader.start()
         try:
-            deadline = time.monotonic() + 10  # bounded, should the reads never come
-            while time.monotonic() < deadline and held.inside < storage_db.QUERY_READS:
-                time.sleep(0.01)
-            time.sleep(0.2)  # any more that could take a connection have taken one
+            # The contention, before the download asks: every read has asked for the share,
+            # and its share of them holds their connections (held until released below).
+            wait_until(
+                lambda: (
+                    share.asked.count == storage_db.EXPORT_POOL_SIZE
+                    and held.inside == storage_db.QUERY_READS
+                ),
+                lambda: f"{share.asked.count} reads asked for the share, {held.inside} read",
+            )
             response = http.get(flow.download_url(token, random, "1000", *DAY))
             assert response.headers["content-type"] == "text/csv; charset=utf-8", response.text
-            assert held.most == storage_db.QUERY_READS < storage_db.EXPORT_POOL_SIZE
         finally:
             held.release.set()
             for reader in readers:
                 reader.join()
+    # Counted once every read has ended: none past the share ever held a connection.
+    assert held.most == storage_db.QUERY_READS < storage_db.EXPORT_POOL_SIZE
     # Those past the share waited their turn (at most half a second here, then 503): no 500.
     assert len(answers) == storage_db.EXPORT_POOL_SIZE and set(answers) <= {200, 503}
     assert answers.count(200) >= storage_db.QUERY_READS
@@ -140,6 +179,15 @@ def test_query_api_csv_pages_waiting_for_their_share_hold_no_download_page_threa
         pages = _Held()
         pages.release.set()  # counted, not held: each waits for the share the stats hold
         monkeypatch.setattr(CsvStream, "next_chunk", pages.wrap(CsvStream.next_chunk))
+        # The CSV pages that asked for a page thread (those waiting for one too).
+        asking = _Asking(lambda work: isinstance(getattr(work, "__self__", None), CsvStream))
+        real_run_sync = streaming.run_sync
+
+        async def run_sync(work: Any, *args: Any, **kwargs: Any) -> Any:
+            asking.counted(work)  # then asks, in the same turn of the loop
+            return await real_run_sync(work, *args, **kwargs)
+
+        monkeypatch.setattr(streaming, "run_sync", run_sync)
         with _served(store, clock) as (http, flow, token, random):
             bearer = {"Authorization": f"Bearer {token}"}
             answers: list[int] = []
@@ -162,22 +210,24 @@ def test_query_api_csv_pages_waiting_for_their_share_hold_no_download_page_threa
             try:
                 for thread in stats:
                     thread.start()
-                deadline = time.monotonic() + 10  # bounded, should the reads never come
-                while time.monotonic() < deadline and held.inside < QUERY_READS:
-                    time.sleep(0.01)
+                wait_until(lambda: held.inside == QUERY_READS, "the long reads holding the share")
                 for thread in csv:
                     thread.start()
-                while time.monotonic() < deadline and pages.inside < QUERY_PAGE_THREADS:
-                    time.sleep(0.01)
-                time.sleep(0.2)  # any more CSV pages that could take a thread have taken one
+                # The contention, before the download asks: every CSV page has asked for a
+                # page thread, and as many as the query API's threads wait in theirs.
+                wait_until(
+                    lambda: asking.count == PAGE_THREADS and pages.inside == QUERY_PAGE_THREADS,
+                    lambda: f"{asking.count} CSV pages asked for a thread, {pages.inside} in one",
+                )
                 downloader.start()
                 downloader.join(10)  # bounded: behind the CSV pages it waited 20 s
                 assert not downloader.is_alive(), "the download waited behind CSV pages"
-                assert pages.most == QUERY_PAGE_THREADS < PAGE_THREADS
             finally:
                 held.release.set()
                 for thread in [*stats, *csv, downloader]:
                     if thread.ident is not None:
                         thread.join()
+        # Counted once every page has ended: none past the query API's threads took another.
+        assert pages.most == QUERY_PAGE_THREADS < PAGE_THREADS
         assert len(downloaded[0].splitlines()) == 4  # the header and three pages of one row
         assert answers.count(200) == len(answers) == QUERY_READS + PAGE_THREADS

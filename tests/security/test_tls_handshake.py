@@ -55,11 +55,30 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return True
 
 
-def _served(server: Server) -> bool:
+def _still_held(sock: socket.socket) -> bool:
+    """Whether the server still holds ``sock`` open and has sent nothing on it (a stalled
+    handshake it has not given up on): seen at once, without waiting."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # a byte or the close: not stalled any more
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(DEADLINE_SECONDS)
+
+
+def _login(server: Server) -> str:
     with httpx.Client(base_url=server.base_url, verify=False, timeout=DEADLINE_SECONDS) as http:
-        flow = Flow(http)
-        token = flow.login(password=PASSWORD_MD5)["token"]
-        return flow.download(token).status_code == 200
+        return str(Flow(http).login(password=PASSWORD_MD5)["token"])
+
+
+def _downloaded(server: Server, token: str) -> bool:
+    """A download on a new HTTPS connection (its own handshake)."""
+    with httpx.Client(base_url=server.base_url, verify=False, timeout=DEADLINE_SECONDS) as http:
+        return Flow(http).download(token).status_code == 200
 
 
 def test_a_socket_that_sends_nothing_after_connect_is_closed(https_server: Server):
@@ -81,14 +100,29 @@ def test_a_client_that_stops_after_its_hello_is_closed(https_server: Server):
         assert _closed_by_server(sock)
 
 
+# How many times the honest client is tried: it counts only where it was served before the
+# idle timeout closed the stalled handshakes, which a busy machine can make it miss.
+ATTEMPTS = 5
+
+
 def test_honest_clients_are_served_while_handshakes_stall(https_server: Server):
-    # Several, so that with two workers both hold some.
-    stalled = [_connect(https_server) for _ in range(6)]
-    try:
-        for sock in stalled[::2]:
-            sock.sendall(_client_hello()[:20])
-        assert _served(https_server)
-        assert all(_closed_by_server(sock) for sock in stalled)
-    finally:
-        for sock in stalled:
-            sock.close()
+    token = _login(https_server)  # before: its scrypt need not fit in the stall's window
+    part = _client_hello()[:20]
+    for _ in range(ATTEMPTS):
+        # Several, so that with two workers both hold some.
+        stalled = [_connect(https_server) for _ in range(6)]
+        try:
+            for sock in stalled[::2]:
+                sock.sendall(part)
+            assert _downloaded(https_server, token)
+            if all(_still_held(sock) for sock in stalled):
+                # Served while every stalled handshake was held; then those are closed.
+                assert all(_closed_by_server(sock) for sock in stalled)
+                return
+        finally:
+            for sock in stalled:
+                sock.close()
+    pytest.fail(
+        f"never served within the {IDLE_TIMEOUT} s the stalled handshakes are held "
+        f"({ATTEMPTS} tries): the machine too busy to tell"
+    )
