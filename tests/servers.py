@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -104,15 +103,3 @@ class ServerFactory:
     def close(self) -> None:
         for server in self.servers:
             server.stop()
-
-
-def read_to_close(sock: socket.socket) -> bytes:
-    """Everything the server sends on ``sock`` until it closes; the socket's timeout guards a
-    hang, and a reset after the answer counts as the close."""
-    received = b""
-    try:
-        while chunk := sock.recv(65536):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import PASSWORD, Server, ServerFactory, read_to_close, run_cli
+from tests.raw_http import CLOSE, exchange, head_and_body, post_json, read_to_close
+from tests.servers import PASSWORD, Server, ServerFactory, run_cli
 
 LOGIN = b'{"username": "api", "password": "%s", "port": "1"}' % (
     hashlib.md5(PASSWORD.encode()).hexdigest().encode()
@@ -29,22 +30,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     factory.close()
 
 
-def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
-    return (
-        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), len(body), extra, body)
-    )
-
-
 def answer_body(answer: bytes) -> dict[str, str]:
-    return json.loads(answer.partition(b"\r\n\r\n")[2])
+    return json.loads(head_and_body(answer)[1])
 
 
 def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(server):
     # `shutdown(SHUT_WR)` after the request (nc -N, some scripts) says "no more requests",
     # not "gone": the client still reads the answer, and nginx sends it.
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(post("/api/v1.1.0/login", LOGIN))
+        sock.sendall(post_json("/api/v1.1.0/login", LOGIN))
         sock.shutdown(socket.SHUT_WR)
         answer = read_to_close(sock)
     assert answer.startswith(b"HTTP/1.1 200")
@@ -65,7 +59,7 @@ def test_requests_whose_clients_reset_before_they_were_accepted_are_not_run(serv
     body = (
         b'{"extid": "1000", "starttime": "2026-05-02 00:00:00", "endtime": "2026-05-02 23:59:59"}'
     )
-    flood = post("/api/v1.1.0/cdr/get_random?token=" + "0" * 32, body)
+    flood = post_json("/api/v1.1.0/cdr/get_random?token=" + "0" * 32, body)
     logged_before = server.output().count("POST cdr/get_random from")
     os.kill(server.process.pid, signal.SIGSTOP)
     try:
@@ -76,11 +70,9 @@ def test_requests_whose_clients_reset_before_they_were_accepted_are_not_run(serv
     finally:
         os.kill(server.process.pid, signal.SIGCONT)
     # An honest request behind them is answered, and is the only get_random run.
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(
-            post("/api/v1.1.0/cdr/get_random?token=" + "1" * 32, body, b"Connection: close\r\n")
-        )
-        answer = read_to_close(sock)
+    answer = exchange(
+        server, post_json("/api/v1.1.0/cdr/get_random?token=" + "1" * 32, body, CLOSE)
+    )
     assert answer_body(answer) == {"status": "Failed", "errno": "20004"}
     log = server.output()
     assert log.count("POST cdr/get_random from") - logged_before == 1
@@ -96,8 +88,8 @@ def test_requests_whose_clients_reset_before_they_were_accepted_are_not_run(serv
         # Not kept alive (PHP's file_get_contents sends both): closed at once, the unread
         # body made the close a reset, and Node's http client emitted ECONNRESET after the
         # answer.
-        ("content-length", b"Connection: close\r\n"),
-        ("chunked", b"Connection: close\r\n"),
+        ("content-length", CLOSE),
+        ("chunked", CLOSE),
         ("http/1.0", b""),
     ],
 )
@@ -107,7 +99,7 @@ def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(
     # Without the close, the server read the whole body after answering (100 MB, or a
     # chunked body that never ends) and kept the connection for more.
     budget = 64 * 1024 * 1024
-    head = post("/api/v1.1.0/login", b"", connection)
+    head = post_json("/api/v1.1.0/login", b"", connection)
     if framing == "chunked":
         head = head.replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
         block = b"10000\r\n" + b" " * 65536 + b"\r\n"
@@ -157,9 +149,7 @@ def test_a_body_larger_than_the_api_accepts_gets_its_answer_then_the_close(
 def test_a_request_line_ended_by_a_bare_lf_is_refused_at_once_not_held(server):
     # Hand-written clients (printf | nc) end lines with "\n" alone; the parser refuses that,
     # and the refusal must come now, not after the head timeout's silent close.
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(b"GET /api/v1.1.0/heartbeat HTTP/1.1\nHost: x\n\n")
-        answer = read_to_close(sock)
+    answer = exchange(server, b"GET /api/v1.1.0/heartbeat HTTP/1.1\nHost: x\n\n")
     assert answer.startswith(b"HTTP/1.1 400")
 
 
@@ -175,23 +165,19 @@ def test_a_body_in_a_transfer_coding_the_server_cannot_undo_gets_501(server, cod
     # (here not even gzipped) was handed to the API and answered as if it were JSON.
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(LOGIN), LOGIN)
     head = b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(head + coding + b"\r\n" + chunked)
-        answer = read_to_close(sock)
+    answer = exchange(server, head + coding + b"\r\n" + chunked)
     assert answer.startswith(b"HTTP/1.1 501 ")
     assert b"token" not in answer
     assert "Traceback" not in server.output()
 
 
 def test_the_501_comes_after_the_answers_of_requests_pipelined_before_it(server):
-    login = post("/api/v1.1.0/login", LOGIN)
+    login = post_json("/api/v1.1.0/login", LOGIN)
     bad = (
         b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
         b"\r\n0\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(login + bad)
-        answer = read_to_close(sock)
+    answer = exchange(server, login + bad)
     first, _, rest = answer.partition(b"HTTP/1.1 501 ")
     assert first.startswith(b"HTTP/1.1 200") and b'"Success"' in first
     assert rest.endswith(b"Unsupported transfer coding.")
@@ -203,9 +189,7 @@ def test_a_chunked_body_is_still_read(server):
         b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked
     )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(request)
-        answer = read_to_close(sock)
+    answer = exchange(server, request)
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer_body(answer)["status"] == "Success"
 
@@ -222,9 +206,7 @@ def test_a_push_holding_a_lone_surrogate_escape_is_refused_for_good_not_retried(
         b'"talkduraction": "0", "status": "ANSWERED", "type": "Internal"}'
     )
     auth = b"Authorization: Bearer %s\r\nConnection: close\r\n" % key.encode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(post("/api/v2.0.0/cdr/push", event, auth))
-        answer = read_to_close(sock)
+    answer = exchange(server, post_json("/api/v2.0.0/cdr/push", event, auth))
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert answer_body(answer) == {
         "status": "Failed", "errno": "20000", "reason": "body holds an unpaired surrogate escape",

@@ -9,15 +9,16 @@ import json
 import os
 import socket
 import struct
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cdrgate.storage import audit
 from cdrgate.storage.db import Database
-from tests.servers import PASSWORD, Server, launch, prepare_database, read_to_close
+from tests.raw_http import CLOSE, exchange, head_and_body, post_json
+from tests.servers import PASSWORD, Server, launch, prepare_database
+from tests.waiting import wait_until
 
 CDRS = 60_000  # over 30 days: "all" is ~6 MB, more than the kernel buffers on loopback (4 MB)
 HOSTILE = 50
@@ -41,15 +42,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def call(server: Server, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(request)
-        return read_to_close(sock).partition(b"\r\n\r\n")[2]
+    """The body of the answer to ``request``."""
+    return head_and_body(exchange(server, request))[1]
 
 
 def post(path: str, fields: dict[str, str]) -> bytes:
-    body = json.dumps(fields).encode()
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-    return head.encode() + b"Connection: close\r\n\r\n" + body
+    return post_json(path, json.dumps(fields).encode(), CLOSE)
 
 
 def download_request(
@@ -72,15 +70,6 @@ def client_sockets(pid: int) -> int:
         except FileNotFoundError:
             continue  # closed while listed
     return count
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def audited(database_url: str) -> list[Any]:
@@ -131,18 +120,24 @@ def test_fifty_hostile_downloads_leave_no_socket_and_are_each_audited_once(serve
     finally:
         for _, sock in hostile:
             sock.close()
-    assert wait_for(lambda: client_sockets(server.process.pid) == baseline)
+    wait_until(
+        lambda: client_sockets(server.process.pid) == baseline,
+        lambda: f"{client_sockets(server.process.pid)} sockets, {baseline} before",
+        60, every=0.2,
+    )  # fmt: skip
 
     def new_records() -> list[Any]:
         return [r for r in audited(server.database_url) if r.id not in seen]
 
     # The honest download and each hostile one, once, each settled (a stream's outcome is
     # written when it ends); a hostile one never ends "ok".
-    assert wait_for(
+    wait_until(
         lambda: (
             len(records := new_records()) == HOSTILE + 1
             and all(r.outcome in ("ok", "aborted", "cut") for r in records)
-        )
-    ), sorted(r.outcome for r in new_records())
+        ),
+        lambda: str(sorted(r.outcome for r in new_records())),
+        60, every=0.2,
+    )  # fmt: skip
     assert [r.outcome for r in new_records()].count("ok") == 1
     assert "Traceback" not in server.output()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import pytest
 
 from cdrgate.api.streaming import WHOLE_SEND_BYTES
 from tests.conftest import Flow
-from tests.servers import PASSWORD_MD5, Server, launch, prepare_database, read_to_close
+from tests.raw_http import exchange
+from tests.servers import PASSWORD_MD5, Server, launch, prepare_database
 
 START, END = "2026-05-01 00:00:00", "2026-05-31 23:59:59"
 # Enough calls that a month's download is streamed, not sent whole.
@@ -42,13 +42,6 @@ def login_request(body: bytes, content_length: int) -> bytes:
         b"POST /api/v1.1.0/login HTTP/1.1\r\nHost: pbx.test\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % content_length
     ) + body
-
-
-def exchange(server: Server, data: bytes) -> bytes:
-    """Send ``data`` on one connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(data)
-        return read_to_close(sock)
 
 
 def split_answers(received: bytes) -> list[tuple[bytes, bytes]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 
@@ -16,7 +15,8 @@ import pytest
 from cdrgate.services.auth import set_api_user
 from cdrgate.storage.db import Database
 from tests.conftest import postgres_schema
-from tests.servers import PASSWORD, PASSWORD_MD5, Server, launch, read_to_close
+from tests.raw_http import CLOSE, exchange, head_and_body, request
+from tests.servers import PASSWORD, PASSWORD_MD5, Server, launch
 
 BODY_JSON_ONLY = {"status": "Failed", "errno": "20000"}
 DAY = {"starttime": "2026-05-02 00:00:00", "endtime": "2026-05-02 23:59:59"}
@@ -36,21 +36,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             served.stop()
 
 
-def exchange(server: Server, head: str, body: bytes, extra: str = "") -> tuple[str, bytes]:
-    """One request on its own connection: the answer's head and body."""
-    request = (
-        f"{head} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}"
-        "Connection: close\r\n\r\n"
-    ).encode() + body
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(request)
-        answer = read_to_close(sock)
-    answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
-    return answer_head.decode("latin-1"), answer_body
+def answered(server: Server, line: str, body: bytes, extra: bytes = b"") -> tuple[str, bytes]:
+    """``line`` with ``body`` on its own connection: the answer's head and body."""
+    head, answer_body = head_and_body(exchange(server, request(line, body, extra + CLOSE)))
+    return head.decode("latin-1"), answer_body
 
 
 def api(server: Server, endpoint: str, fields: dict[str, str]) -> dict[str, str]:
-    head, body = exchange(server, f"POST /api/v1.1.0/{endpoint}", json.dumps(fields).encode())
+    head, body = answered(server, f"POST /api/v1.1.0/{endpoint}", json.dumps(fields).encode())
     assert head.startswith("HTTP/1.1 200 ")
     return json.loads(body)
 
@@ -112,7 +105,7 @@ def test_a_download_link_with_a_nul_in_its_extid_is_20020_and_spends_nothing(log
 
     def download(extid: str) -> dict[str, str]:
         target = f"/api/v1.1.0/cdr/download?extid={extid}&{times}&token={key}&random={random}"
-        return json.loads(exchange(server, f"GET {target}", b"")[1])
+        return json.loads(answered(server, f"GET {target}", b"")[1])
 
     assert download("1000%00") == {"status": "Failed", "errno": "20020"}
     # The random is still good: spent now, on a store without CDRs.
@@ -120,16 +113,16 @@ def test_a_download_link_with_a_nul_in_its_extid_is_20020_and_spends_nothing(log
 
 
 def test_a_console_sign_in_with_a_nul_in_the_name_is_a_wrong_name_not_a_500(logged, server):
-    head, page = exchange(server, "GET /ui/", b"")
+    head, page = answered(server, "GET /ui/", b"")
     cookie = re.search(r"set-cookie: (cdrgate_signin=[0-9a-f]+)", head, re.IGNORECASE)
     csrf = re.search(rb'name="csrf" value="([^"]+)"', page)
     assert cookie is not None and csrf is not None
     form = b"username=api%00&password=" + PASSWORD.replace(" ", "+").encode()
-    head, page = exchange(
+    head, page = answered(
         server,
         "POST /ui/login",
         form + b"&csrf=" + csrf[1],
-        f"Content-Type: application/x-www-form-urlencoded\r\nCookie: {cookie[1]}\r\n",
+        f"Content-Type: application/x-www-form-urlencoded\r\nCookie: {cookie[1]}\r\n".encode(),
     )
     assert head.startswith("HTTP/1.1 401 ")  # before: 500 Internal Server Error
     assert b"Wrong username or password." in page
