@@ -1,5 +1,7 @@
 """The test launcher of ``cdrgate serve`` under a busy machine: other suites run at the same
-time and take loopback ports whenever they like."""
+time and take loopback ports whenever they like. So the launcher hands the server no port of
+its choosing (one picked and handed over is free only until then), and finds the one the
+server bound among every process's listeners."""
 
 from __future__ import annotations
 
@@ -17,31 +19,34 @@ from cdrgate.testing import servers
 
 
 @pytest.fixture
-def ports_taken_at_spawn(monkeypatch) -> Iterator[list[socket.socket]]:
-    """Another process listening, from the moment the server is spawned, on any port the
-    launcher chose for it: what a parallel suite does when it binds in between."""
-    taken: list[socket.socket] = []
+def spawned_beside_a_listener(monkeypatch) -> Iterator[tuple[list[str], socket.socket]]:
+    """The ports the launcher hands ``cdrgate serve``, and another process's listener on
+    loopback from before the spawn (what a parallel suite holds)."""
+    handed: list[str] = []
     spawn = subprocess.Popen
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
 
-    def spawn_after_the_port_is_taken(command: list[str], **kwargs: Any) -> Any:
-        port = int(command[command.index("--port") + 1])
-        if port:
-            thief = socket.socket()
-            thief.bind(("127.0.0.1", port))
-            thief.listen()
-            taken.append(thief)
+    def recorded(command: list[str], **kwargs: Any) -> Any:
+        handed.append(command[command.index("--port") + 1])
         return spawn(command, **kwargs)
 
-    monkeypatch.setattr(subprocess, "Popen", spawn_after_the_port_is_taken)
-    yield taken
-    for thief in taken:
-        thief.close()
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+    try:
+        yield handed, other
+    finally:
+        other.close()
 
 
-def test_a_port_taken_by_another_process_does_not_fail_a_launch(
-    ports_taken_at_spawn, tmp_path: Path
+def test_the_server_binds_its_own_port_and_the_launcher_finds_it(
+    spawned_beside_a_listener, tmp_path: Path
 ):
+    handed, other = spawned_beside_a_listener
     env = {**os.environ, "CDRGATE_DATABASE": f"sqlite:///{tmp_path / 'db.sqlite'}"}
-    with servers.running_server(["--log-level", "warning"], env, tmp_path / "serve.log") as server:
+    # At info, uvicorn's log names the port it bound: the check on what the launcher found.
+    with servers.running_server(["--log-level", "info"], env, tmp_path / "serve.log") as server:
+        assert handed == ["0"]  # the kernel picks it at the server's bind: nothing to take
+        assert f"running on http://127.0.0.1:{server.port} " in server.output()
+        assert server.port != other.getsockname()[1]
         assert httpx.get(server.base_url + "/api/v1.1.0/login", timeout=30).status_code < 500
-        assert server.port not in [thief.getsockname()[1] for thief in ports_taken_at_spawn]
