@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import pytest
 from starlette.types import Message
 
-from cdrgate import metrics
 from cdrgate.api.threads import in_thread
 from cdrgate.errors import StorageUnavailable
 from cdrgate.services.downloads import RandomRequest
@@ -21,6 +20,7 @@ from cdrgate.storage import audit, tokens
 from cdrgate.storage.db import CommitFailed, Database
 from tests import cancelled_request
 from tests.conftest import make_cdr
+from tests.counted import downloads_counted
 
 DAY_START, DAY_END = "2026-05-28 00:00:00", "2026-05-28 23:59:59"
 
@@ -373,11 +373,7 @@ def _group_commits(
 def _downloads_counted() -> dict[str, float]:
     """``cdrgate_downloads_total`` for cdr downloads, by outcome (this process's registry)."""
     return {
-        outcome: metrics.REGISTRY.get_sample_value(
-            "cdrgate_downloads_total", {"kind": "cdr", "outcome": outcome}
-        )
-        or 0.0
-        for outcome in ("ok", "failed", "aborted", "cut")
+        outcome: downloads_counted("cdr", outcome) for outcome in ("ok", "failed", "aborted", "cut")
     }
 
 

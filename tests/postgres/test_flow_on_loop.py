@@ -21,7 +21,6 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from starlette.types import Message
 
-from cdrgate import metrics
 from cdrgate.api import threads
 from cdrgate.app import create_app
 from cdrgate.errors import Errno, StorageUnavailable
@@ -34,6 +33,7 @@ from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr_random, download_audit
 from tests import cancelled_request
 from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
+from tests.counted import downloads_counted
 from tests.postgres.lost_commit import lose_commit_after
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
@@ -380,14 +380,6 @@ def test_a_connection_lost_under_a_spend_answers_30003_and_audits_it(served, mon
     assert _download(flow, token) == "csv"  # a new connection for the next
 
 
-def _failed_counted() -> float:
-    """``cdrgate_downloads_total`` for failed cdr downloads (this process's registry)."""
-    sample = metrics.REGISTRY.get_sample_value(
-        "cdrgate_downloads_total", {"kind": "cdr", "outcome": "failed"}
-    )
-    return sample or 0.0
-
-
 class _DyingAfter(_Dying):
     """An asyncpg connection whose backend is terminated just after a statement whose text
     holds ``marker`` ran (once), which then raises asyncpg's error for a connection lost
@@ -491,7 +483,7 @@ def test_a_spend_committed_whose_answer_was_lost_is_audited_failed_once(
         random = flow.get_random(token, selector, *day, **stored)["random"]
         flow.http.portal.call(db.close_on_loop)  # new connections, through any patched connect
         lost = _committed_then_lost(monkeypatch, path)
-        before, counted = len(_records(db)), _failed_counted()
+        before, counted = len(_records(db)), downloads_counted("cdr", "failed")
         response = flow.http.get(flow.download_url(token, random, selector, *day))
         assert response.json()["errno"] == Errno.APISRV_DOWN.value
         assert lost == [path]
@@ -499,7 +491,7 @@ def test_a_spend_committed_whose_answer_was_lost_is_audited_failed_once(
             spent = conn.execute(select(cdr_random.c.used_ms)).scalars().all()
         assert len(spent) == 2 and all(used is not None for used in spent)  # it committed
         assert _records(db)[before:] == [("failed", Errno.APISRV_DOWN.value, 0, 0)]
-        assert _failed_counted() == counted + 1
+        assert downloads_counted("cdr", "failed") == counted + 1
         monkeypatch.undo()
         assert _download(flow, token) == "csv"  # the next, as ever
 
@@ -525,12 +517,12 @@ def test_a_lost_spend_whose_check_fails_keeps_one_record_and_logs_it(
 
         for check in ("fail_spent", "write_under"):
             monkeypatch.setattr(audit, check, unreachable)
-        before, counted = len(_records(db)), _failed_counted()
+        before, counted = len(_records(db)), downloads_counted("cdr", "failed")
         response = flow.http.get(flow.download_url(token, random, selector, *DAY))
         assert response.json()["errno"] == Errno.APISRV_DOWN.value
         assert lost == [path]
         assert [record[:2] for record in _records(db)[before:]] == [("ok", None)]
-        assert _failed_counted() == counted + 1
+        assert downloads_counted("cdr", "failed") == counted + 1
         logged = [r.getMessage() for r in caplog.records if r.name == "cdrgate.audit"]
         assert len(logged) == 1 and "'outcome': 'ok'" in logged[0], logged
 

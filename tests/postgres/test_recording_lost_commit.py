@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from cdrgate import metrics, recfolder
+from cdrgate import recfolder
 from cdrgate.app import create_app
 from cdrgate.errors import Errno
 from cdrgate.ingest.store import store_records
@@ -21,6 +21,7 @@ from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import download_audit, recording_random
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
+from tests.counted import downloads_counted
 from tests.postgres.lost_commit import lose_commit_after
 from tests.recordings.conftest import WAV, RecordingFlow
 
@@ -55,13 +56,6 @@ def _opened_files(monkeypatch) -> list[Any]:
     return streams
 
 
-def _failed_counted() -> float:
-    sample = metrics.REGISTRY.get_sample_value(
-        "cdrgate_downloads_total", {"kind": "recording", "outcome": "failed"}
-    )
-    return sample or 0.0
-
-
 def test_a_spend_whose_commit_answer_was_lost_is_audited_once_and_closes_its_file(
     rec, pg_db, monkeypatch
 ):
@@ -69,7 +63,7 @@ def test_a_spend_whose_commit_answer_was_lost_is_audited_once_and_closes_its_fil
     random = rec.random(token, NAME)
     streams = _opened_files(monkeypatch)
     lost = lose_commit_after(monkeypatch, recordings, "redeem_random", "redeem")
-    counted = _failed_counted()
+    counted = downloads_counted("recording", "failed")
     answer = rec.fetch(token, NAME, random).json()
     assert answer == {"status": "Failed", "errno": Errno.APISRV_DOWN.value}
     assert lost == ["redeem"]
@@ -79,7 +73,7 @@ def test_a_spend_whose_commit_answer_was_lost_is_audited_once_and_closes_its_fil
             select(download_audit.c.kind, download_audit.c.outcome, download_audit.c.errno)
         ).all()
     assert [tuple(r) for r in records] == [("recording", "failed", Errno.APISRV_DOWN.value)]
-    assert _failed_counted() == counted + 1
+    assert downloads_counted("recording", "failed") == counted + 1
     # Was: left open until the garbage collector found it (a ResourceWarning).
     assert len(streams) == 1 and streams[0].closed
     monkeypatch.undo()
