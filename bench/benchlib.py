@@ -42,6 +42,14 @@ SHELL_COLUMNS = (
 )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far, from /proc: a
+    server's, or a PostgreSQL backend's (the cluster must run on this machine)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -201,7 +209,12 @@ def serve(
 
 
 def login(client: httpx.Client, server: Server) -> str:
-    body = {"username": BENCH_USER, "password": server.md5, "port": "8260"}
+    return login_md5(client, server.md5)
+
+
+def login_md5(client: httpx.Client, md5: str) -> str:
+    """The bench user's token, its password given as the API takes it (md5)."""
+    body = {"username": BENCH_USER, "password": md5, "port": "8260"}
     answer = client.post(f"{API}/login", json=body).json()
     if answer.get("status") != "Success":
         raise RuntimeError(f"login failed: {answer}")

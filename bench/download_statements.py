@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+import benchlib as b
 from sqlalchemy.engine import make_url
 
 from cdrgate.cdr import CSV_HEADER_BYTES
@@ -37,12 +38,6 @@ TOKEN = "b" * 64
 PEER = "127.0.0.1"
 PAGE = 1000
 FIRST_DAY = parse_pbx_time("2026-01-01 00:00:00")  # ``cdrgate seed``'s year
-
-
-def backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bench_connection(database: str) -> tuple[Any, int, dict[str, Any]]:
@@ -103,10 +98,10 @@ async def timed_rounds(
     width = max(map(len, runs))
     for turn in range(rounds):
         for name, run in runs.items():
-            cpu, backend = time.process_time(), backend_cpu(pid)
+            cpu, backend = time.process_time(), b.cpu_seconds(pid)
             for _ in range(downloads):
                 await run()
-            cpu, backend = time.process_time() - cpu, backend_cpu(pid) - backend
+            cpu, backend = time.process_time() - cpu, b.cpu_seconds(pid) - backend
             print(
                 f"round {turn + 1} {name:<{width}}: client {1e6 * cpu / downloads:6.1f} us, "
                 f"backend {1e6 * backend / downloads:6.1f} us a download  "

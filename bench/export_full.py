@@ -58,13 +58,6 @@ def same_rows(shell_csv: Path, server_csv: Path) -> bool:
         return all(a == b for a, b in zip_longest(csv.reader(left), csv.reader(right)))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` and its threads so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def server_export(server: b.Server, token: str, out: Path) -> None:
     with server.client() as client:
         random = b.get_random(client, token, "all", START, END)
@@ -91,9 +84,9 @@ def measure(rows: int, repeat: int, database: str | None = None) -> tuple[float,
         pid = server.served.process.pid
         for _ in range(repeat):  # interleaved, so load changes hit both sides alike
             shell_times += b.timed(lambda: reference(shell_out), 1)
-            used = cpu_seconds(pid)
+            used = b.cpu_seconds(pid)
             server_times += b.timed(lambda: server_export(server, token, server_out), 1)
-            server_cpu.append(cpu_seconds(pid) - used)
+            server_cpu.append(b.cpu_seconds(pid) - used)
         rss = server.peak_rss_mb()
     same = same_rows(shell_out, server_out)
     size = server_out.stat().st_size / 1e6

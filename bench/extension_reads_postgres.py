@@ -21,13 +21,16 @@ design.
 from __future__ import annotations
 
 import argparse
-import calendar
 import random
-import time
 from dataclasses import dataclass
 
+import benchlib as b
 import psycopg
-from month_btrees_postgres import HASH8, backend_cpu, load  # one copy of each
+from month_btrees_postgres import HASH8, load  # one copy of each
+
+from cdrgate.seed import SeedPlan
+from cdrgate.storage import partitions
+from cdrgate.timefmt import parse_pbx_time
 
 PREFIX = "bench_ext_"
 # The other B-trees of a month, as the import makes them (migrations 0005, 0011, 0016).
@@ -38,8 +41,9 @@ COMMON = [
     "CREATE INDEX ON {t} (recording) WHERE recording <> ''",
 ]
 DAY = 86400
-FIRST_DAY = 1767225600  # 2026-01-01 00:00 UTC, ``cdrgate seed``'s first day
-EXTENSIONS = [str(1000 + number) for number in range(50)]  # the seed's default 50
+SEEDED = SeedPlan(count=0)  # ``cdrgate seed``'s defaults: its year, its 50 extensions
+FIRST_DAY = parse_pbx_time(SEEDED.start)
+EXTENSIONS = [str(SEEDED.first_extension + number) for number in range(SEEDED.extensions)]
 
 
 def either(side_test: str) -> str:
@@ -197,7 +201,7 @@ def dictionary(conn: Conn) -> None:
 
 def small(design: Design, day: int) -> str:
     """The small flow's read: the day's month table (``session_day``)."""
-    month = "_p" + _month_of(day)
+    month = partitions.partition_name(partitions.month_start(day)).removeprefix("cdr")
     table = PREFIX + design.name + month
     return (
         f"SELECT line, ts, callid, sn FROM {table} "
@@ -214,24 +218,17 @@ def download(design: Design) -> str:
     )
 
 
-def _month_of(day: int) -> str:
-    return time.strftime("%Y%m", time.gmtime(day))
-
-
 def small_args(rng: random.Random) -> tuple[int, dict[str, object]]:
     day = FIRST_DAY + rng.randrange(365) * DAY
     return day, {"exts": [rng.choice(EXTENSIONS)], "start": day, "end": day + DAY - 1}
 
 
 def download_args(rng: random.Random) -> dict[str, object]:
-    month = rng.randrange(12)
-    start = int(_month_start(2026, month + 1))
-    end = int(_month_start(2026 + (month + 1) // 12, (month + 1) % 12 + 1)) - 1
+    start = FIRST_DAY
+    for _ in range(rng.randrange(12)):  # a month of the seed's year
+        start = partitions.next_month(start)
+    end = partitions.next_month(start) - 1
     return {"exts": rng.sample(EXTENSIONS, 3), "start": start, "end": end}
-
-
-def _month_start(year: int, month: int) -> int:
-    return calendar.timegm((year, month, 1, 0, 0, 0))
 
 
 def measure(
@@ -240,14 +237,14 @@ def measure(
     """CPU per small read and per download (ms), and the rows returned in all."""
     rng = random.Random(seed)
     rows = 0
-    before = backend_cpu(pid)
+    before = b.cpu_seconds(pid)
     for _ in range(reads):
         day, params = small_args(rng)
         rows += len(conn.execute(small(design, day), params, prepare=True).fetchall())  # type: ignore[arg-type]
-    middle = backend_cpu(pid)
+    middle = b.cpu_seconds(pid)
     for _ in range(max(1, reads // 20)):
         rows += len(conn.execute(download(design), download_args(rng), prepare=True).fetchall())  # type: ignore[arg-type]
-    after = backend_cpu(pid)
+    after = b.cpu_seconds(pid)
     return (middle - before) * 1000 / reads, (after - middle) * 1000 / max(1, reads // 20), rows
 
 

@@ -26,11 +26,10 @@ designs' reads.
 from __future__ import annotations
 
 import argparse
-import os
 
+import benchlib as b
 import psycopg
 
-HZ = os.sysconf("SC_CLK_TCK")
 SCRATCH = "bench_month_btrees"
 BTREES = {
     "PRIMARY KEY (id, ts)": f"ALTER TABLE {SCRATCH} ADD PRIMARY KEY (id, ts)",
@@ -109,11 +108,6 @@ CODING = {
 }
 
 
-def backend_cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ
-
-
 def load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -134,10 +128,10 @@ class Months:
         conn.execute("SET max_parallel_maintenance_workers = 0")
 
     def timed(self, statements: list[str]) -> float:
-        before = backend_cpu(self.pid)
+        before = b.cpu_seconds(self.pid)
         for statement in statements:
             self.conn.execute(statement)  # type: ignore[arg-type]
-        return backend_cpu(self.pid) - before
+        return b.cpu_seconds(self.pid) - before
 
     def fresh(self, month: str, copy: bool, coded: bool = False) -> None:
         self.drop()

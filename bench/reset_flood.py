@@ -13,7 +13,6 @@ main), runs alternate base, this tree, base, ... in one process, so both see the
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import struct
@@ -31,11 +30,6 @@ FLOOD_REQUEST = (
     b"Content-Length: %d\r\n\r\n%s" % (b"0" * 32, len(BODY), BODY)
 )
 RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def flood(port: int, stop: threading.Event, counts: list[int], slot: int) -> None:
@@ -78,7 +72,7 @@ def one_run(
             threading.Thread(target=flood, args=(port, stop, counts, i)) for i in range(threads)
         ]
         load = Path("/proc/loadavg").read_text().split()[0]
-        cpu_before, started = cpu_seconds(pid), time.monotonic()
+        cpu_before, started = b.cpu_seconds(pid), time.monotonic()
         for worker in workers:
             worker.start()
         times = []
@@ -89,7 +83,7 @@ def one_run(
         for worker in workers:
             worker.join()
         time.sleep(1)  # what is still queued is served or closed
-        cpu = cpu_seconds(pid) - cpu_before
+        cpu = b.cpu_seconds(pid) - cpu_before
         flooded = sum(counts)
         b.say(
             f"  {label:6} load {load}: flood {flooded} connections, server CPU {cpu:.2f} s "

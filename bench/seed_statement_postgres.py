@@ -15,21 +15,14 @@ migrated (``cdrgate db upgrade``).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
+import benchlib as b
 from sqlalchemy import create_engine, text
 
 from cdrgate.seed import SeedPlan, slots
 from cdrgate.storage import seeded
 from cdrgate.storage.cdrs import COLUMNS
-
-
-def backend_cpu(pid: int) -> float:
-    """User + system seconds of the backend ``pid`` (fields 14 and 15 of its stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -52,9 +45,9 @@ def main() -> None:
         )
         params = seeded.bind_params(plan, hours[0].first_seq, hours[-1].first_seq)
         load = open("/proc/loadavg").read().split()[:3]
-        cpu, wall = backend_cpu(pid), time.monotonic()
+        cpu, wall = b.cpu_seconds(pid), time.monotonic()
         conn.execute(text(sql), params)
-        cpu, wall = backend_cpu(pid) - cpu, time.monotonic() - wall
+        cpu, wall = b.cpu_seconds(pid) - cpu, time.monotonic() - wall
         conn.rollback()
     engine.dispose()
     print(

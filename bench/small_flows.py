@@ -246,12 +246,7 @@ class ServerClock:
 def cpu_seconds(pids: list[int]) -> float:
     """user + sys CPU seconds of these processes (the server moves this much less than wall
     time when neighbours share the machine)."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(b.cpu_seconds(pid) for pid in pids)
 
 
 def loop_threads(pids: list[int]) -> tuple[float, float, int]:

@@ -45,9 +45,8 @@ def require() -> str:
 
 def logins(base: str, md5: str, count: int) -> list[str]:
     """One token a wrk thread, as the Python generators log in one a client."""
-    body = {"username": b.BENCH_USER, "password": md5, "port": "8260"}
     with httpx.Client(base_url=base, timeout=120) as client:
-        return [str(client.post(f"{b.API}/login", json=body).json()["token"]) for _ in range(count)]
+        return [b.login_md5(client, md5) for _ in range(count)]
 
 
 def run(base: str, clients: int, seconds: float, kind: str, tokens: list[str]) -> WrkRun:
