@@ -61,15 +61,16 @@ def _served(store: Database, clock) -> Iterator[tuple[TestClient, Flow, str, str
 
 
 class _Asking:
-    """Counts the calls of a wrapped callable that ``asks(*args)`` picks out."""
+    """How many asked (a connection, a thread): ``counted(*args)`` counts a call when
+    ``picks(*args)`` holds (every call by default); from any thread."""
 
-    def __init__(self, asks: Any = lambda *_args: True) -> None:
-        self.asks = asks
+    def __init__(self, picks: Any = lambda *_args: True) -> None:
+        self.picks = picks
         self.lock = threading.Lock()
         self.count = 0
 
     def counted(self, *args: Any) -> None:
-        if self.asks(*args):
+        if self.picks(*args):
             with self.lock:
                 self.count += 1
 
