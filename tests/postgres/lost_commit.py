@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from tests.conftest import POSTGRES_ENV
+from tests.waiting import wait_until
 
 
 def lose_commit_after(
@@ -36,6 +37,18 @@ def lose_commit_after(
             pid = pooled.driver_connection.info.backend_pid
             with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                # Gone, its last message sent, before anything reads on: the signal is not
+                # the exit, and a checkout in between found the connection looking alive (it
+                # is pinged only when its socket has something to read), then AdminShutdown.
+                wait_until(
+                    lambda: (
+                        admin.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                        ).fetchone()
+                        == (0,)
+                    ),
+                    f"backend {pid} to exit",
+                )
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(module, name, call)
