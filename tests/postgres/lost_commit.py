@@ -34,21 +34,7 @@ def lose_commit_after(
         real_commit(self, pooled)
         if pooled in watched and not lost:
             lost.append(label)
-            pid = pooled.driver_connection.info.backend_pid
-            with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                # Gone, its last message sent, before anything reads on: the signal is not
-                # the exit, and a checkout in between found the connection looking alive (it
-                # is pinged only when its socket has something to read), then AdminShutdown.
-                wait_until(
-                    lambda: (
-                        admin.execute(
-                            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
-                        ).fetchone()
-                        == (0,)
-                    ),
-                    f"backend {pid} to exit",
-                )
+            _terminate(pooled.driver_connection.info.backend_pid)
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(module, name, call)
@@ -75,11 +61,24 @@ def lose_connection_before_commit(
     def lose_then_commit(self: Any, pooled: Any) -> None:
         if pooled in watched and not lost:
             lost.append(label)
-            pid = pooled.driver_connection.info.backend_pid
-            with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            _terminate(pooled.driver_connection.info.backend_pid)
         real_commit(self, pooled)
 
     monkeypatch.setattr(module, name, call)
     monkeypatch.setattr(PGDialect_psycopg, "do_commit", lose_then_commit)
     return lost
+
+
+def _terminate(pid: int) -> None:
+    """Terminate backend ``pid`` and return once it is gone, its last message sent: the
+    signal is not the exit, and a COMMIT sent in between could still land, or a checkout in
+    between find the connection looking alive (it is pinged only when its socket has
+    something to read) and then meet AdminShutdown."""
+    with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(
+            lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone() == (0,),
+            f"backend {pid} to exit",
+        )  # fmt: skip

@@ -4,14 +4,12 @@ A real server on loopback, a real PostgreSQL whose backend is terminated mid-wri
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from cdrgate import metrics
 from cdrgate.app import create_app
 from cdrgate.ingest.store import store_records
 from cdrgate.services.auth import set_api_user
@@ -20,9 +18,11 @@ from cdrgate.storage import audit
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import download_audit
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
+from tests.counted import downloads_counted
 from tests.live import live_server
 from tests.postgres.lost_commit import lose_commit_after, lose_connection_before_commit
 from tests.recordings.conftest import WAV, RecordingFlow
+from tests.waiting import wait_until
 
 NAME = "20260528100000-1000-0215550100.wav"
 
@@ -48,16 +48,7 @@ def _records(db: Database) -> list[tuple[str, str, int, int]]:
 
 
 def _ok_counted() -> float:
-    labels = {"kind": "recording", "outcome": "ok"}
-    return metrics.REGISTRY.get_sample_value("cdrgate_downloads_total", labels) or 0.0
-
-
-def _once(check: Callable[[], bool]) -> None:
-    """Until ``check()``: the record is written after the last byte left, off the loop."""
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.02)
+    return downloads_counted("recording", "ok")
 
 
 def test_a_record_whose_connection_is_lost_before_its_commit_is_written_again(
@@ -68,7 +59,8 @@ def test_a_record_whose_connection_is_lost_before_its_commit_is_written_again(
     lost = lose_connection_before_commit(monkeypatch, audit, "insert", "record")
     counted = _ok_counted()
     assert rec.fetch(token, NAME, random).content == WAV
-    _once(lambda: _ok_counted() == counted + 1)  # counted once its writes are done
+    # The record is written after the last byte left, off the loop; counted once it is.
+    wait_until(lambda: _ok_counted() == counted + 1, "the download counted")
     assert lost == ["record"]
     # Was: no record at all, only a log line.
     assert _records(pg_db) == [("recording", "ok", 1, len(WAV))]
@@ -82,7 +74,8 @@ def test_a_record_whose_commit_landed_before_its_answer_was_lost_is_kept_once(
     lost = lose_commit_after(monkeypatch, audit, "insert", "record")
     counted = _ok_counted()
     assert rec.fetch(token, NAME, random).content == WAV
-    _once(lambda: _ok_counted() == counted + 1)  # counted once its writes are done
+    # The record is written after the last byte left, off the loop; counted once it is.
+    wait_until(lambda: _ok_counted() == counted + 1, "the download counted")
     assert lost == ["record"]
     # Written again under the id its first write got: the one record, not two.
     assert _records(pg_db) == [("recording", "ok", 1, len(WAV))]
