@@ -35,7 +35,8 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 class CsvStream:
     """The rows of one downloaded CSV: ``(fields in CSV_COLUMNS order, raw line bytes)``.
 
-    ``header`` holds the file's header line (normalised to end in LF) once it has been read.
+    ``header`` holds the file's header line (with the file's own line end, LF if it had none)
+    once it has been read: a CRLF file stays CRLF throughout, never an LF header on CRLF rows.
     """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
@@ -54,7 +55,8 @@ class CsvStream:
                 first = False
                 text = text.removeprefix(BOM)
                 if is_header([text.split(",", 1)[0]]):
-                    self.header = text.rstrip("\r\n").encode() + b"\n"
+                    header = text.encode()
+                    self.header = header if header.endswith(b"\n") else header + b"\n"
                     yield text
                     continue
                 raw = text.encode()

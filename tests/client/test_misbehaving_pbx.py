@@ -1,0 +1,192 @@
+"""The SDK and CLI against a PBX that misbehaves on real sockets (tests/client/fake_pbx.py).
+
+Whatever the far end does, a user gets one error line and a non-zero exit (an SDK exception
+of a documented type), no file that looks complete, and a sync that has not stored or marked
+more than it read; a re-run once the PBX behaves completes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from cdrgate.cdr import CSV_HEADER
+from cdrgate.cli import app as cli_app
+from cdrgate.client import CdrClient, ConnectError, PbxError, ProtocolError
+from cdrgate.storage import sync_state
+from cdrgate.storage.db import Database
+from cdrgate.timefmt import parse_pbx_time
+from tests.client.fake_pbx import Answer, FakePbx, http, json_answer
+
+runner = CliRunner()
+DAY = ["--start", "2026-05-01 00:00:00", "--end", "2026-05-01 23:59:59"]
+# Short enough that a stall ends the test quickly; the fake's stalls last until shutdown.
+TIMEOUT = "1"
+
+ROWS = b"".join(
+    b"1.%d,2026-05-01 10:00:%02d,1000,2000,5,3,,,ANSWERED,Internal,,,,SN1\n" % (i, i)
+    for i in range(20)
+)
+CSV = CSV_HEADER.encode() + ROWS
+CUT = CSV[:300]  # the header and a few rows, the last one cut mid-line
+
+
+def csv_answer(body: bytes = CSV, **kwargs) -> Answer:
+    return Answer(http(body, content_type="text/csv", **kwargs))
+
+
+def failed(errno: str) -> Answer:
+    return Answer(json_answer({"status": "Failed", "errno": errno}))
+
+
+def html(status: str) -> Answer:
+    return Answer(http(b"<html><body><h1>" + status.encode() + b"</h1></body></html>",
+                       status, "text/html"))  # fmt: skip
+
+
+def download(url: str, *args: str) -> object:
+    return runner.invoke(
+        cli_app,
+        ["download", "--pbx", url, "--username", "api", "--timeout", TIMEOUT, *DAY, *args],
+        env={"CDRGATE_PBX_PASSWORD": "secret"},
+    )
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+MISBEHAVIOURS = {
+    "stalls mid-CSV": (
+        {"cdr/download": Answer(http(CUT, content_type="text/csv", length=len(CSV)), "hang")},
+        ConnectError,
+    ),
+    "closes mid-CSV, Content-Length": (
+        {"cdr/download": Answer(http(CUT, content_type="text/csv", length=len(CSV)), "close")},
+        ConnectError,
+    ),
+    "chunked cut short": (
+        {
+            "cdr/download": Answer(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % len(CUT)
+                + CUT
+                + b"\r\n",
+                "close",
+            )
+        },
+        ConnectError,
+    ),
+    "resets mid-CSV": (
+        {"cdr/download": Answer(http(CUT, content_type="text/csv", length=len(CSV)), "reset")},
+        ConnectError,
+    ),
+    "closes mid-line, no Content-Length": (
+        {"cdr/download": Answer(http(CUT, content_type="text/csv", length=-1), "close")},
+        ProtocolError,
+    ),
+    "foreign header": ({"cdr/download": csv_answer(b"id,start,from,to\n1,2,3,4\n")}, ProtocolError),
+    "a missing column": (
+        {"cdr/download": csv_answer(CSV.replace(b",sn\n", b"\n", 1))},
+        ProtocolError,
+    ),
+    "a ragged row": (
+        {"cdr/download": csv_answer(CSV + b"1.99,2026-05-01 10:01:00,1000\n")},
+        ProtocolError,
+    ),
+    "invalid UTF-8": (
+        {"cdr/download": csv_answer(CSV[:200] + b"\xff\xfe" + CSV[200:])},
+        ProtocolError,
+    ),
+    "errno 10004": ({"cdr/download": failed("10004")}, PbxError),
+    "errno 20012": ({"cdr/download": failed("20012")}, PbxError),
+    "errno 20015": ({"cdr/download": failed("20015")}, PbxError),
+    "errno 20018": ({"cdr/download": failed("20018")}, PbxError),
+    "HTML 500": ({"cdr/download": html("500 Internal Server Error")}, ProtocolError),
+    "HTML 502": ({"cdr/download": html("502 Bad Gateway")}, ProtocolError),
+    "HTML 504": ({"cdr/download": html("504 Gateway Timeout")}, ProtocolError),
+    "301 elsewhere": (
+        {
+            "cdr/download": Answer(
+                http(b"", "301 Moved Permanently", headers=b"Location: http://127.0.0.1:9/x\r\n")
+            )
+        },
+        ProtocolError,
+    ),
+    "a line without end": (
+        {
+            "cdr/download": Answer(
+                http(CSV_HEADER.encode() + b"y" * (2 << 20), content_type="text/csv")
+            )
+        },
+        ProtocolError,
+    ),
+    "login without token": ({"login": Answer(json_answer({"status": "Success"}))}, ProtocolError),
+    "login with a number for a token": (
+        {"login": Answer(json_answer({"status": "Success", "token": 12345}))},
+        ProtocolError,
+    ),
+    "says nothing": ({"login": Answer(b"", "hang")}, ConnectError),
+    "resets the connection": ({"login": Answer(b"", "reset")}, ConnectError),
+}
+
+
+@pytest.mark.parametrize("answers, error", MISBEHAVIOURS.values(), ids=MISBEHAVIOURS.keys())
+def test_a_misbehaving_pbx_is_one_error_line_and_no_file(answers, error, tmp_path):
+    target = tmp_path / "may.csv"
+    with FakePbx(answers).running() as url:
+        one_error_line(download(url, "-o", str(target)))
+        with CdrClient(url, "api", "secret", timeout=float(TIMEOUT)) as pbx, pytest.raises(error):
+            pbx.download("all", *DAY[1::2], tmp_path / "sdk.csv")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_failed_download_keeps_the_previous_file_and_a_rerun_completes(tmp_path):
+    target = tmp_path / "may.csv"
+    target.write_bytes(b"yesterday's file\n")
+    broken = Answer(http(CUT, content_type="text/csv", length=len(CSV)), "close")
+    with FakePbx({"cdr/download": [broken, csv_answer()]}).running() as url:
+        one_error_line(download(url, "-o", str(target)))
+        assert target.read_bytes() == b"yesterday's file\n"
+        result = download(url, "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes() == CSV
+
+
+def test_a_sync_cut_in_its_second_window_keeps_the_first_and_resumes(tmp_path):
+    into = f"sqlite:///{tmp_path / 'mirror.db'}"
+    second_day = CSV.replace(b"2026-05-01", b"2026-05-02").replace(b"1.", b"2.")
+    cut = Answer(http(second_day[:300], content_type="text/csv", length=len(CSV)), "close")
+    args = ["sync", "--username", "api", "--into", into, "--timeout", TIMEOUT,
+            "--since", "2026-05-01 00:00:00", "--until", "2026-05-02 23:59:59"]  # fmt: skip
+    env = {"CDRGATE_PBX_PASSWORD": "secret"}
+    answers = {"cdr/download": [csv_answer(), cut, csv_answer(), csv_answer(second_day)]}
+    with FakePbx(answers).running() as url:
+        one_error_line(runner.invoke(cli_app, [*args, "--pbx", url], env=env))
+        db = Database(into)
+        try:
+            with db.read() as conn:
+                (state,) = sync_state.all_states(conn)
+                stored = conn.exec_driver_sql("SELECT count(*) FROM cdr").scalar_one()
+            # The first day is stored and marked; nothing of the cut second day.
+            assert (stored, state.mark_ts) == (20, parse_pbx_time("2026-05-01 10:00:19"))
+        finally:
+            db.dispose()
+        again = runner.invoke(cli_app, [*args, "--pbx", url], env=env)
+    assert again.exit_code == 0, again.stderr
+    assert "40 CDRs read, 20 new" in again.stdout
+
+
+def test_a_crlf_csv_is_written_with_its_own_line_ends_throughout(tmp_path):
+    # A device (or a proxy) sending CRLF: the file must not mix an LF header with CRLF rows.
+    body = CSV.replace(b"\n", b"\r\n")
+    target = tmp_path / "may.csv"
+    with FakePbx({"cdr/download": csv_answer(body)}).running() as url:
+        result = download(url, "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes() == body
