@@ -190,3 +190,12 @@ def test_a_crlf_csv_is_written_with_its_own_line_ends_throughout(tmp_path):
         result = download(url, "-o", str(target))
     assert result.exit_code == 0, result.stderr
     assert target.read_bytes() == body
+
+
+def test_an_oversized_answer_head_is_a_protocol_error_not_an_https_hint():
+    huge = Answer(http(b"{}", headers=b"X-Padding: " + b"a" * 1_000_000 + b"\r\n"))
+    with FakePbx({"login": huge}).running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(ProtocolError) as caught:
+            pbx.login()
+    assert "HTTPS" not in str(caught.value)
+    assert "head" in str(caught.value)

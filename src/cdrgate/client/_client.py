@@ -65,6 +65,8 @@ _TIMESTART = CSV_COLUMNS.index("timestart")
 _API_PATH = re.compile(r"(?P<base>.*?)/api/(?P<version>v[0-9][0-9.]*)(?:/.*)?")
 # What OpenSSL says when the other side answers a ClientHello in plain text.
 _PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"})
+# What h11 (under httpx) says when an answer's head passes its 100 KiB limit.
+_HEAD_TOO_LARGE = "Receive buffer too long"
 
 T = TypeVar("T")
 Verify = bool | str | os.PathLike[str]
@@ -537,6 +539,11 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"cannot connect to {base_url}: {_first_line(exc)}")
+    if isinstance(exc, httpx.RemoteProtocolError) and _HEAD_TOO_LARGE in str(exc):
+        # It did answer, with a head no API sends: not a TLS mismatch, not a broken link.
+        return ProtocolError(
+            f"{base_url} answered with an HTTP head over 100 KiB: not an API answer"
+        )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and base_url.startswith(
         "http://"
     ):
