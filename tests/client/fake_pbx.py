@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -64,7 +64,7 @@ class FakePbx:
     """``answers`` maps an endpoint (``cdr/download``, ``login``, ...) to its Answer, or to a
     list of Answers given in turn (the last one repeats). ``seen`` lists endpoints asked for."""
 
-    def __init__(self, answers: dict[str, Answer | list[Answer]]) -> None:
+    def __init__(self, answers: Mapping[str, Answer | list[Answer]]) -> None:
         self.answers = {k: v if isinstance(v, list) else [v] for k, v in answers.items()}
         self.seen: list[str] = []
         self._stop: asyncio.Event | None = None

@@ -8,7 +8,7 @@ more than it read; a re-run once the PBX behaves completes.
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.cli import app as cli_app
@@ -44,7 +44,7 @@ def html(status: str) -> Answer:
                        status, "text/html"))  # fmt: skip
 
 
-def download(url: str, *args: str) -> object:
+def download(url: str, *args: str) -> Result:
     return runner.invoke(
         cli_app,
         ["download", "--pbx", url, "--username", "api", "--timeout", TIMEOUT, *DAY, *args],
@@ -142,7 +142,7 @@ def test_a_misbehaving_pbx_is_one_error_line_and_no_file(answers, error, tmp_pat
     with FakePbx(answers).running() as url:
         one_error_line(download(url, "-o", str(target)))
         with CdrClient(url, "api", "secret", timeout=float(TIMEOUT)) as pbx, pytest.raises(error):
-            pbx.download("all", *DAY[1::2], tmp_path / "sdk.csv")
+            pbx.download("all", DAY[1], DAY[3], tmp_path / "sdk.csv")
     assert sorted(tmp_path.iterdir()) == []
 
 
@@ -199,3 +199,19 @@ def test_an_oversized_answer_head_is_a_protocol_error_not_an_https_hint():
             pbx.login()
     assert "HTTPS" not in str(caught.value)
     assert "head" in str(caught.value)
+
+
+def test_a_redirect_names_where_it_points_and_is_not_followed():
+    moved = Answer(http(b"", "302 Found", headers=b"Location: https://pbx.example:8088/\r\n"))
+    with FakePbx({"login": moved}).running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(ProtocolError) as caught:
+            pbx.login()
+    assert "302" in str(caught.value) and "https://pbx.example:8088/" in str(caught.value)
+
+
+def test_a_gateway_error_says_the_far_end_failed_not_that_the_url_is_wrong():
+    with FakePbx({"cdr/download": html("502 Bad Gateway")}).running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(ProtocolError) as caught:
+            list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
+    message = str(caught.value)
+    assert "HTTP 502 Bad Gateway" in message and "S-Series API URL" not in message

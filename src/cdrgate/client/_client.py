@@ -263,7 +263,7 @@ class CdrClient:
         # Login, heartbeat, logout and get_random may be repeated on another node: at worst
         # a second token or an unused random, which expire by themselves.
         response = self._send(build(), rebuild=build)
-        return _envelope(response.status_code, response.content, endpoint)
+        return _envelope(response, response.content, endpoint)
 
     # -- downloads ------------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ class CdrClient:
                     break
             if response.status_code != 200 or first.lstrip().startswith(b"{"):
                 body = first + _read_capped(chunks, MAX_ERROR_BODY)
-                _envelope(response.status_code, body, "cdr/download")
+                _envelope(response, body, "cdr/download")
                 raise ProtocolError("cdr/download answered Success without a file")
         except BaseException:
             response.close()
@@ -564,10 +564,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _envelope(status_code: int, body: bytes, action: str) -> dict[str, Any]:
+def _envelope(response: httpx.Response, body: bytes, action: str) -> dict[str, Any]:
     """The JSON answer if it is Success; PbxError if Failed; ProtocolError if neither."""
-    if status_code != 200:
-        raise ProtocolError(f"{action}: HTTP {status_code} (is this an S-Series API URL?)")
+    if response.status_code != 200:
+        raise ProtocolError(_status_problem(response, action))
     try:
         data = json.loads(body)
     except ValueError:
@@ -577,6 +577,18 @@ def _envelope(status_code: int, body: bytes, action: str) -> dict[str, Any]:
     if data["status"] == "Failed":
         raise PbxError(str(data.get("errno", "")), action)
     return data
+
+
+def _status_problem(response: httpx.Response, action: str) -> str:
+    """Why a non-200 answer is not the API's, in the words that point at the fix."""
+    status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    if response.is_redirect:
+        # Not followed: the token and random travel in the query, and the API never redirects.
+        where = response.headers.get("location", "nowhere")
+        return f"{action}: {status}, a redirect to {where}; give the PBX's API address itself"
+    if response.status_code >= 500:
+        return f"{action}: {status}: the PBX (or a proxy in front of it) failed; try again later"
+    return f"{action}: {status} (is this an S-Series API URL?)"
 
 
 def _read_capped(chunks: Iterator[bytes], limit: int) -> bytes:

@@ -73,16 +73,16 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
                 body += chunk
                 if len(body) > MAX_ERROR_BODY:
                     break
-            _raise_envelope(response.status_code, body)
+            _raise_envelope(response, body)
         return _write(response, path, client.base_url)
     finally:
         response.close()
 
 
-def _raise_envelope(status_code: int, body: bytes) -> None:
+def _raise_envelope(response: httpx.Response, body: bytes) -> None:
     from cdrgate.client._client import _envelope
 
-    _envelope(status_code, body, "recording/download")
+    _envelope(response, body, "recording/download")
     raise ProtocolError("recording/download answered Success without a file")
 
 
