@@ -69,9 +69,22 @@ MEANINGS: dict[str, str] = {
 }
 
 
+# Codes a real device may send that cdrgate never does (spec section 9): the SDK names them.
+DEVICE_ONLY_MEANINGS: dict[str, str] = {
+    "20007": "data is empty",
+    "20008": "port error",
+    "20009": "blank request",
+    "20013": "verification code error",
+    "20016": "voicemail status parameter wrong",
+    "20017": "voicemail random invalid",
+    "20018": "voice file does not exist",
+    "30001": "JSON memory allocation failed on the PBX",
+}
+
+
 def meaning(errno: str) -> str:
-    """The errno in words; codes cdrgate does not list (a real PBX may send more) are unknown."""
-    return MEANINGS.get(errno, "unknown error")
+    """The errno in words; codes no list has (a device may send more) are unknown."""
+    return MEANINGS.get(errno) or DEVICE_ONLY_MEANINGS.get(errno, "unknown error")
 
 
 class CdrgateError(Exception):

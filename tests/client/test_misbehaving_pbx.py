@@ -215,3 +215,11 @@ def test_a_gateway_error_says_the_far_end_failed_not_that_the_url_is_wrong():
             list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
     message = str(caught.value)
     assert "HTTP 502 Bad Gateway" in message and "S-Series API URL" not in message
+
+
+def test_a_device_errno_cdrgate_never_sends_is_still_said_in_words():
+    with FakePbx({"cdr/download": failed("20018")}).running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(PbxError) as caught:
+            list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
+    assert caught.value.errno == "20018"
+    assert "voice file does not exist (errno 20018)" in str(caught.value)
