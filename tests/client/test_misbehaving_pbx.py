@@ -223,3 +223,12 @@ def test_a_device_errno_cdrgate_never_sends_is_still_said_in_words():
             list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
     assert caught.value.errno == "20018"
     assert "voice file does not exist (errno 20018)" in str(caught.value)
+
+
+def test_a_huge_answer_to_login_is_refused_without_reading_it_all():
+    # Valid JSON, but 64 MiB of it: the client stops reading at its cap instead of holding it.
+    padded = b'{"status":"Success","token":"t","pad":"' + b"x" * (64 << 20) + b'"}'
+    with FakePbx({"login": Answer(http(padded))}).running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(ProtocolError) as caught:
+            pbx.login()
+    assert "login" in str(caught.value) and "MiB" in str(caught.value)

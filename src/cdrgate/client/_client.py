@@ -58,6 +58,8 @@ DEFAULT_HEARTBEAT_AFTER = timedelta(minutes=20)
 LOCKOUT = timedelta(minutes=10)
 RANDOM_ATTEMPTS = 3
 MAX_ERROR_BODY = 64 * 1024
+# login/heartbeat/logout/get_random answers are a few hundred bytes; read no more than this.
+MAX_ANSWER_BYTES = 1 << 20
 TOKEN_ERRNOS = frozenset({Errno.TOKEN_UNKNOWN, Errno.TOKEN_EMPTY, Errno.TOKEN_EXPIRED})
 _TIMESTART = CSV_COLUMNS.index("timestart")
 
@@ -262,8 +264,16 @@ class CdrClient:
 
         # Login, heartbeat, logout and get_random may be repeated on another node: at worst
         # a second token or an unused random, which expire by themselves.
-        response = self._send(build(), rebuild=build)
-        return _envelope(response, response.content, endpoint)
+        response = self._send(build(), stream=True, rebuild=build)
+        try:
+            answer = _read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.node_url) from None
+        finally:
+            response.close()
+        if len(answer) > MAX_ANSWER_BYTES:
+            raise ProtocolError(f"{endpoint}: the answer exceeds 1 MiB: not an API answer")
+        return _envelope(response, answer, endpoint)
 
     # -- downloads ------------------------------------------------------------------------
 
