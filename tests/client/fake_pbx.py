@@ -52,7 +52,7 @@ def json_answer(data: dict[str, object]) -> bytes:
 def _device(endpoint: str, body: bytes) -> Answer | None:
     if endpoint == "login":
         return Answer(json_answer({"status": "Success", "token": "0123456789abcdef" * 2}))
-    if endpoint == "cdr/get_random":
+    if endpoint in ("cdr/get_random", "recording/get_random"):
         echo = json.loads(body)
         return Answer(json_answer({"status": "Success", **echo, "random": "f" * 32}))
     if endpoint in ("heartbeat", "logout"):
@@ -62,11 +62,13 @@ def _device(endpoint: str, body: bytes) -> Answer | None:
 
 class FakePbx:
     """``answers`` maps an endpoint (``cdr/download``, ``login``, ...) to its Answer, or to a
-    list of Answers given in turn (the last one repeats). ``seen`` lists endpoints asked for."""
+    list of Answers given in turn (the last one repeats). ``seen`` lists endpoints asked for,
+    ``targets`` their request targets (path and query, as sent)."""
 
     def __init__(self, answers: Mapping[str, Answer | list[Answer]]) -> None:
         self.answers = {k: v if isinstance(v, list) else [v] for k, v in answers.items()}
         self.seen: list[str] = []
+        self.targets: list[str] = []
         self._stop: asyncio.Event | None = None
 
     def _answer(self, endpoint: str, body: bytes) -> Answer:
@@ -87,7 +89,9 @@ class FakePbx:
                     if name.strip().lower() == "content-length":
                         length = int(value)
                 body = await reader.readexactly(length)
-                path = lines[0].split(" ")[1].split("?")[0]
+                target = lines[0].split(" ")[1]
+                self.targets.append(target)
+                path = target.split("?")[0]
                 endpoint = path.split("/", 3)[3] if path.startswith("/api/") else path
                 self.seen.append(endpoint)
                 answer = self._answer(endpoint, body)

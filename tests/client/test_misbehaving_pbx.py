@@ -7,6 +7,8 @@ more than it read; a re-run once the PBX behaves completes.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -232,3 +234,21 @@ def test_a_huge_answer_to_login_is_refused_without_reading_it_all():
         with CdrClient(url, "api", "secret") as pbx, pytest.raises(ProtocolError) as caught:
             pbx.login()
     assert "login" in str(caught.value) and "MiB" in str(caught.value)
+
+
+@pytest.mark.parametrize("what", ["cdr", "recording"])
+def test_a_token_of_odd_shape_reaches_the_download_link_intact(what, tmp_path):
+    token = "a+b&c d/é%"
+    answers = {
+        "login": Answer(json_answer({"status": "Success", "token": token})),
+        "cdr/download": csv_answer(),
+        "recording/download": Answer(http(b"RIFF", content_type="audio/wav")),
+    }
+    fake = FakePbx(answers)
+    with fake.running() as url, CdrClient(url, "api", "secret") as pbx:
+        if what == "cdr":
+            list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
+        else:
+            pbx.download_recording("call.wav", tmp_path / "call.wav")
+    (link,) = [t for t in fake.targets if t.startswith(f"/api/v1.1.0/{what}/download?")]
+    assert parse_qs(urlsplit(link).query)["token"] == [token]

@@ -62,7 +62,11 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
     random = answer.get("random")
     if not isinstance(random, str) or not random:
         raise ProtocolError("recording/get_random answered Success without a random")
-    query = f"recording={quote(name, safe='')}&token={token}&random={random}"
+    # Quoted like the CDR link: a token or random is the PBX's text, whatever its shape.
+    query = "&".join(
+        f"{field}={quote(value, safe='')}"
+        for field, value in (("recording", name), ("token", token), ("random", random))
+    )
     request = client._http.build_request("GET", f"{client._url('recording/download')}?{query}")
     response = client._send(request, stream=True)
     try:
