@@ -90,7 +90,7 @@ MISBEHAVIOURS = {
     ),
     "closes mid-line, no Content-Length": (
         {"cdr/download": Answer(http(CUT, content_type="text/csv", length=-1), "close")},
-        ProtocolError,
+        ConnectError,
     ),
     "foreign header": ({"cdr/download": csv_answer(b"id,start,from,to\n1,2,3,4\n")}, ProtocolError),
     "a missing column": (
@@ -252,3 +252,11 @@ def test_a_token_of_odd_shape_reaches_the_download_link_intact(what, tmp_path):
             pbx.download_recording("call.wav", tmp_path / "call.wav")
     (link,) = [t for t in fake.targets if t.startswith(f"/api/v1.1.0/{what}/download?")]
     assert parse_qs(urlsplit(link).query)["token"] == [token]
+
+
+def test_a_body_without_length_cut_mid_line_is_said_to_be_cut():
+    # Without Content-Length or chunks, only the unfinished last line shows the cut.
+    cut = Answer(http(CUT, content_type="text/csv", length=-1), "close")
+    with FakePbx({"cdr/download": cut}).running() as url:
+        line = one_error_line(download(url, "-o", "-"))
+    assert "ended in the middle of a line" in line

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from cdrgate.client._errors import ProtocolError
+from cdrgate.client._errors import ConnectError, ProtocolError
 from cdrgate.client._records import is_header, iter_ordered_rows
 
 # A CDR line is a few hundred bytes; anything far longer is not a CDR file.
@@ -43,10 +43,12 @@ class CsvStream:
         self._chunks = chunks
         self.header: bytes | None = None
         self._pending: list[bytes] = []
+        self._unfinished = False  # the last line read lacks its line end
 
     def _text_lines(self) -> Iterator[str]:
         first = True
         for raw in split_lines(self._chunks):
+            self._unfinished = not raw.endswith(b"\n")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -64,7 +66,16 @@ class CsvStream:
             yield text
 
     def __iter__(self) -> Iterator[tuple[list[str], bytes]]:
-        for fields in iter_ordered_rows(self._text_lines()):
-            raw = b"".join(self._pending)
-            self._pending.clear()
-            yield fields, raw
+        try:
+            for fields in iter_ordered_rows(self._text_lines()):
+                raw = b"".join(self._pending)
+                self._pending.clear()
+                yield fields, raw
+        except ProtocolError:
+            # A body delimited by the connection's close (no length, no chunks) that was cut
+            # shows it only here: a last line that is both unfinished and unreadable.
+            if self._unfinished:
+                raise ConnectError(
+                    "the download ended in the middle of a line: the connection was cut"
+                ) from None
+            raise
