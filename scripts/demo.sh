@@ -40,7 +40,7 @@ if [ ! -f demo/cdrgate.db ]; then
   echo "== seeding 200000 demo CDRs (2026) into demo/cdrgate.db"
   "$BIN/cdrgate" seed --count 200000 --seed 7 --start 2026-01-01 --days 365
 fi
-echo "== generating demo recordings (tones) for seeded calls of 2026-03-02 into demo/recordings"
+echo "== generating demo recordings (tones) for every seeded call of 2026-03-02 into demo/recordings"
 "$BIN/python" "$ROOT/scripts/demo_recordings.py" demo/recordings 2026-03-02 >demo/recordings.txt
 REC=$(head -n 1 demo/recordings.txt)
 # Names carry callees like "+3351...": a raw "+" in a query means a space, so encode it.

@@ -33,9 +33,11 @@ def write_tone(path: Path, frequency: float, seconds: float = SECONDS) -> None:
         out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
 
 
-def write_demo_recordings(db: Database, folder: Path, day: str, count: int = 5) -> list[Path]:
-    """A tone for each of the first ``count`` calls of ``day`` (yyyy-mm-dd) with a recording,
-    in the dated sub-folder a PBX would use (DIR/yyyy/mm/dd/NAME)."""
+def write_demo_recordings(
+    db: Database, folder: Path, day: str, count: int | None = None
+) -> list[Path]:
+    """A tone for each of the first ``count`` (default: every) calls of ``day`` (yyyy-mm-dd)
+    with a recording, in the dated sub-folder a PBX would use (DIR/yyyy/mm/dd/NAME)."""
     with db.read() as conn:
         names = list(
             conn.execute(
@@ -51,6 +53,7 @@ def write_demo_recordings(db: Database, folder: Path, day: str, count: int = 5) 
     for number, name in enumerate(names):
         path = target / name
         if not path.exists():
-            write_tone(path, 440.0 * 2 ** (number / 12))
+            # One octave of semitones, over and over: 8 kHz audio carries nothing past 4 kHz.
+            write_tone(path, 440.0 * 2 ** ((number % 12) / 12))
         written.append(path)
     return written
