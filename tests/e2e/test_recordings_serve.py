@@ -74,3 +74,20 @@ def test_a_download_from_another_address_needs_allowedip(served):
         allowed = other.get(link(allowedip="127.0.0.2"))
         assert allowed.headers["content-type"] == "audio/wav"
         assert allowed.content == b"RIFF-first" * 1000
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_serve_warns_when_the_recordings_folder_is_not_a_folder(kind, tmp_path):
+    # A typo in --recordings would otherwise look like a PBX without recordings: all 20014.
+    database_url = prepare_database(tmp_path)
+    folder = tmp_path / "recordnigs"
+    if kind == "a file":
+        folder.write_text("not a folder")
+    env = {**os.environ, "CDRGATE_DATABASE": database_url, "CDRGATE_ACCESS_LOG": "0"}
+    log = tmp_path / "serve.log"
+    server = launch(("--recordings", str(folder)), env, log, tmp_path)
+    server.stop()
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: recordings folder {folder} is not a folder: every recording answers 20014"
+    ]

@@ -188,6 +188,13 @@ def serve(
     if settings.replicas:
         db.dispose()
         db = serving_database(settings)  # refuses a SQLite primary before any worker starts
+    if settings.recordings and not Path(settings.recordings).is_dir():
+        say(
+            "warning:",
+            f"recordings folder {settings.recordings} is not a folder: "
+            "every recording answers 20014",
+            "yellow",
+        )
     if not accounts.names(db):
         say(
             "warning:",
