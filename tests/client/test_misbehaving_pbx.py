@@ -260,3 +260,25 @@ def test_a_body_without_length_cut_mid_line_is_said_to_be_cut():
     with FakePbx({"cdr/download": cut}).running() as url:
         line = one_error_line(download(url, "-o", "-"))
     assert "ended in the middle of a line" in line
+
+
+NOT_A_FEED = {
+    "302 to its login page": Answer(http(b"", "302 Found", headers=b"Location: /login\r\n")),
+    "403": html("403 Forbidden"),
+    "401 of its web server": Answer(http(b"<html>Unauthorized</html>", "401 Unauthorized",
+                                         "text/html", b'WWW-Authenticate: Basic realm="PBX"\r\n')),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("answer", NOT_A_FEED.values(), ids=NOT_A_FEED.keys())
+def test_a_pbx_whose_web_server_guards_other_paths_is_synced_by_windows(answer, tmp_path):
+    # sync asks every far end for cdrgate's change feed first; a real PBX's web server may
+    # answer that path with its login page or a refusal rather than a 404.
+    into = f"sqlite:///{tmp_path / 'mirror.db'}"
+    args = ["sync", "--username", "api", "--into", into, "--timeout", TIMEOUT,
+            "--since", "2026-05-01 00:00:00", "--until", "2026-05-01 23:59:59"]  # fmt: skip
+    fake = FakePbx({"/v1/cdrs/changes": answer, "cdr/download": csv_answer()})
+    with fake.running() as url:
+        result = runner.invoke(cli_app, [*args, "--pbx", url], env={"CDRGATE_PBX_PASSWORD": "x"})
+    assert result.exit_code == 0, result.stderr
+    assert "20 CDRs read, 20 new" in result.stdout

@@ -19,8 +19,6 @@ from cdrgate.client._records import Cdr, cdr_from_fields
 
 PATH = "/v1/cdrs/changes"
 MAX_LIMIT = 10_000
-# Statuses meaning "no such resource here": the far end is not a cdrgate (or a very old one).
-_NO_FEED = frozenset({404, 405, 501})
 
 
 @dataclass(frozen=True)
@@ -35,12 +33,15 @@ class ChangesPage:
 def read_page(response: httpx.Response) -> ChangesPage | None:
     """The page in ``response``; None when the far end has no change feed; PbxError for a
     dead token (so the caller logs in again); ProtocolError for anything else unexpected."""
-    if response.status_code in _NO_FEED:
+    status = response.status_code
+    if status == 401 and "errno" in (problem := _json(response)):
+        raise PbxError(str(problem["errno"]), "cdr changes")
+    if status >= 500:
+        raise ProtocolError(f"cdr changes: HTTP {status}")
+    if status != 200:
+        # Not a cdrgate's feed: a PBX's web server answers paths it lacks with 404, or with
+        # a redirect to its login page, a 401/403 of its own: all mean "no feed here".
         return None
-    if response.status_code == 401:
-        raise PbxError(str(_json(response).get("errno", "")), "cdr changes")
-    if response.status_code != 200:
-        raise ProtocolError(f"cdr changes: HTTP {response.status_code}")
     body = _json(response)
     items, next_after, last_seq = body.get("items"), body.get("next_after"), body.get("last_seq")
     if not isinstance(items, list) or not _count(next_after) or not _count(last_seq):
