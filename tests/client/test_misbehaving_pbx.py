@@ -282,3 +282,12 @@ def test_a_pbx_whose_web_server_guards_other_paths_is_synced_by_windows(answer, 
         result = runner.invoke(cli_app, [*args, "--pbx", url], env={"CDRGATE_PBX_PASSWORD": "x"})
     assert result.exit_code == 0, result.stderr
     assert "20 CDRs read, 20 new" in result.stdout
+
+
+def test_an_html_page_answered_with_200_is_called_one():
+    page = Answer(
+        http(b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n", content_type="text/html")
+    )
+    with FakePbx({"cdr/download": page}).running() as url:
+        line = one_error_line(download(url, "-o", "-"))
+    assert "an HTML page" in line

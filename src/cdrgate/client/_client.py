@@ -312,6 +312,10 @@ class CdrClient:
                 body = first + _read_capped(chunks, MAX_ERROR_BODY)
                 _envelope(response, body, "cdr/download")
                 raise ProtocolError("cdr/download answered Success without a file")
+            if first.lstrip().startswith(b"<"):  # no CSV starts so: a web server's page
+                raise ProtocolError(
+                    "cdr/download answered an HTML page, not a CSV (is this an S-Series API URL?)"
+                )
         except BaseException:
             response.close()
             raise
