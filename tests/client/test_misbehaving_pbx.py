@@ -291,3 +291,13 @@ def test_an_html_page_answered_with_200_is_called_one():
     with FakePbx({"cdr/download": page}).running() as url:
         line = one_error_line(download(url, "-o", "-"))
     assert "an HTML page" in line
+
+
+def test_an_output_that_is_a_folder_is_refused_before_downloading(tmp_path):
+    fake = FakePbx({"cdr/download": csv_answer()})
+    with fake.running() as url:
+        result = download(url, "-o", str(tmp_path))
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(ValueError, match="folder"):
+            pbx.download("all", DAY[1], DAY[3], tmp_path)
+    assert result.exit_code == 2 and "is a folder" in result.stderr, result.stderr
+    assert sorted(tmp_path.iterdir()) == [] and "cdr/download" not in fake.seen

@@ -162,6 +162,8 @@ def _output(target: str) -> Iterator[BinaryIO]:
         sys.stdout.buffer.flush()
         return
     path = Path(target)
+    if path.is_dir():  # the rename at the end would put "<target>.part" inside it
+        raise UsageError(f"--output {target} is a folder: give a file name")
     partial = path.with_name(path.name + ".part")
     try:
         stream = partial.open("wb")

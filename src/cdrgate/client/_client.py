@@ -431,6 +431,8 @@ class CdrClient:
         """
         if isinstance(dest, str | os.PathLike):
             path = Path(dest)
+            if path.is_dir():  # the rename would put "<dest>.part" inside it
+                raise ValueError(f"{path} is a folder: give the CSV file's name")
             partial = path.with_name(path.name + ".part")
             try:
                 with partial.open("wb") as out:
