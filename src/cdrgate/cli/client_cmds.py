@@ -72,7 +72,9 @@ CaFileOption = Annotated[
     Path | None,
     typer.Option("--ca-file", help="Trust this CA/certificate file (the PBX's self-signed one)."),
 ]
-TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Seconds per request.")]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds the PBX may stay silent.")
+]
 WindowOption = Annotated[
     int, typer.Option("--window-hours", min=1, help="Hours per download request.")
 ]
