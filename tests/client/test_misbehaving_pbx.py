@@ -301,3 +301,11 @@ def test_an_output_that_is_a_folder_is_refused_before_downloading(tmp_path):
             pbx.download("all", DAY[1], DAY[3], tmp_path)
     assert result.exit_code == 2 and "is a folder" in result.stderr, result.stderr
     assert sorted(tmp_path.iterdir()) == [] and "cdr/download" not in fake.seen
+
+
+def test_a_login_answer_cut_mid_body_moves_to_the_next_node():
+    cut = Answer(http(b'{"status":"Succ', length=200), "close")
+    with FakePbx({"login": cut}).running() as broken, FakePbx({}).running() as working:
+        with CdrClient([broken, working], "api", "secret") as pbx:
+            pbx.login()
+            assert pbx.node_url == working

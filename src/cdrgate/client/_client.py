@@ -264,13 +264,20 @@ class CdrClient:
 
         # Login, heartbeat, logout and get_random may be repeated on another node: at worst
         # a second token or an unused random, which expire by themselves.
-        response = self._send(build(), stream=True, rebuild=build)
-        try:
-            answer = _read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self.node_url) from None
-        finally:
-            response.close()
+        for tried in range(1, len(self.base_urls) + 1):
+            response = self._send(build(), stream=True, rebuild=build)
+            try:
+                answer = _read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
+                break
+            except httpx.HTTPError as exc:
+                error = ConnectError(
+                    f"the connection to {self.node_url} broke during its {endpoint} answer: "
+                    f"{_first_line(exc)}"
+                )
+                if tried == len(self.base_urls) or not self._fail_over():
+                    raise error from None
+            finally:
+                response.close()
         if len(answer) > MAX_ANSWER_BYTES:
             raise ProtocolError(f"{endpoint}: the answer exceeds 1 MiB: not an API answer")
         return _envelope(response, answer, endpoint)
