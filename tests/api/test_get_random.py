@@ -38,6 +38,13 @@ def test_blank_extid_is_10004(flow):
     assert flow.get_random(flow.token(), " , ")["errno"] == "10004"
 
 
+def test_an_extid_list_past_1000_extensions_is_10004_and_1000_is_accepted(flow):
+    token = flow.token()
+    extensions = [str(1000 + n) for n in range(1001)]
+    assert flow.get_random(token, ",".join(extensions))["errno"] == "10004"
+    assert flow.get_random(token, ",".join(extensions[:1000]))["status"] == "Success"
+
+
 @pytest.mark.parametrize(
     "bad",
     [
