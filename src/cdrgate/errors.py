@@ -72,7 +72,6 @@ MEANINGS: dict[str, str] = {
 # Codes a real device may send that cdrgate never does (spec section 9): the SDK names them.
 DEVICE_ONLY_MEANINGS: dict[str, str] = {
     "20007": "data is empty",
-    "20008": "port error",
     "20009": "blank request",
     "20013": "verification code error",
     "20016": "voicemail status parameter wrong",

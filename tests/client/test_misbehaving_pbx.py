@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.cli import app as cli_app
 from cdrgate.client import CdrClient, ConnectError, PbxError, ProtocolError
+from cdrgate.errors import DEVICE_ONLY_MEANINGS, MEANINGS
 from cdrgate.storage import sync_state
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
@@ -309,3 +310,8 @@ def test_a_login_answer_cut_mid_body_moves_to_the_next_node():
         with CdrClient([broken, working], "api", "secret") as pbx:
             pbx.login()
             assert pbx.node_url == working
+
+
+def test_the_device_only_errnos_are_those_cdrgate_never_sends():
+    # One place for each meaning: a code cdrgate starts sending moves to Errno and MEANINGS.
+    assert not set(DEVICE_ONLY_MEANINGS) & set(MEANINGS)
