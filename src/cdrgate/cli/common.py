@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from rich.text import Text
 from cdrgate.cli.exits import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_PIPE,
     EXIT_STORAGE,
     EXIT_TERMINATED,
     EXIT_USAGE,
@@ -77,6 +79,12 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         except (ImportFailed, SchemaError, CdrgateError) as exc:
             say("error:", str(exc))
             raise typer.Exit(EXIT_FAILED) from None
+        except BrokenPipeError:
+            # The reader of the output went away (`| head`): stop as a shell reports the
+            # SIGPIPE that other tools die of, quietly. What is still buffered for stdout is
+            # sent to /dev/null, or the interpreter's last flush would fail again at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_PIPE) from None
         except (KeyboardInterrupt, Terminated) as exc:
             # Every write of the command that had not committed was rolled back as this
             # exception unwound it; what earlier transactions committed stays.

@@ -12,6 +12,7 @@ EXIT_PORT = 4
 # Stopped from outside, as shells report a signal: 128 + its number.
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM
+EXIT_PIPE = 141  # the output's reader went away (SIGPIPE), e.g. `| head`
 
 
 class Terminated(BaseException):
