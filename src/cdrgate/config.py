@@ -92,6 +92,19 @@ def parse_option(option: str, value: str | None, name: str | None = None) -> Any
         raise UsageError(f"{option}: {exc}") from None
 
 
+def value_source(
+    option: str, given: bool, name: str, config: Path | None, environ: Mapping[str, str]
+) -> str:
+    """How an error names where setting ``name``'s value came from, as the user wrote it: the
+    flag when it was given, else its ``CDRGATE_*`` variable, else the config file's key."""
+    setting = _BY_NAME[name]
+    if given:
+        return option
+    if setting.env in environ:
+        return setting.env
+    return f"{name} in {config}" if config is not None else option
+
+
 @dataclass(frozen=True)
 class ShownSetting:
     name: str

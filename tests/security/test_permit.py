@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -87,4 +88,31 @@ def test_serve_refuses_a_bad_permit_option_in_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "not an IP address or network" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ({"CDRGATE_TRUSTED_PROXIES": "proxy.example"}, "CDRGATE_TRUSTED_PROXIES"),
+        ({"CDRGATE_PERMITTED_NETWORKS": "10.0.0.0/33"}, "CDRGATE_PERMITTED_NETWORKS"),
+        ("trusted_proxies = ['proxy.example']\n", "trusted_proxies in "),
+    ],
+)
+def test_a_bad_network_from_the_environment_or_a_file_is_named_as_written(tmp_path, source, named):
+    """The one error line names what the user wrote: a variable or a config file's key, not a
+    flag they never gave."""
+    env = {**os.environ, "CDRGATE_DATABASE": f"sqlite:///{tmp_path / 'x.db'}"}
+    extra = []
+    if isinstance(source, dict):
+        env.update(source)
+    else:
+        (tmp_path / "cdrgate.toml").write_text(source)
+        extra = ["--config", str(tmp_path / "cdrgate.toml")]
+    done = subprocess.run(
+        [*CLI, "serve", "--port", "1", *extra], capture_output=True, text=True, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {named}"), done.stderr
     assert "Traceback" not in done.stderr

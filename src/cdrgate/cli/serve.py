@@ -17,7 +17,7 @@ import typer
 from cdrgate.cli.common import cli_errors, err, open_database, say
 from cdrgate.cli.exits import EXIT_PORT
 from cdrgate.cli.ops import ConfigOption
-from cdrgate.config import load_settings, parse_option
+from cdrgate.config import load_settings, parse_option, value_source
 from cdrgate.errors import UsageError
 from cdrgate.iprules import parse_networks
 from cdrgate.logsetup import configure_logging, startup_line
@@ -165,8 +165,14 @@ def serve(
     if faults is not None:
         plan = load_faults(faults, settings.host, workers, i_know)
         settings = plan.tighten(settings)
-    check_networks(settings.trusted_proxies, "--trusted-proxy")
-    check_networks(settings.permitted_networks, "--permit")
+    check_networks(
+        settings.trusted_proxies,
+        value_source("--trusted-proxy", bool(trusted_proxy), "trusted_proxies", config, os.environ),
+    )
+    check_networks(
+        settings.permitted_networks,
+        value_source("--permit", bool(permit), "permitted_networks", config, os.environ),
+    )
     check_port_free(settings.host, settings.port)
     configure_logging(log_level, settings.log_format)
     limit_malloc_arenas()
