@@ -315,3 +315,42 @@ def test_a_login_answer_cut_mid_body_moves_to_the_next_node():
 def test_the_device_only_errnos_are_those_cdrgate_never_sends():
     # One place for each meaning: a code cdrgate starts sending moves to Errno and MEANINGS.
     assert not set(DEVICE_ONLY_MEANINGS) & set(MEANINGS)
+
+
+@pytest.fixture
+def no_busy_waits(monkeypatch):
+    """20010's waits shortened: these tests check the tries, not the clock."""
+    import cdrgate.client._client as client_module
+    import cdrgate.client._recordings as recordings_module
+
+    for module in (client_module, recordings_module):
+        monkeypatch.setattr(module, "BUSY_WAITS_S", (0.0, 0.0, 0.0))
+
+
+def test_a_busy_pbx_is_asked_again_with_a_new_random(no_busy_waits, tmp_path):
+    """20010 means "try again shortly"; the README tells API clients so, and the SDK does."""
+    fake = FakePbx({"cdr/download": [failed("20010"), failed("20010"), csv_answer()]})
+    with fake.running() as url:
+        result = download(url, "-o", str(tmp_path / "may.csv"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "may.csv").read_bytes() == CSV
+    assert fake.seen.count("cdr/get_random") == 3
+
+
+def test_a_pbx_that_stays_busy_is_an_error_after_its_retries(no_busy_waits):
+    fake = FakePbx({"cdr/download": failed("20010")})
+    with fake.running() as url:
+        with CdrClient(url, "api", "secret") as pbx, pytest.raises(PbxError) as caught:
+            list(pbx.iter_cdrs("all", DAY[1], DAY[3]))
+    assert caught.value.errno == "20010"
+    assert fake.seen.count("cdr/download") == 4  # the first try and three more
+
+
+def test_a_busy_recording_download_is_asked_again(no_busy_waits, tmp_path):
+    wav = b"RIFF" + bytes(60)
+    audio = Answer(http(wav, content_type="audio/x-wav"))
+    fake = FakePbx({"recording/download": [failed("20010"), audio]})
+    with fake.running() as url, CdrClient(url, "api", "secret") as pbx:
+        done = pbx.download_recording("20260501-1000-2000.wav", tmp_path)
+    assert done.path.read_bytes() == wav
+    assert fake.seen.count("recording/get_random") == 2

@@ -41,7 +41,7 @@ from cdrgate.client._errors import (
     ProtocolError,
     TlsError,
 )
-from cdrgate.client._recordings import RecordingResult, download_recording
+from cdrgate.client._recordings import BUSY_WAITS_S, RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
 from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
@@ -330,7 +330,7 @@ class CdrClient:
 
     def _window_stream(self, extid: str, start: int, end: int) -> CsvStream | None:
         """One window's CSV, or None when the PBX has no CDR in it (20021)."""
-        attempt = failovers = 0
+        attempt = failovers = busy = 0
         while True:
             attempt += 1
             try:
@@ -342,6 +342,10 @@ class CdrClient:
                     return None
                 # The random lives 30 s; a slow link or a busy PBX can outlive it.
                 if exc.errno == Errno.CDR_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
+                    continue
+                if exc.errno == Errno.SERVER_BUSY and busy < len(BUSY_WAITS_S):
+                    time.sleep(BUSY_WAITS_S[busy])
+                    busy += 1
                     continue
                 raise
             except ConnectError:

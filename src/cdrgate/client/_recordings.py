@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 
 MAX_ERROR_BODY = 64 * 1024
 RANDOM_ATTEMPTS = 2  # the first try and one retry on 20012 (a random that aged in transit)
+# 20010: the PBX (or a cdrgate at its download limits) is busy and asks to be tried again
+# shortly with a new random; a CDR or recording download waits this long before each new
+# try, then the error is the caller's.
+BUSY_WAITS_S = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,20 @@ def download_recording(
     client: CdrClient, name: str, dest: str | os.PathLike[str]
 ) -> RecordingResult:
     path = target_path(name, dest)
-    for attempt in range(1, RANDOM_ATTEMPTS + 1):
+    attempt = busy = 0
+    while True:
+        attempt += 1
         try:
             size = client._authenticated(lambda token: _fetch(client, token, name, path))
         except PbxError as exc:
             if exc.errno == Errno.RECORDING_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
                 continue
+            if exc.errno == Errno.SERVER_BUSY and busy < len(BUSY_WAITS_S):  # as a CDR download
+                time.sleep(BUSY_WAITS_S[busy])
+                busy += 1
+                continue
             raise
         return RecordingResult(name, path, size)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
