@@ -67,6 +67,7 @@ def serving_database(settings: Settings) -> Database:
         settings.database,
         replicas=settings.replicas,
         max_replica_lag_ms=settings.max_replica_lag_ms,
+        mmap_mib=settings.sqlite_mmap_mib,
     )
 
 

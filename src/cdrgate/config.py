@@ -55,7 +55,7 @@ def _coerce(setting: Setting, value: Any) -> Any:
             return value
     elif isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return setting.parse(str(value))  # its bounds, as from the environment
     elif isinstance(default, tuple):
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return setting.parse(",".join(value))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from cdrgate.errors import UsageError
+from cdrgate.storage.sqlite_settings import DEFAULT_MMAP_MIB
 
 DEFAULT_DATABASE = "sqlite:///cdrgate.db"
 EmptyDownload = Literal["errno", "header"]
@@ -50,6 +51,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {value}")
     return value
 
 
@@ -187,6 +195,11 @@ class Settings:
         1000,
         "How long an export waits for a replica to replay the primary's position; later: skipped.",
         _positive_int,
+    )
+    sqlite_mmap_mib: int = _setting(
+        DEFAULT_MMAP_MIB,
+        "MiB of a SQLite store `serve` reads through a memory map (0 = off; see docs/storage.md).",
+        _non_negative_int,
     )
     log_format: LogFormat = _setting(
         "text", "`serve` log lines: `text` or `json` (one object per line).", _log_format

@@ -35,6 +35,7 @@ from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.pg_loop import LoopStatements
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
+from cdrgate.storage.sqlite_settings import DEFAULT_MMAP_MIB
 from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
 from cdrgate.storage.sqlite_settings import connection_settings as connection_settings
 
@@ -208,7 +209,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _postgresql_engine(
-    url: Any, cache_kib: int = 0, generic_plans: bool = False, **kwargs: Any
+    url: Any,
+    cache_kib: int = 0,
+    generic_plans: bool = False,
+    mmap_mib: int = 0,  # SQLite's alone: PostgreSQL has its shared buffers
+    **kwargs: Any,
 ) -> Engine:
     # Every worker process has its own pool: workers x (pool_size + max_overflow) must stay
     # below the server's max_connections (100 by default); requests beyond wait for a slot.
@@ -235,7 +240,11 @@ def _postgresql_engine(
 
 
 def _sqlite_engine(
-    url: Any, cache_kib: int = CACHE_KIB, on_loop: bool = False, **kwargs: Any
+    url: Any,
+    cache_kib: int = CACHE_KIB,
+    on_loop: bool = False,
+    mmap_mib: int = DEFAULT_MMAP_MIB,
+    **kwargs: Any,
 ) -> Engine:
     # on_loop: the event loop's connection must never wait, for the lock or to checkpoint.
     busy_s = 0 if on_loop else SQLITE_BUSY_TIMEOUT_S
@@ -251,7 +260,7 @@ def _sqlite_engine(
         cursor = dbapi_connection.cursor()
         for pragma in (
             "journal_mode=WAL",
-            *connection_settings(busy_s, cache_kib),
+            *connection_settings(busy_s, cache_kib, mmap_mib),
             *(["wal_autocheckpoint=0"] if on_loop else []),
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -795,6 +804,9 @@ class Database:
             "max_overflow": EXPORT_MAX_OVERFLOW,
             **self._engine_kwargs,
             "cache_kib": EXPORT_CACHE_KIB,
+            # No memory map: a full export touches the whole file, and every mapped page it
+            # touched would stay in the process's RSS (RssFile) for the export's length.
+            "mmap_mib": 0,
         }
 
     def _statement_options(self) -> dict[str, Any]:
