@@ -1,6 +1,7 @@
-"""A SQLite store read through a memory map (the setting ``sqlite_mmap_mib``): the server's
-own connections and the loop's get it, a download's export pool does not (its RSS stays
-flat), 0 turns it off, and a bad value is a clear configuration error."""
+"""A SQLite store read through a memory map (the setting ``sqlite_mmap_mib``): a server's
+own connections and its loop's get it, a download's export pool does not (its RSS stays
+flat) nor does a store the other commands open, 0 turns it off, and a bad value is a clear
+configuration error."""
 
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def test_a_served_sqlite_store_is_read_through_a_map_but_not_by_exports(store_ur
     db = serving_database(Settings.from_env({}, database=store_url))
     try:
         assert _mmap_size(db) == {"pooled": 1024 * MIB, "loop": 1024 * MIB, "export": 0}
+    finally:
+        db.dispose()
+
+
+def test_a_store_opened_by_other_commands_is_not_mapped(store_url):
+    db = Database(store_url)
+    try:
+        assert _mmap_size(db) == {"pooled": 0, "loop": 0, "export": 0}
     finally:
         db.dispose()
 

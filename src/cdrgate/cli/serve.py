@@ -191,9 +191,11 @@ def serve(
             f"{len(plan.faults)} fault(s) from {plan.source} will fail requests on purpose",
             "yellow",
         )
-    if settings.replicas:
-        db.dispose()
-        db = serving_database(settings)  # refuses a SQLite primary before any worker starts
+    # The server's own handle (its replicas, its SQLite memory map), once the store exists:
+    # open_database's is any command's. Refuses replicas of a SQLite primary before any worker
+    # starts.
+    db.dispose()
+    db = serving_database(settings)
     if settings.recordings and not Path(settings.recordings).is_dir():
         say(
             "warning:",

@@ -35,7 +35,6 @@ from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.pg_loop import LoopStatements
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
-from cdrgate.storage.sqlite_settings import DEFAULT_MMAP_MIB
 from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
 from cdrgate.storage.sqlite_settings import connection_settings as connection_settings
 
@@ -243,7 +242,7 @@ def _sqlite_engine(
     url: Any,
     cache_kib: int = CACHE_KIB,
     on_loop: bool = False,
-    mmap_mib: int = DEFAULT_MMAP_MIB,
+    mmap_mib: int = 0,  # a server's: the setting sqlite_mmap_mib (app.serving_database)
     **kwargs: Any,
 ) -> Engine:
     # on_loop: the event loop's connection must never wait, for the lock or to checkpoint.
