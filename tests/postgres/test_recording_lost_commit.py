@@ -12,31 +12,20 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from cdrgate import recfolder
-from cdrgate.app import create_app
 from cdrgate.errors import Errno
-from cdrgate.ingest.store import store_records
-from cdrgate.services.auth import set_api_user
-from cdrgate.settings import Settings
 from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import download_audit, recording_random
-from tests.conftest import API_PASSWORD, API_USER, make_cdr
 from tests.counted import downloads_counted
 from tests.postgres.lost_commit import lose_commit_after
-from tests.recordings.conftest import WAV, RecordingFlow
+from tests.recordings.conftest import WAV, RecordingFlow, app_with_one_recording
 
 NAME = "20260528100000-1000-0215550100.wav"
 
 
 @pytest.fixture
 def rec(pg_db: Database, clock, tmp_path) -> Iterator[RecordingFlow]:
-    folder = tmp_path / "recordings"
-    (folder / "2026" / "05" / "28").mkdir(parents=True)
-    (folder / "2026" / "05" / "28" / NAME).write_bytes(WAV)
-    set_api_user(pg_db, API_USER, API_PASSWORD, int(clock() * 1000))
-    store_records(pg_db, [make_cdr(recording=NAME)])
-    settings = Settings(database=pg_db.url, access_log=False, recordings=str(folder))
-    app = create_app(settings, database=pg_db, clock=clock)
+    app = app_with_one_recording(pg_db, clock, tmp_path / "recordings", NAME)
     with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 50000)) as http:
         yield RecordingFlow(http)
 

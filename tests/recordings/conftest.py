@@ -6,10 +6,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
-from tests.conftest import API_MD5, API_USER, make_cdr
+from cdrgate.app import create_app
+from cdrgate.clock import Clock
+from cdrgate.ingest.store import store_records
+from cdrgate.services.auth import set_api_user
+from cdrgate.settings import Settings
+from cdrgate.storage.db import Database
+from tests.conftest import API_MD5, API_PASSWORD, API_USER, make_cdr
 
 WAV = b"RIFF" + b"\x00" * 40 + b"tone" * 100
+
+
+def app_with_one_recording(db: Database, clock: Clock, folder: Path, name: str) -> Starlette:
+    """A server's app over ``db`` with the API account, one recording ``name`` (WAV) filed
+    under 2026/05/28 in ``folder``, and one CDR naming it."""
+    (folder / "2026" / "05" / "28").mkdir(parents=True)
+    (folder / "2026" / "05" / "28" / name).write_bytes(WAV)
+    set_api_user(db, API_USER, API_PASSWORD, int(clock() * 1000))
+    store_records(db, [make_cdr(recording=name)])
+    settings = Settings(database=db.url, access_log=False, recordings=str(folder))
+    return create_app(settings, database=db, clock=clock)
 
 
 class RecordingFlow:
