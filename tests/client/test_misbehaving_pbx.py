@@ -320,11 +320,9 @@ def test_the_device_only_errnos_are_those_cdrgate_never_sends():
 @pytest.fixture
 def no_busy_waits(monkeypatch):
     """20010's waits shortened: these tests check the tries, not the clock."""
-    import cdrgate.client._client as client_module
-    import cdrgate.client._recordings as recordings_module
+    import cdrgate.client._errors as errors_module
 
-    for module in (client_module, recordings_module):
-        monkeypatch.setattr(module, "BUSY_WAITS_S", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(errors_module, "BUSY_WAITS_S", (0.0, 0.0, 0.0))
 
 
 def test_a_busy_pbx_is_asked_again_with_a_new_random(no_busy_waits, tmp_path):

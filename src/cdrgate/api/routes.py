@@ -44,10 +44,10 @@ ENDPOINTS: dict[str, Endpoint] = {
 
 
 API_PREFIX = "/api/"
+API_PATH = API_PREFIX + "{version}/{endpoint:path}"
 # The methods the API route matches in full, and the metrics' method label set (anything else
 # is "other"): a closed set, so a client cannot grow the label space.
 STANDARD_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD")
-API_PATH = API_PREFIX + "{version}/{endpoint:path}"
 
 
 class ApiRoute(Route):

@@ -40,8 +40,9 @@ from cdrgate.client._errors import (
     PbxError,
     ProtocolError,
     TlsError,
+    waited_out_busy,
 )
-from cdrgate.client._recordings import BUSY_WAITS_S, RecordingResult, download_recording
+from cdrgate.client._recordings import RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
 from cdrgate.client._windows import DEFAULT_WINDOW, TimeArg, split, to_seconds
@@ -343,8 +344,7 @@ class CdrClient:
                 # The random lives 30 s; a slow link or a busy PBX can outlive it.
                 if exc.errno == Errno.CDR_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
                     continue
-                if exc.errno == Errno.SERVER_BUSY and busy < len(BUSY_WAITS_S):
-                    time.sleep(BUSY_WAITS_S[busy])
+                if waited_out_busy(exc, busy):
                     busy += 1
                     continue
                 raise

@@ -11,6 +11,7 @@ ClientError                 anything the SDK raises on purpose (a CdrgateError)
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from cdrgate.errors import CdrgateError, Errno, meaning
@@ -63,3 +64,18 @@ class LockedOut(PbxError):
             f"{self.args[0]}; retry after {retry_at:%Y-%m-%d %H:%M:%S} "
             "(or ask the PBX admin to unblock this address)",
         )
+
+
+# 20010: the PBX (or a cdrgate at its download limits) is busy and asks to be tried again
+# shortly with a new random: a CDR or recording download waits this long before each new
+# try, then the error is the caller's.
+BUSY_WAITS_S = (0.5, 1.0, 2.0)
+
+
+def waited_out_busy(exc: PbxError, waits_so_far: int) -> bool:
+    """Whether ``exc`` is a 20010 to try again after (``waits_so_far`` waits made before):
+    if so, its wait is over when this returns."""
+    if exc.errno != Errno.SERVER_BUSY or waits_so_far >= len(BUSY_WAITS_S):
+        return False
+    time.sleep(BUSY_WAITS_S[waits_so_far])
+    return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from cdrgate.client._errors import ConnectError, PbxError, ProtocolError
+from cdrgate.client._errors import ConnectError, PbxError, ProtocolError, waited_out_busy
 from cdrgate.errors import Errno
 
 if TYPE_CHECKING:
@@ -26,10 +25,6 @@ if TYPE_CHECKING:
 
 MAX_ERROR_BODY = 64 * 1024
 RANDOM_ATTEMPTS = 2  # the first try and one retry on 20012 (a random that aged in transit)
-# 20010: the PBX (or a cdrgate at its download limits) is busy and asks to be tried again
-# shortly with a new random; a CDR or recording download waits this long before each new
-# try, then the error is the caller's.
-BUSY_WAITS_S = (0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -59,8 +54,7 @@ def download_recording(
         except PbxError as exc:
             if exc.errno == Errno.RECORDING_RANDOM_INVALID and attempt < RANDOM_ATTEMPTS:
                 continue
-            if exc.errno == Errno.SERVER_BUSY and busy < len(BUSY_WAITS_S):  # as a CDR download
-                time.sleep(BUSY_WAITS_S[busy])
+            if waited_out_busy(exc, busy):  # as a CDR download
                 busy += 1
                 continue
             raise

@@ -217,20 +217,18 @@ class DownloadAudit:
             log.exception("could not correct download audit %s", _summary(ended))
 
     def record(self, attempt: DownloadAttempt) -> None:
-        written: list[int] = []  # the record's id, once its insert has returned it
+        record_id: int | None = None  # once its insert has returned it
         try:
             with self.db.write() as conn:
-                written.append(audit.insert(conn, vars(attempt)))
+                record_id = audit.insert(conn, vars(attempt))
         except WriterBusy:
             raise  # nothing written: the caller runs again in a thread (Database.run_on_loop)
-        except StorageUnavailable as exc:
-            if self.db.is_sqlite:
-                log.exception("could not record download audit %s", _summary(attempt))
+        except Exception as exc:
+            if isinstance(exc, StorageUnavailable) and not self.db.is_sqlite:
+                self._record_again(attempt, record_id, exc)
             else:
-                self._record_again(attempt, written[0] if written else None, exc)
-        except Exception:
-            # The answer to the client must not depend on the audit write; the log keeps it.
-            log.exception("could not record download audit %s", _summary(attempt))
+                # The answer to the client must not depend on the audit write; the log keeps it.
+                log.exception("could not record download audit %s", _summary(attempt))
         # Counted once, whether its record was written or not; on the loop once the group
         # commit holding it has committed (if that fails, the attempt is audited again).
         self.count(attempt)
