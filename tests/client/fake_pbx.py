@@ -24,10 +24,15 @@ After = Literal["keep", "close", "reset", "hang"]
 @dataclass(frozen=True)
 class Answer:
     """``data`` written as is (status line, head and body), then ``after``: keep the
-    connection, close it, reset it (RST), or hang (say nothing more until shutdown)."""
+    connection, close it, reset it (RST), or hang (say nothing more until shutdown).
+
+    ``trickle``: after its first ``trickle_from`` bytes, ``data`` is written one byte every
+    ``trickle`` seconds, as a far end that stays just inside any read timeout."""
 
     data: bytes
     after: After = "keep"
+    trickle: float = 0.0
+    trickle_from: int = 0
 
 
 def http(
@@ -70,6 +75,7 @@ class FakePbx:
         self.seen: list[str] = []
         self.targets: list[str] = []
         self._stop: asyncio.Event | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     def _answer(self, endpoint: str, body: bytes) -> Answer:
         queue = self.answers.get(endpoint)
@@ -79,6 +85,9 @@ class FakePbx:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._stop is not None
+        this = asyncio.current_task()
+        assert this is not None
+        self._connections[this] = writer
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -95,8 +104,8 @@ class FakePbx:
                 endpoint = path.split("/", 3)[3] if path.startswith("/api/") else path
                 self.seen.append(endpoint)
                 answer = self._answer(endpoint, body)
-                writer.write(answer.data)
-                await writer.drain()
+                if not await self._write(writer, answer):
+                    return
                 if answer.after == "reset":
                     writer.transport.abort()
                     return
@@ -108,6 +117,23 @@ class FakePbx:
             pass
         finally:
             writer.close()
+            self._connections.pop(this, None)
+
+    async def _write(self, writer: asyncio.StreamWriter, answer: Answer) -> bool:
+        """Write the answer's data (trickled if asked); False once the client has gone."""
+        if not answer.trickle:
+            writer.write(answer.data)
+            await writer.drain()
+            return True
+        writer.write(answer.data[: answer.trickle_from])
+        for at in range(answer.trickle_from, len(answer.data)):
+            await writer.drain()
+            await asyncio.sleep(answer.trickle)
+            if writer.transport.is_closing():
+                return False
+            writer.write(answer.data[at : at + 1])
+        await writer.drain()
+        return True
 
     @contextmanager
     def running(self) -> Iterator[str]:
@@ -122,6 +148,11 @@ class FakePbx:
             started.set()
             async with server:
                 await self._stop.wait()
+                # Close the connections still open (idle, hanging, trickling) and let their
+                # handlers end, so none is left pending when the loop closes.
+                for writer in self._connections.values():
+                    writer.close()
+                await asyncio.gather(*self._connections, return_exceptions=True)
 
         thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
         thread.start()

@@ -69,6 +69,10 @@ MISBEHAVIOURS = {
         {"cdr/download": Answer(http(CUT, content_type="text/csv", length=len(CSV)), "hang")},
         ConnectError,
     ),
+    "stalls after its head": (
+        {"cdr/download": Answer(http(b"", content_type="text/csv", length=len(CSV)), "hang")},
+        ConnectError,
+    ),
     "closes mid-CSV, Content-Length": (
         {"cdr/download": Answer(http(CUT, content_type="text/csv", length=len(CSV)), "close")},
         ConnectError,
@@ -352,3 +356,74 @@ def test_a_busy_recording_download_is_asked_again(no_busy_waits, tmp_path):
         done = pbx.download_recording("20260501-1000-2000.wav", tmp_path)
     assert done.path.read_bytes() == wav
     assert fake.seen.count("recording/get_random") == 2
+
+
+# A far end that trickles: one byte every TRICKLE_S, far inside the per-read timeout, so only
+# the overall deadline (DEADLINE seconds a request) ends it. Short answers, so that without
+# the deadline each case ends too (in ~20 s) and completes instead of failing.
+TRICKLE_S = 0.05
+DEADLINE = "1"
+FEW_ROWS = CSV_HEADER.encode() + b"".join(ROWS.splitlines(keepends=True)[:4])
+
+
+def trickled(data: bytes, *, head_at_once: bool = True) -> Answer:
+    """``data`` trickled from its body on (or from its first byte)."""
+    return Answer(
+        data, trickle=TRICKLE_S, trickle_from=data.index(b"\r\n\r\n") + 4 if head_at_once else 0
+    )
+
+
+RANDOM: dict[str, object] = {"status": "Success", "extid": "all", "starttime": DAY[1], "endtime": DAY[3],
+                            "random": "f" * 32}  # fmt: skip
+TRICKLES = {
+    "login's head": {"login": trickled(json_answer({"status": "Success"}), head_at_once=False)},
+    "get_random's body": {"cdr/get_random": trickled(json_answer(RANDOM))},
+    "the CSV": {"cdr/download": trickled(http(FEW_ROWS, content_type="text/csv"))},
+    "an errno's body": {"cdr/download": trickled(failed("20012").data)},
+}
+
+
+@pytest.mark.parametrize("answers", TRICKLES.values(), ids=TRICKLES.keys())
+def test_a_pbx_that_trickles_is_cut_at_the_deadline_and_leaves_no_file(answers, tmp_path):
+    with FakePbx(answers).running() as url:
+        line = one_error_line(download(url, "--deadline", DEADLINE, "-o", str(tmp_path / "a")))
+        deadline = float(DEADLINE)
+        with CdrClient(url, "api", "secret", timeout=float(TIMEOUT), deadline=deadline) as pbx:
+            with pytest.raises(ConnectError, match="1 s deadline"):
+                pbx.download("all", DAY[1], DAY[3], tmp_path / "sdk.csv")
+    assert "took longer than the 1 s deadline" in line
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_trickled_recording_is_cut_at_the_deadline_and_leaves_no_file(tmp_path):
+    wav = Answer(
+        http(b"RIFF" + bytes(400), content_type="audio/wav"), trickle=TRICKLE_S, trickle_from=60
+    )
+    with FakePbx({"recording/download": wav}).running() as url:
+        with CdrClient(
+            url, "api", "secret", timeout=float(TIMEOUT), deadline=float(DEADLINE)
+        ) as pbx:
+            with pytest.raises(ConnectError, match=r"recording download: .*1 s deadline"):
+                pbx.download_recording("call.wav", tmp_path)
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_sync_from_a_pbx_that_trickles_is_cut_at_the_deadline(tmp_path):
+    into = f"sqlite:///{tmp_path / 'mirror.db'}"
+    args = ["sync", "--username", "api", "--into", into, "--timeout", TIMEOUT,
+            "--deadline", DEADLINE, "--since", DAY[1], "--until", DAY[3]]  # fmt: skip
+    fake = FakePbx({"cdr/download": trickled(http(FEW_ROWS, content_type="text/csv"))})
+    with fake.running() as url:
+        result = runner.invoke(cli_app, [*args, "--pbx", url], env={"CDRGATE_PBX_PASSWORD": "x"})
+    assert "took longer than the 1 s deadline" in one_error_line(result)
+
+
+def test_the_deadline_bounds_each_answer_not_the_whole_download(tmp_path):
+    # Eight windows, each answer trickling for ~0.3 s of a 2 s deadline: together longer than
+    # the deadline, each well inside it, so the download completes.
+    header_only = http(CSV_HEADER.encode(), content_type="text/csv")
+    window = Answer(header_only, trickle=TRICKLE_S, trickle_from=len(header_only) - 6)
+    with FakePbx({"cdr/download": window}).running() as url:
+        result = download(url, "--deadline", "2", "--window-hours", "3", "-o", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "a").read_bytes() == CSV_HEADER.encode()

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cdrgate.cli.common import cli_errors, err, out, read_secret_stdin, say
 from cdrgate.cli.jsonout import JsonOption, emit
+from cdrgate.client._limits import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
 from cdrgate.client._windows import DEFAULT_OVERLAP
 from cdrgate.errors import UsageError
 from cdrgate.timefmt import parse_pbx_time
@@ -75,6 +76,12 @@ CaFileOption = Annotated[
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds the PBX may stay silent.")
 ]
+DeadlineOption = Annotated[
+    float,
+    typer.Option(
+        "--deadline", min=1, help="Seconds one answer may take in all, however steadily it comes."
+    ),
+]
 WindowOption = Annotated[
     int, typer.Option("--window-hours", min=1, help="Hours per download request.")
 ]
@@ -109,6 +116,7 @@ def _client(
     insecure: bool,
     ca_file: Path | None,
     timeout: float,
+    deadline: float,
     window_hours: int,
 ) -> CdrClient:
     if insecure and ca_file is not None:
@@ -126,6 +134,7 @@ def _client(
             api_version=api_version.value if api_version else url_version or "v1.1.0",
             verify=False if insecure else (ca_file if ca_file is not None else True),
             timeout=timeout,
+            deadline=deadline,
             window=timedelta(hours=window_hours),
         )
     except ValueError as exc:
@@ -197,7 +206,8 @@ def download(
     api_version: ApiVersionOption = None,
     insecure: InsecureOption = False,
     ca_file: CaFileOption = None,
-    timeout: TimeoutOption = 30.0,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    deadline: DeadlineOption = DEFAULT_DEADLINE,
     window_hours: WindowOption = 24,
 ) -> None:
     """Download CDRs from a PBX (or cdrgate) to a CSV or JSON-lines file."""
@@ -206,8 +216,9 @@ def download(
     if parse_pbx_time(start_text) > parse_pbx_time(end_text):
         raise UsageError("--start is after --end")
     client = _client(
-        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
-    )
+        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, deadline,
+        window_hours,
+    )  # fmt: skip
     with client, _progress("downloading") as update, _output(output) as stream:
 
         def report(stats: DownloadStats) -> None:
@@ -248,7 +259,8 @@ def sync(
     api_version: ApiVersionOption = None,
     insecure: InsecureOption = False,
     ca_file: CaFileOption = None,
-    timeout: TimeoutOption = 30.0,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    deadline: DeadlineOption = DEFAULT_DEADLINE,
     window_hours: WindowOption = 24,
     recordings: Annotated[
         Path | None,
@@ -273,8 +285,9 @@ def sync(
 
     since_text, until_text = _time("--since", since), _time("--until", until)
     client = _client(
-        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, window_hours
-    )
+        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, deadline,
+        window_hours,
+    )  # fmt: skip
     db = stores.open_or_create(into).db  # --into says it is created if new
     mirror = (
         RecordingMirror(client, db, recordings, pbx_key(client.base_url)) if recordings else None

@@ -11,6 +11,7 @@ from cdrgate.cli.client_cmds import (
     ApiVersionChoice,
     ApiVersionOption,
     CaFileOption,
+    DeadlineOption,
     InsecureOption,
     PasswordStdinOption,
     PbxOption,
@@ -19,6 +20,7 @@ from cdrgate.cli.client_cmds import (
     _client,
 )
 from cdrgate.cli.common import DEFAULT_DB, DatabaseOption, cli_errors, err, open_existing, out
+from cdrgate.client._limits import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
 from cdrgate.errors import UsageError
 
 app = typer.Typer(help="Look after the call recordings folder.", no_args_is_help=True)
@@ -64,10 +66,13 @@ def download_recording(
     api_version: ApiVersionOption = ApiVersionChoice.v1,
     insecure: InsecureOption = False,
     ca_file: CaFileOption = None,
-    timeout: TimeoutOption = 30.0,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    deadline: DeadlineOption = DEFAULT_DEADLINE,
 ) -> None:
     """Download one call recording from a PBX (or cdrgate)."""
-    client = _client(pbx, username, password_stdin, api_version, insecure, ca_file, timeout, 24)
+    client = _client(
+        pbx, username, password_stdin, api_version, insecure, ca_file, timeout, deadline, 24
+    )
     with client:
         try:
             result = client.download_recording(name, output if output is not None else Path("."))

@@ -32,6 +32,7 @@ from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
 from cdrgate.client._changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 from cdrgate.client._changes import PATH as CHANGES_PATH
 from cdrgate.client._changes import ChangesPage, read_page
+from cdrgate.client._deadline import DeadlinePassed, DeadlineTransport
 from cdrgate.client._errors import (
     AuthenticationFailed,
     ClientError,
@@ -42,6 +43,7 @@ from cdrgate.client._errors import (
     TlsError,
     waited_out_busy,
 )
+from cdrgate.client._limits import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
 from cdrgate.client._recordings import RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
@@ -52,7 +54,6 @@ from cdrgate.timefmt import format_pbx_time, parse_pbx_time, to_datetime
 from cdrgate.versions import SELECTOR_FIELD
 
 API_VERSIONS = ("v1.1.0", "v2.0.0")
-DEFAULT_TIMEOUT = 30.0
 # The PBX drops a token after 30 idle minutes; refresh well before, whatever the device counts.
 DEFAULT_HEARTBEAT_AFTER = timedelta(minutes=20)
 # The device locks an address for 10 minutes and does not say when it started.
@@ -105,7 +106,10 @@ class CdrClient:
 
     ``verify`` is True (system CAs), False (no check: only on a trusted network) or the path
     of a CA/certificate file, which is how a PBX's self-signed certificate is trusted properly.
-    ``transport`` replaces the network (tests, proxies); ``clock`` is a monotonic seconds source.
+    ``timeout`` bounds each silence (connecting, or between two reads); ``deadline`` bounds
+    each request's whole answer, however steadily it trickles in (None: no bound).
+    ``transport`` replaces the network (tests, proxies), and with it the deadline;
+    ``clock`` is a monotonic seconds source.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class CdrClient:
         api_version: str = "v1.1.0",
         verify: Verify = True,
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float | None = DEFAULT_DEADLINE,
         window: timedelta = DEFAULT_WINDOW,
         heartbeat_after: timedelta = DEFAULT_HEARTBEAT_AFTER,
         transport: httpx.BaseTransport | None = None,
@@ -138,9 +143,12 @@ class CdrClient:
         self._alive_at = 0.0
         self._locked: LockedOut | None = None
         self._locked_until = 0.0
+        if deadline is not None and deadline <= 0:
+            raise ValueError("the deadline must be a positive number of seconds (or None)")
+        if transport is None:
+            transport = DeadlineTransport(deadline, _ssl_context(verify))
         self._http = httpx.Client(
             transport=transport,
-            verify=_ssl_context(verify),
             timeout=timeout,
             headers={"User-Agent": f"cdrgate/{__version__}"},
         )
@@ -271,10 +279,7 @@ class CdrClient:
                 answer = _read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
                 break
             except httpx.HTTPError as exc:
-                error = ConnectError(
-                    f"the connection to {self.node_url} broke during its {endpoint} answer: "
-                    f"{_first_line(exc)}"
-                )
+                error = cut_short(exc, self.node_url, f"its {endpoint} answer")
                 if tried == len(self.base_urls) or not self._fail_over():
                     raise error from None
             finally:
@@ -312,13 +317,18 @@ class CdrClient:
         try:
             chunks = response.iter_bytes()
             first = b""
-            for chunk in chunks:
-                first += chunk
-                if first.strip():
-                    break
-            if response.status_code != 200 or first.lstrip().startswith(b"{"):
-                body = first + _read_capped(chunks, MAX_ERROR_BODY)
-                _envelope(response, body, "cdr/download")
+            try:
+                for chunk in chunks:
+                    first += chunk
+                    if first.strip():
+                        break
+                error_body = response.status_code != 200 or first.lstrip().startswith(b"{")
+                if error_body:
+                    first += _read_capped(chunks, MAX_ERROR_BODY)
+            except httpx.HTTPError as exc:
+                raise cut_short(exc, self.node_url, "a download") from None
+            if error_body:
+                _envelope(response, first, "cdr/download")
                 raise ProtocolError("cdr/download answered Success without a file")
             if first.lstrip().startswith(b"<"):  # no CSV starts so: a web server's page
                 raise ProtocolError(
@@ -562,6 +572,8 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
                 "(trust its certificate with a CA file, or disable verification)"
             )
         cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, DeadlinePassed):
+        return ConnectError(f"{base_url} did not answer in time: {exc}")
     if isinstance(exc, httpx.TimeoutException):
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
@@ -584,6 +596,13 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
 
 def _swap_scheme(url: str, scheme: str) -> str:
     return scheme + url[url.index(":") :]
+
+
+def cut_short(exc: httpx.HTTPError, base_url: str, during: str) -> ConnectError:
+    """The error for an answer that stopped coming: its deadline passed, or the link broke."""
+    if isinstance(exc, DeadlinePassed):
+        return ConnectError(f"{base_url} did not finish {during}: {exc}")
+    return ConnectError(f"the connection to {base_url} broke during {during}: {_first_line(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -635,8 +654,6 @@ def _guarded(
         yield first
         yield from rest
     except httpx.HTTPError as exc:
-        raise ConnectError(
-            f"the connection to {base_url} broke during a download: {_first_line(exc)}"
-        ) from None
+        raise cut_short(exc, base_url, "a download") from None
     finally:
         response.close()

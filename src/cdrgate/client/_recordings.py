@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from cdrgate.client._errors import ConnectError, PbxError, ProtocolError, waited_out_busy
+from cdrgate.client._errors import PbxError, ProtocolError, waited_out_busy
 from cdrgate.errors import Errno
 
 if TYPE_CHECKING:
@@ -77,10 +77,15 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
         kind = response.headers.get("content-type", "")
         if response.status_code != 200 or kind.startswith(("application/json", "text/")):
             body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ERROR_BODY:
-                    break
+            try:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ERROR_BODY:
+                        break
+            except httpx.HTTPError as exc:
+                from cdrgate.client._client import cut_short
+
+                raise cut_short(exc, client.node_url, "a recording download") from None
             _raise_envelope(response, body)
         return _write(response, path, client.base_url)
     finally:
@@ -106,9 +111,9 @@ def _write(response: httpx.Response, path: Path, base_url: str) -> int:
                     out.write(chunk)
                     written += len(chunk)
             except httpx.HTTPError as exc:
-                raise ConnectError(
-                    f"the connection to {base_url} broke during a recording download: {exc}"
-                ) from None
+                from cdrgate.client._client import cut_short
+
+                raise cut_short(exc, base_url, "a recording download") from None
             out.flush()
             os.fsync(out.fileno())
         if expected is not None and expected.isdigit() and int(expected) != written:
