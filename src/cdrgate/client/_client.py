@@ -12,7 +12,6 @@ mid-stream resumes from the last second it delivered, skipping the rows already 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,13 @@ import httpx
 
 from cdrgate import __version__
 from cdrgate.cdr import CSV_COLUMNS, CSV_HEADER
+from cdrgate.client._answers import (
+    MAX_ERROR_BODY,
+    cut_short,
+    envelope,
+    first_line,
+    read_capped,
+)
 from cdrgate.client._changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 from cdrgate.client._changes import PATH as CHANGES_PATH
 from cdrgate.client._changes import ChangesPage, read_page
@@ -59,7 +65,6 @@ DEFAULT_HEARTBEAT_AFTER = timedelta(minutes=20)
 # The device locks an address for 10 minutes and does not say when it started.
 LOCKOUT = timedelta(minutes=10)
 RANDOM_ATTEMPTS = 3
-MAX_ERROR_BODY = 64 * 1024
 # login/heartbeat/logout/get_random answers are a few hundred bytes; read no more than this.
 MAX_ANSWER_BYTES = 1 << 20
 TOKEN_ERRNOS = frozenset({Errno.TOKEN_UNKNOWN, Errno.TOKEN_EMPTY, Errno.TOKEN_EXPIRED})
@@ -276,7 +281,7 @@ class CdrClient:
         for tried in range(1, len(self.base_urls) + 1):
             response = self._send(build(), stream=True, rebuild=build)
             try:
-                answer = _read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
+                answer = read_capped(response.iter_bytes(), MAX_ANSWER_BYTES)
                 break
             except httpx.HTTPError as exc:
                 error = cut_short(exc, self.node_url, f"its {endpoint} answer")
@@ -286,7 +291,7 @@ class CdrClient:
                 response.close()
         if len(answer) > MAX_ANSWER_BYTES:
             raise ProtocolError(f"{endpoint}: the answer exceeds 1 MiB: not an API answer")
-        return _envelope(response, answer, endpoint)
+        return envelope(response, answer, endpoint)
 
     # -- downloads ------------------------------------------------------------------------
 
@@ -324,11 +329,11 @@ class CdrClient:
                         break
                 error_body = response.status_code != 200 or first.lstrip().startswith(b"{")
                 if error_body:
-                    first += _read_capped(chunks, MAX_ERROR_BODY)
+                    first += read_capped(chunks, MAX_ERROR_BODY)
             except httpx.HTTPError as exc:
                 raise cut_short(exc, self.node_url, "a download") from None
             if error_body:
-                _envelope(response, first, "cdr/download")
+                envelope(response, first, "cdr/download")
                 raise ProtocolError("cdr/download answered Success without a file")
             if first.lstrip().startswith(b"<"):  # no CSV starts so: a web server's page
                 raise ProtocolError(
@@ -577,7 +582,7 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
     if isinstance(exc, httpx.TimeoutException):
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"cannot connect to {base_url}: {_first_line(exc)}")
+        return ConnectError(f"cannot connect to {base_url}: {first_line(exc)}")
     if isinstance(exc, httpx.RemoteProtocolError) and _HEAD_TOO_LARGE in str(exc):
         # It did answer, with a head no API sends: not a TLS mismatch, not a broken link.
         return ProtocolError(
@@ -591,59 +596,11 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
             f"{base_url} closed the connection without answering "
             f"(does it speak HTTPS? try {_swap_scheme(base_url, 'https')})"
         )
-    return ConnectError(f"connection to {base_url} failed: {_first_line(exc)}")
+    return ConnectError(f"connection to {base_url} failed: {first_line(exc)}")
 
 
 def _swap_scheme(url: str, scheme: str) -> str:
     return scheme + url[url.index(":") :]
-
-
-def cut_short(exc: httpx.HTTPError, base_url: str, during: str) -> ConnectError:
-    """The error for an answer that stopped coming: its deadline passed, or the link broke."""
-    if isinstance(exc, DeadlinePassed):
-        return ConnectError(f"{base_url} did not finish {during}: {exc}")
-    return ConnectError(f"the connection to {base_url} broke during {during}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _envelope(response: httpx.Response, body: bytes, action: str) -> dict[str, Any]:
-    """The JSON answer if it is Success; PbxError if Failed; ProtocolError if neither."""
-    if response.status_code != 200:
-        raise ProtocolError(_status_problem(response, action))
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ProtocolError(f"{action}: the answer is not JSON (is this a PBX API URL?)") from None
-    if not isinstance(data, dict) or data.get("status") not in ("Success", "Failed"):
-        raise ProtocolError(f"{action}: not an S-Series API answer")
-    if data["status"] == "Failed":
-        raise PbxError(str(data.get("errno", "")), action)
-    return data
-
-
-def _status_problem(response: httpx.Response, action: str) -> str:
-    """Why a non-200 answer is not the API's, in the words that point at the fix."""
-    status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-    if response.is_redirect:
-        # Not followed: the token and random travel in the query, and the API never redirects.
-        where = response.headers.get("location", "nowhere")
-        return f"{action}: {status}, a redirect to {where}; give the PBX's API address itself"
-    if response.status_code >= 500:
-        return f"{action}: {status}: the PBX (or a proxy in front of it) failed; try again later"
-    return f"{action}: {status} (is this an S-Series API URL?)"
-
-
-def _read_capped(chunks: Iterator[bytes], limit: int) -> bytes:
-    body = b""
-    for chunk in chunks:
-        body += chunk
-        if len(body) > limit:
-            break
-    return body
 
 
 def _guarded(

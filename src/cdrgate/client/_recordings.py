@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 import httpx
 
+from cdrgate.client._answers import MAX_ERROR_BODY, cut_short, envelope, read_capped
 from cdrgate.client._errors import PbxError, ProtocolError, waited_out_busy
 from cdrgate.errors import Errno
 
 if TYPE_CHECKING:
     from cdrgate.client._client import CdrClient
 
-MAX_ERROR_BODY = 64 * 1024
 RANDOM_ATTEMPTS = 2  # the first try and one retry on 20012 (a random that aged in transit)
 
 
@@ -76,27 +76,15 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
     try:
         kind = response.headers.get("content-type", "")
         if response.status_code != 200 or kind.startswith(("application/json", "text/")):
-            body = b""
             try:
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_ERROR_BODY:
-                        break
+                body = read_capped(response.iter_bytes(), MAX_ERROR_BODY)
             except httpx.HTTPError as exc:
-                from cdrgate.client._client import cut_short
-
                 raise cut_short(exc, client.node_url, "a recording download") from None
-            _raise_envelope(response, body)
+            envelope(response, body, "recording/download")
+            raise ProtocolError("recording/download answered Success without a file")
         return _write(response, path, client.base_url)
     finally:
         response.close()
-
-
-def _raise_envelope(response: httpx.Response, body: bytes) -> None:
-    from cdrgate.client._client import _envelope
-
-    _envelope(response, body, "recording/download")
-    raise ProtocolError("recording/download answered Success without a file")
 
 
 def _write(response: httpx.Response, path: Path, base_url: str) -> int:
@@ -111,8 +99,6 @@ def _write(response: httpx.Response, path: Path, base_url: str) -> int:
                     out.write(chunk)
                     written += len(chunk)
             except httpx.HTTPError as exc:
-                from cdrgate.client._client import cut_short
-
                 raise cut_short(exc, base_url, "a recording download") from None
             out.flush()
             os.fsync(out.fileno())
