@@ -145,10 +145,11 @@ class DownloadAudit:
                     attempt.bytes)
         )  # fmt: skip
 
-    def record_in(self, conn: Connection, attempt: DownloadAttempt) -> int:
+    def record_in(self, conn: Connection, attempt: DownloadAttempt) -> tuple[int, DownloadAttempt]:
         """Write ``attempt`` in the caller's transaction, before the download is sent (see
-        the module's docstring); returns the record's id for ``settle``."""
-        return audit.insert(conn, vars(attempt))
+        the module's docstring); returns the record's id (for ``settle``) and the record, as
+        ``failed_in`` does."""
+        return audit.insert(conn, vars(attempt)), attempt
 
     def spent_in(self, conn: Connection, spent: RandomRow, attempt: DownloadAttempt) -> int | None:
         """Spend a signed random and write ``attempt`` (its outcome known: ``ok`` as

@@ -370,7 +370,7 @@ class DownloadService:
             # Authenticate and redeem in one write transaction; refusals are raised after
             # the commit, so the token's sliding mark is kept as for any other request.
             whole: Page | None = None
-            written: tuple[int, DownloadAttempt] | None = None  # the record, with its id
+            written: tuple[int, DownloadAttempt] | None = None  # the record's id, the record
             try:
                 with self.db.write() as conn:
                     session = self.auth.authenticate_in(conn, token_hash)
@@ -393,9 +393,9 @@ class DownloadService:
                         # Its outcome is known: audited in this transaction, no second write.
                         written = self.audit.failed_in(conn, attempt, refused.errno)
                     if whole is not None:
-                        recorded = attempt.ended("ok", whole.rows, _body_size(whole))
-                        record_id = self.audit.record_in(conn, recorded)
-                        written = (record_id, recorded)
+                        written = self.audit.record_in(
+                            conn, attempt.ended("ok", whole.rows, _body_size(whole))
+                        )
             except StorageUnavailable as exc:
                 # On PostgreSQL its COMMIT may have landed, the record with it, its answer lost
                 # (SQLite's commit is this process's own: one that raised did not commit).
@@ -409,7 +409,8 @@ class DownloadService:
                 self.audit.count(written[1])
                 raise _Audited(refused)
             if whole is not None:
-                return self._whole_export(whole, flt, recorded, record_id)
+                assert written is not None  # written with the whole result, above
+                return self._whole_export(whole, flt, *written)
             # Read-your-writes: the export reads where every CDR committed before the random
             # was spent is visible (a replica that has replayed that far, else the primary).
             source = self.db.for_export(position)
@@ -503,7 +504,7 @@ class DownloadService:
             raise SpendLost(exc, spending[1], spent=spending[0]) from exc
         if refusal is not None:
             raise _Audited(refusal)
-        return self._whole_export(whole, flt, recorded, record_id)
+        return self._whole_export(whole, flt, record_id, recorded)
 
     async def issue_random_on_loop(self, ask: RandomRequest) -> str | None:
         """``issue_random``'s common case on the event loop, its one statement (the token's
@@ -617,7 +618,7 @@ class DownloadService:
             return None  # spent meanwhile: ``open_download`` finds and audits its errno
         if refusal is not None:
             raise refusal  # audited with the spend
-        return self._whole_export(whole, flt, recorded, record_id)
+        return self._whole_export(whole, flt, record_id, recorded)
 
     def _spend_params(
         self, token_hash: str, fresh_after: int, now: int, ask: DownloadRequest,
@@ -645,7 +646,7 @@ class DownloadService:
         corrects the record if what is sent differs)."""
         whole = self._page(query, day)
         recorded = attempt.by(account).ended("ok", spent.rows, spent.bytes)
-        return self._whole_export(whole, flt, recorded, spent.record_id)
+        return self._whole_export(whole, flt, spent.record_id, recorded)
 
     def _fresh_session(
         self, seen: tokens.Seen | None, token_hash: str, now: int, client_ip: str
@@ -674,7 +675,7 @@ class DownloadService:
         return spent, attempt.ended("ok", whole.rows, _body_size(whole)), None
 
     def _whole_export(
-        self, whole: Page, flt: CdrFilter, recorded: DownloadAttempt, record_id: int
+        self, whole: Page, flt: CdrFilter, record_id: int, recorded: DownloadAttempt
     ) -> Export:
         """The export of a result read whole, audited as ``recorded`` (``record_id``) before
         it is sent: ``settle`` corrects the record if the send ends otherwise."""
