@@ -24,12 +24,17 @@ def normalise_ip(text: str) -> str:
 
 def hop_ip(hop: str) -> str:
     """``normalise_ip`` of one X-Forwarded-For hop, its port dropped where the proxy named one
-    (``203.0.113.7:51234``, ``[2001:db8::7]:51234``: some cloud load balancers send those).
-    Read strictly, such a hop was not an address, and every client behind the proxy was
-    taken for the proxy itself: one lockout and one random's IP rule for all of them."""
+    (``203.0.113.7:51234``, ``[2001:db8::7]:51234``: some cloud load balancers send those),
+    and an IPv6 address in brackets without a port (``[2001:db8::7]``, as RFC 7239 writes
+    one) read as the address. Read strictly, such a hop was not an address, and every client
+    behind the proxy was taken for the proxy itself: one lockout and one random's IP rule for
+    all of them. A bracket left open, or text after it other than a port, is no address."""
     hop = hop.strip()
-    if hop.startswith("[") and "]:" in hop:
-        hop = hop[1 : hop.index("]:")]
+    if hop.startswith("["):
+        address, closed, port = hop[1:].partition("]")
+        if not closed or (port and not (port[0] == ":" and port[1:].isdigit())):
+            raise ValueError(f"not an address, or [address]:port: {hop!r}")
+        hop = address
     elif hop.count(":") == 1:
         hop = hop.partition(":")[0]
     return normalise_ip(hop)

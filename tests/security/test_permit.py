@@ -58,7 +58,12 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_checked(make_client, api
 
 @pytest.mark.parametrize(
     ("inside", "outside"),
-    [("10.1.1.1:51234", "8.8.8.8:443"), ("[::ffff:10.1.1.1]:51234", "[2001:4860::8888]:443")],
+    [
+        ("10.1.1.1:51234", "8.8.8.8:443"),
+        ("[::ffff:10.1.1.1]:51234", "[2001:4860::8888]:443"),
+        # Bracketed without a port, as RFC 7239 writes a v6 node (for="[2001:db8::1]").
+        ("[::ffff:10.1.1.1]", "[2001:4860::8888]"),
+    ],
 )
 def test_a_forwarded_hop_with_its_port_is_the_client(make_client, api_account, inside, outside):
     # Some cloud load balancers send the client's port in X-Forwarded-For. Read as no
