@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,16 @@ def test_default_bind_is_loopback():
 def test_bad_environment_value_is_a_clear_error():
     with pytest.raises(UsageError, match="CDRGATE_PORT"):
         Settings.from_env({"CDRGATE_PORT": "eighty"})
+
+
+def test_settings_depend_on_no_layer_that_reads_them():
+    # Every layer reads Settings (storage, services, api, cli): settings.py importing one of
+    # them would tie the table of defaults to that layer's imports, and invite a cycle.
+    probe = (
+        "import sys\n"
+        "import cdrgate.settings\n"
+        "layers = ('cdrgate.storage', 'cdrgate.services', 'cdrgate.api', 'cdrgate.cli')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(layers)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

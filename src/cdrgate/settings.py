@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from cdrgate.errors import UsageError
-from cdrgate.storage.sqlite_settings import DEFAULT_MMAP_MIB
 
 DEFAULT_DATABASE = "sqlite:///cdrgate.db"
 EmptyDownload = Literal["errno", "header"]
@@ -196,8 +195,14 @@ class Settings:
         "How long an export waits for a replica to replay the primary's position; later: skipped.",
         _positive_int,
     )
+    # How much of the store file a server's SQLite connections read through a memory map
+    # (SQLite's mmap_size; storage/sqlite_settings.py). Without it each page a read misses in
+    # its own cache is a pread() from the OS page cache: at 1M rows a small flow's request
+    # spent ~56 us of system time in them, ~17 us mapped, and ~50 us less of the server's CPU
+    # (bench/RESULTS.md, twenty-sixth round). SQLite caps it at its compile-time
+    # SQLITE_MAX_MMAP_SIZE (~2 GiB on Linux); a larger store's pages past it are read as before.
     sqlite_mmap_mib: int = _setting(
-        DEFAULT_MMAP_MIB,
+        1024,
         "MiB of a SQLite store `serve` reads through a memory map (0 = off; see docs/storage.md).",
         _non_negative_int,
     )

@@ -14,13 +14,6 @@ CACHE_KIB = 65536
 # After a restart, the first commit truncates a WAL file larger than this back to it (SQLite's
 # journal_size_limit): a burst's WAL does not keep its disk space for ever.
 WAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
-# How much of the store file a server's connections read through a memory map (SQLite's
-# mmap_size; the setting ``sqlite_mmap_mib``, 0 = off). Without it each page a read misses in
-# its own cache is a pread() from the OS page cache: at 1M rows a small flow's request spent
-# ~56 us of system time in them, ~17 us mapped, and ~50 us less of the server's CPU
-# (bench/RESULTS.md, twenty-sixth round). SQLite caps it at its compile-time
-# SQLITE_MAX_MMAP_SIZE (~2 GiB on Linux); a larger store's pages past it are read as before.
-DEFAULT_MMAP_MIB = 1024
 
 
 def connection_settings(
@@ -28,7 +21,8 @@ def connection_settings(
 ) -> tuple[str, ...]:
     """The settings (PRAGMA ...) of every connection to a SQLite store, after its journal
     mode: a pooled one's, and a parallel import's writer's in apsw (ingest/apsw_writer.py).
-    ``mmap_mib``: the memory map's size (0 = none; see ``DEFAULT_MMAP_MIB``)."""
+    ``mmap_mib``: the memory map's size (0 = none; a server's is the setting
+    ``sqlite_mmap_mib``, settings.py)."""
     return (
         "synchronous=NORMAL",
         f"busy_timeout={int(busy_s * 1000)}",
