@@ -4,15 +4,13 @@ connection lost right then raises it."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from tests.conftest import POSTGRES_ENV
-from tests.waiting import wait_until
+from tests.pg_backends import terminate_backends
 
 
 def lose_commit_after(
@@ -54,28 +52,13 @@ def _lose_at_commit(
         elif committed:
             real_commit(self, pooled)
             lost.append(label)
-            _terminate(pooled.driver_connection.info.backend_pid)
+            terminate_backends(pooled.driver_connection.info.backend_pid)
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         else:
             lost.append(label)
-            _terminate(pooled.driver_connection.info.backend_pid)
+            terminate_backends(pooled.driver_connection.info.backend_pid)
             real_commit(self, pooled)  # psycopg's own error: its backend is gone
 
     monkeypatch.setattr(module, name, call)
     monkeypatch.setattr(PGDialect_psycopg, "do_commit", commit)
     return lost
-
-
-def _terminate(pid: int) -> None:
-    """Terminate backend ``pid`` and return once it is gone, its last message sent: the
-    signal is not the exit, and a COMMIT sent in between could still land, or a checkout in
-    between find the connection looking alive (it is pinged only when its socket has
-    something to read) and then meet AdminShutdown."""
-    with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        wait_until(
-            lambda: admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone() == (0,),
-            f"backend {pid} to exit",
-        )  # fmt: skip

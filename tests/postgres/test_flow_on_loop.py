@@ -34,6 +34,7 @@ from cdrgate.storage.tables import cdr_random, download_audit
 from tests import cancelled_request
 from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
 from tests.counted import downloads_counted
+from tests.pg_backends import terminate_backends
 from tests.postgres.lost_commit import lose_commit_after
 
 DAY = ("2026-05-28 00:00:00", "2026-05-28 23:59:59")
@@ -321,14 +322,11 @@ def test_connections_the_server_closed_are_replaced_without_a_failed_request(ser
     for _ in range(3):
         assert _download(flow, token) == "csv"
     with _admin() as admin:  # as a restart or a failover does to every connection
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity "
             "WHERE application_name = 'cdrgate' AND pid <> pg_backend_pid()"
-        )
-        while admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdrgate'"
-        ).fetchone() != (0,):
-            pass
+        ).fetchall()
+    terminate_backends(*(pid for (pid,) in rows))
     for _ in range(3):
         assert _download(flow, token) == "csv"
 
@@ -347,12 +345,7 @@ class _Dying:
         if self.marker in sql and not self.killed:
             pid = self.conn.get_server_pid()
             self.killed.append(pid)
-            with _admin() as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                while admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
-                ).fetchone() != (0,):
-                    pass
+            terminate_backends(pid)
         return await self.conn.fetchrow(sql, *args)
 
 
@@ -392,8 +385,7 @@ class _DyingAfter(_Dying):
 
             pid = self.conn.get_server_pid()
             self.killed.append(pid)
-            with _admin() as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            terminate_backends(pid)
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
         return row
 

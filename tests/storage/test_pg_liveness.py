@@ -5,15 +5,14 @@ live one costs no round trip."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
 from cdrgate.storage.db import Database
 from tests.conftest import POSTGRES_ENV, migrated_postgres
+from tests.pg_backends import terminate_backends
 
 
 @pytest.fixture
@@ -35,15 +34,7 @@ def _pooled_backends(db: Database, count: int) -> list[int]:
 
 def test_requests_after_the_server_closed_every_pooled_connection_succeed(pg: Database):
     pids = _pooled_backends(pg, 3)
-    with psycopg.connect(os.environ[POSTGRES_ENV], autocommit=True) as admin:
-        for pid in pids:  # as a restart or a failover does to every connection
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        deadline = time.monotonic() + 30
-        while admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
-        ).fetchone() != (0,):
-            assert time.monotonic() < deadline, "the backends did not end"
-            time.sleep(0.05)
+    terminate_backends(*pids)  # as a restart or a failover does to every connection
     for _ in range(3):
         with pg.read() as conn:
             assert conn.execute(text("SELECT 1")).scalar_one() == 1
