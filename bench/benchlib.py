@@ -42,12 +42,51 @@ SHELL_COLUMNS = (
 )
 
 
-def cpu_seconds(pid: int) -> float:
+def _stat(pid: int, thread: int | None = None) -> list[str]:
+    """/proc/PID/stat (a thread's: /proc/PID/task/TID/stat) after the command name, whose
+    parentheses may hold spaces: [1] the parent's pid, [11] and [12] user and system ticks,
+    [13] and [14] those of the children it reaped."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def _seconds(ticks: int) -> float:
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, thread: int | None = None, *, reaped: bool = False) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads) so far, from /proc: a
-    server's, or a PostgreSQL backend's (the cluster must run on this machine)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    server's, or a PostgreSQL backend's (the cluster must run on this machine). ``thread``:
+    that thread's alone; ``reaped``: with the children it waited for (a postmaster's ended
+    backends)."""
+    fields = _stat(pid, thread)
+    return _seconds(sum(int(value) for value in fields[11 : 15 if reaped else 13]))
+
+
+def system_seconds(pid: int, thread: int | None = None) -> float:
+    """The system part of ``cpu_seconds``."""
+    return _seconds(int(_stat(pid, thread)[12]))
+
+
+def parent_pid(pid: int) -> int:
+    return int(_stat(pid)[1])
+
+
+def voluntary_switches(pid: int, thread: int | None = None) -> int:
+    """How often the process (or thread) gave up the CPU to wait: an event loop going idle in
+    its selector, or blocking."""
+    path = f"/proc/{pid}/status" if thread is None else f"/proc/{pid}/task/{thread}/status"
+    with open(path) as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise ValueError(f"{path} has no voluntary_ctxt_switches")
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as a bench line prints them."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def say(text: str) -> None:

@@ -108,10 +108,6 @@ CODING = {
 }
 
 
-def load() -> str:
-    return " ".join(open("/proc/loadavg").read().split()[:3])
-
-
 class Months:
     def __init__(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         self.conn = conn
@@ -247,7 +243,7 @@ def main() -> None:
                 conn.execute(f"DROP TABLE IF EXISTS {IDS}")  # type: ignore[arg-type]
             return
         try:
-            print(f"{len(months.names)} months; load {load()}")
+            print(f"{len(months.names)} months; load {b.load_average()}")
             figures: dict[str, list[float]] = {name: [] for name in [*BTREES, "counts"]}
             for _ in range(args.rounds):
                 for name, statement in BTREES.items():
@@ -269,7 +265,7 @@ def main() -> None:
                     loads, builds = months.loaded(first, after)
                     print(
                         f"round {number + 1} {label:26s} load {loads:.2f} + builds {builds:.2f}"
-                        f" = {loads + builds:.2f} s  (load {load()})"
+                        f" = {loads + builds:.2f} s  (load {b.load_average()})"
                     )
         finally:
             months.drop()
@@ -279,7 +275,7 @@ def designs(months: Months, rounds: int, only: list[str]) -> None:
     """Each design's builds per round, interleaved; then the coded design's load costs.
     ``only``: the designs whose names start with one of these (all when empty; the coding's
     costs only with the coded design)."""
-    print(f"{len(months.names)} months; load {load()}")
+    print(f"{len(months.names)} months; load {b.load_average()}")
     chosen = {
         name: statements
         for name, statements in DESIGNS.items()
@@ -301,7 +297,7 @@ def designs(months: Months, rounds: int, only: list[str]) -> None:
         coding["dictionary upkeep"].append(months.dictionary_upkeep())
     for name, values in [*figures.items(), *coding.items()]:
         print(f"  {name:40s} " + " / ".join(f"{value:.2f}" for value in values) + " s")
-    print(f"load {load()}")
+    print(f"load {b.load_average()}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def one_run(
         workers = [
             threading.Thread(target=flood, args=(port, stop, counts, i)) for i in range(threads)
         ]
-        load = Path("/proc/loadavg").read_text().split()[0]
+        load = b.load_average()
         cpu_before, started = b.cpu_seconds(pid), time.monotonic()
         for worker in workers:
             worker.start()

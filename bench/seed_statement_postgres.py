@@ -44,15 +44,14 @@ def main() -> None:
             f"FROM ({seeded.rows_sql('postgresql', plan)}) AS seeded"
         )
         params = seeded.bind_params(plan, hours[0].first_seq, hours[-1].first_seq)
-        load = open("/proc/loadavg").read().split()[:3]
+        load = b.load_average()
         cpu, wall = b.cpu_seconds(pid), time.monotonic()
         conn.execute(text(sql), params)
         cpu, wall = b.cpu_seconds(pid) - cpu, time.monotonic() - wall
         conn.rollback()
     engine.dispose()
     print(
-        f"seed statement {args.rows} rows: wall {wall:.2f} s  backend cpu {cpu:.2f} s  "
-        f"load {' '.join(load)}"
+        f"seed statement {args.rows} rows: wall {wall:.2f} s  backend cpu {cpu:.2f} s  load {load}"
     )
 
 

@@ -254,18 +254,11 @@ def loop_threads(pids: list[int]) -> tuple[float, float, int]:
     where each runs its event loop: the rest of ``cpu_seconds`` is worker threads (a thread
     write, a checkpoint). A voluntary switch is the loop going idle in its selector (or
     blocking), so switches per request show how many requests each turn of the loop shares."""
-    cpu, system, waits = 0, 0, 0
-    for pid in pids:
-        with open(f"/proc/{pid}/task/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        cpu += int(fields[11]) + int(fields[12])
-        system += int(fields[12])
-        with open(f"/proc/{pid}/task/{pid}/status") as status:
-            for line in status:
-                if line.startswith("voluntary_ctxt_switches:"):
-                    waits += int(line.split()[1])
-    tick = os.sysconf("SC_CLK_TCK")
-    return cpu / tick, system / tick, waits
+    return (
+        sum(b.cpu_seconds(pid, thread=pid) for pid in pids),
+        sum(b.system_seconds(pid, thread=pid) for pid in pids),
+        sum(b.voluntary_switches(pid, thread=pid) for pid in pids),
+    )
 
 
 def postmaster_of(database_url: str) -> int | None:
@@ -282,8 +275,7 @@ def postmaster_of(database_url: str) -> int | None:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
         try:
-            with open(f"/proc/{row[0]}/stat") as stat:
-                return int(stat.read().rsplit(")", 1)[1].split()[1])
+            return b.parent_pid(row[0])
         except OSError:
             return None  # not on this machine
 
@@ -293,20 +285,16 @@ def postgres_cpu(postmaster: int | None) -> float:
     background workers) and the children it reaped; 0 without one."""
     if postmaster is None:
         return 0.0
-    total = 0
+    total = b.cpu_seconds(postmaster, reaped=True)
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdigit() or int(entry) == postmaster:
             continue
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            if b.parent_pid(int(entry)) == postmaster:
+                total += b.cpu_seconds(int(entry))
         except OSError:
             continue  # ended meanwhile: counted in the postmaster's reaped children
-        if int(entry) == postmaster:
-            total += sum(int(value) for value in fields[11:15])  # own and reaped children's
-        elif int(fields[1]) == postmaster:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def wal_size(database: Path) -> int:
