@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from cdrgate.errors import StorageUnavailable
+from cdrgate.services import stores
 from cdrgate.storage import db as db_module
 from cdrgate.storage import schema
 from cdrgate.storage.db import (
@@ -431,6 +432,22 @@ def test_the_wal_stays_bounded_under_continuous_writes_on_the_loop(blob_db, tmp_
     largest = _sustained_writes(blob_db, tmp_path / "loop.db-wal")
     assert _blobs(blob_db) == 4 * 200
     assert largest <= WAL_BOUND < 4 * 200 * BLOB  # ~50 MiB written in all
+
+
+def test_the_wal_bound_holds_on_a_store_of_16_kib_pages(tmp_path):
+    """The hold's threshold is bytes, not frames: a store made by ``open_or_create`` has
+    16 KiB pages, and a threshold of 4096 frames let its WAL reach 64 MiB."""
+    db = stores.open_or_create(f"sqlite:///{tmp_path / 'loop.db'}").db
+    try:
+        with db.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == 16384
+        with db.write() as conn:
+            conn.exec_driver_sql("CREATE TABLE blob (data BLOB)")
+        largest = _sustained_writes(db, tmp_path / "loop.db-wal")
+        assert _blobs(db) == 4 * 200
+    finally:
+        db.dispose()
+    assert largest <= WAL_BOUND
 
 
 def test_a_long_reader_does_not_stall_writers_and_the_wal_is_bounded_once_it_ends(

@@ -107,12 +107,16 @@ DEFAULT_MAX_REPLICA_LAG_MS = 1000
 LOOP_CHECKPOINT_EVERY = 16
 # Under sustained writes on the loop a passive checkpoint never catches up (the loop commits
 # while it copies), so the WAL is never reused from its start and grew ~57 MB/s without end
-# (twelfth round). Once a checkpoint finds at least this many frames in the WAL (16 MiB of
-# 4 KiB pages), the loop holds its writes (``run_on_loop`` awaits, nothing sleeps) until the
-# open group commit has committed and one more passive pass, with no loop write in flight,
-# has copied the rest: the next BEGIN then reads at read-mark 0 and its first write restarts
-# the WAL. A pass copies only what was written since the last one, so the hold is short.
-LOOP_WAL_HOLD_FRAMES = 4096
+# (twelfth round). Once a checkpoint finds at least this much in the WAL, the loop holds its
+# writes (``run_on_loop`` awaits, nothing sleeps) until the open group commit has committed
+# and one more passive pass, with no loop write in flight, has copied the rest: the next BEGIN
+# then reads at read-mark 0 and its first write restarts the WAL. A pass copies only what was
+# written since the last one, so the hold is short. In bytes, counted in the store's pages:
+# as 4096 frames it was 64 MiB on a store of 16 KiB pages (``services/stores.py``), and every
+# page a read takes, mapped or not, is first looked up in the WAL's index, whose hash table
+# (4096 frames) slows as it fills: that lookup was 1.6 % of the server's CPU under the small
+# flows at 64 MiB, 0.5 % at 16 MiB (bench/RESULTS.md, twenty-seventh round).
+LOOP_WAL_HOLD_BYTES = 16 * 1024 * 1024
 # The loop's writes look for a replaced or deleted store file (``check_file``) at most this
 # often: an os.stat per write showed in a small flow's profile, and the window only delays
 # the refusal (every other write, and readyz, still looks each time).
@@ -326,6 +330,9 @@ class Database:
         self._loop_engine: Engine | None = None
         self._loop_conn: Connection | None = None
         self._loop_commits = 0
+        # ``LOOP_WAL_HOLD_BYTES`` in the store's pages, read when the loop's connection opens
+        # (the loop's writes are the only ones that count them).
+        self._hold_frames = LOOP_WAL_HOLD_BYTES // 4096
         # The running checkpoint (one at a time), kept so it is not garbage-collected.
         self._checkpoint_task: asyncio.Future[tuple[int, int] | None] | None = None
         self._batch: _Batch | None = None  # the loop's open group commit
@@ -364,7 +371,7 @@ class Database:
         or the next turn's, but a failure of it is not its own (``_alongside``).
 
         Waits on the loop, before ``call`` runs, while the loop holds its writes for a
-        checkpoint (``LOOP_WAL_HOLD_FRAMES``), and runs ``call`` again once a thread of this
+        checkpoint (``LOOP_WAL_HOLD_BYTES``), and runs ``call`` again once a thread of this
         process that held the writer lock at its first write has released it. Raises
         WriterBusy, with nothing written, when that write would wait for another process's
         writer; the caller then runs ``call`` in a worker thread instead (so ``call`` must have
@@ -546,7 +553,7 @@ class Database:
         """A checkpoint in a worker thread once ``LOOP_CHECKPOINT_EVERY`` group commits have
         committed on the loop: no request waits for it (one did, before). One at a time: the
         next is due after this one ends. While the loop holds its writes, the held pass
-        starts once the open group commit has committed (``LOOP_WAL_HOLD_FRAMES``)."""
+        starts once the open group commit has committed (``LOOP_WAL_HOLD_BYTES``)."""
         if self._checkpoint_task is not None:
             return
         if self._hold is not None:
@@ -571,7 +578,7 @@ class Database:
             # a pass from copying all, and the loop must not wait on them; the next pass
             # tries again.
             self._end_hold()
-        elif frames is not None and frames[0] >= LOOP_WAL_HOLD_FRAMES:
+        elif frames is not None and frames[0] >= self._hold_frames:
             self._hold, self._held_pass = [], False
             self._hold_loop = asyncio.get_running_loop()
             self._start_checkpoint()
@@ -714,6 +721,9 @@ class Database:
             options = {**self._engine_kwargs, "pool_size": 1, "max_overflow": 0}
             self._loop_engine = make_engine(self.url, on_loop=True, **options)
             self._loop_conn = self._loop_engine.connect()
+            raw: sqlite3.Connection = self._loop_conn.connection.driver_connection  # type: ignore[assignment]
+            (page_size,) = raw.execute("PRAGMA page_size").fetchone()  # the driver's: no BEGIN
+            self._hold_frames = max(1, LOOP_WAL_HOLD_BYTES // page_size)
         return self._loop_conn
 
     @contextmanager
