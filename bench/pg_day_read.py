@@ -8,7 +8,10 @@ day inside a month: storage/day_months.py) with a generic plan, as asyncpg runs 
 statement, and executed for (extension, day) pairs in a fixed random order over the whole
 seeded year (the bench's flows pick any day, so a store larger than shared_buffers misses as
 it does under bench/small_flows.py). The figure is the backend's CPU (/proc) over the loop
-divided by the executions; databases and variants are interleaved, round by round.
+divided by the executions; databases and variants are interleaved, round by round. Beside
+it, this process's CPU a read (``client``): asyncpg's decoding of the answer and the
+download's body made from it (the lines joined and encoded, as ``Page.of_lines`` does; bytes
+taken as they are), the share of a download the server's own process pays for its form.
 """
 
 from __future__ import annotations
@@ -54,6 +57,23 @@ VARIANTS = {
     f"'{{}}') FROM (SELECT * FROM ({_SIDES}) AS sides ORDER BY ts, callid, sn LIMIT $4) AS day",
     "trivial": "SELECT $1::text, $2::bigint, $3::bigint, $4::int",
 }
+_DAY = f"FROM (SELECT cdr.line, cdr.ts, cdr.callid, cdr.sn FROM {{month}} AS cdr {_EITHER} {_ORDERED}) AS day"
+_BY = "ORDER BY day.ts, day.callid, day.sn"
+# The day in the forms a download's statement could hand it over, each with what
+# storage/session_spend.py computes from it (its rows, and its lines' UTF-8 bytes for the audit):
+# the array of lines (the current form), one text, one bytea (nothing decoded in the server).
+VARIANTS["array_sized"] = (
+    "SELECT d, cardinality(d), octet_length(convert_to(array_to_string(d, ''), 'UTF8')) "
+    f"FROM (SELECT coalesce(array_agg(day.line {_BY}), '{{}}') AS d {_DAY}) AS x"
+)
+VARIANTS["text_sized"] = (
+    "SELECT t, n, octet_length(convert_to(t, 'UTF8')) "
+    f"FROM (SELECT coalesce(string_agg(day.line, '' {_BY}), '') AS t, count(*) AS n {_DAY}) AS x"
+)
+VARIANTS["bytes_sized"] = (
+    "SELECT b, n, octet_length(b) FROM (SELECT convert_to(coalesce(string_agg(day.line, '' "
+    f"{_BY}), ''), 'UTF8') AS b, count(*) AS n {_DAY}) AS x"
+)
 _YEAR_START = 1767225600  # 2026-01-01, cdrgate seed's default start
 _LIMIT = 10001
 
@@ -80,18 +100,31 @@ async def main(dsns: list[str], names: list[str], count: int, rounds: int) -> No
     for turn in range(rounds):
         for dsn, (_, pid, prepared) in zip(dsns, opened, strict=True):
             for name in names:
-                before = cpu_seconds(pid)
+                before, mine = cpu_seconds(pid), time.process_time()
                 for i in range(count):
                     ext, day = pairs[(turn * count + i) % len(pairs)]
                     month = time.gmtime(day).tm_mon
-                    await prepared[(name, month)].fetch(ext, day, day + 86399, _LIMIT)
+                    row = await prepared[(name, month)].fetchrow(ext, day, day + 86399, _LIMIT)
+                    _body(row[0])
                 spent = (cpu_seconds(pid) - before) / count * 1e6
-                figures.setdefault((dsn.rsplit("/", 1)[-1], name), []).append(spent)
-    for (db, name), runs in figures.items():
+                client = (time.process_time() - mine) / count * 1e6
+                db = dsn.rsplit("/", 1)[-1]
+                figures.setdefault((db, name, "backend"), []).append(spent)
+                figures.setdefault((db, name, "client"), []).append(client)
+    for (db, name, side), runs in figures.items():
         each = " ".join(f"{run:6.1f}" for run in runs)
-        say(f"{db:10s} {name:13s} backend us a read: {each}  min {min(runs):6.1f}")
+        say(f"{db:10s} {name:13s} {side:7s} us a read: {each}  min {min(runs):6.1f}")
     for conn, _, _ in opened:
         await conn.close()
+
+
+def _body(day: Any) -> bytes:
+    """A download's body from the day as a variant hands it over (``Page.of_lines``'s work)."""
+    if isinstance(day, list):
+        return "".join(day).encode()
+    if isinstance(day, str):
+        return day.encode()
+    return day if isinstance(day, bytes) else b""
 
 
 if __name__ == "__main__":
