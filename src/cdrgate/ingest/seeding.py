@@ -52,7 +52,7 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
 def _seed_committing(
     db: Database, plan: SeedPlan, hours: Sequence[Slot], progress: Progress | None
 ) -> int:
-    """``seed_database`` but into an empty SQLite store."""
+    """``seed_database`` everywhere but into an empty SQLite store."""
     # Asked in a read of its own: a read of cdr in the seed's transaction would hold a lock on
     # cdr_default until the commit, and the month partitions another connection makes
     # meanwhile would wait out their lock timeout.
