@@ -27,7 +27,7 @@ from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.result import ImportResult as ImportResult  # its home is result.py
 from cdrgate.ingest.result import Progress, attempt
-from cdrgate.storage import cdrs, journal
+from cdrgate.storage import cdrs, journal, visible
 from cdrgate.storage.cdrs import Inserter, bulk_load
 from cdrgate.storage.db import Database
 
@@ -52,7 +52,8 @@ def import_file(
     ``python_path``: the file is read the Python way at once (a fast path has refused it
     already: ingest/first_load.py)."""
     fast_path = fmt is Format.yeastar and stream.seekable() and not python_path
-    with _empty_store_journal(db):
+    # PostgreSQL: the months written vacuumed after the commit (index-only day reads).
+    with visible.vacuumed_after(db), _empty_store_journal(db):
         if fast_path and db.is_sqlite and yeastar_sql.AVAILABLE:
             fast = _import_in_sql(db, source, stream, profile, progress, helper)
             if fast is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from cdrgate.seed import SeedPlan, Slot, slots
-from cdrgate.storage import cdrs, journal, pg_seed_months, seeded_pipeline
+from cdrgate.storage import cdrs, journal, pg_seed_months, seeded_pipeline, visible
 from cdrgate.storage.cdrs import bulk_load
 from cdrgate.storage.db import Database
 from cdrgate.storage.seeded import Stage
@@ -23,25 +23,36 @@ def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None
 
     Into an empty store the whole plan is one transaction. On SQLite its rows are made on a
     second core while they are stored (``seeded_pipeline``), through a rollback journal when
-    no other connection has the store open (``journal.rollback_journal``), and the indexes are
-    kept up to date as they go in: the storing core waits for rows anyway, where building them
-    after the load (``bulk_load``) would add their whole build time to the end
-    (bench/RESULTS.md, fifth round). On PostgreSQL the months new to the store are loaded
-    apart and attached when the transaction ends (``Stage``, storage/pg_months.py): into an
+    no other connection has the store open (``journal.rollback_journal``), and the secondary
+    indexes are built after the rows (``bulk_load``). From the fifth round they were kept up
+    to date as rows went in (the storing core waited for rows anyway); the covering extension
+    indexes (migration 0017) made that 7.1 -> 10.1-10.7 s a 1M seed, built after the rows
+    8.3 s, its CPU main's (bench/RESULTS.md, twenty-seventh round). On PostgreSQL the months
+    new to the store are loaded apart and attached when the transaction ends (``Stage``, storage/pg_months.py): into an
     empty store the plan is one transaction there too, so that every month is loaded whole
     (readers never wait on PostgreSQL: they see the store as it was until the commit), and
     when none of its months has a partition yet, the months are made on two connections at
     once (storage/pg_seed_months.py).
     Otherwise rows are committed every ``SEED_COMMIT_ROWS``: far fewer commits (and WAL
     checkpoints) than one per chunk, yet a server on the same database is never locked out
-    for long.
+    for long. On PostgreSQL the months written are vacuumed after the commit
+    (``visible.vacuumed_after``): the day reads are index-only at once.
     """
     hours = slots(plan)
     if db.is_sqlite and cdrs.store_is_empty(db):
         with journal.rollback_journal(db), db.write() as conn:
             if cdrs.is_empty(conn):  # still, now that this transaction holds the lock
                 chunks = _pipeline_chunks(hours, plan.count)
-                return seeded_pipeline.store_empty(conn, plan, chunks, progress)
+                with bulk_load(conn):
+                    return seeded_pipeline.store_empty(conn, plan, chunks, progress)
+    with visible.vacuumed_after(db):
+        return _seed_committing(db, plan, hours, progress)
+
+
+def _seed_committing(
+    db: Database, plan: SeedPlan, hours: Sequence[Slot], progress: Progress | None
+) -> int:
+    """``seed_database`` everywhere but into an empty SQLite store."""
     # Asked in a read of its own: a read of cdr in the seed's transaction would hold a lock on
     # cdr_default until the commit, and the month partitions another connection makes
     # meanwhile would wait out their lock timeout.

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CompoundSelect,
     Connection,
     FromClause,
     Integer,
@@ -443,20 +444,39 @@ def _sqlite_statement(by_extension: bool, limited: bool, exts: int) -> SqliteSta
 
 @lru_cache(maxsize=256)
 def _postgres_statement(by_extension: bool, limited: bool, exts: int) -> PostgresStatement:
-    """``_sqlite_statement`` for PostgreSQL: ``_either_side`` for extensions, else
+    """``_sqlite_statement`` for PostgreSQL: ``_both_sides`` for extensions, else
     ``_statement`` (without SQLite's read by row ids)."""
     if by_extension:
-        return PostgresStatement.of(_either_side(limited), expand={"exts": exts})
+        return PostgresStatement.of(_both_sides(limited), expand={"exts": exts})
     return PostgresStatement.of(_statement(False, False, limited, False, None, False, False))
 
 
-def day_lines(limited: bool, month: str | None = None) -> Select[Any]:
-    """``_either_side`` with each row's order (ts, callid, sn) beside its line: a small
+def day_lines(limited: bool, month: str | None = None) -> CompoundSelect[Any]:
+    """``_both_sides`` with each row's order (ts, callid, sn) beside its line: a small
     download's read inside a larger PostgreSQL statement (storage/session_day.py). ``month``:
     read from that monthly partition of ``cdr`` (``storage/day_months.py``) instead of ``cdr``,
     named ``cdr`` in the statement; the caller names one only for a range inside its month."""
     source = cdr if month is None else day_months.month_table(month)
-    return _either_side(limited, source).add_columns(source.c.ts, source.c.callid, source.c.sn)
+    return _both_sides(limited, source)
+
+
+def _both_sides(limited: bool, source: FromClause = cdr) -> CompoundSelect[Any]:
+    """PostgreSQL's read of the rows where an extension is the caller or the callee, each
+    line with its order (ts, callid, sn) beside it: the caller's side, then the callee's rows
+    whose caller is not one of the extensions (disjoint, so UNION ALL keeps each row once),
+    ordered by the unique (ts, callid, sn). Each side is an index-only scan of its covering
+    index (migration 0017: the key, then the columns read) once the month's pages are
+    all-visible (``storage/visible.py``), where ``_either_side``'s BitmapOr read each row's
+    table page: 198 -> 83 us of PostgreSQL's CPU a day's read at ~67 rows (bench/RESULTS.md,
+    twenty-sixth round)."""
+    exts: BindParameter[str] = bindparam("exts", expanding=True)
+    c = source.c
+    in_range = c.ts.between(bindparam("start"), bindparam("end"))
+    columns = (c.line, c.ts, c.callid, c.sn)
+    caller = select(*columns).where(c.callfrom.in_(exts), in_range)
+    callee = select(*columns).where(c.callto.in_(exts), c.callfrom.not_in(exts), in_range)
+    stmt = union_all(caller, callee).order_by(text("ts, callid, sn"))
+    return stmt.limit(bindparam("limit", type_=Integer)) if limited else stmt
 
 
 def _either_side(limited: bool, source: FromClause = cdr) -> Select[Any]:
@@ -466,10 +486,10 @@ def _either_side(limited: bool, source: FromClause = cdr) -> Select[Any]:
     OR": a set of row ids in memory). ``_statement``'s ``id IN (... UNION ALL ...)`` builds
     a temporary B-tree for its set of ids, a page of memory zeroed and filled on every read:
     a small download's read costs 16 % fewer instructions this way (bench/RESULTS.md,
-    fifteenth round). PostgreSQL prunes each arm to the range's monthly partitions and ORs
-    the two index scans' bitmaps (BitmapOr) in one heap scan, where ``_statement``'s UNION
-    hashed every row's line to drop duplicates: 370-600 -> 270 us of the server's CPU a day's
-    read (sixteenth round). On the driver only: the paged reads keep ``_statement``'s form."""
+    fifteenth round). With the covering indexes (migration 0017) SQLite reads the columns
+    from the index entries, not the table: 85 -> 43 us a read at ~67 rows (twenty-seventh
+    round). SQLite only (PostgreSQL reads ``_both_sides``); on the driver only: the paged
+    reads keep ``_statement``'s form."""
     exts: BindParameter[str] = bindparam("exts", expanding=True)
     c = source.c
     in_range = c.ts.between(bindparam("start"), bindparam("end"))

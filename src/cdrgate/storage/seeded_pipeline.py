@@ -2,9 +2,9 @@
 
 One statement runs on one core, and making the rows (``seeded``'s SELECT) costs about as
 much CPU as storing them. So, inside the seed's one write transaction, a helper thread
-makes chunk k+1 on a private in-memory connection while the writer stores chunk k (keeping
-every index up to date: it would otherwise wait for rows); Python's sqlite3 lets go of the
-GIL while a statement runs, so both run at once.
+makes chunk k+1 on a private in-memory connection while the writer stores chunk k (into the
+table and its uniqueness key: the caller's ``bulk_load`` builds the other indexes after the
+last chunk); Python's sqlite3 lets go of the GIL while a statement runs, so both run at once.
 
 A chunk travels as a scratch file: its rows in time order, and beside them their
 cdr_summary counts (also made on the helper's core). The writer attaches the file and copies
