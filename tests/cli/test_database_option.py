@@ -6,7 +6,6 @@ import sqlite3
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
@@ -14,6 +13,7 @@ from cdrgate.cli import app
 from cdrgate.services import stores
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
+from tests.migrating import alembic_config
 
 runner = CliRunner()
 READ_ONLY = [["api-user", "list"], ["audit"], ["stats"]]
@@ -90,8 +90,7 @@ def test_read_only_commands_do_not_touch_a_file_without_a_schema(tmp_path):
 
 
 def _migrate_to_the_revision_before_head(url: str) -> str:
-    config = Config()
-    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    config = alembic_config()
     previous = ScriptDirectory.from_config(config).get_revision(schema.head_revision())
     assert previous is not None and isinstance(previous.down_revision, str)
     db = Database(url)

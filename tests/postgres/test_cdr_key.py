@@ -4,15 +4,13 @@ the two B-trees of 0005 back."""
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection
 
 from cdrgate.ingest.store import store_records
-from cdrgate.storage import schema
 from cdrgate.storage.cdrs import COLUMNS, row_values
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
+from tests.migrating import migrate
 
 TWO_MONTHS = [
     make_cdr(callid="1.1", timestart="2026-01-31 23:59:59"),
@@ -51,15 +49,6 @@ def _insert_naming(conn: Connection, target: str) -> int:
     return added
 
 
-def _migrate(db: Database, action: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(schema.MIGRATIONS))
-    with db.connect() as conn:
-        config.attributes["connection"] = conn
-        getattr(command, action)(config, revision)
-        conn.commit()
-
-
 def test_one_unique_btree_keeps_the_duplicate_rule_and_the_download_order(pg_db: Database):
     store_records(pg_db, TWO_MONTHS)
     with pg_db.read() as conn:
@@ -81,12 +70,12 @@ def test_an_insert_naming_the_key_in_any_column_order_skips_a_stored_cdr(pg_db: 
 
 def test_going_back_to_0015_puts_the_two_btrees_back_and_0016_makes_one_again(pg_db: Database):
     store_records(pg_db, TWO_MONTHS)
-    _migrate(pg_db, "downgrade", "0015")
+    migrate(pg_db, "downgrade", "0015")
     with pg_db.read() as conn:
         for table in TABLES:
             assert _key_btrees(conn, table) == BEFORE_0016, table
     assert store_records(pg_db, TWO_MONTHS) == 0
-    _migrate(pg_db, "upgrade", "head")
+    migrate(pg_db, "upgrade", "head")
     with pg_db.read() as conn:
         for table in TABLES:
             assert _key_btrees(conn, table) == AFTER_0016, table

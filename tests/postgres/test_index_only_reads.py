@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import io
 import random
-from typing import Any
 
 from cdrgate.cdr import CSV_HEADER
 from cdrgate.ingest.files import import_file
 from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
-from cdrgate.storage.cdrs import CdrQuery, _postgres_statement
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
 from tests.conftest import make_cdr
+from tests.day_read_plan import day_read_scans
 
 EXTENSIONS = [str(1000 + n) for n in range(50)]
 DAY = "2026-03-10"
@@ -36,13 +35,6 @@ def _month_of_calls(rows: int) -> bytes:
     return "".join(lines).encode()
 
 
-def _scans(nodes: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [nodes] if "Relation Name" in nodes else []
-    for child in nodes.get("Plans", []):
-        found += _scans(child)
-    return found
-
-
 def test_after_an_import_the_day_read_visits_no_table_page(pg_db: Database):
     stream = io.BytesIO(_month_of_calls(40_000))
     result = import_file(
@@ -50,16 +42,7 @@ def test_after_an_import_the_day_read_visits_no_table_page(pg_db: Database):
     )
     assert result.inserted == 40_000
     day = parse_pbx_time(f"{DAY} 00:00:00")
-    query = CdrQuery(day, day + 86_399, ("1007", "1008"))
-    stmt = _postgres_statement(True, True, 2)
-    params = {"exts": list(query.extensions or ()), "start": query.start_ts, "end": query.end_ts}
-    with pg_db.read() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        explain = raw.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + stmt.sql, stmt.args(params | {"limit": 1001})
-        )
-        scans = _scans(explain.fetchone()[0][0]["Plan"])
+    scans = day_read_scans(pg_db, ["1007", "1008"], day, day + 86_399)
     assert {n["Relation Name"] for n in scans} == {"cdr_p202603"}, scans
     assert [n["Node Type"] for n in scans] == ["Index Only Scan"] * 2, scans
     assert sum(n["Actual Rows"] for n in scans) > 0, scans

@@ -4,14 +4,12 @@ a bulk load into an empty SQLite store builds them again as the migrations made 
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection
 
 from cdrgate.ingest.store import store_records
-from cdrgate.storage import schema
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
+from tests.migrating import migrate
 
 TWO_MONTHS = [
     make_cdr(callid="1.1", timestart="2026-01-31 23:59:59"),
@@ -56,15 +54,6 @@ def _expected(db: Database, definitions: dict[str, str]) -> dict[str, dict[str, 
     return {table: definitions for table in tables}
 
 
-def _migrate(db: Database, action: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(schema.MIGRATIONS))
-    with db.connect() as conn:
-        config.attributes["connection"] = conn
-        getattr(command, action)(config, revision)
-        conn.commit()
-
-
 def test_the_extension_indexes_cover_a_download_and_the_way_back_makes_them_plain(
     db: Database,
 ):
@@ -72,9 +61,9 @@ def test_the_extension_indexes_cover_a_download_and_the_way_back_makes_them_plai
     covering = COVERING_SQLITE if db.is_sqlite else COVERING_POSTGRES
     with db.read() as conn:
         assert _extension_indexes(conn) == _expected(db, covering)
-    _migrate(db, "downgrade", "0016")
+    migrate(db, "downgrade", "0016")
     with db.read() as conn:
         assert _extension_indexes(conn) == _expected(db, PLAIN)
-    _migrate(db, "upgrade", "head")
+    migrate(db, "upgrade", "head")
     with db.read() as conn:
         assert _extension_indexes(conn) == _expected(db, covering)

@@ -12,13 +12,13 @@ from cdrgate.seed import SeedPlan
 from cdrgate.storage import recordings
 from cdrgate.storage.cdrs import (
     CdrQuery,
-    _postgres_statement,
     _sqlite_statement,
     export_select,
     read_whole,
 )
 from cdrgate.storage.db import Database
 from cdrgate.timefmt import parse_pbx_time
+from tests.day_read_plan import day_read_scans
 
 ONE_DAY = CdrQuery(
     parse_pbx_time("2026-02-10 00:00:00"), parse_pbx_time("2026-02-10 23:59:59"), ("1007",)
@@ -162,15 +162,7 @@ def test_a_small_downloads_read_on_postgresql_is_two_index_only_scans_of_one_par
     if db.is_sqlite:
         pytest.skip("PostgreSQL's plan (SQLite's: the test above)")
     _large_table(db)
-    stmt = _postgres_statement(True, True, 2)
-    params = {"exts": ["1007", "1008"], "start": ONE_DAY.start_ts, "end": ONE_DAY.end_ts}
-    with db.read() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        explain = raw.execute(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + stmt.sql, stmt.args(params | {"limit": 1001})
-        )
-        nodes = _plan_nodes(explain.fetchone()[0][0]["Plan"])
+    nodes = day_read_scans(db, ["1007", "1008"], ONE_DAY.start_ts, ONE_DAY.end_ts)
     tables = {n["Relation Name"] for n in nodes if "Relation Name" in n}
     assert tables == {"cdr_p202602"}, nodes  # the other months are pruned
     scans = [n for n in nodes if "Relation Name" in n]

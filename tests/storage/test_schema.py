@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -16,6 +15,7 @@ from cdrgate.services.auth import AuthService, set_api_user
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
+from tests.migrating import alembic_config
 
 
 def test_serve_refuses_a_database_newer_than_this_cdrgate(db: Database):
@@ -37,8 +37,7 @@ def test_upgrading_twice_is_harmless(db: Database):
 
 
 def test_accounts_from_before_scopes_read_everything_after_the_upgrade(database_url, clock):
-    config = Config()
-    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    config = alembic_config()
     db = Database(database_url)
     try:
         with db.connect() as conn:

@@ -59,7 +59,8 @@ cdr = Table(
     Index(None, "ts", "callid", "sn"),  # the download order
     # The extension indexes, covering: (callfrom, ts) and (callto, ts), then the columns a
     # download by extension reads, so it never visits the table (SQLite's form; PostgreSQL
-    # carries them as INCLUDE columns). Their one definition: migration 0017's COVERING.
+    # carries them as INCLUDE columns), as migration 0017 makes them: tests/storage/
+    # test_covering_indexes.py checks that a migrated store has these columns.
     Index("ix_cdr_callfrom_ts", "callfrom", "ts", "callid", "sn", "line"),
     Index("ix_cdr_callto_ts", "callto", "ts", "callid", "sn", "callfrom", "line"),
 )
