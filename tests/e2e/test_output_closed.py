@@ -27,3 +27,23 @@ def test_a_download_to_a_closed_pipe_exits_141_quietly(served: Served, tmp_path)
     assert head.startswith(b"callid,")
     assert code == 141, stderr
     assert stderr == ""
+
+
+def test_a_report_to_a_closed_pipe_exits_141_quietly(tmp_path):
+    """A command's report goes through rich, whose own handler of a closed pipe exits 1."""
+    database = f"sqlite:///{tmp_path / 'cdr.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "cdrgate", "db", "upgrade", "--database", database],
+        check=True, capture_output=True, cwd=tmp_path,
+    )  # fmt: skip
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader went away before the first line
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "cdrgate", "db", "status", "--database", database],
+            stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert child.returncode == 141, child.stderr
+    assert child.stderr == b""

@@ -9,6 +9,7 @@ child re-runs the ``cdrgate`` script's imports, on the import's critical path.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from types import FrameType
@@ -30,6 +31,9 @@ def main() -> None:
         commands.app()
     except Terminated:  # before or after a command's own edge (cli_errors) handled it
         sys.exit(EXIT_TERMINATED)
+    except SystemExit:
+        _flush_stdout()
+        raise
     finally:
         # The command is done (its stores disposed at its edge, ``cli_errors``): the
         # interpreter's last cyclic collection at exit would walk every object the imports
@@ -38,6 +42,19 @@ def main() -> None:
         # twenty-second round). Frozen, they are left out of it; atexit handlers still run,
         # and what they make is still collected.
         gc.freeze()
+
+
+def _flush_stdout() -> None:
+    """Send what stdout still buffers now, not in the interpreter's last flush: a reader gone
+    away by then (`| head`) would make that flush fail and the exit code 120. It ends here as
+    ``cli_errors`` ends a closed pipe: 141, quietly."""
+    from cdrgate.cli.exits import EXIT_PIPE
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_PIPE)
 
 
 def _terminated(_signum: int, _frame: FrameType | None) -> None:

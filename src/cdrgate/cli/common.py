@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -39,8 +40,20 @@ if TYPE_CHECKING:
 # highlighting may be read into them ("[/x]" would raise, ":ab:" would become an emoji), and
 # soft_wrap never breaks the lines that scripts read.
 _PLAIN = {"soft_wrap": True, "markup": False, "emoji": False, "highlight": False}
-out = Console(**_PLAIN)  # type: ignore[arg-type]
-err = Console(stderr=True, **_PLAIN)  # type: ignore[arg-type]
+
+
+class _Console(Console):
+    """rich's Console, except that a reader gone away is left to ``cli_errors``."""
+
+    def on_broken_pipe(self) -> None:
+        # rich's own handler exits 1, which tells a script the work failed; `cdrgate ... |
+        # head` should end as ``cli_errors`` ends a closed pipe: 141, quietly.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+out = _Console(**_PLAIN)  # type: ignore[arg-type]
+err = _Console(stderr=True, **_PLAIN)  # type: ignore[arg-type]
 
 
 def say(label: str, message: str, style: str = "red") -> None:
