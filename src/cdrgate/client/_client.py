@@ -38,7 +38,7 @@ from cdrgate.client._answers import (
 from cdrgate.client._changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 from cdrgate.client._changes import PATH as CHANGES_PATH
 from cdrgate.client._changes import ChangesPage, read_page
-from cdrgate.client._deadline import DeadlinePassed, DeadlineTransport
+from cdrgate.client._deadline import DeadlinePassed, ProxyUnreachable
 from cdrgate.client._errors import (
     AuthenticationFailed,
     ClientError,
@@ -50,6 +50,7 @@ from cdrgate.client._errors import (
     waited_out_busy,
 )
 from cdrgate.client._limits import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
+from cdrgate.client._proxies import transports
 from cdrgate.client._recordings import RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
@@ -113,7 +114,9 @@ class CdrClient:
     of a CA/certificate file, which is how a PBX's self-signed certificate is trusted properly.
     ``timeout`` bounds each silence (connecting, or between two reads); ``deadline`` bounds
     each request's whole answer, however steadily it trickles in (None: no bound).
-    ``transport`` replaces the network (tests, proxies), and with it the deadline;
+    Proxies are taken from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) as
+    httpx does. ``transport`` replaces the network (tests), and with it the proxies and the
+    deadline;
     ``clock`` is a monotonic seconds source.
     """
 
@@ -150,13 +153,18 @@ class CdrClient:
         self._locked_until = 0.0
         if deadline is not None and deadline <= 0:
             raise ValueError("the deadline must be a positive number of seconds (or None)")
+        mounts: dict[str, httpx.BaseTransport | None] = {}
         if transport is None:
-            transport = DeadlineTransport(deadline, _ssl_context(verify))
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=timeout,
-            headers={"User-Agent": f"cdrgate/{__version__}"},
-        )
+            transport, mounts = transports(deadline, _ssl_context(verify))
+        try:
+            self._http = httpx.Client(
+                transport=transport,
+                mounts=mounts,
+                timeout=timeout,
+                headers={"User-Agent": f"cdrgate/{__version__}"},
+            )
+        except httpx.InvalidURL as exc:  # only NO_PROXY's entries are not checked before
+            raise ClientError(f"cannot read NO_PROXY from the environment: {exc}") from None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -581,8 +589,15 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
         return ConnectError(f"{base_url} did not answer in time: {exc}")
     if isinstance(exc, httpx.TimeoutException):
         return ConnectError(f"{base_url} did not answer in time")
+    if isinstance(exc, ProxyUnreachable):
+        return ConnectError(
+            f"cannot connect to the proxy {exc.proxy} (on the way to {base_url}): {first_line(exc)}"
+        )
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"cannot connect to {base_url}: {first_line(exc)}")
+    if isinstance(exc, httpx.ProxyError):
+        # A CONNECT the proxy refused (403, 407, 502): said by the proxy, not by the PBX.
+        return ConnectError(f"the proxy did not reach {base_url}: {first_line(exc)}")
     if isinstance(exc, httpx.RemoteProtocolError) and _HEAD_TOO_LARGE in str(exc):
         # It did answer, with a head no API sends: not a TLS mismatch, not a broken link.
         return ProtocolError(

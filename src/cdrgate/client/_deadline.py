@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
+from cdrgate.client._proxies import shown
+
 T = TypeVar("T")
 
 
@@ -32,6 +34,15 @@ class DeadlinePassed(httpx.ReadTimeout):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"the answer took longer than the {seconds:g} s deadline")
         self.seconds = seconds
+
+
+class ProxyUnreachable(httpx.ConnectError):
+    """The proxy a request was to go through could not be reached; ``proxy`` is its URL
+    without a password."""
+
+    def __init__(self, message: str, proxy: str, request: httpx.Request) -> None:
+        super().__init__(message, request=request)
+        self.proxy = proxy
 
 
 # (monotonic time the deadline passes, its length in seconds) of the request being served.
@@ -149,16 +160,37 @@ class _Body(httpx.SyncByteStream):
 
 class DeadlineTransport(httpx.BaseTransport):
     """httpx's own HTTP transport, each of whose requests ends ``seconds`` after it was sent
-    with DeadlinePassed if its answer is not complete by then (None: no deadline)."""
+    with DeadlinePassed if its answer is not complete by then (None: no deadline).
 
-    def __init__(self, seconds: float | None, verify: ssl.SSLContext | bool) -> None:
+    ``proxy``: the URL of the proxy every request goes through (None: direct). The deadline
+    covers the whole way: connecting to the proxy, its CONNECT tunnel, the answer through it.
+    """
+
+    def __init__(
+        self, seconds: float | None, verify: ssl.SSLContext | bool, proxy: str | None = None
+    ) -> None:
         self._seconds = seconds
-        self._inner = httpx.HTTPTransport(verify=verify)
+        self._proxy = proxy
+        self._inner = httpx.HTTPTransport(verify=verify, proxy=proxy)
         # httpx (0.28) takes no network backend of its own (encode/httpx#3749 would add one);
-        # its pool does (a public httpcore argument), so hand the pool ours.
-        self._inner._pool._network_backend = _Backend()
+        # its pool does (a public httpcore argument), so hand the pool ours. Every pool
+        # (direct, HTTP proxy, SOCKS proxy) opens its connections through _network_backend:
+        # should httpcore rename it, fail here rather than quietly run without a deadline.
+        pool = self._inner._pool
+        if not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpcore change
+            raise RuntimeError(f"{type(pool).__name__} has no _network_backend to bound")
+        pool._network_backend = _Backend()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self._handle(request)
+        except httpx.ConnectError as exc:
+            if self._proxy is None:
+                raise
+            # Without this, a proxy that is down reads as a PBX that is down.
+            raise ProxyUnreachable(str(exc), shown(self._proxy), request) from exc
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         if self._seconds is None:
             return self._inner.handle_request(request)
         deadline = (time.monotonic() + self._seconds, self._seconds)
