@@ -43,6 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_proxies_from_the_environment() -> Iterator[None]:
+    """The client honours HTTP_PROXY and the like: a developer's own proxy must not carry
+    the tests' loopback requests (tests that want a proxy set one themselves)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+                patch.delenv(name)
+        yield
+
+
 @contextmanager
 def postgres_schema() -> Iterator[str]:
     """A fresh, empty schema on the test server; yields a URL whose search_path is it."""
