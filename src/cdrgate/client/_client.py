@@ -163,7 +163,7 @@ class CdrClient:
                 timeout=timeout,
                 headers={"User-Agent": f"cdrgate/{__version__}"},
             )
-        except httpx.InvalidURL as exc:  # only NO_PROXY's entries are not checked before
+        except httpx.InvalidURL as exc:  # the proxies are parsed above, NO_PROXY's hosts here
             raise ClientError(f"cannot read NO_PROXY from the environment: {exc}") from None
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def environment_proxies() -> dict[str, str | None]:
 
 
 def _direct_pattern(host: str) -> str:
-    """The mount pattern of one NO_PROXY entry (curl's reading, which httpx follows):
+    """The mount pattern of one NO_PROXY entry, as httpx reads it:
     ``example.com`` covers it and its subdomains, ``.example.com`` its subdomains only, an
     IP address or ``localhost`` itself, and an entry with a scheme exactly what it says."""
     if "://" in host:
