@@ -9,7 +9,6 @@ child re-runs the ``cdrgate`` script's imports, on the import's critical path.
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import sys
 from types import FrameType
@@ -48,12 +47,12 @@ def _flush_stdout() -> None:
     """Send what stdout still buffers now, not in the interpreter's last flush: a reader gone
     away by then (`| head`) would make that flush fail and the exit code 120. It ends here as
     ``cli_errors`` ends a closed pipe: 141, quietly."""
-    from cdrgate.cli.exits import EXIT_PIPE
+    from cdrgate.cli.exits import EXIT_PIPE, silence_stdout
 
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         sys.exit(EXIT_PIPE)
 
 

@@ -23,6 +23,7 @@ from cdrgate.cli.exits import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     Terminated,
+    silence_stdout,
 )
 from cdrgate.errors import (
     CdrgateError,
@@ -94,9 +95,8 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_FAILED) from None
         except BrokenPipeError:
             # The reader of the output went away (`| head`): stop as a shell reports the
-            # SIGPIPE that other tools die of, quietly. What is still buffered for stdout is
-            # sent to /dev/null, or the interpreter's last flush would fail again at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            # SIGPIPE that other tools die of, quietly.
+            silence_stdout()
             raise typer.Exit(EXIT_PIPE) from None
         except (KeyboardInterrupt, Terminated) as exc:
             # Every write of the command that had not committed was rolled back as this

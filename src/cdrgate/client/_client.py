@@ -50,7 +50,7 @@ from cdrgate.client._errors import (
     waited_out_busy,
 )
 from cdrgate.client._limits import DEFAULT_DEADLINE, DEFAULT_TIMEOUT
-from cdrgate.client._proxies import transports
+from cdrgate.client._proxies import shown, transports
 from cdrgate.client._recordings import RecordingResult, download_recording
 from cdrgate.client._records import Cdr, cdr_from_fields
 from cdrgate.client._stream import CsvStream
@@ -591,7 +591,8 @@ def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
         return ConnectError(f"{base_url} did not answer in time")
     if isinstance(exc, ProxyUnreachable):
         return ConnectError(
-            f"cannot connect to the proxy {exc.proxy} (on the way to {base_url}): {first_line(exc)}"
+            f"cannot connect to the proxy {shown(exc.proxy)} (on the way to {base_url}): "
+            f"{first_line(exc)}"
         )
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(f"cannot connect to {base_url}: {first_line(exc)}")

@@ -23,8 +23,6 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
-from cdrgate.client._proxies import shown
-
 T = TypeVar("T")
 
 
@@ -37,8 +35,8 @@ class DeadlinePassed(httpx.ReadTimeout):
 
 
 class ProxyUnreachable(httpx.ConnectError):
-    """The proxy a request was to go through could not be reached; ``proxy`` is its URL
-    without a password."""
+    """The proxy a request was to go through could not be reached; ``proxy`` is its URL (with
+    any password: ``_proxies.shown`` makes it fit for a message)."""
 
     def __init__(self, message: str, proxy: str, request: httpx.Request) -> None:
         super().__init__(message, request=request)
@@ -188,7 +186,7 @@ class DeadlineTransport(httpx.BaseTransport):
             if self._proxy is None:
                 raise
             # Without this, a proxy that is down reads as a PBX that is down.
-            raise ProxyUnreachable(str(exc), shown(self._proxy), request) from exc
+            raise ProxyUnreachable(str(exc), self._proxy, request) from exc
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         if self._seconds is None:

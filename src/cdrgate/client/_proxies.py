@@ -16,6 +16,7 @@ from urllib.request import getproxies
 
 import httpx
 
+from cdrgate.client._deadline import DeadlineTransport
 from cdrgate.client._errors import ClientError
 
 # What each mount pattern's proxy is called in the environment, for error messages.
@@ -59,10 +60,8 @@ def shown(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def transports(
@@ -70,9 +69,6 @@ def transports(
 ) -> tuple[httpx.BaseTransport, dict[str, httpx.BaseTransport | None]]:
     """The client's direct transport, and its mounts: one transport per proxy the
     environment names, each bounded by the same deadline; None for NO_PROXY's hosts."""
-    # Here, not at the top: _deadline names proxies in its errors with shown().
-    from cdrgate.client._deadline import DeadlineTransport
-
     by_url: dict[str, httpx.BaseTransport] = {}
     mounts: dict[str, httpx.BaseTransport | None] = {}
     for pattern, url in environment_proxies().items():
