@@ -9,10 +9,11 @@ child re-runs the ``cdrgate`` script's imports, on the import's critical path.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 
 def main() -> None:
@@ -26,11 +27,14 @@ def main() -> None:
     # default handler would kill the process where it stands. `serve` and `import --follow`
     # put their own handlers in place of this one.
     signal.signal(signal.SIGTERM, _terminated)
+    stdout_was = _stdout_identity()
     try:
         commands.app()
     except Terminated:  # before or after a command's own edge (cli_errors) handled it
         sys.exit(EXIT_TERMINATED)
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 1 and _reader_left(stdout_was):
+            _closed_pipe_exit()
         _flush_stdout()
         raise
     finally:
@@ -43,17 +47,51 @@ def main() -> None:
         gc.freeze()
 
 
+def _stdout_identity() -> tuple[int, int] | None:
+    """The file stdout's descriptor is (device, inode); None when it has none."""
+    try:
+        stat = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):  # no descriptor (io.UnsupportedOperation), or closed
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _reader_left(stdout_was: tuple[int, int] | None) -> bool:
+    """Whether an exit 1 is a library's answer to a closed stdout, not a failed command: what
+    is printed outside a command's edge (``cli_errors``), help and ``--version``, goes through
+    typer's rich console, whose ``on_broken_pipe`` points stdout at /dev/null and exits 1, or
+    typer's ``echo``, whose EPIPE handler wraps stdout and exits 1. Either says "the work
+    failed" to a script (`set -o pipefail`) for `cdrgate --help | head`."""
+    # The wrapper is known by its name: typer has its own copy of click (typer._click), and
+    # click 8.2+ renamed its class _PacifyFlushWrapper.
+    if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
+        return True
+    # Compared with what stdout was at the start: a command run with `> /dev/null` that
+    # fails still exits 1.
+    now = _stdout_identity()
+    return now is not None and now != stdout_was and now == _identity_of_devnull()
+
+
+def _identity_of_devnull() -> tuple[int, int]:
+    stat = os.stat(os.devnull)
+    return stat.st_dev, stat.st_ino
+
+
+def _closed_pipe_exit() -> NoReturn:
+    from cdrgate.cli.exits import EXIT_PIPE, silence_stdout
+
+    silence_stdout()
+    sys.exit(EXIT_PIPE)
+
+
 def _flush_stdout() -> None:
     """Send what stdout still buffers now, not in the interpreter's last flush: a reader gone
     away by then (`| head`) would make that flush fail and the exit code 120. It ends here as
     ``cli_errors`` ends a closed pipe: 141, quietly."""
-    from cdrgate.cli.exits import EXIT_PIPE, silence_stdout
-
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        silence_stdout()
-        sys.exit(EXIT_PIPE)
+        _closed_pipe_exit()
 
 
 def _terminated(_signum: int, _frame: FrameType | None) -> None:
