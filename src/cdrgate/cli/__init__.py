@@ -48,7 +48,7 @@ def main() -> None:
 
 
 def _stdout_identity() -> tuple[int, int] | None:
-    """The file stdout's descriptor is (device, inode); None when it has none."""
+    """(device, inode) of the file behind stdout's descriptor; None when it has none."""
     try:
         stat = os.fstat(sys.stdout.fileno())
     except (OSError, ValueError):  # no descriptor (io.UnsupportedOperation), or closed
