@@ -14,6 +14,18 @@ from tests.e2e.conftest import Served
 WHOLE_SEED = ["--start", "2020-01-01 00:00:00", "--end", "2030-12-31 23:59:59"]
 
 
+def _to_closed_pipe(args: list[str], cwd) -> subprocess.CompletedProcess[bytes]:
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader went away before the first line
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "cdrgate", *args],
+            stdout=writer, stderr=subprocess.PIPE, cwd=cwd, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+
+
 def test_a_download_to_a_closed_pipe_exits_141_quietly(served: Served, tmp_path):
     env = {**os.environ, "CDRGATE_PBX_PASSWORD": served.password}
     command = [sys.executable, "-m", "cdrgate", "download", "--pbx", served.base_url,
@@ -38,29 +50,9 @@ def test_a_report_to_a_closed_pipe_exits_141_quietly(tmp_path):
         [sys.executable, "-m", "cdrgate", "db", "upgrade", "--database", database],
         check=True, capture_output=True, cwd=tmp_path,
     )  # fmt: skip
-    reader, writer = os.pipe()
-    os.close(reader)  # the reader went away before the first line
-    try:
-        child = subprocess.run(
-            [sys.executable, "-m", "cdrgate", "db", "status", "--database", database],
-            stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path, timeout=60,
-        )  # fmt: skip
-    finally:
-        os.close(writer)
+    child = _to_closed_pipe(["db", "status", "--database", database], tmp_path)
     assert child.returncode == 141, child.stderr
     assert child.stderr == b""
-
-
-def _to_closed_pipe(args: list[str], cwd) -> subprocess.CompletedProcess[bytes]:
-    reader, writer = os.pipe()
-    os.close(reader)  # the reader went away before the first line
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "cdrgate", *args],
-            stdout=writer, stderr=subprocess.PIPE, cwd=cwd, timeout=60,
-        )  # fmt: skip
-    finally:
-        os.close(writer)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["--version"]])

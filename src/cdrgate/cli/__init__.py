@@ -27,7 +27,7 @@ def main() -> None:
     # default handler would kill the process where it stands. `serve` and `import --follow`
     # put their own handlers in place of this one.
     signal.signal(signal.SIGTERM, _terminated)
-    stdout_was = _stdout_identity()
+    stdout_was = _stdout_stat()
     try:
         commands.app()
     except Terminated:  # before or after a command's own edge (cli_errors) handled it
@@ -47,16 +47,15 @@ def main() -> None:
         gc.freeze()
 
 
-def _stdout_identity() -> tuple[int, int] | None:
-    """(device, inode) of the file behind stdout's descriptor; None when it has none."""
+def _stdout_stat() -> os.stat_result | None:
+    """The file behind stdout's descriptor; None when it has none."""
     try:
-        stat = os.fstat(sys.stdout.fileno())
+        return os.fstat(sys.stdout.fileno())
     except (OSError, ValueError):  # no descriptor (io.UnsupportedOperation), or closed
         return None
-    return stat.st_dev, stat.st_ino
 
 
-def _reader_left(stdout_was: tuple[int, int] | None) -> bool:
+def _reader_left(stdout_was: os.stat_result | None) -> bool:
     """Whether an exit 1 is a library's answer to a closed stdout, not a failed command: what
     is printed outside a command's edge (``cli_errors``), help and ``--version``, goes through
     typer's rich console, whose ``on_broken_pipe`` points stdout at /dev/null and exits 1, or
@@ -68,13 +67,10 @@ def _reader_left(stdout_was: tuple[int, int] | None) -> bool:
         return True
     # Compared with what stdout was at the start: a command run with `> /dev/null` that
     # fails still exits 1.
-    now = _stdout_identity()
-    return now is not None and now != stdout_was and now == _identity_of_devnull()
-
-
-def _identity_of_devnull() -> tuple[int, int]:
-    stat = os.stat(os.devnull)
-    return stat.st_dev, stat.st_ino
+    now = _stdout_stat()
+    if now is None or (stdout_was is not None and os.path.samestat(now, stdout_was)):
+        return False
+    return os.path.samestat(now, os.stat(os.devnull))
 
 
 def _closed_pipe_exit() -> NoReturn:
