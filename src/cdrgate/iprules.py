@@ -15,8 +15,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # each parse ~10 us through ipaddress. A bad one raises, and is never kept.
 @lru_cache(maxsize=4096)
 def normalise_ip(text: str) -> str:
-    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); ValueError if not one."""
-    address = ipaddress.ip_address(text.strip().strip("[]"))
+    """Canonical text of an IP address (IPv4-mapped IPv6 becomes IPv4); ValueError if not one.
+    An IPv6 address may come in one pair of brackets (``[2001:db8::7]``, as URLs write it);
+    a bracket left open, doubled or around an IPv4 address is no address."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]") and ":" in text:
+        text = text[1:-1]
+    address = ipaddress.ip_address(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)

@@ -70,13 +70,25 @@ def test_leap_day_is_a_real_time(flow):
 
 
 @pytest.mark.parametrize(
-    "bad", ["192.168.5.20,192.168.5.21", "pbx.example", "999.1.1.1", "10.0.0.0/8", "garbage"]
+    "bad",
+    [
+        "192.168.5.20,192.168.5.21",
+        "pbx.example",
+        "999.1.1.1",
+        "10.0.0.0/8",
+        "garbage",
+        "[2001:db8::7",
+        "2001:db8::7]",
+        "[[2001:db8::7]]",
+        "[192.168.5.20]",
+        "[]",
+    ],
 )
 def test_bad_allowedip_is_20015(flow, bad):
     assert flow.get_random(flow.token(), allowedip=bad)["errno"] == "20015"
 
 
-@pytest.mark.parametrize("good", ["192.168.5.20", "2001:db8::7", "", " "])
+@pytest.mark.parametrize("good", ["192.168.5.20", "2001:db8::7", "[2001:db8::7]", "", " "])
 def test_one_address_or_blank_allowedip_is_accepted(flow, good):
     assert flow.get_random(flow.token(), allowedip=good)["status"] == "Success"
 
