@@ -125,9 +125,17 @@ def sqlite_cli() -> str:
 # -- timing -----------------------------------------------------------------------------------
 
 
+def settle_disk() -> None:
+    """Write every dirty page out before a timed run: the kernel's write-back of the last
+    run's files (a 700 MB store, the seed's, a template's copy) otherwise lands inside the
+    next run's timing, on either side (bench/RESULTS.md, thirty-first round)."""
+    os.sync()
+
+
 def timed(func: Callable[[], object], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
+        settle_disk()
         started = time.perf_counter()
         func()
         times.append(time.perf_counter() - started)

@@ -30,6 +30,7 @@ import benchlib as b
 
 
 def _timed_run(label: str, func: Callable[[], object]) -> float:
+    b.settle_disk()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     func()
