@@ -62,6 +62,10 @@ measure() {  # measure LABEL DB COMMAND...
   shift 2
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   settled "$db"
+  # The last run's pages written out first, the server's and the kernel's (as benchlib's
+  # settle_disk): their write-back would otherwise land inside this run's timing.
+  sql "CHECKPOINT" >/dev/null
+  sync
   before=$(server_cpu)
   /usr/bin/time -o $SCRATCH/time -f "%e %U %S" timeout "$TIMEOUT" "$@" \
     >/dev/null 2>$SCRATCH/err || echo "FAILED: $label: $(tail -n 3 $SCRATCH/err)"
