@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import ipaddress
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from cdrgate.cli import app as cli_app
 from cdrgate.client import CdrClient, ClientError, ConnectError
-from cdrgate.client._proxies import environment_proxies
+from cdrgate.client._proxies import direct_networks, environment_proxies
 from tests.client.fake_pbx import Answer, FakePbx, http
 from tests.client.forward_proxy import ForwardProxy
 from tests.client.helpers import free_socket
@@ -49,6 +50,36 @@ def test_no_proxy_naming_the_host_goes_direct(http_server, monkeypatch, no_proxy
         monkeypatch.setenv("NO_PROXY", no_proxy)
         assert callids(http_server) == ["a", "b", "c"]
     assert proxy.seen == []
+
+
+@pytest.mark.parametrize(
+    "no_proxy", ["127.0.0.0/8", "10.0.0.0/8, 127.0.0.1/32", "[::1]/128,127.0.0.0/16"]
+)
+def test_no_proxy_naming_a_range_holding_the_address_goes_direct(
+    http_server, monkeypatch, no_proxy
+):
+    proxy = ForwardProxy()
+    with proxy.running() as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        assert callids(http_server) == ["a", "b", "c"]
+    assert proxy.seen == []
+
+
+@pytest.mark.parametrize("no_proxy", ["10.0.0.0/8", "127.0.0.0/32", "::/0", "127.0.0.1.example/8"])
+def test_no_proxy_naming_ranges_without_the_address_still_goes_through_the_proxy(
+    http_server, monkeypatch, no_proxy
+):
+    proxy = ForwardProxy()
+    with proxy.running() as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        if no_proxy == "127.0.0.1.example/8":
+            with pytest.raises(ClientError, match=r"cannot read NO_PROXY .*not an address range"):
+                callids(http_server)
+            return
+        assert callids(http_server) == ["a", "b", "c"]
+    assert proxy.seen and proxy.seen[0].startswith(f"POST {http_server}/api/v1.1.0/login")
 
 
 def test_https_proxy_tunnels_tls_to_the_pbx(tls_server, ca, tmp_path, monkeypatch):
@@ -153,7 +184,8 @@ def test_the_environment_is_read_as_httpx_documents_it(monkeypatch):
         monkeypatch,
         HTTPS_PROXY="http://tls:3128",
         ALL_PROXY="socks5://all:1080",
-        NO_PROXY="corp.example, .sub.example,10.1.2.3,192.168.0.0/16,::1,localhost,http://x:8",
+        NO_PROXY="corp.example, .sub.example,10.1.2.3,192.168.0.0/16,::1,localhost,http://x:8,"
+        "[fd00::]/8",
     )
     assert proxies == {
         "http://": "http://lower:1",
@@ -162,9 +194,13 @@ def test_the_environment_is_read_as_httpx_documents_it(monkeypatch):
         "all://*corp.example": None,
         "all://*.sub.example": None,
         "all://10.1.2.3": None,
-        "all://192.168.0.0": None,
         "all://[::1]": None,
         "all://localhost": None,
         "http://x:8": None,
     }
+    # Ranges go direct through each proxy's transport, not as httpx patterns.
+    assert direct_networks() == (
+        ipaddress.ip_network("192.168.0.0/16"),
+        ipaddress.ip_network("fd00::/8"),
+    )
     assert _env(monkeypatch, no_proxy="example.org,*") == {}
