@@ -1,4 +1,5 @@
-"""A tiny forward proxy on loopback, in a thread: absolute-form requests and CONNECT tunnels.
+"""A tiny forward proxy on loopback, in a thread: absolute-form requests and CONNECT tunnels;
+and a SOCKS5 one (``SocksProxy``).
 
 Each connection carries one request (it is forwarded with ``Connection: close``), so every
 request the client sends is seen here. ``trickle``: the answer is relayed one byte every
@@ -12,7 +13,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -70,26 +71,78 @@ class ForwardProxy:
     @contextmanager
     def running(self) -> Iterator[str]:
         """Serve on 127.0.0.1; yields the proxy's URL."""
-        proxy = self
+        with serving(self._handle) as port:
+            yield f"http://127.0.0.1:{port}"
 
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                try:
-                    proxy._handle(self.request)
-                except OSError:
-                    pass  # the client gave up (a deadline): nothing to relay to
 
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
+class SocksProxy:
+    """A SOCKS5 proxy (RFC 1928: no authentication, CONNECT only), as httpx speaks it with
+    the socksio package. ``seen``: the (host, port) each connection asked for."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def _handle(self, client: socket.socket) -> None:
+        version, methods = _exactly(client, 2)
+        if version != 5 or 0 not in _exactly(client, methods):
+            client.sendall(b"\x05\xff")  # no acceptable method
+            return
+        client.sendall(b"\x05\x00")
+        version, command, _, kind = _exactly(client, 4)
+        if kind == 1:
+            host = socket.inet_ntop(socket.AF_INET, _exactly(client, 4))
+        elif kind == 4:
+            host = socket.inet_ntop(socket.AF_INET6, _exactly(client, 16))
+        else:  # 3: a name, resolved here (socks5h://)
+            host = _exactly(client, _exactly(client, 1)[0]).decode("ascii")
+        port = int.from_bytes(_exactly(client, 2), "big")
+        self.seen.append((host, port))
+        if command != 1:
+            client.sendall(b"\x05\x07\x00\x01" + bytes(6))  # command not supported
+            return
+        with socket.create_connection((host, port)) as upstream:
+            client.sendall(b"\x05\x00\x00\x01" + bytes(6))  # succeeded (bound address unsaid)
+            _pipe(client, upstream)
+
+    @contextmanager
+    def running(self, scheme: str = "socks5") -> Iterator[str]:
+        """Serve on 127.0.0.1; yields the proxy's URL."""
+        with serving(self._handle) as port:
+            yield f"{scheme}://127.0.0.1:{port}"
+
+
+@contextmanager
+def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """``handle`` each connection to 127.0.0.1 in a thread of its own; yields the port."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            try:
+                handle(self.request)
+            except OSError:
+                pass  # the client gave up (a deadline): nothing to relay to
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.block_on_close = False
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            raise ConnectionError("the client closed mid-handshake")
+        data += more
+    return data
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:

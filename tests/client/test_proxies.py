@@ -5,9 +5,9 @@ A real forward proxy on loopback (tests/client/forward_proxy.py) in front of the
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import ipaddress
+import sys
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,7 +17,7 @@ from cdrgate.cli import app as cli_app
 from cdrgate.client import CdrClient, ClientError, ConnectError
 from cdrgate.client._proxies import direct_networks, environment_proxies
 from tests.client.fake_pbx import Answer, FakePbx, http
-from tests.client.forward_proxy import ForwardProxy
+from tests.client.forward_proxy import ForwardProxy, SocksProxy
 from tests.client.helpers import free_socket
 from tests.conftest import API_PASSWORD, API_USER
 
@@ -161,9 +161,34 @@ def test_an_unusable_proxy_is_one_error_line(variable, url, said, monkeypatch):
     assert said in lines[0] and "Traceback" not in result.output
 
 
+def test_a_socks5_proxy_carries_every_request_of_a_download(http_server, monkeypatch):
+    proxy = SocksProxy()
+    with proxy.running() as proxy_url:
+        monkeypatch.setenv("ALL_PROXY", proxy_url)
+        assert callids(http_server) == ["a", "b", "c"]
+    port = urlsplit(http_server).port
+    # One connection a request or a kept-alive one: every one asked for the PBX, by address.
+    assert proxy.seen and set(proxy.seen) == {("127.0.0.1", port)}
+
+
+def test_a_socks5h_proxy_resolves_the_pbx_name_and_tls_is_checked_against_the_pbx(
+    tls_server, ca, tmp_path, monkeypatch
+):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    by_name = tls_server.replace("127.0.0.1", "localhost")
+    proxy = SocksProxy()
+    with proxy.running("socks5h") as proxy_url:
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        assert callids(by_name, verify=ca_file) == ["a", "b", "c"]
+        # The tunnel is the proxy's; the certificate is still the PBX's to prove.
+        with pytest.raises(ConnectError, match="certificate"):
+            callids(by_name)
+    assert proxy.seen and set(proxy.seen) == {("localhost", urlsplit(tls_server).port)}
+
+
 def test_a_socks_proxy_without_socksio_is_one_error_line(monkeypatch):
-    if importlib.util.find_spec("socksio") is not None:
-        pytest.skip("socksio is installed here: SOCKS proxies work")
+    monkeypatch.setitem(sys.modules, "socksio", None)  # as if not installed: import fails
     monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
     with pytest.raises(ClientError, match=r"ALL_PROXY names a SOCKS proxy .*pip install socksio"):
         CdrClient("http://127.0.0.1:9", "api", "x")
