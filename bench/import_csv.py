@@ -1,7 +1,7 @@
 """Target 4: `cdrgate import` of a Yeastar CSV vs the sqlite3 shell's `.import` of the same file.
 
     .venv/bin/python bench/import_csv.py [--rows 1000000] [--repeat 3] [--baseline CDRGATE]
-        [--into STORE.db]
+        [--into STORE.db | --new-store]
 
 The file is the seeded store written out as a Yeastar CDR CSV (header + rows, download order).
 Reference, same run, interleaved: `sqlite3 plain.db` + `.import --csv --skip 1` into a plain
@@ -10,7 +10,8 @@ from a template, so migrations are not timed); both sides are timed as whole pro
 ``--baseline`` also times another build's `cdrgate` (e.g. main's .venv/bin/cdrgate), interleaved,
 into its own migrated template: the cost of a change to the insert path. ``--into`` imports
 into a copy of that store instead (e.g. one seeded with 5M rows under another serial number,
-so every row is new; the copy is not timed). Each run prints its wall time, its CPU seconds
+so every row is new; the copy is not timed). ``--new-store`` names a file that does not exist
+yet instead, so making the store is timed too, as a user's first import pays it. Each run prints its wall time, its CPU seconds
 (user + sys, which the neighbours on a shared machine move much less) and the load average.
 """
 
@@ -42,7 +43,10 @@ def _timed_run(label: str, func: Callable[[], object]) -> float:
     return wall
 
 
-def _target(target: Path, into: Path | None, cdrgate: str) -> str:
+def _target(target: Path, into: Path | None, cdrgate: str, new_store: bool = False) -> str:
+    if new_store:
+        b.fresh(target)
+        return b.url(target)
     if into is None:
         return b.migrated_copy(target, cdrgate)
     b.fresh(target)
@@ -56,7 +60,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", help="another cdrgate executable to time the same way")
     parser.add_argument("--into", type=Path, help="import into a copy of this store")
+    parser.add_argument(
+        "--new-store", action="store_true", help="import into a store the import makes (timed)"
+    )
     args = parser.parse_args()
+    if args.into and args.new_store:
+        parser.error("--into and --new-store exclude each other")
     b.say(f"== import_csv | {b.machine()}")
     csv_file = b.yeastar_csv(b.seeded_db(args.rows))
     plain, target = b.DATA / "import-plain.db", b.DATA / "import-cdrgate.db"
@@ -66,12 +75,12 @@ def main() -> None:
     for _ in range(args.repeat):
         shell_times.append(_timed_run("sqlite3 .import", lambda: b.shell_import(csv_file, plain)))
         if args.baseline:
-            url = _target(target, args.into, args.baseline)
+            url = _target(target, args.into, args.baseline, args.new_store)
             command = [args.baseline, "import", str(csv_file), "--database", url]
             baseline_times.append(
                 _timed_run("baseline import", lambda: b.run(command, stdout=subprocess.DEVNULL))  # noqa: B023
             )
-        database_url = _target(target, args.into, b.CDRGATE)
+        database_url = _target(target, args.into, b.CDRGATE, args.new_store)
         command = [b.CDRGATE, "import", str(csv_file), "--database", database_url]
         import_times.append(
             _timed_run("cdrgate import", lambda: b.run(command, stdout=subprocess.DEVNULL))  # noqa: B023

@@ -139,6 +139,28 @@ def test_a_store_with_rows_is_left_to_the_usual_path(store, tmp_path, opened, ap
     assert (len(opened), apsw_loads) == (1, [1])  # the second file: the pool's one-core path
 
 
+def test_a_new_store_is_made_from_the_snapshot_and_loaded_without_opening_the_pool(
+    store, tmp_path, opened, apsw_loads, monkeypatch
+):
+    source = _csv(tmp_path, _records(60))
+    new = tmp_path / "new.db"
+    result = _import(str(source), "--database", f"sqlite:///{new}")
+    assert result.exit_code == 0, result.output
+    assert f"created a new database at {new}" in result.output
+    assert f"{source}: 60 rows, 60 new, 0 already present" in result.output
+    assert (opened, apsw_loads) == ([], [1])
+    # What the usual path makes of a new store (migrations and all) and stores in it.
+    usual = tmp_path / "usual.db"
+    monkeypatch.setattr(first_load, "store_file", lambda url, paths: None)
+    result = _import(str(source), "--database", f"sqlite:///{usual}")
+    assert result.exit_code == 0 and f"created a new database at {usual}" in result.output
+    assert _state(new) == _state(usual)
+    with sqlite3.connect(new) as conn, sqlite3.connect(usual) as other:
+        schema = "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2"
+        assert conn.execute(schema).fetchall() == other.execute(schema).fetchall()
+        assert conn.execute("PRAGMA page_size").fetchone() == (stores.NEW_STORE_PAGE_SIZE,)
+
+
 def test_a_file_with_no_schema_yet_is_created_by_the_usual_path(store, tmp_path, opened):
     empty = tmp_path / "new.db"
     empty.touch()
@@ -188,14 +210,15 @@ def test_ctrl_c_during_the_load_leaves_the_store_empty_and_in_wal_mode(
         "sqlite:///file:{store}",
         "sqlite:///:memory:",
         "sqlite:///{store}%",
-        "sqlite:///{missing}",
+        "sqlite:///{missing}/store.db",  # no folder to make it in
+        "sqlite:///{folder}",  # a folder
         "postgresql://u@h/db",
         "sqlite://",
     ],
 )
-def test_only_a_plain_url_of_an_existing_file_is_read_here(store, tmp_path, url):
+def test_only_a_plain_url_of_an_existing_or_new_file_is_read_here(store, tmp_path, url):
     source = _csv(tmp_path, _records(3))
-    shown = url.format(store=store, missing=tmp_path / "missing.db")
+    shown = url.format(store=store, missing=tmp_path / "missing", folder=tmp_path)
     assert first_load.store_file(shown, [source]) is None
 
 

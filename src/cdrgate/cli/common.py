@@ -134,8 +134,13 @@ def open_database(url: str) -> Database:
 
     opened = stores.open_or_create(url)
     if opened.created is not None:
-        say("note:", f"created a new database at {opened.created}", "yellow")
+        note_created(opened.created)
     return _remember(opened.db)
+
+
+def note_created(where: str) -> None:
+    """Say that a command made a new store at ``where``."""
+    say("note:", f"created a new database at {where}", "yellow")
 
 
 def open_existing(url: str, *, write: bool) -> Database:

@@ -16,6 +16,7 @@ from cdrgate.cli.common import (
     DatabaseOption,
     cli_errors,
     err,
+    note_created,
     open_database,
     open_existing,
     out,
@@ -102,7 +103,8 @@ def import_files(
 class _Store:
     """The store of an import, opened (through SQLAlchemy) when a file first needs it: at
     once, as it always was, unless the first file may be loaded without it
-    (``first_load.store_file``: a large Yeastar file, a SQLite store that exists)."""
+    (``first_load.store_file``: a large Yeastar file, a SQLite store that exists or is made
+    there from the snapshot of the newest schema)."""
 
     def __init__(self, url: str, yeastar_files: list[Path]) -> None:
         from cdrgate.ingest import first_load
@@ -114,6 +116,8 @@ class _Store:
         self.first_file = first_load.store_file(url, yeastar_files)
         if self.first_file is None:
             self.db()
+        elif first_load.make_if_new(self.first_file):
+            note_created(self.first_file)
 
     def db(self) -> Database:
         if self._db is None:

@@ -7,10 +7,12 @@ CPU importing it before its first row, only to open the store, check its schema 
 file here first, with the store opened by the standard library's ``sqlite3``:
 
 - the store must be a plain ``sqlite:///FILE`` URL naming an existing file, at the newest
-  schema revision (``revision.HEAD``), with no row in ``cdr``; anything else
-  (``Fallback.STORE``: no store yet, an older or newer schema, rows, another URL form, a file
-  that is no SQLite store) is left untouched to the usual path, which opens the store through
-  SQLAlchemy and creates, migrates, refuses or imports it as it always did;
+  schema revision (``revision.HEAD``), with no row in ``cdr``; a file that does not exist yet
+  is made first, from the snapshot of the newest schema (``make_if_new``: as the usual path
+  would make it, without Alembic or SQLAlchemy); anything else (``Fallback.STORE``: an older
+  or newer schema, rows, another URL form, a file that is no SQLite store) is left untouched
+  to the usual path, which opens the store through SQLAlchemy and migrates, refuses or
+  imports it as it always did;
 - it leaves WAL mode as ``journal.rollback_journal`` does, on a connection closed before apsw
   opens the file (one SQLite library at a time holds the file in this process: closing a
   descriptor drops the process's POSIX locks), and goes back to WAL mode on a new one after;
@@ -33,7 +35,7 @@ from cdrgate.errors import StorageUnavailable
 from cdrgate.ingest import apsw_writer, parallel, part, yeastar_sql
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.result import ImportResult, Progress, attempt
-from cdrgate.storage import journal
+from cdrgate.storage import journal, sqlite_head
 from cdrgate.storage.revision import HEAD
 from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S
 
@@ -48,17 +50,35 @@ class Fallback(Enum):
 def store_file(url: str, files: Sequence[Path]) -> str | None:
     """The store's file (absolute) when ``files``' first one may be loaded here: a regular
     file large enough for a parallel load, apsw installed, two CPUs, and ``url`` a plain
-    ``sqlite:///FILE`` naming an existing file. A URL with a query, a percent escape, a
-    ``file:`` URI or ``:memory:`` is left to SQLAlchemy's reading of it (``stores.sqlite_file``),
-    which for the plain form is this one."""
+    ``sqlite:///FILE`` naming an existing file, or none yet in an existing folder
+    (``make_if_new`` makes it). A URL with a query, a percent escape, a ``file:`` URI or
+    ``:memory:`` is left to SQLAlchemy's reading of it (``stores.sqlite_file``), which for the
+    plain form is this one."""
     if not (files and part.APSW and yeastar_sql.AVAILABLE and url.startswith(_PLAIN_SQLITE)):
         return None
     name = url.removeprefix(_PLAIN_SQLITE)
     if not name or "?" in name or "%" in name or name == ":memory:" or name.startswith("file:"):
         return None
-    if not (os.path.isfile(name) and parallel.large_enough(files[0])):
+    name = os.path.abspath(name)
+    if not os.path.isfile(name) and (
+        os.path.exists(name) or not os.path.isdir(os.path.dirname(name))
+    ):
+        return None  # something else by that name, or no folder to make it in: as usual
+    if not parallel.large_enough(files[0]):
         return None
-    return os.path.abspath(name)
+    return name
+
+
+def make_if_new(path: str) -> bool:
+    """Make the store ``path`` from the snapshot of the newest schema if no file is there yet
+    (``sqlite_head.create``); returns whether this call made it. One that cannot be made is
+    left to the usual path, which says why."""
+    if os.path.exists(path):
+        return False
+    try:
+        return sqlite_head.create(Path(path))
+    except (sqlite3.Error, OSError):
+        return False
 
 
 def load(

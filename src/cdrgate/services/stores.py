@@ -11,25 +11,20 @@ then answer "0 records" against it), and a read must never change a schema. So:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from cdrgate.errors import SchemaError, UsageError
-from cdrgate.storage import schema
+from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database, normalise_url
+from cdrgate.storage.sqlite_head import NEW_STORE_PAGE_SIZE as NEW_STORE_PAGE_SIZE
 
 SQLITE_URL_HELP = "a SQLite URL is sqlite:///relative/file.db or sqlite:////absolute/file.db"
 _CREATORS = "cdrgate db upgrade, import, seed or serve"
-
-# Larger pages for a new SQLite store: a 1M-row import builds its indexes in fewer, larger
-# pages, and the small flows, the full and the selective export measured no worse
-# (bench/RESULTS.md, "Issue 17, import (ninth round)"). Existing stores keep theirs.
-NEW_STORE_PAGE_SIZE = 16384
 
 
 @dataclass(frozen=True)
@@ -67,22 +62,13 @@ def open_or_create(url: str) -> Opened:
         )
     if path is not None and new and not str(path).startswith("file:"):
         # SQLite reads a "file:" URI itself: a file made from its text would be the wrong one.
-        _create_sqlite_file(path)
+        sqlite_head.create(path)
     db = Database(url)
     with _closed_on_error(db):
         new = new or (path is None and schema.current_revision(db) is None)
         schema.upgrade(db)
     where = str(path.absolute()) if path is not None else _shown(db)
     return Opened(db, where if new else None)
-
-
-def _create_sqlite_file(path: Path) -> None:
-    """Make the empty store file with its page size. SQLite fixes the page size when it
-    writes the file's first page, which setting WAL mode does (every connection of ours sets
-    it), and changes it later only by a VACUUM; so it is set here, before anything else."""
-    with closing(sqlite3.connect(path)) as raw:
-        raw.execute(f"PRAGMA page_size = {NEW_STORE_PAGE_SIZE}")
-        raw.execute("PRAGMA journal_mode = WAL")
 
 
 def open_existing(url: str, *, write: bool) -> Database:

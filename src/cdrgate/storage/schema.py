@@ -6,12 +6,14 @@ Alembic is imported only when a store is not at ``HEAD`` already: importing it c
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect, text
 
 from cdrgate.errors import SchemaError
+from cdrgate.storage import sqlite_head
 from cdrgate.storage.db import Database
 from cdrgate.storage.revision import HEAD as HEAD  # its home is revision.py
 
@@ -77,9 +79,32 @@ def stored_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database) -> str:
-    """Bring the schema to the newest revision; returns it. Safe to run repeatedly."""
-    if check(db) == HEAD:
+    """Bring the schema to the newest revision; returns it. Safe to run repeatedly. A SQLite
+    store with no table yet is made from the snapshot of the newest schema
+    (``sqlite_head``), any other by the migrations."""
+    current = check(db)
+    if current == HEAD:
         return HEAD
+    if current is None and db.is_sqlite and _made_from_snapshot(db):
+        return HEAD
+    migrate(db)
+    return HEAD
+
+
+def _made_from_snapshot(db: Database) -> bool:
+    """``sqlite_head.apply`` on the store's own connection: the snapshot's revision (HEAD,
+    unless a migration was added without a new snapshot: then the migrations go on from it)."""
+    with db.connect() as conn:
+        raw = conn.connection.driver_connection
+        # The store's connections leave transactions to us (db.py: isolation_level None), so
+        # apply's own BEGIN IMMEDIATE and COMMIT are the transaction.
+        assert isinstance(raw, sqlite3.Connection) and raw.isolation_level is None
+        made = sqlite_head.apply(raw)
+    return made and check(db) == HEAD
+
+
+def migrate(db: Database) -> None:
+    """Run the migrations from the store's revision to the newest (none: every one)."""
     from alembic import command
 
     with db.connect() as conn:
@@ -92,7 +117,6 @@ def upgrade(db: Database) -> str:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         command.upgrade(_config(conn), "head")
         conn.commit()
-    return HEAD
 
 
 def is_current(db: Database) -> bool:
