@@ -11,7 +11,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cdrgate.cli import app
+from cdrgate.cli.exits import EXIT_STORAGE
 from cdrgate.services.stores import open_or_create
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database
@@ -132,3 +135,18 @@ def test_a_statement_cut_short_in_the_snapshot_is_an_error():
         "CREATE TABLE a (x TEXT DEFAULT ';');",
         "INSERT INTO a VALUES ('x;\ny');",
     ]
+
+
+def test_a_store_that_cannot_be_made_is_one_error_and_leaves_no_file(tmp_path, monkeypatch):
+    def full_disk(raw: sqlite3.Connection) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sqlite_head, "apply", full_disk)
+    path = tmp_path / "new.db"
+    result = CliRunner().invoke(app, ["db", "upgrade", "--database", f"sqlite:///{path}"])
+    assert result.exit_code == EXIT_STORAGE
+    assert result.output == (
+        f"error: database unavailable: cannot create the database {path}: "
+        "database or disk is full\n"
+    )
+    assert list(tmp_path.iterdir()) == []

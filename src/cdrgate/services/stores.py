@@ -11,6 +11,7 @@ then answer "0 records" against it), and a read must never change a schema. So:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from cdrgate.errors import SchemaError, UsageError
+from cdrgate.errors import SchemaError, StorageUnavailable, UsageError
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database, normalise_url
 from cdrgate.storage.sqlite_head import NEW_STORE_PAGE_SIZE as NEW_STORE_PAGE_SIZE
@@ -62,13 +63,24 @@ def open_or_create(url: str) -> Opened:
         )
     if path is not None and new and not str(path).startswith("file:"):
         # SQLite reads a "file:" URI itself: a file made from its text would be the wrong one.
-        sqlite_head.create(path)
+        _create_sqlite_store(path)
     db = Database(url)
     with _closed_on_error(db):
         new = new or (path is None and schema.current_revision(db) is None)
         schema.upgrade(db)
     where = str(path.absolute()) if path is not None else _shown(db)
     return Opened(db, where if new else None)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """``sqlite_head.create``; a store that cannot be made (a full disk, a folder not ours)
+    is one error, and the file begun for it is removed."""
+    try:
+        sqlite_head.create(path)
+    except sqlite3.Error as exc:
+        for made in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+            made.unlink(missing_ok=True)
+        raise StorageUnavailable(f"cannot create the database {path.absolute()}: {exc}") from None
 
 
 def open_existing(url: str, *, write: bool) -> Database:

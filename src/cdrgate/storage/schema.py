@@ -92,8 +92,9 @@ def upgrade(db: Database) -> str:
 
 
 def _made_from_snapshot(db: Database) -> bool:
-    """``sqlite_head.apply`` on the store's own connection: the snapshot's revision (HEAD,
-    unless a migration was added without a new snapshot: then the migrations go on from it)."""
+    """Whether the store was made here from the snapshot (``sqlite_head.apply``, on the
+    store's own connection) and is at HEAD now: a snapshot older than a new migration leaves
+    the rest to the migrations."""
     with db.connect() as conn:
         raw = conn.connection.driver_connection
         # The store's connections leave transactions to us (db.py: isolation_level None), so
