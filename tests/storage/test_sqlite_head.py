@@ -137,16 +137,26 @@ def test_a_statement_cut_short_in_the_snapshot_is_an_error():
     ]
 
 
-def test_a_store_that_cannot_be_made_is_one_error_and_leaves_no_file(tmp_path, monkeypatch):
+def test_a_store_that_cannot_be_made_is_one_error_and_the_next_try_makes_it(tmp_path, monkeypatch):
     def full_disk(raw: sqlite3.Connection) -> bool:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(sqlite_head, "apply", full_disk)
     path = tmp_path / "new.db"
-    result = CliRunner().invoke(app, ["db", "upgrade", "--database", f"sqlite:///{path}"])
+    upgrade = ["db", "upgrade", "--database", f"sqlite:///{path}"]
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_head, "apply", full_disk)
+        result = CliRunner().invoke(app, upgrade)
     assert result.exit_code == EXIT_STORAGE
     assert result.output == (
         f"error: database unavailable: cannot create the database {path}: "
         "database or disk is full\n"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert CliRunner().invoke(app, upgrade).exit_code == 0
+    assert _objects(path) == _objects(_migrated(tmp_path / "migrated.db"))
+
+
+def test_a_store_file_someone_else_made_first_is_left_to_them(tmp_path):
+    path = tmp_path / "new.db"
+    path.write_bytes(b"")
+    assert sqlite_head.create(path) is False
+    assert path.read_bytes() == b""

@@ -73,8 +73,6 @@ def make_if_new(path: str) -> bool:
     """Make the store ``path`` from the snapshot of the newest schema if no file is there yet
     (``sqlite_head.create``); returns whether this call made it. One that cannot be made is
     left to the usual path, which says why."""
-    if os.path.exists(path):
-        return False
     try:
         return sqlite_head.create(Path(path))
     except (sqlite3.Error, OSError):

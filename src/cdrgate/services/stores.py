@@ -73,13 +73,10 @@ def open_or_create(url: str) -> Opened:
 
 
 def _create_sqlite_store(path: Path) -> None:
-    """``sqlite_head.create``; a store that cannot be made (a full disk, a folder not ours)
-    is one error, and the file begun for it is removed."""
+    """``sqlite_head.create``; a store that cannot be made (a full disk) is one error."""
     try:
         sqlite_head.create(path)
     except sqlite3.Error as exc:
-        for made in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
-            made.unlink(missing_ok=True)
         raise StorageUnavailable(f"cannot create the database {path.absolute()}: {exc}") from None
 
 

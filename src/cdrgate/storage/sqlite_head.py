@@ -18,6 +18,7 @@ This module imports no SQLAlchemy: an import into a new store makes it before it
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -52,11 +53,17 @@ def statements(text: str | None = None) -> list[str]:
 
 
 def create(path: Path) -> bool:
-    """Make the store file ``path`` (which must not exist): its page size, WAL mode, and the
-    newest schema, in one transaction. SQLite fixes the page size when it writes the file's
-    first page, which setting WAL mode does, so it is set before anything else. Interrupted,
-    it leaves a file with no table, which the migrations then fill as any empty file.
-    Returns ``apply``'s answer."""
+    """Make the store file ``path``: its page size, WAL mode, and the newest schema, in one
+    transaction; returns whether this call made it. SQLite fixes the page size when it writes
+    the file's first page, which setting WAL mode does, so it is set before anything else.
+    The file is claimed first (created exclusively, empty, with SQLite's own permissions): of
+    two processes making the same store at once, the other finds it there and leaves it to
+    the usual path. An SQLite error (a full disk) is raised and leaves a file with no table,
+    which the next command fills as any empty file (``schema.upgrade``)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
     with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)) as raw:
         raw.execute(f"PRAGMA page_size = {NEW_STORE_PAGE_SIZE}")
         raw.execute("PRAGMA journal_mode = WAL")
