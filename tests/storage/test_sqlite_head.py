@@ -160,3 +160,22 @@ def test_a_store_file_someone_else_made_first_is_left_to_them(tmp_path):
     path.write_bytes(b"")
     assert sqlite_head.create(path) is False
     assert path.read_bytes() == b""
+
+
+def test_two_processes_making_one_new_store_at_once_both_succeed(tmp_path):
+    cdrgate = [sys.executable, "-m", "cdrgate", "db", "upgrade", "--database"]
+    for attempt in range(3):
+        path = tmp_path / f"new{attempt}.db"
+        runs = [
+            subprocess.Popen(
+                [*cdrgate, f"sqlite:///{path}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for _ in range(2)
+        ]
+        outs = [run.communicate(timeout=60) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], outs
+        assert _revision(path) == schema.HEAD
+        assert _objects(path) == _objects(tmp_path / "new0.db")
