@@ -118,6 +118,12 @@ def migrate(db: Database) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         command.upgrade(_config(conn), "head")
         conn.commit()
+    if db.is_sqlite:
+        # The connection the migrations ran on, reused, made SQLite's own work slower: a 1M
+        # seed right after every migration from an empty file took 11.7 s against 8.8-9.3 s
+        # with it closed (after 0017 alone, no slower; bench/RESULTS.md, thirty-first round;
+        # the cause is not known). New connections open as needed.
+        db.engine.dispose()
 
 
 def is_current(db: Database) -> bool:
