@@ -1,7 +1,9 @@
 """A new SQLite store made at the newest schema in one transaction, from a snapshot of it.
 
 Running every migration on a new store took ~0.35-0.4 s: importing Alembic (and SQLAlchemy,
-~0.3 s of it) and running seventeen migrations that each start from the last one's schema.
+~0.3 s of it) and running seventeen migrations that each start from the last one's schema;
+and the connection they ran on made the command's own work slower after them (a 1M seed
+11.4-11.6 s against 8.6-8.9 s; bench/RESULTS.md, thirty-first round).
 A new store has no rows to carry through them, so it is made, as Rails loads ``schema.rb``
 into a new database, by running the statements the migrations end with: the snapshot
 ``migrations/sqlite_head.sql``, with ``alembic_version`` at ``revision.HEAD``. A store that
