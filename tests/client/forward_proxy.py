@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,10 +70,11 @@ class ForwardProxy:
                     time.sleep(self.trickle)
 
     @contextmanager
-    def running(self) -> Iterator[str]:
-        """Serve on 127.0.0.1; yields the proxy's URL."""
-        with serving(self._handle) as port:
-            yield f"http://127.0.0.1:{port}"
+    def running(self, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+        """Serve on 127.0.0.1 (over TLS with ``tls``: an ``https://`` proxy); yields the
+        proxy's URL."""
+        with serving(self._handle, tls) as port:
+            yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 
 class SocksProxy:
@@ -112,15 +114,22 @@ class SocksProxy:
 
 
 @contextmanager
-def serving(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """``handle`` each connection to 127.0.0.1 in a thread of its own; yields the port."""
+def serving(
+    handle: Callable[[socket.socket], None], tls: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """``handle`` each connection to 127.0.0.1 in a thread of its own, after a TLS handshake
+    with ``tls`` when given; yields the port."""
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             try:
-                handle(self.request)
+                if tls is None:
+                    handle(self.request)
+                    return
+                with tls.wrap_socket(self.request, server_side=True) as wrapped:
+                    handle(wrapped)
             except OSError:
-                pass  # the client gave up (a deadline): nothing to relay to
+                pass  # the client gave up (a deadline, a refused certificate)
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -155,4 +164,7 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
             data = sock.recv(65536)
             if not data:
                 return
+            # A TLS socket may hold decrypted bytes that select does not see.
+            while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                data += sock.recv(sock.pending())
             (b if sock is a else a).sendall(data)

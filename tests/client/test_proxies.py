@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import ssl
 import sys
 from urllib.parse import urlsplit
 
 import pytest
+import trustme
 from typer.testing import CliRunner
 
 from cdrgate.cli import app as cli_app
-from cdrgate.client import CdrClient, ClientError, ConnectError
+from cdrgate.client import CdrClient, ClientError, ConnectError, TlsError
 from cdrgate.client._proxies import direct_networks, environment_proxies
 from tests.client.fake_pbx import Answer, FakePbx, http
 from tests.client.forward_proxy import ForwardProxy, SocksProxy
@@ -88,6 +90,48 @@ def test_https_proxy_tunnels_tls_to_the_pbx(tls_server, ca, tmp_path, monkeypatc
         monkeypatch.setenv("HTTPS_PROXY", proxy_url)
         assert callids(tls_server, verify=ca_file) == ["a", "b", "c"]
     assert proxy.seen and set(proxy.seen) == {f"CONNECT {urlsplit(tls_server).netloc}"}
+
+
+def _tls_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 from ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def test_an_https_proxy_whose_certificate_fails_is_named_not_the_pbx(
+    tls_server, ca, tmp_path, monkeypatch
+):
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    proxy = ForwardProxy()
+    with proxy.running(tls=_tls_context(trustme.CA())) as proxy_url:  # a CA no one trusts
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        with pytest.raises(TlsError) as failed:
+            callids(tls_server, verify=ca_file)
+    assert str(failed.value).startswith(
+        f"TLS with the proxy {proxy_url} (on the way to {tls_server}) failed: "
+        "certificate verify failed"
+    )
+    assert proxy.seen == []  # no CONNECT: the handshake with the proxy failed
+
+
+def test_through_a_trusted_https_proxy_the_pbx_certificate_is_still_the_pbx_s_to_prove(
+    tls_server, ca, tmp_path, monkeypatch
+):
+    proxy_ca, pbx_ca = trustme.CA(), tmp_path / "pbx-ca.pem"
+    ca.cert_pem.write_to_path(str(pbx_ca))
+    proxy_ca.cert_pem.write_to_path(str(tmp_path / "proxy-ca.pem"))
+    # The proxy's own certificate is checked against the system's CAs, which SSL_CERT_FILE names.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "proxy-ca.pem"))
+    proxy = ForwardProxy()
+    with proxy.running(tls=_tls_context(proxy_ca)) as proxy_url:
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        assert callids(tls_server, verify=pbx_ca) == ["a", "b", "c"]  # TLS inside TLS
+        with pytest.raises(TlsError) as failed:
+            callids(tls_server)  # the PBX's CA not given
+    assert str(failed.value).startswith(f"TLS with {tls_server} failed: certificate verify failed")
+    assert set(proxy.seen) == {f"CONNECT {urlsplit(tls_server).netloc}"}
 
 
 def test_the_cli_goes_through_the_proxy(http_server, monkeypatch, tmp_path):

@@ -38,7 +38,7 @@ from cdrgate.client._answers import (
 from cdrgate.client._changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 from cdrgate.client._changes import PATH as CHANGES_PATH
 from cdrgate.client._changes import ChangesPage, read_page
-from cdrgate.client._deadline import DeadlinePassed, ProxyUnreachable
+from cdrgate.client._deadline import DeadlinePassed, ProxyTlsFailed, ProxyUnreachable
 from cdrgate.client._errors import (
     AuthenticationFailed,
     ClientError,
@@ -568,18 +568,30 @@ def _ssl_context(verify: Verify) -> ssl.SSLContext | bool:
         raise ClientError(f"cannot use CA file {os.fspath(verify)}: {exc}") from None
 
 
+def _tls_reason(error: ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message}"
+    return error.reason or str(error)
+
+
 def _transport_error(exc: httpx.HTTPError, base_url: str) -> ClientError:
     cause: BaseException | None = exc
+    proxy: str | None = None  # the https:// proxy whose own TLS failed, if that is the cause
     while cause is not None:
+        if isinstance(cause, ProxyTlsFailed):
+            proxy = cause.proxy
+        if isinstance(cause, ssl.SSLError) and proxy is not None:
+            return TlsError(
+                f"TLS with the proxy {shown(proxy)} (on the way to {base_url}) failed: "
+                f"{_tls_reason(cause)} (a proxy's private CA: name its file in SSL_CERT_FILE)"
+            )
         if isinstance(cause, ssl.SSLError):
             if cause.reason in _PLAIN_HTTP_REASONS:
                 return TlsError(
                     f"{base_url} answered in plain HTTP, not HTTPS: "
                     f"use {_swap_scheme(base_url, 'http')}"
                 )
-            reason = cause.reason or str(cause)
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                reason = f"certificate verify failed: {cause.verify_message}"
+            reason = _tls_reason(cause)
             return TlsError(
                 f"TLS with {base_url} failed: {reason} "
                 "(trust its certificate with a CA file, or disable verification)"

@@ -74,9 +74,23 @@ def _within(operation: Callable[[float | None], T], timeout: float | None) -> T:
         raise DeadlinePassed(seconds) from None
 
 
+class ProxyTlsFailed(httpcore.ConnectError):
+    """The TLS handshake with an ``https://`` proxy failed (not the PBX's, which runs inside
+    the tunnel after it); ``proxy`` is its URL."""
+
+    def __init__(self, message: str, proxy: str) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+
+
 class _Stream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
+    """``inner``, every operation within the request's deadline. ``tls_proxy``: the URL of
+    the ``https://`` proxy this connection goes to (None: none), whose TLS is the first one
+    started on it."""
+
+    def __init__(self, inner: httpcore.NetworkStream, tls_proxy: str | None = None) -> None:
         self._inner = inner
+        self._tls_proxy = tls_proxy
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return _within(lambda left: self._inner.read(max_bytes, left), timeout)
@@ -93,9 +107,15 @@ class _Stream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        self._inner = _within(
-            lambda left: self._inner.start_tls(ssl_context, server_hostname, left), timeout
-        )
+        proxy, self._tls_proxy = self._tls_proxy, None  # the next TLS is the PBX's
+        try:
+            self._inner = _within(
+                lambda left: self._inner.start_tls(ssl_context, server_hostname, left), timeout
+            )
+        except httpcore.ConnectError as exc:
+            if proxy is None:
+                raise
+            raise ProxyTlsFailed(str(exc), proxy) from exc
         return self
 
     def get_extra_info(self, info: str) -> Any:
@@ -103,8 +123,13 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
+    """httpcore's network, within each request's deadline. ``proxy``: the proxy every
+    connection goes to (None: direct), so that a failed TLS handshake with an ``https://``
+    one is said to be the proxy's."""
+
+    def __init__(self, proxy: str | None = None) -> None:
         self._inner = httpcore.SyncBackend()
+        self._tls_proxy = proxy if proxy is not None and proxy.startswith("https://") else None
 
     def connect_tcp(
         self,
@@ -120,7 +145,8 @@ class _Backend(httpcore.NetworkBackend):
                     host, port, left, local_address, socket_options
                 ),
                 timeout,
-            )
+            ),
+            self._tls_proxy,
         )
 
     def connect_unix_socket(
@@ -177,7 +203,7 @@ class DeadlineTransport(httpx.BaseTransport):
         pool = self._inner._pool
         if not hasattr(pool, "_network_backend"):  # pragma: no cover - an httpcore change
             raise RuntimeError(f"{type(pool).__name__} has no _network_backend to bound")
-        pool._network_backend = _Backend()
+        pool._network_backend = _Backend(proxy)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
