@@ -80,6 +80,23 @@ def test_a_forwarded_hop_with_its_port_is_the_client(make_client, api_account, i
     assert answers[1] == REFUSED
 
 
+def test_a_client_s_own_forwarded_for_line_before_the_proxy_s_is_not_believed(
+    make_client, api_account
+):
+    # HAProxy's "option forwardfor" adds its own X-Forwarded-For line after any the client
+    # sent; the lines are one list in order (RFC 9110), read from the nearest hop.
+    proxied = make_client(
+        ip="127.0.0.1", trusted_proxies=("127.0.0.1",), permitted_networks=("10.0.0.0/8",)
+    )
+    body = {"username": API_USER, "password": API_MD5}
+    spoofed = [("X-Forwarded-For", "10.1.1.1"), ("X-Forwarded-For", "8.8.8.8")]
+    honest = [("X-Forwarded-For", "8.8.8.8"), ("X-Forwarded-For", "10.1.1.1")]
+    assert proxied.post("/api/v1.1.0/login", json=body, headers=spoofed).json() == REFUSED
+    assert proxied.post("/api/v1.1.0/login", json=body, headers=honest).json()["status"] == (
+        "Success"
+    )
+
+
 def test_a_bad_network_is_a_usage_error(db):
     with pytest.raises(UsageError, match="not an IP address or network"):
         create_app(Settings(database=db.url, permitted_networks=("10.0.0.300/8",)), database=db)

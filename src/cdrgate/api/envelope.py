@@ -245,7 +245,10 @@ class ProxyPolicy:
         peer = _peer(request)
         if not self.networks or not self.trusts(peer):
             return peer
-        forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
+        # Every X-Forwarded-For line, in order, as one list (RFC 9110): a proxy that adds a
+        # line of its own (HAProxy's "option forwardfor") leaves the client's before it.
+        lines = ",".join(request.headers.getlist("x-forwarded-for"))
+        forwarded = [p.strip() for p in lines.split(",")]
         # Walk from the nearest hop; the first address not a trusted proxy is the client.
         for hop in reversed([p for p in forwarded if p]):
             try:
