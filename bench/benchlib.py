@@ -335,8 +335,8 @@ def migrated_copy(target: Path, cdrgate: str = CDRGATE) -> str:
     if cdrgate == CDRGATE:
         # Named after what shapes an empty store (its schema, the page size a new file gets),
         # so a template left by an earlier build is not taken for this one's.
-        from cdrgate.services.stores import NEW_STORE_PAGE_SIZE
         from cdrgate.storage.schema import HEAD
+        from cdrgate.storage.sqlite_head import NEW_STORE_PAGE_SIZE
 
         suffix = f"-{HEAD}-{NEW_STORE_PAGE_SIZE}"
     else:

@@ -77,8 +77,8 @@ def _first_row(src: str, csv_file: Path, store: Path) -> str:
 
 
 def _template_suffix() -> str:
-    from cdrgate.services.stores import NEW_STORE_PAGE_SIZE
     from cdrgate.storage.schema import HEAD
+    from cdrgate.storage.sqlite_head import NEW_STORE_PAGE_SIZE
 
     return f"{HEAD}-{NEW_STORE_PAGE_SIZE}"
 

@@ -19,12 +19,16 @@ def normalise_ip(text: str) -> str:
     An IPv6 address may come in one pair of brackets (``[2001:db8::7]``, as URLs write it);
     a bracket left open, doubled or around an IPv4 address is no address."""
     text = text.strip()
-    if text.startswith("[") and text.endswith("]") and ":" in text:
-        text = text[1:-1]
-    address = ipaddress.ip_address(text)
+    address = ipaddress.ip_address(unbracketed(text) if ":" in text else text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+def unbracketed(text: str) -> str:
+    """``text`` without one pair of brackets around it, as URLs write an IPv6 address
+    (``[2001:db8::7]``)."""
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
 def hop_ip(hop: str) -> str:

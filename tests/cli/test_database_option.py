@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cdrgate.cli import app
 from cdrgate.services import stores
-from cdrgate.storage import schema
+from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database
 from tests.migrating import alembic_config
 
@@ -122,7 +122,7 @@ def _page_size(path) -> int:
 def test_a_new_store_file_gets_the_new_store_page_size(creator, tmp_path):
     path = tmp_path / "new.db"
     assert run(*creator, "--database", f"sqlite:///{path}").exit_code == 0
-    assert _page_size(path) == stores.NEW_STORE_PAGE_SIZE != 4096
+    assert _page_size(path) == sqlite_head.NEW_STORE_PAGE_SIZE != 4096
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -21,6 +21,7 @@ from cdrgate.cli import app
 from cdrgate.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED
 from cdrgate.ingest import apsw_writer, files, first_load, parallel, part, yeastar_sql
 from cdrgate.services import stores
+from cdrgate.storage import sqlite_head
 from tests.conftest import make_cdr
 
 pytestmark = pytest.mark.skipif(not part.APSW, reason="apsw is not installed")
@@ -158,7 +159,7 @@ def test_a_new_store_is_made_from_the_snapshot_and_loaded_without_opening_the_po
     with sqlite3.connect(new) as conn, sqlite3.connect(usual) as other:
         schema = "SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2"
         assert conn.execute(schema).fetchall() == other.execute(schema).fetchall()
-        assert conn.execute("PRAGMA page_size").fetchone() == (stores.NEW_STORE_PAGE_SIZE,)
+        assert conn.execute("PRAGMA page_size").fetchone() == (sqlite_head.NEW_STORE_PAGE_SIZE,)
 
 
 def test_a_file_with_no_schema_yet_is_created_by_the_usual_path(store, tmp_path, opened):

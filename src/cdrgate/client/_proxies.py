@@ -24,6 +24,7 @@ import httpx
 
 from cdrgate.client._deadline import DeadlineTransport
 from cdrgate.client._errors import ClientError
+from cdrgate.iprules import unbracketed
 
 # What each mount pattern's proxy is called in the environment, for error messages.
 VARIABLES = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
@@ -59,7 +60,7 @@ def direct_networks() -> tuple[Network, ...]:
             continue
         address, _, length = host.partition("/")
         try:
-            networks.append(ipaddress.ip_network(f"{_unbracketed(address)}/{length}", strict=False))
+            networks.append(ipaddress.ip_network(f"{unbracketed(address)}/{length}", strict=False))
         except ValueError:
             raise ValueError(f"{host!r} is not an address range such as 10.0.0.0/8") from None
     return tuple(networks)
@@ -69,11 +70,6 @@ def _no_proxy(found: dict[str, str]) -> list[str]:
     return [host for entry in found.get("no", "").split(",") if (host := entry.strip())]
 
 
-def _unbracketed(address: str) -> str:
-    """An IPv6 address as URLs write it (``[fd00::1]``) without its brackets."""
-    return address[1:-1] if address.startswith("[") and address.endswith("]") else address
-
-
 def _direct_pattern(host: str) -> str:
     """The mount pattern of one NO_PROXY entry that is no range, as httpx reads it:
     ``example.com`` covers it and its subdomains, ``.example.com`` its subdomains only, an
@@ -81,7 +77,7 @@ def _direct_pattern(host: str) -> str:
     if "://" in host:
         return host
     try:
-        address = ipaddress.ip_address(_unbracketed(host))
+        address = ipaddress.ip_address(unbracketed(host))
     except ValueError:
         return "all://" + (host if host.lower() == "localhost" else f"*{host}")
     return f"all://{address}" if address.version == 4 else f"all://[{address}]"

@@ -22,7 +22,6 @@ from sqlalchemy.engine import make_url
 from cdrgate.errors import SchemaError, StorageUnavailable, UsageError
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database, normalise_url
-from cdrgate.storage.sqlite_head import NEW_STORE_PAGE_SIZE as NEW_STORE_PAGE_SIZE
 
 SQLITE_URL_HELP = "a SQLite URL is sqlite:///relative/file.db or sqlite:////absolute/file.db"
 _CREATORS = "cdrgate db upgrade, import, seed or serve"
