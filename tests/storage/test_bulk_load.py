@@ -20,7 +20,7 @@ from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate
-from cdrgate.storage import cdrs, schema, seeded_pipeline, summary
+from cdrgate.storage import cdrs, schema, seeded_pipeline
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 from tests.services.test_importing import import_yeastar_csv
@@ -145,9 +145,15 @@ def _attached(db: Database) -> list[str]:
         return [row[1] for row in conn.exec_driver_sql("PRAGMA database_list")]
 
 
-def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_order(
-    sqlite_db, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    "makers",
+    [seeded_pipeline.MAKERS, ("sqlite3",)],
+    ids=["makers in both SQLite libraries", "one maker (no apsw)"],
+)
+def test_an_empty_store_seeded_in_chunks_from_makers_holds_the_plans_rows_in_order(
+    sqlite_db, tmp_path, monkeypatch, makers
 ):
+    monkeypatch.setattr(seeded_pipeline, "MAKERS", makers)
     monkeypatch.setattr(seeding, "SEED_BATCH", 100)  # 2,000 rows: eight chunks of ~250
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
@@ -162,7 +168,8 @@ def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_o
     before = _indexes(sqlite_db)
     assert seed_database(sqlite_db, plan, progress) == 2000
     assert len(made) == seeded_pipeline.MOST_CHUNKS and sum(made) == 2000
-    assert max(on_disk) <= 2  # the helper keeps at most one chunk ahead of the writer
+    # Each maker keeps at most one chunk ahead of the writer.
+    assert max(on_disk) <= len(makers) + 1
     with sqlite_db.read() as conn:
         stored = [row[0] for row in conn.exec_driver_sql("SELECT line FROM cdr ORDER BY id")]
     assert stored == [line for _, line in generate(plan)]
@@ -173,21 +180,21 @@ def test_an_empty_store_seeded_in_chunks_from_a_helper_holds_the_plans_rows_in_o
     assert seed_database(sqlite_db, plan) == 0  # again, on the same pool: nothing new
 
 
-def test_a_helper_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeypatch):
+def test_a_maker_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeypatch):
     monkeypatch.setattr(seeding, "SEED_BATCH", 100)
     calls = 0
-    real = summary.count_into
+    real = seeded_pipeline.count_into_sql
 
-    def fail_on_the_third_chunk(conn, source, target):
+    def fail_on_the_third_chunk(source, target):
         nonlocal calls
-        calls += 1
+        calls += 1  # from either maker's thread: the third chunk counted fails
         if calls == 3:
-            raise RuntimeError("helper failed")
-        real(conn, source, target)
+            raise RuntimeError("maker failed")
+        return real(source, target)
 
-    monkeypatch.setattr(summary, "count_into", fail_on_the_third_chunk)
+    monkeypatch.setattr(seeded_pipeline, "count_into_sql", fail_on_the_third_chunk)
     before = _indexes(sqlite_db)
-    with pytest.raises(RuntimeError, match="helper failed"):
+    with pytest.raises(RuntimeError, match="maker failed"):
         seed_database(sqlite_db, SeedPlan(count=2000, seed=6))
     assert _stored(sqlite_db) == []
     assert _indexes(sqlite_db) == before

@@ -21,8 +21,8 @@ SEED_COMMIT_ROWS = 250_000
 def seed_database(db: Database, plan: SeedPlan, progress: Progress | None = None) -> int:
     """Insert ``plan.count`` generated CDRs; returns how many were new.
 
-    Into an empty store the whole plan is one transaction. On SQLite its rows are made on a
-    second core while they are stored (``seeded_pipeline``), through a rollback journal when
+    Into an empty store the whole plan is one transaction. On SQLite its rows are made on
+    both cores while they are stored (``seeded_pipeline``), through a rollback journal when
     no other connection has the store open (``journal.rollback_journal``), and the secondary
     indexes are built after the rows (``bulk_load``). From the fifth round they were kept up
     to date as rows went in (the storing core waited for rows anyway); the covering extension
@@ -87,9 +87,10 @@ def _transaction_end(chunks: Sequence[list[Slot]], done: int, whole: bool) -> in
     return end
 
 
-# Where the chunks of a seed made by the helper end, in 32nds of its rows: the writer waits
-# for the first chunk and the helper has nothing left to do while the writer stores the last,
-# so those two are small.
+# Where the chunks of a seed made by the makers end, in 32nds of its rows: the writer waits
+# for the first chunk and a maker has nothing left to do while the writer stores the last,
+# so those two are small. (With two makers, (1, 3, 8, 14, 20, 26, 30, 32) and (1, 3, 8, 13,
+# 18, 23, 28, 32) were within the machine's noise of these: thirty-second round.)
 _PIPELINE_ENDS = (1, 6, 11, 16, 21, 26, 31, 32)
 
 

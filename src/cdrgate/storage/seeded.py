@@ -149,25 +149,37 @@ def _runs(hours: Sequence[Slot], apart: set[int]) -> list[tuple[bool, int | None
     return runs
 
 
-def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
-    pg = conn.dialect.name == "postgresql"
-    integer = "BIGINT" if pg else "INTEGER"  # SQLite: INTEGER PRIMARY KEY is the rowid
-    conn.exec_driver_sql(
+def _slot_table(integer: str) -> str:
+    return (
         f"CREATE TEMP TABLE seed_slot (first_seq {integer} PRIMARY KEY, calls {integer} "
         f"NOT NULL, ts {integer} NOT NULL, clock TEXT NOT NULL)"
     )
+
+
+# SQLite's staging, also run by the seed's makers on connections of their own, in either
+# SQLite library (storage/seeded_pipeline.py): the hours, one row each, and the row numbers
+# within an hour. PostgreSQL has generate_series, SQLite's library does not, so a table of
+# 0..max-1 (its rowid; INTEGER PRIMARY KEY is the rowid) stands in.
+SQLITE_STAGING = (
+    _slot_table("INTEGER"),
+    "CREATE TEMP TABLE seed_counter (j INTEGER PRIMARY KEY)",
+)
+SQLITE_STAGE_HOUR = "INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"
+SQLITE_COUNT_UP = (
+    "WITH RECURSIVE c(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM c WHERE j + 1 < :n) "
+    "INSERT INTO seed_counter SELECT j FROM c"
+)
+
+
+def stage_hours(conn: Connection, hours: Sequence[Slot]) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_slot_table("BIGINT"))
+        stage_more_hours(conn, hours)
+        return
+    for sql in SQLITE_STAGING:
+        conn.exec_driver_sql(sql)
     stage_more_hours(conn, hours)
-    if not pg:
-        # The row numbers within an hour: PostgreSQL has generate_series, SQLite's library
-        # does not, so a table of 0..max-1 (its rowid) stands in.
-        conn.exec_driver_sql("CREATE TEMP TABLE seed_counter (j INTEGER PRIMARY KEY)")
-        conn.execute(
-            text(
-                "WITH RECURSIVE c(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM c WHERE j + 1 < :n) "
-                "INSERT INTO seed_counter SELECT j FROM c"
-            ),
-            {"n": max(hour.calls for hour in hours)},
-        )
+    conn.execute(text(SQLITE_COUNT_UP), {"n": max(hour.calls for hour in hours)})
 
 
 def stage_more_hours(conn: Connection, hours: Sequence[Slot]) -> None:
@@ -175,10 +187,7 @@ def stage_more_hours(conn: Connection, hours: Sequence[Slot]) -> None:
     either engine, and more after them on PostgreSQL only (SQLite's counter table, sized by
     ``stage_hours`` for its hours, would not grow with them)."""
     if conn.dialect.name != "postgresql":
-        conn.execute(
-            text("INSERT INTO seed_slot VALUES (:first_seq, :calls, :ts, :clock)"),
-            [vars(hour) for hour in hours],
-        )
+        conn.execute(text(SQLITE_STAGE_HOUR), [vars(hour) for hour in hours])
         return
     # One statement of four arrays, where executemany runs one INSERT an hour (8,760 for a
     # year, each bound and executed by the server, each row's parameters dumped by psycopg):

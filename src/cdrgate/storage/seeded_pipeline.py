@@ -1,44 +1,67 @@
-"""Seeding an empty SQLite store on two cores: rows made on one while the other stores them.
+"""Seeding an empty SQLite store on two cores: rows made on both while the writer stores them.
 
-One statement runs on one core, and making the rows (``seeded``'s SELECT) costs about as
-much CPU as storing them. So, inside the seed's one write transaction, a helper thread
-makes chunk k+1 on a private in-memory connection while the writer stores chunk k (into the
-table and its uniqueness key: the caller's ``bulk_load`` builds the other indexes after the
-last chunk); Python's sqlite3 lets go of the GIL while a statement runs, so both run at once.
+One statement runs on one core, and making a chunk's rows (``seeded``'s SELECT) costs several
+times what storing them does. So, inside the seed's one write transaction, maker threads
+make the next chunks, each on a private in-memory connection, while the writer stores the
+chunk before (into the table and its uniqueness key: the caller's ``bulk_load`` builds the
+other indexes after the last chunk). Both SQLite libraries let go of the GIL while a
+statement runs, so they run at once.
+
+One maker works in the system's SQLite (Python's sqlite3, the writer's) and one in apsw's,
+which is a library of its own: SQLite counts its memory (``SQLITE_DEFAULT_MEMSTATUS``) under
+one mutex per library, taken by every allocation, and making rows allocates for each value
+(printf, the line). Two makers in one library spent the seed on that mutex: a 1M seed took
+22.7-23.9 s against 15.2-17.1 s with one maker, its system time 2 -> 9.4 s (bench/RESULTS.md,
+thirty-second round). Without apsw there is one maker. The apsw maker opens no file the
+writer has open: only its chunk files, closed (DETACH) before the writer attaches them.
 
 A chunk travels as a scratch file: its rows in time order, and beside them their
-cdr_summary counts (also made on the helper's core). The writer attaches the file and copies
+cdr_summary counts (also made on the maker's core). The writer attaches the file and copies
 the rows with one INSERT ... SELECT. Each chunk is a new file, because an attached file read
 in a transaction stays attached and locked until that transaction ends (and the writer's
 snapshot of it would not see later chunks). SQLite allows 10 attached databases, so a seed
 is cut into at most ``MOST_CHUNKS`` chunks. The files hold nothing the store needs: they are
-written without a journal or syncs, removed once copied (at most two exist at once), and a
-crash leaves the store's transaction to roll back as any other (and its scratch folder to the
-next command that makes one: ``cdrgate.scratch``).
+written without a journal or syncs, removed once copied (at most one more than there are
+makers exist at once), and a crash leaves the store's transaction to roll back as any other (and its scratch
+folder to the next command that makes one: ``cdrgate.scratch``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 
 from cdrgate.scratch import scratch_folder
 from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import summary
 from cdrgate.storage.attached import detach_on_checkin
 from cdrgate.storage.cdrs import COLUMNS
-from cdrgate.storage.seeded import bind_params, rows_sql, stage_hours
+from cdrgate.storage.seeded import (
+    SQLITE_COUNT_UP,
+    SQLITE_STAGE_HOUR,
+    SQLITE_STAGING,
+    bind_params,
+    rows_sql,
+)
+from cdrgate.storage.summary_sql import count_into_sql
+
+try:
+    import apsw
+
+    # The SQLite library each maker thread makes its chunks in (above).
+    MAKERS: tuple[str, ...] = ("sqlite3", "apsw")
+except ImportError:
+    MAKERS = ("sqlite3",)
 
 MOST_CHUNKS = 8
 _SCHEMA = "seed_chunk"  # the writer attaches chunk i as seed_chunk<i>
-
-Made = tuple[Path, int] | BaseException  # a chunk's file and rows, or why the helper stopped
 
 
 def store_empty(
@@ -62,23 +85,22 @@ def _store(
     folder: Path,
     progress: Callable[[int], None] | None,
 ) -> int:
-    made: queue.Queue[Made] = queue.Queue()
-    stop = threading.Event()
-    # Chunk files on disk at once: the one being stored and the one being made (the helper
-    # is the faster side and would otherwise fill the disk ahead of the writer).
-    room = threading.Semaphore(2)
-    helper = threading.Thread(
-        target=_make_chunks, args=(plan, chunks, folder, made, stop, room), name="cdrgate-seed"
-    )
-    helper.start()
+    line = _Line(len(chunks), len(MAKERS))
+    makers = [
+        threading.Thread(
+            target=_make_chunks,
+            args=(plan, chunks, folder, line, library),
+            name=f"cdrgate-seed-{library}",
+        )
+        for library in MAKERS
+    ]
+    for maker in makers:
+        maker.start()
     names = ", ".join(COLUMNS)
     inserted = 0
     try:
         for i in range(len(chunks)):
-            item = made.get()
-            if isinstance(item, BaseException):
-                raise item
-            path, size = item
+            path, size = line.wait_made(i)
             schema = f"{_SCHEMA}{i}"
             conn.execute(text(f"ATTACH :path AS {schema}"), {"path": str(path)})
             after = summary.newest_id(conn)
@@ -95,47 +117,112 @@ def _store(
             inserted += new
             with contextlib.suppress(OSError):  # removed at the end anyway
                 os.remove(path)
-            room.release()
+            line.stored_one()
             if progress is not None:
                 progress(size)
     finally:
-        stop.set()
-        room.release()  # a helper waiting for room wakes up, sees stop and ends
-        helper.join()
+        line.stop()
+        for maker in makers:
+            maker.join()
     return inserted
 
 
+class _Line:
+    """The chunks between the makers and the writer: which chunk a maker takes next, which
+    chunks are made, how far the writer has got, and whether to stop.
+
+    A maker may begin chunk i only while i <= stored + makers: chunk files on disk at once
+    are then the one being stored and at most one a maker, made or being made (the makers
+    would otherwise fill the disk ahead of the writer). Because the rule depends only on the
+    writer's progress, the chunk the writer waits for may always be made: makers taking
+    rooms in any other order could hold every room with later chunks."""
+
+    def __init__(self, count: int, makers: int) -> None:
+        self.count, self.makers = count, makers
+        self.turn = threading.Condition()
+        self.taken = 0  # the next chunk a maker takes
+        self.stored = 0
+        self.made: dict[int, tuple[Path, int]] = {}
+        self.failure: BaseException | None = None
+        self.stopped = False
+
+    def take(self) -> int | None:
+        """The next chunk for a maker, once there is room for it; None when there is none
+        left or the seed stops."""
+        with self.turn:
+            if self.taken >= self.count:
+                return None
+            i = self.taken
+            self.taken += 1
+            self.turn.wait_for(lambda: self.stopped or i <= self.stored + self.makers)
+            return None if self.stopped else i
+
+    def put(self, i: int, path: Path, rows: int) -> None:
+        with self.turn:
+            self.made[i] = (path, rows)
+            self.turn.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        """A maker stopped on ``exc``: the writer raises it instead of waiting on."""
+        with self.turn:
+            self.failure = self.failure or exc
+            self.turn.notify_all()
+
+    def wait_made(self, i: int) -> tuple[Path, int]:
+        """Chunk i's file and rows, once made; a maker's failure raised instead."""
+        with self.turn:
+            self.turn.wait_for(lambda: i in self.made or self.failure is not None)
+            if self.failure is not None:
+                raise self.failure
+            return self.made.pop(i)
+
+    def stored_one(self) -> None:
+        with self.turn:
+            self.stored += 1
+            self.turn.notify_all()
+
+    def stop(self) -> None:
+        with self.turn:
+            self.stopped = True
+            self.turn.notify_all()
+
+
+def _connect(library: str) -> Any:
+    """A private in-memory connection in ``library`` (sqlite3 and apsw connections both
+    take ``execute(sql, params)`` and ``executemany`` as the maker uses them)."""
+    if library == "apsw":
+        return apsw.Connection(":memory:")
+    return sqlite3.connect(":memory:", isolation_level=None)
+
+
 def _make_chunks(
-    plan: SeedPlan,
-    chunks: Sequence[Sequence[Slot]],
-    folder: Path,
-    made: queue.Queue[Made],
-    stop: threading.Event,
-    room: threading.Semaphore,
+    plan: SeedPlan, chunks: Sequence[Sequence[Slot]], folder: Path, line: _Line, library: str
 ) -> None:
-    """The helper thread: each chunk's file, in order, until done or told to stop."""
-    engine = create_engine("sqlite://", isolation_level="AUTOCOMMIT")
+    """A maker thread: the next chunk's file, until none is left or the seed stops."""
     try:
-        with engine.connect() as conn:
-            stage_hours(conn, [hour for chunk in chunks for hour in chunk])
+        conn = _connect(library)
+        try:
+            hours = [hour for chunk in chunks for hour in chunk]
+            for sql in SQLITE_STAGING:
+                conn.execute(sql)
+            conn.executemany(SQLITE_STAGE_HOUR, [vars(hour) for hour in hours])
+            conn.execute(SQLITE_COUNT_UP, {"n": max(hour.calls for hour in hours)})
             names = ", ".join(COLUMNS)
-            make = text(
+            make = (
                 f"CREATE TABLE out.rows AS SELECT {names} "
                 f"FROM ({rows_sql('sqlite', plan)}) AS seeded"
             )
-            for i, chunk in enumerate(chunks):
-                room.acquire()
-                if stop.is_set():
-                    return
+            while (i := line.take()) is not None:
+                chunk = chunks[i]
                 path = folder / f"chunk{i}.db"
-                conn.execute(text("ATTACH :path AS out"), {"path": str(path)})
-                conn.exec_driver_sql("PRAGMA out.journal_mode = OFF")
-                conn.exec_driver_sql("PRAGMA out.synchronous = OFF")
+                conn.execute("ATTACH ? AS out", (str(path),))
+                conn.execute("PRAGMA out.journal_mode = OFF")
+                conn.execute("PRAGMA out.synchronous = OFF")
                 conn.execute(make, bind_params(plan, chunk[0].first_seq, chunk[-1].first_seq))
-                summary.count_into(conn, "out.rows", "out.counts")
-                conn.exec_driver_sql("DETACH out")
-                made.put((path, sum(hour.calls for hour in chunk)))
-    except BaseException as exc:  # the writer waits on the queue: it must hear of it
-        made.put(exc)
-    finally:
-        engine.dispose()
+                conn.execute(count_into_sql("out.rows", "out.counts"))
+                conn.execute("DETACH out")
+                line.put(i, path, sum(hour.calls for hour in chunk))
+        finally:
+            conn.close()
+    except BaseException as exc:  # the writer waits for a chunk: it must hear of it
+        line.fail(exc)
