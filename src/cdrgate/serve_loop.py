@@ -20,6 +20,8 @@ from typing import Any
 
 import uvloop
 
+from cdrgate import sqlite_memory
+
 
 class _HandshakeBoundedLoop(uvloop.Loop):
     handshake_timeout: float
@@ -34,6 +36,9 @@ class _HandshakeBoundedLoop(uvloop.Loop):
 
 
 def _new_loop(handshake_timeout: float) -> asyncio.AbstractEventLoop:
+    # A worker spawned by --workers starts here, before its app opens the store; in the
+    # CLI's own process ``main`` did it already (cdrgate.sqlite_memory).
+    sqlite_memory.system_statistics_off()
     loop = _HandshakeBoundedLoop()
     loop.handshake_timeout = handshake_timeout
     return loop

@@ -20,7 +20,7 @@ from cdrgate.ingest.formats import Format
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.seeding import seed_database
 from cdrgate.seed import SeedPlan, generate
-from cdrgate.storage import cdrs, schema, seeded_pipeline
+from cdrgate.storage import cdrs, schema, seeded_pipeline, summary_sql
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
 from tests.services.test_importing import import_yeastar_csv
@@ -183,7 +183,7 @@ def test_an_empty_store_seeded_in_chunks_from_makers_holds_the_plans_rows_in_ord
 def test_a_maker_that_fails_leaves_the_empty_store_as_it_was(sqlite_db, monkeypatch):
     monkeypatch.setattr(seeding, "SEED_BATCH", 100)
     calls = 0
-    real = seeded_pipeline.count_into_sql
+    real = summary_sql.count_into_sql
 
     def fail_on_the_third_chunk(source, target):
         nonlocal calls

@@ -17,6 +17,11 @@ from typing import Any, NoReturn
 
 
 def main() -> None:
+    from cdrgate.sqlite_memory import system_statistics_off
+
+    # Before anything opens SQLite (cdrgate.sqlite_memory): apsw's are turned off where it is
+    # imported, which most commands never do.
+    system_statistics_off()
     from cdrgate.cli import commands
     from cdrgate.cli.exits import EXIT_TERMINATED, Terminated
 

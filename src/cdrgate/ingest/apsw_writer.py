@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
+from cdrgate import sqlite_memory
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import parallel, part, yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
@@ -48,6 +49,10 @@ from cdrgate.storage.sqlite_settings import (
 
 if part.APSW:
     import apsw
+
+    # The writer runs in the CLI's process; its statistics off before its first connection
+    # (a process that has apsw connections open already keeps them: cdrgate.sqlite_memory).
+    sqlite_memory.apsw_statistics_off(apsw)
 
 # This module imports no SQLAlchemy: an import into an empty SQLite store runs it before
 # opening the store's pool, if it ever does (first_load.py).

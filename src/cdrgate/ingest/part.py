@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cdrgate import sqlite_memory
 from cdrgate.cdr import CdrRecord
 from cdrgate.ingest import yeastar_sql
 from cdrgate.ingest.formats import Format, row_mapper
@@ -114,6 +115,7 @@ def serve(pipe: Pipe) -> None:
     reading. Ctrl-C is the parent's to handle (it then terminates this process), so it is
     ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sqlite_memory.statistics_off()  # a new process, no connection open yet
     job = pipe.recv()
     if job is None:
         return

@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from cdrgate import sqlite_memory
 from cdrgate.scratch import scratch_folder
 from cdrgate.seed import SeedPlan, Slot
 from cdrgate.storage import summary
@@ -55,6 +56,7 @@ from cdrgate.storage.summary_sql import count_into_sql
 try:
     import apsw
 
+    sqlite_memory.apsw_statistics_off(apsw)  # as the import's writer (ingest/apsw_writer)
     # The SQLite library each maker thread makes its chunks in (above).
     MAKERS: tuple[str, ...] = ("sqlite3", "apsw")
 except ImportError:
