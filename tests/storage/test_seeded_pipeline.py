@@ -4,6 +4,7 @@ transaction added, not from the helper's counts of the whole chunk."""
 
 from __future__ import annotations
 
+import threading
 from typing import get_args
 
 import pytest
@@ -77,3 +78,36 @@ def test_chunks_holding_stored_rows_count_only_the_rows_added(sqlite_db, monkeyp
             assert answer == raw, group
     shown = store_stats(sqlite_db)  # `cdrgate stats`: its counts are read from cdr_summary
     assert (shown.rows, shown.types) == (PLAN.count, by_type)
+
+
+@pytest.mark.parametrize("library", seeded_pipeline.MAKERS)
+def test_stopping_the_line_interrupts_a_makers_running_statement(library):
+    """A chunk takes seconds to make; a Ctrl-C or a failed writer must not wait for it."""
+    line = seeded_pipeline._Line(count=8, makers=len(seeded_pipeline.MAKERS))
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def maker() -> None:
+        with line.connection(library) as conn:
+            started.set()
+            try:  # never ends unless interrupted
+                list(conn.execute(_ENDLESS))
+            except Exception as exc:  # each library names it its own way
+                outcome.append(exc)
+
+    thread = threading.Thread(target=maker, daemon=True)  # unstopped, it would run on
+    thread.start()
+    started.wait(10)
+    # An interrupt before the statement begins is lost (SQLite clears it when a statement
+    # starts on an idle connection), so stop until the statement has heard it.
+    for _ in range(100):
+        line.stop()
+        thread.join(0.05)
+        if not thread.is_alive():
+            break
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and "interrupt" in str(outcome[0]).lower()
+    assert line.working == [] and line.take() is None
+
+
+_ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"

@@ -32,7 +32,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ class _Line:
         self.made: dict[int, tuple[Path, int]] = {}
         self.failure: BaseException | None = None
         self.stopped = False
+        self.working: list[Any] = []  # the makers' open connections
 
     def take(self) -> int | None:
         """The next chunk for a maker, once there is room for it; None when there is none
@@ -183,9 +184,27 @@ class _Line:
             self.stored += 1
             self.turn.notify_all()
 
+    @contextlib.contextmanager
+    def connection(self, library: str) -> Iterator[Any]:
+        """A maker's connection (``_connect``), which ``stop`` interrupts while it is open."""
+        conn = _connect(library)
+        with self.turn:
+            self.working.append(conn)
+        try:
+            yield conn
+        finally:
+            with self.turn:
+                self.working.remove(conn)
+            conn.close()
+
     def stop(self) -> None:
+        """No more chunks: a maker's running statement is interrupted (a chunk takes
+        seconds to make, and the writer waits for its makers to end: a Ctrl-C or an
+        error would otherwise wait for it), and no maker takes another."""
         with self.turn:
             self.stopped = True
+            for conn in self.working:
+                conn.interrupt()
             self.turn.notify_all()
 
 
@@ -202,8 +221,7 @@ def _make_chunks(
 ) -> None:
     """A maker thread: the next chunk's file, until none is left or the seed stops."""
     try:
-        conn = _connect(library)
-        try:
+        with line.connection(library) as conn:
             hours = [hour for chunk in chunks for hour in chunk]
             for sql in SQLITE_STAGING:
                 conn.execute(sql)
@@ -224,7 +242,5 @@ def _make_chunks(
                 conn.execute(count_into_sql("out.rows", "out.counts"))
                 conn.execute("DETACH out")
                 line.put(i, path, sum(hour.calls for hour in chunk))
-        finally:
-            conn.close()
     except BaseException as exc:  # the writer waits for a chunk: it must hear of it
         line.fail(exc)
