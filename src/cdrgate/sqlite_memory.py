@@ -28,7 +28,7 @@ hold, the statistics stay on: slower where threads meet, nothing else.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import sys
 from types import ModuleType
 
@@ -83,7 +83,8 @@ def apsw_statistics_off(apsw: ModuleType) -> bool:
 
 
 def _system_library() -> ctypes.CDLL | None:
-    if sys.platform == "darwin" and platform.machine() == "arm64":
+    # os.uname, not the platform module: this runs in every process's start-up.
+    if sys.platform == "darwin" and os.uname().machine == "arm64":
         return None
     try:
         import _sqlite3
