@@ -8,12 +8,16 @@ other indexes after the last chunk). Both SQLite libraries let go of the GIL whi
 statement runs, so they run at once.
 
 One maker works in the system's SQLite (Python's sqlite3, the writer's) and one in apsw's,
-which is a library of its own: SQLite counts its memory (``SQLITE_DEFAULT_MEMSTATUS``) under
-one mutex per library, taken by every allocation, and making rows allocates for each value
-(printf, the line). Two makers in one library spent the seed on that mutex: a 1M seed took
-22.7-23.9 s against 15.2-17.1 s with one maker, its system time 2 -> 9.4 s (bench/RESULTS.md,
-thirty-second round). Without apsw there is one maker. The apsw maker opens no file the
-writer has open: only its chunk files, closed (DETACH) before the writer attaches them.
+which is a library of its own. SQLite counts its memory under one mutex per library, taken by
+every allocation, and making rows allocates for each value (printf, the line): with those
+counts on, two makers in one library spent the seed on that mutex (a 1M seed 22.7-23.9 s
+against 15.2-17.1 s with one maker, system time 2 -> 9.4 s). cdrgate's processes turn the
+counts off where they start (``cdrgate.sqlite_memory``), and then two makers in the system's
+SQLite take 9.1-9.5 s against 8.6 s for one in each (apsw's SQLite is the faster at this);
+one in each library also keeps them apart in a process where the counts stay on
+(bench/RESULTS.md, thirty-second round). Without apsw there is one maker. The apsw maker
+opens no file the writer has open: only its chunk files, closed (DETACH) before the writer
+attaches them.
 
 A chunk travels as a scratch file: its rows in time order, and beside them their
 cdr_summary counts (also made on the maker's core). The writer attaches the file and copies
