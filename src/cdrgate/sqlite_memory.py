@@ -87,8 +87,9 @@ def _system_library() -> ctypes.CDLL | None:
     if sys.platform == "darwin" and os.uname().machine == "arm64":
         return None
     try:
+        # The extension alone, not the sqlite3 package (datetime and more): this runs in
+        # every command's start-up, ``--version`` too.
         import _sqlite3
-        import sqlite3
 
         library = ctypes.CDLL(_sqlite3.__file__)
         library.sqlite3_libversion.restype = ctypes.c_char_p
@@ -98,4 +99,4 @@ def _system_library() -> ctypes.CDLL | None:
             getattr(library, name)
     except (ImportError, OSError, AttributeError):
         return None
-    return library if version == sqlite3.sqlite_version.encode() else None
+    return library if version == _sqlite3.sqlite_version.encode() else None
