@@ -88,6 +88,19 @@ def test_bad_allowedip_is_20015(flow, bad):
     assert flow.get_random(flow.token(), allowedip=bad)["errno"] == "20015"
 
 
+# A client that sends its address in an array or object (or true) meant to name one: not
+# taken for "no allowedip" (a random only the caller may use), but refused like any bad one.
+@pytest.mark.parametrize(
+    "bad", [["192.168.5.20"], ["192.168.5.20", "10.0.0.1"], {"ip": "192.168.5.20"}, [], {}, True]
+)
+def test_an_allowedip_that_is_not_a_string_or_number_is_20015(flow, bad):
+    assert flow.get_random(flow.token(), allowedip=bad)["errno"] == "20015"
+
+
+def test_a_null_allowedip_is_absent(flow):
+    assert flow.get_random(flow.token(), allowedip=None)["status"] == "Success"
+
+
 @pytest.mark.parametrize("good", ["192.168.5.20", "2001:db8::7", "[2001:db8::7]", "", " "])
 def test_one_address_or_blank_allowedip_is_accepted(flow, good):
     assert flow.get_random(flow.token(), allowedip=good)["status"] == "Success"

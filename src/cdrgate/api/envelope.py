@@ -146,7 +146,13 @@ async def read_json_fields(request: Request, limit: int) -> dict[str, str]:
         raise ApiError(Errno.JSON_ONLY, "body holds a NUL or an unpaired surrogate escape")
     if all(type(value) is str for value in data.values()):
         return data  # what every client sends: JSON keys are strings already
-    return {key: scalar for key, value in data.items() if (scalar := _scalar(value)) is not None}
+    fields = {key: scalar for key, value in data.items() if (scalar := _scalar(value)) is not None}
+    for key in _REFUSED_WHEN_NOT_SCALAR.intersection(data):
+        if key not in fields and data[key] is not None:
+            # Dropped, the field would read as absent, which means something else (no
+            # allowedip: only get_random's caller). Its JSON text is refused where it is parsed.
+            fields[key] = json.dumps(data[key])
+    return fields
 
 
 def _storable(data: dict[str, Any]) -> bool:
@@ -209,6 +215,12 @@ SHORT_ENCODED = 64
 @lru_cache(maxsize=1024)
 def _unquote_short(text: str) -> str:
     return unquote_plus(text)
+
+
+# Fields whose absence has a meaning of its own: a value that is not a string or number (an
+# array, an object, true/false) is not taken for absent but kept as its JSON text, so the
+# field's own check refuses it (``allowedip``: 20015, as the README documents).
+_REFUSED_WHEN_NOT_SCALAR = frozenset({"allowedip"})
 
 
 def _scalar(value: Any) -> str | None:
