@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote
 
 _SECRET_PARAM = re.compile(r"(?i)\b(token|random|refreshtoken|password)=([^&\s\"']*)")
 
@@ -13,8 +14,27 @@ _SECRET_PARAM = re.compile(r"(?i)\b(token|random|refreshtoken|password)=([^&\s\"
 _BARE_SECRET = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32}(?![0-9A-Za-z])")
 
 
-def redact(text: str) -> str:
+def _redact(text: str) -> str:
     return _BARE_SECRET.sub("<redacted>", _SECRET_PARAM.sub(r"\1=<redacted>", text))
+
+
+def redact(text: str) -> str:
+    """``text`` with every token, random and password masked, also one percent-encoded.
+
+    Query strings are logged as sent, and a client that encodes a whole ``token=...`` pair
+    (``token%3D<hex>``, ``encodeURIComponent`` on the pair) or a name or value
+    (``%74oken=``, ``token=%30%37...``) hid its live secret from both patterns. Such a line
+    is logged decoded (as often as it was encoded, a few times at most), masked; a line
+    whose decoding shows no secret the raw text did not is logged as sent.
+    """
+    cleaned = decoded = _redact(text)
+    for _ in range(3):
+        if "%" not in decoded or (once := unquote(decoded)) == decoded:
+            break
+        decoded = once
+        if _redact(decoded) != decoded:
+            return _redact(decoded)
+    return cleaned
 
 
 class RedactingFilter(logging.Filter):

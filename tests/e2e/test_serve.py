@@ -123,3 +123,19 @@ def test_tokens_and_randoms_never_reach_the_log(served):
     text = served.log.read_text()
     assert "cdr/download" in text and "<redacted>" in text
     assert token not in text and random not in text
+
+
+def test_a_token_sent_percent_encoded_never_reaches_the_log(served):
+    # Clients that encodeURIComponent the whole pair (token%3D...) or its name or value: the
+    # log keeps the query as sent, where neither the name nor the bare 32 hex digits showed.
+    with client_from("127.0.0.1", served) as http:
+        token = login(http, served)
+        hexed = "".join(f"%{ord(c):02x}" for c in token)
+        for query in (f"token%3D{token}", f"%74oken={hexed}", f"%2574oken%253D{token}"):
+            http.post(f"/api/v1.1.0/heartbeat?{query}", json={})
+        assert http.post(f"/api/v1.1.0/heartbeat?%74oken={hexed}", json={}).json() == {
+            "status": "Success"
+        }  # the server takes it: a live token
+    text = served.log.read_text()
+    assert "heartbeat" in text and "token=<redacted>" in text
+    assert token not in text and hexed not in text and "%74oken" not in text
