@@ -98,11 +98,11 @@ The whole flow with curl (copy and paste into another terminal):
 
   TOKEN=\$(curl -s -X POST $BASE/api/v1.1.0/login \\
       -d '{"username":"api","password":"$MD5","port":"8260"}' \\
-      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["token"]) if "token" in a else sys.exit("failed: errno %s" % a.get("errno"))')
+      | python3 -c 'import json,sys; s=sys.stdin.read(); a=json.loads(s) if s.startswith("{") else sys.exit("no JSON answer: is BASE right?"); print(a["token"]) if "token" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   RANDOM_KEY=\$(curl -s -X POST "$BASE/api/v1.1.0/cdr/get_random?token=\$TOKEN" \\
       -d '{"extid":"1000,1001","starttime":"2026-03-02 00:00:00","endtime":"2026-03-02 23:59:59"}' \\
-      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
+      | python3 -c 'import json,sys; s=sys.stdin.read(); a=json.loads(s) if s.startswith("{") else sys.exit("no JSON answer: is BASE right?"); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   curl -s "$BASE/api/v1.1.0/cdr/download?extid=1000,1001&starttime=2026-03-02%2000:00:00&endtime=2026-03-02%2023:59:59&token=\$TOKEN&random=\$RANDOM_KEY"
 
@@ -110,7 +110,7 @@ A call recording (names come from the CDR's recording column; one random per fil
 
   REC_KEY=\$(curl -s -X POST "$BASE/api/v1.1.0/recording/get_random?token=\$TOKEN" \\
       -d '{"recording":"$REC"}' \\
-      | python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
+      | python3 -c 'import json,sys; s=sys.stdin.read(); a=json.loads(s) if s.startswith("{") else sys.exit("no JSON answer: is BASE right?"); print(a["random"]) if "random" in a else sys.exit("failed: errno %s" % a.get("errno"))')
 
   curl -s -o call.wav "$BASE/api/v1.1.0/recording/download?recording=$REC_Q&token=\$TOKEN&random=\$REC_KEY"
 
