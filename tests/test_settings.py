@@ -58,3 +58,11 @@ def test_settings_depend_on_no_layer_that_reads_them():
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_a_port_outside_0_to_65535_is_a_clear_error(port):
+    # It reached socket.bind and ended `serve` in an OverflowError traceback.
+    with pytest.raises(UsageError, match="CDRGATE_PORT: must be a TCP port from 0 to 65535"):
+        Settings.from_env({"CDRGATE_PORT": port})
+    assert Settings.from_env({"CDRGATE_PORT": "0"}).port == 0

@@ -60,6 +60,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a TCP port from 0 to 65535, not {value}")
+    return value
+
+
 def _log_format(text: str) -> LogFormat:
     if text not in ("text", "json"):
         raise ValueError("must be 'text' or 'json'")
@@ -92,7 +99,7 @@ class Settings:
         DEFAULT_DATABASE, "SQLAlchemy URL of the CDR store (sqlite or postgresql)."
     )
     host: str = _setting("127.0.0.1", "Address `serve` binds to.")
-    port: int = _setting(8088, "Port `serve` listens on (the device's HTTPS port).", int)
+    port: int = _setting(8088, "Port `serve` listens on (the device's HTTPS port).", _port)
     token_idle_seconds: int = _setting(1800, "Idle lifetime of a login token.", int)
     random_ttl_seconds: int = _setting(30, "Lifetime of a download random.", int)
     lockout_failures: int = _setting(5, "Consecutive failed logins that lock a client IP.", int)

@@ -119,3 +119,11 @@ def test_error_messages_print_user_data_verbatim(database_url, tmp_path):
     result = invoke(database_url, "import", str(bad))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{bad}:1: talkduraction is not a whole number of seconds: '[/x] :ab:'" in result.stderr
+
+
+def test_serve_with_a_port_past_65535_is_a_usage_error_not_a_traceback(database_url):
+    for args, env in ((["--port", "99999"], {}), ([], {"CDRGATE_PORT": "70000"})):
+        result = runner.invoke(app, ["serve", *args, "--database", database_url], env=env)
+        assert result.exit_code == 2, result.output
+        assert "65535" in result.output and "Traceback" not in result.output
+        assert not isinstance(result.exception, OverflowError)

@@ -42,7 +42,10 @@ def serve(
         str | None, typer.Option(help="Bind address (default 127.0.0.1, or CDRGATE_HOST).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="TCP port (default 8088, or CDRGATE_PORT).")
+        int | None,
+        typer.Option(
+            min=0, max=65535, metavar="PORT", help="TCP port (default 8088, or CDRGATE_PORT)."
+        ),
     ] = None,
     database: Annotated[
         str | None,
