@@ -189,6 +189,21 @@ def test_an_api_url_of_an_unknown_version_is_explained(pbx):
     assert f"give the PBX base URL, e.g. {pbx}" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://[::1", "Invalid IPv6 URL"),  # was an httpx InvalidURL traceback
+        ("http://127.0.0.1:99999", "Port out of range 0-65535"),  # was "connection refused"
+        ("http://pbx:abc", "Port could not be cast"),
+        ("http://", "names no host"),
+    ],
+)
+def test_a_malformed_pbx_url_is_a_usage_error_line(url, said):
+    result = cdrgate("download", "--pbx", url, *RANGE, "-o", "-")
+    assert result.exit_code == 2, result.output
+    assert said in one_error_line(result)
+
+
 def test_one_sync_window_is_one_window(pbx, tmp_path):
     mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
     result = cdrgate(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -531,6 +531,16 @@ def split_urls(urls: str | Sequence[str]) -> list[str]:
 def _base_url(url: str, api_version: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError("the PBX URL must start with https:// or http://")
+    try:
+        # .port checks the port is a number in 0-65535 (httpx takes 99999); httpx.URL raises
+        # here what it would otherwise raise at the first request ("http://[::1").
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ValueError(f"not a usable PBX URL {url!r}: {exc}") from None
+    if not host:
+        raise ValueError(f"the PBX URL {url!r} names no host")
     base_url, url_version = split_api_url(url)
     if url_version is not None and url_version != api_version:
         raise ValueError(
