@@ -204,6 +204,19 @@ def test_a_malformed_pbx_url_is_a_usage_error_line(url, said):
     assert said in one_error_line(result)
 
 
+@pytest.mark.parametrize("command", ["download", "sync", "download-recording"])
+def test_a_ca_file_that_does_not_exist_is_a_usage_error(command, tmp_path):
+    missing = tmp_path / "nope.pem"
+    args = {
+        "download": [*RANGE, "-o", "-"],
+        "sync": ["--into", f"sqlite:///{tmp_path / 'm.db'}", "--since", "2026-05-01 00:00:00"],
+        "download-recording": ["x.wav"],
+    }[command]
+    result = cdrgate(command, "--pbx", "https://pbx:8088", "--ca-file", str(missing), *args)
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result) == f"error: --ca-file {missing}: no such file"
+
+
 def test_one_sync_window_is_one_window(pbx, tmp_path):
     mirror = f"sqlite:///{tmp_path / 'mirror.db'}"
     result = cdrgate(

@@ -121,6 +121,10 @@ def _client(
 ) -> CdrClient:
     if insecure and ca_file is not None:
         raise UsageError("give --insecure or --ca-file, not both")
+    if ca_file is not None and not ca_file.is_file():
+        # A path that names no file is a bad argument (exit 2), as --output's folder is; a
+        # file that is no usable PEM is still the SDK's ClientError (exit 1).
+        raise UsageError(f"--ca-file {ca_file}: no such file")
     # Here, not at the top: every other command would pay for importing httpx.
     from cdrgate.client import CdrClient, split_api_url, split_urls
 
