@@ -66,3 +66,9 @@ def test_a_port_outside_0_to_65535_is_a_clear_error(port):
     with pytest.raises(UsageError, match="CDRGATE_PORT: must be a TCP port from 0 to 65535"):
         Settings.from_env({"CDRGATE_PORT": port})
     assert Settings.from_env({"CDRGATE_PORT": "0"}).port == 0
+
+
+def test_a_number_setting_that_is_no_number_says_so_in_words():
+    with pytest.raises(UsageError) as caught:
+        Settings.from_env({"CDRGATE_LOCKOUT_FAILURES": "abc"})
+    assert str(caught.value) == "CDRGATE_LOCKOUT_FAILURES: not a whole number: 'abc'"

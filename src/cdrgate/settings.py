@@ -46,22 +46,29 @@ def _empty_download(text: str) -> EmptyDownload:
     return text  # type: ignore[return-value]
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise ValueError(f"must be 0 or more, not {value}")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 <= value <= 65535:
         raise ValueError(f"must be a TCP port from 0 to 65535, not {value}")
     return value
@@ -100,16 +107,16 @@ class Settings:
     )
     host: str = _setting("127.0.0.1", "Address `serve` binds to.")
     port: int = _setting(8088, "Port `serve` listens on (the device's HTTPS port).", _port)
-    token_idle_seconds: int = _setting(1800, "Idle lifetime of a login token.", int)
-    random_ttl_seconds: int = _setting(30, "Lifetime of a download random.", int)
-    lockout_failures: int = _setting(5, "Consecutive failed logins that lock a client IP.", int)
-    lockout_seconds: int = _setting(600, "How long a locked client IP stays locked.", int)
+    token_idle_seconds: int = _setting(1800, "Idle lifetime of a login token.", _int)
+    random_ttl_seconds: int = _setting(30, "Lifetime of a download random.", _int)
+    lockout_failures: int = _setting(5, "Consecutive failed logins that lock a client IP.", _int)
+    lockout_seconds: int = _setting(600, "How long a locked client IP stays locked.", _int)
     empty_download: EmptyDownload = _setting(
         "errno",
         "What a download matching no CDR returns: `errno` (20021) or `header` (header-only CSV).",
         _empty_download,
     )
-    max_body_bytes: int = _setting(65536, "Largest accepted API request body.", int)
+    max_body_bytes: int = _setting(65536, "Largest accepted API request body.", _int)
     trusted_proxies: tuple[str, ...] = _setting(
         (), "Comma list of proxy IPs/networks whose X-Forwarded-For is believed.", _networks
     )
@@ -147,7 +154,7 @@ class Settings:
         32,
         "Long transfers streaming at once per server process: multi-page CDR downloads, "
         "recordings, query-API CSV (0 = no limit); beyond: 20010.",
-        int,
+        _int,
     )
     export_max_per_account: int = _setting(
         8, "The same transfers at once per API account and process (0 = no limit).", int
@@ -155,7 +162,7 @@ class Settings:
     download_min_rate: int = _setting(
         1024,
         "A download reading slower than this many bytes/s over `download_rate_window` is cut.",
-        int,
+        _int,
     )
     download_rate_window: int = _setting(
         60, "Seconds over which `download_min_rate` is measured (0 = never cut).", int
@@ -163,18 +170,18 @@ class Settings:
     http10_spool_max_bytes: int = _setting(
         268435456,
         "Largest download an HTTP/1.0 client gets (spooled to learn its length); beyond: 20010.",
-        int,
+        _int,
     )
-    audit_days: int = _setting(365, "Days download audit records are kept (0 = forever).", int)
-    ingest_max_body_bytes: int = _setting(1048576, "Largest accepted NewCdr push body.", int)
+    audit_days: int = _setting(365, "Days download audit records are kept (0 = forever).", _int)
+    ingest_max_body_bytes: int = _setting(1048576, "Largest accepted NewCdr push body.", _int)
     retention_max_records: int = _setting(
         0, "Keep at most this many CDRs, newest first (0 = no limit).", int
     )
-    retention_max_age_days: int = _setting(0, "Remove CDRs older than this (0 = no limit).", int)
+    retention_max_age_days: int = _setting(0, "Remove CDRs older than this (0 = no limit).", _int)
     retention_interval_seconds: int = _setting(
         3600,
         "How often `serve` applies the retention limits (0 = never; `cdrgate prune` still works).",
-        int,
+        _int,
     )
     recordings: str = _setting(
         "",
@@ -184,7 +191,7 @@ class Settings:
         0,
         "Remove recordings whose newest CDR is older (0 = no limit; `serve` on its retention "
         "schedule, and `cdrgate prune`).",
-        int,
+        _int,
     )
     metrics: bool = _setting(
         True, "Serve Prometheus metrics at `/metrics` (same permit rules as the API).", _bool
