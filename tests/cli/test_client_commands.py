@@ -251,3 +251,34 @@ def test_http_against_an_https_server_suggests_https(db, api_account, tmp_path):
         url = f"http://127.0.0.1:{port}"
         line = one_error_line(cdrgate("download", "--pbx", url, *RANGE, "-o", "-"))
     assert f"try https://127.0.0.1:{port}" in line
+
+
+def _drain_fifo(path, into: list[bytes]):
+    import threading
+
+    def read() -> None:
+        with open(path, "rb") as fifo:
+            into.append(fifo.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_output_that_is_a_device_or_fifo_is_written_in_place_not_replaced(pbx, flow, tmp_path):
+    # `--output /dev/null` once renamed a regular file over the device (as root, the whole
+    # machine's /dev/null); a FIFO stands for any such file here.
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = _drain_fifo(fifo, received)
+    result = cdrgate("download", "--pbx", pbx, *RANGE, "--output", str(fifo))
+    reader.join(10)
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    expected = flow.download(flow.token(), "all", "2026-05-27 00:00:00", "2026-05-29 23:59:59")
+    assert received == [expected.content]
+    assert not (tmp_path / "pipe.part").exists()

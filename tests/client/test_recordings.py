@@ -80,3 +80,26 @@ def test_a_short_body_fails_and_keeps_the_old_file(make_sdk, folder, tmp_path):
         client.download_recording(NAME, tmp_path / "out.wav")
     assert (tmp_path / "out.wav").read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_a_device_or_fifo_destination_is_written_in_place_not_replaced(make_sdk, folder, tmp_path):
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as pipe:
+            received.append(pipe.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    client, _ = make_sdk(settings={"recordings": str(folder)})
+    result = client.download_recording(NAME, fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert received == [DATA] and result.bytes == len(DATA)
+    assert list(tmp_path.glob(".pipe.*")) == []

@@ -179,6 +179,15 @@ def _output(target: str) -> Iterator[BinaryIO]:
     path = Path(target)
     if path.is_dir():  # the rename at the end would put "<target>.part" inside it
         raise UsageError(f"--output {target} is a folder: give a file name")
+    if path.exists() and not path.is_file():
+        # /dev/null, a FIFO, a terminal: written in place. The rename would replace the
+        # device itself with a regular file (as root, /dev/null for the whole machine).
+        try:
+            with path.open("wb") as device:
+                yield device
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        return
     partial = path.with_name(path.name + ".part")
     try:
         stream = partial.open("wb")

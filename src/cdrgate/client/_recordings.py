@@ -88,6 +88,8 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
 
 
 def _write(response: httpx.Response, path: Path, base_url: str) -> int:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        return _write_in_place(response, path, base_url)
     expected = response.headers.get("content-length")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -111,4 +113,22 @@ def _write(response: httpx.Response, path: Path, base_url: str) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+    return written
+
+
+def _write_in_place(response: httpx.Response, path: Path, base_url: str) -> int:
+    """A device or FIFO (/dev/null, a pipe) written as it is: a temporary file renamed over
+    it would replace the device itself with a regular file (as root, /dev/null for the
+    whole machine)."""
+    written = 0
+    with path.open("wb") as out:
+        try:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise cut_short(exc, base_url, "a recording download") from None
+    expected = response.headers.get("content-length")
+    if expected is not None and expected.isdigit() and int(expected) != written:
+        raise ProtocolError(f"recording/download sent {written} bytes of the {expected} announced")
     return written
