@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -89,25 +89,18 @@ def _fetch(client: CdrClient, token: str, name: str, path: Path) -> int:
 
 def _write(response: httpx.Response, path: Path, base_url: str) -> int:
     if path.exists() and not path.is_file() and not path.is_dir():
-        return _write_in_place(response, path, base_url)
-    expected = response.headers.get("content-length")
+        # A device or FIFO (/dev/null, a pipe) is written as it is: a temporary file renamed
+        # over it would replace the device with a regular file (as root, the machine's
+        # /dev/null).
+        with path.open("wb") as out:
+            return _copy_checked(response, out, base_url)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    written = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            try:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-                    written += len(chunk)
-            except httpx.HTTPError as exc:
-                raise cut_short(exc, base_url, "a recording download") from None
+            written = _copy_checked(response, out, base_url)
             out.flush()
             os.fsync(out.fileno())
-        if expected is not None and expected.isdigit() and int(expected) != written:
-            raise ProtocolError(
-                f"recording/download sent {written} bytes of the {expected} announced"
-            )
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -116,18 +109,15 @@ def _write(response: httpx.Response, path: Path, base_url: str) -> int:
     return written
 
 
-def _write_in_place(response: httpx.Response, path: Path, base_url: str) -> int:
-    """A device or FIFO (/dev/null, a pipe) written as it is: a temporary file renamed over
-    it would replace the device itself with a regular file (as root, /dev/null for the
-    whole machine)."""
+def _copy_checked(response: httpx.Response, out: BinaryIO, base_url: str) -> int:
+    """The body into ``out``; its size, which must be the announced Content-Length."""
     written = 0
-    with path.open("wb") as out:
-        try:
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                written += len(chunk)
-        except httpx.HTTPError as exc:
-            raise cut_short(exc, base_url, "a recording download") from None
+    try:
+        for chunk in response.iter_bytes():
+            out.write(chunk)
+            written += len(chunk)
+    except httpx.HTTPError as exc:
+        raise cut_short(exc, base_url, "a recording download") from None
     expected = response.headers.get("content-length")
     if expected is not None and expected.isdigit() and int(expected) != written:
         raise ProtocolError(f"recording/download sent {written} bytes of the {expected} announced")
