@@ -32,8 +32,8 @@ def redact(text: str) -> str:
         if "%" not in decoded or (once := unquote(decoded)) == decoded:
             break
         decoded = once
-        if _redact(decoded) != decoded:
-            return _redact(decoded)
+        if (masked := _redact(decoded)) != decoded:
+            return masked
     return cleaned
 
 

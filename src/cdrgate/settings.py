@@ -157,7 +157,7 @@ class Settings:
         _int,
     )
     export_max_per_account: int = _setting(
-        8, "The same transfers at once per API account and process (0 = no limit).", int
+        8, "The same transfers at once per API account and process (0 = no limit).", _int
     )
     download_min_rate: int = _setting(
         1024,
@@ -165,7 +165,7 @@ class Settings:
         _int,
     )
     download_rate_window: int = _setting(
-        60, "Seconds over which `download_min_rate` is measured (0 = never cut).", int
+        60, "Seconds over which `download_min_rate` is measured (0 = never cut).", _int
     )
     http10_spool_max_bytes: int = _setting(
         268435456,
@@ -175,7 +175,7 @@ class Settings:
     audit_days: int = _setting(365, "Days download audit records are kept (0 = forever).", _int)
     ingest_max_body_bytes: int = _setting(1048576, "Largest accepted NewCdr push body.", _int)
     retention_max_records: int = _setting(
-        0, "Keep at most this many CDRs, newest first (0 = no limit).", int
+        0, "Keep at most this many CDRs, newest first (0 = no limit).", _int
     )
     retention_max_age_days: int = _setting(0, "Remove CDRs older than this (0 = no limit).", _int)
     retention_interval_seconds: int = _setting(
@@ -197,7 +197,7 @@ class Settings:
         True, "Serve Prometheus metrics at `/metrics` (same permit rules as the API).", _bool
     )
     drain_seconds: int = _setting(
-        30, "On SIGTERM, how long running downloads and pushes may finish before exit.", int
+        30, "On SIGTERM, how long running downloads and pushes may finish before exit.", _int
     )
     replicas: tuple[str, ...] = _setting(
         (),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -253,9 +256,7 @@ def test_http_against_an_https_server_suggests_https(db, api_account, tmp_path):
     assert f"try https://127.0.0.1:{port}" in line
 
 
-def _drain_fifo(path, into: list[bytes]):
-    import threading
-
+def _drain_fifo(path, into: list[bytes]) -> threading.Thread:
     def read() -> None:
         with open(path, "rb") as fifo:
             into.append(fifo.read())
@@ -268,9 +269,6 @@ def _drain_fifo(path, into: list[bytes]):
 def test_an_output_that_is_a_device_or_fifo_is_written_in_place_not_replaced(pbx, flow, tmp_path):
     # `--output /dev/null` once renamed a regular file over the device (as root, the whole
     # machine's /dev/null); a FIFO stands for any such file here.
-    import os
-    import stat
-
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received: list[bytes] = []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+
 import httpx
 import pytest
 
@@ -83,10 +87,6 @@ def test_a_short_body_fails_and_keeps_the_old_file(make_sdk, folder, tmp_path):
 
 
 def test_a_device_or_fifo_destination_is_written_in_place_not_replaced(make_sdk, folder, tmp_path):
-    import os
-    import stat
-    import threading
-
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received: list[bytes] = []

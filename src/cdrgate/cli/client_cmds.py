@@ -183,10 +183,11 @@ def _output(target: str) -> Iterator[BinaryIO]:
         # /dev/null, a FIFO, a terminal: written in place. The rename would replace the
         # device itself with a regular file (as root, /dev/null for the whole machine).
         try:
-            with path.open("wb") as device:
-                yield device
+            device = path.open("wb")
         except OSError as exc:
             raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        with device:
+            yield device
         return
     partial = path.with_name(path.name + ".part")
     try:
