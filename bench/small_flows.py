@@ -4,6 +4,7 @@
     .venv/bin/python bench/small_flows.py [--rows 1000000] [--seconds 8] [--repeat 2]
                                           [--database URL] [--workers N]
                                           [--client lean|asyncio|wrk] [--loop uvloop|asyncio]
+                                          [--log-level warning|info]
 
 The load generator is a minimal HTTP/1.1 keep-alive client (one connection per client), so
 the client side costs little of the two cores it shares with the server: by default (from the
@@ -11,7 +12,9 @@ twenty-fourth round) ``lean_client``'s callback-driven protocol on uvloop; ``--c
 --loop asyncio`` runs the stream client of the rounds before (figures comparable with theirs),
 ``--client wrk`` Debian's wrk with ``small_flows.lua`` (a C generator, as a cross-check; not
 installed by CI). All three send the same requests and check every answer alike. Every
-client logs in once before the clock starts. Each scenario runs for a fixed time (bounded),
+client logs in once before the clock starts. The server runs at ``--log-level warning`` (no
+access log) unless ``--log-level info`` asks for the default's access log, written to
+bench/data/serve.log. Each scenario runs for a fixed time (bounded),
 repeated and interleaved; errors are counted (any non-200 answer, errno envelope or exception).
 """
 
@@ -363,17 +366,23 @@ def main() -> None:
         "(the stream client of the rounds before, for comparable figures)",
     )
     parser.add_argument("--loop", choices=LOOPS, default=LOOPS[0], help="the generator's loop")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the server's; `info` writes the access log, as `serve` does by default",
+    )
     args = parser.parse_args()
     run: Callable[[Coroutine[Any, Any, Tally]], Tally] = (
         uvloop.run if args.loop == "uvloop" else asyncio.run
     )
     b.say(
-        f"== small_flows | workers {args.workers} | client {args.client}"
+        f"== small_flows | workers {args.workers} | log level {args.log_level} | client {args.client}"
         f"{'' if args.client == 'wrk' else f' on {args.loop}'} | {b.machine()}"
     )
     database_url = args.database or b.url(b.seeded_db(args.rows))
     b.say(f"rows a download: {rows_a_download(database_url):.0f} on average (issue 17: ~100)")
     extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+    extra += ["--log-level", args.log_level]  # the last --log-level given is the one used
     summary = []
     wal = sqlite_path(database_url)
     postmaster = postmaster_of(database_url)

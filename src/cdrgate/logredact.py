@@ -6,16 +6,23 @@ import logging
 import re
 from urllib.parse import unquote
 
-_SECRET_PARAM = re.compile(r"(?i)\b(token|random|refreshtoken|password)=([^&\s\"']*)")
-
-
+# A secret parameter: the name at a word boundary, any case, then its value up to the next
+# separator. The pattern starts with the names' first letters as a character class, and the
+# boundary is tested just after it (the character before that letter is not a word
+# character), instead of a leading \b: re skips ahead to a class quickly, but tries a leading
+# \b or lookbehind at every position of the line, which made the scan ~2x slower on a
+# download's ~200-character target (bench/log_redact.py).
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[tTrRpP](?<!\w.)(?i:oken|andom|efreshtoken|assword))=[^&\s\"']*"
+)
 # Tokens and randoms are 32 hex digits; one misplaced by a client (a path segment, another
-# parameter name) is masked too. Longer hex runs (sha256 digests) are left alone.
-_BARE_SECRET = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32}(?![0-9A-Za-z])")
+# parameter name) is masked too. Longer hex runs (sha256 digests) are left alone. The same
+# shape: the first hex digit, then the test that no letter or digit comes before it.
+_BARE_SECRET = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z].)[0-9a-fA-F]{31}(?![0-9A-Za-z])")
 
 
 def _redact(text: str) -> str:
-    return _BARE_SECRET.sub("<redacted>", _SECRET_PARAM.sub(r"\1=<redacted>", text))
+    return _BARE_SECRET.sub("<redacted>", _SECRET_PARAM.sub(r"\g<name>=<redacted>", text))
 
 
 def redact(text: str) -> str:
