@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdrgate import __version__, console, opswiring
 from cdrgate.api import query
 from cdrgate.api.context import Services
-from cdrgate.api.envelope import ClientAddress, ProxyPolicy
+from cdrgate.api.envelope import ClientAddress, ProxyPolicy, resolved_client
 from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
@@ -173,15 +173,25 @@ class AccessLog:
         finally:
             # Only when the line is written: redact() costs ~2 % of a small flow's CPU.
             if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client") or ("-", 0)
+                client = _client_address(scope)
                 query = scope.get("query_string", b"").decode("latin-1")
                 target = scope["path"] + (f"?{query}" if query else "")
                 access_log.info(
                     '%s "%s %s" %s %d %.1fms',
-                    client[0],
+                    client,
                     scope["method"],
                     redact(target),
                     status,
                     sent,
                     (time.perf_counter() - started) * 1000,
                 )
+
+
+def _client_address(scope: Scope) -> str:
+    """The client as every rule saw it: behind a --trusted-proxy, the address it forwarded
+    (as nginx's realip module logs it); else the socket peer."""
+    resolved = resolved_client(scope)
+    if resolved is not None:
+        return resolved
+    peer = scope.get("client")
+    return str(peer[0]) if peer else "-"

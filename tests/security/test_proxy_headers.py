@@ -60,3 +60,17 @@ def test_the_audit_and_the_lockout_see_the_socket_address_not_the_headers(start_
     finally:
         db.dispose()
     assert [row.client_ip for row in audited] == ["127.0.0.1"]
+
+
+def test_the_access_log_names_the_client_as_the_rules_saw_it(start_server):
+    # Behind a trusted proxy the socket peer is the proxy: the line names the client it
+    # forwarded, as the permit list, the lockout and the audit see it. From any other peer
+    # the header is a claim, and the line names the peer.
+    server = start_server("--trusted-proxy", "127.0.0.1")
+    with client(server) as http:
+        assert http.get("/").status_code == 200
+    with client(server, "127.0.0.2") as http:
+        assert http.get("/").status_code == 200
+    lines = [line for line in server.log.read_text().splitlines() if "cdrgate.access" in line]
+    clients = [line.split("cdrgate.access: ", 1)[1].split(" ", 1)[0] for line in lines]
+    assert clients[-2:] == ["203.0.113.9", "127.0.0.2"]  # after the launcher's own probe

@@ -298,7 +298,13 @@ class ClientAddress:
 _CLIENT_IP = "cdrgate_client_ip"
 
 
+def resolved_client(scope: Scope) -> str | None:
+    """The address ``ClientAddress`` resolved for this request; None before it ran."""
+    resolved: str | None = scope.get("state", {}).get(_CLIENT_IP)
+    return resolved
+
+
 def client_ip(request: Request) -> str:
     """The address ``ClientAddress`` resolved (the socket peer in an app built without it)."""
-    resolved: str | None = request.scope.get("state", {}).get(_CLIENT_IP)
+    resolved = resolved_client(request.scope)
     return resolved if resolved is not None else _peer(request)
