@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from typer._click import Command  # Typer's own copy of click, whose commands it builds
+from typer._click import Command, Context  # Typer's own copy of click, whose commands it builds
 from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_group_from_info
 from typer.models import CommandInfo, TyperInfo
 
 from cdrgate import __version__
-from cdrgate.cli import help_format
+from cdrgate.cli import help_format, usage_errors
 
 help_format.install()
 
@@ -119,9 +119,22 @@ def _collector_paused() -> Iterator[None]:
 
 
 class _LazyGroup(TyperGroup):
+    """The root group: commands built on first use, and every usage error (its own or a
+    command's below it) one line on stderr (``usage_errors``), not Typer's panel."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.commands = _LazyCommands()
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Context | None = None, **extra: Any
+    ) -> Context:
+        with usage_errors.on_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Context) -> Any:
+        with usage_errors.on_one_line():
+            return super().invoke(ctx)
 
 
 app = typer.Typer(
