@@ -31,6 +31,7 @@ def reference() -> str:
         "# CLI reference\n",
         "Generated from `--help` by `python scripts/cli_reference.py --write`; "
         "a test fails when it is stale.\n",
+        _errors(runner),
     ]
     for path in [[], *_commands(root, [])]:
         result = runner.invoke(app, [*path, "--help"], env=ENV, terminal_width=100)
@@ -38,6 +39,20 @@ def reference() -> str:
         body = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
         parts.append(f"## `{title}`\n\n```\n{body}\n```\n")
     return "\n".join(parts)
+
+
+def _errors(runner: CliRunner) -> str:
+    """How errors look, with a real one."""
+    example = ["serve", "--port", "99999"]
+    result = runner.invoke(app, example, env=ENV, terminal_width=100)
+    return (
+        "Errors are one line on stderr, `error: ...`, and an exit code (the table is in\n"
+        "[README.md](../README.md#command-line)). A usage error (an unknown, malformed or\n"
+        "missing option or argument, a value out of range or not one of the choices, an\n"
+        "unknown command) exits 2; the line names the option and, where it can, the\n"
+        "command's help:\n\n"
+        f"```\n$ cdrgate {' '.join(example)}\n{result.stderr.rstrip()}\n```\n"
+    )
 
 
 if __name__ == "__main__":
