@@ -109,3 +109,29 @@ def test_a_group_without_a_command_still_prints_its_help(tmp_path, args):
     assert done.returncode == 2, done.stderr
     assert "Usage:" in done.stdout and "Commands" in done.stdout
     assert done.stderr == ""
+
+
+def test_ctrl_c_in_a_command_is_still_130_and_says_stopped(db, monkeypatch):
+    from cdrgate.cli import users
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(users, "read_secret_stdin", interrupted)
+    result = CliRunner().invoke(
+        app, ["api-user", "set", "crm", "--password-stdin", "--database", db.url]
+    )
+    assert result.exit_code == 130, result.output
+    assert result.stderr.startswith("stopped: Ctrl-C")
+
+
+def test_ctrl_c_while_the_command_is_found_is_still_130(monkeypatch):
+    from cdrgate.cli import commands
+
+    def interrupted(name: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "_build", interrupted)
+    result = CliRunner().invoke(app, ["stats"])
+    assert result.exit_code == 130, result.output
+    assert "error:" not in result.stderr
