@@ -58,6 +58,16 @@ def test_no_token_is_401_problem_with_errno_20005(client):
     assert body["status"] == 401 and body["errno"] == "20005"
 
 
+@pytest.mark.parametrize("authorization", [None, "Bearer ", "Bearer    "])
+def test_no_token_says_how_to_send_one(client, authorization):
+    # An empty header is what a pasted script whose login failed sends ($TOKEN empty): the
+    # detail named only the query string, which that script never used.
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    body = client.get("/v1/stats", headers=headers).json()
+    assert body["errno"] == "20005"
+    assert "Authorization: Bearer" in body["detail"] and "token=" in body["detail"]
+
+
 def test_unknown_token_is_401_with_errno_20004(client, api_account):
     response = client.get("/v1/cdrs", headers={"Authorization": "Bearer " + "0" * 32})
     assert response.status_code == 401 and response.json()["errno"] == "20004"

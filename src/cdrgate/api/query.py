@@ -29,6 +29,9 @@ log = logging.getLogger("cdrgate.api")
 
 PROBLEM_TYPE = "application/problem+json"
 _NO_STORE = {"Cache-Control": "no-store"}
+# The device API's detail names only the query string; here the header is the usual way (an
+# empty ``Authorization: Bearer `` is what a script whose login failed sends).
+SEND_CREDENTIALS = "no token: send Authorization: Bearer TOKEN (or ?token=TOKEN)"
 # A whole-result export usually ends within seconds; a client told to wait retries then.
 RETRY_AFTER_S = 5
 
@@ -72,7 +75,8 @@ def _answering_problems(handler: Endpoint) -> Endpoint:
                 busy.headers["Retry-After"] = str(RETRY_AFTER_S)
                 return busy
             # Otherwise only authentication raises ApiError here: token missing, unknown, idle.
-            return problem(401, "Not authenticated", exc.detail or exc.errno.name.lower(),
+            detail = SEND_CREDENTIALS if exc.errno == Errno.TOKEN_EMPTY else exc.detail
+            return problem(401, "Not authenticated", detail or exc.errno.name.lower(),
                            errno=exc.errno.value)  # fmt: skip
         except StorageUnavailable as exc:
             log.error("storage unavailable: %s", exc)
