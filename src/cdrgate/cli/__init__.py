@@ -17,11 +17,14 @@ from typing import Any, NoReturn
 
 
 def main() -> None:
+    from cdrgate import sqlite_interrupts
     from cdrgate.sqlite_memory import system_statistics_off
 
     # Before anything opens SQLite (cdrgate.sqlite_memory): apsw's are turned off where it is
     # imported, which most commands never do.
     system_statistics_off()
+    # A Ctrl-C or SIGTERM stops a running SQLite statement too (``sqlite_interrupts``).
+    sqlite_interrupts.arm()
     from cdrgate.cli import commands
     from cdrgate.cli.exits import EXIT_TERMINATED, Terminated
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from cdrgate import sqlite_interrupts
 from cdrgate.cli.exits import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -83,7 +84,13 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            try:
+                done = func(*args, **kwargs)
+            except Exception:
+                _raise_held_signal()
+                raise
+            _raise_held_signal()  # a stopped statement whose error something caught
+            return done
         except StorageUnavailable as exc:
             say("error:", f"database unavailable: {exc}")
             raise typer.Exit(EXIT_STORAGE) from None
@@ -109,6 +116,13 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
             _dispose_opened()
 
     return wrapper
+
+
+def _raise_held_signal() -> None:
+    """A Ctrl-C or SIGTERM that stopped a SQLite statement (``sqlite_interrupts``) is what
+    ends the command, not the error the stop made the statement raise."""
+    if (signal_exc := sqlite_interrupts.held()) is not None:
+        raise signal_exc.with_traceback(None) from None
 
 
 # The stores a command opened, closed when it ends (pooled connections must not be left to

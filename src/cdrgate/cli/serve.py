@@ -143,7 +143,11 @@ def serve(
     """Serve the Yeastar-compatible CDR API."""
     import uvicorn
 
-    from cdrgate import tls
+    from cdrgate import sqlite_interrupts, tls
+
+    # The server's signals are uvicorn's (a drain, not a stop mid-statement), and its
+    # statements are not the CLI's to watch.
+    sqlite_interrupts.disarm()
     from cdrgate.app import create_app, serving_database
     from cdrgate.drain import exit_zero_on_sigterm
     from cdrgate.http_protocol import LenientHttpToolsProtocol

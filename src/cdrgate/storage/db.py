@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from cdrgate import sqlite_interrupts
 from cdrgate.errors import StorageUnavailable, UsageError
 from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
@@ -268,6 +269,7 @@ def _sqlite_engine(
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        sqlite_interrupts.watch(dbapi_connection)
 
     if on_loop:
         return engine  # Database._open_batch issues its BEGIN IMMEDIATE itself
