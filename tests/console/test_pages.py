@@ -133,6 +133,22 @@ def test_recording_answers_range_requests_with_206(make_client, api_account, add
     assert missing.status_code == 404
 
 
+def test_no_console_answer_carries_cors_headers(client, add_cdrs):
+    """The session is a cookie: the console stays same-origin, though it serves the query
+    API's CSV (and that API may be read from any origin)."""
+    add_cdrs(make_cdr())
+    cross = {"Origin": "http://crm.example"}
+    preflight = {**cross, "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}  # fmt: skip
+    answers = [client.get("/ui/", headers=cross), _sign_in(client)]
+    for path in ("/ui/", "/ui/cdrs", "/ui/cdrs.csv", "/ui/static/console.js"):
+        answers.append(client.get(path, headers=cross))
+    answers.append(client.options("/ui/cdrs.csv", headers=preflight))
+    assert [answer.status_code for answer in answers] == [200, 303, 200, 200, 200, 200, 405]
+    for answer in answers:
+        assert not [name for name in answer.headers if name.startswith("access-control-")]
+
+
 @pytest.mark.parametrize("path", ["/ui/cdrs.csv", "/ui/recording?name=x.wav"])
 def test_data_routes_refuse_signed_out_visitors(client, path):
     assert client.get(path, follow_redirects=False).status_code == 303

@@ -1,7 +1,8 @@
-"""The S-Series response envelope, request-body parsing and the client address.
+"""The S-Series response envelope, request-body parsing, the client address, and CORS.
 
 Every API answer is HTTP 200 JSON, ``{"status":"Success",...}`` or
-``{"status":"Failed","errno":"NNNNN"}``, with the device's two CORS headers.
+``{"status":"Failed","errno":"NNNNN"}``, with the device's two CORS headers. The query API
+(``/v1/``) has CORS headers of its own, defined here beside the device's.
 """
 
 from __future__ import annotations
@@ -22,10 +23,23 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cdrgate.errors import ApiError, Errno
 from cdrgate.iprules import hop_ip, in_networks, normalise_ip, parse_networks
 
-CORS_HEADERS: Mapping[str, str] = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS, PUT, DELETE",
+# Any origin may read the APIs' answers: a token travels as a query parameter or a Bearer
+# header, never as a cookie, so a page on another origin reads only what it holds a token
+# for; "*" lends it no visitor's session. (The console, whose session is a cookie, gets none.)
+_ANY_ORIGIN: Mapping[str, str] = {"Access-Control-Allow-Origin": "*"}
+DEVICE_METHODS = "GET, POST, OPTIONS, PUT, DELETE"
+CORS_HEADERS: Mapping[str, str] = {**_ANY_ORIGIN, "Access-Control-Allow-Methods": DEVICE_METHODS}
+# The query API's methods (a GET route answers HEAD too), and what every one of its answers
+# carries: beside the origin, the headers it sends that a script may not read unless told
+# (Content-Type, Content-Length and Cache-Control it may): the CSV's file name, the busy
+# answer's Retry-After, the 401's WWW-Authenticate.
+QUERY_METHODS = "GET, HEAD"
+QUERY_CORS_HEADERS: Mapping[str, str] = {
+    **_ANY_ORIGIN,
+    "Access-Control-Expose-Headers": "Content-Disposition, Retry-After, WWW-Authenticate",
 }
+# How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours).
+PREFLIGHT_MAX_AGE_S = 600
 
 
 # The status the access log and metrics record for a request whose client left before its
@@ -100,13 +114,15 @@ def failure(errno: Errno) -> Response:
     return _answer({"status": "Failed", "errno": errno.value}, errno.value)
 
 
-def preflight(request: Request) -> Response:
-    """Answer a browser's CORS preflight so browser-based clients can call the API."""
-    headers = dict(CORS_HEADERS)
+def preflight(request: Request, methods: str = DEVICE_METHODS) -> Response:
+    """Answer a browser's CORS preflight so browser-based clients can call the API: the
+    ``methods`` allowed, and every header the page asked to send (``Authorization`` among
+    them, which a wildcard would not cover). 200, as the device answers it."""
+    headers = {**_ANY_ORIGIN, "Access-Control-Allow-Methods": methods}
     requested = request.headers.get("access-control-request-headers")
     if requested:
         headers["Access-Control-Allow-Headers"] = requested
-    headers["Access-Control-Max-Age"] = "600"
+    headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_S)
     return Response(status_code=200, headers=headers)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from cdrgate.api.envelope import QUERY_CORS_HEADERS
 from cdrgate.cdr import CSV_COLUMNS
 from cdrgate.services.query import DEFAULT_LIMIT, MAX_LIMIT, STATUSES, TYPES
 from cdrgate.storage.query import Group, Order
@@ -72,6 +73,13 @@ _PROBLEMS = {
 }
 
 
+# On every answer, errors included, so that pages on other origins can read them.
+_CORS = {
+    name: {"required": True, "schema": {"type": "string", "enum": [value]}}
+    for name, value in QUERY_CORS_HEADERS.items()
+}
+
+
 def _json(description: str, schema: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
@@ -85,7 +93,10 @@ def _get(operation_id: str, summary: str, parameters: list[Any], ok: dict[str, A
             "tags": ["query"],
             "security": [{"Token": []}],
             "parameters": [*parameters, _TOKEN],
-            "responses": {"200": ok, **_PROBLEMS},
+            "responses": {
+                status: {**answer, "headers": _CORS}
+                for status, answer in {"200": ok, **_PROBLEMS}.items()
+            },
         }
     }
 

@@ -2,13 +2,15 @@
 
 Unlike the device's API these answer with real HTTP statuses, and errors are RFC 9457
 ``application/problem+json`` documents: 400 names the parameter, 401 carries the device's
-token errno (20004/20005/20006), 503 means the database is unavailable.
+token errno (20004/20005/20006), 503 means the database is unavailable. Every answer, errors
+included, may be read by a page on another origin, and OPTIONS answers a browser's CORS
+preflight (the headers are in envelope.py, beside the device API's).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -19,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cdrgate.api.context import Services
+from cdrgate.api.envelope import QUERY_CORS_HEADERS, QUERY_METHODS, preflight
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
 from cdrgate.logredact import redact
@@ -29,6 +32,9 @@ log = logging.getLogger("cdrgate.api")
 
 PROBLEM_TYPE = "application/problem+json"
 _NO_STORE = {"Cache-Control": "no-store"}
+# On every answer of the API: pages on other origins may read it (envelope.py says why that
+# is safe). Not on the console's CSV, which shares ``csv_response``: the console is same-origin.
+_HEADERS = {**_NO_STORE, **QUERY_CORS_HEADERS}
 # The device API's detail names only the query string; here the header is the usual way (an
 # empty ``Authorization: Bearer `` is what a script whose login failed sends).
 SEND_CREDENTIALS = "no token: send Authorization: Bearer TOKEN (or ?token=TOKEN)"
@@ -38,7 +44,7 @@ RETRY_AFTER_S = 5
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = dict(_NO_STORE)
+    headers = dict(_HEADERS)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="cdrgate"'
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
@@ -104,37 +110,53 @@ def _service(request: Request) -> QueryService:
 async def cdrs(request: Request) -> Response:
     answer = await run_in_threadpool(_service(request).search, parse(request))
     if isinstance(answer, CsvStream):
-        return csv_response(answer, _service(request).settings)
+        return csv_response(answer, _service(request).settings, _HEADERS)
     body: dict[str, Any] = {"items": answer.items, "next_cursor": answer.next_cursor}
     if answer.total is not None:
         body["total"] = answer.total
-    return _FastJSON(body, headers=_NO_STORE)
+    return _FastJSON(body, headers=_HEADERS)
 
 
 async def changes(request: Request) -> Response:
     answer = await run_in_threadpool(_service(request).changes, parse(request))
     body = {"items": answer.items, "next_after": answer.next_after, "last_seq": answer.last_seq}
-    return _FastJSON(body, headers=_NO_STORE)
+    return _FastJSON(body, headers=_HEADERS)
 
 
 async def stats(request: Request) -> Response:
     groups = await run_in_threadpool(_service(request).stats, parse(request))
-    return JSONResponse({"groups": [asdict(g) for g in groups]}, headers=_NO_STORE)
+    return JSONResponse({"groups": [asdict(g) for g in groups]}, headers=_HEADERS)
 
 
+async def cors_preflight(request: Request) -> Response:
+    """A browser asks before a page on another origin sends ``Authorization``."""
+    return preflight(request, QUERY_METHODS)
+
+
+_ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/cdrs": cdrs,
+    "/v1/cdrs/changes": changes,
+    "/v1/stats": stats,
+}
+# OPTIONS has routes of its own, after the GET ones: a GET is matched by its first route
+# and pays nothing for them.
 ROUTES = [
-    Route("/v1/cdrs", _answering_problems(cdrs), methods=["GET"]),
-    Route("/v1/cdrs/changes", _answering_problems(changes), methods=["GET"]),
-    Route("/v1/stats", _answering_problems(stats), methods=["GET"]),
-]
+    *(Route(path, _answering_problems(handler), methods=["GET"])
+      for path, handler in _ENDPOINTS.items()),
+    *(Route(path, cors_preflight, methods=["OPTIONS"]) for path in _ENDPOINTS),
+]  # fmt: skip
 
 
-def csv_response(stream: CsvStream, settings: Settings) -> Response:
+def csv_response(
+    stream: CsvStream, settings: Settings, headers: Mapping[str, str] = _NO_STORE
+) -> Response:
+    """The CSV answer. ``headers`` go before its own: the API passes its CORS headers; the
+    console, which serves this too and is same-origin, keeps the default."""
     # Sent like a device download: pages read off the loop (under the query API's own thread
     # cap and share of the downloads' pool, not the downloads' cap), a disconnect noticed at
     # once, a client below the minimum rate cut, never a short file that looks complete.
     headers = {
-        **_NO_STORE,
+        **headers,
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{stream.filename}"',
     }

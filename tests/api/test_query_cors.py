@@ -1,0 +1,149 @@
+"""CORS on the query API (``/v1/...``): a page on another origin may ask, send its Bearer
+token, and read every answer, errors included; the console stays same-origin."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdrgate.errors import ApiError, Errno, StorageUnavailable
+from cdrgate.services.query import QueryService
+from tests.conftest import make_cdr
+
+ORIGIN = "http://crm.example"
+PATHS = ["/v1/cdrs", "/v1/cdrs/changes", "/v1/stats"]
+EXPOSED = "Content-Disposition, Retry-After, WWW-Authenticate"
+# What a script may read of any cross-origin answer without being told (the Fetch standard's
+# CORS-safelisted response headers).
+SAFELISTED = {"cache-control", "content-language", "content-length", "content-type",
+              "expires", "last-modified", "pragma"}  # fmt: skip
+
+
+@pytest.fixture
+def token(flow) -> str:
+    return flow.token()
+
+
+def preflight(client, path: str, headers: str = "authorization,accept"):
+    return client.options(
+        path,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": headers,
+        },
+    )
+
+
+def readable_cross_origin(response) -> None:
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-expose-headers"] == EXPOSED
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_preflight_allows_get_with_the_bearer_header(client, path):
+    response = preflight(client, path)
+    assert response.status_code == 200  # as the device API answers its preflights
+    assert response.content == b""
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD"
+    assert response.headers["access-control-allow-headers"] == "authorization,accept"
+    assert int(response.headers["access-control-max-age"]) > 0
+    assert "access-control-allow-credentials" not in response.headers
+
+
+def test_a_preflight_needs_no_token_and_reads_nothing(client, monkeypatch):
+    def refuse(*_args):
+        raise AssertionError("a preflight must not reach the query service")
+
+    for name in ("search", "changes", "stats"):
+        monkeypatch.setattr(QueryService, name, refuse)
+    assert preflight(client, "/v1/cdrs?number=1000").status_code == 200
+
+
+def test_the_device_api_keeps_its_own_preflight(client):
+    response = preflight(client, "/api/v1.1.0/login", headers="content-type")
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-methods"] == "GET, POST, OPTIONS, PUT, DELETE"
+    assert response.headers["access-control-allow-headers"] == "content-type"
+
+
+def test_answers_with_items_are_readable_from_another_origin(client, token, add_cdrs):
+    add_cdrs(make_cdr())
+    auth = {"Authorization": f"Bearer {token}", "Origin": ORIGIN}
+    for path, params in [
+        ("/v1/cdrs", {"limit": "1"}),
+        ("/v1/cdrs/changes", {}),
+        ("/v1/stats", {"group": "day"}),
+    ]:
+        response = client.get(path, params=params, headers=auth)
+        assert response.status_code == 200, response.text
+        readable_cross_origin(response)
+        assert response.headers["cache-control"] == "no-store"
+    head = client.head("/v1/cdrs", headers=auth)
+    assert head.status_code == 200
+    readable_cross_origin(head)
+
+
+@pytest.mark.parametrize(
+    "ask", [{"headers": {"Accept": "text/csv"}}, {"params": {"format": "csv"}}]
+)
+def test_the_csv_answer_and_its_file_name_are_readable(client, token, add_cdrs, ask):
+    add_cdrs(make_cdr())
+    headers = {"Authorization": f"Bearer {token}", "Origin": ORIGIN, **ask.get("headers", {})}
+    response = client.get("/v1/cdrs", params=ask.get("params"), headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    readable_cross_origin(response)
+    assert "Content-Disposition" in response.headers["access-control-expose-headers"]
+
+
+def test_401_and_400_problems_are_readable(client, token):
+    unauthenticated = client.get("/v1/cdrs", headers={"Origin": ORIGIN})
+    assert unauthenticated.status_code == 401
+    readable_cross_origin(unauthenticated)
+    bad = client.get("/v1/stats", params={"group": "moon", "token": token})
+    assert bad.status_code == 400
+    readable_cross_origin(bad)
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (ApiError(Errno.SERVER_BUSY), 503),
+        (StorageUnavailable("down"), 503),
+        (RuntimeError("a bug"), 500),
+    ],
+)
+def test_503_and_500_problems_are_readable(client, token, monkeypatch, failure, status):
+    def fail(*_args):
+        raise failure
+
+    monkeypatch.setattr(QueryService, "search", fail)
+    response = client.get("/v1/cdrs", params={"token": token}, headers={"Origin": ORIGIN})
+    assert response.status_code == status
+    readable_cross_origin(response)
+
+
+def test_every_header_a_script_needs_is_exposed(client, token, add_cdrs, monkeypatch):
+    """No header the query API sends is hidden from a page (a new one must join the list)."""
+    add_cdrs(make_cdr())
+    answers = [
+        client.get("/v1/cdrs", params={"token": token}),
+        client.get("/v1/cdrs", params={"token": token, "format": "csv"}),
+        client.get("/v1/cdrs/changes", params={"token": token}),
+        client.get("/v1/stats", params={"token": token, "group": "day"}),
+        client.get("/v1/cdrs", params={"token": token, "limit": "0"}),
+        client.get("/v1/cdrs"),
+    ]
+
+    def busy(*_args):
+        raise ApiError(Errno.SERVER_BUSY)
+
+    monkeypatch.setattr(QueryService, "search", busy)
+    answers.append(client.get("/v1/cdrs", params={"token": token, "format": "csv"}))
+    assert {answer.status_code for answer in answers} == {200, 400, 401, 503}
+    for answer in answers:
+        exposed = answer.headers.get("access-control-expose-headers", "")
+        readable = SAFELISTED | {name.strip().lower() for name in exposed.split(",")}
+        hidden = {name for name in answer.headers if name not in readable}
+        assert {name for name in hidden if not name.startswith("access-control-")} == set()
