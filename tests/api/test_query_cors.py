@@ -147,3 +147,21 @@ def test_every_header_a_script_needs_is_exposed(client, token, add_cdrs, monkeyp
         readable = SAFELISTED | {name.strip().lower() for name in exposed.split(",")}
         hidden = {name for name in answer.headers if name not in readable}
         assert {name for name in hidden if not name.startswith("access-control-")} == set()
+
+
+@pytest.mark.parametrize("path", ["/v1/cdr", "/v1/", "/v1/cdrs/extra", "/v1/stats/day"])
+def test_a_mistyped_path_is_a_404_problem_a_page_can_read(client, token, path):
+    response = client.get(path, headers={"Origin": ORIGIN, "Authorization": f"Bearer {token}"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    readable_cross_origin(response)
+    assert "/v1/cdrs" in response.json()["detail"]  # it names the endpoints there are
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_another_method_is_a_405_problem_naming_what_is_allowed(client, method):
+    response = client.request(method, "/v1/cdrs", headers={"Origin": ORIGIN})
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS"
+    readable_cross_origin(response)

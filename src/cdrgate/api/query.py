@@ -138,12 +138,29 @@ _ENDPOINTS: dict[str, Endpoint] = {
     "/v1/cdrs/changes": changes,
     "/v1/stats": stats,
 }
+
+
+async def elsewhere(request: Request) -> Response:
+    """Under /v1/ but no endpoint's: a problem document a script can read (CORS headers
+    included), not Starlette's plain-text 404 or 405, which a page on another origin saw
+    only as a network error."""
+    if request.url.path in _ENDPOINTS:
+        answer = problem(
+            405, "Method not allowed", f"{request.method} is not answered here; use GET"
+        )
+        answer.headers["Allow"] = f"{QUERY_METHODS}, OPTIONS"
+        return answer
+    return problem(404, "Not found", f"no such endpoint; the query API has {', '.join(_ENDPOINTS)}")
+
+
 # OPTIONS has routes of its own, after the GET ones: a GET is matched by its first route
-# and pays nothing for them.
+# and pays nothing for them; the catch-all comes last, for every method.
 ROUTES = [
     *(Route(path, _answering_problems(handler), methods=["GET"])
       for path, handler in _ENDPOINTS.items()),
     *(Route(path, cors_preflight, methods=["OPTIONS"]) for path in _ENDPOINTS),
+    Route("/v1/{rest:path}", elsewhere,
+          methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
 ]  # fmt: skip
 
 
