@@ -86,15 +86,22 @@ class RecordingFolder:
         target = (root / rel).resolve()
         if not target.is_relative_to(root):
             return None
+        # Non-blocking: opening a FIFO (or a device) for reading waits, for ever, for a
+        # writer, and every request for that name would hold a worker thread until then.
         try:
-            stream = target.open("rb")
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             return None
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            stream.close()
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                return None
+            os.set_blocking(fd, True)
+        except OSError:
+            os.close(fd)
             return None
-        return target, info.st_size, stream
+        return target, info.st_size, os.fdopen(fd, "rb")
 
     def refresh(self) -> None:
         """List again every sub-folder whose mtime moved; forget the ones that are gone."""

@@ -1,0 +1,112 @@
+"""Recordings, the query API's CSV and the console's player against a real ``cdrgate serve``
+when the folder or the client misbehaves: a file that shrinks while it is sent, a FIFO under
+a recording's name, HEAD requests, If-Range, and the in-progress gauge (the audit after the
+CDR API's hostile-client round, extended to the routes it did not cover)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from cdrgate.storage.db import Database
+from tests.raw_http import CLOSE
+from tests.servers import PASSWORD_MD5, Server, launch, prepare_database
+
+pytestmark = pytest.mark.e2e
+
+SIZE = 24 * 1024 * 1024  # far more than loopback's socket buffers hold
+
+
+@dataclass
+class Served:
+    server: Server
+    folder: Path
+    names: list[str]  # recording names stored CDRs carry; names[0] is a SIZE-byte file
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def token(self) -> str:
+        body = {"username": "api", "password": PASSWORD_MD5, "port": "8260"}
+        answer = httpx.post(self.server.base_url + "/api/v1.1.0/login", json=body).json()
+        return str(answer["token"])
+
+    def get_random(self, token: str, name: str) -> dict[str, str]:
+        url = f"{self.server.base_url}/api/v1.1.0/recording/get_random?token={token}"
+        answer: dict[str, str] = httpx.post(url, json={"recording": name}, timeout=10).json()
+        return answer
+
+    def download(self, name: str, extra: bytes = b"") -> bytes:
+        """A download request's bytes (a fresh random), with ``extra`` header lines."""
+        token = self.token()
+        random = self.get_random(token, name)["random"]
+        target = f"/api/v1.1.0/recording/download?recording={quote(name, safe='')}"
+        return (
+            f"GET {target}&token={token}&random={random} HTTP/1.1\r\nHost: x\r\n".encode()
+            + CLOSE
+            + extra
+            + b"\r\n"
+        )
+
+    def gauge(self) -> float:
+        text = httpx.get(self.server.base_url + "/metrics").text
+        for line in text.splitlines():
+            if line.startswith("cdrgate_exports_in_progress "):
+                return float(line.split()[1])
+        raise AssertionError("no cdrgate_exports_in_progress sample")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    directory = tmp_path_factory.mktemp("hostile-recordings")
+    url = prepare_database(directory)
+    db = Database(url)
+    with db.read() as conn:
+        names = list(
+            conn.exec_driver_sql(
+                "SELECT DISTINCT recording FROM cdr WHERE recording != '' ORDER BY recording"
+                " LIMIT 4"
+            ).scalars()
+        )
+    db.dispose()
+    folder = directory / "recordings"
+    folder.mkdir()
+    with open(folder / names[0], "wb") as big:
+        big.truncate(SIZE)  # sparse: costs no disk
+    for name in names[1:]:
+        (folder / name).write_bytes(b"RIFF" + b"\x01" * 4000)
+    env = {**os.environ, "CDRGATE_DATABASE": url}
+    server = launch(("--recordings", str(folder)), env, directory / "serve.log", directory)
+    try:
+        yield Served(server, folder, names)
+    finally:
+        server.stop()
+
+
+def test_a_fifo_under_a_recordings_name_is_20014_not_a_hang(served):
+    name = served.names[1]
+    served.path(name).unlink()
+    os.mkfifo(served.path(name))
+    try:
+        token = served.token()
+        started = time.monotonic()
+        # Before: opening the FIFO waited for a writer for ever, in a worker thread per request.
+        assert served.get_random(token, name) == {"status": "Failed", "errno": "20014"}
+        player = httpx.get(
+            f"{served.server.base_url}/ui/recording",
+            params={"name": name},
+            cookies={"cdrgate_session": token},
+            timeout=10,
+        )
+        assert player.status_code == 404
+        assert time.monotonic() - started < 10
+    finally:
+        served.path(name).unlink()
+        served.path(name).write_bytes(b"RIFF" + b"\x01" * 4000)
