@@ -103,6 +103,11 @@ class StorageUnavailable(CdrgateError):
     """The database is down, unreachable or locked for too long."""
 
 
+class SourceBroken(CdrgateError):
+    """A download's source failed after its answer began (a recording file that shrank or
+    could not be read): the transfer ends without its last bytes, so the client sees it cut."""
+
+
 class SchemaError(CdrgateError):
     """The database schema does not match this version of cdrgate."""
 

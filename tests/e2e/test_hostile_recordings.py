@@ -6,18 +6,22 @@ CDR API's hostile-client round, extended to the routes it did not cover)."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from cdrgate.storage import audit
 from cdrgate.storage.db import Database
-from tests.raw_http import CLOSE
+from tests.raw_http import CLOSE, head_and_body, read_to_close
 from tests.servers import PASSWORD_MD5, Server, launch, prepare_database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -110,3 +114,35 @@ def test_a_fifo_under_a_recordings_name_is_20014_not_a_hang(served):
     finally:
         served.path(name).unlink()
         served.path(name).write_bytes(b"RIFF" + b"\x01" * 4000)
+
+
+def _last_audit(db: Database) -> Any:
+    with db.read() as conn:
+        return audit.query(conn, limit=1)[0]
+
+
+def test_a_file_that_shrinks_while_sent_is_broken_off_without_a_traceback(served):
+    name = served.names[0]
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=30) as sock:
+        sock.sendall(served.download(name))
+        first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        os.truncate(served.path(name), 1_000_000)
+        try:
+            answer = first + read_to_close(sock)
+        finally:
+            with open(served.path(name), "r+b") as back:
+                back.truncate(SIZE)
+    head, body = head_and_body(answer)
+    assert f"content-length: {SIZE}".encode() in head.lower()
+    assert len(body) < SIZE  # cut short: never a short file that looks whole
+    log = served.server.output()
+    # Before: the last empty chunk ended the body, and uvicorn refused it ("Response content
+    # shorter than Content-Length"), a traceback in the log and the attempt audited "aborted".
+    assert "Traceback" not in log and "shorter than Content-Length" not in log
+    assert "download broken off" in log and "the file shrank" in log
+    db = Database(served.server.database_url)
+    try:
+        wait_until(lambda: _last_audit(db).outcome == "failed", "the attempt audited failed")
+    finally:
+        db.dispose()

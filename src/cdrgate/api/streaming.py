@@ -17,7 +17,8 @@ loop thread. Here the response drives the export itself:
   seconds is cut (a send blocked that long counts as no progress); a page is sent in pieces
   of at most ``SEND_BYTES``, so a first page (up to ~0.5 MB) does not lengthen how long one
   blocked send may last;
-- a page that cannot be read (the database went away) ends the transfer unterminated;
+- a page that cannot be read (the database went away, a recording file shrank) ends the
+  transfer unterminated;
 - however it ends, ``Export.finish`` runs exactly once, in a worker thread, shielded from
   cancellation, with the outcome (ok, aborted, cut, failed) and the bytes sent; on the event
   loop when it has no database work to do (a small download sent whole, already audited).
@@ -42,7 +43,7 @@ from anyio.to_thread import run_sync
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from cdrgate.errors import StorageUnavailable
+from cdrgate.errors import SourceBroken, StorageUnavailable
 from cdrgate.services.export import Export, Outcome
 from cdrgate.settings import Settings
 from cdrgate.storage.db import QUERY_READS
@@ -263,6 +264,9 @@ class ExportResponse(Response):
             return "cut"
         except StorageUnavailable as exc:
             log.error("download broken off: storage unavailable: %s", exc)
+            return "failed"
+        except SourceBroken as exc:
+            log.error("download broken off: %s", exc)
             return "failed"
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return "ok"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdrgate.errors import ApiError, CdrgateError, Errno
+from cdrgate.errors import ApiError, CdrgateError, Errno, SourceBroken
 from cdrgate.recfolder import OpenFile, RecordingFolder, content_type, safe_name
 from cdrgate.services.audit import DownloadAttempt, DownloadAudit
 from cdrgate.services.auth import AuthService, Session
@@ -106,12 +106,18 @@ class RecordingBody:
     def next_chunk(self) -> bytes | None:
         if self._remaining <= 0:
             return None
-        chunk = self._stream.read(min(CHUNK, self._remaining))
+        try:
+            chunk = self._stream.read(min(CHUNK, self._remaining))
+        except OSError as exc:
+            raise SourceBroken(f"recording {self.name!r} could not be read: {exc}") from exc
         if not chunk:
-            # The file shrank while streaming: stop short (the client sees a transfer shorter
-            # than its Content-Length) rather than pad it.
-            self._remaining = 0
-            return None
+            # The file shrank while streaming: broken off (the client sees a transfer shorter
+            # than its Content-Length), never padded, and never ended as if whole (the
+            # server would refuse the short body with a traceback).
+            raise SourceBroken(
+                f"recording {self.name!r} ended at byte {self.first + self.sent} of {self.size}"
+                " while sent: the file shrank"
+            )
         self._remaining -= len(chunk)
         self.sent += len(chunk)
         return chunk
