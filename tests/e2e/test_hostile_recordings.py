@@ -19,7 +19,7 @@ import pytest
 
 from cdrgate.storage import audit
 from cdrgate.storage.db import Database
-from tests.raw_http import CLOSE, head_and_body, read_to_close
+from tests.raw_http import CLOSE, exchange, head_and_body, read_to_close
 from tests.servers import PASSWORD_MD5, Server, launch, prepare_database
 from tests.waiting import wait_until
 
@@ -146,3 +146,30 @@ def test_a_file_that_shrinks_while_sent_is_broken_off_without_a_traceback(served
         wait_until(lambda: _last_audit(db).outcome == "failed", "the attempt audited failed")
     finally:
         db.dispose()
+
+
+def test_head_reads_no_body_and_audits_none_sent(served):
+    name = served.names[0]
+    token = served.token()
+    cookie = f"Cookie: cdrgate_session={token}\r\n".encode()
+    requests = {
+        f"/ui/recording?name={quote(name, safe='')}": b"content-length: %d" % SIZE,
+        f"/v1/cdrs?format=csv&token={token}": b"content-type: text/csv",
+        "/ui/cdrs.csv": b"content-type: text/csv",
+    }
+    for target, expected in requests.items():
+        for version in ("HTTP/1.1", "HTTP/1.0"):
+            request = f"HEAD {target} {version}\r\nHost: x\r\n".encode() + CLOSE + cookie + b"\r\n"
+            head, body = head_and_body(exchange(served.server, request, timeout=10))
+            assert head.split(b"\r\n")[0].endswith(b" 200 OK"), (target, head)
+            assert expected in head.lower() and body == b"", (target, version, head)
+            assert b"content-length: 0" not in head.lower(), (target, version, head)
+    db = Database(served.server.database_url)
+    try:
+        # Before: a HEAD read the whole file and was audited as 24 MiB sent.
+        last = _last_audit(db)
+        assert last.kind == "recording" and last.outcome == "ok" and last.bytes == 0
+    finally:
+        db.dispose()
+    access = served.server.output()
+    assert f'"HEAD /ui/recording?name={quote(name, safe="")}" 200 0 ' in access

@@ -36,7 +36,12 @@ class Http10Compat:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("http_version") != "1.0":
+        # A HEAD has no body to measure (an empty one would say Content-Length: 0).
+        if (
+            scope["type"] != "http"
+            or scope.get("http_version") != "1.0"
+            or scope.get("method") == "HEAD"
+        ):
             await self.app(scope, receive, send)
             return
         start: Message | None = None

@@ -132,6 +132,9 @@ class Streamed(Protocol):
 
     def next_chunk(self) -> bytes | None: ...
 
+    def none_sent(self) -> None:
+        """No byte of the body will be sent (a HEAD): none counts as sent, or as missing."""
+
     def finish(self, outcome: Outcome) -> None: ...
 
 
@@ -160,6 +163,9 @@ class ExportResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         export = self.export
+        if scope.get("method") == "HEAD":
+            await self._send_head(send)
+            return
         first = None
         if isinstance(export, Export) and export.recorded:
             first = export.next_chunk()  # in memory: the whole body
@@ -182,6 +188,25 @@ class ExportResponse(Response):
                 self.export.finish(outcome)  # no database work: no thread hop
             else:
                 await _finish(self.export, outcome)
+
+    async def _send_head(self, send: Send) -> None:
+        """A HEAD (Starlette routes one to every GET route): the head a GET would have, and no
+        body. Nothing is read (uvicorn drops a HEAD's body bytes: a whole CSV export or
+        recording file would be read to be thrown away) and nothing counts as sent."""
+        outcome: Outcome = "aborted"
+        self.export.none_sent()
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = CANCELLED
+            raise
+        finally:
+            await _finish(self.export, outcome)
 
     async def _send_whole(self, send: Send, body: bytes, export: Export) -> None:
         outcome: Outcome = "aborted"

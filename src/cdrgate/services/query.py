@@ -279,6 +279,9 @@ class CsvStream:
         """The next call needs no database work (it is the end)."""
         return self._done
 
+    def none_sent(self) -> None:
+        """Nothing is counted here (the access log has the bytes): nothing to undo."""
+
     def finish(self, outcome: Outcome) -> None:
         """Only the export slot is held between pages; the access log has the rest."""
         if self._slot is not None:

@@ -74,7 +74,7 @@ class RecordingBody:
         self.partial = partial  # True: answer 206 with Content-Range
         self.sent = 0
         self._stream = opened.stream
-        self._remaining = self.length
+        self._remaining = self._expected = self.length
         self._on_finish = on_finish
         self._stream.seek(first)
 
@@ -122,9 +122,14 @@ class RecordingBody:
         self.sent += len(chunk)
         return chunk
 
+    def none_sent(self) -> None:
+        """Answered without a body (a HEAD): the file is not read, and sending none of it
+        is the whole answer."""
+        self._remaining = self._expected = 0
+
     def finish(self, outcome: Outcome) -> None:
         self._stream.close()
-        if outcome == "ok" and self.sent < self.length:
+        if outcome == "ok" and self.sent < self._expected:
             outcome = "failed"
         self._on_finish(outcome, self.sent)
 
