@@ -173,3 +173,18 @@ def test_head_reads_no_body_and_audits_none_sent(served):
         db.dispose()
     access = served.server.output()
     assert f'"HEAD /ui/recording?name={quote(name, safe="")}" 200 0 ' in access
+
+
+def test_an_if_range_sends_the_whole_file(served):
+    # No validator is handed out, so none an If-Range sends is the file's: RFC 9110 says to
+    # ignore the Range (before: a 206 of a file that may not be the one the client holds).
+    name = served.names[2]
+    head, body = head_and_body(
+        exchange(served.server, served.download(name, b'Range: bytes=0-9\r\nIf-Range: "x"\r\n'))
+    )
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert len(body) == 4004
+    head, body = head_and_body(
+        exchange(served.server, served.download(name, b"Range: bytes=0-9\r\n"))
+    )
+    assert head.startswith(b"HTTP/1.1 206 ") and body == b"RIFF" + b"\x01" * 6

@@ -11,7 +11,12 @@ from starlette.responses import Response
 from cdrgate.api.context import ApiCall
 from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
 from cdrgate.api.streaming import ExportResponse
-from cdrgate.services.recordings import DownloadRequest, RandomRequest, UnsatisfiableRange
+from cdrgate.services.recordings import (
+    DownloadRequest,
+    RandomRequest,
+    UnsatisfiableRange,
+    range_asked,
+)
 
 
 async def get_random(request: Request, call: ApiCall) -> Response:
@@ -35,7 +40,7 @@ async def download(request: Request, call: ApiCall) -> Response:
         random=params.get("random"),
         client_ip=call.client_ip,
         api_version=call.version.path,
-        range=request.headers.get("range"),
+        range=range_asked(request.headers.get("range"), request.headers.get("if-range")),
     )
     try:
         body = await run_in_threadpool(call.services.recordings.download, ask)

@@ -37,7 +37,7 @@ from cdrgate.console.session import (
 )
 from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
 from cdrgate.services.query import STATUSES, TYPES, CdrPage, CsvStream
-from cdrgate.services.recordings import PlayRequest, UnsatisfiableRange
+from cdrgate.services.recordings import PlayRequest, UnsatisfiableRange, range_asked
 
 log = logging.getLogger("cdrgate.console")
 
@@ -204,7 +204,8 @@ async def recording(request: Request) -> Response:
     if token is None:
         return _to_signin(request)
     name = request.query_params.get("name")
-    ask = PlayRequest(token, name, client_ip(request), request.headers.get("range"))
+    asked = range_asked(request.headers.get("range"), request.headers.get("if-range"))
+    ask = PlayRequest(token, name, client_ip(request), asked)
     try:
         body = await run_in_threadpool(_services(request).recordings.play, ask)
     except UnsatisfiableRange as exc:

@@ -324,6 +324,14 @@ def _required(value: str | None) -> str:
     return value
 
 
+def range_asked(range_header: str | None, if_range: str | None) -> str | None:
+    """The Range a request's headers ask to be honoured: none under ``If-Range``. cdrgate
+    hands out no validator (no ETag, no Last-Modified), so an If-Range's cannot be the file's
+    current one, and RFC 9110 (13.1.5) then says to send the whole file: a client resuming a
+    copy of another version must not be given a piece of this one."""
+    return None if if_range is not None else range_header
+
+
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """One ``bytes=`` range as (first, last), clamped to the file; None = send it whole.
 
