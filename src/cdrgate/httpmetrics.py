@@ -27,7 +27,6 @@ METRICS_PATH = "/metrics"
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 NOT_API_TRAFFIC = HEALTH_PATHS | {METRICS_PATH}
 METHODS = frozenset(STANDARD_METHODS)
-DOWNLOAD_ROUTE = "cdr/download"
 # Envelopes are small; a body beyond this is not an error envelope worth parsing.
 ENVELOPE_SNIFF_BYTES = 4096
 
@@ -60,10 +59,9 @@ class HttpMetrics:
         started = time.perf_counter()
         status = 0
         sniff: bytearray | None = None
-        streaming_export = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, sniff, streaming_export
+            nonlocal status, sniff
             if message["type"] == "http.response.start":
                 status = message["status"]
                 content_type = _header(message, b"content-type")
@@ -71,9 +69,6 @@ class HttpMetrics:
                 # (Starlette's, a handler's own) is read for one.
                 if content_type.startswith(b"application/json") and ERRNO_NOTE not in scope:
                     sniff = bytearray()
-                elif route == DOWNLOAD_ROUTE and status == 200 and b"csv" in content_type:
-                    streaming_export = True
-                    metrics.EXPORTS_IN_PROGRESS.inc()
             elif message["type"] == "http.response.body" and sniff is not None:
                 if len(sniff) <= ENVELOPE_SNIFF_BYTES:
                     sniff += message.get("body", b"")
@@ -82,8 +77,6 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if streaming_export:
-                metrics.EXPORTS_IN_PROGRESS.dec()
             metrics.record_request(route, method, status, time.perf_counter() - started)
             noted: str | None = scope.get(ERRNO_NOTE)
             errno = _failed_errno(sniff) if noted is None else noted or None

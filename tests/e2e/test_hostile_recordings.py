@@ -188,3 +188,14 @@ def test_an_if_range_sends_the_whole_file(served):
         exchange(served.server, served.download(name, b"Range: bytes=0-9\r\n"))
     )
     assert head.startswith(b"HTTP/1.1 206 ") and body == b"RIFF" + b"\x01" * 6
+
+
+def test_the_in_progress_gauge_counts_a_recording_being_sent(served):
+    assert served.gauge() == 0
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=30) as sock:
+        sock.sendall(served.download(served.names[0]))
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        # Before: only cdr/download was counted, so stalled recordings (or CSV answers of the
+        # query API and the console) could fill the export limit while the gauge said 0.
+        wait_until(lambda: served.gauge() == 1, "the recording counted in progress")
+    wait_until(lambda: served.gauge() == 0, "nothing in progress once the client left")

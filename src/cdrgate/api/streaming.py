@@ -43,6 +43,7 @@ from anyio.to_thread import run_sync
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from cdrgate import metrics
 from cdrgate.errors import SourceBroken, StorageUnavailable
 from cdrgate.services.export import Export, Outcome
 from cdrgate.settings import Settings
@@ -166,6 +167,15 @@ class ExportResponse(Response):
         if scope.get("method") == "HEAD":
             await self._send_head(send)
             return
+        # Every transfer, whatever sends it (CDR downloads, recordings, the query API's and
+        # the console's CSV), as the export slots count them.
+        metrics.EXPORTS_IN_PROGRESS.inc()
+        try:
+            await self._send(export, send, receive)
+        finally:
+            metrics.EXPORTS_IN_PROGRESS.dec()
+
+    async def _send(self, export: Export | Streamed, send: Send, receive: Receive) -> None:
         first = None
         if isinstance(export, Export) and export.recorded:
             first = export.next_chunk()  # in memory: the whole body
