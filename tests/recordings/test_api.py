@@ -365,3 +365,47 @@ def test_a_name_with_a_control_character_is_20014(rec, add_cdrs, folder):
     (folder / "a\rb.wav").write_bytes(WAV)
     add_cdrs(make_cdr(recording="a\rb.wav"))
     assert errno_of(rec.get_random(rec.token(), "a\rb.wav")) == "20014"
+
+
+def test_a_download_cancelled_while_it_opens_the_file_is_audited_cut(
+    rec, rec_client, store_recording, db, monkeypatch
+):
+    import asyncio
+    import threading
+
+    from starlette.types import Message
+
+    from cdrgate.recfolder import RecordingFolder
+    from cdrgate.storage import audit
+    from tests import cancelled_request
+
+    store_recording(NAME)
+    token = rec.token()
+    random = rec.random(token, NAME)
+    opening, cancelled = threading.Event(), threading.Event()
+    real_open = RecordingFolder.open
+
+    def slow_open(self, name):
+        opening.set()
+        cancelled.wait(10)  # the request is cancelled (the drain's deadline) meanwhile
+        return real_open(self, name)
+
+    monkeypatch.setattr(RecordingFolder, "open", slow_open)
+    target = f"/api/v1.1.0/recording/download?recording={NAME}&random={random}&token={token}"
+
+    async def cancelled_download() -> None:
+        sent: list[Message] = []
+        request = cancelled_request.get(rec_client.app, target, sent)
+        await asyncio.to_thread(opening.wait, 10)
+        request.cancel()  # as uvicorn cancels a request at the drain's deadline
+        cancelled.set()
+        await asyncio.wait([request])
+        assert request.cancelled() and sent == []
+
+    asyncio.run(cancelled_download())
+    with db.read() as conn:
+        rows = audit.query(conn)
+    # Before: the request ended under the open (anyio's hand-over let the cancel through), and
+    # the body made afterwards was never finished: no record, and its export slot held.
+    assert [(r.kind, r.outcome, r.bytes) for r in rows] == [("recording", "cut", 0)]
+    assert rec_client.app.state.services.recordings.slots.in_use == 0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api.context import ApiCall
 from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
-from cdrgate.api.streaming import ExportResponse
+from cdrgate.api.streaming import ExportResponse, finish_unsent
+from cdrgate.api.threads import in_thread
 from cdrgate.services.recordings import (
     DownloadRequest,
     RandomRequest,
@@ -27,7 +27,7 @@ async def get_random(request: Request, call: ApiCall) -> Response:
         allowed_ip=fields.get("allowedip"),
         client_ip=call.client_ip,
     )
-    random = await run_in_threadpool(call.services.recordings.issue_random, ask)
+    random = await in_thread(call.services.recordings.issue_random, ask)
     return success(recording=ask.recording or "", random=random)
 
 
@@ -43,7 +43,11 @@ async def download(request: Request, call: ApiCall) -> Response:
         range=range_asked(request.headers.get("range"), request.headers.get("if-range")),
     )
     try:
-        body = await run_in_threadpool(call.services.recordings.download, ask)
+        # Shielded like a CDR download's: cancelled at the drain's deadline while it runs, the
+        # request waits for it, and a body made meanwhile is finished unsent (audited "cut",
+        # its slot and file let go); anyio's hand-over let uvicorn's cancel through, and the
+        # attempt had no record.
+        body = await in_thread(call.services.recordings.download, ask, if_cancelled=finish_unsent)
     except UnsatisfiableRange as exc:
         headers = {**CORS_HEADERS, "Content-Range": f"bytes */{exc.size}"}
         return Response(status_code=416, headers=headers)

@@ -20,7 +20,8 @@ from starlette.responses import RedirectResponse, Response
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import CLIENT_LEFT, client_ip
 from cdrgate.api.query import csv_response
-from cdrgate.api.streaming import ExportResponse
+from cdrgate.api.streaming import ExportResponse, finish_unsent
+from cdrgate.api.threads import in_thread
 from cdrgate.console import dashboard, listing
 from cdrgate.console.reach import PageQuery
 from cdrgate.console.render import PAGE_HEADERS, page
@@ -207,7 +208,8 @@ async def recording(request: Request) -> Response:
     asked = range_asked(request.headers.get("range"), request.headers.get("if-range"))
     ask = PlayRequest(token, name, client_ip(request), asked)
     try:
-        body = await run_in_threadpool(_services(request).recordings.play, ask)
+        # Shielded, its body finished unsent if cancelled meanwhile: as api/recording.py's.
+        body = await in_thread(_services(request).recordings.play, ask, if_cancelled=finish_unsent)
     except UnsatisfiableRange as exc:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
     except ApiError as exc:
