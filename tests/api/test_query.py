@@ -361,6 +361,31 @@ def test_accept_text_csv_streams_the_device_csv_of_the_whole_result(client, toke
     assert response.text == CSV_HEADER + records[2].csv_line() + records[0].csv_line()
 
 
+@pytest.mark.parametrize(
+    ("accept", "answered"),
+    [
+        ("text/csv", "text/csv"),
+        ("TEXT/CSV; charset=utf-8", "text/csv"),
+        ("application/json, text/csv", "text/csv"),
+        ("application/json;q=0.5, text/csv", "text/csv"),
+        # Before: any mention of text/csv answered the whole CSV export.
+        ("text/csv;q=0", "application/json"),
+        ("application/json, text/csv;q=0.1", "application/json"),
+        ("text/csvx", "application/json"),
+        ("text/csv;q=zero", "application/json"),
+        ("*/*", "application/json"),
+        ("text/*", "application/json"),
+    ],
+)
+def test_the_accept_headers_weights_decide_csv_or_json(client, token, add_cdrs, accept, answered):
+    add_cdrs(cdr(1))
+    response = client.get(
+        "/v1/cdrs", headers={"Authorization": f"Bearer {token}", "Accept": accept}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(answered)
+
+
 def test_format_csv_pages_through_large_results_in_order(get, add_cdrs, monkeypatch):
     monkeypatch.setattr(query_service, "CSV_PAGE_ROWS", 4)
     records = add_cdrs(*(cdr(n) for n in range(1, 12)))

@@ -59,8 +59,31 @@ def parse(request: Request) -> QueryRequest:
     return QueryRequest(
         token=token,
         params=tuple(request.query_params.multi_items()),
-        wants_csv="text/csv" in accept.lower(),
+        wants_csv=wants_csv(accept),
     )
+
+
+def wants_csv(accept: str) -> bool:
+    """Whether an Accept header asks for CSV: ``text/csv`` listed with a weight above 0 and
+    not below ``application/json``'s. ``text/csv;q=0`` refuses CSV, and ``application/json,
+    text/csv;q=0.1`` prefers JSON (both answered the whole CSV export when any mention of
+    ``text/csv`` did); wildcards keep the JSON default."""
+    weights: dict[str, float] = {}
+    for item in accept.lower().split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if media not in ("text/csv", "application/json"):
+            continue
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media] = max(weights.get(media, 0.0), weight)
+    csv = weights.get("text/csv", 0.0)
+    return csv > 0 and csv >= weights.get("application/json", 0.0)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
