@@ -81,7 +81,9 @@ DOWNLOADS = Counter(
 )
 EXPORT_ROWS = Counter("cdrgate_export_rows_total", "CDR rows sent in downloads.", registry=REGISTRY)
 EXPORT_BYTES = Counter(
-    "cdrgate_export_bytes_total", "CSV bytes sent in downloads.", registry=REGISTRY
+    "cdrgate_export_bytes_total",
+    "Bytes sent in downloads: CDR CSV and recording files.",
+    registry=REGISTRY,
 )
 INGESTED = Counter(
     "cdrgate_ingested_cdrs_total",
@@ -142,7 +144,8 @@ _download_child = _Children[tuple[str, str], Counter](lambda key: DOWNLOADS.labe
 
 def record_download(kind: DownloadKind, outcome: DownloadOutcome, rows: int, size: int) -> None:
     _download_child((kind, outcome)).inc()
-    if rows:
+    # A recording's audit record says 1 row (the file): not a CDR row.
+    if rows and kind == "cdr":
         EXPORT_ROWS.inc(rows)
     if size:
         EXPORT_BYTES.inc(size)

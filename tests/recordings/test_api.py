@@ -409,3 +409,21 @@ def test_a_download_cancelled_while_it_opens_the_file_is_audited_cut(
     # the body made afterwards was never finished: no record, and its export slot held.
     assert [(r.kind, r.outcome, r.bytes) for r in rows] == [("recording", "cut", 0)]
     assert rec_client.app.state.services.recordings.slots.in_use == 0
+
+
+def test_a_recording_adds_its_bytes_to_the_export_bytes_but_no_cdr_row(
+    rec, rec_client, store_recording
+):
+    from tests.ops.promtext import value
+
+    store_recording(NAME)
+    before = rec_client.get("/metrics").text
+    assert rec.download(NAME).content == WAV
+    after = rec_client.get("/metrics").text
+
+    def grew(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    # Before: each recording counted one "CDR row sent".
+    assert grew("cdrgate_export_rows_total") == 0
+    assert grew("cdrgate_export_bytes_total") == len(WAV)
