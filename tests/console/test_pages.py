@@ -100,6 +100,21 @@ def test_a_filter_the_api_refuses_is_a_400_page_naming_it(client):
     assert client.get("/ui/?day=yesterday").status_code == 400
 
 
+@pytest.mark.parametrize("day", ["0001-01-01", "0001-01-13", "9999-12-31"])
+def test_a_day_whose_dashboard_leaves_the_calendar_is_a_400_page(client, day):
+    _sign_in(client)
+    # Before: the span of days before it (or the day after it) overflowed: a 500.
+    answer = client.get(f"/ui/?day={day}")
+    assert answer.status_code == 400
+    assert "day: not a day from 0001-01-14 to 9999-12-30" in answer.text
+
+
+@pytest.mark.parametrize("day", ["0001-01-14", "9999-12-30"])
+def test_the_first_and_last_days_the_dashboard_can_show(client, day):
+    _sign_in(client)
+    assert client.get(f"/ui/?day={day}").status_code == 200
+
+
 def test_form_values_in_minutes_and_empty_fields_are_accepted(client, add_cdrs):
     add_cdrs(make_cdr(callid="1.1", timestart="2026-05-28 10:00:00"))
     _sign_in(client)

@@ -79,9 +79,15 @@ def parse_day(text: str | None, now: datetime) -> date:
     if not text or not text.strip():
         return now.date()
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise BadParameter("day", "not a YYYY-MM-DD date") from None
+    # The dashboard reads the DAYS_SHOWN days up to it, its week, and the day after it (the
+    # exclusive end): a day whose span leaves the calendar was a 500 (OverflowError).
+    first, last = date.min + timedelta(days=max(DAYS_SHOWN - 1, 6)), date.max - timedelta(days=1)
+    if not first <= day <= last:
+        raise BadParameter("day", f"not a day from {first} to {last}")
+    return day
 
 
 def _totals(groups: Sequence[StatGroup]) -> Totals:
