@@ -1,4 +1,5 @@
-"""Keep secrets out of logs: tokens and randoms travel in query strings."""
+"""Keep secrets out of logs (tokens and randoms travel in query strings), and keep client
+text from writing lines of its own into them."""
 
 from __future__ import annotations
 
@@ -21,11 +22,29 @@ _SECRET_PARAM = re.compile(
 _BARE_SECRET = re.compile(r"[0-9a-fA-F](?<![0-9A-Za-z].)[0-9a-fA-F]{31}(?![0-9A-Za-z])")
 
 
+# C0 and C1 controls and DEL: a request path is logged decoded, so "%0a" wrote a line break
+# (a forged log line after it), "%1b" a terminal escape and "%00" a NUL into the log.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _redact(text: str) -> str:
     return _BARE_SECRET.sub("<redacted>", _SECRET_PARAM.sub(r"\g<name>=<redacted>", text))
 
 
+def _escape(control: re.Match[str]) -> str:
+    return f"\\x{ord(control[0]):02x}"
+
+
 def redact(text: str) -> str:
+    """Client ``text`` (a path, a query, a name) as a log line may hold it: secrets masked
+    (:func:`mask`), and control characters written as ``\\xNN``, so what a client sends stays
+    within its line."""
+    masked = mask(text)
+    # isprintable() is one C pass, and true of nearly every line: the substitution is rare.
+    return masked if masked.isprintable() else _CONTROL.sub(_escape, masked)
+
+
+def mask(text: str) -> str:
     """``text`` with every token, random and password masked, also one percent-encoded.
 
     Query strings are logged as sent, and a client that encodes a whole ``token=...`` pair
@@ -49,7 +68,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = mask(message)  # whole messages: cdrgate's own may span lines
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True

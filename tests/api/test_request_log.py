@@ -97,3 +97,25 @@ def test_every_errno_has_a_meaning():
     from cdrgate.errors import MEANINGS, Errno
 
     assert set(MEANINGS) == set(Errno)
+
+
+FORGED = "2026-01-01 00:00:00,000 INFO cdrgate.access: FORGED"
+
+
+def test_control_characters_from_the_path_stay_within_their_log_line(db, clock, caplog):
+    from starlette.testclient import TestClient
+
+    from cdrgate.app import create_app
+    from cdrgate.settings import Settings
+
+    caplog.set_level(logging.INFO, logger="cdrgate")
+    app = create_app(Settings(database=db.url, access_log=True), database=db, clock=clock)
+    with TestClient(app) as client:
+        client.post(f"/api/v1.1.0/login%0a{FORGED}", json={})
+        client.get("/no%1b[31mRED%00")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("cdrgate")]
+    # Before: the path is logged decoded, so "%0a" began a line of the client's choosing.
+    assert messages and not [m for m in messages if "\n" in m or "\x1b" in m or "\x00" in m]
+    assert any(f"login\\x0a{FORGED}" in m for m in messages if m.startswith("POST "))
+    assert any(f'"POST /api/v1.1.0/login\\x0a{FORGED}"' in m for m in messages)
+    assert any('"GET /no\\x1b[31mRED\\x00"' in m for m in messages)
