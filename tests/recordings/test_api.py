@@ -60,6 +60,27 @@ def test_parameters_in_any_order_and_percent_encoded(rec, store_recording):
     assert rec.http.get(url).content == WAV
 
 
+def test_a_name_pasted_into_the_link_unencoded_keeps_its_plus(rec, store_recording):
+    # Clients paste the name from the CDR as it is, and an inbound call's names the caller:
+    # "+" read as a space made it another name, the random not its (20012).
+    name = "20260528101500-1780000000.1-+41794377924-1017-Inbound.wav"
+    store_recording(name)
+    token = rec.token()
+    random = rec.random(token, name)
+    url = rec.url("recording/download") + f"?recording={name}&random={random}&token={token}"
+    assert "+41794377924" in str(rec.http.build_request("GET", url).url)  # sent as it is
+    assert rec.http.get(url).content == WAV
+
+
+def test_a_form_encoded_name_still_reads_plus_as_a_space(rec, store_recording):
+    name = "q 1.wav"  # urlencode / http_build_query: " " as "+"
+    store_recording(name)
+    token = rec.token()
+    random = rec.random(token, name)
+    url = rec.url("recording/download") + f"?recording=q+1.wav&random={random}&token={token}"
+    assert rec.http.get(url).content == WAV
+
+
 def test_a_file_in_a_deep_dated_folder_is_found(rec, store_recording):
     store_recording(NAME, sub="2026/05/28/queue/7000")
     assert rec.download(NAME).content == WAV

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,13 +34,15 @@ async def get_random(request: Request, call: ApiCall) -> Response:
 async def download(request: Request, call: ApiCall) -> Response:
     # Any request body is ignored (some clients POST the link); parameters are in the query.
     params = request.query_params
+    recording, spaced = _recording_readings(request)
     ask = DownloadRequest(
         token=params.get("token"),
-        recording=params.get("recording"),
+        recording=recording,
         random=params.get("random"),
         client_ip=call.client_ip,
         api_version=call.version.path,
         range=range_asked(request.headers.get("range"), request.headers.get("if-range")),
+        recording_spaced=spaced,
     )
     try:
         # Shielded like a CDR download's: cancelled at the drain's deadline while it runs, the
@@ -58,6 +60,27 @@ async def download(request: Request, call: ApiCall) -> Response:
         "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range",
     }
     return ExportResponse(body, headers, call.settings, status_code=body.status_code)
+
+
+def _recording_readings(request: Request) -> tuple[str | None, str | None]:
+    """The link's ``recording`` with "+" read as itself, and, where it holds one, read as a
+    space (None where it holds none); the last of a repeated name wins, as elsewhere.
+
+    Clients build the link by pasting the name from the CDR unencoded (the docs print it so;
+    Python ``str.format`` with requests, Node template strings, Qt's QUrl, .NET's Uri all leave
+    "+" as it is), and a device's names carry the caller, often ``+4179...``: read as a form
+    value, "+" became a space, the name no longer the one the random was issued for, and
+    every recording of a call from an E.164 number was refused (20012). A client that
+    form-encodes the link (``urlencode``) sends a name's "+" as ``%2B``, read the same either
+    way; a space as "+", which the service takes when that is the name of the random."""
+    value: str | None = None
+    for pair in request.scope["query_string"].decode("latin-1").split("&"):
+        name, _, raw = pair.partition("=")
+        if unquote_plus(name) == "recording":
+            value = raw
+    if value is None:
+        return None, None
+    return unquote(value), (unquote_plus(value) if "+" in value else None)
 
 
 def _disposition(name: str) -> str:

@@ -42,6 +42,9 @@ class DownloadRequest:
     client_ip: str
     api_version: str
     range: str | None  # the Range header, as sent
+    # The link's name read the other way where it holds a "+" (``recording`` reads "+" as
+    # itself, this as a space): which one was meant is the name the random was issued for.
+    recording_spaced: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,8 @@ class RecordingService:
         if key is not None:  # else not one of ours: never issued
             with self.db.read() as conn:
                 row = recordings.find_random(conn, *key)
+        if row is not None and row.recording != name and row.recording == request.recording_spaced:
+            name = row.recording  # a form-encoded name holding a space: "+" meant " "
         if (
             key is None
             or row is None
