@@ -110,8 +110,8 @@ async def dispatch(request: Request) -> Response:
                 request.method, redact(name), client_ip(request),
             )  # fmt: skip
         return Response(status_code=CLIENT_LEFT)
-    # At DEBUG: the access log's line already says it (every request, its status and client);
-    # a second INFO line per request cost ~20-25 us of a small flow's ~300-350 us a request
+    # At DEBUG: the access log's line already says it (every request, its status and client),
+    # and a line costs the server ~10-30 us of a small flow's ~300-400 us a request
     # (bench/RESULTS.md, thirty-fourth round). A refusal stays at INFO (the device answers
     # it with HTTP 200, so only this log says which errno it was).
     if log.isEnabledFor(logging.DEBUG):
