@@ -68,6 +68,9 @@ def backup(url: str, output: Path) -> int:
 def restore(backup_file: Path, url: str) -> str:
     """Replace the database at ``url`` with ``backup_file``; returns its schema revision."""
     target = sqlite_file(url)
+    if not backup_file.is_file():
+        # A typo in the name, not a bad backup: a usage error (exit 2), as a missing path is.
+        raise UsageError(f"{backup_file}: no such file")
     if not _is_sqlite(backup_file):
         raise BackupError(f"{backup_file} is not a SQLite database")
     revision = _revision_of(backup_file)

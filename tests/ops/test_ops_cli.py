@@ -71,6 +71,13 @@ def test_restore_refuses_a_file_that_is_not_a_database(tmp_path):
     assert done.returncode == 1 and "not a SQLite database" in done.stderr
 
 
+def test_restore_of_a_missing_file_names_it_as_a_usage_error(tmp_path):
+    env = {**os.environ, "CDRGATE_DATABASE": f"sqlite:///{tmp_path / 'cdrgate.db'}"}
+    done = cli("restore", str(tmp_path / "nope.db"), env=env)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {tmp_path / 'nope.db'}: no such file\n"
+
+
 def test_backup_of_postgresql_points_to_pg_dump(tmp_path):
     env = {**os.environ, "CDRGATE_DATABASE": "postgresql://u:p@127.0.0.1/db"}
     done = cli("backup", "--output", str(tmp_path / "x"), env=env)
