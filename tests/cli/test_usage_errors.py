@@ -36,6 +36,7 @@ USAGE_ERRORS = [
     (["--nope"], "--nope", "cdrgate"),
     # raised by cdrgate's own option check, as click's are
     (["seed", "--count", "1", "--start", "someday"], "--start", "cdrgate seed"),
+    (["serve", "--log-level", "verbose"], "'--log-level'", "cdrgate serve"),
 ]
 
 

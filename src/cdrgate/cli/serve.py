@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 # How `--workers N` hands the log level to its worker processes (settings go as CDRGATE_*).
 LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
+# --log-level's values: the logging module's names, in any case.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @cli_errors
@@ -141,6 +143,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
+    if log_level.lower() not in LOG_LEVELS:
+        # Checked first: logging would refuse it only after the database is opened, as a
+        # traceback.
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}", param_hint="'--log-level'"
+        )
     import uvicorn
 
     from cdrgate import sqlite_interrupts, tls
