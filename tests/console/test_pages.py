@@ -123,6 +123,18 @@ def test_form_values_in_minutes_and_empty_fields_are_accepted(client, add_cdrs):
     assert "1.1" in answer.text
 
 
+def test_a_pasted_api_links_limit_count_and_format_are_left_to_the_page(client, add_cdrs):
+    add_cdrs(make_cdr(callid="1.1", timestart="2026-05-28 10:00:00"))
+    _sign_in(client)
+    # Before: "limit: given more than once", the page's own limit clashing with the link's.
+    answer = client.get("/ui/cdrs?from=2026-05-28T00:00:00&limit=5&count=false&format=json")
+    assert answer.status_code == 200, answer.text
+    assert "1.1" in answer.text
+    csv = client.get("/ui/cdrs.csv?from=2026-05-28T00:00:00&limit=5&format=json")
+    assert csv.status_code == 200
+    assert csv.headers["content-type"].startswith("text/csv") and "1.1," in csv.text
+
+
 def test_pages_carry_a_self_only_content_security_policy(client):
     policy = client.get("/ui/").headers["content-security-policy"]
     assert "default-src 'self'" in policy

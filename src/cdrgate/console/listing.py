@@ -19,6 +19,9 @@ from cdrgate.storage.query import Order, Position, Sort
 from cdrgate.timefmt import parse_pbx_time
 
 PAGE_ROWS = 50
+# /v1/cdrs parameters the page sets itself (50 rows, a count when cheap, the CSV link's
+# format): from a pasted API link they are dropped, not passed on to clash with the page's.
+_PAGE_OWN = frozenset({"limit", "count", "format"})
 SORTABLE: tuple[Order, ...] = get_args(Order)
 # A datetime-local input sends minutes only (2026-05-01T09:30); the API wants seconds.
 _MINUTES = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -53,6 +56,8 @@ class Listing:
                 filters.append((name, _cleaned(name, value)))
             elif name in ("order", "direction", "cursor", "before"):
                 values[name] = value.strip()
+            elif name in _PAGE_OWN:
+                continue
             else:
                 extra.append((name, value))
         return cls(
