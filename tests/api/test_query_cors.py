@@ -158,6 +158,15 @@ def test_a_mistyped_path_is_a_404_problem_a_page_can_read(client, token, path):
     assert "/v1/cdrs" in response.json()["detail"]  # it names the endpoints there are
 
 
+@pytest.mark.parametrize("path", ["/v1/cdr", "/v1/stats/day"])
+def test_the_preflight_of_a_mistyped_path_passes_so_the_page_reads_its_404(client, path):
+    # A browser sends the GET (and shows the page its 404 problem) only after a 2xx preflight.
+    response = preflight(client, path)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD"
+    assert client.options(path).status_code == 404  # not a preflight: the problem document
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_another_method_is_a_405_problem_naming_what_is_allowed(client, method):
     response = client.request(method, "/v1/cdrs", headers={"Origin": ORIGIN})

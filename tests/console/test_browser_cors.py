@@ -106,6 +106,14 @@ def test_it_reads_a_401_problem_and_why(crm, console):
         assert answer["body"]["errno"] == ("20005" if token is None else "20004")
 
 
+def test_it_reads_the_404_problem_of_a_mistyped_path_with_its_bearer_token(crm, console):
+    # The Bearer header makes the browser send a preflight first; a 404 there was all it saw.
+    answer = fetch(crm, console.server.base_url + "/v1/cdr?limit=1", console.api_token())
+    assert answer["status"] == 404, answer
+    assert answer["headers"]["Content-Type"] == "application/problem+json"
+    assert "/v1/cdrs" in answer["body"]["detail"]
+
+
 def test_it_reads_a_400_problem_naming_the_parameter(crm, console):
     answer = fetch(crm, console.server.base_url + "/v1/cdrs?limit=0", console.api_token())
     assert answer["status"] == 400, answer

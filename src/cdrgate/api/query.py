@@ -167,6 +167,10 @@ async def elsewhere(request: Request) -> Response:
     """Under /v1/ but no endpoint's: a problem document a script can read (CORS headers
     included), not Starlette's plain-text 404 or 405, which a page on another origin saw
     only as a network error."""
+    if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+        # A browser's preflight (a page sending its Bearer token to a mistyped path): a 404
+        # here fails the preflight, and the page sees a network error, never the 404 below.
+        return preflight(request, QUERY_METHODS)
     if request.url.path in _ENDPOINTS:
         answer = problem(
             405, "Method not allowed", f"{request.method} is not answered here; use GET"
