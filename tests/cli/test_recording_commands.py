@@ -57,6 +57,14 @@ def test_download_recording_writes_the_file(pbx, tmp_path):
     assert "5000 bytes" in result.stderr
 
 
+def test_download_recording_into_a_missing_folder_is_one_line_and_makes_nothing(pbx, tmp_path):
+    target = tmp_path / "typo" / "call.wav"
+    result = client_cmd("download-recording", "--pbx", pbx, B, "--output", str(target))
+    assert result.exit_code == 2
+    assert result.stderr == f"error: cannot write {target}: No such file or directory\n"
+    assert not target.parent.exists()
+
+
 def test_download_recording_of_a_missing_file_is_one_error_line(pbx, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -70,6 +70,10 @@ def download_recording(
     deadline: DeadlineOption = DEFAULT_DEADLINE,
 ) -> None:
     """Download one call recording from a PBX (or cdrgate)."""
+    if output is not None and not output.is_dir() and not output.parent.is_dir():
+        # As download's --output: a typo in the folder is said, not made (the SDK would make
+        # it), and before the PBX is asked for anything.
+        raise UsageError(f"cannot write {output}: No such file or directory")
     client = _client(
         pbx, username, password_stdin, api_version, insecure, ca_file, timeout, deadline, 24
     )
