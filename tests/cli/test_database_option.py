@@ -49,6 +49,8 @@ def test_without_database_option_no_cdrgate_db_appears_in_the_working_directory(
     monkeypatch.delenv("CDRGATE_DATABASE", raising=False)
     result = run("api-user", "unlock")
     assert result.exit_code == 2 and str(tmp_path / "cdrgate.db") in result.stderr
+    # a shell that missed the export is told what names the store, not only how to make one
+    assert "--database or CDRGATE_DATABASE" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -83,7 +83,11 @@ def open_existing(url: str, *, write: bool) -> Database:
     """The store at ``url`` if it exists; a writer migrates it, a reader needs it current."""
     path = sqlite_file(url)
     if path is not None and not path.is_file():
-        raise UsageError(f"no database at {path.absolute()} (create it with {_CREATORS})")
+        # Most often a shell without the CDRGATE_DATABASE export (the default is ./cdrgate.db).
+        raise UsageError(
+            f"no database at {path.absolute()} (name one with --database or CDRGATE_DATABASE, "
+            f"or create it with {_CREATORS})"
+        )
     db = Database(url)
     with _closed_on_error(db):
         current = schema.check(db)
