@@ -28,7 +28,7 @@ from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
 from cdrgate.ingest.formats import Format, RowMapper, row_mapper
-from cdrgate.ingest.lines import Rejected
+from cdrgate.ingest.lines import Rejected, check_file
 from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from cdrgate.ingest.result import ImportResult
 from cdrgate.settings import Settings
@@ -151,7 +151,7 @@ def _import_each(
                         store, "<stdin>", sys.stdin.buffer, fmt, profile, strict, progress
                     )
                 else:
-                    if not path.is_file():
+                    if not check_file(path):
                         raise ImportFailed(str(path), None, "no such file")
                     with path.open("rb") as stream:
                         first = store.first_file if number == 0 else None

@@ -24,7 +24,7 @@ from cdrgate.clock import Clock, system_clock
 from cdrgate.errors import StorageUnavailable
 from cdrgate.ingest.files import Report
 from cdrgate.ingest.formats import Parsed, RowMapper
-from cdrgate.ingest.lines import Rejected, parse_line
+from cdrgate.ingest.lines import Rejected, check_file, parse_line
 from cdrgate.storage import checkpoints
 from cdrgate.storage.cdrs import Inserter
 from cdrgate.storage.checkpoints import Checkpoint
@@ -136,6 +136,8 @@ class Follower:
 
         With ``saved`` given, only the checkpointed file is accepted (False otherwise).
         """
+        if not check_file(self.path):  # ImportFailed for a directory or a FIFO: no hang
+            return False
         try:
             handle = open(self.path, "rb")  # kept open while following
         except FileNotFoundError:

@@ -8,10 +8,14 @@ be read or mapped becomes a :class:`Rejected`; blank lines carry no call and are
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 from cdrgate.cdr import CsvRowError, iter_csv_rows
+from cdrgate.errors import ImportFailed
 from cdrgate.ingest.formats import Parsed, RowMapper
 
 
@@ -22,6 +26,25 @@ class Rejected(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}: {self.reason}"
+
+
+def check_file(path: Path) -> bool:
+    """Whether ``path`` exists; ImportFailed when it names something that is not a regular
+    file. Asked before it is opened: opening a FIFO no one writes to blocks for ever (even
+    SIGTERM only sets a flag then), and a directory cannot be read as lines."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ImportFailed(str(path), None, exc.strerror or str(exc)) from None
+    if stat.S_ISREG(mode):
+        return True
+    if stat.S_ISDIR(mode):
+        raise ImportFailed(str(path), None, "is a directory, not a CDR file")
+    raise ImportFailed(
+        str(path), None, "is not a regular file (a pipe or device); feed it on stdin: - < FILE"
+    )
 
 
 def decode(raw: bytes) -> str:
