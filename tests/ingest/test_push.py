@@ -82,6 +82,15 @@ def test_an_event_without_event_or_action_is_refused(pusher, db):
     assert (answer["errno"], answer["index"]) == ("10004", "0")
 
 
+@pytest.mark.parametrize("name", ["", "  ", ["NewCdr"], 5, None])
+def test_an_event_key_that_names_no_event_is_refused_not_ignored(pusher, db, name):
+    good = {**V2_EVENT, "callid": "1.2"}
+    answer = pusher([good, {**V2_EVENT, "event": name}]).json()
+    assert (answer["status"], answer["errno"], answer["index"]) == ("Failed", "10004", "1")
+    assert "names no event" in answer["reason"]
+    assert stored_lines(db) == []
+
+
 def test_a_body_that_is_not_json_is_20000(pusher, make_client, ingest_key):
     http = make_client()
     response = http.post(

@@ -19,7 +19,7 @@ from typing import Any
 from cdrgate.cdr import CdrRecord
 from cdrgate.clock import Clock
 from cdrgate.errors import ApiError, Errno, UsageError
-from cdrgate.ingest.newcdr import BadTime, is_newcdr, record_from_event
+from cdrgate.ingest.newcdr import BadTime, event_name, is_newcdr, record_from_event
 from cdrgate.passwords import secret_hash
 from cdrgate.storage import cdrs, ingest_keys
 from cdrgate.storage.db import Database
@@ -80,6 +80,10 @@ def map_events(events: Sequence[Mapping[str, Any]], default_sn: str) -> tuple[li
         if not is_newcdr(event):
             if not any(key in event for key in ("event", "action")):
                 raise BadEvent(Errno.PARAMETER_EMPTY, index, "no 'event' or 'action' key")
+            if event_name(event) is None:
+                # `"event": ""` or `["NewCdr"]` names no event: acknowledging it as another
+                # kind would drop what may be a CDR without a word.
+                raise BadEvent(Errno.PARAMETER_EMPTY, index, "'event' / 'action' names no event")
             ignored += 1
             continue
         try:
