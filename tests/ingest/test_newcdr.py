@@ -71,7 +71,8 @@ def test_integer_values_are_accepted_where_v2_tables_say_integer():
         ({"callid": ""}, "callid is empty"),
         ({"timestart": ""}, "timestart is empty"),
         ({"callduraction": "12:10:10 AM"}, "callduraction is not a whole number"),
-        ({"callfrom": ["1000"]}, "callfrom must be a string"),
+        ({"callfrom": ["1000"]}, "callfrom must be a string or a whole number, not an array"),
+        ({"callduraction": 1.5}, "callduraction must be a string or a whole number, not the nu"),
     ],
 )
 def test_a_bad_event_names_the_field(change, message):

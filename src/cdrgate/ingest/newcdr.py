@@ -85,10 +85,23 @@ def _text(event: Mapping[str, Any], key: str) -> str:
         return ""
     # v2 tables type some fields as integers (callto, pincode, didnumber); examples send text.
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{key} must be a string, not {type(value).__name__}")
+        raise ValueError(f"{key} must be a string or a whole number, not {_json_kind(value)}")
     return without_nul(str(value))
 
 
 def _seconds(event: Mapping[str, Any], key: str) -> int:
     text = _text(event, key)
     return parse_seconds(key, text) if text.strip() else 0
+
+
+def _json_kind(value: object) -> str:
+    """``value``'s kind as the sender wrote it in JSON (not Python's type name)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
