@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import Connection, event
 
@@ -162,3 +164,42 @@ def test_a_duration_the_store_cannot_hold_is_refused_per_event_for_good(pusher, 
     assert "callduraction is out of range" in answer["reason"]
     assert stored_lines(db) == []  # all or nothing
     assert pusher([V2_EVENT]).json()["inserted"] == "1"  # other batches are unaffected
+
+
+def test_a_body_cut_by_the_sender_is_a_client_that_left_not_a_store_failure(
+    make_client, ingest_key, db, caplog
+):
+    """A PBX whose connection drops mid-body: nothing stored, and the server logs a client that
+    left (499), not an ERROR with a traceback and a 503 that counts as the store failing."""
+    import asyncio
+    import json
+
+    app = make_client().app
+    body = json.dumps([{**V2_EVENT, "callid": f"9.{n}"} for n in range(50)]).encode()
+    incoming = [
+        {"type": "http.request", "body": body[: len(body) // 2], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive():
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": PUSH, "raw_path": PUSH.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("pbx.test", 8088),
+        "headers": [
+            (b"host", b"pbx.test"), (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {ingest_key()}".encode()),
+            (b"transfer-encoding", b"chunked"),
+        ],
+    }  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert stored_lines(db) == []

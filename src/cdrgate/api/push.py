@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from cdrgate import metrics
@@ -33,6 +33,10 @@ async def push(request: Request, call: ApiCall) -> Response:
         return _failed(exc.errno, 200, index=str(exc.index), reason=exc.reason)
     except ApiError as exc:
         return _failed(exc.errno, 401 if exc.errno in KEY_ERRORS else 200, reason=exc.detail)
+    except ClientDisconnect:
+        # The sender left mid-body: nothing was stored and nobody waits for an answer. The
+        # dispatcher logs it and answers 499 as for any endpoint; it is no store failure.
+        raise
     except StorageUnavailable as exc:
         log.error("push not stored: %s", exc)
         return _failed(Errno.APISRV_DOWN, 503, reason="store unavailable, send again later")
