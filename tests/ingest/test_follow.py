@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cdrgate.cdr import CSV_COLUMNS
 from cdrgate.ingest.follow import Follower
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.lines import Rejected
@@ -152,3 +153,52 @@ def test_the_command_follows_until_terminated(db, tmp_path):
                 process.kill()
     assert process.returncode == 0, err
     assert "stopped: 2 rows, 2 new, 0 malformed lines skipped" in err
+
+
+YEASTAR_HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def yeastar_row(callid: str, callfrom: str = "1001") -> str:
+    return f"{callid},2026-05-28 10:00:00,{callfrom},2002,10,5,,,ANSWERED,Internal,,,,pbx-y\n"
+
+
+def test_a_yeastar_row_whose_quoted_field_holds_a_line_break_is_one_row(db, tmp_path):
+    """Yeastar files quote line breaks inside fields: the row runs on until its quote closes,
+    even when the break is all that has been written yet; nothing is skipped or split."""
+    path = tmp_path / "cdr.csv"
+    path.write_text(YEASTAR_HEADER + yeastar_row("y.1"))
+    reports: list[Rejected] = []
+    mapper = row_mapper(Format.yeastar, SourceProfile.build("yeastar"))
+    follower = Follower(db, path, mapper, reports.append, multiline=True)
+    follower.poll()
+    append(path, 'y.2,2026-05-28 10:00:01,"Smith,\n')  # the quoted break, still being written
+    follower.poll()
+    assert callids(db) == ["y.1"]
+    append(path, 'J.",2002,10,5,,,ANSWERED,Internal,,,,pbx-y\n' + yeastar_row("y.3"))
+    follower.poll()
+    append(path, 'y.4,2026-05-28 10:00:02,"never closed\n')
+    follower.close()  # a restart ends the file as it is: the open quote waits, no report
+    follower = Follower(db, path, mapper, reports.append, multiline=True)
+    follower.poll()
+    follower.close()
+    assert reports == []
+    assert callids(db) == ["y.1", "y.3", "y.2"]
+    assert '"Smith,\nJ."' in stored_lines(db)[2]
+
+
+def test_the_command_follows_a_yeastar_file_with_line_breaks_in_fields(db, tmp_path):
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        YEASTAR_HEADER + 'y.5,2026-05-28 10:00:00,"A\r\nB",2002,1,1,,,BUSY,Inbound,,,,s\n'
+    )
+    command = [sys.executable, "-m", "cdrgate", "import", "--follow", str(path),
+               "--database", db.url]  # fmt: skip
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            wait_until(lambda: callids(db) == ["y.5"], "the row")
+            process.send_signal(signal.SIGTERM)
+            _out, err = process.communicate(timeout=DEADLINE_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert "stopped: 1 rows, 1 new, 0 malformed lines skipped" in err, err

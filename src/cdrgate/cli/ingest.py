@@ -27,7 +27,7 @@ from cdrgate.cli.exits import EXIT_FAILED
 from cdrgate.cli.jsonout import JsonOption, emit, import_record
 from cdrgate.clock import system_clock
 from cdrgate.errors import ImportFailed, UsageError
-from cdrgate.ingest.formats import Format, RowMapper, row_mapper
+from cdrgate.ingest.formats import FORMATS, Format, RowMapper, row_mapper
 from cdrgate.ingest.lines import Rejected, check_file
 from cdrgate.ingest.profile import AccountcodeAs, SourceProfile
 from cdrgate.ingest.result import ImportResult
@@ -89,7 +89,7 @@ def import_files(
     if follow:
         if len(files) != 1 or str(files[0]) == "-":
             raise UsageError("--follow takes exactly one FILE (not stdin)")
-        _follow(files[0], row_mapper(fmt, profile), database)
+        _follow(files[0], row_mapper(fmt, profile), database, FORMATS[fmt].multiline)
         return
     store = _Store(database, files if fmt is Format.yeastar else [])
     try:
@@ -229,7 +229,7 @@ def _report(rejected: Rejected) -> None:
     say("skipped:", str(rejected), "yellow")
 
 
-def _follow(path: Path, mapper: RowMapper, database: str) -> None:
+def _follow(path: Path, mapper: RowMapper, database: str, multiline: bool) -> None:
     from cdrgate.ingest.follow import Follower
 
     db = open_database(database)
@@ -240,7 +240,7 @@ def _follow(path: Path, mapper: RowMapper, database: str) -> None:
     def stored(rows: int, inserted: int) -> None:
         out.print(f"{path}: {rows} rows, {inserted} new", highlight=False)
 
-    follower = Follower(db, path, mapper, _report, on_store=stored)
+    follower = Follower(db, path, mapper, _report, on_store=stored, multiline=multiline)
     err.print(f"following {path} (Ctrl-C to stop)", highlight=False)
     follower.run(stop)
     err.print(

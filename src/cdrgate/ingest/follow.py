@@ -57,7 +57,10 @@ class Follower:
         *,
         clock: Clock = system_clock,
         on_store: OnStore | None = None,
+        multiline: bool = False,
     ) -> None:
+        """``multiline``: a quoted field may hold a line break (Yeastar files), so a row
+        runs on until its quotes are closed; else each physical line is a row."""
         self.db = db
         self.path = path
         self.source = str(path.absolute())
@@ -65,6 +68,7 @@ class Follower:
         self.report = report
         self.clock = clock
         self.on_store = on_store
+        self.multiline = multiline
         self.current: _OpenFile | None = None
         self.rows = self.inserted = self.rejected = 0
         self._resumed = False
@@ -176,13 +180,26 @@ class Follower:
             lines = data[:end].split(b"\n")
             if data[end - 1 : end] == b"\n":
                 lines.pop()  # split() leaves an empty piece after the last line end
-            records = self._parse(lines, current.line)
+            rows = list(enumerate(lines, start=current.line + 1))
+            if self.multiline:
+                rows, taken = _join_quoted(lines, current.line)
+                if taken < len(lines) and (final or (taken == 0 and len(data) == CHUNK_BYTES)):
+                    # An open quote at the end of a finished file, or a row larger than a
+                    # chunk: read as it is, so it is reported, not waited for in vain.
+                    rows.append((current.line + taken + 1, b"\n".join(lines[taken:])))
+                    taken = len(lines)
+                if taken == 0:
+                    return consumed  # a row whose quoted line break is still being written
+                if taken < len(lines):
+                    end = sum(len(line) + 1 for line in lines[:taken])
+                    lines = lines[:taken]
+            records = self._parse(rows)
             self._store(records, current.offset + end, current.line + len(lines))
             consumed += len(lines)
 
-    def _parse(self, lines: list[bytes], first_line: int) -> list[Parsed]:
+    def _parse(self, rows: list[tuple[int, bytes]]) -> list[Parsed]:
         records: list[Parsed] = []
-        for number, raw in enumerate(lines, start=first_line + 1):
+        for number, raw in rows:
             try:
                 record = parse_line(raw, self.mapper)
             except ValueError as exc:
@@ -213,6 +230,21 @@ class Follower:
         self.inserted += inserted
         if records and self.on_store is not None:
             self.on_store(len(records), inserted)
+
+
+def _join_quoted(lines: list[bytes], before: int) -> tuple[list[tuple[int, bytes]], int]:
+    """Physical lines (the first is line ``before + 1``) -> ``(line where a row starts, row)``,
+    a line break inside quotes joining lines, and how many lines those whole rows span (a row
+    whose quote is still open at the end is left out: its line break is still being written).
+    An even count of quote characters closes every quoted field, doubled quotes included."""
+    rows: list[tuple[int, bytes]] = []
+    start = quotes = 0
+    for index, line in enumerate(lines):
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            rows.append((before + start + 1, b"\n".join(lines[start : index + 1])))
+            start, quotes = index + 1, 0
+    return rows, start
 
 
 def _stat(path: Path) -> os.stat_result | None:
