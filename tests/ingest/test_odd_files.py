@@ -1,5 +1,6 @@
-"""`cdrgate import` of paths that are not regular files: a clear error, never a traceback or
-a hang (opening a FIFO no one writes to blocks, and SIGTERM only sets a flag then)."""
+"""`cdrgate import` of odd input: paths that are not regular files (a clear error, never a
+traceback or a hang: opening a FIFO no one writes to blocks, and SIGTERM only sets a flag
+then), and a header with the columns in another order."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cdrgate.cdr import CSV_COLUMNS
 from tests.waiting import DEADLINE_S
 
 
@@ -41,3 +43,17 @@ def test_a_directory_or_fifo_is_named_for_what_it_is_and_nothing_hangs(
     assert f"error: {path}: {reason}" in done.stderr
     assert "Traceback" not in done.stderr
     assert "no such file" not in done.stderr
+
+
+def test_a_yeastar_header_in_another_column_order_is_named_not_blamed_for_its_time(db, tmp_path):
+    columns = list(CSV_COLUMNS)
+    values = dict(zip(columns, "r.1,2026-05-28 10:00:00,1001,2002,10,5,,,ANSWERED,Internal,,,,s"
+                      .split(","), strict=True))  # fmt: skip
+    order = [columns[1], columns[0], *columns[2:]]
+    path = tmp_path / "cdr.csv"
+    path.write_text(",".join(order) + "\n" + ",".join(values[name] for name in order) + "\n")
+    done = _import(db.url, str(path))
+    assert done.returncode == 1, done.stderr
+    assert f"{path}:1: a header naming the columns in another order" in done.stderr
+    assert "callid,timestart,callfrom," in done.stderr
+    assert "not a yyyy-mm-dd" not in done.stderr

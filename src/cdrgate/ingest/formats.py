@@ -80,6 +80,13 @@ def is_header(spec: FormatSpec, fields: Sequence[str]) -> bool:
     return len(fields) in spec.widths and cdr.is_header(fields, spec.columns)
 
 
+def _reordered_header(spec: FormatSpec, fields: Sequence[str]) -> bool:
+    """A row holding most of the format's column names, not as its header does: a file
+    exported with its columns rearranged, whose header would else be blamed for its "time"."""
+    names = {field.lstrip("\ufeff").strip().lower() for field in fields}
+    return len(names & set(spec.columns)) > len(spec.columns) // 2
+
+
 def row_mapper(fmt: Format, profile: SourceProfile) -> RowMapper:
     spec = FORMATS[fmt]
 
@@ -91,6 +98,11 @@ def row_mapper(fmt: Format, profile: SourceProfile) -> RowMapper:
             # header holds no call, and may recur in files joined together.
             if is_header(spec, fields):
                 return None
+            if _reordered_header(spec, fields):
+                raise ValueError(
+                    "a header naming the columns in another order; cdrgate reads "
+                    f"{spec.title} in its own order only: {','.join(spec.columns)}"
+                ) from None
             raise
 
     return mapper
