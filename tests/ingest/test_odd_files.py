@@ -4,6 +4,7 @@ then), and a header with the columns in another order."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -57,3 +58,17 @@ def test_a_yeastar_header_in_another_column_order_is_named_not_blamed_for_its_ti
     assert f"{path}:1: a header naming the columns in another order" in done.stderr
     assert "callid,timestart,callfrom," in done.stderr
     assert "not a yyyy-mm-dd" not in done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["yeastar", "asterisk", "freeswitch"])
+def test_a_gzip_file_named_csv_is_refused_whole_with_the_way_to_read_it(db, tmp_path, fmt):
+    """A logrotate'd Master.csv.1 compressed in place: one error for the file, not a report
+    per compressed "line" each blamed on UTF-8."""
+    rows = "".join(f"row {n},with,some,text\n" for n in range(2000)).encode()
+    path = tmp_path / "Master.csv"
+    path.write_bytes(gzip.compress(rows))
+    done = _import(db.url, "--format", fmt, str(path))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count(str(path)) == 1, done.stderr
+    assert f"{path}:1: gzip-compressed, not CSV text" in done.stderr
+    assert "zcat FILE | cdrgate import -" in done.stderr

@@ -23,7 +23,7 @@ from cdrgate.cdr import CsvRowError
 from cdrgate.errors import ImportFailed
 from cdrgate.ingest import apsw_writer, parallel, yeastar_sql
 from cdrgate.ingest.formats import FORMATS, Format, Parsed, RowMapper, format_hint, row_mapper
-from cdrgate.ingest.lines import Rejected, multiline_rows, split_line
+from cdrgate.ingest.lines import GZIP, Rejected, multiline_rows, split_line
 from cdrgate.ingest.profile import SourceProfile
 from cdrgate.ingest.result import ImportResult as ImportResult  # its home is result.py
 from cdrgate.ingest.result import Progress, attempt
@@ -69,7 +69,7 @@ def import_file(
             inserter = Inserter(db, conn, progress)
             for number, parsed in _rows(stream, fmt, profile):
                 if isinstance(parsed, str):
-                    if strict:
+                    if strict or (number == 1 and parsed == GZIP):
                         raise ImportFailed(source, number, parsed)
                     rejected += 1
                     report(Rejected(source, number, parsed))

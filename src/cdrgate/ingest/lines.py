@@ -47,10 +47,17 @@ def check_file(path: Path) -> bool:
     )
 
 
+# Said of a file's first line when it is gzip data, and the whole file refused for it: its
+# "lines" are compressed bytes, each another malformed line to report otherwise.
+GZIP = "gzip-compressed, not CSV text: decompress it first (zcat FILE | cdrgate import -)"
+
+
 def decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if raw.startswith(b"\x1f\x8b"):  # gzip's magic number: a rotated log, compressed
+            raise ValueError(GZIP) from None
         raise ValueError(f"not UTF-8 text ({exc.reason})") from None
 
 
