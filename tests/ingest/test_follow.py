@@ -202,3 +202,26 @@ def test_the_command_follows_a_yeastar_file_with_line_breaks_in_fields(db, tmp_p
             if process.poll() is None:
                 process.kill()
     assert "stopped: 1 rows, 1 new, 0 malformed lines skipped" in err, err
+
+
+def test_a_line_longer_than_a_chunk_is_one_skipped_line_and_later_lines_keep_their_numbers(
+    db, tmp_path, monkeypatch
+):
+    import cdrgate.ingest.follow as follow_module
+
+    monkeypatch.setattr(follow_module, "CHUNK_BYTES", 1000)
+    path = tmp_path / "Master.csv"
+    path.write_text(call(1) + "x" * 3500)  # a runaway line, still being written
+    reports: list[Rejected] = []
+    follower = Follower(db, path, MAPPER, reports.append)
+    follower.poll()
+    assert reports == []  # its line end has not come yet
+    append(path, "y" * 10 + "\n" + call(3) + "bad line\n")
+    follower.poll()
+    follower.close()
+    assert [(r.line, r.reason.split(" (")[0]) for r in reports] == [
+        (2, "line longer than 1000 bytes"),
+        (4, "expected 16 to 18 columns, found 1"),
+    ]
+    assert "(3511)" in reports[0].reason
+    assert callids(db) == ["1779962400.1", "1779962400.3"]

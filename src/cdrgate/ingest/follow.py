@@ -174,7 +174,12 @@ class Follower:
                 return consumed
             end = data.rfind(b"\n") + 1
             if end == 0:
-                if not final and len(data) < CHUNK_BYTES:
+                if len(data) == CHUNK_BYTES:  # a line longer than a chunk: no CDR is
+                    if not self._skip_long_line(final=final):
+                        return consumed  # its line end is still being written
+                    consumed += 1
+                    continue
+                if not final:
                     return consumed  # a line still being written
                 end = len(data)
             lines = data[:end].split(b"\n")
@@ -196,6 +201,31 @@ class Follower:
             records = self._parse(rows)
             self._store(records, current.offset + end, current.line + len(lines))
             consumed += len(lines)
+
+    def _skip_long_line(self, *, final: bool) -> bool:
+        """Report and pass over the line at the offset, longer than a chunk, as one line (its
+        chunks were each reported as a line, which also shifted every later line's number);
+        False while its line end is still to be written. Memory stays one chunk."""
+        current = self.current
+        assert current is not None
+        length = 0
+        current.handle.seek(current.offset)
+        while data := current.handle.read(CHUNK_BYTES):
+            newline = data.find(b"\n")
+            if newline >= 0:
+                length += newline + 1
+                break
+            length += len(data)
+        else:
+            if not final:
+                return False
+        self.rejected += 1
+        self.report(
+            Rejected(str(self.current_path), current.line + 1, f"line longer than {CHUNK_BYTES} "
+                     f"bytes ({length}): not a CDR")
+        )  # fmt: skip
+        self._store([], current.offset + length, current.line + 1)
+        return True
 
     def _parse(self, rows: list[tuple[int, bytes]]) -> list[Parsed]:
         records: list[Parsed] = []
