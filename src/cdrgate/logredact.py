@@ -12,9 +12,12 @@ from urllib.parse import unquote
 # boundary is tested just after it (the character before that letter is not a word
 # character), instead of a leading \b: re skips ahead to a class quickly, but tries a leading
 # \b or lookbehind at every position of the line, which made the scan ~2x slower on a
-# download's ~200-character target (bench/log_redact.py).
+# download's ~200-character target (bench/log_redact.py). Each rest of a name checks the
+# letter the class took (a lookbehind, tried only after a class match), so "tandom" or
+# "poken", one name's first letter and another's rest, is not taken for a secret.
 _SECRET_PARAM = re.compile(
-    r"(?P<name>[tTrRpP](?<!\w.)(?i:oken|andom|efreshtoken|assword))=[^&\s\"']*"
+    r"(?P<name>[tTrRpP](?<!\w.)"
+    r"(?i:(?<=t)oken|(?<=r)andom|(?<=r)efreshtoken|(?<=p)assword))=[^&\s\"']*"
 )
 # Tokens and randoms are 32 hex digits; one misplaced by a client (a path segment, another
 # parameter name) is masked too. Longer hex runs (sha256 digests) are left alone. The same

@@ -30,13 +30,14 @@ HEX32 = "0123456789abcdef0123456789ABCDEF"
 # Pieces a query string, a path or a log line is made of, secrets' near misses included.
 PIECES = st.sampled_from([
     "token", "Token", "TOKEN", "random", "rAndom", "refreshtoken", "password", "Passw0rd",
-    "xtoken", "_token", "étoken", "tok", "=", "&", "?", "/", " ", "\t", '"', "'", "%", "%3D",
+    "xtoken", "_token", "étoken", "tok", "t", "R", "p", "oken", "andom", "assword", "=", "&", "?", "/", " ", "\t", '"', "'", "%", "%3D",
     "%74", "_", "-", "é", "x", "0", "a", "F", "\n", HEX32, HEX32[:31], HEX32 + "0", "<redacted>",
 ])  # fmt: skip
 
 
 @settings(max_examples=600, deadline=None)
 @example("étoken=1&_token=2&xrandom=3&Password=4&token=5")  # word characters before a name
+@example("tandom=1&Roken=2&pefreshtoken=3&rassword=4")  # one name's first letter, another's rest
 @example(f"é{HEX32} _{HEX32} {HEX32}é {HEX32}")  # letters around a run are not digits
 @example(f"{HEX32}0 0{HEX32} {HEX32[:31]}")  # 33 and 31 digits are not a secret
 @given(st.lists(PIECES, max_size=12).map("".join))
