@@ -53,7 +53,9 @@ def serve(
         str | None,
         typer.Option(help="Database URL (default sqlite:///cdrgate.db, or CDRGATE_DATABASE)."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help=f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}.")
+    ] = "info",
     tls_cert: Annotated[str | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     self_signed: Annotated[
