@@ -93,7 +93,7 @@ INGESTED = Counter(
 )
 EXPORTS_IN_PROGRESS = Gauge(
     "cdrgate_exports_in_progress",
-    "Downloads currently streaming.",
+    "Transfers streaming now: CDR downloads, recordings and CSV answers.",
     registry=REGISTRY,
     multiprocess_mode="livesum",  # a dead worker's streams are gone with it
 )
