@@ -174,3 +174,17 @@ def test_another_method_is_a_405_problem_naming_what_is_allowed(client, method):
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["allow"] == "GET, HEAD, OPTIONS"
     readable_cross_origin(response)
+
+
+def test_under_a_prefix_another_method_is_still_the_405(client):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    # Mounted (a proxy's prefix): the request's URL starts with the prefix, the routes' paths
+    # do not. Before: the 405 was told from the URL, and POST /pbx/v1/cdrs was a 404.
+    mounted = TestClient(Starlette(routes=[Mount("/pbx", app=client.app)]))
+    response = mounted.post("/pbx/v1/cdrs", headers={"Origin": ORIGIN})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert mounted.get("/pbx/v1/cdr").status_code == 404

@@ -171,7 +171,8 @@ async def elsewhere(request: Request) -> Response:
         # A browser's preflight (a page sending its Bearer token to a mistyped path): a 404
         # here fails the preflight, and the page sees a network error, never the 404 below.
         return preflight(request, QUERY_METHODS)
-    if request.url.path in _ENDPOINTS:
+    # The path under the app, as the routes matched it (the URL's holds a mount's prefix).
+    if f"/v1/{request.path_params['rest']}" in _ENDPOINTS:
         answer = problem(
             405, "Method not allowed", f"{request.method} is not answered here; use GET"
         )
