@@ -40,6 +40,14 @@ USAGE_ERRORS = [
 ]
 
 
+@pytest.mark.parametrize("level", ["warn", "FATAL", "Critical"])
+def test_every_log_level_logging_takes_is_still_taken(tmp_path, level):
+    # logging's own aliases were served before the check: the run goes on to the next error
+    done = _run([str(CDRGATE), "serve", "--log-level", level, "--database", "nosuch://x"], tmp_path)
+    assert done.returncode == 2
+    assert "--log-level" not in done.stderr and "unsupported database" in done.stderr
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     return {**env, "CDRGATE_DATABASE": "sqlite:///never-opened.db", "COLUMNS": "40"}

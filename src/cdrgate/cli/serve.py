@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 # How `--workers N` hands the log level to its worker processes (settings go as CDRGATE_*).
 LOG_LEVEL_ENV = "CDRGATE_SERVE_LOG_LEVEL"
-# --log-level's values: the logging module's names, in any case.
+# --log-level's values as the help names them. Any name the logging module knows, in any
+# case, is taken (its aliases warn and fatal too, which a unit file may hold).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -145,7 +146,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the Yeastar-compatible CDR API."""
-    if log_level.lower() not in LOG_LEVELS:
+    if log_level.upper() not in logging.getLevelNamesMapping():
         # Checked first: logging would refuse it only after the database is opened, as a
         # traceback.
         raise typer.BadParameter(
