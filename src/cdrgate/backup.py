@@ -56,12 +56,16 @@ def backup(url: str, output: Path) -> int:
         raise BackupError(f"{output} exists: choose a new file (a backup never overwrites)")
     partial = output.with_name(output.name + ".partial")
     try:
+        # One step: a backup in steps starts again whenever serve writes between two, and a
+        # busy server writes every few milliseconds. A Ctrl-C waits for the copy's end.
         with closing(_connect(source, readonly=True)) as src, closing(_connect(partial)) as dst:
             src.backup(dst)
         os.replace(partial, output)
     except sqlite3.Error as exc:
-        partial.unlink(missing_ok=True)
         raise BackupError(f"backup failed: {exc}") from None
+    finally:
+        # However it ended (an error, a Ctrl-C or SIGTERM), no half copy is left beside it.
+        partial.unlink(missing_ok=True)
     return output.stat().st_size
 
 

@@ -17,7 +17,9 @@ error the stop caused: the command ends as a Ctrl-C or SIGTERM ends it anywhere 
 143, rolled back).
 
 Only the CLI arms it (``arm``): ``serve`` handles its signals itself, and its statements run
-mostly in worker threads, where no signal handler runs.
+mostly in worker threads, where no signal handler runs. Only a store's connections are
+watched (``storage.db``'s engines): the bulk import's apsw writer, the seed's makers and
+``backup``'s copy open their own, and a signal there still waits for the statement or step.
 """
 
 from __future__ import annotations
@@ -31,22 +33,27 @@ EVERY_OPS = 100_000
 
 _armed = False
 _held: list[BaseException] = []
+_hook_before: Any = None
 
 
 def arm() -> None:
     """Watch the statements of every SQLite connection opened from now on (``watch``)."""
-    global _armed
+    global _armed, _hook_before
     if not _armed:
         _armed = True
         sqlite3.enable_callback_tracebacks(True)
-        sys.unraisablehook = _keep_signal(sys.unraisablehook)
+        _hook_before = sys.unraisablehook
+        sys.unraisablehook = _keep_signal(_hook_before)
 
 
 def disarm() -> None:
-    """Connections opened from now on are not watched (``serve``, whose own handlers are
-    not the CLI's)."""
+    """Connections opened from now on are not watched, and ``sqlite3`` and the unraisable
+    hook are as they were (``serve``, whose signal handlers are not the CLI's)."""
     global _armed
-    _armed = False
+    if _armed:
+        _armed = False
+        sqlite3.enable_callback_tracebacks(False)
+        sys.unraisablehook = _hook_before
 
 
 def watch(connection: sqlite3.Connection) -> None:

@@ -118,3 +118,36 @@ def test_serve_refuses_a_bad_ops_flag_clearly(tmp_path, args, message):
     done = cli("serve", *args, env=env)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_backup_stopped_mid_copy_leaves_no_partial_file(tmp_path, monkeypatch):
+    # A Ctrl-C (or SIGTERM's Terminated) arrives as the copy returns: the half copy went
+    # only on an SQLite error, and a later backup to that name found a stray .partial.
+    from cdrgate import backup as backups
+
+    source = tmp_path / "store.db"
+    with closing(sqlite3.connect(source)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
+    connect = backups._connect
+
+    class Interrupted:  # the copy's connection, stopped as it ends
+        def __init__(self, real: sqlite3.Connection) -> None:
+            self.real = real
+
+        def backup(self, target: sqlite3.Connection) -> None:
+            self.real.backup(target)
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            self.real.close()
+
+    def connect_stopped(path, *, readonly=False):
+        real = connect(path, readonly=readonly)
+        return Interrupted(real) if readonly else real
+
+    monkeypatch.setattr(backups, "_connect", connect_stopped)
+    output = tmp_path / "copy.db"
+    with pytest.raises(KeyboardInterrupt):
+        backups.backup(f"sqlite:///{source}", output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]

@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import QUERY_CORS_HEADERS, QUERY_METHODS, preflight
@@ -172,7 +173,13 @@ async def elsewhere(request: Request) -> Response:
         # here fails the preflight, and the page sees a network error, never the 404 below.
         return preflight(request, QUERY_METHODS)
     # The path under the app, as the routes matched it (the URL's holds a mount's prefix).
-    if f"/v1/{request.path_params['rest']}" in _ENDPOINTS:
+    path = f"/v1/{request.path_params['rest']}"
+    if path.endswith("/") and path.rstrip("/") in _ENDPOINTS:
+        # What Starlette's slash redirect answered before this route caught every /v1/ path
+        # (307: the method and the query string are kept).
+        slashless = request.url.path.rstrip("/")
+        return RedirectResponse(request.url.replace(path=slashless), 307, headers=_HEADERS)
+    if path in _ENDPOINTS:
         answer = problem(
             405, "Method not allowed", f"{request.method} is not answered here; use GET"
         )
@@ -181,14 +188,26 @@ async def elsewhere(request: Request) -> Response:
     return problem(404, "Not found", f"no such endpoint; the query API has {', '.join(_ENDPOINTS)}")
 
 
+class _EveryMethod:
+    """An endpoint as a plain ASGI app: a Route given a function answers only the methods it
+    lists (GET by default) and any other with Starlette's plain-text 405; an app, every
+    method (TRACE and WebDAV's too)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 # OPTIONS has routes of its own, after the GET ones: a GET is matched by its first route
 # and pays nothing for them; the catch-all comes last, for every method.
 ROUTES = [
     *(Route(path, _answering_problems(handler), methods=["GET"])
       for path, handler in _ENDPOINTS.items()),
     *(Route(path, cors_preflight, methods=["OPTIONS"]) for path in _ENDPOINTS),
-    Route("/v1/{rest:path}", elsewhere,
-          methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+    Route("/v1/{rest:path}", _EveryMethod(elsewhere)),
 ]  # fmt: skip
 
 
