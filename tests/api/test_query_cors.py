@@ -197,3 +197,10 @@ def test_an_endpoint_with_a_trailing_slash_redirects_to_it_keeping_the_query(cli
     assert response.status_code == 307
     assert response.headers["location"].endswith(f"{path.rstrip('/')}?limit=1&from=2026-05-01")
     assert response.headers["access-control-allow-origin"] == "*"
+
+
+def test_the_slash_redirect_does_not_send_the_client_to_the_host_it_named(client):
+    response = client.get("/v1/stats/?group=day", headers={"Host": "evil.example"},
+                          follow_redirects=False)  # fmt: skip
+    assert response.status_code == 307
+    assert response.headers["location"] == "/v1/stats?group=day"

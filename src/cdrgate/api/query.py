@@ -176,9 +176,11 @@ async def elsewhere(request: Request) -> Response:
     path = f"/v1/{request.path_params['rest']}"
     if path.endswith("/") and path.rstrip("/") in _ENDPOINTS:
         # What Starlette's slash redirect answered before this route caught every /v1/ path
-        # (307: the method and the query string are kept).
-        slashless = request.url.path.rstrip("/")
-        return RedirectResponse(request.url.replace(path=slashless), 307, headers=_HEADERS)
+        # (307: the method and the query string are kept). A relative reference: an absolute
+        # one would name whatever Host header the client sent.
+        query = request.url.query
+        location = request.url.path.rstrip("/") + (f"?{query}" if query else "")
+        return RedirectResponse(location, 307, headers=_HEADERS)
     if path in _ENDPOINTS:
         answer = problem(
             405, "Method not allowed", f"{request.method} is not answered here; use GET"

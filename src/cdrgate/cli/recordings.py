@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +75,7 @@ def download_recording(
     if output is not None and not output.is_dir() and not output.parent.is_dir():
         # As download's --output: a typo in the folder is said, not made (the SDK would make
         # it), and before the PBX is asked for anything.
-        raise UsageError(f"cannot write {output}: No such file or directory")
+        raise UsageError(f"cannot write {output}: {os.strerror(errno.ENOENT)}")
     client = _client(
         pbx, username, password_stdin, api_version, insecure, ca_file, timeout, deadline, 24
     )
