@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -190,6 +191,22 @@ async def elsewhere(request: Request) -> Response:
     return problem(404, "Not found", f"no such endpoint; the query API has {', '.join(_ENDPOINTS)}")
 
 
+class _AnyText(Convertor[str]):
+    """A path parameter that takes every character: the ``path`` convertor's ``.*`` stops
+    at a line break, so ``/v1/a%0ab`` matched no route and got Starlette's plain-text 404."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", _AnyText())
+
+
 class _EveryMethod:
     """An endpoint as a plain ASGI app: a Route given a function answers only the methods it
     lists (GET by default) and any other with Starlette's plain-text 405; an app, every
@@ -209,7 +226,7 @@ ROUTES = [
     *(Route(path, _answering_problems(handler), methods=["GET"])
       for path, handler in _ENDPOINTS.items()),
     *(Route(path, cors_preflight, methods=["OPTIONS"]) for path in _ENDPOINTS),
-    Route("/v1/{rest:path}", _EveryMethod(elsewhere)),
+    Route("/v1/{rest:anytext}", _EveryMethod(elsewhere)),
 ]  # fmt: skip
 
 
