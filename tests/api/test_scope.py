@@ -267,7 +267,7 @@ READS: dict[str, Check] = {
     "/v1/cdrs": test_cdrs_list_count_and_csv_hold_only_the_accounts_calls,
     "/v1/cdrs/changes": test_changes_feed_carries_only_the_accounts_calls,
     "/v1/stats": test_stats_count_the_accounts_calls_and_group_its_own_extensions,
-    "/v1/{rest:path}": "a 404 or 405 problem for any other path or method, no CDR",
+    "/v1/{rest:anytext}": "a 404 or 405 problem for any other path or method, no CDR",
     "/ui": "redirects to /ui/",
     "/ui/": test_console_dashboard_counts_the_accounts_calls,
     "/ui/login": "signs in, reads no CDR",
