@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
 
 from cdrgate import scope
+from cdrgate.console.render import PAGE_HEADERS
 from cdrgate.services.auth import set_api_user_scope
+from cdrgate.services.query import QueryService
+from cdrgate.services.recordings import RecordingService
 from cdrgate.storage import tokens
 from tests.conftest import API_PASSWORD, API_USER, make_cdr
 
@@ -226,3 +230,36 @@ def test_a_token_that_expired_still_sends_every_page_to_sign_in(client, clock):
     clock.advance(10 * 24 * 3600)
     for path in ("/ui/", "/ui/cdrs"):
         assert '<label for="username">' in client.get(path).text, path
+
+
+@pytest.mark.parametrize(
+    ("path", "service", "method"),
+    [
+        ("/ui/", QueryService, "stats"),
+        ("/ui/cdrs?number=1000", QueryService, "search"),
+        ("/ui/cdrs.csv", QueryService, "search"),
+        ("/ui/recording?name=x.wav", RecordingService, "play"),
+    ],
+)
+def test_a_bug_is_a_readable_500_page_logged_once_with_its_traceback(
+    client, monkeypatch, caplog, path, service, method
+):
+    _sign_in(client)
+
+    def bug(*_args):
+        raise RuntimeError("an injected bug")
+
+    monkeypatch.setattr(service, method, bug)
+    with caplog.at_level(logging.ERROR):
+        # Before: the exception left the page (Starlette's bare "Internal Server Error").
+        answer = client.get(path)
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["content-security-policy"] == PAGE_HEADERS["Content-Security-Policy"]
+    assert "Something went wrong on the server" in answer.text
+    assert 'action="/ui/logout"' in answer.text  # still signed in: the header is whole
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1
+    assert logged[0].name == "cdrgate.console"
+    assert logged[0].getMessage() == f"unexpected error on GET {path.split('?')[0]}"
+    assert logged[0].exc_info is not None and "an injected bug" in str(logged[0].exc_info[1])

@@ -37,6 +37,7 @@ from cdrgate.console.session import (
     signin_csrf_matches,
 )
 from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
+from cdrgate.logredact import redact
 from cdrgate.services.query import STATUSES, TYPES, CdrPage, CsvStream
 from cdrgate.services.recordings import PlayRequest, UnsatisfiableRange, range_asked
 
@@ -77,7 +78,8 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def guarded(handler: Handler) -> Handler:
-    """Signed-out visitors go to sign in; bad input is a page saying so, never a traceback."""
+    """Signed-out visitors go to sign in; bad input, and a bug, are a page saying so, never a
+    traceback or a bare 500."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -96,6 +98,11 @@ def guarded(handler: Handler) -> Handler:
         except ClientDisconnect:
             # Gone before its form was whole: nobody to answer (as the API, api/routes.py).
             return Response(status_code=CLIENT_LEFT)
+        except Exception:
+            # A bug: logged here once with its traceback, and the person sees a console page
+            # saying so, not Starlette's bare "Internal Server Error" (as /v1, api/query.py).
+            log.exception("unexpected error on %s %s", request.method, redact(request.url.path))
+            return _problem(request, 500, "Something went wrong on the server; its log says what.")
 
     return endpoint
 
