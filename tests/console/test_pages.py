@@ -263,3 +263,32 @@ def test_a_bug_is_a_readable_500_page_logged_once_with_its_traceback(
     assert logged[0].name == "cdrgate.console"
     assert logged[0].getMessage() == f"unexpected error on GET {path.split('?')[0]}"
     assert logged[0].exc_info is not None and "an injected bug" in str(logged[0].exc_info[1])
+
+
+def test_a_raw_plus_in_the_players_link_is_the_names_own_as_on_the_device_api(
+    make_client, api_account, add_cdrs, tmp_path
+):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    plus = "20260528100000-1.1-+41791234567-1000-Inbound.wav"
+    spaced = "20260528100001-1.2-a b-1000-Inbound.wav"
+    for callid, name in (("1.1", plus), ("1.2", spaced)):
+        (folder / name).write_bytes(name.encode() * 10)
+        add_cdrs(make_cdr(callid=callid, recording=name, callfrom="+41791234567"))
+    http = make_client(recordings=str(folder))
+    _sign_in(http)
+    # A name pasted from the CDR into the link, as /api/.../recording/download takes it.
+    # Before: the "+" was read as a space, and the call's recording was "not on the server".
+    pasted = http.get(f"/ui/recording?name={plus}")
+    assert pasted.status_code == 200
+    assert pasted.content == (folder / plus).read_bytes()
+    # A form-encoded link's "+" for a space (a bookmark of an older page) still plays.
+    assert http.get("/ui/recording?name=20260528100001-1.2-a+b-1000-Inbound.wav").status_code == 200
+    # The page's own Play links say %2B and %20, so no reading can take one for the other.
+    links = re.findall(r'data-src="([^"]+)"', http.get("/ui/cdrs").text)
+    assert sorted(links) == [
+        "/ui/recording?name=20260528100000-1.1-%2B41791234567-1000-Inbound.wav",
+        "/ui/recording?name=20260528100001-1.2-a%20b-1000-Inbound.wav",
+    ]
+    for link in links:
+        assert http.get(link).status_code == 200

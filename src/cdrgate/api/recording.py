@@ -34,7 +34,7 @@ async def get_random(request: Request, call: ApiCall) -> Response:
 async def download(request: Request, call: ApiCall) -> Response:
     # Any request body is ignored (some clients POST the link); parameters are in the query.
     params = request.query_params
-    recording, spaced = _recording_readings(request)
+    recording, spaced = recording_readings(request, "recording")
     ask = DownloadRequest(
         token=params.get("token"),
         recording=recording,
@@ -62,9 +62,10 @@ async def download(request: Request, call: ApiCall) -> Response:
     return ExportResponse(body, headers, call.settings, status_code=body.status_code)
 
 
-def _recording_readings(request: Request) -> tuple[str | None, str | None]:
-    """The link's ``recording`` with "+" read as itself, and, where it holds one, read as a
-    space (None where it holds none); the last of a repeated name wins, as elsewhere.
+def recording_readings(request: Request, parameter: str) -> tuple[str | None, str | None]:
+    """The link's recording name (``parameter``: ``recording`` here, ``name`` on the console's
+    player) with "+" read as itself, and, where it holds one, read as a space (None where it
+    holds none); the last of a repeated name wins, as elsewhere.
 
     Clients build the link by pasting the name from the CDR unencoded (the docs print it so;
     Python ``str.format`` with requests, Node template strings, Qt's QUrl, .NET's Uri all leave
@@ -72,11 +73,12 @@ def _recording_readings(request: Request) -> tuple[str | None, str | None]:
     value, "+" became a space, the name no longer the one the random was issued for, and
     every recording of a call from an E.164 number was refused (20012). A client that
     form-encodes the link (``urlencode``) sends a name's "+" as ``%2B``, read the same either
-    way; a space as "+", which the service takes when that is the name of the random."""
+    way; a space as "+", which the service takes when that is the name of the random (or, on
+    the console, when no recording has the "+" reading)."""
     value: str | None = None
     for pair in request.scope["query_string"].decode("latin-1").split("&"):
         name, _, raw = pair.partition("=")
-        if unquote_plus(name) == "recording":
+        if unquote_plus(name) == parameter:
             value = raw
     if value is None:
         return None, None

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from cdrgate.api.context import Services
 from cdrgate.api.envelope import CLIENT_LEFT, client_ip
 from cdrgate.api.query import csv_response
+from cdrgate.api.recording import recording_readings
 from cdrgate.api.streaming import ExportResponse, finish_unsent
 from cdrgate.api.threads import in_thread
 from cdrgate.console import dashboard, listing
@@ -211,9 +212,11 @@ async def recording(request: Request) -> Response:
     token = session_token(request)
     if token is None:
         return _to_signin(request)
-    name = request.query_params.get("name")
+    # "+" read as the name's own, as the device API reads it: a name pasted from a CDR keeps
+    # its caller's +4179...; a link whose "+" meant a space still plays.
+    name, spaced = recording_readings(request, "name")
     asked = range_asked(request.headers.get("range"), request.headers.get("if-range"))
-    ask = PlayRequest(token, name, client_ip(request), asked)
+    ask = PlayRequest(token, name, client_ip(request), asked, recording_spaced=spaced)
     try:
         # Shielded, its body finished unsent if cancelled meanwhile: as api/recording.py's.
         body = await in_thread(_services(request).recordings.play, ask, if_cancelled=finish_unsent)

@@ -56,6 +56,9 @@ class PlayRequest:
     recording: str | None
     client_ip: str
     range: str | None
+    # The name with the link's "+" read as a space (None: the link held no "+"), heard when
+    # no recording has the name read with "+" as itself (api/recording.recording_readings).
+    recording_spaced: str | None = None
 
 
 class RecordingBody:
@@ -191,10 +194,20 @@ class RecordingService:
     def play(self, request: PlayRequest) -> RecordingBody:
         """Open a recording for the console's player (its session is the authority, no
         random); audited like a download."""
+
+        def find(session: Session) -> OpenFile:
+            name = _required(request.recording)
+            try:
+                return self._find(name, session)
+            except ApiError as exc:
+                spaced = request.recording_spaced
+                if exc.errno != Errno.RECORDING_NOT_FOUND or spaced is None or spaced == name:
+                    raise
+                return self._find(spaced, session)  # a form-encoded link: "+" meant " "
+
         return self._audited(
-            request.client_ip, "console", request.token, request.recording, request.range,
-            lambda session: self._find(_required(request.recording), session),
-        )  # fmt: skip
+            request.client_ip, "console", request.token, request.recording, request.range, find
+        )
 
     def _audited(
         self, client_ip: str, api_version: str, token: str | None, name: str | None,
