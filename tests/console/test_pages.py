@@ -292,3 +292,12 @@ def test_a_raw_plus_in_the_players_link_is_the_names_own_as_on_the_device_api(
     ]
     for link in links:
         assert http.get(link).status_code == 200
+
+
+def test_the_sign_in_page_offers_no_signed_in_header(client):
+    """Before: a signed-out visitor's sign-in page showed Dashboard, Calls and Sign out."""
+    for answer in (client.get("/ui/"), _sign_in(client, password="wrong")):
+        assert "Sign in" in answer.text
+        assert 'aria-label="Console"' not in answer.text
+        assert "/ui/logout" not in answer.text
+        assert len(CSRF.findall(answer.text)) == 1  # the sign-in form's own

@@ -116,7 +116,9 @@ def _problem(request: Request, status: int, message: str) -> Response:
 def _signin_page(request: Request, status: int = 200, message: str | None = None) -> Response:
     csrf = new_signin_csrf()
     response = page(
-        "signin.html", status, message=message, csrf=csrf,
+        # Not ``csrf``: that one is a session's, and base.html shows the signed-in header
+        # (Dashboard, Calls, Sign out) for it.
+        "signin.html", status, message=message, signin_csrf=csrf,
         next=_safe_next(request.query_params.get("next")),
         username=request.query_params.get("username", ""),
     )  # fmt: skip
