@@ -301,3 +301,16 @@ def test_the_sign_in_page_offers_no_signed_in_header(client):
         assert 'aria-label="Console"' not in answer.text
         assert "/ui/logout" not in answer.text
         assert len(CSRF.findall(answer.text)) == 1  # the sign-in form's own
+
+
+def test_sign_in_works_from_either_of_two_tabs_sign_in_forms(client):
+    """Two tabs on the sign-in page (a session that ran out under both): before, each load
+    made a new value and voided the other tab's form ("The form expired")."""
+    first, second = _signin_csrf(client), _signin_csrf(client)
+    form = {"username": API_USER, "password": API_PASSWORD}
+    answer = client.post("/ui/login", data={**form, "csrf": first}, follow_redirects=False)
+    assert answer.status_code == 303
+    # The other tab's form, sent after the first tab signed in, signs in as well.
+    answer = client.post("/ui/login", data={**form, "csrf": second}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert client.get("/ui/cdrs").status_code == 200

@@ -31,10 +31,10 @@ from cdrgate.console.session import (
     csrf_for,
     csrf_matches,
     end_session,
-    new_signin_csrf,
     session_token,
     set_session,
     set_signin_csrf,
+    signin_csrf,
     signin_csrf_matches,
 )
 from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
@@ -114,7 +114,7 @@ def _problem(request: Request, status: int, message: str) -> Response:
 
 
 def _signin_page(request: Request, status: int = 200, message: str | None = None) -> Response:
-    csrf = new_signin_csrf()
+    csrf = signin_csrf(request)
     response = page(
         # Not ``csrf``: that one is a session's, and base.html shows the signed-in header
         # (Dashboard, Calls, Sign out) for it.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from starlette.requests import Request
@@ -23,6 +24,7 @@ SESSION_COOKIE = "cdrgate_session"
 SIGNIN_COOKIE = "cdrgate_signin"
 CSRF_FIELD = "csrf"
 COOKIE_PATH = "/ui"
+_SIGNIN_VALUE = re.compile(r"[0-9a-f]{32}")
 
 
 def session_token(request: Request) -> str | None:
@@ -38,8 +40,12 @@ def csrf_matches(token: str, sent: str | None) -> bool:
     return sent is not None and hmac.compare_digest(csrf_for(token), sent)
 
 
-def new_signin_csrf() -> str:
-    return secrets.token_hex(16)
+def signin_csrf(request: Request) -> str:
+    """The sign-in form's value: the browser's own where it has one, so every tab's sign-in
+    form holds the same value (a new one per form made each newer tab's form void the older
+    ones': an agent signing in on one of two tabs was told the form had expired)."""
+    cookie = request.cookies.get(SIGNIN_COOKIE, "")
+    return cookie if _SIGNIN_VALUE.fullmatch(cookie) else secrets.token_hex(16)
 
 
 def signin_csrf_matches(request: Request, sent: str | None) -> bool:
@@ -60,8 +66,8 @@ def _set(request: Request, response: Response, name: str, value: str, max_age: i
 
 
 def set_session(request: Request, response: Response, token: str, idle_seconds: int) -> None:
+    # The sign-in cookie stays: another tab's sign-in form, still open, holds its value.
     _set(request, response, SESSION_COOKIE, token, idle_seconds)
-    response.delete_cookie(SIGNIN_COOKIE, path=COOKIE_PATH)
 
 
 def set_signin_csrf(request: Request, response: Response, value: str) -> None:
