@@ -188,7 +188,8 @@ def test_data_routes_refuse_signed_out_visitors(client, path):
 def test_every_asset_a_page_links_is_served_by_cdrgate(client):
     head = client.get("/ui/").text.split("<body>")[0]
     assets = re.findall(r'(?:href|src)="([^"]+)"', head)
-    assert assets == ["/ui/static/console.css", "/ui/static/console.js"]
+    # The icon too: without one, the browser asked /favicon.ico, a 404 on every first visit.
+    assert assets == ["/ui/static/favicon.svg", "/ui/static/console.css", "/ui/static/console.js"]
     for asset in assets:
         assert client.get(asset).status_code == 200
 
