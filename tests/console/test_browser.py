@@ -198,12 +198,14 @@ def test_sign_out_ends_the_session_and_its_token(page, console):
     assert answer.status_code == 401
 
 
-def test_the_calls_page_fits_a_phone_width(page, console):
-    page.set_viewport_size({"width": 375, "height": 800})
+def test_the_pages_fit_a_phone_width(page, console):
+    page.set_viewport_size({"width": 360, "height": 800})
     sign_in(page, console)
-    page.goto(console.url + "cdrs?number=1001")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375  # the table scrolls inside its own region, not the page
+    # The calls table scrolls inside its own region; the dashboard's tables wrap their headers
+    # (before, "Top extensions" pushed the dashboard 25 px past a 360 px phone's edge).
+    for path in ("cdrs?number=1001", f"?day={RECORDED_DAY}"):
+        page.goto(console.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
 
 
 def test_a_recording_the_server_does_not_have_says_so_in_the_row(page, console):
