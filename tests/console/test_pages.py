@@ -49,6 +49,9 @@ def test_sign_in_sets_an_http_only_same_site_session_cookie_and_returns_to_next(
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
     assert "Path=/ui" in cookie
+    # Before: Max-Age=1800, so the browser dropped the session 30 minutes after sign-in
+    # however busy the agent, though each page slides the token's idle lifetime.
+    assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
 
 
 def test_next_pointing_off_the_console_lands_on_the_dashboard(client):

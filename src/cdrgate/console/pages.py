@@ -165,7 +165,7 @@ async def sign_in(request: Request) -> Response:
             return _signin_page(request, 429, message)
         return _signin_page(request, 401, "Wrong username or password.")
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-    set_session(request, response, token, auth.settings.token_idle_seconds)
+    set_session(request, response, token)
     return response
 
 

@@ -53,7 +53,7 @@ def signin_csrf_matches(request: Request, sent: str | None) -> bool:
     return bool(cookie) and sent is not None and hmac.compare_digest(cookie or "", sent)
 
 
-def _set(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+def _set(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
         name,
         value,
@@ -65,9 +65,13 @@ def _set(request: Request, response: Response, name: str, value: str, max_age: i
     )
 
 
-def set_session(request: Request, response: Response, token: str, idle_seconds: int) -> None:
+def set_session(request: Request, response: Response, token: str) -> None:
+    # No Max-Age: the token's idle lifetime, which every page's use slides, is the session's
+    # one. A cookie given the idle seconds at sign-in dropped out of the browser that long
+    # after sign-in, however busy the agent (the token still alive). The browser forgets it
+    # when it closes; a token that idled out sends the page to sign in (pages.guarded).
     # The sign-in cookie stays: another tab's sign-in form, still open, holds its value.
-    _set(request, response, SESSION_COOKIE, token, idle_seconds)
+    _set(request, response, SESSION_COOKIE, token, None)
 
 
 def set_signin_csrf(request: Request, response: Response, value: str) -> None:
