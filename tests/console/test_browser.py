@@ -216,6 +216,26 @@ def test_a_recording_the_server_does_not_have_says_so_in_the_row(page, console):
     assert row.get_by_role("status").inner_text() == "Recording not available on the server"
 
 
+def test_play_after_the_session_ended_says_so_not_that_the_recording_is_missing(page, console):
+    sign_in(page, console)
+    page.goto(console.url + f"cdrs?from={RECORDED_DAY}T00:00:00&has_recording=true&direction=asc")
+    # The page stays open while the session ends (idled out, or signed out elsewhere).
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "cdrgate_session")
+    httpx.post(console.server.base_url + "/api/v1.1.0/logout", params={"token": token})
+    row = page.locator(
+        "table.cdrs tbody tr", has=page.locator(f"a[data-src*='{console.recordings[0]}']")
+    )
+    row.get_by_role("link", name="Play").click()
+    # Before: "Recording not available on the server", for a file that is there.
+    assert row.get_by_role("status").inner_text() == "Your session has ended. Sign in again"
+    row.get_by_role("link", name="Sign in again").click()
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username").fill("api")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/ui/cdrs?*")
+    assert "has_recording=true" in page.url
+
+
 def test_a_scoped_account_sees_only_its_extensions_calls(page, console):
     own = {"1003", "1010", "1011", "1012"}
     db = Database(console.database_url)

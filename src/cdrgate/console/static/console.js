@@ -14,12 +14,28 @@ document.addEventListener("click", function (event) {
     audio.src = link.dataset.src;
     audio.setAttribute("aria-label", link.getAttribute("aria-label"));
     audio.addEventListener("error", function () {
-      // The CDR names a file the server does not have (not copied yet, or pruned).
-      var note = document.createElement("span");
-      note.className = "none";
-      note.setAttribute("role", "status");
-      note.textContent = "Recording not available on the server";
-      audio.replaceWith(note);
+      // Either the CDR names a file the server does not have (not copied yet, or pruned), or
+      // the session ended while the page stood open, and the player was sent the sign-in
+      // page. The player cannot tell which: asking this page again can (it is sent to sign
+      // in too), so an agent back from a break is not told that the recording is missing.
+      fetch(location.href, { redirect: "manual", cache: "no-store" })
+        .then(function (answer) { return answer.type === "opaqueredirect"; })
+        .catch(function () { return false; })
+        .then(function (signedOut) {
+          var note = document.createElement("span");
+          note.className = "none";
+          note.setAttribute("role", "status");
+          if (signedOut) {
+            var again = document.createElement("a");
+            again.href = location.href;
+            again.textContent = "Sign in again";
+            note.append("Your session has ended. ", again);
+          } else {
+            note.textContent = "Recording not available on the server";
+          }
+          audio.replaceWith(note);
+          link.focus();  // not lost to the page's start with the player it was on
+        });
     });
     cell.appendChild(audio);
   }
