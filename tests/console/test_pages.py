@@ -318,3 +318,19 @@ def test_sign_in_works_from_either_of_two_tabs_sign_in_forms(client):
     answer = client.post("/ui/login", data={**form, "csrf": second}, follow_redirects=False)
     assert answer.status_code == 303
     assert client.get("/ui/cdrs").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/ui/login", "/ui/logout"])
+def test_a_forms_address_asked_with_get_is_the_console_and_changes_nothing(client, path):
+    """After a wrong password the address bar says /ui/login: before, reloading it, a
+    bookmark or a restored tab answered a bare "Method Not Allowed"."""
+    assert client.get(path, follow_redirects=False).status_code == 303
+    _sign_in(client)
+    answer = client.get(path, follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "/ui/")
+    assert "cdrgate_session" not in answer.headers.get("set-cookie", "")
+    assert client.get("/ui/cdrs", follow_redirects=False).status_code == 200  # still signed in
+    assert client.head(path, follow_redirects=False).status_code == 303
+    refused = client.put(path)
+    assert refused.status_code == 405
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}

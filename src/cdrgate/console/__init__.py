@@ -8,13 +8,18 @@ from starlette.staticfiles import StaticFiles
 
 from cdrgate.console import pages
 
+# A form's address: POST does its work; GET (and so HEAD) sends to the console and changes
+# nothing. The address bar shows /ui/login after a refused sign-in, and a reload, a bookmark
+# or a restored tab asks it with GET: it answered a bare "Method Not Allowed".
+FORM = ["GET", "POST"]
+
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/ui", pages.to_home, methods=["GET"]),
         Route("/ui/", pages.guarded(pages.home), methods=["GET"]),
-        Route("/ui/login", pages.guarded(pages.sign_in), methods=["POST"]),
-        Route("/ui/logout", pages.guarded(pages.sign_out), methods=["POST"]),
+        Route("/ui/login", pages.form_target(pages.guarded(pages.sign_in)), methods=FORM),
+        Route("/ui/logout", pages.form_target(pages.guarded(pages.sign_out)), methods=FORM),
         Route("/ui/cdrs", pages.guarded(pages.cdrs), methods=["GET"]),
         Route("/ui/cdrs.csv", pages.guarded(pages.cdrs_csv), methods=["GET"]),
         Route("/ui/recording", pages.guarded(pages.recording), methods=["GET"]),

@@ -130,6 +130,18 @@ async def to_home(request: Request) -> Response:
     return RedirectResponse("/ui/", status_code=308)
 
 
+def form_target(post: Handler) -> Handler:
+    """``post`` for a POST; any other method the route takes (GET, HEAD) is sent to the
+    console's home (the sign-in form, or the dashboard when signed in), changing nothing."""
+
+    async def endpoint(request: Request) -> Response:
+        if request.method == "POST":
+            return await post(request)
+        return RedirectResponse("/ui/", status_code=303)
+
+    return endpoint
+
+
 async def home(request: Request) -> Response:
     """``/ui/``: the dashboard when signed in, the sign-in form otherwise."""
     token = session_token(request)
