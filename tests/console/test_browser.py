@@ -143,6 +143,15 @@ def test_a_recording_plays_in_the_page_with_range_requests(page, console):
     audio = row.locator("audio")
     audio.wait_for()
     page.wait_for_function("a => a.readyState >= 1 && a.duration > 1", arg=audio.element_handle())
+    # Another row's Play pauses this one (looped, so it cannot have just ended by itself).
+    # Before: both played at once.
+    audio.evaluate("a => { a.loop = true; return a.play(); }")
+    other = page.locator(
+        "table.cdrs tbody tr", has=page.locator(f"a[data-src*='{console.recordings[1]}']")
+    )
+    other.get_by_role("link", name="Play").click()
+    page.wait_for_function("a => !a.paused", arg=other.locator("audio").element_handle())
+    assert audio.evaluate("a => a.paused")
     page.goto(console.url + f"cdrs?{day}&has_recording=false")
     assert "No recording" in page.inner_text("table.cdrs tbody tr:first-child")
 

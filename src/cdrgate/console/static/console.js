@@ -43,6 +43,14 @@ document.addEventListener("click", function (event) {
   audio.focus();
 });
 
+// One recording at a time: Play on another row pauses the one playing (an agent comparing
+// calls heard both at once). "play" does not bubble, hence the capture.
+document.addEventListener("play", function (event) {
+  document.querySelectorAll("audio").forEach(function (other) {
+    if (other !== event.target) other.pause();
+  });
+}, true);
+
 // Empty filter fields mean "any": leave them out of the URL, so a shared link says only
 // what it filters on (the server ignores them either way).
 document.addEventListener("submit", function (event) {
