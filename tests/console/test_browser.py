@@ -221,8 +221,12 @@ def test_a_recording_the_server_does_not_have_says_so_in_the_row(page, console):
     sign_in(page, console)
     page.goto(console.url + "cdrs?has_recording=true&from=2026-05-20T00:00:00")
     row = page.locator("table.cdrs tbody tr").first  # no file was written for this day
+    width = page.locator("table.cdrs").evaluate("t => t.offsetWidth")
     row.get_by_role("link", name="Play").click()
     assert row.get_by_role("status").inner_text() == "Recording not available on the server"
+    # The note wraps under the links (before: on one line it widened the table, pushing the
+    # recordings column further past the edge of the screen).
+    assert page.locator("table.cdrs").evaluate("t => t.offsetWidth") == width
 
 
 def test_play_after_the_session_ended_says_so_not_that_the_recording_is_missing(page, console):
