@@ -173,6 +173,24 @@ def test_download_csv_is_the_apis_csv_of_the_whole_filtered_result(page, console
     assert api.content.count(b"\n") > 51  # more than the page shows
 
 
+def test_download_csv_after_the_session_ended_signs_in_and_comes_back(page, console):
+    sign_in(page, console)
+    page.goto(console.url + "cdrs?number=1005")
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "cdrgate_session")
+    httpx.post(console.server.base_url + "/api/v1.1.0/logout", params={"token": token})
+    # Before: the link's "download" attribute saved the sign-in page as download.html.
+    with page.expect_navigation():
+        page.get_by_role("link", name="Download CSV").click()
+    page.get_by_label("Username").fill("api")
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    assert urlsplit(page.url).path == "/ui/cdrs" and query_of(page) == {"number": ["1005"]}
+    with page.expect_download() as caught:
+        page.get_by_role("link", name="Download CSV").click()
+    assert caught.value.suggested_filename.endswith(".csv")
+
+
 def test_dashboard_shows_the_days_totals_from_the_stats(page, console, screenshot):
     sign_in(page, console)
     page.goto(console.url + f"?day={RECORDED_DAY}")

@@ -56,7 +56,10 @@ def _services(request: Request) -> Services:
 
 
 def _to_signin(request: Request) -> Response:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # A CSV download is no page to come back to (the tab would stay on the sign-in form):
+    # back to the list it was asked from, with the same filters, to click it again.
+    path = "/ui/cdrs" if request.url.path == "/ui/cdrs.csv" else request.url.path
+    here = path + (f"?{request.url.query}" if request.url.query else "")
     response = RedirectResponse("/ui/?" + urlencode({"next": here}), status_code=303)
     end_session(response)
     return response
