@@ -334,3 +334,13 @@ def test_a_forms_address_asked_with_get_is_the_console_and_changes_nothing(clien
     refused = client.put(path)
     assert refused.status_code == 405
     assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+def test_a_direction_the_api_refuses_is_refused_on_the_page(client):
+    _sign_in(client)
+    # Before: any word but "asc" sorted newest first, where /v1/cdrs answers 400.
+    answer = client.get("/ui/cdrs?order=callduraction&direction=up")
+    assert answer.status_code == 400
+    assert "direction: &#39;up&#39; is not one of desc, asc" in answer.text
+    assert client.get("/ui/cdrs.csv?direction=up").status_code == 400
+    assert client.get("/ui/cdrs?direction=asc").status_code == 200

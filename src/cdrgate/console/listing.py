@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 from urllib.parse import urlencode
 
-from cdrgate.services.query import FILTERS, CdrPage, QueryRequest, encode_cursor
+from cdrgate.services.query import (
+    DIRECTIONS,
+    FILTERS,
+    CdrPage,
+    Params,
+    QueryRequest,
+    encode_cursor,
+)
 from cdrgate.storage.query import Order, Position, Sort
 from cdrgate.timefmt import parse_pbx_time
 
@@ -32,6 +39,13 @@ def _cleaned(name: str, value: str) -> str:
     if name in ("from", "until") and _MINUTES.fullmatch(value):
         value += ":00"
     return value
+
+
+def _direction(value: str | None) -> str:
+    """The API's reading of ``direction``, refused as the API refuses it: any word but "asc"
+    was read as "desc", so a mistyped link sorted newest first without a word."""
+    pairs = () if value is None else (("direction", value),)
+    return Params(pairs, frozenset({"direction"})).choice("direction", DIRECTIONS, "desc")
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,7 @@ class Listing:
         return cls(
             filters=tuple(filters),
             order=values.get("order", "timestart"),
-            descending=values.get("direction", "desc") != "asc",
+            descending=_direction(values.get("direction")) == "desc",
             cursor=values.get("cursor"),
             before=values.get("before"),
             extra=tuple(extra),

@@ -46,6 +46,7 @@ FILTERS = frozenset(
      "min_talk", "max_talk", "q"}
 )  # fmt: skip
 LIST_PARAMS = FILTERS | {"order", "direction", "limit", "cursor", "count", "format"}
+DIRECTIONS = ("desc", "asc")
 CHANGES_PARAMS = frozenset({"after", "limit"})
 STATS_PARAMS = FILTERS | {"group"}
 # Comma lists: given twice (number=1&number=2) they add up, as in most query APIs.
@@ -336,7 +337,7 @@ class QueryService:
         session = self.auth.authenticate(ask.token)
         params = Params(ask.params, LIST_PARAMS)
         filters = parse_filters(params, session)
-        descending = params.choice("direction", ("desc", "asc"), "desc") == "desc"
+        descending = params.choice("direction", DIRECTIONS, "desc") == "desc"
         order = cast(Order, params.choice("order", get_args(Order), "timestart"))
         sort = Sort(order, descending)
         limit = params.integer("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
