@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import event, inspect, text
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
@@ -15,7 +16,7 @@ from cdrgate.services.auth import AuthService, set_api_user
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
 from cdrgate.storage.db import Database
-from tests.migrating import alembic_config
+from tests.migrating import alembic_config, migrate
 
 
 def test_serve_refuses_a_database_newer_than_this_cdrgate(db: Database):
@@ -49,6 +50,30 @@ def test_accounts_from_before_scopes_read_everything_after_the_upgrade(database_
         auth = AuthService(db, Settings(), clock)
         token = auth.login("old", md5_hex("a long enough password"), "127.0.0.1", {})
         assert auth.authenticate(token).scope is None
+    finally:
+        db.dispose()
+
+
+def test_an_upgrade_that_fails_partway_leaves_the_store_at_its_old_revision(database_url):
+    # The migrations of one upgrade commit together. On SQLite each used to commit alone: of
+    # two processes upgrading one store at once, the second ran a migration the first had
+    # already run ("no such index"), and a failure or a kill in the last left the rest done.
+    db = Database(database_url)
+    try:
+        migrate(db, "upgrade", "0013")
+
+        def fail_in_0017(_conn, _cursor, statement, *_args):
+            if statement.startswith("DROP INDEX ix_cdr_callfrom_ts"):
+                raise RuntimeError("stopped in 0017")
+
+        event.listen(db.engine, "before_cursor_execute", fail_in_0017)
+        with pytest.raises(RuntimeError, match="stopped in 0017"):
+            schema.upgrade(db)
+        event.remove(db.engine, "before_cursor_execute", fail_in_0017)
+        assert schema.current_revision(db) == "0013"
+        with db.read() as conn:
+            assert not inspect(conn).has_table("server_key")  # 0014's, rolled back
+        assert schema.upgrade(db) == schema.HEAD
     finally:
         db.dispose()
 

@@ -110,8 +110,15 @@ def migrate(db: Database) -> None:
 
     with db.connect() as conn:
         if db.is_sqlite:
-            # Migrations run outside our BEGIN IMMEDIATE hook; SQLite DDL is transactional.
+            # Every migration in one transaction under the write lock, as on PostgreSQL (SQLite's
+            # DDL is transactional too): Alembic, which assumes it is not, would otherwise commit
+            # after each migration, and of two processes upgrading together the second, which
+            # read the revision before the first's next migration, ran it again and failed
+            # ("no such index"). Begun here, Alembic reads the revision inside it and commits
+            # nothing itself; the other upgrader waits for it (the busy timeout), then finds
+            # nothing to do, and a migration that fails (or a kill) leaves the old revision.
             conn.execution_options(cdrgate_write=True)
+            conn.begin()
         else:
             # Workers or hosts starting together: one migrates, the others wait for it (the
             # lock ends with the transaction) and then find nothing left to do.
