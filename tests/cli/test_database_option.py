@@ -10,6 +10,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
+from cdrgate.cli.exits import EXIT_FAILED
 from cdrgate.services import stores
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database
@@ -86,6 +87,24 @@ def test_read_only_commands_do_not_touch_a_file_without_a_schema(tmp_path):
         conn.execute("CREATE TABLE unrelated (x)")
     result = run("api-user", "list", "--database", f"sqlite:///{path}")
     assert result.exit_code == 2 and "no cdrgate schema" in result.stderr
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"unrelated"}
+
+
+@pytest.mark.parametrize("creator", [["db", "upgrade"], ["seed", "--count", "1"]], ids=" ".join)
+def test_a_sqlite_file_of_another_application_is_refused_and_left_alone(creator, tmp_path):
+    # A --database naming another program's SQLite file used to get cdrgate's fifteen tables
+    # made beside its own, and then be served as an empty store.
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    result = run(*creator, "--database", f"sqlite:///{path}")
+    assert result.exit_code == EXIT_FAILED, result.output
+    assert result.stderr == (
+        f"error: sqlite:///{path} is not a cdrgate database (it holds tables but no cdrgate "
+        "schema): name another file, or a new one\n"
+    )
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert tables == {"unrelated"}

@@ -85,23 +85,31 @@ def upgrade(db: Database) -> str:
     current = check(db)
     if current == HEAD:
         return HEAD
-    if current is None and db.is_sqlite and _made_from_snapshot(db):
-        return HEAD
+    if current is None and db.is_sqlite:
+        _apply_snapshot(db)
+        # Made here or by another process meanwhile; a stale snapshot leaves the rest to the
+        # migrations. Still no revision: the file held tables before, and they are not ours.
+        current = check(db)
+        if current is None:
+            raise SchemaError(
+                f"{db.engine.url} is not a cdrgate database (it holds tables but no cdrgate "
+                "schema): name another file, or a new one"
+            )
+        if current == HEAD:
+            return HEAD
     migrate(db)
     return HEAD
 
 
-def _made_from_snapshot(db: Database) -> bool:
-    """Whether the store was made here from the snapshot (``sqlite_head.apply``, on the
-    store's own connection) and is at HEAD now: a snapshot older than a new migration leaves
-    the rest to the migrations."""
+def _apply_snapshot(db: Database) -> None:
+    """``sqlite_head.apply`` on the store's own connection: the newest schema, if the store
+    has no table yet."""
     with db.connect() as conn:
         raw = conn.connection.driver_connection
         # The store's connections leave transactions to us (db.py: isolation_level None), so
         # apply's own BEGIN IMMEDIATE and COMMIT are the transaction.
         assert isinstance(raw, sqlite3.Connection) and raw.isolation_level is None
-        made = sqlite_head.apply(raw)
-    return made and check(db) == HEAD
+        sqlite_head.apply(raw)
 
 
 def migrate(db: Database) -> None:
