@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from typer.testing import CliRunner
 
 from cdrgate.cli import app
-from cdrgate.cli.exits import EXIT_FAILED
+from cdrgate.cli.exits import EXIT_FAILED, EXIT_STORAGE
 from cdrgate.services import stores
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database
@@ -108,6 +108,16 @@ def test_a_sqlite_file_of_another_application_is_refused_and_left_alone(creator,
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert tables == {"unrelated"}
+
+
+@pytest.mark.parametrize("command_args", [["db", "upgrade"], ["db", "status"], *READ_ONLY])
+def test_a_file_that_is_not_a_database_is_one_line(command_args, tmp_path):
+    # It was SQLAlchemy's DatabaseError, a traceback of some sixty lines.
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, but long enough for SQLite to read a header from\n" * 4)
+    result = run(*command_args, "--database", f"sqlite:///{path}")
+    assert result.exit_code == EXIT_STORAGE, result.exception
+    assert result.stderr == "error: database unavailable: file is not a database\n"
 
 
 def _migrate_to_the_revision_before_head(url: str) -> str:

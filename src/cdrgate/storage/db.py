@@ -1018,7 +1018,18 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
         return StorageUnavailable(str(exc).splitlines()[0])
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return StorageUnavailable(_short(exc))
+    if isinstance(exc, DBAPIError) and _not_a_store_file(exc.orig):
+        # --database naming a file that is no SQLite database (or a damaged one): SQLite's
+        # words, as one line, not a traceback.
+        return StorageUnavailable(_short(exc))
     return None
+
+
+def _not_a_store_file(exc: BaseException | None) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and exc.sqlite_errorcode & 0xFF in (
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+    )
 
 
 def _driver_error(exc: sqlite3.OperationalError) -> StorageUnavailable:
