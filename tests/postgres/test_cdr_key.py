@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from cdrgate.ingest.store import store_records
+from cdrgate.storage import schema
 from cdrgate.storage.cdrs import COLUMNS, row_values
 from cdrgate.storage.db import Database
 from tests.conftest import make_cdr
@@ -81,3 +82,20 @@ def test_going_back_to_0015_puts_the_two_btrees_back_and_0016_makes_one_again(pg
             assert _key_btrees(conn, table) == AFTER_0016, table
         assert conn.exec_driver_sql("SELECT count(*) FROM cdr").scalar_one() == 2
     assert store_records(pg_db, [*TWO_MONTHS, make_cdr(callid="1.3")]) == 1
+
+
+def test_a_0016_released_without_the_sn_index_gets_it_from_the_upgrade(pg_db: Database):
+    # 0016 came without ix_cdr_sn for a few hours (9099061): a store it upgraded is stamped
+    # 0016 and never ran the line added later, so the sn filter read every row. 0018 makes it.
+    store_records(pg_db, TWO_MONTHS)
+    migrate(pg_db, "downgrade", "0016")
+    with pg_db.write() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_cdr_sn")
+    with pg_db.read() as conn:
+        for table in TABLES:
+            assert _key_btrees(conn, table) == [(True, ("ts", "callid", "sn"))], table
+    assert schema.upgrade(pg_db) == schema.HEAD
+    with pg_db.read() as conn:
+        for table in TABLES:
+            assert _key_btrees(conn, table) == AFTER_0016, table
+    assert schema.upgrade(pg_db) == schema.HEAD  # a store 0016 gave the index: nothing to do

@@ -177,4 +177,4 @@ CREATE INDEX ix_cdr_callfrom_ts ON cdr (callfrom, ts, callid, sn, line);
 
 CREATE INDEX ix_cdr_callto_ts ON cdr (callto, ts, callid, sn, callfrom, line);
 
-INSERT INTO alembic_version (version_num) VALUES ('0017');
+INSERT INTO alembic_version (version_num) VALUES ('0018');
