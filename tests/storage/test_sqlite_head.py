@@ -4,6 +4,8 @@ still safe."""
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import subprocess
 import sys
@@ -153,6 +155,28 @@ def test_a_store_that_cannot_be_made_is_one_error_and_the_next_try_makes_it(tmp_
     )
     assert CliRunner().invoke(app, upgrade).exit_code == 0
     assert _objects(path) == _objects(_migrated(tmp_path / "migrated.db"))
+
+
+def test_a_store_in_a_folder_it_cannot_write_is_one_error(tmp_path, monkeypatch):
+    # A read-only mount (or, for a user other than root, a folder without write permission):
+    # the file's claim fails with EROFS, which was a traceback.
+    path = tmp_path / "new.db"
+    real_open = os.open
+
+    def read_only_folder(file, flags, *args, **kwargs):
+        if Path(file) == path:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", read_only_folder)
+        result = CliRunner().invoke(app, ["db", "upgrade", "--database", f"sqlite:///{path}"])
+    assert result.exit_code == EXIT_STORAGE, result.exception
+    assert result.output == (
+        f"error: database unavailable: cannot create the database {path}: "
+        f"{os.strerror(errno.EROFS)}\n"
+    )
+    assert not path.exists()
 
 
 def test_a_store_file_someone_else_made_first_is_left_to_them(tmp_path):

@@ -72,11 +72,16 @@ def open_or_create(url: str) -> Opened:
 
 
 def _create_sqlite_store(path: Path) -> None:
-    """``sqlite_head.create``; a store that cannot be made (a full disk) is one error."""
+    """``sqlite_head.create``; a store that cannot be made (a full disk, a folder it may not
+    write in or on a read-only mount) is one error."""
     try:
         sqlite_head.create(path)
     except sqlite3.Error as exc:
         raise StorageUnavailable(f"cannot create the database {path.absolute()}: {exc}") from None
+    except OSError as exc:
+        raise StorageUnavailable(
+            f"cannot create the database {path.absolute()}: {exc.strerror or exc}"
+        ) from None
 
 
 def open_existing(url: str, *, write: bool) -> Database:
