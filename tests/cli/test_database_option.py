@@ -86,7 +86,10 @@ def test_read_only_commands_do_not_touch_a_file_without_a_schema(tmp_path):
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE unrelated (x)")
     result = run("api-user", "list", "--database", f"sqlite:///{path}")
-    assert result.exit_code == 2 and "no cdrgate schema" in result.stderr
+    # Said as a writer says it: "create it with cdrgate db upgrade" would send the user to a
+    # command that refuses this file.
+    assert result.exit_code == EXIT_FAILED
+    assert "is not a cdrgate database" in result.stderr and "db upgrade" not in result.stderr
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert tables == {"unrelated"}

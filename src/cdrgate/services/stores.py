@@ -96,6 +96,8 @@ def open_existing(url: str, *, write: bool) -> Database:
     db = Database(url)
     with _closed_on_error(db):
         current = schema.check(db)
+        if current is None and schema.holds_other_tables(db):
+            raise schema.not_a_store(db)  # as a writer says it (upgrade)
         if current is None:
             raise UsageError(f"no cdrgate schema in {_shown(db)} yet (create it with {_CREATORS})")
         if write:

@@ -78,6 +78,23 @@ def stored_revision(db: Database) -> str | None:
     return str(value) if value is not None else None
 
 
+def holds_other_tables(db: Database) -> bool:
+    """Whether a SQLite file with no cdrgate schema holds another program's tables (an empty
+    one is a store not made yet). A PostgreSQL database is shared with other schemas' and
+    applications' tables by design: never."""
+    if not db.is_sqlite:
+        return False
+    with db.read() as conn:
+        return conn.execute(text("SELECT 1 FROM sqlite_master LIMIT 1")).first() is not None
+
+
+def not_a_store(db: Database) -> SchemaError:
+    return SchemaError(
+        f"{db.engine.url} is not a cdrgate database (it holds tables but no cdrgate schema): "
+        "name another file, or a new one"
+    )
+
+
 def upgrade(db: Database) -> str:
     """Bring the schema to the newest revision; returns it. Safe to run repeatedly. A SQLite
     store with no table yet is made from the snapshot of the newest schema
@@ -91,10 +108,7 @@ def upgrade(db: Database) -> str:
         # migrations. Still no revision: the file held tables before, and they are not ours.
         current = check(db)
         if current is None:
-            raise SchemaError(
-                f"{db.engine.url} is not a cdrgate database (it holds tables but no cdrgate "
-                "schema): name another file, or a new one"
-            )
+            raise not_a_store(db)
         if current == HEAD:
             return HEAD
     migrate(db)
