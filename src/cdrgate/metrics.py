@@ -47,6 +47,13 @@ IngestSource = Literal["import", "push", "follow", "sync"]
 # The *_created series double every counter for no use in dashboards or alerts.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# In multiprocess mode prometheus-client opens a sample file as each metric below is created,
+# so the directory must exist before this module's import, not only once `serve` prepares it
+# (worker_metrics): the unit's /run/cdrgate/metrics is inside a RuntimeDirectory systemd makes
+# empty at each start.
+if _configured_dir := os.environ.get(MULTIPROC_ENV):
+    Path(_configured_dir).mkdir(parents=True, exist_ok=True)
+
 # Our own registry: the process/platform collectors of the default one are per process and
 # meaningless once samples from several workers are summed.
 REGISTRY = CollectorRegistry()

@@ -53,3 +53,23 @@ def test_workers_without_a_configured_directory_get_a_fresh_one_removed_at_exit(
         server.stop()
     assert server.process.returncode == 0
     assert not made[0].exists()
+
+
+def test_a_configured_directory_that_does_not_exist_yet_is_made(tmp_path):
+    # The unit names /run/cdrgate/metrics, inside a RuntimeDirectory systemd makes empty at
+    # each start: serve died at import (FileNotFoundError from prometheus-client) and
+    # Restart=on-failure looped.
+    url = prepare_database(tmp_path)
+    directory = tmp_path / "run" / "metrics"
+    env = {**os.environ, "CDRGATE_DATABASE": url, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    server = launch((), env, tmp_path / "serve.log", tmp_path)
+    try:
+        httpx.post(
+            f"{server.base_url}/api/v1.1.0/login",
+            json={"username": "api", "password": PASSWORD_MD5},
+        )
+        text = httpx.get(f"{server.base_url}/metrics").text
+    finally:
+        server.stop()
+    assert value(text, "cdrgate_logins_total", outcome="ok") == 1
+    assert directory.is_dir()
