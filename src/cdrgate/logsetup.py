@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from asyncio import CancelledError
 from datetime import UTC, datetime
 
 from cdrgate import __version__, logredact
@@ -11,6 +13,8 @@ from cdrgate.settings import LogFormat, Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("cdrgate")
+# uvicorn's line when the drain deadline (timeout_graceful_shutdown) cancels requests.
+_DRAIN_CANCEL = re.compile(r"Cancel (\d+) running task\(s\), timeout graceful shutdown exceeded$")
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,8 +51,21 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
 def _deliberate_cuts_are_not_errors(record: logging.LogRecord) -> bool:
     """Returning without the final chunk is ASGI's only way to abort a transfer, which cdrgate
     does on purpose (a download cut, already logged as a warning with its reason); uvicorn
-    logs that as an error, so its line is demoted to debug."""
-    if record.getMessage() == "ASGI callable returned without completing response.":
+    logs that as an error, so its line is demoted to debug.
+
+    The drain deadline (docs/operations.md) cancels the requests still running, which is what
+    SIGTERM promises, and their audit records say `cut`: uvicorn's ERROR line for it becomes
+    one WARNING, and each cancelled request's "Exception in ASGI application" traceback is
+    demoted to debug like the cut above."""
+    if cancelled := _DRAIN_CANCEL.match(record.getMessage()):
+        record.msg = "%s request(s) still running at the drain deadline are cut"
+        record.args = (cancelled.group(1),)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+    deliberate = record.getMessage() == "ASGI callable returned without completing response."
+    if not deliberate and record.exc_info and isinstance(record.exc_info[1], CancelledError):
+        deliberate = record.getMessage() == "Exception in ASGI application\n"
+    if deliberate:
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
     return True
