@@ -72,3 +72,19 @@ def exit_zero_on_sigterm() -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def ignore_sighup() -> None:
+    """One ``serve`` process has nothing to reload: its settings and TLS certificate are read
+    at start (``--workers N`` is uvicorn's supervisor, whose SIGHUP replaces the workers one by
+    one). SIGHUP's default, though, ends the process at once, without the drain and with the
+    running downloads unaudited; it is what logrotate's usual ``postrotate`` and a closed
+    terminal send. So it is logged and ignored (docs/operations.md, "Signals")."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        log.warning(
+            "SIGHUP ignored: logs go to stderr (nothing to reopen) and settings and the TLS "
+            "certificate are read at start; restart (SIGTERM drains) to apply a change"
+        )
+
+    signal.signal(signal.SIGHUP, handler)

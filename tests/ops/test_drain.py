@@ -107,3 +107,26 @@ def test_a_download_still_running_at_the_drain_deadline_is_cut_and_audited(tmp_p
     log = server.output()
     assert "Traceback" not in log and " ERROR " not in log, log
     assert "1 request(s) still running at the drain deadline are cut" in log, log
+
+
+def test_sighup_to_one_worker_is_logged_and_ignored_and_the_download_goes_on(
+    tmp_path, big_database
+):
+    # SIGHUP is what logrotate's usual postrotate and a closed terminal send. It ended a
+    # one-worker serve at once: no drain, and the running download had no audit record.
+    server = start(tmp_path, big_database)
+    sock = open_download(server)
+    before = len(audit_outcomes(big_database))
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "SIGHUP ignored" not in server.output() and server.process.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert "SIGHUP ignored" in server.output(), server.output()
+    body = read_all(sock)
+    sock.close()
+    assert body.endswith(b"0\r\n\r\n"), "the chunked body was cut"
+    assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+    server.stop()
+    assert [outcome for outcome, _ in audit_outcomes(big_database)[before:]] == ["ok"]

@@ -160,7 +160,7 @@ def serve(
     # statements are not the CLI's to watch.
     sqlite_interrupts.disarm()
     from cdrgate.app import create_app, serving_database
-    from cdrgate.drain import exit_zero_on_sigterm
+    from cdrgate.drain import exit_zero_on_sigterm, ignore_sighup
     from cdrgate.http_protocol import LenientHttpToolsProtocol
     from cdrgate.metrics import worker_metrics
     from cdrgate.serve_loop import loop_factory
@@ -240,6 +240,7 @@ def serve(
         else:
             app = create_app(settings, database=db, faults=plan)
             freeze_startup_heap()
+            ignore_sighup()
         exit_zero_on_sigterm()
         uvicorn.run(
             app,
