@@ -3,6 +3,8 @@ against a real server on loopback and a real database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -162,3 +164,45 @@ def test_recordings_max_age_without_the_folder_is_a_usage_error(db):
         cli_app, ["prune", "--recordings-max-age-days", "30", "--database", db.url]
     )
     assert result.exit_code == 2
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Make a folder read-only even to root: a read-only bind mount (as ProtectSystem=strict
+    leaves a recordings folder under the systemd unit), or its mode for another user."""
+    mounted: list[str] = []
+
+    def make(folder):
+        if os.geteuid() != 0:
+            for path in (folder, *[p for p in folder.rglob("*") if p.is_dir()]):
+                path.chmod(0o555)
+            return
+        view = tmp_path / "read-only-view"
+        view.mkdir()
+        for args in (["--bind", str(folder), str(view)], ["-o", "remount,bind,ro", str(view)]):
+            if subprocess.run(["mount", *args], capture_output=True).returncode != 0:
+                pytest.skip("cannot bind-mount read-only here")
+            mounted.append(str(view))
+        return view
+
+    yield make
+    for view in mounted[:1]:
+        subprocess.run(["umount", view], check=True)
+
+
+def test_a_recording_that_cannot_be_removed_is_one_error_line_not_a_traceback(
+    db, add_cdrs, folder, read_only
+):
+    add_cdrs(
+        make_cdr(callid="old-a", timestart="2020-01-01 00:00:00", recording=A),
+        make_cdr(callid="old-b", timestart="2020-01-01 00:00:00", recording=B),
+    )
+    view = read_only(folder) or folder
+    done = prune(db, view, "--recordings-max-age-days", "30")
+    # Before: an OSError traceback (exit 1), and serve's retention failed every interval.
+    assert done.exit_code == 1, done.output
+    assert isinstance(done.exception, SystemExit), done.exception
+    line = done.stderr.strip()
+    assert line.startswith("error: could not remove 2 recording files: "), line
+    assert line.endswith(("Read-only file system (and 1 more)", "Permission denied (and 1 more)"))
+    assert "removed 0 recording files" in done.stdout

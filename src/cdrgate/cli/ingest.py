@@ -387,6 +387,9 @@ def prune_command(
         out.print(f"{verb} recording {name}", highlight=False)
     if settings.recordings:
         out.print(f"{verb} {len(files.files)} recording files", highlight=False)
+    if kept := files.kept_line():
+        say("error:", kept)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _describe(report: PruneReport) -> str:

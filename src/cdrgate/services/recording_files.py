@@ -27,6 +27,18 @@ class ScanReport:
 class RecordingPruneReport:
     files: list[str] = field(default_factory=list)  # removed or, in a dry run, would be
     dry_run: bool = False
+    # Files that could not be removed (a read-only folder, as under the unit's
+    # ProtectSystem=strict; another owner's file), each with the system's reason: the rest of
+    # the run goes on, and the next run tries them again.
+    kept: list[tuple[str, str]] = field(default_factory=list)
+
+    def kept_line(self) -> str | None:
+        """One line saying what could not be removed, or None."""
+        if not self.kept:
+            return None
+        path, reason = self.kept[0]
+        more = f" (and {len(self.kept) - 1} more)" if len(self.kept) > 1 else ""
+        return f"could not remove {len(self.kept)} recording files: {path}: {reason}{more}"
 
 
 def scan(db: Database, root: str | Path) -> ScanReport:
@@ -72,8 +84,13 @@ def prune_with_recordings(
     files = RecordingPruneReport(dry_run=dry_run)
     if root and doomed:
         for name, rel in walk(root):
-            if name in doomed and (dry_run or remove(root, rel)):
-                files.files.append(name)
+            if name not in doomed:
+                continue
+            try:
+                if dry_run or remove(root, rel):
+                    files.files.append(name)
+            except OSError as exc:
+                files.kept.append((str(Path(root) / rel), exc.strerror or str(exc)))
         if not dry_run:
             with db.write() as conn:
                 for name in files.files:

@@ -60,6 +60,8 @@ async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
                     )
                 if files.files:
                     log.info("retention removed %d recording files", len(files.files))
+                if kept := files.kept_line():
+                    log.warning("retention %s", kept)
         except Exception:  # a locked or absent database must not kill the loop
             log.warning("retention run failed", exc_info=True)
         await asyncio.sleep(interval)
