@@ -93,3 +93,45 @@ def test_systemd_analyze_verifies_the_unit(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "cdrgate.service" not in done.stderr, done.stderr  # no warning about our unit
+
+
+def test_the_nginx_example_logs_no_query_string():
+    # Download links carry the token and the random; nginx's default "combined" access log
+    # wrote both in clear, which cdrgate's own access log masks.
+    conf = (DEPLOY / "nginx-cdrgate.conf").read_text()
+    formats = dict(re.findall(r"log_format\s+(\w+)\s+((?:'[^']*'\s*)+);", conf))
+    logs = re.findall(r"^\s*access_log\s+(\S+)\s+(\w+)\s*;", conf, re.MULTILINE)
+    assert logs and all(name in formats for _, name in logs), logs
+    for _, name in logs:
+        assert not re.search(r"\$(request|request_uri|args|query_string|arg_\w+)\b", formats[name])
+
+
+def test_nginx_accepts_the_example(tmp_path):
+    nginx, openssl = shutil.which("nginx"), shutil.which("openssl")
+    if nginx is None or openssl is None:
+        pytest.skip("nginx or openssl is not installed here")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=pbx.example.com", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    site = (
+        (DEPLOY / "nginx-cdrgate.conf")
+        .read_text()
+        .replace("/etc/ssl/certs/pbx.example.com.pem", str(cert))
+        .replace("/etc/ssl/private/pbx.example.com.key", str(key))
+        .replace("/var/log/nginx/", f"{tmp_path}/")
+    )
+    (tmp_path / "site.conf").write_text(site)
+    # The example goes in conf.d/, which nginx includes inside its http block.
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events {}\n"
+        f"http {{\n  access_log {tmp_path}/access.log;\n  include {tmp_path}/site.conf;\n}}\n"
+    )
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
