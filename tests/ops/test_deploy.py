@@ -135,3 +135,12 @@ def test_nginx_accepts_the_example(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_operations_doc_names_every_route_label():
+    # The recording endpoints were missing from the list of `route` values.
+    from cdrgate.api.routes import ENDPOINTS
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    labels = text.split("`route` is the endpoint", 1)[1].split("\n\n", 1)[0]
+    assert {f"`{name}`" for name in ENDPOINTS} <= set(re.findall(r"`[a-z/_]+`", labels))
