@@ -144,3 +144,14 @@ def test_operations_doc_names_every_route_label():
     text = (ROOT / "docs" / "operations.md").read_text()
     labels = text.split("`route` is the endpoint", 1)[1].split("\n\n", 1)[0]
     assert {f"`{name}`" for name in ENDPOINTS} <= set(re.findall(r"`[a-z/_]+`", labels))
+
+
+def test_the_units_documentation_links_name_files_the_install_has():
+    # It named /opt/cdrgate/share/doc/cdrgate/operations.md, which pip install does not make:
+    # `systemctl status` showed a dead link.
+    unit = (DEPLOY / "cdrgate.service").read_text()
+    for url in re.findall(r"^Documentation=(.*)$", unit, re.MULTILINE):
+        for link in url.split():
+            if link.startswith("file:///opt/cdrgate/"):
+                installed = Path(sys.prefix) / link.removeprefix("file:///opt/cdrgate/")
+                assert installed.exists(), link
