@@ -54,6 +54,27 @@ def test_sign_in_sets_an_http_only_same_site_session_cookie_and_returns_to_next(
     assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
 
 
+@pytest.mark.parametrize(
+    ("trusted", "proto", "secure"),
+    [
+        # Behind deploy/nginx-cdrgate.conf, TLS ends in nginx, which says so in
+        # X-Forwarded-Proto: the cookie lacked Secure though the browser spoke HTTPS.
+        (("127.0.0.1",), "https", True),
+        (("127.0.0.1",), "http", False),
+        ((), "https", False),  # only a trusted proxy is believed
+    ],
+)
+def test_the_consoles_cookies_are_secure_when_a_trusted_proxy_says_https(
+    make_client, api_account, trusted, proto, secure
+):
+    # The sign-in form's cookie: the session cookie is set by the same code, and a client on
+    # plain http (as this one is) would not send a Secure cookie back to sign in.
+    http = make_client(trusted_proxies=trusted)
+    answer = http.get("/ui/", headers={"X-Forwarded-Proto": proto})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("cdrgate_"))
+    assert ("; secure" in cookie.lower()) is secure, cookie
+
+
 def test_next_pointing_off_the_console_lands_on_the_dashboard(client):
     answer = _sign_in(client, next="//evil.example/ui/")
     assert answer.headers["location"] == "/ui/"

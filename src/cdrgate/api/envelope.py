@@ -287,6 +287,16 @@ class ProxyPolicy:
                 return address
         return peer
 
+    def scheme(self, request: Request) -> str:
+        """``https`` when the client spoke HTTPS: to us, or to a trusted proxy that says so in
+        X-Forwarded-Proto (its TLS ends there: deploy/nginx-cdrgate.conf)."""
+        if self.networks and self.trusts(_peer(request)):
+            # The nearest hop's word, as for X-Forwarded-For.
+            said = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+            if said in ("http", "https"):
+                return said
+        return request.url.scheme
+
 
 def _peer(request: Request) -> str:
     """The socket peer; a non-IP peer (a Unix socket, an in-process client) is kept as named."""
@@ -307,11 +317,15 @@ class ClientAddress:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope.setdefault("state", {})[_CLIENT_IP] = self.proxies.client_ip(Request(scope))
+            request = Request(scope)
+            state = scope.setdefault("state", {})
+            state[_CLIENT_IP] = self.proxies.client_ip(request)
+            state[_CLIENT_SCHEME] = self.proxies.scheme(request)
         await self.app(scope, receive, send)
 
 
 _CLIENT_IP = "cdrgate_client_ip"
+_CLIENT_SCHEME = "cdrgate_client_scheme"
 
 
 def resolved_client(scope: Scope) -> str | None:
@@ -324,3 +338,10 @@ def client_ip(request: Request) -> str:
     """The address ``ClientAddress`` resolved (the socket peer in an app built without it)."""
     resolved = resolved_client(request.scope)
     return resolved if resolved is not None else _peer(request)
+
+
+def client_scheme(request: Request) -> str:
+    """The scheme the client spoke, as ``ClientAddress`` resolved it (trusted proxies'
+    X-Forwarded-Proto honoured); the request's own in an app built without it."""
+    resolved: str | None = request.scope.get("state", {}).get(_CLIENT_SCHEME)
+    return resolved if resolved is not None else request.url.scheme

@@ -20,6 +20,8 @@ import secrets
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cdrgate.api.envelope import client_scheme
+
 SESSION_COOKIE = "cdrgate_session"
 SIGNIN_COOKIE = "cdrgate_signin"
 CSRF_FIELD = "csrf"
@@ -61,7 +63,9 @@ def _set(request: Request, response: Response, name: str, value: str, max_age: i
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS-ending proxy the request reached us in plain HTTP: the browser's scheme
+        # is the proxy's X-Forwarded-Proto.
+        secure=client_scheme(request) == "https",
     )
 
 
