@@ -9,6 +9,7 @@ folder's resolved root before it is opened.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -20,6 +21,8 @@ from typing import BinaryIO
 
 from cdrgate.storage import recordings
 from cdrgate.storage.db import Database
+
+log = logging.getLogger("cdrgate.recordings")
 
 CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -59,6 +62,9 @@ class RecordingFolder:
         self.db = db
         # One refresh at a time per process: a burst of misses walks the folders once.
         self._refreshing = threading.Lock()
+        # Whether the folder was found gone, so that an unmounted share is one warning (and
+        # its return one note), not a line per request.
+        self._gone = False
 
     def open(self, name: str) -> OpenFile | None:
         """The named file, opened for reading; None if the name is unsafe or has no file."""
@@ -107,7 +113,17 @@ class RecordingFolder:
         """List again every sub-folder whose mtime moved; forget the ones that are gone."""
         with self._refreshing:
             if not self.root.is_dir():
+                if not self._gone:
+                    self._gone = True
+                    log.warning(
+                        "recordings folder %s is gone (unmounted or removed?): every recording "
+                        "answers 20014 until it is back",
+                        self.root,
+                    )
                 return
+            if self._gone:
+                self._gone = False
+                log.info("recordings folder %s is back", self.root)
             with self.db.read() as conn:
                 known = recordings.folder_mtimes(conn)
             children: dict[str, list[str]] = {}

@@ -75,3 +75,23 @@ def test_two_folders_with_one_name_serve_the_earliest_folder(db, tree):
     assert opened is not None
     assert opened.stream.read() == b"01"
     opened.stream.close()
+
+
+def test_a_folder_gone_while_serving_is_one_warning_and_its_return_one_note(db, tree, caplog):
+    # An unmounted share made every recording 20014 with no log line but the refusals, and
+    # /readyz does not look at the folder: the operator had nothing to go on.
+    folder = RecordingFolder(tree, db)
+    assert folder.locate("call-01.wav") is not None
+    tree.rename(tree.with_name("rec-unmounted"))
+    with caplog.at_level("INFO", logger="cdrgate.recordings"):
+        assert folder.locate("call-01.wav") is None
+        assert folder.locate("call-02.wav") is None
+        gone = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert [r.getMessage() for r in gone] == [
+            f"recordings folder {tree} is gone (unmounted or removed?): every recording "
+            "answers 20014 until it is back"
+        ]
+        tree.with_name("rec-unmounted").rename(tree)
+        (tree / "2026" / "05" / "03" / "late.wav").write_bytes(b"late")  # a miss: a refresh
+        assert folder.locate("late.wav") is not None
+        assert f"recordings folder {tree} is back" in caplog.messages
