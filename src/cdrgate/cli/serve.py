@@ -196,18 +196,17 @@ def serve(
     limit_malloc_arenas()
     certificate = tls.server_files(settings)
     if certificate is not None:
-        err.print(
+        start_note(
+            settings,
+            "",
             f"TLS certificate {certificate.cert} (SHA-256 {tls.fingerprint(certificate.cert)})",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
         )
     db = open_database(settings.database)
     if plan is not None:
-        say(
+        start_note(
+            settings,
             "warning:",
             f"{len(plan.faults)} fault(s) from {plan.source} will fail requests on purpose",
-            "yellow",
         )
     # The server's own handle (its replicas, its SQLite memory map), once the store exists:
     # open_database's is any command's. Refuses replicas of a SQLite primary before any worker
@@ -215,17 +214,17 @@ def serve(
     db.dispose()
     db = serving_database(settings)
     if settings.recordings and not Path(settings.recordings).is_dir():
-        say(
+        start_note(
+            settings,
             "warning:",
             f"recordings folder {settings.recordings} is not a folder: "
             "every recording answers 20014",
-            "yellow",
         )
     if not accounts.names(db):
-        say(
+        start_note(
+            settings,
             "warning:",
             "no API user yet; create one with 'cdrgate api-user set NAME --password-stdin'",
-            "yellow",
         )
     logging.getLogger("cdrgate").info(
         startup_line(settings, workers, str(certificate.cert) if certificate else "off")
@@ -344,6 +343,19 @@ def check_port_free(host: str, port: int) -> None:
                 f"port {port} on {host} is in use: choose another with --port or CDRGATE_PORT",
             )
             raise typer.Exit(EXIT_PORT) from None
+
+
+def start_note(settings: Settings, label: str, message: str) -> None:
+    """A line of the start, after logging is set up: a log line under ``--log-format json``,
+    which log shippers read one JSON object a line; else the CLI's own (``warning:`` in
+    yellow), as before."""
+    if settings.log_format == "json":
+        level = logging.WARNING if label == "warning:" else logging.INFO
+        logging.getLogger("cdrgate").log(level, "%s", message)
+    elif label:
+        say(label, message, "yellow")
+    else:
+        err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def check_networks(specs: tuple[str, ...], option: str) -> None:
