@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.servers import launch, prepare_database
+from tests.servers import launch
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_every_line_serve_writes_at_start_is_json(tmp_path):
     # The unit's cdrgate.toml sets log_format = "json" for log shippers; the TLS fingerprint
     # and the start warnings were plain text lines among the JSON ones.
-    url = prepare_database(tmp_path)
+    url = f"sqlite:///{tmp_path / 'new.db'}"  # made by serve, with no API user yet
     env = {**os.environ, "CDRGATE_DATABASE": url}
     missing = tmp_path / "none"
     args = ("--log-format", "json", "--self-signed", "--recordings", str(missing))
@@ -27,3 +27,5 @@ def test_every_line_serve_writes_at_start_is_json(tmp_path):
         {"level": e["level"], "message": e["message"]} for e in entries
     ]
     assert any(e["message"].startswith("TLS certificate ") for e in entries)
+    assert any(e["message"].startswith("created a new database at ") for e in entries)
+    assert any(e["message"].startswith("no API user yet") for e in entries)

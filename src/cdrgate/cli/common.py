@@ -140,15 +140,16 @@ def _dispose_opened() -> None:
         _opened.pop().dispose()
 
 
-def open_database(url: str) -> Database:
-    """The store for a command that fills it (import, seed, sync, serve): created if new."""
+def open_database(url: str, note: Callable[[str], None] | None = None) -> Database:
+    """The store for a command that fills it (import, seed, sync, serve): created if new, and
+    said so (by ``note``, given where it is, when the command has its own way to say it)."""
     # Imported here, as in open_existing: the storage stack (SQLAlchemy) is for the commands
     # that open a store, not for every module that needs the error edge or the consoles.
     from cdrgate.services import stores
 
     opened = stores.open_or_create(url)
     if opened.created is not None:
-        note_created(opened.created)
+        (note or note_created)(opened.created)
     return _remember(opened.db)
 
 

@@ -201,7 +201,10 @@ def serve(
             "",
             f"TLS certificate {certificate.cert} (SHA-256 {tls.fingerprint(certificate.cert)})",
         )
-    db = open_database(settings.database)
+    db = open_database(
+        settings.database,
+        lambda where: start_note(settings, "note:", f"created a new database at {where}"),
+    )
     if plan is not None:
         start_note(
             settings,
@@ -353,7 +356,7 @@ def start_note(settings: Settings, label: str, message: str) -> None:
         level = logging.WARNING if label == "warning:" else logging.INFO
         logging.getLogger("cdrgate").log(level, "%s", message)
     elif label:
-        say(label, message, "yellow")
+        say(label, message, "yellow")  # warning: and note: alike, as before
     else:
         err.print(message, highlight=False, markup=False, soft_wrap=True)
 
