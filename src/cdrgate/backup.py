@@ -13,10 +13,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from cdrgate.errors import CdrgateError, UsageError
-from cdrgate.storage.db import normalise_url
+from cdrgate.storage.db import parse_url
 
 PG_DUMP_HINT = (
     "PostgreSQL is backed up with its own tools, consistent while cdrgate runs: "
@@ -33,7 +31,7 @@ class BackupError(CdrgateError):
 
 
 def sqlite_file(url: str) -> Path:
-    parsed = make_url(normalise_url(url))
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
         raise UsageError(PG_DUMP_HINT)
     if (

@@ -79,8 +79,20 @@ def redacted_url(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL is refused later; never echo it whole
-        return "<unparseable database URL>"
+    except Exception:  # an unparseable URL is refused later: shown with its password masked
+        return masked_url(url)
+
+
+def masked_url(url: str) -> str:
+    """A URL SQLAlchemy cannot parse (a port that is no number, ``postgres//`` without its
+    colon), with whatever lies between its user's colon and its last ``@`` replaced by ***:
+    the usage error that refuses it names it, and a password must never reach the output."""
+    at = url.rfind("@")
+    slashes = url.find("//", 0, max(at, 0))
+    colon = url.find(":", slashes + 2 if slashes >= 0 else 0, max(at, 0))
+    if at < 0 or colon < 0:
+        return url  # no credentials in it
+    return f"{url[: colon + 1]}***{url[at:]}"
 
 
 def startup_line(settings: Settings, workers: int, tls: str) -> str:

@@ -176,3 +176,27 @@ def test_an_existing_store_keeps_its_page_size_and_still_works(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM cdr").fetchone()[0] == 100
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [  # a port that is no number; the scheme's colon forgotten
+        (
+            "postgresql://app:s3cretPW@127.0.0.1:notaport/cdr",
+            "postgresql+psycopg://app:***@127.0.0.1:notaport/cdr",
+        ),
+        ("postgres//app:s3cretPW@127.0.0.1/cdr", "postgres//app:***@127.0.0.1/cdr"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command_args", [["stats"], ["backup", "--output", "copy.db"], ["db", "upgrade"]], ids=" ".join
+)
+def test_a_malformed_database_url_is_one_line_without_its_password(
+    url, shown, command_args, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    result = run(*command_args, "--database", url)
+    # Before: the line quoted the whole URL, password and all; backup ended in a traceback.
+    assert result.exit_code == 2, result.output
+    assert "s3cretPW" not in result.output
+    assert result.stderr.splitlines() == [f"error: not a database URL: {shown!r}"]

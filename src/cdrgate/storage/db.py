@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cdrgate import sqlite_interrupts
 from cdrgate.errors import StorageUnavailable, UsageError
+from cdrgate.logsetup import masked_url
 from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.pg_loop import LoopStatements
@@ -199,11 +200,16 @@ def _loop_statements(url: str) -> LoopStatements | None:
         return None
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def parse_url(url: str) -> URL:
+    """``url`` parsed, or a usage error that names it with its password masked."""
     try:
-        parsed = make_url(normalise_url(url))
-    except Exception as exc:  # sqlalchemy raises ArgumentError for junk URLs
-        raise UsageError(f"not a database URL: {url!r}") from exc
+        return make_url(normalise_url(url))
+    except Exception as exc:  # ArgumentError for junk, ValueError for a port that is no number
+        raise UsageError(f"not a database URL: {masked_url(normalise_url(url))!r}") from exc
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
