@@ -16,7 +16,9 @@ from cdrgate.cdr import CSV_HEADER
 from cdrgate.cli.serve import settings_environ
 from cdrgate.settings import Settings
 from cdrgate.storage import schema
+from tests.pg_backends import terminate_backends
 from tests.postgres.conftest import FLEET_CDRS, Fleet
+from tests.waiting import wait_until
 
 DAY = ("2026-03-10 00:00:00", "2026-03-10 23:59:59")
 MONTH = ("2026-03-01 00:00:00", "2026-03-31 23:59:59")
@@ -180,3 +182,55 @@ def test_a_trusted_proxy_that_is_not_an_address_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "--trusted-proxy: not an IP address or network: 'proxy.example'" in result.output
+
+
+def test_a_page_whose_connection_is_lost_under_its_read_is_read_again_and_the_export_completes(
+    fleet: Fleet,
+):
+    """A backend reading an export's page ends (pg_terminate_backend, as an operator's script
+    or a pooler does): the page is read again on a new connection. Before, the download was
+    answered 30003 with its random spent (its first page) or broken off mid-way (a later
+    one), though the database was up."""
+    base_url = fleet.single.base_url
+    token = login(base_url, fleet.password_md5)["token"]
+    random = get_random(base_url, token, "all", MONTH)
+    received: list[bytes] = []
+    failure: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            with httpx.stream(
+                "GET", download_url(base_url, token, random, "all", MONTH), timeout=120
+            ) as response:
+                received.extend(response.iter_bytes())
+        except httpx.HTTPError as exc:
+            failure.append(exc)
+
+    with (
+        psycopg.connect(fleet.database_url) as locker,
+        psycopg.connect(fleet.database_url, autocommit=True) as watcher,
+    ):
+        # The month's rows locked: the export's page read waits, in flight on its backend,
+        # until that backend is ended under it. (The watcher is another session: a
+        # transaction reads pg_stat_activity once, and the locker's stays open.)
+        locker.execute("LOCK TABLE cdr IN ACCESS EXCLUSIVE MODE")
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        waiting: list[int] = []
+
+        def a_page_waits() -> bool:
+            waiting[:] = [
+                row[0]
+                for row in watcher.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'cdrgate' "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchall()
+            ]
+            return bool(waiting)
+
+        wait_until(a_page_waits, "a page read waiting on the lock")
+        terminate_backends(*waiting)
+        locker.rollback()  # the lock goes: the page read again now reads
+    reader.join(120)
+    assert failure == []
+    assert b"".join(received).count(b"\n") == FLEET_CDRS + 1

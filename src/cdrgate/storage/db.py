@@ -879,6 +879,15 @@ class Database:
                     return read(conn)
             except (StorageUnavailable, DBAPIError) as exc:
                 self._replicas.skip(replica, str(exc).splitlines()[0])
+        try:
+            with self.read_export() as conn:
+                return read(conn)
+        except StorageUnavailable as exc:
+            if not _connection_lost(exc.__cause__):
+                raise
+        # Its connection was lost under the read (its backend ended: pg_terminate_backend, a
+        # pooler, a restart): a read has no effect to repeat, so it runs once more on a new
+        # connection, as the loop's reads do (``pg_loop``); a database still down fails again.
         with self.read_export() as conn:
             return read(conn)
 
@@ -1036,6 +1045,12 @@ def _not_a_store_file(exc: BaseException | None) -> bool:
         sqlite3.SQLITE_NOTADB,
         sqlite3.SQLITE_CORRUPT,
     )
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """``exc`` (a StorageUnavailable's cause) lost its PostgreSQL connection under a statement:
+    SQLAlchemy invalidated it (not a pool timeout, nor a statement the server cancelled)."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _driver_error(exc: sqlite3.OperationalError) -> StorageUnavailable:
