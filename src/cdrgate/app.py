@@ -23,7 +23,7 @@ from cdrgate.api.http10 import Http10Compat
 from cdrgate.api.openapi import OPENAPI_PATH, openapi_endpoint
 from cdrgate.api.permit import PermittedNetworks
 from cdrgate.api.routes import STANDARD_METHODS, ApiRoute
-from cdrgate.background import to_the_end
+from cdrgate.background import log_failed_run, to_the_end
 from cdrgate.clock import Clock, system_clock
 from cdrgate.faults import FaultInjector, FaultPlan
 from cdrgate.ingest.push import PushReceiver
@@ -141,8 +141,8 @@ async def _purge_forever(services: Services) -> None:
             await to_the_end(services.downloads.purge_spent)
             await to_the_end(services.recordings.purge_spent)
             await to_the_end(services.downloads.audit.purge_old)
-        except Exception:  # a locked or absent database must not kill the loop
-            log.warning("purge of expired state failed", exc_info=True)
+        except Exception as exc:  # a locked or absent database must not kill the loop
+            log_failed_run(log, "purge of expired state failed", exc)
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
+
+from cdrgate.errors import StorageUnavailable
 
 T = TypeVar("T")
 
@@ -26,3 +29,13 @@ async def to_the_end(call: Callable[..., T], *args: object) -> T:
         if not work.cancelled():
             work.exception()  # taken, so not logged as never retrieved: moot when stopping
         raise
+
+
+def log_failed_run(logger: logging.Logger, what: str, exc: Exception) -> None:
+    """A background run that failed, whose loop goes on: a database that cannot be used (an
+    outage, met again at every run until it ends) is one line with its reason, as a
+    request's is; anything else keeps its traceback."""
+    if isinstance(exc, StorageUnavailable):
+        logger.warning("%s: %s", what, exc)
+    else:
+        logger.warning(what, exc_info=exc)

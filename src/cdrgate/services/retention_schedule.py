@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from cdrgate.background import to_the_end
+from cdrgate.background import log_failed_run, to_the_end
 from cdrgate.clock import Clock
 from cdrgate.services.recording_files import RecordingPruneReport, prune_with_recordings
 from cdrgate.services.retention import PruneReport, RetentionPolicy, wall_clock_now
@@ -62,6 +62,6 @@ async def prune_forever(db: Database, settings: Settings, clock: Clock) -> None:
                     log.info("retention removed %d recording files", len(files.files))
                 if kept := files.kept_line():
                     log.warning("retention %s", kept)
-        except Exception:  # a locked or absent database must not kill the loop
-            log.warning("retention run failed", exc_info=True)
+        except Exception as exc:  # a locked or absent database must not kill the loop
+            log_failed_run(log, "retention run failed", exc)
         await asyncio.sleep(interval)
