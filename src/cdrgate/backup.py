@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cdrgate.errors import CdrgateError, UsageError
 from cdrgate.storage.db import parse_url
+from cdrgate.storage.sqlite_head import PRIVATE_FILE_MODE
 
 PG_DUMP_HINT = (
     "PostgreSQL is backed up with its own tools, consistent while cdrgate runs: "
@@ -56,6 +57,7 @@ def backup(url: str, output: Path) -> int:
     try:
         # One step: a backup in steps starts again whenever serve writes between two, and a
         # busy server writes every few milliseconds. A Ctrl-C waits for the copy's end.
+        _claim_private(partial)
         with closing(_connect(source, readonly=True)) as src, closing(_connect(partial)) as dst:
             src.backup(dst)
         os.replace(partial, output)
@@ -80,12 +82,25 @@ def restore(backup_file: Path, url: str) -> str:
         raise BackupError(
             f"{target} is in use by another process (a running cdrgate serve?): stop it first"
         )
+    if not target.exists():
+        _claim_private(target)
     try:
         with closing(_connect(backup_file, readonly=True)) as src, closing(_connect(target)) as dst:
             src.backup(dst)
     except sqlite3.Error as exc:
         raise BackupError(f"restore failed: {exc}") from None
     return revision
+
+
+def _claim_private(path: Path) -> None:
+    """Make ``path`` an empty owner-only file before SQLite opens it: SQLite would create it
+    0644 less the umask, readable by every local user. A file left by an interrupted run is
+    emptied and made owner-only too."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 def in_use(path: Path) -> bool:

@@ -32,6 +32,10 @@ SNAPSHOT = Path(__file__).resolve().parent.parent / "migrations" / "sqlite_head.
 # pages, and the small flows, the full and the selective export measured no worse
 # (bench/RESULTS.md, "Issue 17, import (ninth round)"). Existing stores keep theirs.
 NEW_STORE_PAGE_SIZE = 16384
+# A store, and a backup of one, holds call records (personal data), password hashes and the
+# key that signs randoms: readable by its owner only, whatever the umask. SQLite gives the
+# -wal and -shm files the mode of the database file.
+PRIVATE_FILE_MODE = 0o600
 
 
 def statements(text: str | None = None) -> list[str]:
@@ -58,12 +62,12 @@ def create(path: Path) -> bool:
     """Make the store file ``path``: its page size, WAL mode, and the newest schema, in one
     transaction; returns whether this call made it. SQLite fixes the page size when it writes
     the file's first page, which setting WAL mode does, so it is set before anything else.
-    The file is claimed first (created exclusively, empty, with SQLite's own permissions): of
-    two processes making the same store at once, the other finds it there and leaves it to
+    The file is claimed first (created exclusively, empty, owner-only: ``PRIVATE_FILE_MODE``):
+    of two processes making the same store at once, the other finds it there and leaves it to
     the usual path. An SQLite error (a full disk) is raised and leaves a file with no table,
     which the next command fills as any empty file (``schema.upgrade``)."""
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
     except FileExistsError:
         return False
     with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)) as raw:
