@@ -54,11 +54,26 @@ def parse_networks(specs: tuple[str, ...], what: str = "") -> tuple[Network, ...
     networks = []
     for spec in specs:
         try:
-            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+            networks.append(_unmapped(ipaddress.ip_network(spec.strip(), strict=False)))
         except ValueError:
             prefix = f"{what}: " if what else ""
             raise UsageError(f"{prefix}not an IP address or network: {spec!r}") from None
     return tuple(networks)
+
+
+# IPv4-mapped IPv6 (::ffff:0:0/96): how a dual-stack socket shows an IPv4 peer.
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: Network) -> Network:
+    """An IPv4-mapped network as the IPv4 network it names (``::ffff:10.0.0.0/104`` is
+    ``10.0.0.0/8``): a client's address is compared as ``normalise_ip`` writes it, IPv4, and
+    an IPv6 network never holds an IPv4 address, so a mapped entry matched no one."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None  # inside ::ffff:0:0/96
+        return ipaddress.IPv4Network((mapped, network.prefixlen - _MAPPED.prefixlen))
+    return network
 
 
 def in_networks(address: str, networks: tuple[Network, ...]) -> bool:

@@ -81,3 +81,17 @@ def test_the_access_log_names_the_client_as_the_rules_saw_it(start_server):
     # An access line is written once the answer has gone: it may come after the client's read.
     wait_until(lambda: bool(named("proxy") and named("other")), "both access lines")
     assert named("proxy") == ["203.0.113.9"] and named("other") == ["127.0.0.2"]
+
+
+def test_networks_written_as_ipv4_mapped_ipv6_match_ipv4_clients(start_server):
+    # How a dual-stack socket (and many logs) write an IPv4 address: the rules compare
+    # clients as IPv4, so these entries matched no one: every client refused, the proxy
+    # not believed.
+    server = start_server("--permit", "::ffff:127.0.0.2", "--trusted-proxy", "::ffff:127.0.0.3/128")
+    with client(server, "127.0.0.2") as http:
+        assert login(http)["status"] == "Success"
+    with client(server, "127.0.0.3") as proxy:
+        assert login(proxy, spoof="127.0.0.2")["status"] == "Success"
+        assert login(proxy, spoof="127.0.0.9") == {"status": "Failed", "errno": "20015"}
+    with client(server, "127.0.0.9") as outsider:
+        assert login(outsider, spoof="127.0.0.2") == {"status": "Failed", "errno": "20015"}
