@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdrgate import metrics
-from cdrgate.api.envelope import ERRNO_NOTE
+from cdrgate.api.envelope import ERRNO_NOTE, PRIVATE_HEADERS
 from cdrgate.api.openapi import OPENAPI_PATH
 from cdrgate.api.routes import ENDPOINTS, STANDARD_METHODS
 from cdrgate.clock import Clock
@@ -108,8 +108,6 @@ def metrics_endpoint(db: Database, clock: Clock) -> Callable[[Request], Awaitabl
 
     async def endpoint(_request: Request) -> Response:
         body = await run_in_threadpool(metrics.exposition, db, clock)
-        return Response(
-            body, headers={"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"}
-        )
+        return Response(body, headers={"Content-Type": metrics.CONTENT_TYPE, **PRIVATE_HEADERS})
 
     return endpoint

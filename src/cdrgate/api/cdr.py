@@ -12,6 +12,7 @@ from starlette.responses import Response
 from cdrgate.api.context import ApiCall, ApiVersion
 from cdrgate.api.envelope import (
     CORS_HEADERS,
+    PRIVATE_HEADERS,
     encoded_headers,
     query_fields,
     read_json_fields,
@@ -159,7 +160,7 @@ async def _small_audited(downloads: DownloadService, ask: DownloadRequest) -> Ex
 # varies, and a poller asks for the same range again and again.
 _BEFORE_NAME = encoded_headers({**CORS_HEADERS, "Content-Type": "text/csv; charset=utf-8"})
 _AFTER_NAME = encoded_headers(
-    {"Access-Control-Expose-Headers": "Content-Disposition", "Cache-Control": "no-store"}
+    {"Access-Control-Expose-Headers": "Content-Disposition", **PRIVATE_HEADERS}
 )
 
 

@@ -38,6 +38,13 @@ QUERY_CORS_HEADERS: Mapping[str, str] = {
     **_ANY_ORIGIN,
     "Access-Control-Expose-Headers": "Content-Disposition, Retry-After, WWW-Authenticate",
 }
+# On every answer that may hold a secret or call records (login's token, get_random's random,
+# a CSV, a query result): no cache, shared or the browser's, keeps a copy, and no browser reads
+# it as another type than it says (JSON or CSV taken for HTML).
+PRIVATE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
 # How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours).
 PREFLIGHT_MAX_AGE_S = 600
 
@@ -56,6 +63,7 @@ def encoded_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 _CORS_RAW = encoded_headers(CORS_HEADERS)
+_PRIVATE_RAW = encoded_headers(PRIVATE_HEADERS)
 
 # The scope key where an envelope notes, as it is sent, the errno it carries ("" for a
 # success): the metrics middleware (httpmetrics.py) counts the errno from there instead of
@@ -67,7 +75,8 @@ class _Answer(Response):
     """A JSON answer built directly: what Starlette's JSONResponse with the CORS headers sent
     (the same bytes, the same headers in the same order), without its per-answer header
     processing, most of its cost, paid by every answer of a small flow. It sends itself, so it
-    leans on no part of Starlette's Response but the attributes middleware reads."""
+    leans on no part of Starlette's Response but the attributes middleware reads. Then the
+    ``PRIVATE_HEADERS``, which JSONResponse's answers lacked."""
 
     def __init__(self, body: bytes, errno: str) -> None:
         self.status_code = 200
@@ -78,6 +87,7 @@ class _Answer(Response):
             *_CORS_RAW,
             (b"content-length", str(len(body)).encode()),
             (b"content-type", b"application/json"),
+            *_PRIVATE_RAW,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from cdrgate.api.context import Services
-from cdrgate.api.envelope import QUERY_CORS_HEADERS, QUERY_METHODS, preflight
+from cdrgate.api.envelope import PRIVATE_HEADERS, QUERY_CORS_HEADERS, QUERY_METHODS, preflight
 from cdrgate.api.streaming import ExportResponse
 from cdrgate.errors import ApiError, BadParameter, Errno, StorageUnavailable
 from cdrgate.logredact import redact
@@ -33,7 +33,7 @@ from cdrgate.settings import Settings
 log = logging.getLogger("cdrgate.api")
 
 PROBLEM_TYPE = "application/problem+json"
-_NO_STORE = {"Cache-Control": "no-store"}
+_NO_STORE = PRIVATE_HEADERS
 # On every answer of the API: pages on other origins may read it (envelope.py says why that
 # is safe). Not on the console's CSV, which shares ``csv_response``: the console is same-origin.
 _HEADERS = {**_NO_STORE, **QUERY_CORS_HEADERS}

@@ -1,0 +1,55 @@
+"""Answers holding a token, a random or call records are kept by no cache and sniffed by no
+browser, on every API of a real ``cdrgate serve``."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from cdrgate.api.envelope import PRIVATE_HEADERS
+from tests.conftest import Flow
+from tests.servers import PASSWORD_MD5, Server, ServerFactory
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory: ServerFactory) -> Server:
+    return module_server_factory()
+
+
+def _private(response: httpx.Response) -> bool:
+    return all(response.headers.get(name) == value for name, value in PRIVATE_HEADERS.items())
+
+
+def test_device_api_answers_are_private(server: Server):
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        flow = Flow(http)
+        login = http.post(
+            flow.url("login"), json={"username": "api", "password": PASSWORD_MD5, "port": "8260"}
+        )
+        token = login.json()["token"]
+        body = {
+            "extid": "all",
+            "starttime": "2026-05-01 00:00:00",
+            "endtime": "2026-05-02 00:00:00",
+        }
+        random = http.post(flow.url("cdr/get_random"), params={"token": token}, json=body)
+        assert random.json()["status"] == "Success"
+        download = flow.download(token)
+        refused = http.post(flow.url("heartbeat"), params={"token": "0" * 32})
+        assert refused.json()["status"] == "Failed"
+        for answer in (login, random, download, refused):
+            assert _private(answer), (answer.request.url.path, answer.headers)
+
+
+def test_query_api_and_metrics_answers_are_private(server: Server):
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        token = Flow(http).login(password=PASSWORD_MD5)["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        answers = [
+            http.get("/v1/cdrs", params={"limit": 1}, headers=bearer),
+            http.get("/v1/cdrs", params={"limit": 1}, headers={**bearer, "Accept": "text/csv"}),
+            http.get("/v1/cdrs"),  # the 401 problem document
+            http.get("/metrics"),
+        ]
+    for answer in answers:
+        assert _private(answer), (answer.request.url, answer.status_code, answer.headers)
