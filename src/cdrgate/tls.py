@@ -10,6 +10,7 @@ import datetime
 import ipaddress
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,12 @@ def server_files(settings: Settings) -> TlsFiles | None:
     if settings.tls_cert or settings.tls_key:
         return tls_files(settings.tls_cert, settings.tls_key)
     return None
+
+
+def readable_by_others(key: Path) -> bool:
+    """Whether every local user may read the private key (mode o+r), and so impersonate the
+    server. Group read is left alone: Debian's ssl-cert group (0640) is a deliberate choice."""
+    return bool(key.stat().st_mode & stat.S_IROTH)
 
 
 def fingerprint(cert: Path) -> str:

@@ -82,6 +82,20 @@ def test_a_given_certificate_and_key_are_served(start_server: StartServer, tmp_p
         assert _download_all(http).status_code == 200
 
 
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, False), (0o600, False)])
+def test_a_key_every_local_user_may_read_is_warned_about(
+    start_server: StartServer, tmp_path, mode: int, warned: bool
+):
+    issued = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    key.chmod(mode)
+    server = start_server("--tls-cert", str(cert), "--tls-key", str(key), scheme="https")
+    warning = f"warning: TLS key {key} is readable by every local user: chmod o-r it"
+    assert (warning in server.output()) is warned
+
+
 def test_a_missing_certificate_file_is_a_one_line_usage_error(tmp_path):
     done = subprocess.run(
         [*CLI, "serve", "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", "x.key",

@@ -201,6 +201,12 @@ def serve(
             "",
             f"TLS certificate {certificate.cert} (SHA-256 {tls.fingerprint(certificate.cert)})",
         )
+        if tls.readable_by_others(certificate.key):
+            start_note(
+                settings,
+                "warning:",
+                f"TLS key {certificate.key} is readable by every local user: chmod o-r it",
+            )
     db = open_database(
         settings.database,
         lambda where: start_note(settings, "note:", f"created a new database at {where}"),
