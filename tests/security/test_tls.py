@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import stat
 import subprocess
@@ -51,6 +52,29 @@ def test_a_client_that_verifies_against_system_roots_is_refused(https_server: Se
     server = https_server
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(server.base_url + "/", verify=ssl.create_default_context(), timeout=10)
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+@pytest.mark.parametrize(
+    ("version", "ciphers"),
+    [
+        (ssl.TLSVersion.TLSv1, "ALL"),
+        (ssl.TLSVersion.TLSv1_1, "ALL"),
+        (ssl.TLSVersion.TLSv1_2, "AES128-SHA:DES-CBC3-SHA:ECDHE-RSA-AES128-SHA"),
+        (ssl.TLSVersion.TLSv1_2, "eNULL:aNULL"),
+    ],
+)
+def test_old_protocols_and_weak_ciphers_are_refused(
+    https_server: Server, version: ssl.TLSVersion, ciphers: str
+):
+    # A client willing to use only them (security level 0 lets this OpenSSL offer them).
+    weak = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    weak.check_hostname, weak.verify_mode = False, ssl.CERT_NONE
+    weak.set_ciphers(f"{ciphers}:@SECLEVEL=0")
+    weak.minimum_version = weak.maximum_version = version
+    with socket.create_connection(("127.0.0.1", https_server.port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError):
+            weak.wrap_socket(raw).close()
 
 
 def test_the_server_announces_the_fingerprint_of_the_certificate_in_its_data_directory(
