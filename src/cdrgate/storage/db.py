@@ -606,7 +606,8 @@ class Database:
         ``durable``: the commit has reached the disk when the block ends. SQLite runs with
         ``synchronous=NORMAL`` (a commit survives a crash of cdrgate, not a power cut); a
         durable write is committed with ``synchronous=FULL``, for data acknowledged to a
-        sender that then forgets it. PostgreSQL commits are durable anyway.
+        sender that then forgets it. PostgreSQL commits are durable unless the server runs
+        ``synchronous_commit = off``; a durable write then commits with ``local``.
         """
         on_loop = _ON_LOOP.get()
         if on_loop is not None and not durable:
@@ -622,6 +623,10 @@ class Database:
             conn.execution_options(cdrgate_write=True)
             if durable and self.is_sqlite:
                 with _synchronous_full(conn), conn.begin():
+                    yield conn
+            elif durable:
+                with conn.begin():
+                    _flushed_commit(conn)
                     yield conn
             else:
                 with conn.begin():
@@ -974,6 +979,17 @@ class Database:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():  # its request was cancelled
         waiter.set_result(None)
+
+
+def _flushed_commit(conn: Connection) -> None:
+    """A PostgreSQL server (or its role or database) set to ``synchronous_commit = off``
+    answers a commit before its WAL is flushed: a crash then loses acknowledged pushes. Only
+    ``off`` is raised, for this transaction, to ``local`` (flushed here); a setting that
+    waits for standbys as well is kept."""
+    conn.exec_driver_sql(
+        "SELECT set_config('synchronous_commit', 'local', true) "
+        "WHERE current_setting('synchronous_commit') = 'off'"
+    )
 
 
 @contextmanager
