@@ -14,6 +14,7 @@ from cdrgate.cli.exits import EXIT_FAILED, EXIT_STORAGE
 from cdrgate.services import stores
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database
+from tests.conftest import postgres_schema
 from tests.migrating import alembic_config
 
 runner = CliRunner()
@@ -63,6 +64,16 @@ def test_creating_commands_say_where_they_created_the_store(creator, tmp_path):
     assert f"created a new database at {path}" in result.stderr
     again = run(*creator, "--database", f"sqlite:///{path}")
     assert "created" not in again.stderr
+
+
+def test_db_upgrade_of_an_empty_postgresql_database_says_it_made_the_tables_there():
+    # The database existed (made by its administrator): "created a new database" was untrue.
+    with postgres_schema() as url:
+        result = run("db", "upgrade", "--database", url)
+        assert result.exit_code == 0, result.output
+        assert "created cdrgate's tables in the empty database postgresql" in result.stderr
+        assert "created a new database" not in result.stderr
+        assert "created" not in run("db", "upgrade", "--database", url).stderr
 
 
 def test_a_store_in_a_missing_directory_names_the_path_and_the_cause(tmp_path):

@@ -142,20 +142,28 @@ def _dispose_opened() -> None:
 
 def open_database(url: str, note: Callable[[str], None] | None = None) -> Database:
     """The store for a command that fills it (import, seed, sync, serve): created if new, and
-    said so (by ``note``, given where it is, when the command has its own way to say it)."""
+    said so (by ``note``, given the line, when the command has its own way to say it)."""
     # Imported here, as in open_existing: the storage stack (SQLAlchemy) is for the commands
     # that open a store, not for every module that needs the error edge or the consoles.
     from cdrgate.services import stores
 
     opened = stores.open_or_create(url)
     if opened.created is not None:
-        (note or note_created)(opened.created)
+        (note or note_created)(created_line(opened.created, sqlite=opened.db.is_sqlite))
     return _remember(opened.db)
 
 
-def note_created(where: str) -> None:
-    """Say that a command made a new store at ``where``."""
-    say("note:", f"created a new database at {where}", "yellow")
+def created_line(where: str, *, sqlite: bool = True) -> str:
+    """What a command says of a store it made at ``where``. A PostgreSQL database existed
+    already: cdrgate made its tables there."""
+    if sqlite:
+        return f"created a new database at {where}"
+    return f"created cdrgate's tables in the empty database {where}"
+
+
+def note_created(line: str) -> None:
+    """Say that a command made a new store (``created_line``)."""
+    say("note:", line, "yellow")
 
 
 def open_existing(url: str, *, write: bool) -> Database:

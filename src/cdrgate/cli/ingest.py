@@ -15,6 +15,7 @@ from cdrgate.cli.common import (
     DEFAULT_DB,
     DatabaseOption,
     cli_errors,
+    created_line,
     err,
     note_created,
     open_database,
@@ -117,7 +118,7 @@ class _Store:
         if self.first_file is None:
             self.db()
         elif first_load.make_if_new(self.first_file):
-            note_created(self.first_file)
+            note_created(created_line(str(self.first_file)))
 
     def db(self) -> Database:
         if self._db is None:

@@ -209,7 +209,7 @@ def serve(
             )
     db = open_database(
         settings.database,
-        lambda where: start_note(settings, "note:", f"created a new database at {where}"),
+        lambda line: start_note(settings, "note:", line),
     )
     if plan is not None:
         start_note(
