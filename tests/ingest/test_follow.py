@@ -3,6 +3,7 @@ restarts, without losing or repeating one. Every wait has a deadline."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cdrgate.cdr import CSV_COLUMNS
+from cdrgate.errors import StorageUnavailable
 from cdrgate.ingest.follow import Follower
 from cdrgate.ingest.formats import Format, row_mapper
 from cdrgate.ingest.lines import Rejected
@@ -225,3 +227,32 @@ def test_a_line_longer_than_a_chunk_is_one_skipped_line_and_later_lines_keep_the
     ]
     assert "(3511)" in reports[0].reason
     assert callids(db) == ["1779962400.1", "1779962400.3"]
+
+
+def test_a_database_outage_is_logged_once_when_it_begins_and_once_when_it_ends(
+    db, tmp_path, monkeypatch, caplog
+):
+    # --follow polled (and logged "will retry") five times a second for a whole outage.
+    path = tmp_path / "Master.csv"
+    append(path, call(1))
+    polls: list[int] = []
+    real_poll = Follower.poll
+
+    def poll(self) -> int:
+        polls.append(1)
+        if len(polls) <= 6:  # the outage: six polls, each refused
+            raise StorageUnavailable("connection refused")
+        return real_poll(self)
+
+    monkeypatch.setattr(Follower, "poll", poll)
+    caplog.set_level(logging.WARNING, logger="cdrgate")
+    running = Running(db, path)
+    try:
+        wait_until(lambda: len(stored_lines(db)) == 1, "the line stored once it is back")
+    finally:
+        running.halt()
+    said = [r.getMessage() for r in caplog.records if r.name == "cdrgate.follow"]
+    assert [m.split(":")[0].split(" after")[0] for m in said] == [
+        "database unavailable, will retry",
+        "database available again",
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from cdrgate.storage.db import Database
 log = logging.getLogger("cdrgate.follow")
 
 POLL_INTERVAL_S = 0.2  # well inside the promise that a line is stored within a second
+OUTAGE_RETRY_MAX_S = 5.0  # a database back is noticed within this
 CHUNK_BYTES = 1 << 20
 OnStore = Callable[[int, int], None]  # (rows stored in the batch, of which new)
 
@@ -74,14 +76,27 @@ class Follower:
         self._resumed = False
 
     def run(self, stop: threading.Event, interval: float = POLL_INTERVAL_S) -> None:
-        """Poll until ``stop`` is set; a database outage is logged and retried."""
+        """Poll until ``stop`` is set. A database outage is said once when it begins and once
+        when it ends, and retried less often the longer it lasts (up to every
+        ``OUTAGE_RETRY_MAX_S``): a line every poll was five a second for the whole outage."""
+        wait = interval
+        down_since: float | None = None
         try:
             while not stop.is_set():
                 try:
                     self.poll()
                 except StorageUnavailable as exc:
-                    log.warning("database unavailable, will retry: %s", exc)
-                stop.wait(interval)
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        log.warning("database unavailable, will retry: %s", exc)
+                    wait = min(wait * 2, max(interval, OUTAGE_RETRY_MAX_S))
+                else:
+                    if down_since is not None:
+                        took = time.monotonic() - down_since
+                        log.warning("database available again after %.0f s; following", took)
+                        down_since = None
+                    wait = interval
+                stop.wait(wait)
         finally:
             self.close()
 
