@@ -264,7 +264,10 @@ class Follower:
         current = self.current
         assert current is not None
         checkpoint = Checkpoint(current.device, current.inode, offset, line)
-        with self.db.write() as conn:
+        # Durable: the offset below moves past these lines for the rest of this run, so a
+        # commit the database loses afterwards (a crash of a PostgreSQL server set to
+        # synchronous_commit = off) would lose them until the next start.
+        with self.db.write(durable=True) as conn:
             inserter = Inserter(self.db, conn)
             for record, ts in records:
                 inserter.add(record, ts)
