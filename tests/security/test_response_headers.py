@@ -3,12 +3,15 @@ browser, on every API of a real ``cdrgate serve``."""
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
 from cdrgate.api.envelope import PRIVATE_HEADERS
+from cdrgate.storage.db import Database
 from tests.conftest import Flow
-from tests.servers import PASSWORD_MD5, Server, ServerFactory
+from tests.servers import PASSWORD_MD5, Server, ServerFactory, launch, prepare_database
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +56,41 @@ def test_query_api_and_metrics_answers_are_private(server: Server):
         ]
     for answer in answers:
         assert _private(answer), (answer.request.url, answer.status_code, answer.headers)
+
+
+def test_recording_answers_are_private(tmp_path):
+    # A recording is a call's audio: the device API's recording/download (its 206 and 416
+    # too) carried Cache-Control but not nosniff, and the 416 neither.
+    url = prepare_database(tmp_path)
+    db = Database(url)
+    with db.read() as conn:
+        name = conn.exec_driver_sql(
+            "SELECT recording FROM cdr WHERE recording != '' ORDER BY recording LIMIT 1"
+        ).scalar_one()
+    db.dispose()
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    (folder / name).write_bytes(b"RIFF" * 100)
+    env = {**os.environ, "CDRGATE_DATABASE": url}
+    server = launch(("--recordings", str(folder)), env, tmp_path / "serve.log", tmp_path)
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            flow = Flow(http)
+            token = flow.login(password=PASSWORD_MD5)["token"]
+
+            def download(range_: str | None) -> httpx.Response:
+                asked = http.post(
+                    flow.url("recording/get_random"),
+                    params={"token": token},
+                    json={"recording": name},
+                )
+                link = {"recording": name, "token": token, "random": asked.json()["random"]}
+                headers = {"Range": range_} if range_ else {}
+                return http.get(flow.url("recording/download"), params=link, headers=headers)
+
+            answers = [download(None), download("bytes=0-9"), download("bytes=9000-")]
+    finally:
+        server.stop()
+    assert [answer.status_code for answer in answers] == [200, 206, 416]
+    for answer in answers:
+        assert _private(answer), (answer.status_code, answer.headers)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cdrgate.api.context import ApiCall
-from cdrgate.api.envelope import CORS_HEADERS, read_json_fields, success
+from cdrgate.api.envelope import CORS_HEADERS, PRIVATE_HEADERS, read_json_fields, success
 from cdrgate.api.streaming import ExportResponse, finish_unsent
 from cdrgate.api.threads import in_thread
 from cdrgate.services.recordings import (
@@ -51,11 +51,12 @@ async def download(request: Request, call: ApiCall) -> Response:
         # attempt had no record.
         body = await in_thread(call.services.recordings.download, ask, if_cancelled=finish_unsent)
     except UnsatisfiableRange as exc:
-        headers = {**CORS_HEADERS, "Content-Range": f"bytes */{exc.size}"}
+        headers = {**CORS_HEADERS, **PRIVATE_HEADERS, "Content-Range": f"bytes */{exc.size}"}
         return Response(status_code=416, headers=headers)
     headers = {
         **CORS_HEADERS,
         **body.transfer_headers(),
+        **PRIVATE_HEADERS,  # a call's audio: kept by no cache, sniffed by no browser
         "Content-Disposition": _disposition(body.name),
         "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range",
     }

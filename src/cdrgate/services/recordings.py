@@ -89,12 +89,12 @@ class RecordingBody:
         return 206 if self.partial else 200
 
     def transfer_headers(self) -> dict[str, str]:
-        """What any answer carrying this body says of it: type, length and (206) range."""
+        """What any answer carrying this body says of it: type, length and (206) range. Caching
+        is each API's own word (api/recording.py, console/pages.py)."""
         headers = {
             "Content-Type": self.content_type,
             "Content-Length": str(self.length),
             "Accept-Ranges": "bytes",
-            "Cache-Control": "no-store",
         }
         if self.partial:
             headers["Content-Range"] = f"bytes {self.first}-{self.last}/{self.size}"
