@@ -16,6 +16,7 @@ import pytest
 
 from tests.ops.test_deploy import DEPLOY
 from tests.servers import PASSWORD_MD5, launch, prepare_database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -126,6 +127,14 @@ def test_an_http10_download_through_nginx_carries_its_content_length(proxied):
 def test_a_forged_x_forwarded_for_does_not_get_through(proxied):
     _url, port, server = proxied
     login_and_random(f"https://127.0.0.1:{port}", **{"X-Forwarded-For": "198.51.100.7"})
-    lines = [line for line in server.output().splitlines() if "cdrgate.access" in line]
-    assert any('127.0.0.1 "POST /api/v1.1.0/login"' in line for line in lines), lines
+
+    def logged() -> list[str]:
+        """The access lines of both requests (login, get_random)."""
+        lines = server.output().splitlines()
+        return [line for line in lines if "cdrgate.access" in line and "/api/v1.1.0/" in line]
+
+    # An access line is written once the answer has gone: it may come after the client's read,
+    # and the address must not be looked for in a log that does not hold the lines yet.
+    wait_until(lambda: len(logged()) >= 2, lambda: str(logged()))
+    assert any('127.0.0.1 "POST /api/v1.1.0/login"' in line for line in logged()), logged()
     assert "198.51.100.7" not in server.output()
