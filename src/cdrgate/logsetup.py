@@ -15,6 +15,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("cdrgate")
 # uvicorn's line when the drain deadline (timeout_graceful_shutdown) cancels requests.
 _DRAIN_CANCEL = re.compile(r"Cancel (\d+) running task\(s\), timeout graceful shutdown exceeded$")
+# A password given in the URL's query (``?password=``, libpq's and psycopg's own keyword, used
+# for one with characters awkward in the user part); SQLAlchemy hides only the user part's.
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.IGNORECASE)
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +81,7 @@ def redacted_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return _masked_query(make_url(url).render_as_string(hide_password=True))
     except Exception:  # an unparseable URL is refused later: shown with its password masked
         return masked_url(url)
 
@@ -91,8 +94,12 @@ def masked_url(url: str) -> str:
     slashes = url.find("//", 0, max(at, 0))
     colon = url.find(":", slashes + 2 if slashes >= 0 else 0, max(at, 0))
     if at < 0 or colon < 0:
-        return url  # no credentials in it
-    return f"{url[: colon + 1]}***{url[at:]}"
+        return _masked_query(url)  # no credentials before the host
+    return _masked_query(f"{url[: colon + 1]}***{url[at:]}")
+
+
+def _masked_query(url: str) -> str:
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def startup_line(settings: Settings, workers: int, tls: str) -> str:

@@ -197,6 +197,10 @@ def test_an_existing_store_keeps_its_page_size_and_still_works(tmp_path):
             "postgresql+psycopg://app:***@127.0.0.1:notaport/cdr",
         ),
         ("postgres//app:s3cretPW@127.0.0.1/cdr", "postgres//app:***@127.0.0.1/cdr"),
+        (  # the password in the query, as libpq and psycopg take it too
+            "postgresql://app@127.0.0.1:notaport/cdr?sslmode=require&password=s3cretPW",
+            "postgresql+psycopg://app@127.0.0.1:notaport/cdr?sslmode=require&password=***",
+        ),
     ],
 )
 @pytest.mark.parametrize(
@@ -211,3 +215,13 @@ def test_a_malformed_database_url_is_one_line_without_its_password(
     assert result.exit_code == 2, result.output
     assert "s3cretPW" not in result.output
     assert result.stderr.splitlines() == [f"error: not a database URL: {shown!r}"]
+
+
+def test_config_show_hides_a_password_given_in_the_query(monkeypatch):
+    # SQLAlchemy hides the user part's password only: the query's was shown in clear, as it
+    # was in serve's start line.
+    url = "postgresql://app@127.0.0.1/cdr?password=s3cretPW&sslmode=require"
+    monkeypatch.setenv("CDRGATE_DATABASE", url)
+    result = run("config", "show")
+    assert result.exit_code == 0, result.output
+    assert "s3cretPW" not in result.output and "password=***" in result.output

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from cdrgate.errors import SchemaError, StorageUnavailable, UsageError
+from cdrgate.logsetup import redacted_url
 from cdrgate.storage import schema, sqlite_head
 from cdrgate.storage.db import Database, normalise_url
 
@@ -123,8 +124,8 @@ def _closed_on_error(db: Database) -> Iterator[None]:
 
 
 def _shown(db: Database) -> str:
-    """The URL without its password."""
-    return db.engine.url.render_as_string(hide_password=True)
+    """The URL without its password (the user part's or the query's)."""
+    return redacted_url(db.engine.url.render_as_string(hide_password=False))
 
 
 def revision(url: str) -> str | None:
