@@ -29,7 +29,8 @@ class RecordingPruneReport:
     dry_run: bool = False
     # Files that could not be removed (a read-only folder, as under the unit's
     # ProtectSystem=strict; another owner's file), each with the system's reason: the rest of
-    # the run goes on, and the next run tries them again.
+    # the run goes on. The next run tries those past recordings_max_age_days again; one whose
+    # CDRs this run removed is named by no CDR after it (recordings scan: unreferenced).
     kept: list[tuple[str, str]] = field(default_factory=list)
 
     def kept_line(self) -> str | None:
