@@ -94,3 +94,16 @@ def test_recording_answers_are_private(tmp_path):
     assert [answer.status_code for answer in answers] == [200, 206, 416]
     for answer in answers:
         assert _private(answer), (answer.status_code, answer.headers)
+
+
+def test_push_answers_are_private_too(server: Server):
+    # Every device API answer carries the headers (SECURITY.md): a push's refusals too.
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        url = Flow(http).url("cdr/push")
+        answers = [
+            http.post(url, json=[]),  # no key: 401
+            http.post(url, content=b"x", headers={"Authorization": "Bearer " + "0" * 32}),
+        ]
+    for answer in answers:
+        assert answer.json()["status"] == "Failed"
+        assert _private(answer), (answer.status_code, answer.headers)

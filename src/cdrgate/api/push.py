@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from cdrgate import metrics
 from cdrgate.api.context import ApiCall
-from cdrgate.api.envelope import CORS_HEADERS, success
+from cdrgate.api.envelope import CORS_HEADERS, PRIVATE_HEADERS, success
 from cdrgate.errors import ApiError, Errno, StorageUnavailable
 from cdrgate.ingest.push import BadEvent, parse_events
 
@@ -67,4 +67,5 @@ async def _body(request: Request, limit: int) -> bytes:
 
 def _failed(errno: Errno, status: int, **extra: str) -> Response:
     content = {"status": "Failed", "errno": errno.value, **extra}
-    return JSONResponse(content, status_code=status, headers=dict(CORS_HEADERS))
+    headers = {**CORS_HEADERS, **PRIVATE_HEADERS}
+    return JSONResponse(content, status_code=status, headers=headers)
