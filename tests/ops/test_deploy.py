@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from cdrgate.config import read_config
+from tests.ops.nginx_example import DEPLOY, tools, write_site
 from tests.ops.promtext import series_names
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
 METRIC = re.compile(r"\bcdrgate_[a-z_]+\b")
 
 
@@ -107,23 +107,8 @@ def test_the_nginx_example_logs_no_query_string():
 
 
 def test_nginx_accepts_the_example(tmp_path):
-    nginx, openssl = shutil.which("nginx"), shutil.which("openssl")
-    if nginx is None or openssl is None:
-        pytest.skip("nginx or openssl is not installed here")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=pbx.example.com", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    site = (
-        (DEPLOY / "nginx-cdrgate.conf")
-        .read_text()
-        .replace("/etc/ssl/certs/pbx.example.com.pem", str(cert))
-        .replace("/etc/ssl/private/pbx.example.com.key", str(key))
-        .replace("/var/log/nginx/", f"{tmp_path}/")
-    )
-    (tmp_path / "site.conf").write_text(site)
+    nginx, _ = tools()
+    write_site(tmp_path)
     # The example goes in conf.d/, which nginx includes inside its http block.
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"

@@ -4,7 +4,6 @@ and openssl are installed): what a client gets through it is what it gets direct
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.ops.test_deploy import DEPLOY
+from tests.ops.nginx_example import tools, write_site
 from tests.servers import PASSWORD_MD5, launch, prepare_database
 from tests.waiting import wait_until
 
@@ -32,29 +31,12 @@ def free_port() -> int:
 @pytest.fixture
 def proxied(tmp_path) -> Iterator[tuple[str, int, object]]:
     """(database URL, nginx's TLS port, the cdrgate server) with the example in front."""
-    nginx, openssl = shutil.which("nginx"), shutil.which("openssl")
-    if nginx is None or openssl is None:
-        pytest.skip("nginx or openssl is not installed here")
+    nginx, _ = tools()
     url = prepare_database(tmp_path)
     env = {**os.environ, "CDRGATE_DATABASE": url}
     server = launch(("--trusted-proxy", "127.0.0.1"), env, tmp_path / "serve.log", tmp_path)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=pbx.example.com", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
     port = free_port()
-    site = (
-        (DEPLOY / "nginx-cdrgate.conf")
-        .read_text()
-        .replace("/etc/ssl/certs/pbx.example.com.pem", str(cert))
-        .replace("/etc/ssl/private/pbx.example.com.key", str(key))
-        .replace("/var/log/nginx/", f"{tmp_path}/")
-        .replace("listen 8088 ssl;", f"listen 127.0.0.1:{port} ssl;")
-        .replace("server 127.0.0.1:8089;", f"server 127.0.0.1:{server.port};")
-    )
-    (tmp_path / "site.conf").write_text(site)
+    write_site(tmp_path, listen=port, upstream=server.port)
     user = "user root;\n" if os.geteuid() == 0 else ""  # the workers read files in tmp_path
     (tmp_path / "nginx.conf").write_text(
         f"{user}daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\n"
