@@ -6,6 +6,7 @@ import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+from cdrgate.services.auth import set_api_user
 from tests.conftest import API_MD5, API_USER, Flow
 
 WRONG_MD5 = hashlib.md5(b"wrong password").hexdigest()
@@ -96,6 +97,30 @@ def test_a_success_resets_the_failure_count(flow):
     for _ in range(4):
         assert flow.login(password=WRONG_MD5)["errno"] == "20003"
     assert flow.login()["status"] == "Success"
+
+
+def test_a_good_login_of_another_account_does_not_reset_the_guesses(flow, db, clock):
+    # A client holding one account could guess another's password without end: four wrong
+    # guesses, one good login of its own account, and again.
+    set_api_user(db, "bob", "bobs password", int(clock() * 1000))
+    bob = hashlib.md5(b"bobs password").hexdigest()
+    for _ in range(4):
+        assert flow.login(password=WRONG_MD5)["errno"] == "20003"
+    assert flow.login(username="bob", password=bob)["status"] == "Success"
+    assert flow.login(password=WRONG_MD5)["errno"] == "20003"  # the fifth: the lock starts
+    assert flow.login(username="bob", password=bob) == {"status": "Failed", "errno": "20002"}
+
+
+def test_guesses_at_several_accounts_are_reset_by_no_good_login(flow, db, clock):
+    set_api_user(db, "bob", "bobs password", int(clock() * 1000))
+    bob = hashlib.md5(b"bobs password").hexdigest()
+    flow.login(username="bob", password=WRONG_MD5)
+    for _ in range(3):
+        flow.login(password=WRONG_MD5)
+    assert flow.login()["status"] == "Success"  # the api account's own: bob's guess stays
+    assert flow.login(username="bob", password=bob)["status"] == "Success"
+    assert flow.login(password=WRONG_MD5)["errno"] == "20003"
+    assert flow.login()["errno"] == "20002"
 
 
 def test_after_a_lapsed_lock_the_count_starts_again(flow, clock):

@@ -113,7 +113,7 @@ def test_lockouts_active_counts_locked_client_ips_from_the_database(client, db, 
     now = int(clock() * 1000)
     with db.write() as conn:
         for ip in ("192.0.2.1", "192.0.2.2"):
-            login_guard.record_failure(conn, ip, now)
+            login_guard.record_failure(conn, ip, now, login_guard.account_key("api"))
             login_guard.lock(conn, ip, now + 60_000)
     assert value(scrape(client), "cdrgate_lockouts_active") == 2
 

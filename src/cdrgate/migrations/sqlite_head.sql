@@ -54,7 +54,7 @@ CREATE TABLE login_guard (
 	client_ip VARCHAR NOT NULL, 
 	failures INTEGER NOT NULL, 
 	locked_until_ms BIGINT NOT NULL, 
-	last_failure_ms BIGINT NOT NULL, 
+	last_failure_ms BIGINT NOT NULL, failed_account VARCHAR, 
 	CONSTRAINT pk_login_guard PRIMARY KEY (client_ip)
 );
 
@@ -177,4 +177,4 @@ CREATE INDEX ix_cdr_callfrom_ts ON cdr (callfrom, ts, callid, sn, line);
 
 CREATE INDEX ix_cdr_callto_ts ON cdr (callto, ts, callid, sn, callfrom, line);
 
-INSERT INTO alembic_version (version_num) VALUES ('0018');
+INSERT INTO alembic_version (version_num) VALUES ('0019');

@@ -74,22 +74,24 @@ class AuthService:
                 metrics.record_login("locked_out")
                 raise ApiError(Errno.LOCKED_OUT, "this address is locked out (api-user unlock)")
             stored = accounts.password_hash(conn, username)
+        tried = login_guard.account_key(username)
         if not passwords.verify_md5(password_md5, stored):
-            self._fail(client_ip, "no such API user" if stored is None else "wrong password")
+            why = "no such API user" if stored is None else "wrong password"
+            self._fail(client_ip, tried, why)
         token = secrets.token_hex(16)
         with self.db.write() as conn:
-            if not login_guard.reset(conn, client_ip, now):
+            if not login_guard.reset(conn, client_ip, now, tried):
                 metrics.record_login("locked_out")
                 raise ApiError(Errno.LOCKED_OUT, "locked out by a concurrent failed login")
             tokens.create(conn, passwords.secret_hash(token), username, client_ip, now, columns)
         metrics.record_login("ok")
         return token
 
-    def _fail(self, client_ip: str, why: str) -> None:
+    def _fail(self, client_ip: str, tried: str, why: str) -> None:
         now = self.now_ms()
         limit = self.settings.lockout_failures
         with self.db.write() as conn:
-            failures = login_guard.record_failure(conn, client_ip, now)
+            failures = login_guard.record_failure(conn, client_ip, now, tried)
             if failures >= limit:
                 login_guard.lock(conn, client_ip, now + self.settings.lockout_seconds * 1000)
         # Failures beyond the limit raced past the lock check: they are answered as locked.

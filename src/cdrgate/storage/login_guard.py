@@ -1,12 +1,16 @@
 """The ``login_guard`` table: consecutive failed logins and lockouts, per client IP.
 
 Failures are counted with one atomic upsert each, so concurrent wrong guesses cannot slip
-more than the allowed number of attempts past the lock, in one process or many.
+more than the allowed number of attempts past the lock, in one process or many. A good login
+clears the count only when every counted failure tried that same account: a client holding
+one account cannot reset its guesses at another's by logging in with its own.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, case, delete, func, select, update
+import hashlib
+
+from sqlalchemy import Connection, case, delete, func, or_, select, update
 
 from cdrgate.storage.dialect import insert
 from cdrgate.storage.tables import login_guard
@@ -20,12 +24,26 @@ def locked_until(conn: Connection, client_ip: str) -> int:
     return int(value or 0)
 
 
-def record_failure(conn: Connection, client_ip: str, now_ms: int) -> int:
-    """Count one failure and return the consecutive count (a lapsed lock starts afresh)."""
+SEVERAL = "*"  # the failures tried more than one account
+
+
+def account_key(username: str) -> str:
+    """The account a login tried, as stored: a digest, so an attacker's made-up names (any
+    length, any bytes) are neither kept nor shown."""
+    return hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def record_failure(conn: Connection, client_ip: str, now_ms: int, account: str) -> int:
+    """Count one failure of a login that tried ``account`` (``account_key``) and return the
+    consecutive count (a lapsed lock starts afresh)."""
     g = login_guard.c
     lapsed = (g.locked_until_ms > 0) & (g.locked_until_ms <= now_ms)
     stmt = insert(conn, login_guard).values(
-        client_ip=client_ip, failures=1, locked_until_ms=0, last_failure_ms=now_ms
+        client_ip=client_ip,
+        failures=1,
+        locked_until_ms=0,
+        last_failure_ms=now_ms,
+        failed_account=account,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[g.client_ip],
@@ -33,6 +51,9 @@ def record_failure(conn: Connection, client_ip: str, now_ms: int) -> int:
             "failures": case((lapsed, 1), else_=g.failures + 1),
             "locked_until_ms": case((lapsed, 0), else_=g.locked_until_ms),
             "last_failure_ms": now_ms,
+            "failed_account": case(
+                (lapsed, account), (g.failed_account == account, account), else_=SEVERAL
+            ),
         },
     ).returning(login_guard.c.failures)
     return int(conn.execute(stmt).scalar_one())
@@ -47,12 +68,15 @@ def lock(conn: Connection, client_ip: str, until_ms: int) -> None:
     )
 
 
-def reset(conn: Connection, client_ip: str, now_ms: int) -> bool:
-    """Clear the count after a good login; False if the IP got locked meanwhile."""
+def reset(conn: Connection, client_ip: str, now_ms: int, account: str) -> bool:
+    """After a good login of ``account`` (``account_key``): clear the count if every counted
+    failure tried that account (a count from before 0019 names none: cleared, as then).
+    False if the IP got locked meanwhile."""
     g = login_guard.c
     if locked_until(conn, client_ip) > now_ms:
         return False
-    conn.execute(delete(login_guard).where(g.client_ip == client_ip))
+    mine = or_(g.failed_account == account, g.failed_account.is_(None))
+    conn.execute(delete(login_guard).where(g.client_ip == client_ip, mine))
     return True
 
 

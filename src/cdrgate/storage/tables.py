@@ -151,6 +151,9 @@ login_guard = Table(
     Column("failures", Integer, nullable=False),
     Column("locked_until_ms", BigInteger, nullable=False),
     Column("last_failure_ms", BigInteger, nullable=False),
+    # Whose password the counted failures tried (``login_guard.account_key``), "*" when they
+    # tried several: only a good login of that one account clears the count (0019).
+    Column("failed_account", String),
 )
 
 download_audit = Table(
