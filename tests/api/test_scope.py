@@ -276,6 +276,7 @@ READS: dict[str, Check] = {
     "/ui/cdrs.csv": test_console_list_and_csv_show_only_the_accounts_calls,
     "/ui/recording": test_console_plays_an_own_recording_and_404s_anothers,
     "/ui/static": "the console's own CSS and script",
+    "/ui/{rest:path}": "a 404 page for any other console address, no CDR",
 }
 
 

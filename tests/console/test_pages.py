@@ -365,3 +365,15 @@ def test_a_direction_the_api_refuses_is_refused_on_the_page(client):
     assert "direction: &#39;up&#39; is not one of desc, asc" in answer.text
     assert client.get("/ui/cdrs.csv?direction=up").status_code == 400
     assert client.get("/ui/cdrs?direction=asc").status_code == 200
+
+
+# (A missing file under /ui/static/ stays a plain 404: an asset, never a page a person sees.)
+@pytest.mark.parametrize("path", ["/ui/nope", "/ui/cdrs/extra", "/ui/Cdrs"])
+def test_an_unknown_console_address_is_a_console_404_page(client, path):
+    # Before: Starlette's plain-text "Not Found", no way back, no console header.
+    _sign_in(client)
+    answer = client.get(path)
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["content-security-policy"] == PAGE_HEADERS["Content-Security-Policy"]
+    assert "No such page" in answer.text and 'href="/ui/cdrs"' in answer.text

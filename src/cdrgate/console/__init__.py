@@ -24,4 +24,7 @@ def routes() -> list[BaseRoute]:
         Route("/ui/cdrs.csv", pages.guarded(pages.cdrs_csv), methods=["GET"]),
         Route("/ui/recording", pages.guarded(pages.recording), methods=["GET"]),
         Mount("/ui/static", StaticFiles(packages=[("cdrgate.console", "static")]), name="static"),
+        # Last: any other address under /ui/ (a mistyped or stale bookmark) is a console page
+        # with the way back, not Starlette's plain-text "Not Found".
+        Route("/ui/{rest:path}", pages.unknown_page, methods=["GET"]),
     ]

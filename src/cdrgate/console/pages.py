@@ -129,6 +129,10 @@ def _signin_page(request: Request, status: int = 200, message: str | None = None
     return response
 
 
+async def unknown_page(request: Request) -> Response:
+    return _problem(request, 404, "No such page in the console.")
+
+
 async def to_home(request: Request) -> Response:
     return RedirectResponse("/ui/", status_code=308)
 
