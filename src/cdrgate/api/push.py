@@ -38,10 +38,13 @@ async def push(request: Request, call: ApiCall) -> Response:
         # dispatcher logs it and answers 499 as for any endpoint; it is no store failure.
         raise
     except StorageUnavailable as exc:
-        log.error("push not stored: %s", exc)
+        # Its commit may have landed with its answer lost: the PBX sends it again on the 503,
+        # and a stored copy is then a duplicate, skipped.
+        log.error("push answered 503, to be sent again (a copy already stored is skipped): %s",
+                  exc)  # fmt: skip
         return _failed(Errno.APISRV_DOWN, 503, reason="store unavailable, send again later")
     except Exception:  # e.g. a raw driver error from the bulk insert: not stored, so retry
-        log.exception("push not stored")
+        log.exception("push answered 503, to be sent again")
         return _failed(Errno.APISRV_DOWN, 503, reason="not stored, send again later")
     return success(
         received=str(result.received),

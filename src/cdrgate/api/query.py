@@ -111,7 +111,10 @@ def _answering_problems(handler: Endpoint) -> Endpoint:
                            errno=exc.errno.value)  # fmt: skip
         except StorageUnavailable as exc:
             log.error("storage unavailable: %s", exc)
-            return problem(503, "Storage unavailable", "the database cannot be reached")
+            # Down, or a statement past its timeout: either way not this request's fault.
+            return problem(
+                503, "Storage unavailable", "the database is down or did not answer in time"
+            )
         except Exception:
             log.exception("unexpected error on GET %s", redact(request.url.path))
             return problem(500, "Internal error", "an unexpected error; see the server log")

@@ -98,7 +98,9 @@ def guarded(handler: Handler) -> Handler:
             return _problem(request, 400, f"{exc.parameter}: {exc.reason}")
         except StorageUnavailable as exc:
             log.error("storage unavailable: %s", exc)
-            return _problem(request, 503, "The database cannot be reached; try again shortly.")
+            return _problem(
+                request, 503, "The database is down or did not answer in time; try again shortly."
+            )
         except ClientDisconnect:
             # Gone before its form was whole: nobody to answer (as the API, api/routes.py).
             return Response(status_code=CLIENT_LEFT)
