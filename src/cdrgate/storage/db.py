@@ -32,6 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cdrgate import sqlite_interrupts
 from cdrgate.errors import StorageUnavailable, UsageError
 from cdrgate.logsetup import masked_url
+from cdrgate.storage import pg_tcp
 from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
 from cdrgate.storage.pg_loop import LoopStatements
@@ -240,6 +241,9 @@ def _postgresql_engine(
     generic = "-c plan_cache_mode=force_generic_plan" if generic_plans else None
     options = " ".join(filter(None, [url.query.get("options"), "-c jit=off", generic]))
     connect_args = {"application_name": "cdrgate", "connect_timeout": 10, "options": options}
+    # A server gone silent (no FIN, no RST) is found within ~30 s, not never (``pg_tcp``);
+    # only the settings the URL leaves out: connect_args would override the URL's own.
+    connect_args.update(pg_tcp.unset_defaults(url.query))
     connect_args.update(kwargs.pop("connect_args", {}))
     engine = create_engine(
         url.difference_update_query(["options"]), connect_args=connect_args, **kwargs

@@ -10,7 +10,8 @@ closes it (a restart, a failover, ``pg_terminate_backend``: its last message the
 the stream) or, rarely, has a notice for it. So its socket has something to read only if it
 may be gone: then, and only then, the connection is pinged as ``pool_pre_ping`` would (a
 notice is read on the way and the connection kept). A silent loss (a cable cut, no FIN) is
-not seen here; nor was it by the ping, which waited for TCP to give up as the request now does.
+not seen here, nor was it by the ping: the request's statement finds it, within the TCP
+keepalive and user timeout every connection is given (``pg_tcp``).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from cdrgate.errors import StorageUnavailable
+from cdrgate.storage import pg_tcp
 from cdrgate.storage.driver import PostgresStatement
 
 # As SQLAlchemy's pool_timeout for the psycopg pools: a burst beyond the pool waits this long
@@ -47,6 +48,7 @@ class LoopStatements:
 
     def __init__(self, url: URL, size: int) -> None:
         self._dsn, settings = _asyncpg_dsn(url)
+        self._tcp = pg_tcp.tcp_settings(url.query)
         self._settings = {
             **settings,
             "application_name": "cdrgate",
@@ -102,9 +104,17 @@ class LoopStatements:
     async def _connect(self) -> Any:
         import asyncpg  # here: a SQLite process never loads it
 
-        return await asyncpg.connect(
+        conn = await asyncpg.connect(
             self._dsn, timeout=CONNECT_TIMEOUT_S, server_settings=self._settings
         )
+        try:
+            # asyncpg knows no keepalives: set as libpq sets psycopg's (``pg_tcp``). Its
+            # transport is private, but the only way to the socket it made.
+            pg_tcp.apply_to_socket(conn._transport.get_extra_info("socket"), self._tcp)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
 
 
 class _Pool:
@@ -212,7 +222,9 @@ def _asyncpg_dsn(url: URL) -> tuple[str, dict[str, str]]:
             raise ValueError(f"cannot read the database URL's options: {options!r}")
     if pending:
         raise ValueError(f"cannot read the database URL's options: {options!r}")
-    plain = url.difference_update_query(["options"]).set(drivername="postgresql")
+    # The TCP settings are libpq's: asyncpg would send them to the server as settings.
+    dropped = ["options", *pg_tcp.TCP_DEFAULTS]
+    plain = url.difference_update_query(dropped).set(drivername="postgresql")
     return plain.render_as_string(hide_password=False), settings
 
 
