@@ -25,6 +25,7 @@ asyncpg is imported on a pool's first use: a SQLite process never loads it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,6 +37,8 @@ from sqlalchemy.engine import URL
 from cdrgate.errors import StorageUnavailable
 from cdrgate.storage import pg_tcp
 from cdrgate.storage.driver import PostgresStatement
+
+log = logging.getLogger(__name__)
 
 # As SQLAlchemy's pool_timeout for the psycopg pools: a burst beyond the pool waits this long
 # for a connection, then is answered as a database that is down.
@@ -49,6 +52,7 @@ class LoopStatements:
     def __init__(self, url: URL, size: int) -> None:
         self._dsn, settings = _asyncpg_dsn(url)
         self._tcp = pg_tcp.tcp_settings(url.query)
+        self._tcp_warned = False
         self._settings = {
             **settings,
             "application_name": "cdrgate",
@@ -111,6 +115,12 @@ class LoopStatements:
             # asyncpg knows no keepalives: set as libpq sets psycopg's (``pg_tcp``). Its
             # transport is private, but the only way to the socket it made.
             pg_tcp.apply_to_socket(conn._transport.get_extra_info("socket"), self._tcp)
+        except (AttributeError, OSError) as exc:
+            # A later asyncpg without that attribute, or a socket that refuses an option:
+            # the connection still serves, only without the silent-server bound. Said once.
+            if not self._tcp_warned:
+                self._tcp_warned = True
+                log.warning("PostgreSQL keepalives not set on the loop's connections: %r", exc)
         except BaseException:
             conn.terminate()
             raise
