@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 from starlette.types import Message
 
@@ -28,11 +29,18 @@ from cdrgate.ingest.store import store_records
 from cdrgate.services import downloads, export
 from cdrgate.services.auth import TOUCH_EVERY_MS, set_api_user
 from cdrgate.settings import Settings
-from cdrgate.storage import audit, pg_loop, signed_spend
+from cdrgate.storage import audit, pg_loop, schema, signed_spend
 from cdrgate.storage.db import Database
 from cdrgate.storage.tables import cdr_random, download_audit
 from tests import cancelled_request
-from tests.conftest import API_PASSWORD, API_USER, POSTGRES_ENV, Flow, make_cdr
+from tests.conftest import (
+    API_PASSWORD,
+    API_USER,
+    POSTGRES_ENV,
+    Flow,
+    make_cdr,
+    postgres_schema,
+)
 from tests.counted import downloads_counted
 from tests.pg_backends import terminate_backends
 from tests.postgres.lost_commit import lose_commit_after
@@ -588,3 +596,31 @@ def test_a_download_cancelled_where_its_statement_spent_nothing_is_audited_cut_o
     with db.read() as conn:
         assert conn.execute(select(cdr_random.c.used_ms)).scalars().all() == spent_before
     assert handed == ["cut_undecided"]  # the audit's write, and no open_download after the cancel
+
+
+@pytest.mark.parametrize(
+    ("query", "on_loop"),
+    [
+        # libpq's own: the loop honours it (asyncpg sent it to the server, which refused it
+        # as a setting, and every statement on the loop failed)
+        ({"connect_timeout": "5"}, True),
+        # libpq's alone, about which server or how it is trusted: psycopg runs the flows
+        ({"sslsni": "1"}, False),
+    ],
+)
+def test_a_url_with_libpq_parameters_still_serves_small_flows(clock, query, on_loop):
+    with postgres_schema() as url:
+        db = Database(make_url(url).update_query_dict(query).render_as_string(False))
+        try:
+            schema.upgrade(db)
+            set_api_user(db, API_USER, API_PASSWORD, int(clock() * 1000))
+            assert (db.loop_statements is not None) == on_loop
+            settings = Settings(database=db.url, access_log=False)
+            app = create_app(settings, database=db, clock=clock)
+            with TestClient(app, base_url="http://pbx.test:8088", client=("127.0.0.1", 5)) as http:
+                flow = Flow(http)
+                token = flow.token()
+                for _ in range(3):  # the first reads the key in a thread; then the loop
+                    assert flow.get_random(token, "1000", *DAY)["status"] == "Success"
+        finally:
+            db.dispose()

@@ -35,7 +35,7 @@ from cdrgate.logsetup import masked_url
 from cdrgate.storage import pg_tcp
 from cdrgate.storage.driver import StoreConnection
 from cdrgate.storage.pg_liveness import ping_when_unsure
-from cdrgate.storage.pg_loop import LoopStatements
+from cdrgate.storage.pg_loop import CONNECT_TIMEOUT_S, LoopStatements
 from cdrgate.storage.replicas import Replica, ReplicaSet, replica_engine_options, wal_position
 from cdrgate.storage.sqlite_settings import CACHE_KIB as CACHE_KIB
 from cdrgate.storage.sqlite_settings import SQLITE_BUSY_TIMEOUT_S as SQLITE_BUSY_TIMEOUT_S
@@ -240,9 +240,11 @@ def _postgresql_engine(
     # ``generic_plans``: see ``STATEMENT_POOL_SIZE``.
     generic = "-c plan_cache_mode=force_generic_plan" if generic_plans else None
     options = " ".join(filter(None, [url.query.get("options"), "-c jit=off", generic]))
-    connect_args = {"application_name": "cdrgate", "connect_timeout": 10, "options": options}
-    # A server gone silent (no FIN, no RST) is found within ~30 s, not never (``pg_tcp``);
-    # only the settings the URL leaves out: connect_args would override the URL's own.
+    connect_args: dict[str, Any] = {"application_name": "cdrgate", "options": options}
+    # Only what the URL leaves out: connect_args would override the URL's own. A server gone
+    # silent (no FIN, no RST) is found within ~30 s, not never (``pg_tcp``).
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = int(CONNECT_TIMEOUT_S)
     connect_args.update(pg_tcp.unset_defaults(url.query))
     connect_args.update(kwargs.pop("connect_args", {}))
     engine = create_engine(

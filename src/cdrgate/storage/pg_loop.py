@@ -43,7 +43,17 @@ log = logging.getLogger(__name__)
 # As SQLAlchemy's pool_timeout for the psycopg pools: a burst beyond the pool waits this long
 # for a connection, then is answered as a database that is down.
 ACQUIRE_TIMEOUT_S = 30.0
-CONNECT_TIMEOUT_S = 10.0  # psycopg's connect_timeout in ``db._postgresql_engine``
+# Every connection's, psycopg's too (``db._postgresql_engine``), unless the URL sets one.
+CONNECT_TIMEOUT_S = 10.0
+# libpq connection parameters asyncpg does not know: it would send each to the server as a
+# setting, which refuses it ("unrecognized configuration parameter"), and every statement on
+# the loop failed. Several choose the server or how it is trusted: the loop cannot honour
+# them, so a URL holding one runs its flows through psycopg, which does (``db``).
+LIBPQ_ONLY = frozenset({
+    "hostaddr", "require_auth", "channel_binding", "fallback_application_name",
+    "replication", "gssencmode", "requiressl", "sslcompression", "sslcertmode",
+    "sslcrldir", "sslsni", "requirepeer", "gssdelegation", "load_balance_hosts",
+})  # fmt: skip
 
 
 class LoopStatements:
@@ -51,6 +61,7 @@ class LoopStatements:
 
     def __init__(self, url: URL, size: int) -> None:
         self._dsn, settings = _asyncpg_dsn(url)
+        self._connect_timeout = _connect_timeout(url)
         self._tcp = pg_tcp.tcp_settings(url.query)
         self._tcp_warned = False
         self._settings = {
@@ -109,7 +120,7 @@ class LoopStatements:
         import asyncpg  # here: a SQLite process never loads it
 
         conn = await asyncpg.connect(
-            self._dsn, timeout=CONNECT_TIMEOUT_S, server_settings=self._settings
+            self._dsn, timeout=self._connect_timeout, server_settings=self._settings
         )
         try:
             # asyncpg knows no keepalives: set as libpq sets psycopg's (``pg_tcp``). Its
@@ -232,8 +243,10 @@ def _asyncpg_dsn(url: URL) -> tuple[str, dict[str, str]]:
             raise ValueError(f"cannot read the database URL's options: {options!r}")
     if pending:
         raise ValueError(f"cannot read the database URL's options: {options!r}")
-    # The TCP settings are libpq's: asyncpg would send them to the server as settings.
-    dropped = ["options", *pg_tcp.TCP_DEFAULTS]
+    for name in sorted(LIBPQ_ONLY.intersection(url.query)):
+        raise ValueError(f"the database URL's {name} is libpq's alone")
+    # libpq's, honoured here: asyncpg would send them to the server as settings.
+    dropped = ["options", "connect_timeout", *pg_tcp.TCP_DEFAULTS]
     plain = url.difference_update_query(dropped).set(drivername="postgresql")
     return plain.render_as_string(hide_password=False), settings
 
@@ -285,3 +298,17 @@ def _unsent(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.exceptions.InternalClientError) and str(exc).startswith(
         "cannot switch to state"
     )
+
+
+def _connect_timeout(url: URL) -> float | None:
+    """The URL's ``connect_timeout`` (libpq's: seconds, 0 or less waits for ever), else
+    ``CONNECT_TIMEOUT_S`` as psycopg's."""
+    given = url.query.get("connect_timeout")
+    if given is None:
+        return CONNECT_TIMEOUT_S
+    value = given if isinstance(given, str) else given[-1]
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"the database URL's connect_timeout is no number: {value!r}") from None
+    return seconds if seconds > 0 else None
