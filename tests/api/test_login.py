@@ -6,7 +6,10 @@ import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import insert
+
 from cdrgate.services.auth import set_api_user
+from cdrgate.storage.tables import login_guard
 from tests.conftest import API_MD5, API_USER, Flow
 
 WRONG_MD5 = hashlib.md5(b"wrong password").hexdigest()
@@ -121,6 +124,23 @@ def test_guesses_at_several_accounts_are_reset_by_no_good_login(flow, db, clock)
     assert flow.login(username="bob", password=bob)["status"] == "Success"
     assert flow.login(password=WRONG_MD5)["errno"] == "20003"
     assert flow.login()["errno"] == "20002"
+
+
+def test_a_count_from_before_the_upgrade_is_taken_as_the_next_failures_account(flow, db, clock):
+    # A row written before migration 0019 names no account; the next failure names its own,
+    # and that account's good login clears the count as it always did.
+    with db.write() as conn:
+        conn.execute(
+            insert(login_guard).values(
+                client_ip="127.0.0.1", failures=3, locked_until_ms=0,
+                last_failure_ms=int(clock() * 1000), failed_account=None,
+            )
+        )  # fmt: skip
+    assert flow.login(password=WRONG_MD5)["errno"] == "20003"  # the fourth
+    assert flow.login()["status"] == "Success"
+    for _ in range(4):
+        assert flow.login(password=WRONG_MD5)["errno"] == "20003"
+    assert flow.login()["status"] == "Success"
 
 
 def test_after_a_lapsed_lock_the_count_starts_again(flow, clock):

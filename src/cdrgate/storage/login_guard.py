@@ -51,8 +51,11 @@ def record_failure(conn: Connection, client_ip: str, now_ms: int, account: str) 
             "failures": case((lapsed, 1), else_=g.failures + 1),
             "locked_until_ms": case((lapsed, 0), else_=g.locked_until_ms),
             "last_failure_ms": now_ms,
+            # A count from before 0019 names no account: taken as this one's.
             "failed_account": case(
-                (lapsed, account), (g.failed_account == account, account), else_=SEVERAL
+                (lapsed | g.failed_account.is_(None), account),
+                (g.failed_account == account, account),
+                else_=SEVERAL,
             ),
         },
     ).returning(login_guard.c.failures)
