@@ -297,15 +297,15 @@ class ProxyPolicy:
                 return address
         return peer
 
-    def scheme(self, request: Request) -> str:
-        """``https`` when the client spoke HTTPS: to us, or to a trusted proxy that says so in
-        X-Forwarded-Proto (its TLS ends there: deploy/nginx-cdrgate.conf)."""
+    def forwarded_scheme(self, request: Request) -> str | None:
+        """The scheme a trusted proxy says the client spoke (X-Forwarded-Proto: its TLS ends
+        there, deploy/nginx-cdrgate.conf); None when no trusted proxy says one."""
         if self.networks and self.trusts(_peer(request)):
             # The nearest hop's word, as for X-Forwarded-For.
             said = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
             if said in ("http", "https"):
                 return said
-        return request.url.scheme
+        return None
 
 
 def _peer(request: Request) -> str:
@@ -330,7 +330,10 @@ class ClientAddress:
             request = Request(scope)
             state = scope.setdefault("state", {})
             state[_CLIENT_IP] = self.proxies.client_ip(request)
-            state[_CLIENT_SCHEME] = self.proxies.scheme(request)
+            # Noted only when a proxy says it: every request would otherwise pay for its URL,
+            # which only the console's cookie asks.
+            if (forwarded := self.proxies.forwarded_scheme(request)) is not None:
+                state[_CLIENT_SCHEME] = forwarded
         await self.app(scope, receive, send)
 
 
@@ -351,7 +354,7 @@ def client_ip(request: Request) -> str:
 
 
 def client_scheme(request: Request) -> str:
-    """The scheme the client spoke, as ``ClientAddress`` resolved it (trusted proxies'
-    X-Forwarded-Proto honoured); the request's own in an app built without it."""
-    resolved: str | None = request.scope.get("state", {}).get(_CLIENT_SCHEME)
-    return resolved if resolved is not None else request.url.scheme
+    """The scheme the client spoke: a trusted proxy's X-Forwarded-Proto as ``ClientAddress``
+    noted it, else the request's own."""
+    forwarded: str | None = request.scope.get("state", {}).get(_CLIENT_SCHEME)
+    return forwarded if forwarded is not None else request.url.scheme
