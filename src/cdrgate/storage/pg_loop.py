@@ -243,8 +243,8 @@ def _asyncpg_dsn(url: URL) -> tuple[str, dict[str, str]]:
             raise ValueError(f"cannot read the database URL's options: {options!r}")
     if pending:
         raise ValueError(f"cannot read the database URL's options: {options!r}")
-    for name in sorted(LIBPQ_ONLY.intersection(url.query)):
-        raise ValueError(f"the database URL's {name} is libpq's alone")
+    if unhonoured := sorted(LIBPQ_ONLY.intersection(url.query)):
+        raise ValueError(f"the database URL's {', '.join(unhonoured)}: libpq's alone")
     # libpq's, honoured here: asyncpg would send them to the server as settings.
     dropped = ["options", "connect_timeout", *pg_tcp.TCP_DEFAULTS]
     plain = url.difference_update_query(dropped).set(drivername="postgresql")
@@ -303,10 +303,9 @@ def _unsent(exc: BaseException) -> bool:
 def _connect_timeout(url: URL) -> float | None:
     """The URL's ``connect_timeout`` (libpq's: seconds, 0 or less waits for ever), else
     ``CONNECT_TIMEOUT_S`` as psycopg's."""
-    given = url.query.get("connect_timeout")
-    if given is None:
+    value = pg_tcp.query_value(url.query, "connect_timeout")
+    if value is None:
         return CONNECT_TIMEOUT_S
-    value = given if isinstance(given, str) else given[-1]
     try:
         seconds = float(value)
     except ValueError:

@@ -42,16 +42,24 @@ def tcp_settings(query: Mapping[str, str | Sequence[str]]) -> dict[str, int]:
     """The TCP settings for a URL's ``query``: its own where it sets them, else the defaults."""
     settings: dict[str, int] = {}
     for name, default in TCP_DEFAULTS.items():
-        given = query.get(name)
-        if given is None:
+        value = query_value(query, name)
+        if value is None:
             settings[name] = default
             continue
-        value = given if isinstance(given, str) else given[-1]
         try:
             settings[name] = int(value)
         except ValueError:
             raise ValueError(f"the database URL's {name} is no whole number: {value!r}") from None
     return settings
+
+
+def query_value(query: Mapping[str, str | Sequence[str]], name: str) -> str | None:
+    """A URL query parameter's value, the last where it is given more than once (as libpq
+    reads a connection string); None where it is not given."""
+    given = query.get(name)
+    if given is None or isinstance(given, str):
+        return given
+    return given[-1]
 
 
 def unset_defaults(query: Mapping[str, Any]) -> dict[str, int]:
